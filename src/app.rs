@@ -1,0 +1,103 @@
+//! Builds and runs everything: the only place that wires concrete pieces together.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    domain::{
+        organization::Organization,
+        token::{Ability, NewToken},
+    },
+    http::{self, AppState},
+    store::{self, Store},
+};
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    first_start_token: Option<NewToken>,
+}
+
+impl Application {
+    /// Opens the store (migrating it), bootstraps an empty installation, and binds the
+    /// listener, so the real address is known before serving (port 0 works).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::open(&config.database_url).await?;
+        let first_start_token = bootstrap(store.as_ref()).await?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            address,
+            state: AppState {
+                store,
+                config: Arc::new(config),
+            },
+            first_start_token,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The owner token when this start created the installation; `None` ever after.
+    pub fn first_start_token(&self) -> Option<&NewToken> {
+        self.first_start_token.as_ref()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http::router(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// On an empty database: creates the organization and its owner token (every ability).
+/// Returns the token only to the start that created it.
+pub async fn bootstrap(store: &dyn Store) -> anyhow::Result<Option<NewToken>> {
+    if store.installation_organization().await?.is_some() {
+        return Ok(None);
+    }
+    let org = Organization::new("Default");
+    let owner = NewToken::generate(&org.id, "owner", Ability::ALL.to_vec());
+    Ok(store.bootstrap(&org, &owner).await?.then_some(owner))
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,12 @@
+//! Pure types and rules. Nothing here performs I/O.
+
+pub mod event_type;
+pub mod field_error;
+pub mod ids;
+pub mod organization;
+pub mod timestamp;
+pub mod token;
+pub mod webhook;
+
+pub use field_error::FieldError;
+pub use timestamp::Timestamp;

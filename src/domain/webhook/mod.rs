@@ -1,0 +1,173 @@
+//! A webhook: what to send, where, and when. Built only through [`parse::parse_spec`].
+
+mod header;
+mod parse;
+
+pub use header::{is_credential_header, mask_value, restore_masked, RESERVED_HEADERS};
+pub use parse::{parse_spec, MAX_URLS};
+
+use serde::{Deserialize, Serialize};
+
+use super::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerType {
+    Automatic,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadType {
+    Standard,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadVersion {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+    #[serde(rename = "PATCH")]
+    Patch,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub event_class: String,
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookUrl {
+    pub url: String,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// Everything a user configures on a webhook, valid by construction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub description: String,
+    pub triggers: Vec<Trigger>,
+    pub urls: Vec<WebhookUrl>,
+    pub header: Vec<Header>,
+    /// Stored as given; the filter module parses it.
+    pub filters: Option<serde_json::Value>,
+    pub max_retry: u8,
+    pub timeout_seconds: u8,
+    pub enabled: bool,
+    pub teams: Vec<String>,
+    pub is_all_teams_configured: bool,
+    pub mail_ids: Vec<String>,
+    pub trigger_type: TriggerType,
+    pub payload_type: PayloadType,
+    pub version: PayloadVersion,
+    pub custom_payload: Option<String>,
+    pub custom_payload_template_slug: Option<String>,
+    pub language: Option<String>,
+}
+
+/// A stored webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub organization_id: String,
+    pub slug: String,
+    pub author_id: String,
+    pub spec: WebhookSpec,
+    /// The Standard Webhooks signing secret (`whsec_…`).
+    pub secret: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Webhook {
+    pub fn new(organization_id: &str, author_id: &str, spec: WebhookSpec) -> Self {
+        let now = Timestamp::now();
+        Self {
+            id: super::ids::new_id("wh"),
+            organization_id: organization_id.to_owned(),
+            slug: slugify(&spec.name),
+            author_id: author_id.to_owned(),
+            spec,
+            secret: new_secret(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    use base64::Engine;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// `My Ops Hook!` → `my-ops-hook`.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            slug.extend(c.to_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "webhook".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_dashes() {
+        assert_eq!(slugify("My Ops  Hook!"), "my-ops-hook");
+        assert_eq!(slugify("!!!"), "webhook");
+    }
+
+    #[test]
+    fn secrets_are_prefixed_and_random() {
+        let a = new_secret();
+        assert!(a.starts_with("whsec_"));
+        assert_eq!(a.len(), 6 + 44);
+        assert_ne!(a, new_secret());
+    }
+}

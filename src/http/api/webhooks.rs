@@ -1,0 +1,237 @@
+//! `/v3/extensions/event-webhooks`: Squadcast's webhook configuration API.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    domain::{
+        token::Ability,
+        webhook::{self, is_credential_header, mask_value, Webhook},
+        Timestamp,
+    },
+    http::{
+        auth::Caller,
+        error::ApiError,
+        extract::{query_pairs, JsonBody},
+        AppState,
+    },
+};
+
+const DEFAULT_PAGE_LIMIT: u64 = 100;
+const MAX_PAGE_LIMIT: u64 = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v3/extensions/event-webhooks", get(list).post(create))
+        .route(
+            "/v3/extensions/event-webhooks/{id}",
+            get(show).put(update).delete(remove),
+        )
+        .route(
+            "/v3/extensions/event-webhooks/{id}/rotate-secret",
+            post(rotate_secret),
+        )
+}
+
+/// The webhook as the API shows it: Squadcast's fields, header credentials masked, and no
+/// secret (only create and rotate add it).
+pub fn webhook_json(w: &Webhook) -> Value {
+    let s = &w.spec;
+    let header: Map<String, Value> = s
+        .header
+        .iter()
+        .map(|h| {
+            let value = if is_credential_header(&h.name) {
+                mask_value(&h.value)
+            } else {
+                h.value.clone()
+            };
+            (h.name.clone(), Value::String(value))
+        })
+        .collect();
+    json!({
+        "id": w.id,
+        "name": s.name,
+        "description": s.description,
+        "slug": w.slug,
+        "organization_id": w.organization_id,
+        "author_id": w.author_id,
+        "created_at": w.created_at.to_rfc3339(),
+        "updated_at": w.updated_at.to_rfc3339(),
+        "version": s.version,
+        "triggers": s.triggers,
+        "urls": s.urls,
+        "header": header,
+        "filters": s.filters,
+        "max_retry": s.max_retry,
+        "timeout_seconds": s.timeout_seconds,
+        "enabled": s.enabled,
+        "teams": s.teams,
+        "is_all_teams_configured": s.is_all_teams_configured,
+        "mail_ids": s.mail_ids,
+        "trigger_type": s.trigger_type,
+        "payload_type": s.payload_type,
+        "custom_payload": s.custom_payload.clone().unwrap_or_default(),
+        "custom_payload_template_slug": s.custom_payload_template_slug.clone().unwrap_or_default(),
+        "language": s.language.clone().unwrap_or_default(),
+    })
+}
+
+fn with_secret(w: &Webhook) -> Value {
+    let mut body = webhook_json(w);
+    body["secret"] = Value::String(w.secret.clone());
+    body
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("webhook {id}"))
+}
+
+fn parse_page_param(name: &str, text: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "query parameter {name} must be a whole number from {min} to {max}, got \"{text}\""
+        ))),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let mut limit = DEFAULT_PAGE_LIMIT;
+    let mut offset = 0;
+    for (name, value) in query_pairs(query.as_deref()) {
+        match name.as_str() {
+            "page-limit" => limit = parse_page_param(&name, &value, 1, MAX_PAGE_LIMIT)?,
+            "offset" => offset = parse_page_param(&name, &value, 0, u64::MAX >> 1)?,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {name}: use page-limit and offset"
+                )))
+            }
+        }
+    }
+    let page = state
+        .store
+        .list_webhooks(caller.organization_id(), limit, offset)
+        .await?;
+    let result: Vec<Value> = page
+        .items
+        .iter()
+        .map(|w| {
+            let mut item = webhook_json(w);
+            // Squadcast's list items carry the template's display name.
+            item["custom_payload_template_name"] = Value::String(
+                w.spec
+                    .custom_payload_template_slug
+                    .clone()
+                    .unwrap_or_default(),
+            );
+            item
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": {"result": result, "meta": {"total_count": page.total}}
+    })))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let spec = webhook::parse_spec(&body).map_err(|e| ApiError::Invalid("invalid_webhook", e))?;
+    let hook = Webhook::new(caller.organization_id(), &caller.token.id, spec);
+    state.store.insert_webhook(&hook).await?;
+    tracing::info!(webhook = %hook.id, name = %hook.spec.name, "webhook created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": with_secret(&hook)})),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let hook = state
+        .store
+        .webhook(caller.organization_id(), &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(json!({"data": webhook_json(&hook)})))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let current = state
+        .store
+        .webhook(caller.organization_id(), &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let mut spec =
+        webhook::parse_spec(&body).map_err(|e| ApiError::Invalid("invalid_webhook", e))?;
+    webhook::restore_masked(&mut spec.header, &current.spec.header);
+    let hook = state
+        .store
+        .update_webhook(caller.organization_id(), &id, &spec, Timestamp::now())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    tracing::info!(webhook = %hook.id, "webhook updated");
+    Ok(Json(json!({"data": webhook_json(&hook)})))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    if !state
+        .store
+        .delete_webhook(caller.organization_id(), &id)
+        .await?
+    {
+        return Err(not_found(&id));
+    }
+    tracing::info!(webhook = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let hook = state
+        .store
+        .set_webhook_secret(
+            caller.organization_id(),
+            &id,
+            &webhook::new_secret(),
+            Timestamp::now(),
+        )
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    tracing::info!(webhook = %hook.id, "webhook secret rotated");
+    Ok(Json(json!({"data": with_secret(&hook)})))
+}

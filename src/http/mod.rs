@@ -1,0 +1,33 @@
+//! The HTTP edge: routing, authentication, error mapping. Handlers parse input into domain
+//! types and call the store; they never make outgoing HTTP calls.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+
+use std::sync::Arc;
+
+use axum::{extract::DefaultBodyLimit, routing::get, Router};
+
+use crate::{config::Config, store::Store};
+
+/// Request bodies above this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .merge(api::webhooks::routes())
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

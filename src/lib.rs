@@ -1,0 +1,11 @@
+//! tocsin: outgoing webhooks for incident events, compatible with Squadcast's.
+//!
+//! Dependencies run one way (DESIGN.md §4): `domain` is pure; `store` and `http` use it;
+//! only `app` wires concrete pieces together; `main.rs` just calls `cli`.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;

@@ -1,0 +1,275 @@
+//! The one SQL implementation of [`Store`]. Every statement here is valid on SQLite and
+//! PostgreSQL alike (`$n` placeholders, BIGINT and TEXT columns).
+
+use async_trait::async_trait;
+use sqlx::{any::AnyRow, AnyPool, Row};
+
+use super::{Page, Store, StoreError, StoreResult};
+use crate::domain::{
+    organization::Organization,
+    token::{Ability, ApiToken, NewToken},
+    webhook::{Webhook, WebhookSpec},
+    Timestamp,
+};
+
+pub(super) struct SqlStore {
+    reader: AnyPool,
+    /// For SQLite a single connection (see `sqlite.rs`); for PostgreSQL the same pool.
+    writer: AnyPool,
+}
+
+impl SqlStore {
+    pub(super) fn new(reader: AnyPool, writer: AnyPool) -> Self {
+        Self { reader, writer }
+    }
+}
+
+const WEBHOOK_COLUMNS: &str =
+    "id, organization_id, slug, author_id, spec, secret, created_at, updated_at";
+const TOKEN_COLUMNS: &str = "id, organization_id, name, abilities, created_at, revoked_at";
+
+fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
+    let abilities: String = row.try_get("abilities")?;
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        name: row.try_get("name")?,
+        abilities: Ability::parse_list(&abilities).map_err(StoreError::Corrupt)?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(Timestamp::from_micros),
+    })
+}
+
+fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
+    let spec: String = row.try_get("spec")?;
+    let id: String = row.try_get("id")?;
+    Ok(Webhook {
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?,
+        id,
+        organization_id: row.try_get("organization_id")?,
+        slug: row.try_get("slug")?,
+        author_id: row.try_get("author_id")?,
+        secret: row.try_get("secret")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
+    })
+}
+
+fn spec_json(spec: &WebhookSpec) -> String {
+    serde_json::to_string(spec).expect("a webhook spec always serializes")
+}
+
+const INSERT_ORGANIZATION: &str =
+    "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)";
+const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, organization_id, name, token_hash, abilities, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn insert_organization(
+    org: &Organization,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(INSERT_ORGANIZATION)
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.created_at.as_micros())
+}
+
+fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(INSERT_TOKEN)
+        .bind(&t.token.id)
+        .bind(&t.token.organization_id)
+        .bind(&t.token.name)
+        .bind(&t.hash)
+        .bind(Ability::join(&t.token.abilities))
+        .bind(t.token.created_at.as_micros())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn bootstrap(&self, org: &Organization, owner: &NewToken) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        // The first statement writes, so SQLite takes its write lock at once.
+        insert_organization(org).execute(&mut *tx).await?;
+        let claimed = sqlx::query(
+            "INSERT INTO installation (singleton, organization_id, created_at) VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&org.id)
+        .bind(org.created_at.as_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_token(owner).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn installation_organization(&self) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.created_at FROM installation i JOIN organizations o ON o.id = i.organization_id",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(organization_from_row).transpose()
+    }
+
+    async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
+        insert_organization(org).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn create_token(&self, token: &NewToken) -> StoreResult<()> {
+        insert_token(token).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at.as_micros())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_webhook(&self, w: &Webhook) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&w.id)
+        .bind(&w.organization_id)
+        .bind(&w.slug)
+        .bind(&w.author_id)
+        .bind(spec_json(&w.spec))
+        .bind(&w.secret)
+        .bind(w.created_at.as_micros())
+        .bind(w.updated_at.as_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+        let row = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 AND id = $2"
+        ))
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    async fn list_webhooks(
+        &self,
+        organization_id: &str,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Page<Webhook>> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE organization_id = $1")
+                .bind(organization_id)
+                .fetch_one(&self.reader)
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(organization_id)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .bind(offset.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(webhook_from_row)
+                .collect::<StoreResult<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn update_webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+        spec: &WebhookSpec,
+        at: Timestamp,
+    ) -> StoreResult<Option<Webhook>> {
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET spec = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
+        ))
+        .bind(spec_json(spec))
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    async fn delete_webhook(&self, organization_id: &str, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND id = $2")
+            .bind(organization_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        organization_id: &str,
+        id: &str,
+        secret: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<Webhook>> {
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET secret = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
+        ))
+        .bind(secret)
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+}

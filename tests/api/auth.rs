@@ -1,0 +1,149 @@
+//! Who may do what: missing, malformed, revoked tokens; abilities; organization scoping.
+
+use reqwest::Method;
+use tocsin::domain::{
+    organization::Organization,
+    token::{Ability, NewToken},
+    Timestamp,
+};
+
+use crate::both_backends;
+use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
+
+const BASE: &str = "/v3/extensions/event-webhooks";
+
+async fn token_with(app: &TestApp, abilities: &[Ability]) -> NewToken {
+    let org = app
+        .store
+        .installation_organization()
+        .await
+        .unwrap()
+        .unwrap();
+    let token = NewToken::generate(&org.id, "test", abilities.to_vec());
+    app.store.create_token(&token).await.unwrap();
+    token
+}
+
+async fn auth_matrix(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let hook = app.create_webhook(&minimal_webhook("mine")).await;
+    let path = format!("{BASE}/{}", hook["id"].as_str().unwrap());
+
+    let none = app.call(Method::GET, BASE, None, None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.body["meta"]["error_code"], "unauthorized");
+    assert!(
+        none.message().contains("Authorization: Bearer"),
+        "{}",
+        none.message()
+    );
+
+    for bad in ["tocsin_short", "Basic abc", "tocsin_ with space", ""] {
+        let reply = app.call(Method::GET, BASE, Some(bad), None).await;
+        assert_eq!(reply.status, 401, "{bad:?}");
+    }
+    // Well-formed but unknown.
+    let stranger = NewToken::generate("org_x", "x", vec![Ability::Admin]);
+    assert_eq!(
+        app.call(Method::GET, BASE, Some(&stranger.plaintext), None)
+            .await
+            .status,
+        401
+    );
+
+    let reader = token_with(&app, &[Ability::Read]).await;
+    assert_eq!(
+        app.call(Method::GET, &path, Some(&reader.plaintext), None)
+            .await
+            .status,
+        200
+    );
+    let body = minimal_webhook("nope").to_string();
+    let forbidden = app
+        .call(
+            Method::POST,
+            BASE,
+            Some(&reader.plaintext),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(forbidden.status, 403);
+    assert!(
+        forbidden.message().contains("manage-webhooks"),
+        "{}",
+        forbidden.message()
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &path, Some(&reader.plaintext), None)
+            .await
+            .status,
+        403
+    );
+
+    let ingest_only = token_with(&app, &[Ability::Ingest]).await;
+    assert_eq!(
+        app.call(Method::GET, BASE, Some(&ingest_only.plaintext), None)
+            .await
+            .status,
+        403
+    );
+
+    let manager = token_with(&app, &[Ability::ManageWebhooks]).await;
+    assert_eq!(
+        app.call(Method::POST, BASE, Some(&manager.plaintext), Some(body))
+            .await
+            .status,
+        201
+    );
+
+    // Revoked tokens stop working at once.
+    assert!(app
+        .store
+        .revoke_token(&reader.token.id, Timestamp::now())
+        .await
+        .unwrap());
+    let revoked = app
+        .call(Method::GET, &path, Some(&reader.plaintext), None)
+        .await;
+    assert_eq!(revoked.status, 401);
+    assert!(revoked.message().contains("revoked"));
+}
+
+async fn other_organizations_objects_do_not_exist(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let hook = app.create_webhook(&minimal_webhook("ours")).await;
+    let path = format!("{BASE}/{}", hook["id"].as_str().unwrap());
+
+    let other = Organization::new("Other");
+    app.store.create_organization(&other).await.unwrap();
+    let theirs = NewToken::generate(&other.id, "other", vec![Ability::Admin]);
+    app.store.create_token(&theirs).await.unwrap();
+    let t = Some(theirs.plaintext.as_str());
+
+    let body = minimal_webhook("hijack").to_string();
+    assert_eq!(app.call(Method::GET, &path, t, None).await.status, 404);
+    assert_eq!(
+        app.call(Method::PUT, &path, t, Some(body)).await.status,
+        404
+    );
+    assert_eq!(app.call(Method::DELETE, &path, t, None).await.status, 404);
+    assert_eq!(
+        app.call(Method::POST, &format!("{path}/rotate-secret"), t, None)
+            .await
+            .status,
+        404
+    );
+    let list = app.call(Method::GET, BASE, t, None).await;
+    assert_eq!(list.body["data"]["meta"]["total_count"], 0);
+
+    // Untouched for its owner.
+    let mine = app.owner(Method::GET, &path, None).await;
+    assert_eq!(mine.body["data"]["name"], "ours");
+    assert_eq!(mine.body["data"]["updated_at"], hook["updated_at"]);
+}
+
+both_backends!(auth_matrix, other_organizations_objects_do_not_exist);

@@ -1,0 +1,218 @@
+//! The real binary: first-start token, token commands while the server runs, `config`.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::helpers::{Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts `tocsin serve` and waits (with a deadline) for it to say where it listens.
+    fn start(database_url: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(DEADLINE)
+            .expect("server reports its address");
+        Server { child, url }
+    }
+
+    /// SIGTERM, then the exit status and everything printed on standard output.
+    fn stop(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = self.child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stdout.read_to_string(&mut out);
+            let _ = tx.send(out);
+        });
+        let out = rx
+            .recv_timeout(DEADLINE)
+            .expect("server exits after SIGTERM");
+        let status = self.child.wait().unwrap();
+        (status.success(), out)
+    }
+}
+
+fn tocsin(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn get_status(url: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{url}/v3/extensions/event-webhooks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn find_token(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+        .find(|w| tocsin::domain::token::looks_like_token(w))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_the_owner_token_once() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url);
+    assert!(server.url.starts_with("http://127.0.0.1:"));
+    let (exited_cleanly, first_out) = server.stop();
+    assert!(exited_cleanly, "SIGTERM ends the server with status 0");
+    let token =
+        find_token(&first_out).unwrap_or_else(|| panic!("owner token printed: {first_out}"));
+    assert!(
+        first_out.contains("curl -H 'Authorization: Bearer"),
+        "with an example: {first_out}"
+    );
+
+    let again = Server::start(&db.url);
+    assert_eq!(
+        get_status(&again.url, &token).await,
+        200,
+        "the printed token works"
+    );
+    let (_, second_out) = again.stop();
+    assert!(
+        find_token(&second_out).is_none(),
+        "never printed again: {second_out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_commands_work_while_the_server_runs() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url);
+
+    let (ok, stdout, stderr) = tocsin(&[
+        "token",
+        "create",
+        "--name",
+        "ci-reader",
+        "--abilities",
+        "read",
+        "--database-url",
+        &db.url,
+    ]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the token on stdout: {stdout:?}");
+    assert!(
+        tocsin::domain::token::looks_like_token(lines[0]),
+        "{stdout:?}"
+    );
+    assert!(
+        stderr.contains("ci-reader"),
+        "what happened goes to stderr: {stderr}"
+    );
+    let token = lines[0];
+
+    assert_eq!(get_status(&server.url, token).await, 200);
+    let create = reqwest::Client::new()
+        .post(format!("{}/v3/extensions/event-webhooks", server.url))
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status().as_u16(), 403, "read only");
+
+    let (ok, listing, _) = tocsin(&["token", "list", "--database-url", &db.url]);
+    assert!(ok);
+    assert!(
+        listing.contains("ci-reader") && listing.contains("owner"),
+        "{listing}"
+    );
+    assert!(!listing.contains(token), "values are never listed");
+    let id = listing
+        .lines()
+        .find(|l| l.contains("ci-reader"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap()
+        .to_owned();
+
+    let (ok, _, stderr) = tocsin(&["token", "revoke", &id, "--database-url", &db.url]);
+    assert!(ok, "{stderr}");
+    assert_eq!(get_status(&server.url, token).await, 401, "revoked at once");
+    let (ok, _, stderr) = tocsin(&["token", "revoke", &id, "--database-url", &db.url]);
+    assert!(
+        !ok && stderr.contains(&id),
+        "revoking twice explains: {stderr}"
+    );
+
+    let (ok, _, stderr) = tocsin(&[
+        "token",
+        "create",
+        "--name",
+        "x",
+        "--abilities",
+        "read,write",
+        "--database-url",
+        &db.url,
+    ]);
+    assert!(!ok && stderr.contains("`write`"), "{stderr}");
+    server.stop();
+}
+
+#[test]
+fn config_prints_every_key_and_unknown_keys_are_named() {
+    let (ok, stdout, _) = tocsin(&["config"]);
+    assert!(ok);
+    for (key, meaning) in tocsin::config::KEYS {
+        let name = key.rsplit('.').next().unwrap();
+        assert!(stdout.contains(&format!("\n{name} = ")), "{key} printed");
+        assert!(stdout.contains(meaning), "{key} explained");
+    }
+    let out = Command::new(BIN)
+        .args(["migrate", "--database-url", "sqlite::memory:"])
+        .env("TOCSIN_DELIVERY__RETRY", "1s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOCSIN_DELIVERY__RETRY") && stderr.contains("delivery.retry"),
+        "{stderr}"
+    );
+}

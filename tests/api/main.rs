@@ -1,0 +1,9 @@
+//! One integration-test binary: the real server on 127.0.0.1:0, over HTTP, against a fresh
+//! SQLite file and, where TEST_POSTGRES_URL is set, a fresh PostgreSQL database.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod store_conformance;
+mod webhooks;

@@ -1,0 +1,456 @@
+//! The webhook configuration API: round trips, validation, pagination, masking, secrets.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
+
+const BASE: &str = "/v3/extensions/event-webhooks";
+
+fn full_webhook() -> Value {
+    json!({
+        "name": "Ops bridge",
+        "description": "Pages the bridge",
+        "triggers": [
+            {"event_class": "incident", "event_type": "triggered"},
+            {"event_class": "incident", "event_type": "resolved"}
+        ],
+        "urls": [
+            {"url": "https://a.example/hook", "method": "POST"},
+            {"url": "https://b.example/hook", "method": "put"},
+            {"url": "http://c.example:8080/x?y=1", "method": "PATCH"}
+        ],
+        "header": {"X-Team": "sre", "Authorization": "Bearer abcdefgh12345678"},
+        "filters": {"op": "and", "conditions": [{"op": "is", "lhs": "service", "rhs": "svc1"}]},
+        "max_retry": 5,
+        "timeout_seconds": 20,
+        "enabled": false,
+        "teams": ["team-a", "team-b"],
+        "is_all_teams_configured": false,
+        "mail_ids": ["ops@example.com", "lead@example.com"],
+        "trigger_type": "manual",
+        "payload_type": "custom",
+        "version": "v1",
+        "custom_payload": "{\"text\": \"{{ incident.message }}\"}",
+        "custom_payload_template_slug": "my-template",
+        "language": "jinja"
+    })
+}
+
+/// Every configured field comes back as sent (methods upper-cased, credentials masked).
+fn assert_configured_fields(data: &Value, sent: &Value) {
+    for key in [
+        "name",
+        "description",
+        "triggers",
+        "filters",
+        "max_retry",
+        "timeout_seconds",
+        "enabled",
+        "teams",
+        "is_all_teams_configured",
+        "mail_ids",
+        "trigger_type",
+        "payload_type",
+        "version",
+        "custom_payload",
+        "custom_payload_template_slug",
+        "language",
+    ] {
+        assert_eq!(data[key], sent[key], "field {key}");
+    }
+    let urls = sent["urls"].as_array().unwrap();
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(data["urls"][i]["url"], url["url"]);
+        assert_eq!(
+            data["urls"][i]["method"],
+            url["method"].as_str().unwrap().to_uppercase()
+        );
+    }
+    for (name, value) in sent["header"].as_object().unwrap() {
+        let shown = data["header"][name].as_str().unwrap();
+        if name == "Authorization" {
+            assert!(
+                shown.starts_with("****") && shown != value,
+                "{name} masked: {shown}"
+            );
+        } else {
+            assert_eq!(shown, value);
+        }
+    }
+    for key in [
+        "id",
+        "created_at",
+        "updated_at",
+        "organization_id",
+        "author_id",
+        "slug",
+    ] {
+        assert!(
+            data[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key} present"
+        );
+    }
+}
+
+async fn round_trip_covers_every_field_and_survives_restart(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let sent = full_webhook();
+    let created = app.create_webhook(&sent).await;
+    assert_configured_fields(&created, &sent);
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let got = app.owner(Method::GET, &format!("{BASE}/{id}"), None).await;
+    assert_eq!(got.status, 200);
+    let mut without_secret = created.clone();
+    without_secret.as_object_mut().unwrap().remove("secret");
+    assert_eq!(
+        got.body["data"], without_secret,
+        "GET shows what create stored, minus the secret"
+    );
+
+    let list = app.owner(Method::GET, BASE, None).await;
+    assert_eq!(list.body["data"]["meta"]["total_count"], 1);
+    assert_eq!(list.body["data"]["result"][0]["id"], id.as_str());
+
+    // GET → edit → PUT, read-only fields and the masked header included.
+    let mut edited = got.body["data"].clone();
+    edited["name"] = json!("Ops bridge 2");
+    edited["urls"] = json!([{"url": "https://d.example/new", "method": "PATCH"}]);
+    edited["enabled"] = json!(true);
+    edited["max_retry"] = json!(0);
+    let put = app
+        .owner(Method::PUT, &format!("{BASE}/{id}"), Some(&edited))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(put.body["data"]["name"], "Ops bridge 2");
+    assert_eq!(
+        put.body["data"]["urls"],
+        json!([{"url": "https://d.example/new", "method": "PATCH"}])
+    );
+    assert_eq!(put.body["data"]["max_retry"], 0);
+    assert_eq!(put.body["data"]["created_at"], created["created_at"]);
+    assert!(put.body["data"]["updated_at"].as_str() >= created["updated_at"].as_str());
+
+    let app = app.restart().await;
+    let after = app.owner(Method::GET, &format!("{BASE}/{id}"), None).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.body["data"], put.body["data"],
+        "data survives a restart"
+    );
+
+    let deleted = app
+        .owner(Method::DELETE, &format!("{BASE}/{id}"), None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        app.owner(Method::GET, &format!("{BASE}/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.owner(Method::DELETE, &format!("{BASE}/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(app.webhook_count().await, 0);
+}
+
+fn with(patch: Value) -> Value {
+    let mut body = minimal_webhook("v");
+    for (k, v) in patch.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+async fn every_validation_rule_is_a_4xx_naming_the_field(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let long_urls: Vec<Value> = (0..11)
+        .map(|i| json!({"url": format!("https://e.example/{i}")}))
+        .collect();
+    let many_headers: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("X-H{i}"), json!("v"))).collect();
+    let many_mails: Vec<String> = (0..11).map(|i| format!("a{i}@example.com")).collect();
+    let cases = [
+        (json!({"name": null}), "name"),
+        (json!({"name": "n".repeat(256)}), "name"),
+        (json!({"triggers": []}), "triggers"),
+        (
+            json!({"triggers": [{"event_class": "incident", "event_type": "deleted"}]}),
+            "triggers[0]",
+        ),
+        (json!({"urls": []}), "urls"),
+        (json!({"urls": long_urls}), "urls"),
+        (json!({"urls": [{"url": "mailto:x@y.z"}]}), "urls[0].url"),
+        (json!({"urls": [{"url": "https://"}]}), "urls[0].url"),
+        (
+            json!({"urls": [{"url": "https://ok.example"}, {"url": "https://ok.example", "method": "DELETE"}]}),
+            "urls[1].method",
+        ),
+        (json!({"header": many_headers}), "header"),
+        (json!({"header": {"Bad Header": "x"}}), "header.Bad Header"),
+        (json!({"header": {"X-Ok": "line\nbreak"}}), "header.X-Ok"),
+        (
+            json!({"header": {"Content-Type": "text/plain"}}),
+            "header.Content-Type",
+        ),
+        (
+            json!({"header": {"webhook-signature": "v1,x"}}),
+            "header.webhook-signature",
+        ),
+        (json!({"max_retry": 11}), "max_retry"),
+        (json!({"max_retry": -1}), "max_retry"),
+        (json!({"timeout_seconds": 31}), "timeout_seconds"),
+        (json!({"enabled": 1}), "enabled"),
+        (json!({"mail_ids": many_mails}), "mail_ids"),
+        (json!({"mail_ids": ["ops at example"]}), "mail_ids[0]"),
+        (json!({"is_all_teams_configured": false}), "teams"),
+        (
+            json!({"teams": "team-a", "is_all_teams_configured": false}),
+            "teams",
+        ),
+        (json!({"trigger_type": "cron"}), "trigger_type"),
+        (json!({"payload_type": "xml"}), "payload_type"),
+        (json!({"payload_type": "custom"}), "custom_payload"),
+        (json!({"version": 2}), "version"),
+        (json!({"surprise": true}), "surprise"),
+    ];
+    for (patch, field) in cases {
+        let body = with(patch.clone());
+        let reply = app.owner(Method::POST, BASE, Some(&body)).await;
+        assert_eq!(reply.status, 422, "{patch}: {}", reply.body);
+        assert_eq!(reply.body["meta"]["error_code"], "invalid_webhook");
+        assert!(
+            reply.message().contains(&format!("{field}:")),
+            "{patch} should name {field}: {}",
+            reply.message()
+        );
+    }
+    assert_eq!(app.webhook_count().await, 0, "nothing was written");
+
+    // A rejected update leaves the stored webhook as it was.
+    let created = app.create_webhook(&minimal_webhook("keep")).await;
+    let path = format!("{BASE}/{}", created["id"].as_str().unwrap());
+    let reply = app
+        .owner(
+            Method::PUT,
+            &path,
+            Some(&with(json!({"name": "changed", "max_retry": 99}))),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    let now = app.owner(Method::GET, &path, None).await;
+    assert_eq!(now.body["data"], {
+        let mut c = created.clone();
+        c.as_object_mut().unwrap().remove("secret");
+        c
+    });
+}
+
+async fn malformed_oversized_and_mistyped_bodies_are_clear_errors(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = app.owner_token.clone();
+    let bad = app
+        .call(
+            Method::POST,
+            BASE,
+            Some(&token),
+            Some("{\"name\": \"x\",\n  \"urls\": [}".into()),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.message().contains("line 2 column"), "{}", bad.message());
+
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let too_big = app.call(Method::POST, BASE, Some(&token), Some(huge)).await;
+    assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.body["meta"]["error_code"], "payload_too_large");
+
+    let not_object = app
+        .call(Method::POST, BASE, Some(&token), Some("[1, 2]".into()))
+        .await;
+    assert_eq!(not_object.status, 422);
+    assert!(not_object.message().contains("body"));
+
+    let mistyped = app
+        .owner(
+            Method::POST,
+            BASE,
+            Some(&with(json!({"urls": "https://x.example"}))),
+        )
+        .await;
+    assert_eq!(mistyped.status, 422);
+    assert!(
+        mistyped.message().contains("urls: must be an array"),
+        "{}",
+        mistyped.message()
+    );
+
+    let unknown_route = app.owner(Method::GET, "/v3/nothing-here", None).await;
+    assert_eq!(unknown_route.status, 404);
+    assert_eq!(app.webhook_count().await, 0);
+}
+
+async fn pagination_uses_page_limit_and_offset(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.create_webhook(&minimal_webhook(&format!("hook {i}")))
+                .await["id"]
+                .clone(),
+        );
+    }
+    let page = |limit: u32, offset: u32| {
+        let app: &TestApp = &app;
+        async move {
+            let reply = app
+                .owner(
+                    Method::GET,
+                    &format!("{BASE}?page-limit={limit}&offset={offset}"),
+                    None,
+                )
+                .await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.body["data"]["meta"]["total_count"], 5);
+            reply.body["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["id"].clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut walked = Vec::new();
+    for offset in [0, 2, 4] {
+        walked.extend(page(2, offset).await);
+    }
+    assert_eq!(walked, ids, "pages walk every webhook once, oldest first");
+    assert!(page(2, 10).await.is_empty());
+    for bad in ["page-limit=0", "page-limit=abc", "offset=-1", "limit=3"] {
+        let reply = app.owner(Method::GET, &format!("{BASE}?{bad}"), None).await;
+        assert_eq!(reply.status, 400, "{bad}");
+        let name = bad.split('=').next().unwrap();
+        assert!(reply.message().contains(name), "{bad}: {}", reply.message());
+    }
+}
+
+async fn credential_headers_are_masked_and_round_trip(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let body = with(json!({"header": {
+        "Authorization": "Bearer live-secret-0001",
+        "X-Api-Key": "key-abcdefghijkl",
+        "X-Team": "sre"
+    }}));
+    let created = app.create_webhook(&body).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["header"]["Authorization"], "****0001");
+    assert_eq!(created["header"]["X-Api-Key"], "****ijkl");
+    assert_eq!(created["header"]["X-Team"], "sre");
+    let shown = app
+        .owner(Method::GET, &format!("{BASE}/{id}"), None)
+        .await
+        .body["data"]
+        .clone();
+    assert_eq!(shown["header"], created["header"]);
+
+    // Sending the masked values back keeps the secrets; a new value replaces one.
+    let mut edited = shown.clone();
+    edited["header"]["X-Api-Key"] = json!("key-rotated-zzzz9999");
+    let put = app
+        .owner(Method::PUT, &format!("{BASE}/{id}"), Some(&edited))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let stored = app
+        .store
+        .webhook(created["organization_id"].as_str().unwrap(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let value = |name: &str| {
+        stored
+            .spec
+            .header
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap()
+            .value
+            .clone()
+    };
+    assert_eq!(value("Authorization"), "Bearer live-secret-0001");
+    assert_eq!(value("X-Api-Key"), "key-rotated-zzzz9999");
+    assert_eq!(put.body["data"]["header"]["X-Api-Key"], "****9999");
+}
+
+async fn secret_is_shown_at_creation_and_rotation_only(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let created = app.create_webhook(&minimal_webhook("signed")).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let first = created["secret"].as_str().unwrap().to_owned();
+    let got = app.owner(Method::GET, &format!("{BASE}/{id}"), None).await;
+    assert!(got.body["data"].get("secret").is_none());
+    let list = app.owner(Method::GET, BASE, None).await;
+    assert!(list.body["data"]["result"][0].get("secret").is_none());
+
+    let rotated = app
+        .owner(Method::POST, &format!("{BASE}/{id}/rotate-secret"), None)
+        .await;
+    assert_eq!(rotated.status, 200);
+    let second = rotated.body["data"]["secret"].as_str().unwrap();
+    assert!(second.starts_with("whsec_") && second != first);
+    let stored = app
+        .store
+        .webhook(created["organization_id"].as_str().unwrap(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.secret, second);
+    let missing = app
+        .owner(Method::POST, &format!("{BASE}/wh_nope/rotate-secret"), None)
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+async fn health_and_readiness(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (200, Some("ready"))
+    );
+}
+
+both_backends!(
+    round_trip_covers_every_field_and_survives_restart,
+    every_validation_rule_is_a_4xx_naming_the_field,
+    malformed_oversized_and_mistyped_bodies_are_clear_errors,
+    pagination_uses_page_limit_and_offset,
+    credential_headers_are_masked_and_round_trip,
+    secret_is_shown_at_creation_and_rotation_only,
+    health_and_readiness,
+);
