@@ -1,11 +1,12 @@
 //! Builds and runs everything: the only place that wires concrete pieces together.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
+    dispatch::Engine,
     domain::{
         organization::Organization,
         token::{Ability, NewToken},
@@ -13,6 +14,9 @@ use crate::{
     http::{self, AppState},
     store::{self, Store},
 };
+
+/// How long a graceful shutdown waits for attempts in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Application {
     listener: TcpListener,
@@ -27,6 +31,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let first_start_token = bootstrap(store.as_ref()).await?;
+        let engine = Engine::start(store.clone(), &config.delivery)?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -37,6 +42,7 @@ impl Application {
             state: AppState {
                 store,
                 config: Arc::new(config),
+                engine,
             },
             first_start_token,
         })
@@ -55,15 +61,18 @@ impl Application {
         self.state.store.clone()
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes: then stops taking requests, lets attempts in
+    /// flight finish for up to [`SHUTDOWN_GRACE`], and releases the leases of the rest.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let engine = self.state.engine.clone();
         let router = http::router(self.state);
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
+        engine.shutdown(SHUTDOWN_GRACE).await;
         Ok(())
     }
 }

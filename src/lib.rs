@@ -6,6 +6,9 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod intake;
+pub mod payload;
 pub mod store;

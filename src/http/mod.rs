@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::{extract::DefaultBodyLimit, routing::get, Router};
 
-use crate::{config::Config, store::Store};
+use crate::{config::Config, dispatch::Engine, store::Store};
 
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -19,6 +19,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    /// Handed the deliveries intake leased; the HTTP layer never sends anything itself.
+    pub engine: Engine,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -26,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .merge(api::webhooks::routes())
+        .merge(api::logs::routes())
+        .merge(api::events::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
+    delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
+    event::Event,
     organization::Organization,
     token::{ApiToken, NewToken},
     webhook::{Webhook, WebhookSpec},
@@ -38,8 +40,13 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// Everything tocsin stores.
+pub trait Store: ConfigStore + DeliveryStore {}
+impl<T: ConfigStore + DeliveryStore> Store for T {}
+
+/// Organizations, tokens and webhook configuration.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ConfigStore: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -60,6 +67,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_webhook(&self, webhook: &Webhook) -> StoreResult<()>;
     async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
+    /// Every webhook of the organization, for matching.
+    async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>>;
+    async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;
     /// Oldest first.
     async fn list_webhooks(
         &self,
@@ -83,6 +93,102 @@ pub trait Store: Send + Sync + 'static {
         secret: &str,
         at: Timestamp,
     ) -> StoreResult<Option<Webhook>>;
+}
+
+/// A claim on deliveries: who holds them and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Timestamp,
+}
+
+/// What intake stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub event_id: String,
+    pub deliveries: u64,
+    /// The event was seen before: nothing was written and this is the first answer.
+    pub duplicate: bool,
+    /// Deliveries leased to the caller, to start at once; the rest wait for their lane.
+    pub leased: Vec<String>,
+}
+
+/// Which log entries to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogQuery {
+    pub state: Option<DeliveryState>,
+    pub event_type: Option<String>,
+    pub incident_id: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Entries older than this position (from the previous page).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// Events, deliveries and attempts: the intake's writes, the engine's queue, the logs.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// In one transaction: the event, the incident's latest snapshot, and its deliveries,
+    /// each leased to `lease` (if any) unless its URL is among `saturated_urls` (the engine has no
+    /// room for it) or an earlier delivery of its lane is pending. A repeated producer id changes nothing and returns the first answer.
+    async fn accept_event(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        lease: Option<&Lease>,
+        saturated_urls: &[String],
+    ) -> StoreResult<Accepted>;
+    /// More deliveries of a stored event (the manual trigger), with the same leasing rule.
+    async fn add_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        lease: Option<&Lease>,
+        saturated_urls: &[String],
+    ) -> StoreResult<Vec<String>>;
+    /// The latest event received for an incident.
+    async fn latest_incident_event(
+        &self,
+        organization_id: &str,
+        incident_id: &str,
+    ) -> StoreResult<Option<Event>>;
+    /// Leases up to `limit` pending deliveries that are due, not leased (or whose lease
+    /// expired), first in their lane, and not to one of `skip_urls`.
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+        skip_urls: &[String],
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Extends a lease still held by `lease.owner`; false when it was lost.
+    async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool>;
+    /// Records attempts and the resulting states in one transaction. A delivery whose
+    /// lease `owner` no longer holds (cancelled, or reclaimed) keeps its state; the attempt
+    /// is recorded all the same.
+    async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()>;
+    /// Gives back every lease `owner` holds (graceful shutdown).
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
+    /// Cancels a webhook's pending deliveries.
+    async fn cancel_pending(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64>;
+    /// A webhook's deliveries, newest first, with each one's position for paging.
+    async fn list_deliveries(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        query: &LogQuery,
+    ) -> StoreResult<Vec<(i64, Delivery)>>;
+    async fn delivery(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`), creating an SQLite

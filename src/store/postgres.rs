@@ -1,6 +1,9 @@
 use sqlx::any::AnyPoolOptions;
 
-use super::{sql::SqlStore, StoreResult};
+use super::{
+    sql::{Dialect, SqlStore},
+    StoreResult,
+};
 
 pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
     let pool = AnyPoolOptions::new()
@@ -8,5 +11,5 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(pool.clone(), pool))
+    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres))
 }

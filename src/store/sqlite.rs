@@ -1,6 +1,9 @@
 use sqlx::{any::AnyPoolOptions, Executor};
 
-use super::{sql::SqlStore, StoreResult};
+use super::{
+    sql::{Dialect, SqlStore},
+    StoreResult,
+};
 
 /// SQLite allows one writer at a time. Giving writes their own single-connection pool
 /// queues them in-process instead of failing with SQLITE_BUSY when a read transaction
@@ -24,7 +27,7 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
     let writer = setup().max_connections(1).connect(&url).await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
     let reader = setup().max_connections(8).connect(&url).await?;
-    Ok(SqlStore::new(reader, writer))
+    Ok(SqlStore::new(reader, writer, Dialect::Sqlite))
 }
 
 /// `sqlite://tocsin.db` must create the file when it is missing.

@@ -121,28 +121,43 @@ pub struct TestApp {
     pub address: String,
     pub owner_token: String,
     pub store: Arc<dyn Store>,
+    pub config: Config,
     pub db: TestDb,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// How long a test waits for an observable outcome before it fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Test receivers live on loopback, so tests allow it; retries come quickly.
 pub fn test_config(database_url: &str) -> Config {
-    Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".to_owned(),
         database_url: database_url.to_owned(),
         ..Config::default()
-    }
+    };
+    config.delivery.allowed_networks = vec!["127.0.0.0/8".to_owned()];
+    config.delivery.retry_schedule = vec![std::time::Duration::from_millis(100)];
+    config
 }
 
 /// Starts the real server in-process on a fresh database of the given backend.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    let db = TestDb::new(backend).await?;
-    Some(start(db, None).await)
+    spawn_app_with(backend, |_| {}).await
 }
 
-async fn start(db: TestDb, owner_token: Option<String>) -> TestApp {
-    let application = Application::build(test_config(&db.url))
+/// The same, with the test configuration changed first.
+pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let db = TestDb::new(backend).await?;
+    let mut config = test_config(&db.url);
+    change(&mut config);
+    Some(start(db, config, None).await)
+}
+
+async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestApp {
+    let application = Application::build(config.clone())
         .await
         .expect("server starts");
     let owner_token = owner_token
@@ -163,6 +178,7 @@ async fn start(db: TestDb, owner_token: Option<String>) -> TestApp {
         address,
         owner_token,
         store,
+        config,
         db,
         client: reqwest::Client::new(),
         stop: Some(stop),
@@ -200,7 +216,8 @@ impl TestApp {
                 postgres: None,
             },
         );
-        start(db, Some(owner)).await
+        let config = self.config.clone();
+        start(db, config, Some(owner)).await
     }
 
     pub async fn call(
@@ -259,6 +276,26 @@ impl TestApp {
         reply.body["data"]["meta"]["total_count"]
             .as_u64()
             .expect("total_count")
+    }
+}
+
+/// Waits (at most `DEADLINE`) until `check` holds for the value `probe` returns.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F, check: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: std::fmt::Debug,
+{
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let value = probe().await;
+        if check(&value) {
+            return value;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("{what}: not reached before the deadline; last seen {value:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -2,8 +2,10 @@
 //! SQLite file and, where TEST_POSTGRES_URL is set, a fresh PostgreSQL database.
 
 mod helpers;
+mod receiver;
 
 mod auth;
 mod cli;
+mod delivery;
 mod store_conformance;
 mod webhooks;

@@ -7,7 +7,7 @@ use super::{
     header::RESERVED_HEADERS, Header, Method, PayloadType, PayloadVersion, Trigger, TriggerType,
     WebhookSpec, WebhookUrl,
 };
-use crate::domain::{event_type::EventType, FieldError};
+use crate::domain::{event_type::EventType, field_error::json_kind as kind, FieldError};
 
 pub const MAX_URLS: usize = 10;
 const MAX_HEADERS: usize = 20;
@@ -585,18 +585,6 @@ fn is_email_address(text: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// How a JSON value is named in error messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

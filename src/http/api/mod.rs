@@ -1,6 +1,8 @@
 //! JSON API handlers, one file per resource.
 
+pub mod events;
 pub mod health;
+pub mod logs;
 pub mod webhooks;
 
 use axum::http::{StatusCode, Uri};

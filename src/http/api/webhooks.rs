@@ -195,6 +195,13 @@ async fn update(
         .update_webhook(caller.organization_id(), &id, &spec, Timestamp::now())
         .await?
         .ok_or_else(|| not_found(&id))?;
+    if !hook.spec.enabled {
+        let cancelled = state
+            .store
+            .cancel_pending(caller.organization_id(), &id, Timestamp::now())
+            .await?;
+        tracing::info!(webhook = %hook.id, cancelled, "webhook disabled; pending deliveries cancelled");
+    }
     tracing::info!(webhook = %hook.id, "webhook updated");
     Ok(Json(json!({"data": webhook_json(&hook)})))
 }

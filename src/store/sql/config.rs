@@ -1,28 +1,16 @@
-//! The one SQL implementation of [`Store`]. Every statement here is valid on SQLite and
-//! PostgreSQL alike (`$n` placeholders, BIGINT and TEXT columns).
+//! Organizations, tokens and webhooks.
 
 use async_trait::async_trait;
-use sqlx::{any::AnyRow, AnyPool, Row};
+use sqlx::{any::AnyRow, Row};
 
-use super::{Page, Store, StoreError, StoreResult};
+use super::SqlStore;
 use crate::domain::{
     organization::Organization,
     token::{Ability, ApiToken, NewToken},
     webhook::{Webhook, WebhookSpec},
     Timestamp,
 };
-
-pub(super) struct SqlStore {
-    reader: AnyPool,
-    /// For SQLite a single connection (see `sqlite.rs`); for PostgreSQL the same pool.
-    writer: AnyPool,
-}
-
-impl SqlStore {
-    pub(super) fn new(reader: AnyPool, writer: AnyPool) -> Self {
-        Self { reader, writer }
-    }
-}
+use crate::store::{ConfigStore, Page, StoreError, StoreResult};
 
 const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, created_at, updated_at";
@@ -50,7 +38,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
     })
 }
 
-fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
+pub(super) fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     let spec: String = row.try_get("spec")?;
     let id: String = row.try_get("id")?;
     Ok(Webhook {
@@ -94,7 +82,7 @@ fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
 }
 
 #[async_trait]
-impl Store for SqlStore {
+impl ConfigStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -196,6 +184,24 @@ impl Store for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(organization_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn organization(&self, id: &str) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(organization_from_row).transpose()
     }
 
     async fn list_webhooks(

@@ -1,0 +1,9 @@
+//! The delivery engine: claim, send (HTTP client with SSRF guard), record, schedule.
+
+mod client;
+mod engine;
+pub mod guard;
+mod send;
+
+pub use engine::{Engine, Job};
+pub use send::USER_AGENT;

@@ -1,0 +1,125 @@
+//! Deliveries (one event to one URL of one webhook) and their attempts.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{webhook::Method, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 4] = [
+        DeliveryState::Pending,
+        DeliveryState::Succeeded,
+        DeliveryState::Failed,
+        DeliveryState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A delivery as intake creates it. URL and method are fixed here, so that editing a
+/// webhook's URLs affects only deliveries created afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// Also the `webhook-id` header: stable across attempts.
+    pub id: String,
+    pub organization_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub incident_id: String,
+    pub url: String,
+    pub method: Method,
+    pub payload: String,
+    pub created_at: Timestamp,
+}
+
+impl NewDelivery {
+    /// Deliveries sharing a lane are attempted in event order: same webhook, same URL and
+    /// method, same incident.
+    pub fn lane(&self) -> String {
+        lane(&self.webhook_id, self.method, &self.url, &self.incident_id)
+    }
+}
+
+pub fn lane(webhook_id: &str, method: Method, url: &str, incident_id: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [webhook_id, method.as_str(), url, incident_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// A stored delivery with its progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub organization_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub incident_id: String,
+    pub url: String,
+    pub method: Method,
+    pub payload: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// One HTTP call of a delivery, as recorded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: Timestamp,
+    pub duration_ms: u64,
+    /// Credential values already masked.
+    pub request_headers: Vec<(String, String)>,
+    pub response_status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    /// The first 4 KiB of the response body, lossily decoded.
+    pub response_body: Option<String>,
+    /// The transport error in words, when there was no response.
+    pub error: Option<String>,
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Timestamp::from_micros(0)
+    }
+}
+
+/// What to write after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptResult {
+    pub delivery_id: String,
+    pub attempt: Attempt,
+    pub state: DeliveryState,
+    /// When pending: the time of the next attempt.
+    pub next_attempt_at: Option<Timestamp>,
+}

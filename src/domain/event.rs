@@ -1,0 +1,363 @@
+//! An incident event as received at the intake, parsed once into a valid [`Event`].
+
+use serde_json::{json, Map, Value};
+
+use super::{event_type::EventType, field_error::json_kind as kind, FieldError, Timestamp};
+
+const MAX_PRODUCER_ID: usize = 255;
+
+/// A received event, valid by construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// tocsin's own id (`evt_…`).
+    pub id: String,
+    pub organization_id: String,
+    /// The producer's `id`, the idempotency key, when given.
+    pub producer_id: Option<String>,
+    pub event_type: &'static EventType,
+    /// `event.id` in payloads: the producer's id, or tocsin's.
+    pub payload_event_id: String,
+    /// `event.timestamp` in payloads, exactly as given or generated.
+    pub timestamp: String,
+    /// `{id, name}` as it appears in payloads.
+    pub organization: Value,
+    pub team: Value,
+    /// The Squadcast incident object, unknown fields kept in their order.
+    pub incident: Map<String, Value>,
+    pub received_at: Timestamp,
+}
+
+impl Event {
+    pub fn incident_id(&self) -> &str {
+        self.incident
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn team_id(&self) -> &str {
+        self.team
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The stored form: everything needed to render payloads again (manual trigger).
+    pub fn body_json(&self) -> Value {
+        json!({
+            "organization": self.organization,
+            "team": self.team,
+            "incident": self.incident,
+        })
+    }
+}
+
+/// The organization a token belongs to, used when the producer names none.
+pub struct Tenant<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// Parses the body of `POST /v3/events`.
+pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(obj) = input.as_object() else {
+        return Err(vec![FieldError::new(
+            "body",
+            format!("must be a JSON object, got {}", kind(input)),
+        )]);
+    };
+    for key in obj.keys() {
+        if ![
+            "id",
+            "type",
+            "timestamp",
+            "organization",
+            "team",
+            "incident",
+        ]
+        .contains(&key.as_str())
+        {
+            errors.push(FieldError::new(
+                key.clone(),
+                "unknown field; an event has id, type, timestamp, organization, team and incident",
+            ));
+        }
+    }
+
+    let producer_id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_PRODUCER_ID => Some(s.clone()),
+        Some(other) => {
+            errors.push(FieldError::new(
+                "id",
+                format!(
+                    "must be a non-empty string of at most {MAX_PRODUCER_ID} characters, got {}",
+                    kind(other)
+                ),
+            ));
+            None
+        }
+    };
+
+    let event_type = match obj.get("type") {
+        Some(Value::String(s)) => EventType::from_name(s).or_else(|| {
+            errors.push(FieldError::new(
+                "type",
+                format!("unknown event type \"{s}\"; known: {}", known_types()),
+            ));
+            None
+        }),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(
+                "type",
+                format!("is required: one of {}", known_types()),
+            ));
+            None
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "type",
+                format!(
+                    "must be a string, one of {}, got {}",
+                    known_types(),
+                    kind(other)
+                ),
+            ));
+            None
+        }
+    };
+
+    let received_at = Timestamp::now();
+    let timestamp = match obj.get("timestamp") {
+        None | Some(Value::Null) => received_at_nanos(),
+        Some(Value::String(s)) if Timestamp::parse_rfc3339(s).is_some() => s.clone(),
+        Some(other) => {
+            errors.push(FieldError::new(
+                "timestamp",
+                format!("must be an RFC 3339 time like 2026-11-27T08:00:00Z, got {other}"),
+            ));
+            String::new()
+        }
+    };
+
+    let organization = match obj.get("organization") {
+        None | Some(Value::Null) => json!({"id": tenant.id, "name": tenant.name}),
+        Some(Value::Object(o)) if o.get("id").is_some_and(Value::is_string) => {
+            Value::Object(o.clone())
+        }
+        Some(_) => {
+            errors.push(FieldError::new("organization", "must be an object with a string id, like {\"id\": \"…\", \"name\": \"…\"}, or absent"));
+            Value::Null
+        }
+    };
+
+    let team = match obj.get("team") {
+        Some(Value::Object(o))
+            if o.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            Value::Object(o.clone())
+        }
+        Some(Value::Object(_)) => {
+            errors.push(FieldError::new(
+                "team.id",
+                "is required: the id of the team the incident belongs to",
+            ));
+            Value::Null
+        }
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(
+                "team",
+                "is required: an object like {\"id\": \"…\", \"name\": \"…\"}",
+            ));
+            Value::Null
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "team",
+                format!("must be an object with an id, got {}", kind(other)),
+            ));
+            Value::Null
+        }
+    };
+
+    let incident = match obj.get("incident") {
+        Some(Value::Object(o)) => {
+            check_incident(o, &mut errors);
+            o.clone()
+        }
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(
+                "incident",
+                "is required: the Squadcast incident object",
+            ));
+            Map::new()
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "incident",
+                format!("must be an object, got {}", kind(other)),
+            ));
+            Map::new()
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let id = super::ids::new_id("evt");
+    Ok(Event {
+        payload_event_id: producer_id.clone().unwrap_or_else(|| id.clone()),
+        id,
+        organization_id: tenant.id.to_owned(),
+        producer_id,
+        event_type: event_type.expect("checked above"),
+        timestamp,
+        organization,
+        team,
+        incident,
+        received_at,
+    })
+}
+
+/// The incident fields receivers and filters rely on must be non-empty strings.
+fn check_incident(incident: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    for path in ["id", "message", "status", "service.id", "alert_source.id"] {
+        let mut value: Option<&Value> = None;
+        for (i, key) in path.split('.').enumerate() {
+            value = if i == 0 {
+                incident.get(key)
+            } else {
+                value.and_then(|v| v.get(key))
+            };
+        }
+        match value {
+            Some(Value::String(s)) if !s.is_empty() || path == "message" => {}
+            Some(Value::String(_)) => errors.push(FieldError::new(
+                format!("incident.{path}"),
+                "must not be empty",
+            )),
+            None | Some(Value::Null) => {
+                errors.push(FieldError::new(format!("incident.{path}"), "is required"))
+            }
+            Some(other) => errors.push(FieldError::new(
+                format!("incident.{path}"),
+                format!("must be a string, got {}", kind(other)),
+            )),
+        }
+    }
+}
+
+fn known_types() -> String {
+    super::event_type::EVENT_TYPES
+        .iter()
+        .map(|t| t.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Now, in RFC 3339 with nanoseconds, as Squadcast writes `event.timestamp`.
+fn received_at_nanos() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
+    now.format(&format).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: Tenant<'static> = Tenant {
+        id: "org_1",
+        name: "Acme",
+    };
+
+    fn valid() -> Value {
+        json!({
+            "type": "incident_triggered",
+            "team": {"id": "team-1", "name": "SRE"},
+            "incident": {
+                "id": "inc-1", "message": "CPU high", "status": "triggered",
+                "service": {"id": "svc-1"}, "alert_source": {"id": "as-1"},
+                "custom_field": {"kept": true}
+            }
+        })
+    }
+
+    #[test]
+    fn a_minimal_event_gets_generated_ids_and_the_tenant_organization() {
+        let e = parse_event(&valid(), TENANT).unwrap();
+        assert_eq!(
+            e.event_type.name, "incident.triggered",
+            "v1 names are accepted"
+        );
+        assert_eq!(e.payload_event_id, e.id);
+        assert_eq!(e.organization, json!({"id": "org_1", "name": "Acme"}));
+        assert_eq!(e.incident["custom_field"], json!({"kept": true}));
+        assert!(Timestamp::parse_rfc3339(&e.timestamp).is_some());
+        assert_eq!(
+            e.timestamp.split('.').nth(1).unwrap().len(),
+            10,
+            "nanoseconds and Z: {}",
+            e.timestamp
+        );
+    }
+
+    #[test]
+    fn producer_id_and_timestamp_are_kept_unchanged() {
+        let mut input = valid();
+        input["id"] = json!("633e670afbb04a577527b4b8");
+        input["timestamp"] = json!("2022-10-06T05:26:34.945695898Z");
+        let e = parse_event(&input, TENANT).unwrap();
+        assert_eq!(e.payload_event_id, "633e670afbb04a577527b4b8");
+        assert_eq!(e.producer_id.as_deref(), Some("633e670afbb04a577527b4b8"));
+        assert_eq!(e.timestamp, "2022-10-06T05:26:34.945695898Z");
+    }
+
+    #[test]
+    fn every_required_field_is_named() {
+        let cases = [
+            ("type", json!(null)),
+            ("type", json!("incident.exploded")),
+            ("team", json!(null)),
+            ("incident", json!(null)),
+            ("timestamp", json!("yesterday")),
+            ("id", json!(42)),
+        ];
+        for (field, value) in cases {
+            let mut input = valid();
+            input[field] = value.clone();
+            let errors = parse_event(&input, TENANT).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.field == field),
+                "{field}={value}: {errors:?}"
+            );
+        }
+        for path in ["id", "message", "status"] {
+            let mut input = valid();
+            input["incident"].as_object_mut().unwrap().remove(path);
+            let errors = parse_event(&input, TENANT).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.field == format!("incident.{path}")),
+                "{errors:?}"
+            );
+        }
+        let mut input = valid();
+        input["incident"]["service"] = json!({});
+        input["incident"]["alert_source"] = json!({"id": 3});
+        input["team"] = json!({"name": "no id"});
+        let fields: Vec<String> = parse_event(&input, TENANT)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["team.id", "incident.service.id", "incident.alert_source.id"]
+        );
+    }
+}

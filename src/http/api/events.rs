@@ -1,0 +1,77 @@
+//! Event intake and the manual trigger.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::post,
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use super::webhooks::webhook_json;
+use crate::{
+    domain::{event::Tenant, token::Ability},
+    http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
+    intake::{self, IntakeError},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v3/events", post(ingest)).route(
+        "/v3/incidents/{incident_id}/actions/webhook/{webhook_id}",
+        post(trigger),
+    )
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Invalid(errors) => ApiError::Invalid("invalid_event", errors),
+            IntakeError::NotFound(what) => ApiError::NotFound(what),
+            IntakeError::Store(e) => e.into(),
+        }
+    }
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Ability::Ingest)?;
+    let org = state
+        .store
+        .organization(caller.organization_id())
+        .await?
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the token's organization is missing"))
+        })?;
+    let tenant = Tenant {
+        id: &org.id,
+        name: &org.name,
+    };
+    let accepted = intake::accept(&state.store, &state.engine, tenant, &body).await?;
+    if !accepted.duplicate {
+        tracing::debug!(event = %accepted.event_id, deliveries = accepted.deliveries, "event accepted");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"data": {"id": accepted.event_id, "deliveries": accepted.deliveries}})),
+    ))
+}
+
+async fn trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((incident_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let webhook = intake::trigger_manually(
+        &state.store,
+        &state.engine,
+        caller.organization_id(),
+        &incident_id,
+        &webhook_id,
+    )
+    .await?;
+    Ok(Json(json!({"data": webhook_json(&webhook)})))
+}

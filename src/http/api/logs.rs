@@ -1,0 +1,189 @@
+//! `/v3/extensions/event-webhooks/{id}/logs`: every delivery of a webhook, and each one's
+//! payload and attempts.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    routing::get,
+    Json, Router,
+};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    domain::{
+        delivery::{Attempt, Delivery, DeliveryState},
+        event_type::EventType,
+        token::Ability,
+        Timestamp,
+    },
+    http::{auth::Caller, error::ApiError, extract::query_pairs, AppState},
+    store::LogQuery,
+};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v3/extensions/event-webhooks/{id}/logs", get(list))
+        .route(
+            "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}",
+            get(show),
+        )
+}
+
+fn ts(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
+}
+
+fn summary(d: &Delivery) -> Value {
+    json!({
+        "id": d.id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "incident_id": d.incident_id,
+        "url": d.url,
+        "method": d.method,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "next_attempt_at": if d.state == DeliveryState::Pending { ts(d.next_attempt_at) } else { Value::Null },
+        "created_at": d.created_at.to_rfc3339(),
+        "updated_at": d.updated_at.to_rfc3339(),
+        "completed_at": ts(d.completed_at),
+    })
+}
+
+fn header_map(headers: &[(String, String)]) -> Value {
+    Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "number": a.number,
+        "started_at": a.started_at.to_rfc3339(),
+        "duration_ms": a.duration_ms,
+        "request_headers": header_map(&a.request_headers),
+        "response_status": a.response_status,
+        "response_headers": if a.response_status.is_some() { header_map(&a.response_headers) } else { Value::Null },
+        "response_body": a.response_body,
+        "error": a.error,
+    })
+}
+
+fn parse_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
+    let bad = |name: &str, rule: &str, got: &str| {
+        ApiError::BadRequest(format!("query parameter {name} {rule}, got \"{got}\""))
+    };
+    let mut q = LogQuery {
+        limit: DEFAULT_LIMIT,
+        ..LogQuery::default()
+    };
+    for (name, value) in query_pairs(query) {
+        match name.as_str() {
+            "state" => {
+                q.state = Some(DeliveryState::parse(&value).ok_or_else(|| {
+                    bad(&name, "must be pending, succeeded, failed or cancelled", &value)
+                })?)
+            }
+            "event_type" => {
+                let t = EventType::from_name(&value)
+                    .ok_or_else(|| bad(&name, "must be an event type like incident.triggered", &value))?;
+                q.event_type = Some(t.name.to_owned());
+            }
+            "incident_id" => q.incident_id = Some(value),
+            "since" | "until" => {
+                let t = Timestamp::parse_rfc3339(&value)
+                    .ok_or_else(|| bad(&name, "must be an RFC 3339 time like 2026-11-27T08:00:00Z", &value))?;
+                if name == "since" {
+                    q.since = Some(t);
+                } else {
+                    q.until = Some(t);
+                }
+            }
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad(&name, &format!("must be a whole number from 1 to {MAX_LIMIT}"), &value))?
+            }
+            "cursor" => {
+                q.before_seq = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| *n > 0)
+                        .ok_or_else(|| bad(&name, "must be the next_cursor of a previous page", &value))?,
+                )
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {name}: use state, event_type, incident_id, since, until, limit or cursor"
+                )))
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn require_webhook(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    state
+        .store
+        .webhook(caller.organization_id(), id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::NotFound(format!("webhook {id}")))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let mut q = parse_query(query.as_deref())?;
+    require_webhook(&state, &caller, &id).await?;
+    let limit = q.limit as usize;
+    q.limit += 1; // one more tells whether there is a next page
+    let mut rows = state
+        .store
+        .list_deliveries(caller.organization_id(), &id, &q)
+        .await?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    let result: Vec<Value> = rows.iter().map(|(_, d)| summary(d)).collect();
+    Ok(Json(json!({
+        "data": {"result": result, "meta": {"next_cursor": next_cursor}}
+    })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let (delivery, attempts) = state
+        .store
+        .delivery(caller.organization_id(), &id, &delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("delivery {delivery_id} of webhook {id}")))?;
+    let mut body = summary(&delivery);
+    body["payload"] = Value::String(delivery.payload.clone());
+    body["request_headers"] = attempts
+        .last()
+        .map_or(Value::Null, |a| header_map(&a.request_headers));
+    body["attempts"] = Value::Array(attempts.iter().map(attempt_json).collect());
+    Ok(Json(json!({"data": body})))
+}

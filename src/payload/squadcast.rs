@@ -1,0 +1,38 @@
+//! Squadcast's payload shapes (reference/squadcast-samples): the v2 envelope and the flat v1
+//! object. Incident fields pass through in the order they were received.
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::event::Event;
+
+pub fn render_v2(event: &Event) -> Value {
+    json!({
+        "version": "v2",
+        "event": {
+            "id": event.payload_event_id,
+            "type": event.event_type.name,
+            "resource": event.event_type.class,
+            "timestamp": event.timestamp,
+        },
+        "data": {
+            "resource_data": event.incident,
+            "resource_type": event.event_type.class,
+            "organization": event.organization,
+            "team": event.team,
+        }
+    })
+}
+
+/// v1 is the incident itself with `event_type` and `organization` after its `id`.
+pub fn render_v1(event: &Event) -> Value {
+    let mut body = Map::with_capacity(event.incident.len() + 2);
+    body.insert("id".to_owned(), json!(event.incident_id()));
+    body.insert("event_type".to_owned(), json!(event.event_type.v1_name));
+    body.insert("organization".to_owned(), event.organization.clone());
+    for (key, value) in &event.incident {
+        if key != "id" {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    Value::Object(body)
+}

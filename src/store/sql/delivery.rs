@@ -1,0 +1,461 @@
+//! Events, deliveries and attempts.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{any::AnyRow, Any, Row, Transaction};
+
+use super::{Dialect, SqlStore};
+use crate::{
+    domain::{
+        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
+        event::Event,
+        event_type::EventType,
+        webhook::Method,
+        Timestamp,
+    },
+    store::{Accepted, DeliveryStore, Lease, LogQuery, StoreError, StoreResult},
+};
+
+const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at";
+
+fn method_from(text: &str) -> StoreResult<Method> {
+    match text {
+        "POST" => Ok(Method::Post),
+        "PUT" => Ok(Method::Put),
+        "PATCH" => Ok(Method::Patch),
+        other => Err(StoreError::Corrupt(format!("unknown method {other}"))),
+    }
+}
+
+fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
+    let state: String = row.try_get("state")?;
+    let method: String = row.try_get("method")?;
+    let micros = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .map(Timestamp::from_micros))
+    };
+    let delivery = Delivery {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        incident_id: row.try_get("incident_id")?,
+        url: row.try_get("url")?,
+        method: method_from(&method)?,
+        payload: row.try_get("payload")?,
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery state {state}")))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at: micros("next_attempt_at")?,
+        last_status: row
+            .try_get::<Option<i64>, _>("last_status")?
+            .map(|s| s as u16),
+        last_error: row.try_get("last_error")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
+        completed_at: micros("completed_at")?,
+    };
+    Ok((row.try_get("seq")?, delivery))
+}
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    Value::Object(map).to_string()
+}
+
+fn headers_from(text: Option<String>) -> Vec<(String, String)> {
+    let Some(text) = text else { return Vec::new() };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
+    Ok(Attempt {
+        number: row.try_get::<i64, _>("number")? as u32,
+        started_at: Timestamp::from_micros(row.try_get("started_at")?),
+        duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
+        request_headers: headers_from(row.try_get("request_headers")?),
+        response_status: row
+            .try_get::<Option<i64>, _>("response_status")?
+            .map(|s| s as u16),
+        response_headers: headers_from(row.try_get("response_headers")?),
+        response_body: row.try_get("response_body")?,
+        error: row.try_get("error")?,
+    })
+}
+
+/// Inserts deliveries, leasing those that may start now. One lane keeps one delivery in
+/// flight, so a delivery behind a pending one of its lane stays unleased.
+async fn insert_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    deliveries: &[NewDelivery],
+    lease: Option<&Lease>,
+    saturated_urls: &[String],
+) -> StoreResult<Vec<String>> {
+    let mut leased = Vec::new();
+    for d in deliveries {
+        let lane = d.lane();
+        let busy =
+            sqlx::query("SELECT 1 FROM deliveries WHERE lane = $1 AND state = 'pending' LIMIT 1")
+                .bind(&lane)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some();
+        let lease = lease.filter(|_| !busy && !saturated_urls.contains(&d.url));
+        sqlx::query(
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $12, $13, $11, $11)",
+        )
+        .bind(&d.id)
+        .bind(&d.organization_id)
+        .bind(&d.webhook_id)
+        .bind(&d.event_id)
+        .bind(d.event_type)
+        .bind(&d.incident_id)
+        .bind(&d.url)
+        .bind(d.method.as_str())
+        .bind(&d.payload)
+        .bind(&lane)
+        .bind(d.created_at.as_micros())
+        .bind(lease.map(|l| l.until.as_micros()))
+        .bind(lease.map(|l| l.owner.as_str()))
+        .execute(&mut **tx)
+        .await?;
+        if lease.is_some() {
+            leased.push(d.id.clone());
+        }
+    }
+    Ok(leased)
+}
+
+#[async_trait]
+impl DeliveryStore for SqlStore {
+    async fn accept_event(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        lease: Option<&Lease>,
+        saturated_urls: &[String],
+    ) -> StoreResult<Accepted> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(producer_id) = &event.producer_id {
+            let seen = sqlx::query(
+                "SELECT id, delivery_count FROM events WHERE organization_id = $1 AND producer_id = $2",
+            )
+            .bind(&event.organization_id)
+            .bind(producer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = seen {
+                return Ok(Accepted {
+                    event_id: row.try_get("id")?,
+                    deliveries: row.try_get::<i64, _>("delivery_count")? as u64,
+                    duplicate: true,
+                    leased: Vec::new(),
+                });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO events (id, organization_id, producer_id, event_type, incident_id, payload_event_id, timestamp, body, delivery_count, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&event.id)
+        .bind(&event.organization_id)
+        .bind(event.producer_id.as_deref())
+        .bind(event.event_type.name)
+        .bind(event.incident_id())
+        .bind(&event.payload_event_id)
+        .bind(&event.timestamp)
+        .bind(event.body_json().to_string())
+        .bind(deliveries.len() as i64)
+        .bind(event.received_at.as_micros())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO incidents (organization_id, incident_id, event_id, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
+        )
+        .bind(&event.organization_id)
+        .bind(event.incident_id())
+        .bind(&event.id)
+        .bind(event.received_at.as_micros())
+        .execute(&mut *tx)
+        .await?;
+        let leased = insert_deliveries(&mut tx, deliveries, lease, saturated_urls).await?;
+        tx.commit().await?;
+        Ok(Accepted {
+            event_id: event.id.clone(),
+            deliveries: deliveries.len() as u64,
+            duplicate: false,
+            leased,
+        })
+    }
+
+    async fn add_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        lease: Option<&Lease>,
+        saturated_urls: &[String],
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.writer.begin().await?;
+        let leased = insert_deliveries(&mut tx, deliveries, lease, saturated_urls).await?;
+        tx.commit().await?;
+        Ok(leased)
+    }
+
+    async fn latest_incident_event(
+        &self,
+        organization_id: &str,
+        incident_id: &str,
+    ) -> StoreResult<Option<Event>> {
+        let row = sqlx::query(
+            "SELECT e.id, e.producer_id, e.event_type, e.payload_event_id, e.timestamp, e.body, e.received_at \
+             FROM incidents i JOIN events e ON e.id = i.event_id WHERE i.organization_id = $1 AND i.incident_id = $2",
+        )
+        .bind(organization_id)
+        .bind(incident_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
+        let type_name: String = row.try_get("event_type")?;
+        let body: String = row.try_get("body")?;
+        let mut body: Value =
+            serde_json::from_str(&body).map_err(|_| corrupt("body is not JSON"))?;
+        let incident = match body["incident"].take() {
+            Value::Object(map) => map,
+            _ => return Err(corrupt("no incident")),
+        };
+        Ok(Some(Event {
+            organization_id: organization_id.to_owned(),
+            producer_id: row.try_get("producer_id")?,
+            event_type: EventType::from_name(&type_name).ok_or_else(|| corrupt("unknown type"))?,
+            payload_event_id: row.try_get("payload_event_id")?,
+            timestamp: row.try_get("timestamp")?,
+            organization: body["organization"].take(),
+            team: body["team"].take(),
+            incident,
+            received_at: Timestamp::from_micros(row.try_get("received_at")?),
+            id,
+        }))
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+        skip_urls: &[String],
+    ) -> StoreResult<Vec<Delivery>> {
+        let skip = if skip_urls.is_empty() {
+            String::new()
+        } else {
+            let params: Vec<String> = (0..skip_urls.len())
+                .map(|i| format!("${}", i + 5))
+                .collect();
+            format!("AND d.url NOT IN ({})", params.join(", "))
+        };
+        // PostgreSQL nodes share the queue: rows another node is claiming are skipped, not
+        // waited for. SQLite has one writer, so there is nothing to skip.
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET lease_owner = $1, leased_until = $2 WHERE seq IN ( \
+               SELECT d.seq FROM deliveries d \
+               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
+                 AND (d.leased_until IS NULL OR d.leased_until < $3) \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
+                 {skip} \
+               ORDER BY d.next_attempt_at, d.seq LIMIT $4 {lock}) \
+             RETURNING {DELIVERY_COLUMNS}"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&lease.owner)
+            .bind(lease.until.as_micros())
+            .bind(now.as_micros())
+            .bind(limit as i64);
+        for url in skip_urls {
+            query = query.bind(url);
+        }
+        let rows = query.fetch_all(&self.writer).await?;
+        let mut claimed = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+        )
+        .bind(lease.until.as_micros())
+        .bind(delivery_id)
+        .bind(&lease.owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for r in results {
+            let a = &r.attempt;
+            let now = Timestamp::now().as_micros();
+            let terminal = r.state != DeliveryState::Pending;
+            sqlx::query(
+                "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, \
+                 updated_at = $6, completed_at = $7, leased_until = NULL, lease_owner = NULL \
+                 WHERE id = $8 AND lease_owner = $9 AND state = 'pending'",
+            )
+            .bind(r.state.as_str())
+            .bind(a.number as i64)
+            .bind(r.next_attempt_at.map(Timestamp::as_micros))
+            .bind(a.response_status.map(i64::from))
+            .bind(a.error.as_deref())
+            .bind(now)
+            .bind(terminal.then_some(now))
+            .bind(&r.delivery_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (delivery_id, number) DO NOTHING",
+            )
+            .bind(&r.delivery_id)
+            .bind(a.number as i64)
+            .bind(a.started_at.as_micros())
+            .bind(a.duration_ms as i64)
+            .bind(headers_json(&a.request_headers))
+            .bind(a.response_status.map(i64::from))
+            .bind(a.response_status.map(|_| headers_json(&a.response_headers)))
+            .bind(a.response_body.as_deref())
+            .bind(a.error.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner = $1 AND state = 'pending'",
+        )
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn cancel_pending(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, updated_at = $1, completed_at = $1 \
+             WHERE organization_id = $2 AND webhook_id = $3 AND state = 'pending'",
+        )
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(webhook_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_deliveries(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        q: &LogQuery,
+    ) -> StoreResult<Vec<(i64, Delivery)>> {
+        enum Bind {
+            Text(String),
+            Int(i64),
+        }
+        let mut conditions: Vec<(&str, Bind)> = Vec::new();
+        if let Some(state) = q.state {
+            conditions.push(("state =", Bind::Text(state.as_str().to_owned())));
+        }
+        if let Some(t) = &q.event_type {
+            conditions.push(("event_type =", Bind::Text(t.clone())));
+        }
+        if let Some(i) = &q.incident_id {
+            conditions.push(("incident_id =", Bind::Text(i.clone())));
+        }
+        if let Some(t) = q.since {
+            conditions.push(("created_at >=", Bind::Int(t.as_micros())));
+        }
+        if let Some(t) = q.until {
+            conditions.push(("created_at <", Bind::Int(t.as_micros())));
+        }
+        if let Some(seq) = q.before_seq {
+            conditions.push(("seq <", Bind::Int(seq)));
+        }
+        let mut sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2"
+        );
+        for (i, (clause, _)) in conditions.iter().enumerate() {
+            sql.push_str(&format!(" AND {clause} ${}", i + 3));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
+        let mut query = sqlx::query(&sql).bind(organization_id).bind(webhook_id);
+        for (_, bind) in conditions {
+            query = match bind {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn delivery(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2 AND id = $3"
+        ))
+        .bind(organization_id)
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (_, delivery) = delivery_from_row(&row)?;
+        let attempts = sqlx::query(
+            "SELECT number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error \
+             FROM attempts WHERE delivery_id = $1 ORDER BY number",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let attempts = attempts
+            .iter()
+            .map(attempt_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(Some((delivery, attempts)))
+    }
+}

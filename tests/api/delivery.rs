@@ -1,0 +1,626 @@
+//! End to end: intake → matching → payload → a real receiver, and the delivery logs.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::receiver::{Receiver, Reply};
+
+const HOOKS: &str = "/v3/extensions/event-webhooks";
+const EVENTS: &[&str] = &["triggered", "reassigned", "acknowledged", "resolved"];
+
+fn sample(version: &str, name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/squadcast-samples/{version}/incident-{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
+}
+
+fn all_triggers() -> Value {
+    Value::Array(
+        EVENTS
+            .iter()
+            .map(|e| json!({"event_class": "incident", "event_type": e}))
+            .collect(),
+    )
+}
+
+/// A webhook for every incident event, all teams, to the given URLs.
+fn hook(name: &str, urls: Value) -> Value {
+    json!({"name": name, "triggers": all_triggers(), "urls": urls, "is_all_teams_configured": true})
+}
+
+fn incident(id: &str, status: &str) -> Value {
+    json!({
+        "id": id, "message": format!("{id} is on fire"), "status": status,
+        "service": {"id": "svc-1", "name": "API", "slug": "api"},
+        "alert_source": {"id": "as-1", "type": "Prometheus", "short_name": "prom"},
+        "tags": {"severity": {"value": "critical", "color": "#f00"}}
+    })
+}
+
+fn event(kind: &str, team: &str, incident: Value) -> Value {
+    json!({"type": format!("incident.{kind}"), "team": {"id": team, "name": "SRE"}, "incident": incident})
+}
+
+impl TestApp {
+    async fn ingest(&self, body: &Value) -> Value {
+        let reply = self.owner(Method::POST, "/v3/events", Some(body)).await;
+        assert_eq!(reply.status, 202, "intake: {}", reply.body);
+        reply.body["data"].clone()
+    }
+
+    async fn logs(&self, webhook_id: &str, query: &str) -> Value {
+        let reply = self
+            .owner(
+                Method::GET,
+                &format!("{HOOKS}/{webhook_id}/logs{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["data"].clone()
+    }
+
+    async fn log_entry(&self, webhook_id: &str, delivery_id: &str) -> Value {
+        let reply = self
+            .owner(
+                Method::GET,
+                &format!("{HOOKS}/{webhook_id}/logs/{delivery_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["data"].clone()
+    }
+
+    /// Waits until every delivery of the webhook has left `pending`; returns the entries.
+    async fn settled_logs(&self, webhook_id: &str, expected: usize) -> Vec<Value> {
+        eventually(
+            "deliveries settle",
+            || async {
+                self.logs(webhook_id, "?limit=200").await["result"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            },
+            |rows: &Vec<Value>| {
+                rows.len() == expected && rows.iter().all(|r| r["state"] != "pending")
+            },
+        )
+        .await
+    }
+}
+
+async fn v2_payloads_equal_squadcast_samples(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    app.create_webhook(&hook("v2", json!([{"url": receiver.url("/v2")}])))
+        .await;
+    for (i, name) in EVENTS.iter().enumerate() {
+        let sample = sample("v2", name);
+        let body = json!({
+            "id": sample["event"]["id"],
+            "type": sample["event"]["type"],
+            "timestamp": sample["event"]["timestamp"],
+            "organization": sample["data"]["organization"],
+            "team": sample["data"]["team"],
+            "incident": sample["data"]["resource_data"],
+        });
+        app.ingest(&body).await;
+        let got = receiver.wait_for("/v2", i + 1).await;
+        let body = got
+            .iter()
+            .find(|r| r.json()["event"]["id"] == sample["event"]["id"])
+            .expect("delivered");
+        assert_eq!(body.json(), sample, "{name}");
+        assert_eq!(
+            body.body,
+            serde_json::to_vec(&sample).unwrap(),
+            "{name}: same bytes, key order included"
+        );
+    }
+}
+
+async fn v1_payloads_equal_squadcast_samples(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut webhook = hook("v1", json!([{"url": receiver.url("/v1")}]));
+    webhook["version"] = json!("v1");
+    app.create_webhook(&webhook).await;
+    for (i, name) in EVENTS.iter().enumerate() {
+        let sample = sample("v1", name);
+        let mut incident = sample.as_object().unwrap().clone();
+        incident.shift_remove("event_type");
+        let organization = incident.shift_remove("organization").unwrap();
+        let body = json!({
+            "id": format!("v1-{name}"),
+            "type": sample["event_type"],
+            "organization": organization,
+            "team": {"id": "team-1"},
+            "incident": incident,
+        });
+        app.ingest(&body).await;
+        let got = receiver.wait_for("/v1", i + 1).await;
+        assert_eq!(got[i].json(), sample, "{name}");
+        assert_eq!(
+            got[i].body,
+            serde_json::to_vec(&sample).unwrap(),
+            "{name}: same bytes"
+        );
+    }
+}
+
+async fn every_url_gets_its_method_headers_and_a_valid_signature(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut body = hook(
+        "three",
+        json!([
+            {"url": receiver.url("/post"), "method": "POST"},
+            {"url": receiver.url("/put"), "method": "PUT"},
+            {"url": receiver.url("/patch"), "method": "patch"}
+        ]),
+    );
+    body["header"] = json!({"Authorization": "Bearer receiver-secret-1", "X-Team": "sre"});
+    let created = app.create_webhook(&body).await;
+    let secret = created["secret"].as_str().unwrap();
+    let accepted = app
+        .ingest(&event("triggered", "t1", incident("inc-1", "triggered")))
+        .await;
+    assert_eq!(accepted["deliveries"], 3);
+
+    let verifier = standardwebhooks::Webhook::new(secret).unwrap();
+    for (path, method) in [("/post", "POST"), ("/put", "PUT"), ("/patch", "PATCH")] {
+        let got = receiver.wait_for(path, 1).await;
+        assert_eq!(got.len(), 1, "{path} once");
+        let r = &got[0];
+        assert_eq!(r.method.as_str(), method);
+        assert_eq!(r.header("content-type"), "application/json");
+        assert!(r.header("user-agent").starts_with("tocsin/"));
+        assert_eq!(r.header("authorization"), "Bearer receiver-secret-1");
+        assert_eq!(r.header("x-team"), "sre");
+        assert!(r.header("webhook-id").starts_with("msg_"));
+        verifier
+            .verify(&r.body, &r.headers)
+            .expect("signature verifies independently");
+        assert_eq!(r.json()["event"]["type"], "incident.triggered");
+    }
+    let mut tampered = receiver.received("/post")[0].clone();
+    tampered.body = axum::body::Bytes::from_static(b"{\"forged\": true}");
+    assert!(
+        verifier.verify(&tampered.body, &tampered.headers).is_err(),
+        "a changed body fails"
+    );
+}
+
+async fn only_matching_webhooks_receive(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut resolved_only = hook("resolved only", json!([{"url": receiver.url("/resolved")}]));
+    resolved_only["triggers"] = json!([{"event_class": "incident", "event_type": "resolved"}]);
+    let mut disabled = hook("disabled", json!([{"url": receiver.url("/disabled")}]));
+    disabled["enabled"] = json!(false);
+    let mut manual = hook("manual", json!([{"url": receiver.url("/manual")}]));
+    manual["trigger_type"] = json!("manual");
+    let mut team_b = hook("team b", json!([{"url": receiver.url("/team-b")}]));
+    team_b["is_all_teams_configured"] = json!(false);
+    team_b["teams"] = json!(["team-b"]);
+    for body in [&resolved_only, &disabled, &manual, &team_b] {
+        app.create_webhook(body).await;
+    }
+    let none = app
+        .ingest(&event(
+            "triggered",
+            "team-a",
+            incident("inc-1", "triggered"),
+        ))
+        .await;
+    assert_eq!(
+        none["deliveries"], 0,
+        "no webhook matches: nothing is created, so nothing can be sent"
+    );
+
+    let both_a = app
+        .create_webhook(&hook("all a", json!([{"url": receiver.url("/a")}])))
+        .await;
+    let both_b = app
+        .create_webhook(&hook("all b", json!([{"url": receiver.url("/b")}])))
+        .await;
+    let two = app
+        .ingest(&event(
+            "triggered",
+            "team-b",
+            incident("inc-2", "triggered"),
+        ))
+        .await;
+    assert_eq!(
+        two["deliveries"], 3,
+        "team b's webhook and the two all-team webhooks"
+    );
+    receiver.wait_for("/a", 1).await;
+    receiver.wait_for("/b", 1).await;
+    receiver.wait_for("/team-b", 1).await;
+    for id in [&both_a["id"], &both_b["id"]] {
+        app.settled_logs(id.as_str().unwrap(), 1).await;
+    }
+    for path in ["/resolved", "/disabled", "/manual"] {
+        assert!(receiver.received(path).is_empty(), "{path} got nothing");
+    }
+}
+
+async fn a_repeated_producer_id_is_accepted_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&hook(
+            "once",
+            json!([{"url": receiver.url("/x")}, {"url": receiver.url("/y")}]),
+        ))
+        .await;
+    let mut body = event("triggered", "t", incident("inc-1", "triggered"));
+    body["id"] = json!("producer-event-42");
+    let first = app.ingest(&body).await;
+    let second = app.ingest(&body).await;
+    assert_eq!(first, second, "the same answer");
+    assert_eq!(first["deliveries"], 2);
+    app.settled_logs(created["id"].as_str().unwrap(), 2).await;
+    assert_eq!(receiver.received("/x").len(), 1);
+    assert_eq!(receiver.received("/y").len(), 1);
+}
+
+async fn invalid_events_are_refused_and_store_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&hook("h", json!([{"url": receiver.url("/h")}])))
+        .await;
+    let valid = event("triggered", "t", incident("inc-bad", "triggered"));
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("type", Box::new(|b| b["type"] = json!("incident.melted"))),
+        (
+            "type",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("type");
+            }),
+        ),
+        (
+            "team",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("team");
+            }),
+        ),
+        ("team.id", Box::new(|b| b["team"] = json!({"name": "x"}))),
+        ("incident", Box::new(|b| b["incident"] = json!("inc"))),
+        (
+            "incident.id",
+            Box::new(|b| {
+                b["incident"].as_object_mut().unwrap().remove("id");
+            }),
+        ),
+        (
+            "incident.message",
+            Box::new(|b| b["incident"]["message"] = json!(5)),
+        ),
+        (
+            "incident.status",
+            Box::new(|b| {
+                b["incident"].as_object_mut().unwrap().remove("status");
+            }),
+        ),
+        (
+            "incident.service.id",
+            Box::new(|b| b["incident"]["service"] = json!({})),
+        ),
+        (
+            "incident.alert_source.id",
+            Box::new(|b| b["incident"]["alert_source"] = json!(null)),
+        ),
+        (
+            "timestamp",
+            Box::new(|b| b["timestamp"] = json!("last tuesday")),
+        ),
+        ("extra", Box::new(|b| b["extra"] = json!(1))),
+    ];
+    for (field, change) in cases {
+        let mut body = valid.clone();
+        change(&mut body);
+        let reply = app.owner(Method::POST, "/v3/events", Some(&body)).await;
+        assert_eq!(reply.status, 422, "{field}: {}", reply.body);
+        assert_eq!(reply.body["meta"]["error_code"], "invalid_event");
+        assert!(
+            reply.message().contains(&format!("{field}:")),
+            "{field}: {}",
+            reply.message()
+        );
+    }
+    let not_json = app
+        .call(
+            Method::POST,
+            "/v3/events",
+            Some(&app.owner_token.clone()),
+            Some("{".into()),
+        )
+        .await;
+    assert_eq!(not_json.status, 400);
+    assert!(
+        app.logs(created["id"].as_str().unwrap(), "").await["result"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let org = app
+        .store
+        .installation_organization()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        app.store
+            .latest_incident_event(&org.id, "inc-bad")
+            .await
+            .unwrap()
+            .is_none(),
+        "no event stored"
+    );
+    let manual = app
+        .owner(
+            Method::POST,
+            &format!(
+                "/v3/incidents/inc-bad/actions/webhook/{}",
+                created["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(manual.status, 404);
+    assert!(receiver.received("/h").is_empty());
+}
+
+async fn logs_show_what_the_receiver_got(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/flaky", vec![Reply::status(500)]);
+    let mut body = hook(
+        "logged",
+        json!([{"url": receiver.url("/flaky"), "method": "PUT"}]),
+    );
+    body["header"] = json!({"X-Api-Key": "key-0123456789abcd"});
+    let created = app.create_webhook(&body).await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest(&event(
+        "acknowledged",
+        "t",
+        incident("inc-7", "acknowledged"),
+    ))
+    .await;
+    let rows = app.settled_logs(id, 1).await;
+    let row = &rows[0];
+    assert_eq!(row["state"], "succeeded");
+    assert_eq!(row["attempts"], 2, "500 then 200");
+    assert_eq!(row["last_status"], 200);
+    assert_eq!(row["event_type"], "incident.acknowledged");
+    assert_eq!(row["incident_id"], "inc-7");
+    assert_eq!(row["method"], "PUT");
+    assert_eq!(row["url"], receiver.url("/flaky"));
+
+    let detail = app.log_entry(id, row["id"].as_str().unwrap()).await;
+    let got = receiver.received("/flaky");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        detail["payload"].as_str().unwrap().as_bytes(),
+        &got[1].body[..],
+        "the exact payload sent"
+    );
+    assert_eq!(
+        detail["request_headers"]["webhook-id"],
+        got[1].header("webhook-id")
+    );
+    assert_eq!(
+        got[0].header("webhook-id"),
+        got[1].header("webhook-id"),
+        "stable across attempts"
+    );
+    assert_eq!(
+        detail["request_headers"]["webhook-signature"],
+        got[1].header("webhook-signature")
+    );
+    assert_eq!(
+        detail["request_headers"]["X-Api-Key"], "****abcd",
+        "credentials masked"
+    );
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["response_status"], 500);
+    assert_eq!(attempts[0]["response_body"], "receiver says hi");
+    assert_eq!(attempts[1]["response_status"], 200);
+    assert!(attempts[1]["response_headers"]["content-length"].is_string());
+
+    let filtered = app.logs(id, "?state=failed").await;
+    assert!(filtered["result"].as_array().unwrap().is_empty());
+    let by_incident = app
+        .logs(id, "?incident_id=inc-7&event_type=incident_acknowledged")
+        .await;
+    assert_eq!(by_incident["result"].as_array().unwrap().len(), 1);
+    let bad = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs?state=lost"), None)
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.message().contains("state"));
+    let missing = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs/msg_nope"), None)
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+async fn log_pages_walk_every_delivery_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&hook("paged", json!([{"url": receiver.url("/p")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    for i in 0..7 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    let all = app.settled_logs(id, 7).await;
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app.logs(id, &format!("?limit=3{cursor}")).await;
+        walked.extend(
+            page["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone()),
+        );
+        match page["meta"]["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<Value> = all.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(walked, expected, "newest first, each once");
+    let incidents: Vec<&str> = all
+        .iter()
+        .map(|r| r["incident_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(incidents[0], "inc-6");
+    assert_eq!(incidents[6], "inc-0");
+}
+
+async fn manual_trigger_sends_the_latest_snapshot(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut manual = hook("manual", json!([{"url": receiver.url("/manual")}]));
+    manual["trigger_type"] = json!("manual");
+    manual["triggers"] = json!([{"event_class": "incident", "event_type": "resolved"}]);
+    let created = app.create_webhook(&manual).await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest(&event("triggered", "t", incident("inc-9", "triggered")))
+        .await;
+    let mut later = incident("inc-9", "acknowledged");
+    later["message"] = json!("updated message");
+    app.ingest(&event("acknowledged", "t", later)).await;
+    assert!(
+        receiver.received("/manual").is_empty(),
+        "manual webhooks do not fire by themselves"
+    );
+
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("/v3/incidents/inc-9/actions/webhook/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["id"], id);
+    assert_eq!(reply.body["data"]["name"], "manual");
+    let got = receiver.wait_for("/manual", 1).await;
+    let body = got[0].json();
+    assert_eq!(body["event"]["type"], "incident.acknowledged");
+    assert_eq!(body["data"]["resource_data"]["status"], "acknowledged");
+    assert_eq!(body["data"]["resource_data"]["message"], "updated message");
+
+    let unknown = app
+        .owner(
+            Method::POST,
+            &format!("/v3/incidents/inc-404/actions/webhook/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.message().contains("inc-404"));
+    let no_hook = app
+        .owner(
+            Method::POST,
+            "/v3/incidents/inc-9/actions/webhook/wh_missing",
+            None,
+        )
+        .await;
+    assert_eq!(no_hook.status, 404);
+}
+
+async fn private_addresses_are_refused_by_default(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.delivery.allowed_networks.clear()).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&hook("local", json!([{"url": receiver.url("/local")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    let rows = app.settled_logs(id, 1).await;
+    assert_eq!(rows[0]["state"], "failed");
+    assert_eq!(rows[0]["attempts"], 1, "refused at once, not retried");
+    let error = rows[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("127.0.0.1") && error.contains("delivery.allowed_networks"),
+        "{error}"
+    );
+    assert!(receiver.received("/local").is_empty());
+
+    // The same through a host name: the resolved address is what is checked.
+    let by_name = app
+        .create_webhook(&hook(
+            "by name",
+            json!([{"url": receiver.url("/named").replace("127.0.0.1", "localhost")}]),
+        ))
+        .await;
+    app.ingest(&event("triggered", "t", incident("inc-2", "triggered")))
+        .await;
+    let rows = app.settled_logs(by_name["id"].as_str().unwrap(), 1).await;
+    assert_eq!(rows[0]["state"], "failed");
+    assert!(
+        rows[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("delivery.allowed_networks"),
+        "{}",
+        rows[0]
+    );
+    assert!(receiver.received("/named").is_empty());
+}
+
+both_backends!(
+    v2_payloads_equal_squadcast_samples,
+    v1_payloads_equal_squadcast_samples,
+    every_url_gets_its_method_headers_and_a_valid_signature,
+    only_matching_webhooks_receive,
+    a_repeated_producer_id_is_accepted_once,
+    invalid_events_are_refused_and_store_nothing,
+    logs_show_what_the_receiver_got,
+    log_pages_walk_every_delivery_once,
+    manual_trigger_sends_the_latest_snapshot,
+    private_addresses_are_refused_by_default,
+);

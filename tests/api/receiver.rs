@@ -1,0 +1,157 @@
+//! A real HTTP receiver on 127.0.0.1:0 that records every request and answers what the
+//! test scripted (per path), 200 otherwise.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    /// Answer only after this long (a slow or hanging receiver).
+    pub delay: Option<Duration>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Mutex<Vec<Received>>,
+    scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    arrived: Notify,
+}
+
+pub struct Receiver {
+    pub base: String,
+    inner: Arc<Inner>,
+}
+
+async fn record(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let reply = inner
+        .scripts
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(Reply::status(200));
+    inner.received.lock().unwrap().push(Received {
+        method,
+        path,
+        headers,
+        body,
+    });
+    inner.arrived.notify_waiters();
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        "receiver says hi",
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let inner = Arc::new(Inner::default());
+        let app = Router::new().fallback(record).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { base, inner }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The next answers for `path`, in order; 200 after they run out.
+    pub fn script(&self, path: &str, replies: Vec<Reply>) {
+        self.inner
+            .scripts
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), replies.into());
+    }
+
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.inner
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (at most `DEADLINE`) until `path` received at least `n` requests.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+        loop {
+            let notified = self.inner.arrived.notified();
+            let got = self.received(path);
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "{path}: expected {n} requests, got {} before the deadline",
+                    got.len()
+                );
+            }
+        }
+    }
+}
