@@ -1,6 +1,6 @@
 //! Builds and runs everything: the only place that wires concrete pieces together.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 
@@ -15,9 +15,6 @@ use crate::{
     store::{self, Store},
 };
 
-/// How long a graceful shutdown waits for attempts in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
@@ -31,6 +28,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let first_start_token = bootstrap(store.as_ref()).await?;
+        let released = store.release_stale_leases().await?;
+        if released > 0 {
+            tracing::info!(released, "took back deliveries leased before the last stop");
+        }
         let engine = Engine::start(store.clone(), &config.delivery)?;
         let listener = TcpListener::bind(&config.listen)
             .await
@@ -62,17 +63,18 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes: then stops taking requests, lets attempts in
-    /// flight finish for up to [`SHUTDOWN_GRACE`], and releases the leases of the rest.
+    /// flight finish for up to `delivery.shutdown_grace`, and releases the leases of the rest.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let engine = self.state.engine.clone();
+        let grace = self.state.config.delivery.shutdown_grace;
         let router = http::router(self.state);
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
-        engine.shutdown(SHUTDOWN_GRACE).await;
+        engine.shutdown(grace).await;
         Ok(())
     }
 }

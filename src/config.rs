@@ -26,6 +26,8 @@ pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     pub concurrency: u32,
     pub per_url_concurrency: u32,
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +76,7 @@ impl Default for DeliveryConfig {
             ],
             concurrency: 256,
             per_url_concurrency: 8,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -126,6 +129,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "delivery.per_url_concurrency",
         "Most HTTP calls in flight at once to one URL.",
+    ),
+    (
+        "delivery.shutdown_grace",
+        "On SIGTERM, how long attempts in flight may finish before their leases are given back.",
     ),
     (
         "smtp.host",

@@ -13,10 +13,11 @@ use std::{
 };
 
 use rand::Rng;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
     guard::NetworkPolicy,
+    recorder::{self, Message},
     send::{send, Call},
 };
 use crate::{
@@ -33,7 +34,7 @@ use crate::{
 
 /// How long a claim lasts. An attempt takes at most 30 s; a lease about to run out is
 /// renewed before sending, so only a crashed node's work waits this long to be reclaimed.
-const LEASE: Duration = Duration::from_secs(300);
+const LEASE: Duration = Duration::from_secs(60);
 /// The poller looks for due work at least this often.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
@@ -105,6 +106,7 @@ struct Inner {
     next_due: AtomicI64,
     stopping: AtomicBool,
     idle: Notify,
+    recorder: mpsc::UnboundedSender<Message>,
 }
 
 #[derive(Clone)]
@@ -119,12 +121,28 @@ impl Engine {
         let client = super::client::build(policy.clone())?;
         let concurrency = config.concurrency as usize;
         let per_url = config.per_url_concurrency as usize;
+        let owner = new_id("node");
+        // The recorder wakes the poller once a result is committed: a lane's next delivery
+        // becomes claimable, or a retry has a time.
+        let wake_me: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
+        let wake_target = wake_me.clone();
+        let recorder = recorder::start(store.clone(), owner.clone(), move |results| {
+            let Some(inner) = wake_target.get().and_then(std::sync::Weak::upgrade) else {
+                return;
+            };
+            for r in results {
+                match r.next_attempt_at {
+                    Some(at) => inner.wake_at(at),
+                    None => inner.wake.notify_one(),
+                }
+            }
+        });
         let inner = Arc::new(Inner {
             store,
             client,
             policy,
             schedule: config.retry_schedule.clone(),
-            owner: new_id("node"),
+            owner,
             global: Arc::new(Semaphore::new(concurrency)),
             per_url,
             max_queued_per_url: (per_url * 4).max(16),
@@ -135,7 +153,9 @@ impl Engine {
             next_due: AtomicI64::new(i64::MAX),
             stopping: AtomicBool::new(false),
             idle: Notify::new(),
+            recorder,
         });
+        let _ = wake_me.set(Arc::downgrade(&inner));
         tokio::spawn(poll(inner.clone()));
         Ok(Engine { inner })
     }
@@ -179,6 +199,11 @@ impl Engine {
                 in_flight = inner.in_flight.load(Ordering::SeqCst),
                 "attempts still running at shutdown; their deliveries will be retried"
             );
+        }
+        // Results must be written while this node still holds their leases.
+        let (flushed, done) = oneshot::channel();
+        if inner.recorder.send(Message::Flush(flushed)).is_ok() {
+            let _ = done.await;
         }
         match inner.store.release_leases(&inner.owner).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released delivery leases"),
@@ -321,15 +346,8 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         state,
         next_attempt_at,
     };
-    if let Err(e) = inner.store.record_attempts(&inner.owner, &[result]).await {
-        tracing::error!(error = %e, delivery = %job.delivery_id, "cannot record an attempt; the delivery will be attempted again when its lease expires");
-        return;
-    }
-    match next_attempt_at {
-        Some(at) => inner.wake_at(at),
-        // The next delivery of this lane may go now.
-        None => inner.wake.notify_one(),
-    }
+    // Recorded in the next group commit; the recorder wakes the poller when it is durable.
+    let _ = inner.recorder.send(Message::Result(result));
 }
 
 async fn poll(inner: Arc<Inner>) {

@@ -3,6 +3,7 @@
 mod client;
 mod engine;
 pub mod guard;
+mod recorder;
 mod send;
 
 pub use engine::{Engine, Job};

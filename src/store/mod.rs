@@ -167,6 +167,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// lease `owner` no longer holds (cancelled, or reclaimed) keeps its state; the attempt
     /// is recorded all the same.
     async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()>;
+    /// At start: SQLite serves a single node, so every lease left in it belongs to a process
+    /// that is gone and is given back. On PostgreSQL other nodes may be alive; their
+    /// leases are left to expire.
+    async fn release_stale_leases(&self) -> StoreResult<u64>;
     /// Gives back every lease `owner` holds (graceful shutdown).
     async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Cancels a webhook's pending deliveries.

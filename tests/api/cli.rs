@@ -3,23 +3,30 @@
 use std::{
     io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Arc, Mutex},
     time::Duration,
 };
 
 use crate::helpers::{Backend, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
-const DEADLINE: Duration = Duration::from_secs(60);
+use crate::helpers::DEADLINE;
 
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
+    stdout: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
     /// Starts `tocsin serve` and waits (with a deadline) for it to say where it listens.
-    fn start(database_url: &str) -> Server {
+    pub fn start(database_url: &str) -> Server {
+        Self::start_with(database_url, &[])
+    }
+
+    /// The same with extra environment variables (settings).
+    pub fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -28,6 +35,7 @@ impl Server {
                 "--database-url",
                 database_url,
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -41,28 +49,72 @@ impl Server {
                 }
             }
         });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = stdout.clone();
+        let mut out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
         let url = rx
             .recv_timeout(DEADLINE)
             .expect("server reports its address");
-        Server { child, url }
+        Server {
+            child,
+            url,
+            stdout,
+            reader: Some(reader),
+        }
+    }
+
+    /// The owner token a first start prints (waits for it with a deadline).
+    pub fn owner_token(&self) -> String {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(token) = find_token(&self.stdout.lock().unwrap()) {
+                return token;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no owner token printed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGTERM, then the exit status and everything printed on standard output.
-    fn stop(mut self) -> (bool, String) {
+    pub fn stop(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let mut stdout = self.child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            let _ = tx.send(out);
-        });
-        let out = rx
-            .recv_timeout(DEADLINE)
-            .expect("server exits after SIGTERM");
-        let status = self.child.wait().unwrap();
+        let status = wait_with_deadline(&mut self.child);
+        // The reader sees end-of-file once the process is gone.
+        let _ = self.reader.take().unwrap().join();
+        let out = self.stdout.lock().unwrap().clone();
         (status.success(), out)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        wait_with_deadline(&mut self.child);
+    }
+}
+
+fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -75,7 +127,7 @@ fn tocsin(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn get_status(url: &str, token: &str) -> u16 {
+pub async fn get_status(url: &str, token: &str) -> u16 {
     reqwest::Client::new()
         .get(format!("{url}/v3/extensions/event-webhooks"))
         .bearer_auth(token)

@@ -7,7 +7,7 @@ use crate::both_backends;
 use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestApp};
 use crate::receiver::{Receiver, Reply};
 
-const HOOKS: &str = "/v3/extensions/event-webhooks";
+pub(crate) const HOOKS: &str = "/v3/extensions/event-webhooks";
 const EVENTS: &[&str] = &["triggered", "reassigned", "acknowledged", "resolved"];
 
 fn sample(version: &str, name: &str) -> Value {
@@ -28,11 +28,11 @@ fn all_triggers() -> Value {
 }
 
 /// A webhook for every incident event, all teams, to the given URLs.
-fn hook(name: &str, urls: Value) -> Value {
+pub(crate) fn hook(name: &str, urls: Value) -> Value {
     json!({"name": name, "triggers": all_triggers(), "urls": urls, "is_all_teams_configured": true})
 }
 
-fn incident(id: &str, status: &str) -> Value {
+pub(crate) fn incident(id: &str, status: &str) -> Value {
     json!({
         "id": id, "message": format!("{id} is on fire"), "status": status,
         "service": {"id": "svc-1", "name": "API", "slug": "api"},
@@ -41,18 +41,18 @@ fn incident(id: &str, status: &str) -> Value {
     })
 }
 
-fn event(kind: &str, team: &str, incident: Value) -> Value {
+pub(crate) fn event(kind: &str, team: &str, incident: Value) -> Value {
     json!({"type": format!("incident.{kind}"), "team": {"id": team, "name": "SRE"}, "incident": incident})
 }
 
 impl TestApp {
-    async fn ingest(&self, body: &Value) -> Value {
+    pub(crate) async fn ingest(&self, body: &Value) -> Value {
         let reply = self.owner(Method::POST, "/v3/events", Some(body)).await;
         assert_eq!(reply.status, 202, "intake: {}", reply.body);
         reply.body["data"].clone()
     }
 
-    async fn logs(&self, webhook_id: &str, query: &str) -> Value {
+    pub(crate) async fn logs(&self, webhook_id: &str, query: &str) -> Value {
         let reply = self
             .owner(
                 Method::GET,
@@ -64,7 +64,7 @@ impl TestApp {
         reply.body["data"].clone()
     }
 
-    async fn log_entry(&self, webhook_id: &str, delivery_id: &str) -> Value {
+    pub(crate) async fn log_entry(&self, webhook_id: &str, delivery_id: &str) -> Value {
         let reply = self
             .owner(
                 Method::GET,
@@ -77,7 +77,7 @@ impl TestApp {
     }
 
     /// Waits until every delivery of the webhook has left `pending`; returns the entries.
-    async fn settled_logs(&self, webhook_id: &str, expected: usize) -> Vec<Value> {
+    pub(crate) async fn settled_logs(&self, webhook_id: &str, expected: usize) -> Vec<Value> {
         eventually(
             "deliveries settle",
             || async {

@@ -200,13 +200,21 @@ impl Reply {
 
 impl TestApp {
     /// Stops the server and starts a new one on the same database.
-    pub async fn restart(mut self) -> TestApp {
+    /// Stops the server gracefully (as on SIGTERM) and waits until it has.
+    pub async fn stop(&mut self) {
         let _ = self.stop.take().expect("running").send(());
         self.server
             .take()
             .expect("running")
             .await
             .expect("server stopped cleanly");
+    }
+
+    /// Stops the server (unless stopped already) and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestApp {
+        if self.server.is_some() {
+            self.stop().await;
+        }
         let owner = self.owner_token.clone();
         let db = std::mem::replace(
             &mut self.db,

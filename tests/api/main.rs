@@ -7,5 +7,6 @@ mod receiver;
 mod auth;
 mod cli;
 mod delivery;
+mod guarantees;
 mod store_conformance;
 mod webhooks;

@@ -4,7 +4,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -22,6 +22,7 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: Instant,
 }
 
 impl Received {
@@ -55,10 +56,14 @@ impl Reply {
     }
 }
 
+/// Decides an answer from the request and everything received before it.
+pub type Responder = Arc<dyn Fn(&Received, &[Received]) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     received: Mutex<Vec<Received>>,
     scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    responders: Mutex<HashMap<String, Responder>>,
     arrived: Notify,
 }
 
@@ -75,19 +80,25 @@ async fn record(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let reply = inner
-        .scripts
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or(Reply::status(200));
-    inner.received.lock().unwrap().push(Received {
+    let request = Received {
         method,
-        path,
+        path: path.clone(),
         headers,
         body,
-    });
+        at: Instant::now(),
+    };
+    let responder = inner.responders.lock().unwrap().get(&path).cloned();
+    let reply = match responder {
+        Some(decide) => decide(&request, &inner.received.lock().unwrap()),
+        None => inner
+            .scripts
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(Reply::status(200)),
+    };
+    inner.received.lock().unwrap().push(request);
     inner.arrived.notify_waiters();
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
@@ -105,9 +116,16 @@ async fn record(
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Self::start_on(0).await
+    }
+
+    /// On a given port, to bring a receiver "back up" where one was down.
+    pub async fn start_on(port: u16) -> Receiver {
         let inner = Arc::new(Inner::default());
         let app = Router::new().fallback(record).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { base, inner }
@@ -124,6 +142,19 @@ impl Receiver {
             .lock()
             .unwrap()
             .insert(path.to_owned(), replies.into());
+    }
+
+    /// Answers for `path` decided by a function instead of a list.
+    pub fn respond(
+        &self,
+        path: &str,
+        decide: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static,
+    ) {
+        self.inner
+            .responders
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), Arc::new(decide));
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {

@@ -354,6 +354,18 @@ impl DeliveryStore for SqlStore {
         Ok(())
     }
 
+    async fn release_stale_leases(&self) -> StoreResult<u64> {
+        if self.dialect == Dialect::Postgres {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner IS NOT NULL AND state = 'pending'",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner = $1 AND state = 'pending'",

@@ -1,0 +1,511 @@
+//! Retries, ordering per incident, crash safety, isolation, cancellation, graceful shutdown.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tocsin::{domain::Timestamp, store::Lease};
+
+use crate::both_backends;
+use crate::cli::Server;
+use crate::delivery::{event, hook, incident, HOOKS};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestDb, DEADLINE};
+use crate::receiver::{Receiver, Reply};
+
+fn with(mut body: Value, patch: Value) -> Value {
+    for (k, v) in patch.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// A port where nothing listens (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn retries_stop_at_max_retry(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/flaky", vec![Reply::status(500), Reply::status(500)]);
+    receiver.respond("/down", |_, _| Reply::status(500));
+    receiver.respond("/once", |_, _| Reply::status(502));
+    let flaky = app
+        .create_webhook(&hook("flaky", json!([{"url": receiver.url("/flaky")}])))
+        .await;
+    let down = app
+        .create_webhook(&with(
+            hook("down", json!([{"url": receiver.url("/down")}])),
+            json!({"max_retry": 3}),
+        ))
+        .await;
+    let once = app
+        .create_webhook(&with(
+            hook("once", json!([{"url": receiver.url("/once")}])),
+            json!({"max_retry": 0}),
+        ))
+        .await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+
+    let expect = [
+        (&flaky, "succeeded", 3, 200, "/flaky"),
+        (&down, "failed", 4, 500, "/down"),
+        (&once, "failed", 1, 502, "/once"),
+    ];
+    for (webhook, state, attempts, status, path) in expect {
+        let rows = app.settled_logs(webhook["id"].as_str().unwrap(), 1).await;
+        assert_eq!(rows[0]["state"], state, "{path}");
+        assert_eq!(rows[0]["attempts"], attempts, "{path}");
+        assert_eq!(rows[0]["last_status"], status, "{path}");
+        assert_eq!(
+            receiver.received(path).len(),
+            attempts,
+            "{path}: one request per attempt"
+        );
+        let detail = app
+            .log_entry(
+                webhook["id"].as_str().unwrap(),
+                rows[0]["id"].as_str().unwrap(),
+            )
+            .await;
+        assert_eq!(
+            detail["attempts"].as_array().unwrap().len(),
+            attempts,
+            "{path}"
+        );
+    }
+}
+
+async fn retry_after_is_honoured_and_the_next_attempt_is_shown(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut busy = Reply::status(503);
+    busy.headers.push(("retry-after", "2".to_owned()));
+    receiver.script("/busy", vec![busy]);
+    let created = app
+        .create_webhook(&hook("busy", json!([{"url": receiver.url("/busy")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+
+    let waiting = eventually(
+        "a retry is scheduled",
+        || async { app.logs(id, "").await["result"][0].clone() },
+        |row: &Value| row["attempts"] == 1,
+    )
+    .await;
+    assert_eq!(waiting["state"], "pending");
+    let next = Timestamp::parse_rfc3339(
+        waiting["next_attempt_at"]
+            .as_str()
+            .expect("next attempt shown"),
+    )
+    .unwrap();
+    let first = Timestamp::parse_rfc3339(waiting["created_at"].as_str().unwrap()).unwrap();
+    assert!(
+        next.as_micros() - first.as_micros() >= 2_000_000,
+        "{waiting}"
+    );
+
+    let got = receiver.wait_for("/busy", 2).await;
+    assert!(
+        got[1].at - got[0].at >= Duration::from_secs(2),
+        "not earlier than Retry-After asked"
+    );
+    let rows = app.settled_logs(id, 1).await;
+    assert_eq!(rows[0]["state"], "succeeded");
+    assert!(rows[0]["next_attempt_at"].is_null());
+}
+
+async fn timeouts_and_refused_connections_are_retried(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut slow = Reply::status(200);
+    slow.delay = Some(Duration::from_secs(3));
+    receiver.script("/slow", vec![slow]);
+    let slow_hook = app
+        .create_webhook(&with(
+            hook("slow", json!([{"url": receiver.url("/slow")}])),
+            json!({"timeout_seconds": 1}),
+        ))
+        .await;
+    let refused_url = format!("http://127.0.0.1:{}/nobody", closed_port());
+    let refused = app
+        .create_webhook(&with(
+            hook("refused", json!([{"url": refused_url}])),
+            json!({"max_retry": 2}),
+        ))
+        .await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+
+    let id = slow_hook["id"].as_str().unwrap();
+    let rows = app.settled_logs(id, 1).await;
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["attempts"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
+    let detail = app.log_entry(id, rows[0]["id"].as_str().unwrap()).await;
+    let first_error = detail["attempts"][0]["error"].as_str().unwrap();
+    assert!(first_error.contains("timeout"), "{first_error}");
+    assert!(detail["attempts"][0]["response_status"].is_null());
+
+    let rows = app.settled_logs(refused["id"].as_str().unwrap(), 1).await;
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["attempts"].as_u64()),
+        (Some("failed"), Some(3))
+    );
+    let error = rows[0]["last_error"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("connect") || error.contains("refused"),
+        "{error}"
+    );
+}
+
+async fn one_incidents_events_arrive_in_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let kind = |r: &crate::receiver::Received| {
+        let body = r.json();
+        (
+            body["data"]["resource_data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            body["event"]["type"].as_str().unwrap().to_owned(),
+        )
+    };
+    // A's "triggered" fails at least twice, and for as long as B's last event has not
+    // arrived: B must get through while A is held.
+    receiver.respond("/ordered", move |request, before| {
+        let is = |r: &crate::receiver::Received, inc: &str, t: &str| {
+            kind(r) == (inc.to_owned(), format!("incident.{t}"))
+        };
+        if is(request, "A", "triggered") {
+            let tries = before.iter().filter(|r| is(r, "A", "triggered")).count();
+            let b_done = before.iter().any(|r| is(r, "B", "resolved"));
+            if tries < 2 || !b_done {
+                return Reply::status(503);
+            }
+        }
+        Reply::status(200)
+    });
+    let created = app
+        .create_webhook(&with(
+            hook("ordered", json!([{"url": receiver.url("/ordered")}])),
+            json!({"max_retry": 10}),
+        ))
+        .await;
+    for inc in ["A", "B"] {
+        for (kind, status) in [
+            ("triggered", "triggered"),
+            ("acknowledged", "acknowledged"),
+            ("resolved", "resolved"),
+        ] {
+            app.ingest(&event(kind, "t", incident(inc, status))).await;
+        }
+    }
+    app.settled_logs(created["id"].as_str().unwrap(), 6).await;
+    let arrivals: Vec<(String, String)> = receiver.received("/ordered").iter().map(kind).collect();
+    let of = |inc: &str| -> Vec<String> {
+        let mut seen: Vec<String> = arrivals
+            .iter()
+            .filter(|(i, _)| i == inc)
+            .map(|(_, t)| t.clone())
+            .collect();
+        seen.dedup(); // retries of one event
+        seen
+    };
+    let order = [
+        "incident.triggered",
+        "incident.acknowledged",
+        "incident.resolved",
+    ];
+    assert_eq!(of("A"), order, "A in order: {arrivals:?}");
+    assert_eq!(of("B"), order, "B in order: {arrivals:?}");
+    let a_delivered = arrivals
+        .iter()
+        .rposition(|(i, t)| i == "A" && t == "incident.triggered")
+        .unwrap();
+    let b_resolved = arrivals
+        .iter()
+        .position(|(i, t)| i == "B" && t == "incident.resolved")
+        .unwrap();
+    assert!(
+        b_resolved < a_delivered,
+        "B was not held back by A: {arrivals:?}"
+    );
+    assert!(
+        arrivals
+            .iter()
+            .filter(|(i, t)| i == "A" && t == "incident.triggered")
+            .count()
+            >= 3
+    );
+}
+
+async fn a_hanging_url_does_not_delay_a_healthy_one(backend: Backend) {
+    // Small limits, so that a hanging URL holding more than its share would starve /ok.
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.concurrency = 8;
+        c.delivery.per_url_concurrency = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/hang", |_, _| Reply {
+        status: 200,
+        headers: Vec::new(),
+        delay: Some(Duration::from_secs(120)),
+    });
+    let body = with(
+        hook(
+            "mixed",
+            json!([{"url": receiver.url("/hang")}, {"url": receiver.url("/ok")}]),
+        ),
+        json!({"timeout_seconds": 30}),
+    );
+    let created = app.create_webhook(&body).await;
+    for i in 0..200 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    receiver.wait_for("/ok", 200).await;
+    // Every /ok delivery arrived while no attempt on /hang had finished: the first /hang
+    // timeout (30 s) had not fired yet.
+    let logs = app
+        .logs(created["id"].as_str().unwrap(), "?limit=200")
+        .await;
+    let hanging: Vec<&Value> = logs["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["url"].as_str().unwrap().ends_with("/hang"))
+        .collect();
+    assert!(
+        hanging.iter().all(|r| r["attempts"] == 0),
+        "no /hang attempt had finished"
+    );
+    let per_url = app.config.delivery.per_url_concurrency as usize;
+    assert!(
+        receiver.received("/hang").len() <= per_url,
+        "the hanging URL held only its own share"
+    );
+}
+
+async fn disabling_cancels_pending_deliveries(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| Reply::status(500));
+    let created = app
+        .create_webhook(&with(
+            hook("down", json!([{"url": receiver.url("/down")}])),
+            json!({"max_retry": 10}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    receiver.wait_for("/down", 3).await;
+    let mut edited = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}"), None)
+        .await
+        .body["data"]
+        .clone();
+    edited["enabled"] = json!(false);
+    assert_eq!(
+        app.owner(Method::PUT, &format!("{HOOKS}/{id}"), Some(&edited))
+            .await
+            .status,
+        200
+    );
+    let rows = app.settled_logs(&id, 3).await;
+    assert!(rows.iter().all(|r| r["state"] == "cancelled"), "{rows:?}");
+    // Disabled: new events create nothing for it.
+    let none = app
+        .ingest(&event("triggered", "t", incident("inc-9", "triggered")))
+        .await;
+    assert_eq!(none["deliveries"], 0);
+
+    assert_eq!(
+        app.owner(Method::DELETE, &format!("{HOOKS}/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None)
+            .await
+            .status,
+        404
+    );
+}
+
+async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
+    let Some(mut app) = spawn_app_with(backend, |c| {
+        c.delivery.shutdown_grace = Duration::from_millis(200)
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let hanging = Reply {
+        status: 200,
+        headers: Vec::new(),
+        delay: Some(Duration::from_secs(60)),
+    };
+    receiver.script("/slow", vec![hanging.clone(), hanging.clone(), hanging]);
+    let created = app
+        .create_webhook(&with(
+            hook("slow", json!([{"url": receiver.url("/slow")}])),
+            json!({"timeout_seconds": 30}),
+        ))
+        .await;
+    for i in 0..3 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    receiver.wait_for("/slow", 3).await; // all three in flight
+    app.stop().await;
+
+    // Nothing stays claimed by the stopped node: the three are claimable at once.
+    let probe = Lease {
+        owner: "probe".into(),
+        until: Timestamp::now(),
+    };
+    let claimable = app
+        .store
+        .claim_due(&probe, Timestamp::now(), 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimable.len(), 3, "leases were given back");
+
+    let app = app.restart().await;
+    let rows = app.settled_logs(created["id"].as_str().unwrap(), 3).await;
+    assert!(
+        rows.iter().all(|r| r["state"] == "succeeded"),
+        "a restart finishes them: {rows:?}"
+    );
+}
+
+both_backends!(
+    retries_stop_at_max_retry,
+    retry_after_is_honoured_and_the_next_attempt_is_shown,
+    timeouts_and_refused_connections_are_retried,
+    one_incidents_events_arrive_in_order,
+    a_hanging_url_does_not_delay_a_healthy_one,
+    disabling_cancels_pending_deliveries,
+    graceful_shutdown_gives_back_claimed_deliveries,
+);
+
+/// kill -9 after 500 acknowledged events: after a restart every delivery arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_to_kill_9() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let port = closed_port();
+    let settings = [
+        ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+    ];
+    let server = Server::start_with(&db.url, &settings);
+    let token = server.owner_token();
+    let client = reqwest::Client::new();
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        let token = token.clone();
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str::<Value>(&text).unwrap())
+        }
+    };
+    let urls = json!([
+        {"url": format!("http://127.0.0.1:{port}/a")},
+        {"url": format!("http://127.0.0.1:{port}/b")}
+    ]);
+    let (status, _) = post(
+        format!("{}{HOOKS}", server.url),
+        with(hook("durable", urls), json!({"max_retry": 10})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for i in 0..500 {
+        let (status, body) = post(
+            format!("{}/v3/events", server.url),
+            event("triggered", "t", incident(&format!("inc-{i}"), "triggered")),
+        )
+        .await;
+        assert_eq!(
+            (status, body["data"]["deliveries"].as_u64()),
+            (202, Some(2))
+        );
+    }
+    server.kill();
+
+    let server = Server::start_with(&db.url, &settings);
+    let receiver = Receiver::start_on(port).await;
+    let mut ids = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + DEADLINE * 3;
+    while ids.len() < 1000 {
+        for path in ["/a", "/b"] {
+            ids.extend(
+                receiver
+                    .received(path)
+                    .iter()
+                    .map(|r| r.header("webhook-id").to_owned()),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 1000 deliveries arrived",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ids.len(),
+        1000,
+        "every delivery, each webhook-id at least once"
+    );
+    server.stop();
+}
