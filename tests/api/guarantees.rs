@@ -509,3 +509,81 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     );
     server.stop();
 }
+
+async fn redirects_are_failures_and_not_followed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut moved = Reply::status(302);
+    moved.headers.push(("location", receiver.url("/elsewhere")));
+    receiver.script("/moved", vec![moved]);
+    let created = app
+        .create_webhook(&with(
+            hook("moved", json!([{"url": receiver.url("/moved")}])),
+            json!({"max_retry": 0}),
+        ))
+        .await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    let rows = app.settled_logs(created["id"].as_str().unwrap(), 1).await;
+    assert_eq!(rows[0]["state"], "failed");
+    assert_eq!(rows[0]["last_status"], 302);
+    let error = rows[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("redirect") && error.contains("/elsewhere"),
+        "{error}"
+    );
+    assert!(receiver.received("/elsewhere").is_empty(), "not followed");
+}
+
+async fn changing_urls_affects_only_later_deliveries(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/old", vec![Reply::status(500), Reply::status(500)]);
+    let created = app
+        .create_webhook(&with(
+            hook("moving", json!([{"url": receiver.url("/old")}])),
+            json!({"max_retry": 5}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    receiver.wait_for("/old", 1).await;
+    let mut edited = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}"), None)
+        .await
+        .body["data"]
+        .clone();
+    edited["urls"] = json!([{"url": receiver.url("/new")}]);
+    assert_eq!(
+        app.owner(Method::PUT, &format!("{HOOKS}/{id}"), Some(&edited))
+            .await
+            .status,
+        200
+    );
+    app.ingest(&event("triggered", "t", incident("inc-2", "triggered")))
+        .await;
+    let rows = app.settled_logs(&id, 2).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+    let old = receiver.received("/old");
+    assert_eq!(
+        old.len(),
+        3,
+        "the earlier delivery kept its URL through its retries"
+    );
+    assert!(old
+        .iter()
+        .all(|r| r.json()["data"]["resource_data"]["id"] == "inc-1"));
+    let new = receiver.received("/new");
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].json()["data"]["resource_data"]["id"], "inc-2");
+}
+
+both_backends!(
+    redirects_are_failures_and_not_followed,
+    changing_urls_affects_only_later_deliveries,
+);
