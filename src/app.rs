@@ -5,6 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
 use crate::{
+    catalog::Catalog,
     config::Config,
     dispatch::Engine,
     domain::{
@@ -41,9 +42,10 @@ impl Application {
             listener,
             address,
             state: AppState {
-                store,
+                store: store.clone(),
                 config: Arc::new(config),
                 engine,
+                catalog: Arc::new(Catalog::new(store.clone())),
             },
             first_start_token,
         })

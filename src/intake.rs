@@ -6,12 +6,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::{
+    catalog::{fires_for, Catalog},
     dispatch::{Engine, Job},
     domain::{
         delivery::NewDelivery,
         event::{parse_event, Event, Tenant},
         ids::new_id,
-        matching::fires_for,
         webhook::Webhook,
         FieldError, Timestamp,
     },
@@ -36,7 +36,10 @@ pub fn plan_deliveries<'a>(
 ) -> Vec<NewDelivery> {
     let mut out = Vec::new();
     for webhook in webhooks {
-        let body = payload::render(&webhook.spec, event);
+        let (body, failure) = match payload::render(webhook, event) {
+            Ok(body) => (body, None),
+            Err(reason) => (String::new(), Some(reason)),
+        };
         for url in &webhook.spec.urls {
             out.push(NewDelivery {
                 id: new_id("msg"),
@@ -48,6 +51,7 @@ pub fn plan_deliveries<'a>(
                 url: url.url.clone(),
                 method: url.method,
                 payload: body.clone(),
+                failure: failure.clone(),
                 created_at: Timestamp::now(),
             });
         }
@@ -92,16 +96,18 @@ async fn store_and_start(
 /// `POST /v3/events`: answers only once the event and all its deliveries are committed.
 pub async fn accept(
     store: &Arc<dyn Store>,
+    catalog: &Catalog,
     engine: &Engine,
     tenant: Tenant<'_>,
     body: &Value,
 ) -> Result<Accepted, IntakeError> {
     let event = parse_event(body, tenant).map_err(IntakeError::Invalid)?;
-    let webhooks = store.all_webhooks(&event.organization_id).await?;
-    let deliveries = plan_deliveries(
-        &event,
-        webhooks.iter().filter(|w| fires_for(&w.spec, &event)),
-    );
+    let webhooks = catalog.webhooks(&event.organization_id).await?;
+    let matching = webhooks
+        .iter()
+        .filter(|w| fires_for(w, &event))
+        .map(|w| &w.webhook);
+    let deliveries = plan_deliveries(&event, matching);
     let accepted = store_and_start(store, engine, Some(&event), deliveries).await?;
     Ok(accepted.expect("an event was given"))
 }

@@ -4,10 +4,12 @@
 //! only `app` wires concrete pieces together; `main.rs` just calls `cli`.
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod filter;
 pub mod http;
 pub mod intake;
 pub mod payload;

@@ -50,6 +50,9 @@ pub struct NewDelivery {
     pub url: String,
     pub method: Method,
     pub payload: String,
+    /// Set when the payload could not be rendered: the delivery is stored as failed, with
+    /// this reason, and never attempted.
+    pub failure: Option<String>,
     pub created_at: Timestamp,
 }
 

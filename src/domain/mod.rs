@@ -5,7 +5,6 @@ pub mod event;
 pub mod event_type;
 pub mod field_error;
 pub mod ids;
-pub mod matching;
 pub mod organization;
 pub mod retry;
 pub mod timestamp;

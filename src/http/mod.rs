@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::{extract::DefaultBodyLimit, routing::get, Router};
 
-use crate::{config::Config, dispatch::Engine, store::Store};
+use crate::{catalog::Catalog, config::Config, dispatch::Engine, store::Store};
 
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -21,6 +21,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Handed the deliveries intake leased; the HTTP layer never sends anything itself.
     pub engine: Engine,
+    /// Parsed webhooks for matching, shared by all requests.
+    pub catalog: Arc<Catalog>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .merge(api::webhooks::routes())
+        .merge(api::filters::routes())
         .merge(api::logs::routes())
         .merge(api::events::routes())
         .fallback(api::not_found)

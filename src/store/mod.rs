@@ -67,6 +67,8 @@ pub trait ConfigStore: Send + Sync + 'static {
 
     async fn insert_webhook(&self, webhook: &Webhook) -> StoreResult<()>;
     async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
+    /// Changes with every write to the organization's webhooks (for caches).
+    async fn webhooks_version(&self, organization_id: &str) -> StoreResult<i64>;
     /// Every webhook of the organization, for matching.
     async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>>;
     async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;

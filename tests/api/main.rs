@@ -8,5 +8,6 @@ mod auth;
 mod cli;
 mod delivery;
 mod guarantees;
+mod shaping;
 mod store_conformance;
 mod webhooks;

@@ -32,7 +32,7 @@ fn full_webhook() -> Value {
         "trigger_type": "manual",
         "payload_type": "custom",
         "version": "v1",
-        "custom_payload": "{\"text\": \"{{ incident.message }}\"}",
+        "custom_payload": "{\"text\": {{ incident.message }}}",
         "custom_payload_template_slug": "my-template",
         "language": "jinja"
     })

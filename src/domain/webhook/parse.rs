@@ -98,17 +98,20 @@ pub fn parse_spec(input: &Value) -> Result<WebhookSpec, Vec<FieldError>> {
         PayloadVersion::V2,
     );
     let custom_payload = p.string("custom_payload", MAX_CUSTOM_PAYLOAD);
-    if payload_type == PayloadType::Custom && custom_payload.as_deref().unwrap_or("").is_empty() {
-        p.error(
-            "custom_payload",
-            "is required when payload_type is \"custom\": give the template to send",
-        );
-    }
     // Squadcast answers "" for these when unset; "" in means unset too.
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let custom_payload = non_empty(custom_payload);
     let custom_payload_template_slug =
         non_empty(p.string("custom_payload_template_slug", MAX_NAME));
+    if payload_type == PayloadType::Custom
+        && custom_payload.is_none()
+        && custom_payload_template_slug.is_none()
+    {
+        p.error(
+            "custom_payload",
+            "is required when payload_type is \"custom\": give the template to send, or a preset in custom_payload_template_slug (slack, msteams, discord)",
+        );
+    }
     let language = non_empty(p.string("language", MAX_NAME));
 
     if !p.errors.is_empty() {

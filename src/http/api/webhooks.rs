@@ -10,6 +10,7 @@ use axum::{
 use serde_json::{json, Map, Value};
 
 use crate::{
+    catalog,
     domain::{
         token::Ability,
         webhook::{self, is_credential_header, mask_value, Webhook},
@@ -89,6 +90,14 @@ fn with_secret(w: &Webhook) -> Value {
     body
 }
 
+/// The whole webhook check: its fields, then its filter and custom payload.
+fn parse(body: &Value) -> Result<webhook::WebhookSpec, ApiError> {
+    let invalid = |errors| ApiError::Invalid("invalid_webhook", errors);
+    let spec = webhook::parse_spec(body).map_err(invalid)?;
+    catalog::validate(&spec).map_err(invalid)?;
+    Ok(spec)
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("webhook {id}"))
 }
@@ -151,7 +160,7 @@ async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let spec = webhook::parse_spec(&body).map_err(|e| ApiError::Invalid("invalid_webhook", e))?;
+    let spec = parse(&body)?;
     let hook = Webhook::new(caller.organization_id(), &caller.token.id, spec);
     state.store.insert_webhook(&hook).await?;
     tracing::info!(webhook = %hook.id, name = %hook.spec.name, "webhook created");
@@ -187,8 +196,7 @@ async fn update(
         .webhook(caller.organization_id(), &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let mut spec =
-        webhook::parse_spec(&body).map_err(|e| ApiError::Invalid("invalid_webhook", e))?;
+    let mut spec = parse(&body)?;
     webhook::restore_masked(&mut spec.header, &current.spec.header);
     let hook = state
         .store

@@ -159,6 +159,7 @@ impl ConfigStore for SqlStore {
     }
 
     async fn insert_webhook(&self, w: &Webhook) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
@@ -170,9 +171,20 @@ impl ConfigStore for SqlStore {
         .bind(&w.secret)
         .bind(w.created_at.as_micros())
         .bind(w.updated_at.as_micros())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        bump_webhooks_version(&mut tx, &w.organization_id).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn webhooks_version(&self, organization_id: &str) -> StoreResult<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT webhooks_version FROM organizations WHERE id = $1")
+                .bind(organization_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(version.unwrap_or(0))
     }
 
     async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
@@ -239,24 +251,19 @@ impl ConfigStore for SqlStore {
         spec: &WebhookSpec,
         at: Timestamp,
     ) -> StoreResult<Option<Webhook>> {
-        let row = sqlx::query(&format!(
-            "UPDATE webhooks SET spec = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
-        ))
-        .bind(spec_json(spec))
-        .bind(at.as_micros())
-        .bind(organization_id)
-        .bind(id)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        self.update_column(organization_id, id, "spec", spec_json(spec), at)
+            .await
     }
 
     async fn delete_webhook(&self, organization_id: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND id = $2")
             .bind(organization_id)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        bump_webhooks_version(&mut tx, organization_id).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -267,15 +274,44 @@ impl ConfigStore for SqlStore {
         secret: &str,
         at: Timestamp,
     ) -> StoreResult<Option<Webhook>> {
+        self.update_column(organization_id, id, "secret", secret.to_owned(), at)
+            .await
+    }
+}
+
+impl SqlStore {
+    /// Sets one text column of a webhook (`column` is one of ours, never input).
+    async fn update_column(
+        &self,
+        organization_id: &str,
+        id: &str,
+        column: &'static str,
+        value: String,
+        at: Timestamp,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(&format!(
-            "UPDATE webhooks SET secret = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
+            "UPDATE webhooks SET {column} = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
         ))
-        .bind(secret)
+        .bind(value)
         .bind(at.as_micros())
         .bind(organization_id)
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
+        bump_webhooks_version(&mut tx, organization_id).await?;
+        tx.commit().await?;
         row.as_ref().map(webhook_from_row).transpose()
     }
+}
+
+async fn bump_webhooks_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    organization_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
+        .bind(organization_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

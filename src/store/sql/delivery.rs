@@ -111,10 +111,12 @@ async fn insert_deliveries(
                 .fetch_optional(&mut **tx)
                 .await?
                 .is_some();
-        let lease = lease.filter(|_| !busy && !saturated_urls.contains(&d.url));
+        let failed = d.failure.is_some();
+        let lease = lease.filter(|_| !failed && !busy && !saturated_urls.contains(&d.url));
+        let created = d.created_at.as_micros();
         sqlx::query(
-            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $12, $13, $11, $11)",
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15, $16, $16, $17)",
         )
         .bind(&d.id)
         .bind(&d.organization_id)
@@ -126,9 +128,13 @@ async fn insert_deliveries(
         .bind(d.method.as_str())
         .bind(&d.payload)
         .bind(&lane)
-        .bind(d.created_at.as_micros())
+        .bind(if failed { "failed" } else { "pending" })
+        .bind((!failed).then_some(created))
         .bind(lease.map(|l| l.until.as_micros()))
         .bind(lease.map(|l| l.owner.as_str()))
+        .bind(d.failure.as_deref())
+        .bind(created)
+        .bind(failed.then_some(created))
         .execute(&mut **tx)
         .await?;
         if lease.is_some() {

@@ -1,0 +1,239 @@
+//! Webhooks as matching needs them: parsed filters, kept in memory per organization and
+//! reloaded only when the organization's `webhooks_version` moves (any node's change).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    domain::{
+        event::Event,
+        webhook::{PayloadType, TriggerType, Webhook, WebhookSpec},
+        FieldError,
+    },
+    filter::{self, Filter, Subject},
+    payload::{self, presets, template},
+    store::{Store, StoreError},
+};
+
+/// A webhook with its filter parsed.
+#[derive(Debug, Clone)]
+pub struct CompiledWebhook {
+    pub webhook: Webhook,
+    pub filter: Option<Filter>,
+}
+
+/// Checks what `parse_spec` cannot: the filter, and that a custom payload renders to JSON
+/// for a sample incident. Returns the parsed filter.
+pub fn validate(spec: &WebhookSpec) -> Result<Option<Filter>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let parsed = match &spec.filters {
+        Some(value) => filter::parse(value).unwrap_or_else(|problems| {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|p| FieldError::new(p.path, p.message)),
+            );
+            None
+        }),
+        None => None,
+    };
+    if spec.payload_type == PayloadType::Custom {
+        match (&spec.custom_payload, &spec.custom_payload_template_slug) {
+            (None, Some(slug)) if presets::preset(slug).is_none() => errors.push(FieldError::new(
+                "custom_payload_template_slug",
+                format!(
+                    "\"{slug}\" is not a preset; use one of {} or give custom_payload",
+                    presets::PRESETS
+                        .iter()
+                        .map(|p| p.slug)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => {
+                let source = payload::custom_source(spec).unwrap_or_default();
+                let context = template::context(&payload::sample_event(), "wh_sample", &spec.name);
+                if let Err(e) = template::render(&source, &context) {
+                    errors.push(FieldError::new(
+                        "custom_payload",
+                        format!("{e} (rendered against a sample incident)"),
+                    ));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A webhook fires for an event when it is enabled and automatic, one of its triggers is
+/// the event's type, its team scope covers the event's team, and its filter matches.
+pub fn fires_for(compiled: &CompiledWebhook, event: &Event) -> bool {
+    let spec = &compiled.webhook.spec;
+    spec.enabled
+        && spec.trigger_type == TriggerType::Automatic
+        && spec.triggers.iter().any(|t| {
+            t.event_class == event.event_type.class && t.event_type == event.event_type.action
+        })
+        && (spec.is_all_teams_configured || spec.teams.iter().any(|t| t == event.team_id()))
+        && compiled.filter.as_ref().is_none_or(|f| {
+            filter::matches(
+                f,
+                Subject {
+                    incident: &event.incident,
+                    team_id: event.team_id(),
+                },
+            )
+        })
+}
+
+/// Stored filters were validated when saved; one that no longer parses (a rule tightened
+/// since) matches nothing rather than everything.
+fn compile(webhook: Webhook) -> CompiledWebhook {
+    let filter = match &webhook.spec.filters {
+        Some(value) => filter::parse(value).unwrap_or_else(|_| {
+            tracing::warn!(webhook = %webhook.id, "stored filter no longer parses; the webhook matches nothing until it is saved again");
+            Some(Filter::Group { all: false, conditions: Vec::new() })
+        }),
+        None => None,
+    };
+    CompiledWebhook { webhook, filter }
+}
+
+/// An organization's parsed webhooks and the `webhooks_version` they were read at.
+type Versioned = (i64, Arc<Vec<CompiledWebhook>>);
+
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    cache: Mutex<HashMap<String, Versioned>>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The organization's webhooks, parsed; one version read when nothing changed.
+    pub async fn webhooks(
+        &self,
+        organization_id: &str,
+    ) -> Result<Arc<Vec<CompiledWebhook>>, StoreError> {
+        let version = self.store.webhooks_version(organization_id).await?;
+        if let Some((cached, hooks)) = self.cache.lock().expect("catalog").get(organization_id) {
+            if *cached == version {
+                return Ok(hooks.clone());
+            }
+        }
+        // Read the version before the rows: a change in between makes the next call reload.
+        let hooks: Arc<Vec<CompiledWebhook>> = Arc::new(
+            self.store
+                .all_webhooks(organization_id)
+                .await?
+                .into_iter()
+                .map(compile)
+                .collect(),
+        );
+        self.cache
+            .lock()
+            .expect("catalog")
+            .insert(organization_id.to_owned(), (version, hooks.clone()));
+        Ok(hooks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        event::{parse_event, Tenant},
+        webhook::parse_spec,
+    };
+    use serde_json::{json, Value};
+
+    fn event(kind: &str, team: &str) -> Event {
+        let body = json!({
+            "type": kind, "team": {"id": team},
+            "incident": {"id": "i", "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}
+        });
+        parse_event(&body, Tenant { id: "o", name: "O" }).unwrap()
+    }
+
+    fn hook(patch: Value) -> CompiledWebhook {
+        let mut body = json!({
+            "name": "w",
+            "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": "https://e.example/h"}],
+            "is_all_teams_configured": true
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let spec = parse_spec(&body).unwrap();
+        let filter = validate(&spec).unwrap();
+        CompiledWebhook {
+            webhook: Webhook::new("o", "t", spec),
+            filter,
+        }
+    }
+
+    #[test]
+    fn fires_only_when_every_condition_holds() {
+        let triggered = event("incident.triggered", "t1");
+        assert!(fires_for(&hook(json!({})), &triggered));
+        assert!(!fires_for(
+            &hook(json!({})),
+            &event("incident.resolved", "t1")
+        ));
+        assert!(!fires_for(&hook(json!({"enabled": false})), &triggered));
+        assert!(!fires_for(
+            &hook(json!({"trigger_type": "manual"})),
+            &triggered
+        ));
+        let scoped = hook(json!({"is_all_teams_configured": false, "teams": ["t2", "t1"]}));
+        assert!(fires_for(&scoped, &triggered));
+        assert!(!fires_for(&scoped, &event("incident.triggered", "t3")));
+        let filtered = |svc: &str| {
+            hook(
+                json!({"filters": {"op": "and", "conditions": [{"op": "is", "lhs": "service", "rhs": svc}]}}),
+            )
+        };
+        assert!(fires_for(&filtered("s"), &triggered));
+        assert!(!fires_for(&filtered("other"), &triggered));
+    }
+
+    #[test]
+    fn validation_reports_filter_and_template_problems_by_field() {
+        let spec = parse_spec(&json!({
+            "name": "w", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": "https://e.example/h"}], "is_all_teams_configured": true,
+            "filters": {"op": "and", "conditions": [{"op": "near", "lhs": "service", "rhs": "x"}]},
+            "payload_type": "custom", "custom_payload": "{\"a\": {{ incident.message }"
+        }))
+        .unwrap();
+        let fields: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["filters.conditions[0].op", "custom_payload"]);
+        let preset = parse_spec(&json!({
+            "name": "w", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": "https://e.example/h"}], "is_all_teams_configured": true,
+            "payload_type": "custom", "custom_payload_template_slug": "pagerduty"
+        }))
+        .unwrap();
+        assert_eq!(
+            validate(&preset).unwrap_err()[0].field,
+            "custom_payload_template_slug"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! Webhook filters: Squadcast's nested `{op, conditions}` groups, parsed once into a typed
+//! tree and evaluated in memory against an incident. No I/O.
+
+mod eval;
+mod parse;
+
+pub use eval::{explain, matches, Explanation};
+pub use parse::{parse, FilterError, MAX_CONDITIONS, MAX_DEPTH};
+
+use regex::Regex;
+
+/// A parsed filter: a group of conditions, each a condition or a nested group.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    Group { all: bool, conditions: Vec<Filter> },
+    Condition { field: Field, test: Test },
+}
+
+/// What a condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// The event's team id.
+    Team,
+    /// A path into the incident (`service` and `alert_source` mean their `id`, and
+    /// `tags.<key>` that tag's `value`).
+    Incident(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Test {
+    Is(String),
+    IsNot(String),
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Contains(String),
+    NotContains(String),
+    StartsWith(String),
+    Matches(Regex),
+    Exists,
+    NotExists,
+}
+
+/// What a filter is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub incident: &'a serde_json::Map<String, serde_json::Value>,
+    pub team_id: &'a str,
+}

@@ -1,0 +1,362 @@
+//! JSON → [`Filter`], refusing what cannot be evaluated, with the JSON path of each problem.
+
+use regex::RegexBuilder;
+use serde_json::Value;
+
+use super::{Field, Filter, Test};
+
+pub const MAX_DEPTH: usize = 5;
+pub const MAX_CONDITIONS: usize = 100;
+/// Compiled regular expressions stay small; the engine runs in linear time regardless.
+const MAX_REGEX_BYTES: usize = 256 * 1024;
+
+/// Incident fields a condition may start from (Squadcast's incident object).
+const INCIDENT_ROOTS: &[&str] = &[
+    "id",
+    "message",
+    "description",
+    "url",
+    "alert_source",
+    "service",
+    "status",
+    "priority",
+    "created_at",
+    "assigned_to",
+    "tags",
+    "event_payload",
+    "timeline",
+    "event_count",
+    "owner",
+    "manually_created_by",
+    "request_id",
+    "analytics",
+];
+
+const OPERATORS: &str =
+    "is, is_not, in, not_in, contains, not_contains, starts_with, matches, exists, not_exists";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    /// e.g. `filters.conditions[1].rhs`
+    pub path: String,
+    pub message: String,
+}
+
+/// Parses a webhook's `filters`. `null`, `{}` and a group without conditions match
+/// everything and parse to `None`.
+pub fn parse(value: &Value) -> Result<Option<Filter>, Vec<FilterError>> {
+    if value.is_null() || value.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(None);
+    }
+    let mut errors = Vec::new();
+    let mut count = 0;
+    let filter = group(value, "filters", 1, &mut count, &mut errors);
+    if count > MAX_CONDITIONS {
+        errors.push(FilterError {
+            path: "filters".into(),
+            message: format!("has {count} conditions; at most {MAX_CONDITIONS} are allowed"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(filter.filter(|f| !matches!(f, Filter::Group { conditions, .. } if conditions.is_empty())))
+}
+
+fn error(errors: &mut Vec<FilterError>, path: &str, message: impl Into<String>) {
+    errors.push(FilterError {
+        path: path.to_owned(),
+        message: message.into(),
+    });
+}
+
+fn group(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    count: &mut usize,
+    errors: &mut Vec<FilterError>,
+) -> Option<Filter> {
+    let Some(obj) = value.as_object() else {
+        error(
+            errors,
+            path,
+            "must be a group like {\"op\": \"and\", \"conditions\": […]}",
+        );
+        return None;
+    };
+    if depth > MAX_DEPTH {
+        error(
+            errors,
+            path,
+            format!("nests groups deeper than {MAX_DEPTH} levels"),
+        );
+        return None;
+    }
+    let all = match obj.get("op").and_then(Value::as_str) {
+        Some("and") => true,
+        Some("or") => false,
+        _ => {
+            error(
+                errors,
+                &format!("{path}.op"),
+                "a group's op must be \"and\" or \"or\"",
+            );
+            return None;
+        }
+    };
+    let Some(items) = obj.get("conditions").and_then(Value::as_array) else {
+        error(
+            errors,
+            &format!("{path}.conditions"),
+            "must be an array of conditions or groups",
+        );
+        return None;
+    };
+    for key in obj.keys().filter(|k| *k != "op" && *k != "conditions") {
+        error(
+            errors,
+            &format!("{path}.{key}"),
+            "unknown field; a group has op and conditions",
+        );
+    }
+    let mut conditions = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        *count += 1;
+        let item_path = format!("{path}.conditions[{i}]");
+        let is_group = item.get("conditions").is_some();
+        let parsed = if is_group {
+            group(item, &item_path, depth + 1, count, errors)
+        } else {
+            condition(item, &item_path, errors)
+        };
+        conditions.extend(parsed);
+    }
+    Some(Filter::Group { all, conditions })
+}
+
+fn condition(value: &Value, path: &str, errors: &mut Vec<FilterError>) -> Option<Filter> {
+    let Some(obj) = value.as_object() else {
+        error(errors, path, "must be a condition like {\"op\": \"is\", \"lhs\": \"service\", \"rhs\": \"…\"} or a group");
+        return None;
+    };
+    for key in obj
+        .keys()
+        .filter(|k| !["op", "lhs", "rhs"].contains(&k.as_str()))
+    {
+        error(
+            errors,
+            &format!("{path}.{key}"),
+            "unknown field; a condition has op, lhs and rhs",
+        );
+    }
+    let field = match obj.get("lhs").and_then(Value::as_str) {
+        Some(lhs) => field(lhs)
+            .map_err(|m| error(errors, &format!("{path}.lhs"), m))
+            .ok(),
+        None => {
+            error(
+                errors,
+                &format!("{path}.lhs"),
+                "is required: the field to test, like service or tags.severity",
+            );
+            None
+        }
+    };
+    let rhs = obj.get("rhs");
+    let rhs_path = format!("{path}.rhs");
+    let text = |errors: &mut Vec<FilterError>| match rhs {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => {
+            error(errors, &rhs_path, "must be a string");
+            None
+        }
+    };
+    let test = match obj.get("op").and_then(Value::as_str) {
+        Some("is") => text(errors).map(Test::Is),
+        Some("is_not") => text(errors).map(Test::IsNot),
+        Some("contains") => text(errors).map(Test::Contains),
+        Some("not_contains") => text(errors).map(Test::NotContains),
+        Some("starts_with") => text(errors).map(Test::StartsWith),
+        Some(op @ ("in" | "not_in")) => {
+            let list = rhs.and_then(Value::as_array).and_then(|items| {
+                items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            });
+            match list {
+                Some(list) if op == "in" => Some(Test::In(list)),
+                Some(list) => Some(Test::NotIn(list)),
+                None => {
+                    error(errors, &rhs_path, "must be an array of strings");
+                    None
+                }
+            }
+        }
+        Some("matches") => {
+            let pattern = text(errors)?;
+            match RegexBuilder::new(&pattern)
+                .size_limit(MAX_REGEX_BYTES)
+                .build()
+            {
+                Ok(re) => Some(Test::Matches(re)),
+                Err(e) => {
+                    error(
+                        errors,
+                        &rhs_path,
+                        format!("is not a valid regular expression: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+        Some(op @ ("exists" | "not_exists")) => {
+            if rhs.is_some_and(|v| !v.is_null()) {
+                error(
+                    errors,
+                    &rhs_path,
+                    format!("must be absent: {op} takes no value"),
+                );
+            }
+            Some(if op == "exists" {
+                Test::Exists
+            } else {
+                Test::NotExists
+            })
+        }
+        Some(other) => {
+            error(
+                errors,
+                &format!("{path}.op"),
+                format!("unknown operator \"{other}\"; use one of {OPERATORS}"),
+            );
+            None
+        }
+        None => {
+            error(
+                errors,
+                &format!("{path}.op"),
+                format!("is required: one of {OPERATORS}"),
+            );
+            None
+        }
+    };
+    Some(Filter::Condition {
+        field: field?,
+        test: test?,
+    })
+}
+
+/// `service` → `service.id`, `tags.x` → `tags.x.value`, `team` → the event's team.
+fn field(lhs: &str) -> Result<Field, String> {
+    let parts: Vec<String> = lhs.split('.').map(str::to_owned).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!("\"{lhs}\" is not a field path like service.slug"));
+    }
+    match parts.as_slice() {
+        [only] if only == "team" => Ok(Field::Team),
+        [only] if only == "service" || only == "alert_source" => {
+            Ok(Field::Incident(vec![only.clone(), "id".into()]))
+        }
+        [root, ..] if INCIDENT_ROOTS.contains(&root.as_str()) => Ok(Field::Incident(parts)),
+        [root, ..] => Err(format!(
+            "\"{root}\" is not part of an incident; use team, service, alert_source or a path into the incident ({})",
+            INCIDENT_ROOTS.join(", ")
+        )),
+        [] => Err("is empty".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(value: Value) -> Vec<String> {
+        parse(&value)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    #[test]
+    fn empty_filters_match_everything() {
+        assert!(parse(&Value::Null).unwrap().is_none());
+        assert!(parse(&json!({})).unwrap().is_none());
+        assert!(parse(&json!({"op": "and", "conditions": []}))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn errors_name_the_json_path_of_the_condition() {
+        let nested = json!({"op": "and", "conditions": [
+            {"op": "is", "lhs": "service", "rhs": "a"},
+            {"op": "or", "conditions": [
+                {"op": "resembles", "lhs": "status", "rhs": "x"},
+                {"op": "in", "lhs": "status", "rhs": "triggered"},
+                {"op": "matches", "lhs": "message", "rhs": "(unclosed"},
+                {"op": "is", "lhs": "weather", "rhs": "rain"},
+                {"op": "exists", "lhs": "priority", "rhs": "P1"}
+            ]}
+        ]});
+        assert_eq!(
+            paths(nested),
+            [
+                "filters.conditions[1].conditions[0].op",
+                "filters.conditions[1].conditions[1].rhs",
+                "filters.conditions[1].conditions[2].rhs",
+                "filters.conditions[1].conditions[3].lhs",
+                "filters.conditions[1].conditions[4].rhs",
+            ]
+        );
+        assert_eq!(
+            paths(json!({"op": "xor", "conditions": []})),
+            ["filters.op"]
+        );
+        assert_eq!(
+            paths(json!({"op": "and", "conditions": [{"op": "is", "lhs": "status", "rhs": 3}]})),
+            ["filters.conditions[0].rhs"]
+        );
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let mut deep = json!({"op": "and", "conditions": [{"op": "exists", "lhs": "status"}]});
+        for _ in 0..5 {
+            deep = json!({"op": "and", "conditions": [deep]});
+        }
+        let errors = parse(&deep).unwrap_err();
+        assert!(errors[0].message.contains("deeper than 5"), "{errors:?}");
+        let five_deep = {
+            let mut f = json!({"op": "and", "conditions": [{"op": "exists", "lhs": "status"}]});
+            for _ in 0..4 {
+                f = json!({"op": "or", "conditions": [f]});
+            }
+            f
+        };
+        assert!(parse(&five_deep).is_ok());
+        let many: Vec<Value> = (0..101)
+            .map(|_| json!({"op": "exists", "lhs": "status"}))
+            .collect();
+        let errors = parse(&json!({"op": "or", "conditions": many})).unwrap_err();
+        assert_eq!(errors[0].path, "filters");
+    }
+
+    #[test]
+    fn shorthand_fields_mean_ids_and_tag_values() {
+        assert_eq!(
+            field("service").unwrap(),
+            Field::Incident(vec!["service".into(), "id".into()])
+        );
+        assert_eq!(
+            field("alert_source.short_name").unwrap(),
+            Field::Incident(vec!["alert_source".into(), "short_name".into()])
+        );
+        assert_eq!(field("team").unwrap(), Field::Team);
+        assert!(field("weather").is_err());
+        assert!(field("service..id").is_err());
+    }
+}

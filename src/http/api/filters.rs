@@ -1,0 +1,84 @@
+//! Trying filters before saving them, and the payload presets.
+
+use axum::{
+    extract::State,
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    domain::{token::Ability, FieldError},
+    filter::{self, Subject},
+    http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
+    payload::{self, presets, template},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v3/extensions/event-webhooks/filters/test",
+            post(test_filter),
+        )
+        .route("/v3/extensions/event-webhooks/templates", get(templates))
+}
+
+/// `{"filters": …, "incident": …, "team": {"id": …}}` → whether it matches, and for each
+/// condition of each group whether it did and what value the field had.
+async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let invalid = |errors: Vec<FieldError>| ApiError::Invalid("invalid_filter", errors);
+    let incident: Map<String, Value> = match body.get("incident") {
+        Some(Value::Object(o)) => o.clone(),
+        _ => {
+            return Err(invalid(vec![FieldError::new(
+                "incident",
+                "is required: the incident object to test against",
+            )]))
+        }
+    };
+    let team_id = body
+        .pointer("/team/id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let parsed =
+        filter::parse(body.get("filters").unwrap_or(&Value::Null)).map_err(|problems| {
+            invalid(
+                problems
+                    .into_iter()
+                    .map(|p| FieldError::new(p.path, p.message))
+                    .collect(),
+            )
+        })?;
+    let subject = Subject {
+        incident: &incident,
+        team_id,
+    };
+    let data = match parsed {
+        None => json!({"matches": true, "explanation": null}),
+        Some(f) => {
+            let explanation = filter::explain(&f, subject);
+            json!({"matches": explanation.matched, "explanation": explanation})
+        }
+    };
+    Ok(Json(json!({ "data": data })))
+}
+
+/// The presets for `custom_payload_template_slug`, each with what it sends for Squadcast's
+/// sample incident.
+async fn templates(State(_): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let event = payload::sample_event();
+    let context = template::context(&event, "wh_example", "Example");
+    let result: Vec<Value> = presets::PRESETS
+        .iter()
+        .map(|p| {
+            let example = template::render(&presets::source(p), &context)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .unwrap_or(Value::Null);
+            json!({"slug": p.slug, "name": p.name, "description": p.description, "example": example})
+        })
+        .collect();
+    Ok(Json(json!({"data": result})))
+}

@@ -1,0 +1,302 @@
+//! Filters, custom payload templates and chat presets, through the real server.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::delivery::{hook, HOOKS};
+use crate::helpers::{spawn_app, Backend};
+use crate::receiver::Receiver;
+
+fn with(mut body: Value, patch: Value) -> Value {
+    for (k, v) in patch.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Value {
+    json!({
+        "type": "incident.triggered",
+        "team": {"id": "t"},
+        "incident": {
+            "id": format!("inc-{n}"), "message": format!("incident {n}"), "status": "triggered",
+            "service": {"id": service}, "alert_source": {"id": source},
+            "tags": {"severity": {"value": severity, "color": "#000"}}
+        }
+    })
+}
+
+fn cond(op: &str, lhs: &str, rhs: &str) -> Value {
+    json!({"op": op, "lhs": lhs, "rhs": rhs})
+}
+
+async fn filtered_webhooks_receive_exactly_their_events(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let by_service = json!({"op": "and", "conditions": [cond("is", "service", "svc-a")]});
+    let by_source = json!({"op": "and", "conditions": [cond("is", "alert_source", "as-x")]});
+    let nested = json!({"op": "or", "conditions": [
+        {"op": "and", "conditions": [cond("is", "service", "svc-a"), cond("is", "alert_source", "as-x")]},
+        cond("is", "tags.severity", "critical")
+    ]});
+    for (path, filters) in [
+        ("/service", by_service),
+        ("/source", by_source),
+        ("/nested", nested),
+    ] {
+        app.create_webhook(&with(
+            hook(path, json!([{"url": receiver.url(path)}])),
+            json!({"filters": filters}),
+        ))
+        .await;
+    }
+    let mut expected = std::collections::HashMap::<&str, Vec<String>>::new();
+    let mut n = 0;
+    for service in ["svc-a", "svc-b"] {
+        for source in ["as-x", "as-y"] {
+            for severity in ["critical", "low"] {
+                n += 1;
+                let body = incident_event(n, service, source, severity);
+                let wants = [
+                    ("/service", service == "svc-a"),
+                    ("/source", source == "as-x"),
+                    (
+                        "/nested",
+                        (service == "svc-a" && source == "as-x") || severity == "critical",
+                    ),
+                ];
+                let count = wants.iter().filter(|(_, w)| *w).count();
+                let reply = app.owner(Method::POST, "/v3/events", Some(&body)).await;
+                assert_eq!(
+                    reply.body["data"]["deliveries"], count,
+                    "event {n}: {service} {source} {severity}"
+                );
+                for (path, wanted) in wants {
+                    if wanted {
+                        expected.entry(path).or_default().push(format!("inc-{n}"));
+                    }
+                }
+            }
+        }
+    }
+    for (path, incidents) in expected {
+        let got = receiver.wait_for(path, incidents.len()).await;
+        let mut ids: Vec<String> = got
+            .iter()
+            .map(|r| {
+                r.json()["data"]["resource_data"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        ids.sort();
+        let mut want = incidents.clone();
+        want.sort();
+        assert_eq!(ids, want, "{path}");
+    }
+}
+
+async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let bad_filter = with(
+        hook("f", json!([{"url": "https://e.example/h"}])),
+        json!({"filters": {"op": "and", "conditions": [
+            cond("is", "service", "a"),
+            {"op": "or", "conditions": [{"op": "matches", "lhs": "message", "rhs": "(["}]}
+        ]}}),
+    );
+    let reply = app.owner(Method::POST, HOOKS, Some(&bad_filter)).await;
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply
+            .message()
+            .contains("filters.conditions[1].conditions[0].rhs:"),
+        "{}",
+        reply.message()
+    );
+
+    let bad_template = with(
+        hook("t", json!([{"url": "https://e.example/h"}])),
+        json!({
+            "payload_type": "custom", "custom_payload": "{\n  \"a\": {% if incident.status %}1\n}"
+        }),
+    );
+    let reply = app.owner(Method::POST, HOOKS, Some(&bad_template)).await;
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply.message().contains("custom_payload: line"),
+        "{}",
+        reply.message()
+    );
+
+    let not_json = with(
+        hook("t", json!([{"url": "https://e.example/h"}])),
+        json!({
+            "payload_type": "custom", "custom_payload": "text: {{ incident.message }}"
+        }),
+    );
+    let reply = app.owner(Method::POST, HOOKS, Some(&not_json)).await;
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply.message().contains("not valid JSON"),
+        "{}",
+        reply.message()
+    );
+
+    let runaway = with(
+        hook("t", json!([{"url": "https://e.example/h"}])),
+        json!({
+            "payload_type": "custom",
+            "custom_payload": "[{% for i in range(1000000) %}{% for j in range(1000000) %}0,{% endfor %}{% endfor %}0]"
+        }),
+    );
+    let reply = app.owner(Method::POST, HOOKS, Some(&runaway)).await;
+    assert_eq!(reply.status, 422, "stopped by the bound");
+    assert_eq!(app.webhook_count().await, 0);
+}
+
+async fn custom_templates_and_presets_reach_the_receiver(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    // Explodes only for one incident: that delivery fails with the reason, the others go.
+    let template = "{% if incident.message == \"boom\" %}[{% for i in range(1000000) %}{% for j in range(1000000) %}0,{% endfor %}{% endfor %}0]{% else %}{\"summary\": {{ incident.message ~ \" (\" ~ incident.status ~ \")\" }}, \"hook\": {{ webhook.name }}, \"event\": {{ event.type }}}{% endif %}";
+    let custom = app
+        .create_webhook(&with(
+            hook("Custom", json!([{"url": receiver.url("/custom")}])),
+            json!({
+                "payload_type": "custom", "custom_payload": template
+            }),
+        ))
+        .await;
+    app.create_webhook(&with(
+        hook("Slack", json!([{"url": receiver.url("/slack")}])),
+        json!({
+            "payload_type": "custom", "custom_payload_template_slug": "slack"
+        }),
+    ))
+    .await;
+    let mut fine = incident_event(1, "svc-a", "as-x", "low");
+    fine["incident"]["message"] = json!("Disk full");
+    let mut boom = incident_event(2, "svc-a", "as-x", "low");
+    boom["incident"]["message"] = json!("boom");
+    for body in [&fine, &boom] {
+        assert_eq!(
+            app.owner(Method::POST, "/v3/events", Some(body))
+                .await
+                .status,
+            202
+        );
+    }
+    let got = receiver.wait_for("/custom", 1).await;
+    assert_eq!(
+        got[0].json(),
+        json!({"summary": "Disk full (triggered)", "hook": "Custom", "event": "incident.triggered"})
+    );
+    let slack = receiver.wait_for("/slack", 2).await;
+    assert!(slack
+        .iter()
+        .any(|r| r.json()["text"].as_str().unwrap().contains("[TRIGGERED]")));
+
+    let rows = app.settled_logs(custom["id"].as_str().unwrap(), 2).await;
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["incident_id"], "inc-2");
+    assert_eq!(failed[0]["attempts"], 0, "never sent");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("custom payload template"),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(receiver.received("/custom").len(), 1);
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        200,
+        "the process is fine"
+    );
+}
+
+async fn filter_test_endpoint_explains_matches(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let filters = json!({"op": "or", "conditions": [
+        {"op": "and", "conditions": [cond("is", "service", "svc-a"), cond("is", "alert_source", "as-x")]},
+        cond("is", "tags.severity", "critical")
+    ]});
+    let incident = incident_event(1, "svc-a", "as-y", "critical")["incident"].clone();
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/filters/test"),
+            Some(&json!({"filters": filters, "incident": incident})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let data = &reply.body["data"];
+    assert_eq!(data["matches"], true);
+    assert_eq!(data["explanation"]["conditions"][0]["matched"], false);
+    assert_eq!(
+        data["explanation"]["conditions"][0]["conditions"][0]["matched"],
+        true
+    );
+    assert_eq!(
+        data["explanation"]["conditions"][0]["conditions"][1]["value"],
+        "as-y"
+    );
+    assert_eq!(data["explanation"]["conditions"][1]["matched"], true);
+
+    let other = incident_event(2, "svc-b", "as-y", "low")["incident"].clone();
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/filters/test"),
+            Some(&json!({"filters": filters, "incident": other})),
+        )
+        .await;
+    assert_eq!(reply.body["data"]["matches"], false);
+
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/filters/test"),
+            Some(&json!({"filters": {"op": "nand", "conditions": []}, "incident": {}})),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    assert!(reply.message().contains("filters.op"));
+}
+
+async fn presets_are_listed_with_examples(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let reply = app
+        .owner(Method::GET, &format!("{HOOKS}/templates"), None)
+        .await;
+    assert_eq!(reply.status, 200);
+    let list = reply.body["data"].as_array().unwrap();
+    let slugs: Vec<&str> = list.iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["slack", "msteams", "discord"]);
+    assert!(list[0]["example"]["text"].is_string());
+    assert_eq!(list[1]["example"]["@type"], "MessageCard");
+    assert!(list[2]["example"]["embeds"].is_array());
+}
+
+both_backends!(
+    filtered_webhooks_receive_exactly_their_events,
+    invalid_filters_and_templates_are_refused_at_save,
+    custom_templates_and_presets_reach_the_receiver,
+    filter_test_endpoint_explains_matches,
+    presets_are_listed_with_examples,
+);
