@@ -13,6 +13,7 @@ use crate::{
         token::{Ability, NewToken},
     },
     http::{self, AppState},
+    notify::{self, Notifier},
     store::{self, Store},
 };
 
@@ -21,6 +22,7 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     first_start_token: Option<NewToken>,
+    notifier: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -34,6 +36,14 @@ impl Application {
             tracing::info!(released, "took back deliveries leased before the last stop");
         }
         let engine = Engine::start(store.clone(), &config.delivery)?;
+        let notifier = Notifier::new(store.clone(), &config)?;
+        if config.smtp.host.is_empty() && store.any_webhook_with_mail_ids().await? {
+            tracing::warn!(
+                "{}; failure notifications are recorded as skipped",
+                notify::NO_SMTP
+            );
+        }
+        let notifier = notifier.start();
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -48,6 +58,7 @@ impl Application {
                 catalog: Arc::new(Catalog::new(store.clone())),
             },
             first_start_token,
+            notifier,
         })
     }
 
@@ -77,6 +88,7 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await?;
         engine.shutdown(grace).await;
+        self.notifier.abort();
         Ok(())
     }
 }

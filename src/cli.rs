@@ -12,6 +12,7 @@ use crate::{
         token::{Ability, NewToken},
         Timestamp,
     },
+    notify::{email::Email, Mailer},
     store,
 };
 
@@ -44,6 +45,11 @@ enum Command {
     Migrate,
     /// Print every setting with its default and meaning.
     Config,
+    /// Send a test e-mail with the [smtp] settings, and explain what fails.
+    SendTestEmail {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -122,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { action } => token(Config::load(&overrides)?, action).await,
+        Command::SendTestEmail { to } => send_test_email(Config::load(&overrides)?, &to).await,
     }
 }
 
@@ -202,5 +209,27 @@ async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             eprintln!("token {id} revoked");
         }
     }
+    Ok(())
+}
+
+async fn send_test_email(config: Config, to: &str) -> anyhow::Result<()> {
+    let Some(mailer) = Mailer::new(&config.smtp)? else {
+        anyhow::bail!("smtp.host is not set: configure [smtp] in tocsin.toml or TOCSIN_SMTP__HOST (see `tocsin config`)");
+    };
+    let email = Email {
+        subject: "[tocsin] test e-mail".to_owned(),
+        text: format!("This is a test e-mail from tocsin at {}. Failure notifications will arrive like this.\n", config.public_url()),
+        html: format!("<p>This is a test e-mail from tocsin at {}. Failure notifications will arrive like this.</p>\n", config.public_url()),
+    };
+    let s = &config.smtp;
+    eprintln!(
+        "sending a test e-mail to {to} through {}:{} (tls = {})",
+        s.host, s.port, s.tls
+    );
+    mailer
+        .send(&[to.to_owned()], &email)
+        .await
+        .map_err(|e| anyhow::anyhow!("the test e-mail was not sent: {e}"))?;
+    eprintln!("sent: the SMTP settings work");
     Ok(())
 }

@@ -52,6 +52,7 @@ pub fn plan_deliveries<'a>(
                 method: url.method,
                 payload: body.clone(),
                 failure: failure.clone(),
+                notify: !webhook.spec.mail_ids.is_empty(),
                 created_at: Timestamp::now(),
             });
         }

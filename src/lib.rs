@@ -12,5 +12,6 @@ pub mod domain;
 pub mod filter;
 pub mod http;
 pub mod intake;
+pub mod notify;
 pub mod payload;
 pub mod store;

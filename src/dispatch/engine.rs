@@ -345,6 +345,7 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         attempt: outcome.attempt,
         state,
         next_attempt_at,
+        notify: !webhook.spec.mail_ids.is_empty(),
     };
     // Recorded in the next group commit; the recorder wakes the poller when it is durable.
     let _ = inner.recorder.send(Message::Result(result));

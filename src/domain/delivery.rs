@@ -53,6 +53,8 @@ pub struct NewDelivery {
     /// Set when the payload could not be rendered: the delivery is stored as failed, with
     /// this reason, and never attempted.
     pub failure: Option<String>,
+    /// The webhook has `mail_ids`: a failure records a notification.
+    pub notify: bool,
     pub created_at: Timestamp,
 }
 
@@ -125,4 +127,6 @@ pub struct AttemptResult {
     pub state: DeliveryState,
     /// When pending: the time of the next attempt.
     pub next_attempt_at: Option<Timestamp>,
+    /// The webhook has `mail_ids`: a final failure records a notification.
+    pub notify: bool,
 }

@@ -5,6 +5,7 @@ pub mod event;
 pub mod event_type;
 pub mod field_error;
 pub mod ids;
+pub mod notification;
 pub mod organization;
 pub mod retry;
 pub mod timestamp;

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::domain::{
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
     event::Event,
+    notification::{FailureReport, Notification, NotificationOutcome},
     organization::Organization,
     token::{ApiToken, NewToken},
     webhook::{Webhook, WebhookSpec},
@@ -41,8 +42,8 @@ pub struct Page<T> {
 }
 
 /// Everything tocsin stores.
-pub trait Store: ConfigStore + DeliveryStore {}
-impl<T: ConfigStore + DeliveryStore> Store for T {}
+pub trait Store: ConfigStore + DeliveryStore + NotificationStore {}
+impl<T: ConfigStore + DeliveryStore + NotificationStore> Store for T {}
 
 /// Organizations, tokens and webhook configuration.
 #[async_trait]
@@ -195,6 +196,35 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &str,
         delivery_id: &str,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+}
+
+/// Failure notifications: recorded with the failure, claimed and reported by the notifier.
+#[async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Takes up to `limit` pending notifications that are due, pushing their next attempt
+    /// to `lease_until` so no other node takes them meanwhile; with what the e-mail says.
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(Notification, FailureReport)>>;
+    /// When the webhook's last failure e-mail went out.
+    async fn last_email_at(&self, webhook_id: &str) -> StoreResult<Option<Timestamp>>;
+    async fn finish_notifications(
+        &self,
+        ids: &[String],
+        outcome: &NotificationOutcome,
+    ) -> StoreResult<()>;
+    /// A webhook's notifications, newest first.
+    async fn list_notifications(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>>;
+    /// Whether any webhook anywhere has `mail_ids` (for the start-up warning).
+    async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool>;
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`), creating an SQLite

@@ -16,6 +16,7 @@ pub struct Server {
     child: Child,
     pub url: String,
     stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -42,11 +43,16 @@ impl Server {
             .expect("binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let log_sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.split("listening on ").nth(1) {
                     let _ = tx.send(url.trim().to_owned());
                 }
+                let mut log = log_sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
         });
         let stdout = Arc::new(Mutex::new(String::new()));
@@ -70,8 +76,14 @@ impl Server {
             child,
             url,
             stdout,
+            stderr: log,
             reader: Some(reader),
         }
+    }
+
+    /// Everything logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The owner token a first start prints (waits for it with a deadline).
@@ -128,7 +140,7 @@ fn tocsin(args: &[&str]) -> (bool, String, String) {
 }
 
 pub async fn get_status(url: &str, token: &str) -> u16 {
-    reqwest::Client::new()
+    crate::helpers::http_client()
         .get(format!("{url}/v3/extensions/event-webhooks"))
         .bearer_auth(token)
         .send()
@@ -201,7 +213,7 @@ async fn token_commands_work_while_the_server_runs() {
     let token = lines[0];
 
     assert_eq!(get_status(&server.url, token).await, 200);
-    let create = reqwest::Client::new()
+    let create = crate::helpers::http_client()
         .post(format!("{}/v3/extensions/event-webhooks", server.url))
         .bearer_auth(token)
         .body("{}")

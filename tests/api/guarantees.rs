@@ -442,7 +442,7 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     ];
     let server = Server::start_with(&db.url, &settings);
     let token = server.owner_token();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let post = |url: String, body: Value| {
         let client = client.clone();
         let token = token.clone();

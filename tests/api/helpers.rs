@@ -180,7 +180,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
         store,
         config,
         db,
-        client: reqwest::Client::new(),
+        client: http_client(),
         stop: Some(stop),
         server: Some(server),
     }
@@ -315,4 +315,11 @@ pub fn minimal_webhook(name: &str) -> Value {
         "urls": [{"url": "https://receiver.example/hook", "method": "POST"}],
         "is_all_teams_configured": true
     })
+}
+
+/// An HTTP client for tests. reqwest is built without a TLS provider of its own, so one is
+/// installed first (whichever test runs first in the process).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -8,6 +8,8 @@ mod auth;
 mod cli;
 mod delivery;
 mod guarantees;
+mod notifications;
 mod shaping;
+mod smtp_server;
 mod store_conformance;
 mod webhooks;

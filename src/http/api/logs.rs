@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
             "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}",
             get(show),
         )
+        .route(
+            "/v3/extensions/event-webhooks/{id}/notifications",
+            get(notifications),
+        )
 }
 
 fn ts(t: Option<Timestamp>) -> Value {
@@ -186,4 +190,35 @@ async fn show(
         .map_or(Value::Null, |a| header_map(&a.request_headers));
     body["attempts"] = Value::Array(attempts.iter().map(attempt_json).collect());
     Ok(Json(json!({"data": body})))
+}
+
+/// The webhook's failure notifications, newest first: which delivery, whether the e-mail
+/// went out (`pending`, `sent`, `skipped`) and the last error or reason.
+async fn notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    require_webhook(&state, &caller, &id).await?;
+    let list = state
+        .store
+        .list_notifications(caller.organization_id(), &id, MAX_LIMIT)
+        .await?;
+    let result: Vec<Value> = list
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "delivery_id": n.delivery_id,
+                "state": n.state,
+                "attempts": n.attempts,
+                "last_error": n.last_error,
+                "next_attempt_at": if n.state == crate::domain::notification::NotificationState::Pending { ts(n.next_attempt_at) } else { Value::Null },
+                "created_at": n.created_at.to_rfc3339(),
+                "sent_at": ts(n.sent_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": {"result": result}})))
 }

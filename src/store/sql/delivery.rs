@@ -10,6 +10,7 @@ use crate::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         event::Event,
         event_type::EventType,
+        ids::new_id,
         webhook::Method,
         Timestamp,
     },
@@ -94,6 +95,25 @@ fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
     })
 }
 
+/// Records that a failed delivery owes an e-mail; the notifier takes it from there.
+async fn insert_notification(
+    tx: &mut Transaction<'static, Any>,
+    delivery_id: &str,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
+         SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(new_id("ntf"))
+    .bind(at)
+    .bind(delivery_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Inserts deliveries, leasing those that may start now. One lane keeps one delivery in
 /// flight, so a delivery behind a pending one of its lane stays unleased.
 async fn insert_deliveries(
@@ -137,6 +157,9 @@ async fn insert_deliveries(
         .bind(failed.then_some(created))
         .execute(&mut **tx)
         .await?;
+        if failed && d.notify {
+            insert_notification(tx, &d.id, created).await?;
+        }
         if lease.is_some() {
             leased.push(d.id.clone());
         }
@@ -323,7 +346,7 @@ impl DeliveryStore for SqlStore {
             let a = &r.attempt;
             let now = Timestamp::now().as_micros();
             let terminal = r.state != DeliveryState::Pending;
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, \
                  updated_at = $6, completed_at = $7, leased_until = NULL, lease_owner = NULL \
                  WHERE id = $8 AND lease_owner = $9 AND state = 'pending'",
@@ -338,7 +361,11 @@ impl DeliveryStore for SqlStore {
             .bind(&r.delivery_id)
             .bind(owner)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 1 && r.state == DeliveryState::Failed && r.notify {
+                insert_notification(&mut tx, &r.delivery_id, now).await?;
+            }
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             sqlx::query(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error) \

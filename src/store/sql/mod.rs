@@ -4,6 +4,7 @@
 
 mod config;
 mod delivery;
+mod notification;
 
 use sqlx::AnyPool;
 

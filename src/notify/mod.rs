@@ -1,0 +1,129 @@
+//! Failure notifications over SMTP: at most one e-mail per webhook per `notify.window` —
+//! the first failure promptly, later ones gathered into a digest — retried with backoff when
+//! SMTP fails, recorded as skipped (with the reason) when no SMTP is configured.
+
+pub mod email;
+pub mod smtp;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use crate::{
+    config::Config,
+    domain::{
+        notification::{FailureReport, Notification, NotificationOutcome},
+        Timestamp,
+    },
+    store::Store,
+};
+
+pub use smtp::Mailer;
+
+/// How often the notifier looks for due notifications.
+const TICK: Duration = Duration::from_millis(500);
+/// A claimed notification is not taken again for this long (another node, a crash).
+const CLAIM: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub const NO_SMTP: &str =
+    "SMTP is not configured: set [smtp] host (see `tocsin config`) to have failure e-mails sent";
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    Timestamp::from_micros(t.as_micros() + d.as_micros() as i64)
+}
+
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    mailer: Option<Mailer>,
+    window: Duration,
+    public_url: String,
+}
+
+impl Notifier {
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Notifier> {
+        Ok(Notifier {
+            store,
+            mailer: Mailer::new(&config.smtp)?,
+            window: config.notify.window,
+            public_url: config.public_url(),
+        })
+    }
+
+    /// Runs until the returned task is aborted (at shutdown).
+    pub fn start(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.tick().await {
+                    tracing::warn!(error = %e, "notifier: trying again");
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        })
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        let claimed = self
+            .store
+            .claim_notifications(now, plus(now, CLAIM), 500)
+            .await?;
+        let mut by_webhook: BTreeMap<(String, String), Vec<(Notification, FailureReport)>> =
+            BTreeMap::new();
+        for item in claimed {
+            by_webhook
+                .entry((item.0.organization_id.clone(), item.0.webhook_id.clone()))
+                .or_default()
+                .push(item);
+        }
+        for ((org, webhook_id), items) in by_webhook {
+            let ids: Vec<String> = items.iter().map(|(n, _)| n.id.clone()).collect();
+            let outcome = self.report(&org, &webhook_id, &items, now).await?;
+            self.store.finish_notifications(&ids, &outcome).await?;
+        }
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        items: &[(Notification, FailureReport)],
+        now: Timestamp,
+    ) -> anyhow::Result<NotificationOutcome> {
+        let Some(mailer) = &self.mailer else {
+            return Ok(NotificationOutcome::Skipped(NO_SMTP.to_owned()));
+        };
+        let Some(webhook) = self.store.webhook(organization_id, webhook_id).await? else {
+            return Ok(NotificationOutcome::Skipped(
+                "the webhook was deleted".to_owned(),
+            ));
+        };
+        if webhook.spec.mail_ids.is_empty() {
+            return Ok(NotificationOutcome::Skipped(
+                "the webhook has no mail_ids any more".to_owned(),
+            ));
+        }
+        if let Some(last) = self.store.last_email_at(webhook_id).await? {
+            let window_ends = plus(last, self.window);
+            if window_ends > now {
+                return Ok(NotificationOutcome::Deferred(window_ends));
+            }
+        }
+        let failures: Vec<FailureReport> = items.iter().map(|(_, f)| f.clone()).collect();
+        let email = email::compose(&webhook.spec.name, webhook_id, &self.public_url, &failures);
+        match mailer.send(&webhook.spec.mail_ids, &email).await {
+            Ok(()) => {
+                tracing::info!(webhook = %webhook_id, failures = failures.len(), "failure e-mail sent");
+                Ok(NotificationOutcome::Sent(Timestamp::now()))
+            }
+            Err(error) => {
+                let tries = items.iter().map(|(n, _)| n.attempts).max().unwrap_or(0);
+                let wait = Duration::from_secs(1u64 << tries.min(16)).min(MAX_BACKOFF);
+                tracing::warn!(webhook = %webhook_id, %error, retry_in = ?wait, "failure e-mail not sent");
+                Ok(NotificationOutcome::Failed {
+                    error,
+                    retry_at: plus(Timestamp::now(), wait),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Failure notifications.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{any::AnyRow, Row};
+
+use super::{Dialect, SqlStore};
+use crate::{
+    domain::{
+        notification::{FailureReport, Notification, NotificationOutcome, NotificationState},
+        Timestamp,
+    },
+    store::{NotificationStore, StoreError, StoreResult},
+};
+
+const COLUMNS: &str = "n.id, n.organization_id, n.webhook_id, n.delivery_id, n.state, n.attempts, n.next_attempt_at, n.last_error, n.created_at, n.sent_at";
+
+fn notification_from_row(row: &AnyRow) -> StoreResult<Notification> {
+    let state: String = row.try_get("state")?;
+    let micros = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .map(Timestamp::from_micros))
+    };
+    Ok(Notification {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        delivery_id: row.try_get("delivery_id")?,
+        state: NotificationState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown notification state {state}")))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at: micros("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        sent_at: micros("sent_at")?,
+    })
+}
+
+fn report_from_row(row: &AnyRow) -> StoreResult<FailureReport> {
+    let body: String = row.try_get("event_body")?;
+    let message = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|b| b["incident"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(FailureReport {
+        notification_id: row.try_get("id")?,
+        delivery_id: row.try_get("delivery_id")?,
+        url: row.try_get("url")?,
+        method: row.try_get("method")?,
+        event_type: row.try_get("event_type")?,
+        incident_id: row.try_get("incident_id")?,
+        incident_message: message,
+        attempts: row.try_get::<i64, _>("delivery_attempts")? as u32,
+        last_status: row
+            .try_get::<Option<i64>, _>("last_status")?
+            .map(|s| s as u16),
+        last_body: row.try_get("last_body")?,
+        last_error: row.try_get("last_error_of_delivery")?,
+        failed_at: Timestamp::from_micros(
+            row.try_get::<Option<i64>, _>("completed_at")?
+                .unwrap_or_else(|| Timestamp::now().as_micros()),
+        ),
+    })
+}
+
+#[async_trait]
+impl NotificationStore for SqlStore {
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(Notification, FailureReport)>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let claimed: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE notifications SET next_attempt_at = $1 WHERE id IN ( \
+               SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at LIMIT $3 {lock}) \
+             RETURNING id"
+        ))
+        .bind(lease_until.as_micros())
+        .bind(now.as_micros())
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let params: Vec<String> = (1..=claimed.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS}, d.url, d.method, d.event_type, d.incident_id, d.attempts AS delivery_attempts, \
+                    d.last_status, d.last_error AS last_error_of_delivery, d.completed_at, e.body AS event_body, \
+                    (SELECT a.response_body FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.number DESC LIMIT 1) AS last_body \
+             FROM notifications n JOIN deliveries d ON d.id = n.delivery_id JOIN events e ON e.id = d.event_id \
+             WHERE n.id IN ({}) ORDER BY n.created_at",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &claimed {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| Ok((notification_from_row(row)?, report_from_row(row)?)))
+            .collect()
+    }
+
+    async fn last_email_at(&self, webhook_id: &str) -> StoreResult<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(sent_at) FROM notifications WHERE webhook_id = $1 AND state = 'sent'",
+        )
+        .bind(webhook_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(at.map(Timestamp::from_micros))
+    }
+
+    async fn finish_notifications(
+        &self,
+        ids: &[String],
+        outcome: &NotificationOutcome,
+    ) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // (state, sent_at, last_error — kept when None, next_attempt_at, attempts added)
+        let (state, sent_at, error, next, tried) = match outcome {
+            NotificationOutcome::Sent(at) => ("sent", Some(at.as_micros()), None, None, 0i64),
+            NotificationOutcome::Skipped(reason) => {
+                ("skipped", None, Some(reason.as_str()), None, 0)
+            }
+            NotificationOutcome::Failed { error, retry_at } => (
+                "pending",
+                None,
+                Some(error.as_str()),
+                Some(retry_at.as_micros()),
+                1,
+            ),
+            NotificationOutcome::Deferred(until) => {
+                ("pending", None, None, Some(until.as_micros()), 0)
+            }
+        };
+        let params: Vec<String> = (6..6 + ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE notifications SET state = $1, sent_at = $2, last_error = COALESCE($3, last_error), \
+             next_attempt_at = $4, attempts = attempts + $5 WHERE state = 'pending' AND id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(state)
+            .bind(sent_at)
+            .bind(error)
+            .bind(next)
+            .bind(tried);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn list_notifications(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notifications n WHERE n.organization_id = $1 AND n.webhook_id = $2 \
+             ORDER BY n.created_at DESC, n.id DESC LIMIT $3"
+        ))
+        .bind(organization_id)
+        .bind(webhook_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool> {
+        let specs: Vec<String> = sqlx::query_scalar("SELECT spec FROM webhooks")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(specs.iter().any(|spec| {
+            serde_json::from_str::<Value>(spec)
+                .ok()
+                .and_then(|s| s["mail_ids"].as_array().map(|m| !m.is_empty()))
+                .unwrap_or(false)
+        }))
+    }
+}

@@ -1,0 +1,322 @@
+//! Failure e-mails over a real SMTP server.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::cli::Server;
+use crate::delivery::{event, incident, HOOKS};
+use crate::helpers::{eventually, spawn_app_with, Backend, TestApp, TestDb};
+use crate::receiver::{Receiver, Reply};
+use crate::smtp_server::SmtpServer;
+
+fn smtp_settings(config: &mut tocsin::config::Config, port: u16, window: Duration) {
+    config.smtp.host = "127.0.0.1".into();
+    config.smtp.port = port;
+    config.smtp.tls = "none".into();
+    config.smtp.from = "tocsin@test.local".into();
+    config.public_url = "https://tocsin.example".into();
+    config.notify.window = window;
+}
+
+/// A webhook whose URL always answers 503 and gives up after one attempt.
+async fn failing_webhook(app: &TestApp, receiver: &Receiver, mail_ids: Value) -> String {
+    receiver.respond("/down", |_, _| Reply::status(503));
+    let body = json!({
+        "name": "Pager bridge",
+        "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": receiver.url("/down"), "method": "PUT"}],
+        "is_all_teams_configured": true,
+        "max_retry": 0,
+        "mail_ids": mail_ids,
+    });
+    app.create_webhook(&body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn notifications(app: &TestApp, webhook_id: &str) -> Vec<Value> {
+    let reply = app
+        .owner(
+            Method::GET,
+            &format!("{HOOKS}/{webhook_id}/notifications"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["data"]["result"].as_array().unwrap().clone()
+}
+
+async fn one_failure_sends_one_email_to_every_address(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_secs(60))
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let id = failing_webhook(
+        &app,
+        &receiver,
+        json!(["ops@example.com", "lead@example.com"]),
+    )
+    .await;
+    app.ingest(&event("triggered", "t", incident("inc-42", "triggered")))
+        .await;
+
+    let mails = smtp.wait_for(1).await;
+    let mail = &mails[0];
+    let mut to = mail.to.clone();
+    to.sort();
+    assert_eq!(to, ["lead@example.com", "ops@example.com"]);
+    assert!(
+        mail.subject.contains("Pager bridge") && mail.subject.contains("1 failed delivery"),
+        "{}",
+        mail.subject
+    );
+    let delivery = app.logs(&id, "").await["result"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for needle in [
+        "Pager bridge".to_owned(),
+        receiver.url("/down"),
+        "PUT".to_owned(),
+        "incident.triggered".to_owned(),
+        "inc-42".to_owned(),
+        "inc-42 is on fire".to_owned(),
+        "HTTP 503".to_owned(),
+        "receiver says hi".to_owned(),
+        format!("https://tocsin.example/v3/extensions/event-webhooks/{id}/logs/{delivery}"),
+        "mail_ids".to_owned(),
+    ] {
+        assert!(
+            mail.text.contains(&needle),
+            "text has {needle}: {}",
+            mail.text
+        );
+    }
+    assert!(mail.html.contains("inc-42"), "and an HTML part");
+    let list = eventually(
+        "sent",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l.len() == 1 && l[0]["state"] == "sent",
+    )
+    .await;
+    assert_eq!(list[0]["delivery_id"], delivery);
+}
+
+async fn failures_within_a_window_become_one_digest(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_secs(3))
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let id = failing_webhook(&app, &receiver, json!(["ops@example.com"])).await;
+    app.ingest(&event("triggered", "t", incident("inc-0", "triggered")))
+        .await;
+    let first = smtp.wait_for(1).await;
+    assert!(
+        first[0].subject.contains("1 failed delivery"),
+        "the first failure goes out promptly"
+    );
+    for i in 1..10 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    let mails = smtp.wait_for(2).await;
+    assert!(
+        mails[1].subject.contains("9 failed deliveries"),
+        "{}",
+        mails[1].subject
+    );
+    for i in 1..10 {
+        assert!(
+            mails[1].text.contains(&format!("inc-{i} ")),
+            "the digest lists inc-{i}"
+        );
+    }
+    let list = eventually(
+        "all sent",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l.len() == 10 && l.iter().all(|n| n["state"] == "sent"),
+    )
+    .await;
+    assert_eq!(list.len(), 10);
+    assert_eq!(smtp.mails().len(), 2, "two e-mails, not ten");
+}
+
+async fn emails_wait_for_smtp_to_come_back(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(app) =
+        spawn_app_with(backend, |c| smtp_settings(c, port, Duration::from_secs(60))).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let id = failing_webhook(&app, &receiver, json!(["ops@example.com"])).await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    let pending = eventually(
+        "the send failed and is pending",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l.len() == 1 && l[0]["attempts"].as_u64() >= Some(1),
+    )
+    .await;
+    assert_eq!(pending[0]["state"], "pending");
+    assert!(
+        pending[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{}",
+        pending[0]
+    );
+    assert!(pending[0]["next_attempt_at"].is_string());
+
+    let smtp = SmtpServer::start_on(port).await;
+    let mails = smtp.wait_for(1).await;
+    assert!(mails[0].text.contains("inc-1"));
+    eventually(
+        "sent",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l[0]["state"] == "sent",
+    )
+    .await;
+}
+
+async fn without_smtp_notifications_are_skipped(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |_| {}).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let id = failing_webhook(&app, &receiver, json!(["ops@example.com"])).await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    let list = eventually(
+        "skipped",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l.len() == 1 && l[0]["state"] == "skipped",
+    )
+    .await;
+    assert!(
+        list[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("SMTP is not configured"),
+        "{}",
+        list[0]
+    );
+
+    // A webhook without mail_ids records nothing.
+    let quiet = failing_webhook(&app, &receiver, json!([])).await;
+    app.ingest(&event("triggered", "t", incident("inc-2", "triggered")))
+        .await;
+    app.settled_logs(&quiet, 1).await;
+    assert!(notifications(&app, &quiet).await.is_empty());
+}
+
+both_backends!(
+    one_failure_sends_one_email_to_every_address,
+    failures_within_a_window_become_one_digest,
+    emails_wait_for_smtp_to_come_back,
+    without_smtp_notifications_are_skipped,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_smtp_warns_when_webhooks_have_mail_ids() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url);
+    let token = server.owner_token();
+    let body = json!({"name": "w", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": "https://e.example/h"}], "is_all_teams_configured": true, "mail_ids": ["ops@example.com"]});
+    let created = crate::helpers::http_client()
+        .post(format!("{}{HOOKS}", server.url))
+        .bearer_auth(&token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    assert!(
+        !server.stderr().contains("SMTP is not configured"),
+        "no webhook had mail_ids at the first start"
+    );
+    server.stop();
+    let again = Server::start(&db.url);
+    let stderr = eventually_stderr(&again, "SMTP is not configured").await;
+    assert!(stderr.contains("WARN"), "{stderr}");
+    again.stop();
+}
+
+async fn eventually_stderr(server: &Server, needle: &str) -> String {
+    eventually(
+        "the warning is logged",
+        || async { server.stderr() },
+        |s: &String| s.contains(needle),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_email_works_and_explains_failures() {
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port.to_string();
+    let run = |port: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["send-test-email", "--to", "ops@example.com"])
+            .env("TOCSIN_SMTP__HOST", "127.0.0.1")
+            .env("TOCSIN_SMTP__PORT", port)
+            .env("TOCSIN_SMTP__TLS", "none")
+            .env("TOCSIN_SMTP__FROM", "tocsin@test.local")
+            .output()
+            .unwrap()
+    };
+    let ok = tokio::task::spawn_blocking({
+        let port = port.clone();
+        move || run(port)
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, ["ops@example.com"]);
+    assert!(mails[0].subject.contains("test e-mail"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let failed = tokio::task::spawn_blocking(move || run(closed))
+        .await
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("nothing accepts connections") && stderr.contains("smtp.port"),
+        "{stderr}"
+    );
+}
