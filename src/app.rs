@@ -13,6 +13,7 @@ use crate::{
         token::{Ability, NewToken},
     },
     http::{self, AppState},
+    intake::IntakeQueue,
     notify::{self, Notifier},
     store::{self, Store},
 };
@@ -54,6 +55,7 @@ impl Application {
             state: AppState {
                 store: store.clone(),
                 config: Arc::new(config),
+                intake: IntakeQueue::start(store.clone(), engine.clone()),
                 engine,
                 catalog: Arc::new(Catalog::new(store.clone())),
             },

@@ -16,8 +16,9 @@ use crate::{
         FieldError, Timestamp,
     },
     payload,
-    store::{Accepted, Store, StoreError},
+    store::{Accepted, Lease, Store, StoreError},
 };
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -60,45 +61,114 @@ pub fn plan_deliveries<'a>(
     out
 }
 
-/// Stores deliveries (with the event, when new) and starts those the engine leased.
-async fn store_and_start(
-    store: &Arc<dyn Store>,
-    engine: &Engine,
-    event: Option<&Event>,
+/// Group commit for intake: concurrent requests are written together, in one transaction
+/// with a few multi-row statements, while the previous batch commits. Each request is
+/// answered only after its batch is committed.
+#[derive(Clone)]
+pub struct IntakeQueue {
+    requests: mpsc::Sender<Request>,
+}
+
+struct Request {
+    event: Event,
     deliveries: Vec<NewDelivery>,
-) -> Result<Option<Accepted>, StoreError> {
+    reply: oneshot::Sender<Result<Accepted, String>>,
+}
+
+/// Events per transaction at most.
+const MAX_BATCH: usize = 256;
+
+impl IntakeQueue {
+    pub fn start(store: Arc<dyn Store>, engine: Engine) -> IntakeQueue {
+        let (requests, mut incoming) = mpsc::channel::<Request>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match incoming.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                commit(&store, &engine, batch).await;
+            }
+        });
+        IntakeQueue { requests }
+    }
+
+    async fn submit(
+        &self,
+        event: Event,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<Accepted, IntakeError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || IntakeError::Store(StoreError::Config("intake is shutting down".into()));
+        self.requests
+            .send(Request {
+                event,
+                deliveries,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| IntakeError::Store(StoreError::Config(e)))
+    }
+}
+
+/// Writes a batch; if it fails as a whole, each request is tried alone so that one bad
+/// event cannot fail the others.
+async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
     let (room, saturated) = engine.admission();
     let lease = engine.lease();
     let lease_ref = room.then_some(&lease);
-    let (accepted, leased) = match event {
-        Some(event) => {
-            let accepted = store
-                .accept_event(event, &deliveries, lease_ref, &saturated)
-                .await?;
-            let leased = accepted.leased.clone();
-            (Some(accepted), leased)
+    let (items, replies): (Vec<(Event, Vec<NewDelivery>)>, Vec<_>) = batch
+        .into_iter()
+        .map(|r| ((r.event, r.deliveries), r.reply))
+        .unzip();
+    match store.accept_events(&items, lease_ref, &saturated).await {
+        Ok(answers) => {
+            for (((_, deliveries), reply), answer) in items.iter().zip(replies).zip(answers) {
+                start_leased(engine, deliveries, &answer.leased, &lease);
+                let _ = reply.send(Ok(answer));
+            }
         }
-        None => (
-            None,
-            store
-                .add_deliveries(&deliveries, lease_ref, &saturated)
-                .await?,
-        ),
-    };
+        Err(e) if items.len() > 1 => {
+            tracing::warn!(error = %e, events = items.len(), "intake batch failed; writing its events one by one");
+            for (item, reply) in items.iter().zip(replies) {
+                let answer = store
+                    .accept_events(std::slice::from_ref(item), lease_ref, &saturated)
+                    .await
+                    .map(|mut answers| answers.remove(0));
+                if let Ok(answer) = &answer {
+                    start_leased(engine, &item.1, &answer.leased, &lease);
+                }
+                let _ = reply.send(answer.map_err(|e| e.to_string()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+fn start_leased(engine: &Engine, deliveries: &[NewDelivery], leased: &[String], lease: &Lease) {
     let jobs = deliveries
         .iter()
         .filter(|d| leased.contains(&d.id))
-        .map(|d| Job::from_new(d, &lease))
+        .map(|d| Job::from_new(d, lease))
         .collect();
     engine.submit(jobs);
-    Ok(accepted)
 }
 
 /// `POST /v3/events`: answers only once the event and all its deliveries are committed.
 pub async fn accept(
-    store: &Arc<dyn Store>,
     catalog: &Catalog,
-    engine: &Engine,
+    queue: &IntakeQueue,
     tenant: Tenant<'_>,
     body: &Value,
 ) -> Result<Accepted, IntakeError> {
@@ -109,8 +179,7 @@ pub async fn accept(
         .filter(|w| fires_for(w, &event))
         .map(|w| &w.webhook);
     let deliveries = plan_deliveries(&event, matching);
-    let accepted = store_and_start(store, engine, Some(&event), deliveries).await?;
-    Ok(accepted.expect("an event was given"))
+    queue.submit(event, deliveries).await
 }
 
 /// The manual trigger: the incident's latest snapshot, as the payload of its latest event,
@@ -135,6 +204,11 @@ pub async fn trigger_manually(
             ))
         })?;
     let deliveries = plan_deliveries(&event, [&webhook]);
-    store_and_start(store, engine, None, deliveries).await?;
+    let (room, saturated) = engine.admission();
+    let lease = engine.lease();
+    let leased = store
+        .add_deliveries(&deliveries, room.then_some(&lease), &saturated)
+        .await?;
+    start_leased(engine, &deliveries, &leased, &lease);
     Ok(webhook)
 }

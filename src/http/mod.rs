@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::{extract::DefaultBodyLimit, routing::get, Router};
 
-use crate::{catalog::Catalog, config::Config, dispatch::Engine, store::Store};
+use crate::{
+    catalog::Catalog, config::Config, dispatch::Engine, intake::IntakeQueue, store::Store,
+};
 
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -23,6 +25,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Parsed webhooks for matching, shared by all requests.
     pub catalog: Arc<Catalog>,
+    /// Group commit of received events.
+    pub intake: IntakeQueue,
 }
 
 pub fn router(state: AppState) -> Router {

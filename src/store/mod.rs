@@ -132,16 +132,17 @@ pub struct LogQuery {
 /// Events, deliveries and attempts: the intake's writes, the engine's queue, the logs.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
-    /// In one transaction: the event, the incident's latest snapshot, and its deliveries,
-    /// each leased to `lease` (if any) unless its URL is among `saturated_urls` (the engine has no
-    /// room for it) or an earlier delivery of its lane is pending. A repeated producer id changes nothing and returns the first answer.
-    async fn accept_event(
+    /// In one transaction, for each event: the event, the incident's latest snapshot, and
+    /// its deliveries, each leased to `lease` (if any) unless its URL is among
+    /// `saturated_urls` (the engine has no room for it) or an earlier delivery of its lane is
+    /// pending. A producer id seen before (or earlier in the batch) changes nothing and
+    /// answers as the first time. One answer per event, in order.
+    async fn accept_events(
         &self,
-        event: &Event,
-        deliveries: &[NewDelivery],
+        batch: &[(Event, Vec<NewDelivery>)],
         lease: Option<&Lease>,
         saturated_urls: &[String],
-    ) -> StoreResult<Accepted>;
+    ) -> StoreResult<Vec<Accepted>>;
     /// More deliveries of a stored event (the manual trigger), with the same leasing rule.
     async fn add_deliveries(
         &self,

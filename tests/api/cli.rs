@@ -280,3 +280,71 @@ fn config_prints_every_key_and_unknown_keys_are_named() {
         "{stderr}"
     );
 }
+
+/// A check of the instrument, not of speed: a small tocsin-bench run reports every field
+/// and sees every delivery exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tocsin_bench_reports_completely_on_a_small_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = tokio::task::spawn_blocking({
+        let json = json.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_tocsin-bench"))
+                .args([
+                    "--scenario",
+                    "fanout",
+                    "--events",
+                    "20",
+                    "--concurrency",
+                    "4",
+                    "--tocsin",
+                    BIN,
+                ])
+                .arg("--json")
+                .arg(&json)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every delivery exactly once          yes"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["deliveries_expected"], 20 * 10 * 2);
+    assert_eq!(report["deliveries_distinct"], 400);
+    assert_eq!(
+        (report["missing"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
+    for key in [
+        "intake_events_per_s",
+        "end_to_end_deliveries_per_s",
+        "baseline_requests_per_s",
+        "ratio_to_baseline",
+        "tocsin_peak_rss_mb",
+        "tocsin_cpu_seconds",
+    ] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {}",
+            report[key]
+        );
+    }
+    for p in ["p50", "p90", "p99", "max"] {
+        assert!(
+            report["latency_ms"][p].as_f64().is_some_and(|v| v > 0.0),
+            "latency {p}"
+        );
+    }
+}

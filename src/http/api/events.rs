@@ -49,8 +49,7 @@ async fn ingest(
         id: &org.id,
         name: &org.name,
     };
-    let accepted =
-        intake::accept(&state.store, &state.catalog, &state.engine, tenant, &body).await?;
+    let accepted = intake::accept(&state.catalog, &state.intake, tenant, &body).await?;
     if !accepted.duplicate {
         tracing::debug!(event = %accepted.event_id, deliveries = accepted.deliveries, "event accepted");
     }

@@ -96,7 +96,7 @@ fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
 }
 
 /// Records that a failed delivery owes an e-mail; the notifier takes it from there.
-async fn insert_notification(
+pub(super) async fn insert_notification(
     tx: &mut Transaction<'static, Any>,
     delivery_id: &str,
     at: i64,
@@ -114,120 +114,18 @@ async fn insert_notification(
     Ok(())
 }
 
-/// Inserts deliveries, leasing those that may start now. One lane keeps one delivery in
-/// flight, so a delivery behind a pending one of its lane stays unleased.
-async fn insert_deliveries(
-    tx: &mut Transaction<'static, Any>,
-    deliveries: &[NewDelivery],
-    lease: Option<&Lease>,
-    saturated_urls: &[String],
-) -> StoreResult<Vec<String>> {
-    let mut leased = Vec::new();
-    for d in deliveries {
-        let lane = d.lane();
-        let busy =
-            sqlx::query("SELECT 1 FROM deliveries WHERE lane = $1 AND state = 'pending' LIMIT 1")
-                .bind(&lane)
-                .fetch_optional(&mut **tx)
-                .await?
-                .is_some();
-        let failed = d.failure.is_some();
-        let lease = lease.filter(|_| !failed && !busy && !saturated_urls.contains(&d.url));
-        let created = d.created_at.as_micros();
-        sqlx::query(
-            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15, $16, $16, $17)",
-        )
-        .bind(&d.id)
-        .bind(&d.organization_id)
-        .bind(&d.webhook_id)
-        .bind(&d.event_id)
-        .bind(d.event_type)
-        .bind(&d.incident_id)
-        .bind(&d.url)
-        .bind(d.method.as_str())
-        .bind(&d.payload)
-        .bind(&lane)
-        .bind(if failed { "failed" } else { "pending" })
-        .bind((!failed).then_some(created))
-        .bind(lease.map(|l| l.until.as_micros()))
-        .bind(lease.map(|l| l.owner.as_str()))
-        .bind(d.failure.as_deref())
-        .bind(created)
-        .bind(failed.then_some(created))
-        .execute(&mut **tx)
-        .await?;
-        if failed && d.notify {
-            insert_notification(tx, &d.id, created).await?;
-        }
-        if lease.is_some() {
-            leased.push(d.id.clone());
-        }
-    }
-    Ok(leased)
-}
-
 #[async_trait]
 impl DeliveryStore for SqlStore {
-    async fn accept_event(
+    async fn accept_events(
         &self,
-        event: &Event,
-        deliveries: &[NewDelivery],
+        batch: &[(Event, Vec<NewDelivery>)],
         lease: Option<&Lease>,
         saturated_urls: &[String],
-    ) -> StoreResult<Accepted> {
+    ) -> StoreResult<Vec<Accepted>> {
         let mut tx = self.writer.begin().await?;
-        if let Some(producer_id) = &event.producer_id {
-            let seen = sqlx::query(
-                "SELECT id, delivery_count FROM events WHERE organization_id = $1 AND producer_id = $2",
-            )
-            .bind(&event.organization_id)
-            .bind(producer_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = seen {
-                return Ok(Accepted {
-                    event_id: row.try_get("id")?,
-                    deliveries: row.try_get::<i64, _>("delivery_count")? as u64,
-                    duplicate: true,
-                    leased: Vec::new(),
-                });
-            }
-        }
-        sqlx::query(
-            "INSERT INTO events (id, organization_id, producer_id, event_type, incident_id, payload_event_id, timestamp, body, delivery_count, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&event.id)
-        .bind(&event.organization_id)
-        .bind(event.producer_id.as_deref())
-        .bind(event.event_type.name)
-        .bind(event.incident_id())
-        .bind(&event.payload_event_id)
-        .bind(&event.timestamp)
-        .bind(event.body_json().to_string())
-        .bind(deliveries.len() as i64)
-        .bind(event.received_at.as_micros())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO incidents (organization_id, incident_id, event_id, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
-        )
-        .bind(&event.organization_id)
-        .bind(event.incident_id())
-        .bind(&event.id)
-        .bind(event.received_at.as_micros())
-        .execute(&mut *tx)
-        .await?;
-        let leased = insert_deliveries(&mut tx, deliveries, lease, saturated_urls).await?;
+        let answers = super::intake::accept_events(&mut tx, batch, lease, saturated_urls).await?;
         tx.commit().await?;
-        Ok(Accepted {
-            event_id: event.id.clone(),
-            deliveries: deliveries.len() as u64,
-            duplicate: false,
-            leased,
-        })
+        Ok(answers)
     }
 
     async fn add_deliveries(
@@ -237,7 +135,8 @@ impl DeliveryStore for SqlStore {
         saturated_urls: &[String],
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.writer.begin().await?;
-        let leased = insert_deliveries(&mut tx, deliveries, lease, saturated_urls).await?;
+        let all: Vec<&NewDelivery> = deliveries.iter().collect();
+        let leased = super::intake::insert_deliveries(&mut tx, &all, lease, saturated_urls).await?;
         tx.commit().await?;
         Ok(leased)
     }

@@ -4,6 +4,7 @@
 
 mod config;
 mod delivery;
+mod intake;
 mod notification;
 
 use sqlx::AnyPool;

@@ -1,0 +1,274 @@
+//! Intake's writes in bulk: many events with all their deliveries in one transaction and a
+//! handful of multi-row statements. On SQLite every statement is a round trip to the
+//! database thread, so their number, not their size, is what limits intake.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::{
+    domain::{delivery::NewDelivery, event::Event},
+    store::{Accepted, Lease, StoreResult},
+};
+
+/// Rows per multi-row statement, well under SQLite's and PostgreSQL's parameter limits.
+const CHUNK: usize = 400;
+
+/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` parameters.
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts deliveries, leasing those that may start now: not failed, not to a saturated URL,
+/// and first in their lane (no earlier pending delivery, in the table or earlier in `deliveries`).
+pub(super) async fn insert_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    deliveries: &[&NewDelivery],
+    lease: Option<&Lease>,
+    saturated_urls: &[String],
+) -> StoreResult<Vec<String>> {
+    let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
+    distinct.sort();
+    for chunk in distinct.chunks(CHUNK) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT lane FROM deliveries WHERE state = 'pending' AND lane IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for lane in chunk {
+            query = query.bind(*lane);
+        }
+        busy.extend(query.fetch_all(&mut **tx).await?);
+    }
+
+    let mut leased = Vec::new();
+    let mut leases = Vec::with_capacity(deliveries.len());
+    for (d, lane) in deliveries.iter().zip(&lanes) {
+        let failed = d.failure.is_some();
+        let take =
+            lease.filter(|_| !failed && !busy.contains(lane) && !saturated_urls.contains(&d.url));
+        if !failed {
+            busy.insert(lane.clone());
+        }
+        if take.is_some() {
+            leased.push(d.id.clone());
+        }
+        leases.push(take);
+    }
+
+    const COLUMNS: usize = 19;
+    let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at) VALUES {}",
+            placeholders(chunk.len(), COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for (i, d) in chunk {
+            let failed = d.failure.is_some();
+            let created = d.created_at.as_micros();
+            let lease = leases[*i];
+            query = query
+                .bind(&d.id)
+                .bind(&d.organization_id)
+                .bind(&d.webhook_id)
+                .bind(&d.event_id)
+                .bind(d.event_type)
+                .bind(&d.incident_id)
+                .bind(&d.url)
+                .bind(d.method.as_str())
+                .bind(&d.payload)
+                .bind(&lanes[*i])
+                .bind(if failed { "failed" } else { "pending" })
+                .bind(0i64)
+                .bind((!failed).then_some(created))
+                .bind(lease.map(|l| l.until.as_micros()))
+                .bind(lease.map(|l| l.owner.as_str()))
+                .bind(d.failure.as_deref())
+                .bind(created)
+                .bind(created)
+                .bind(failed.then_some(created));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for d in deliveries
+        .iter()
+        .filter(|d| d.failure.is_some() && d.notify)
+    {
+        super::delivery::insert_notification(tx, &d.id, d.created_at.as_micros()).await?;
+    }
+    Ok(leased)
+}
+
+/// Events already accepted under these producer ids: (organization, producer id) → answer.
+async fn seen_before(
+    tx: &mut Transaction<'static, Any>,
+    batch: &[(Event, Vec<NewDelivery>)],
+) -> StoreResult<HashMap<(String, String), Accepted>> {
+    let keyed: Vec<(&str, &str)> = batch
+        .iter()
+        .filter_map(|(e, _)| {
+            e.producer_id
+                .as_deref()
+                .map(|p| (e.organization_id.as_str(), p))
+        })
+        .collect();
+    let mut seen = HashMap::new();
+    for chunk in keyed.chunks(CHUNK) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT organization_id, producer_id, id, delivery_count FROM events WHERE producer_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, producer_id) in chunk {
+            query = query.bind(*producer_id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let key = (
+                row.try_get::<String, _>("organization_id")?,
+                row.try_get::<String, _>("producer_id")?,
+            );
+            if chunk
+                .iter()
+                .any(|(org, p)| (*org, *p) == (key.0.as_str(), key.1.as_str()))
+            {
+                let answer = Accepted {
+                    event_id: row.try_get("id")?,
+                    deliveries: row.try_get::<i64, _>("delivery_count")? as u64,
+                    duplicate: true,
+                    leased: Vec::new(),
+                };
+                seen.insert(key, answer);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+pub(super) async fn accept_events(
+    tx: &mut Transaction<'static, Any>,
+    batch: &[(Event, Vec<NewDelivery>)],
+    lease: Option<&Lease>,
+    saturated_urls: &[String],
+) -> StoreResult<Vec<Accepted>> {
+    let mut seen = seen_before(tx, batch).await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut fresh: Vec<&(Event, Vec<NewDelivery>)> = Vec::new();
+    for item in batch {
+        let (event, deliveries) = item;
+        let key = event
+            .producer_id
+            .as_ref()
+            .map(|p| (event.organization_id.clone(), p.clone()));
+        if let Some(previous) = key.as_ref().and_then(|k| seen.get(k)) {
+            answers.push(previous.clone());
+            continue;
+        }
+        let accepted = Accepted {
+            event_id: event.id.clone(),
+            deliveries: deliveries.len() as u64,
+            duplicate: false,
+            leased: Vec::new(),
+        };
+        if let Some(key) = key {
+            // The same producer id twice in one batch: the second is a repeat.
+            seen.insert(
+                key,
+                Accepted {
+                    duplicate: true,
+                    ..accepted.clone()
+                },
+            );
+        }
+        answers.push(accepted);
+        fresh.push(item);
+    }
+    if fresh.is_empty() {
+        return Ok(answers);
+    }
+
+    for chunk in fresh.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO events (id, organization_id, producer_id, event_type, incident_id, payload_event_id, timestamp, body, delivery_count, received_at) VALUES {}",
+            placeholders(chunk.len(), 10)
+        );
+        let mut query = sqlx::query(&sql);
+        for (event, deliveries) in chunk {
+            query = query
+                .bind(&event.id)
+                .bind(&event.organization_id)
+                .bind(event.producer_id.as_deref())
+                .bind(event.event_type.name)
+                .bind(event.incident_id())
+                .bind(&event.payload_event_id)
+                .bind(&event.timestamp)
+                .bind(event.body_json().to_string())
+                .bind(deliveries.len() as i64)
+                .bind(event.received_at.as_micros());
+        }
+        query.execute(&mut **tx).await?;
+    }
+
+    // The latest event of each incident; a statement may touch a row only once.
+    let mut latest: HashMap<(&str, &str), &Event> = HashMap::new();
+    for (event, _) in &fresh {
+        latest.insert((event.organization_id.as_str(), event.incident_id()), event);
+    }
+    let latest: Vec<&Event> = latest.into_values().collect();
+    for chunk in latest.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO incidents (organization_id, incident_id, event_id, updated_at) VALUES {} \
+             ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
+            placeholders(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(&event.organization_id)
+                .bind(event.incident_id())
+                .bind(&event.id)
+                .bind(event.received_at.as_micros());
+        }
+        query.execute(&mut **tx).await?;
+    }
+
+    let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
+    let leased: HashSet<String> = insert_deliveries(tx, &deliveries, lease, saturated_urls)
+        .await?
+        .into_iter()
+        .collect();
+    for (answer, (_, deliveries)) in answers
+        .iter_mut()
+        .filter(|a| !a.duplicate)
+        .zip(fresh.iter())
+    {
+        answer.leased = deliveries
+            .iter()
+            .filter(|d| leased.contains(&d.id))
+            .map(|d| d.id.clone())
+            .collect();
+    }
+    Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}
