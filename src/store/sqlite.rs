@@ -20,6 +20,8 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
+                // A larger page cache (8 MiB) than the 2 MiB default: fewer reads per page.
+                conn.execute("PRAGMA cache_size = -8192").await?;
                 Ok(())
             })
         })

@@ -1,10 +1,12 @@
 //! Events, deliveries and attempts.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
-use super::{Dialect, SqlStore};
+use super::{intake::placeholders_from, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
@@ -203,8 +205,10 @@ impl DeliveryStore for SqlStore {
         let sql = format!(
             "UPDATE deliveries SET lease_owner = $1, leased_until = $2 WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
-               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
-                 AND (d.leased_until IS NULL OR d.leased_until < $3) \
+               WHERE d.seq IN ( \
+                   SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
+                   UNION ALL \
+                   SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3) \
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
                  {skip} \
                ORDER BY d.next_attempt_at, d.seq LIMIT $4 {lock}) \
@@ -241,46 +245,60 @@ impl DeliveryStore for SqlStore {
 
     async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        for r in results {
-            let a = &r.attempt;
-            let now = Timestamp::now().as_micros();
-            let terminal = r.state != DeliveryState::Pending;
-            let updated = sqlx::query(
-                "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, \
-                 updated_at = $6, completed_at = $7, leased_until = NULL, lease_owner = NULL \
-                 WHERE id = $8 AND lease_owner = $9 AND state = 'pending'",
-            )
-            .bind(r.state.as_str())
-            .bind(a.number as i64)
-            .bind(r.next_attempt_at.map(Timestamp::as_micros))
-            .bind(a.response_status.map(i64::from))
-            .bind(a.error.as_deref())
-            .bind(now)
-            .bind(terminal.then_some(now))
-            .bind(&r.delivery_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 && r.state == DeliveryState::Failed && r.notify {
-                insert_notification(&mut tx, &r.delivery_id, now).await?;
+        let now = Timestamp::now().as_micros();
+        for chunk in results.chunks(200) {
+            // Only deliveries this node still holds change state (not cancelled, not reclaimed).
+            let sql = format!(
+                "UPDATE deliveries SET state = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
+                 last_status = v.column5, last_error = v.column6, updated_at = v.column7, completed_at = v.column8, \
+                 leased_until = NULL, lease_owner = NULL \
+                 FROM (VALUES {}) AS v \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease_owner = $1 AND deliveries.state = 'pending' \
+                 RETURNING deliveries.id",
+                placeholders_from(2, chunk.len(), 8)
+            );
+            let mut update = sqlx::query_scalar::<_, String>(&sql).bind(owner);
+            for r in chunk {
+                let a = &r.attempt;
+                let terminal = r.state != DeliveryState::Pending;
+                update = update
+                    .bind(&r.delivery_id)
+                    .bind(r.state.as_str())
+                    .bind(a.number as i64)
+                    .bind(r.next_attempt_at.map(Timestamp::as_micros))
+                    .bind(a.response_status.map(i64::from))
+                    .bind(a.error.as_deref())
+                    .bind(now)
+                    .bind(terminal.then_some(now));
+            }
+            let updated: HashSet<String> = update.fetch_all(&mut *tx).await?.into_iter().collect();
+            for r in chunk {
+                if r.state == DeliveryState::Failed && r.notify && updated.contains(&r.delivery_id)
+                {
+                    insert_notification(&mut tx, &r.delivery_id, now).await?;
+                }
             }
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
-            sqlx::query(
+            let sql = format!(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (delivery_id, number) DO NOTHING",
-            )
-            .bind(&r.delivery_id)
-            .bind(a.number as i64)
-            .bind(a.started_at.as_micros())
-            .bind(a.duration_ms as i64)
-            .bind(headers_json(&a.request_headers))
-            .bind(a.response_status.map(i64::from))
-            .bind(a.response_status.map(|_| headers_json(&a.response_headers)))
-            .bind(a.response_body.as_deref())
-            .bind(a.error.as_deref())
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {} ON CONFLICT (delivery_id, number) DO NOTHING",
+                placeholders_from(1, chunk.len(), 9)
+            );
+            let mut insert = sqlx::query(&sql);
+            for r in chunk {
+                let a = &r.attempt;
+                insert = insert
+                    .bind(&r.delivery_id)
+                    .bind(a.number as i64)
+                    .bind(a.started_at.as_micros())
+                    .bind(a.duration_ms as i64)
+                    .bind(headers_json(&a.request_headers))
+                    .bind(a.response_status.map(i64::from))
+                    .bind(a.response_status.map(|_| headers_json(&a.response_headers)))
+                    .bind(a.response_body.as_deref())
+                    .bind(a.error.as_deref());
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

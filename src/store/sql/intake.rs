@@ -16,10 +16,15 @@ const CHUNK: usize = 400;
 
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` parameters.
 pub(super) fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_from(1, rows, columns)
+}
+
+/// The same, numbered from `$first`.
+pub(super) fn placeholders_from(first: usize, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
-            let row: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
+            let row: Vec<String> = (0..columns)
+                .map(|c| format!("${}", first + r * columns + c))
                 .collect();
             format!("({})", row.join(", "))
         })
@@ -270,5 +275,7 @@ mod tests {
     #[test]
     fn placeholders_number_rows_then_columns() {
         assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders_from(2, 1, 2), "($2, $3)");
+        assert_eq!(placeholders_from(2, 1, 2), "($2, $3)");
     }
 }
