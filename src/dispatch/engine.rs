@@ -38,6 +38,8 @@ const LEASE: Duration = Duration::from_secs(60);
 /// The poller looks for due work at least this often.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
+/// At most this often a claim that found less than a full batch runs again.
+const MIN_CLAIM_GAP: Duration = Duration::from_millis(50);
 
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
@@ -400,5 +402,8 @@ async fn poll(inner: Arc<Inner>) {
         if claimed == 0 || !sleep.is_zero() {
             let _ = tokio::time::timeout(sleep, inner.wake.notified()).await;
         }
+        // Wake-ups come with every committed batch of results; claiming that often would
+        // re-read, again and again, work that cannot start (a saturated URL's backlog).
+        tokio::time::sleep(MIN_CLAIM_GAP).await;
     }
 }

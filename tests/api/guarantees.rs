@@ -9,15 +9,8 @@ use tocsin::{domain::Timestamp, store::Lease};
 use crate::both_backends;
 use crate::cli::Server;
 use crate::delivery::{event, hook, incident, HOOKS};
-use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestDb, DEADLINE};
+use crate::helpers::{eventually, patched, spawn_app, spawn_app_with, Backend, TestDb, DEADLINE};
 use crate::receiver::{Receiver, Reply};
-
-fn with(mut body: Value, patch: Value) -> Value {
-    for (k, v) in patch.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body
-}
 
 /// A port where nothing listens (bound, then let go).
 fn closed_port() -> u16 {
@@ -40,13 +33,13 @@ async fn retries_stop_at_max_retry(backend: Backend) {
         .create_webhook(&hook("flaky", json!([{"url": receiver.url("/flaky")}])))
         .await;
     let down = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("down", json!([{"url": receiver.url("/down")}])),
             json!({"max_retry": 3}),
         ))
         .await;
     let once = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("once", json!([{"url": receiver.url("/once")}])),
             json!({"max_retry": 0}),
         ))
@@ -136,14 +129,14 @@ async fn timeouts_and_refused_connections_are_retried(backend: Backend) {
     slow.delay = Some(Duration::from_secs(3));
     receiver.script("/slow", vec![slow]);
     let slow_hook = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("slow", json!([{"url": receiver.url("/slow")}])),
             json!({"timeout_seconds": 1}),
         ))
         .await;
     let refused_url = format!("http://127.0.0.1:{}/nobody", closed_port());
     let refused = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("refused", json!([{"url": refused_url}])),
             json!({"max_retry": 2}),
         ))
@@ -205,7 +198,7 @@ async fn one_incidents_events_arrive_in_order(backend: Backend) {
         Reply::status(200)
     });
     let created = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("ordered", json!([{"url": receiver.url("/ordered")}])),
             json!({"max_retry": 10}),
         ))
@@ -274,7 +267,7 @@ async fn a_hanging_url_does_not_delay_a_healthy_one(backend: Backend) {
         headers: Vec::new(),
         delay: Some(Duration::from_secs(120)),
     });
-    let body = with(
+    let body = patched(
         hook(
             "mixed",
             json!([{"url": receiver.url("/hang")}, {"url": receiver.url("/ok")}]),
@@ -320,7 +313,7 @@ async fn disabling_cancels_pending_deliveries(backend: Backend) {
     let receiver = Receiver::start().await;
     receiver.respond("/down", |_, _| Reply::status(500));
     let created = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("down", json!([{"url": receiver.url("/down")}])),
             json!({"max_retry": 10}),
         ))
@@ -385,7 +378,7 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     };
     receiver.script("/slow", vec![hanging.clone(), hanging.clone(), hanging]);
     let created = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("slow", json!([{"url": receiver.url("/slow")}])),
             json!({"timeout_seconds": 30}),
         ))
@@ -465,7 +458,7 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     ]);
     let (status, _) = post(
         format!("{}{HOOKS}", server.url),
-        with(hook("durable", urls), json!({"max_retry": 10})),
+        patched(hook("durable", urls), json!({"max_retry": 10})),
     )
     .await;
     assert_eq!(status, 201);
@@ -519,7 +512,7 @@ async fn redirects_are_failures_and_not_followed(backend: Backend) {
     moved.headers.push(("location", receiver.url("/elsewhere")));
     receiver.script("/moved", vec![moved]);
     let created = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("moved", json!([{"url": receiver.url("/moved")}])),
             json!({"max_retry": 0}),
         ))
@@ -544,7 +537,7 @@ async fn changing_urls_affects_only_later_deliveries(backend: Backend) {
     let receiver = Receiver::start().await;
     receiver.script("/old", vec![Reply::status(500), Reply::status(500)]);
     let created = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("moving", json!([{"url": receiver.url("/old")}])),
             json!({"max_retry": 5}),
         ))

@@ -307,6 +307,14 @@ where
     }
 }
 
+/// `body` with the fields of `patch` set.
+pub fn patched(mut body: Value, patch: Value) -> Value {
+    for (k, v) in patch.as_object().expect("a patch is an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
 /// A valid webhook body to start tests from.
 pub fn minimal_webhook(name: &str) -> Value {
     serde_json::json!({

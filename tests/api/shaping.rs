@@ -5,15 +5,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::delivery::{hook, HOOKS};
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{patched, spawn_app, Backend};
 use crate::receiver::Receiver;
-
-fn with(mut body: Value, patch: Value) -> Value {
-    for (k, v) in patch.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body
-}
 
 fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Value {
     json!({
@@ -47,7 +40,7 @@ async fn filtered_webhooks_receive_exactly_their_events(backend: Backend) {
         ("/source", by_source),
         ("/nested", nested),
     ] {
-        app.create_webhook(&with(
+        app.create_webhook(&patched(
             hook(path, json!([{"url": receiver.url(path)}])),
             json!({"filters": filters}),
         ))
@@ -104,7 +97,7 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let bad_filter = with(
+    let bad_filter = patched(
         hook("f", json!([{"url": "https://e.example/h"}])),
         json!({"filters": {"op": "and", "conditions": [
             cond("is", "service", "a"),
@@ -121,7 +114,7 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
         reply.message()
     );
 
-    let bad_template = with(
+    let bad_template = patched(
         hook("t", json!([{"url": "https://e.example/h"}])),
         json!({
             "payload_type": "custom", "custom_payload": "{\n  \"a\": {% if incident.status %}1\n}"
@@ -135,7 +128,7 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
         reply.message()
     );
 
-    let not_json = with(
+    let not_json = patched(
         hook("t", json!([{"url": "https://e.example/h"}])),
         json!({
             "payload_type": "custom", "custom_payload": "text: {{ incident.message }}"
@@ -149,7 +142,7 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
         reply.message()
     );
 
-    let runaway = with(
+    let runaway = patched(
         hook("t", json!([{"url": "https://e.example/h"}])),
         json!({
             "payload_type": "custom",
@@ -169,14 +162,14 @@ async fn custom_templates_and_presets_reach_the_receiver(backend: Backend) {
     // Explodes only for one incident: that delivery fails with the reason, the others go.
     let template = "{% if incident.message == \"boom\" %}[{% for i in range(1000000) %}{% for j in range(1000000) %}0,{% endfor %}{% endfor %}0]{% else %}{\"summary\": {{ incident.message ~ \" (\" ~ incident.status ~ \")\" }}, \"hook\": {{ webhook.name }}, \"event\": {{ event.type }}}{% endif %}";
     let custom = app
-        .create_webhook(&with(
+        .create_webhook(&patched(
             hook("Custom", json!([{"url": receiver.url("/custom")}])),
             json!({
                 "payload_type": "custom", "custom_payload": template
             }),
         ))
         .await;
-    app.create_webhook(&with(
+    app.create_webhook(&patched(
         hook("Slack", json!([{"url": receiver.url("/slack")}])),
         json!({
             "payload_type": "custom", "custom_payload_template_slug": "slack"

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
+use crate::helpers::{minimal_webhook, patched, spawn_app, Backend, TestApp};
 
 const BASE: &str = "/v3/extensions/event-webhooks";
 
@@ -164,11 +164,7 @@ async fn round_trip_covers_every_field_and_survives_restart(backend: Backend) {
 }
 
 fn with(patch: Value) -> Value {
-    let mut body = minimal_webhook("v");
-    for (k, v) in patch.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body
+    patched(minimal_webhook("v"), patch)
 }
 
 async fn every_validation_rule_is_a_4xx_naming_the_field(backend: Backend) {
