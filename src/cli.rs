@@ -133,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = app::shutdown_signal();
     let app = Application::build(config.clone()).await?;
     let url = format!("http://{}", app.address());
     if let Some(owner) = app.first_start_token() {
@@ -144,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     eprintln!("tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
-    app.run_until(app::shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
