@@ -52,6 +52,18 @@ impl TestApp {
         reply.body["data"].clone()
     }
 
+    /// Posts `incident.triggered` for incidents `inc-{i}`, one event each.
+    pub(crate) async fn ingest_incidents(&self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.ingest(&event(
+                "triggered",
+                "t",
+                incident(&format!("inc-{i}"), "triggered"),
+            ))
+            .await;
+        }
+    }
+
     pub(crate) async fn logs(&self, webhook_id: &str, query: &str) -> Value {
         let reply = self
             .owner(
@@ -479,14 +491,7 @@ async fn log_pages_walk_every_delivery_once(backend: Backend) {
         .create_webhook(&hook("paged", json!([{"url": receiver.url("/p")}])))
         .await;
     let id = created["id"].as_str().unwrap();
-    for i in 0..7 {
-        app.ingest(&event(
-            "triggered",
-            "t",
-            incident(&format!("inc-{i}"), "triggered"),
-        ))
-        .await;
-    }
+    app.ingest_incidents(0..7).await;
     let all = app.settled_logs(id, 7).await;
     let mut walked = Vec::new();
     let mut cursor = String::new();

@@ -275,14 +275,7 @@ async fn a_hanging_url_does_not_delay_a_healthy_one(backend: Backend) {
         json!({"timeout_seconds": 30}),
     );
     let created = app.create_webhook(&body).await;
-    for i in 0..200 {
-        app.ingest(&event(
-            "triggered",
-            "t",
-            incident(&format!("inc-{i}"), "triggered"),
-        ))
-        .await;
-    }
+    app.ingest_incidents(0..200).await;
     receiver.wait_for("/ok", 200).await;
     // Every /ok delivery arrived while no attempt on /hang had finished: the first /hang
     // timeout (30 s) had not fired yet.
@@ -319,14 +312,7 @@ async fn disabling_cancels_pending_deliveries(backend: Backend) {
         ))
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    for i in 0..3 {
-        app.ingest(&event(
-            "triggered",
-            "t",
-            incident(&format!("inc-{i}"), "triggered"),
-        ))
-        .await;
-    }
+    app.ingest_incidents(0..3).await;
     receiver.wait_for("/down", 3).await;
     let mut edited = app
         .owner(Method::GET, &format!("{HOOKS}/{id}"), None)
@@ -383,14 +369,7 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
             json!({"timeout_seconds": 30}),
         ))
         .await;
-    for i in 0..3 {
-        app.ingest(&event(
-            "triggered",
-            "t",
-            incident(&format!("inc-{i}"), "triggered"),
-        ))
-        .await;
-    }
+    app.ingest_incidents(0..3).await;
     receiver.wait_for("/slow", 3).await; // all three in flight
     app.stop().await;
 

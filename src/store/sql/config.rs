@@ -32,9 +32,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
         name: row.try_get("name")?,
         abilities: Ability::parse_list(&abilities).map_err(StoreError::Corrupt)?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        revoked_at: row
-            .try_get::<Option<i64>, _>("revoked_at")?
-            .map(Timestamp::from_micros),
+        revoked_at: super::optional_time(row, "revoked_at")?,
     })
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
-use super::{intake::placeholders_from, Dialect, SqlStore};
+use super::{intake::placeholders_from, optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
@@ -33,11 +33,6 @@ fn method_from(text: &str) -> StoreResult<Method> {
 fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
     let state: String = row.try_get("state")?;
     let method: String = row.try_get("method")?;
-    let micros = |name: &str| -> StoreResult<Option<Timestamp>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)?
-            .map(Timestamp::from_micros))
-    };
     let delivery = Delivery {
         id: row.try_get("id")?,
         organization_id: row.try_get("organization_id")?,
@@ -51,14 +46,14 @@ fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
         state: DeliveryState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery state {state}")))?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
-        next_attempt_at: micros("next_attempt_at")?,
+        next_attempt_at: optional_time(row, "next_attempt_at")?,
         last_status: row
             .try_get::<Option<i64>, _>("last_status")?
             .map(|s| s as u16),
         last_error: row.try_get("last_error")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
-        completed_at: micros("completed_at")?,
+        completed_at: optional_time(row, "completed_at")?,
     };
     Ok((row.try_get("seq")?, delivery))
 }

@@ -31,3 +31,14 @@ impl SqlStore {
         }
     }
 }
+
+/// A nullable microsecond column as a timestamp.
+pub(crate) fn optional_time(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
+    use sqlx::Row;
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .map(crate::domain::Timestamp::from_micros))
+}

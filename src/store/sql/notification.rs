@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Row};
 
-use super::{Dialect, SqlStore};
+use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         notification::{FailureReport, Notification, NotificationOutcome, NotificationState},
@@ -17,11 +17,6 @@ const COLUMNS: &str = "n.id, n.organization_id, n.webhook_id, n.delivery_id, n.s
 
 fn notification_from_row(row: &AnyRow) -> StoreResult<Notification> {
     let state: String = row.try_get("state")?;
-    let micros = |name: &str| -> StoreResult<Option<Timestamp>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)?
-            .map(Timestamp::from_micros))
-    };
     Ok(Notification {
         id: row.try_get("id")?,
         organization_id: row.try_get("organization_id")?,
@@ -30,10 +25,10 @@ fn notification_from_row(row: &AnyRow) -> StoreResult<Notification> {
         state: NotificationState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown notification state {state}")))?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
-        next_attempt_at: micros("next_attempt_at")?,
+        next_attempt_at: optional_time(row, "next_attempt_at")?,
         last_error: row.try_get("last_error")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        sent_at: micros("sent_at")?,
+        sent_at: optional_time(row, "sent_at")?,
     })
 }
 
