@@ -168,7 +168,12 @@ async fn timeouts_and_refused_connections_are_retried(backend: Backend) {
 }
 
 async fn one_incidents_events_arrive_in_order(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    // Retries far enough apart that A's "triggered" outlasts B's three events.
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.retry_schedule = vec![Duration::from_millis(300)];
+    })
+    .await
+    else {
         return;
     };
     let receiver = Receiver::start().await;
@@ -410,7 +415,8 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     let port = closed_port();
     let settings = [
         ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
-        ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+        // 11 attempts 3 s apart outlast posting 500 events and restarting, even on a busy machine.
+        ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "3s"),
     ];
     let server = Server::start_with(&db.url, &settings);
     let token = server.owner_token();

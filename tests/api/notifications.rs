@@ -114,7 +114,7 @@ async fn one_failure_sends_one_email_to_every_address(backend: Backend) {
 async fn failures_within_a_window_become_one_digest(backend: Backend) {
     let smtp = SmtpServer::start().await;
     let Some(app) = spawn_app_with(backend, |c| {
-        smtp_settings(c, smtp.port, Duration::from_secs(3))
+        smtp_settings(c, smtp.port, Duration::from_secs(6))
     })
     .await
     else {
