@@ -158,3 +158,221 @@ async fn store_webhooks(backend: Backend) {
 }
 
 both_backends!(store_ping_and_bootstrap_once, store_tokens, store_webhooks);
+
+/// The delivery queue's own rules, straight against each backend: leases hide work from
+/// claims until released or expired, renewals need the holder, results need the lease.
+async fn store_delivery_queue(backend: Backend) {
+    use tocsin::{
+        domain::{
+            delivery::{Attempt, AttemptResult, DeliveryState, NewDelivery},
+            event::{parse_event, Tenant},
+        },
+        store::{Lease, LogQuery},
+    };
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("q")).unwrap());
+    store.insert_webhook(&hook).await.unwrap();
+    let event = |incident: &str| {
+        let body = json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": incident, "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+        parse_event(
+            &body,
+            Tenant {
+                id: &org.id,
+                name: "Org",
+            },
+        )
+        .unwrap()
+    };
+    let delivery = |e: &tocsin::domain::event::Event| NewDelivery {
+        id: tocsin::domain::ids::new_id("msg"),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        event_id: e.id.clone(),
+        event_type: e.event_type.name,
+        incident_id: e.incident_id().to_owned(),
+        url: "https://receiver.example/hook".into(),
+        method: tocsin::domain::webhook::Method::Post,
+        payload: "{}".into(),
+        failure: None,
+        notify: false,
+        created_at: Timestamp::now(),
+    };
+    let far = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
+    let mine = Lease {
+        owner: "node-a".into(),
+        until: far,
+    };
+    let (first, second, other) = (event("inc-1"), event("inc-1"), event("inc-2"));
+    let (d1, d2, d3) = (delivery(&first), delivery(&second), delivery(&other));
+    let batch = vec![
+        (first.clone(), vec![d1.clone()]),
+        (second.clone(), vec![d2.clone()]),
+        (other.clone(), vec![d3.clone()]),
+    ];
+    let answers = store.accept_events(&batch, Some(&mine), &[]).await.unwrap();
+    assert_eq!(answers[0].leased, vec![d1.id.clone()]);
+    assert!(
+        answers[1].leased.is_empty(),
+        "behind an earlier delivery of its lane"
+    );
+    assert_eq!(answers[2].leased, vec![d3.id.clone()]);
+    assert_eq!(
+        store
+            .latest_incident_event(&org.id, "inc-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        second.id
+    );
+
+    let now = Timestamp::now();
+    let probe = Lease {
+        owner: "node-b".into(),
+        until: far,
+    };
+    assert!(
+        store
+            .claim_due(&probe, now, 10, &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased or waiting for its lane"
+    );
+    assert!(store.renew_lease(&d1.id, &mine).await.unwrap());
+    assert!(
+        !store.renew_lease(&d1.id, &probe).await.unwrap(),
+        "only the holder renews"
+    );
+
+    let result = |id: &str, state| AttemptResult {
+        delivery_id: id.to_owned(),
+        attempt: Attempt {
+            number: 1,
+            started_at: now,
+            response_status: Some(200),
+            ..Attempt::default()
+        },
+        state,
+        next_attempt_at: None,
+        notify: false,
+    };
+    store
+        .record_attempts("node-b", &[result(&d1.id, DeliveryState::Succeeded)])
+        .await
+        .unwrap();
+    let (still, attempts) = store
+        .delivery(&org.id, &hook.id, &d1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        still.state,
+        DeliveryState::Pending,
+        "a result without the lease changes nothing"
+    );
+    assert_eq!(attempts.len(), 1, "but the attempt is recorded");
+    store
+        .record_attempts("node-a", &[result(&d1.id, DeliveryState::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delivery(&org.id, &hook.id, &d1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .state,
+        DeliveryState::Succeeded
+    );
+
+    // The lane moved on: the second delivery of inc-1 is claimable now.
+    let claimed = store
+        .claim_due(&probe, Timestamp::now(), 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![d2.id.clone()]
+    );
+    assert_eq!(store.release_leases("node-b").await.unwrap(), 1);
+    assert_eq!(store.release_leases("node-a").await.unwrap(), 1, "d3");
+    let skipping = store
+        .claim_due(&probe, Timestamp::now(), 10, std::slice::from_ref(&d2.url))
+        .await
+        .unwrap();
+    assert!(skipping.is_empty(), "saturated URLs are left out");
+    assert_eq!(
+        store
+            .cancel_pending(&org.id, &hook.id, Timestamp::now())
+            .await
+            .unwrap(),
+        2
+    );
+    let logs = store
+        .list_deliveries(
+            &org.id,
+            &hook.id,
+            &LogQuery {
+                limit: 10,
+                ..LogQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let states: Vec<DeliveryState> = logs.iter().map(|(_, d)| d.state).collect();
+    assert_eq!(
+        states,
+        [
+            DeliveryState::Cancelled,
+            DeliveryState::Cancelled,
+            DeliveryState::Succeeded
+        ],
+        "newest first"
+    );
+
+    // A producer id seen before answers as the first time and writes nothing.
+    let keyed = |incident: &str| {
+        let mut e = event(incident);
+        e.producer_id = Some("producer-1".into());
+        e
+    };
+    let (original, repeat) = (keyed("inc-3"), keyed("inc-4"));
+    let first_answer = store
+        .accept_events(&[(original.clone(), vec![delivery(&original)])], None, &[])
+        .await
+        .unwrap();
+    let second_answer = store
+        .accept_events(
+            &[(repeat.clone(), vec![delivery(&repeat), delivery(&repeat)])],
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!first_answer[0].duplicate && second_answer[0].duplicate);
+    assert_eq!(
+        (
+            second_answer[0].event_id.as_str(),
+            second_answer[0].deliveries
+        ),
+        (original.id.as_str(), 1)
+    );
+    assert!(
+        store
+            .latest_incident_event(&org.id, "inc-4")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the repeat stored"
+    );
+}
+
+both_backends!(store_delivery_queue);
