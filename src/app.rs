@@ -36,7 +36,8 @@ impl Application {
         if released > 0 {
             tracing::info!(released, "took back deliveries leased before the last stop");
         }
-        let engine = Engine::start(store.clone(), &config.delivery)?;
+        let catalog = Arc::new(Catalog::new(store.clone()));
+        let engine = Engine::start(store.clone(), catalog.clone(), &config.delivery)?;
         let notifier = Notifier::new(store.clone(), &config)?;
         if config.smtp.host.is_empty() && store.any_webhook_with_mail_ids().await? {
             tracing::warn!(
@@ -57,7 +58,7 @@ impl Application {
                 config: Arc::new(config),
                 intake: IntakeQueue::start(store.clone(), engine.clone()),
                 engine,
-                catalog: Arc::new(Catalog::new(store.clone())),
+                catalog,
             },
             first_start_token,
             notifier,

@@ -1,9 +1,11 @@
-//! Webhooks as matching needs them: parsed filters, kept in memory per organization and
-//! reloaded only when the organization's `webhooks_version` moves (any node's change).
+//! Webhooks as matching and sending need them: parsed filters, kept in memory per
+//! organization, invalidated by this node's writes and reloaded when the organization's
+//! `webhooks_version` moves (any node's change; checked at most every 100 ms).
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -105,12 +107,41 @@ fn compile(webhook: Webhook) -> CompiledWebhook {
     CompiledWebhook { webhook, filter }
 }
 
-/// An organization's parsed webhooks and the `webhooks_version` they were read at.
-type Versioned = (i64, Arc<Vec<CompiledWebhook>>);
+/// How long a cached organization is trusted without asking for its version again. Writes
+/// through this node invalidate at once; other nodes' writes are seen within this time.
+const FRESH: Duration = Duration::from_millis(100);
+
+/// An organization's parsed webhooks, indexed by id.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub webhooks: Vec<CompiledWebhook>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Snapshot {
+    fn new(webhooks: Vec<CompiledWebhook>) -> Self {
+        let by_id = webhooks
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.webhook.id.clone(), i))
+            .collect();
+        Self { webhooks, by_id }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&CompiledWebhook> {
+        self.by_id.get(id).map(|&i| &self.webhooks[i])
+    }
+}
+
+struct Cached {
+    version: i64,
+    checked: Instant,
+    snapshot: Arc<Snapshot>,
+}
 
 pub struct Catalog {
     store: Arc<dyn Store>,
-    cache: Mutex<HashMap<String, Versioned>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl Catalog {
@@ -121,31 +152,58 @@ impl Catalog {
         }
     }
 
-    /// The organization's webhooks, parsed; one version read when nothing changed.
-    pub async fn webhooks(
-        &self,
-        organization_id: &str,
-    ) -> Result<Arc<Vec<CompiledWebhook>>, StoreError> {
-        let version = self.store.webhooks_version(organization_id).await?;
-        if let Some((cached, hooks)) = self.cache.lock().expect("catalog").get(organization_id) {
-            if *cached == version {
-                return Ok(hooks.clone());
+    /// Forgets an organization after a write through this node, so the next read reloads.
+    pub fn invalidate(&self, organization_id: &str) {
+        self.cache.lock().expect("catalog").remove(organization_id);
+    }
+
+    /// The organization's webhooks, parsed: from memory while fresh, then after one version
+    /// read while nothing changed, else reloaded.
+    pub async fn webhooks(&self, organization_id: &str) -> Result<Arc<Snapshot>, StoreError> {
+        if let Some(c) = self.cache.lock().expect("catalog").get(organization_id) {
+            if c.checked.elapsed() < FRESH {
+                return Ok(c.snapshot.clone());
             }
         }
-        // Read the version before the rows: a change in between makes the next call reload.
-        let hooks: Arc<Vec<CompiledWebhook>> = Arc::new(
+        let version = self.store.webhooks_version(organization_id).await?;
+        if let Some(c) = self.cache.lock().expect("catalog").get_mut(organization_id) {
+            if c.version == version {
+                c.checked = Instant::now();
+                return Ok(c.snapshot.clone());
+            }
+        }
+        // Read the version before the rows: a change in between makes the next check reload.
+        let snapshot = Arc::new(Snapshot::new(
             self.store
                 .all_webhooks(organization_id)
                 .await?
                 .into_iter()
                 .map(compile)
                 .collect(),
-        );
+        ));
+        let cached = Cached {
+            version,
+            checked: Instant::now(),
+            snapshot: snapshot.clone(),
+        };
         self.cache
             .lock()
             .expect("catalog")
-            .insert(organization_id.to_owned(), (version, hooks.clone()));
-        Ok(hooks)
+            .insert(organization_id.to_owned(), cached);
+        Ok(snapshot)
+    }
+
+    /// One webhook, as matching sees it.
+    pub async fn webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> Result<Option<Webhook>, StoreError> {
+        Ok(self
+            .webhooks(organization_id)
+            .await?
+            .get(id)
+            .map(|c| c.webhook.clone()))
     }
 }
 

@@ -175,6 +175,7 @@ pub async fn accept(
     let event = parse_event(body, tenant).map_err(IntakeError::Invalid)?;
     let webhooks = catalog.webhooks(&event.organization_id).await?;
     let matching = webhooks
+        .webhooks
         .iter()
         .filter(|w| fires_for(w, &event))
         .map(|w| &w.webhook);

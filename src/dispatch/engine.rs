@@ -21,6 +21,7 @@ use super::{
     send::{send, Call},
 };
 use crate::{
+    catalog::Catalog,
     config::DeliveryConfig,
     domain::{
         delivery::{AttemptResult, Delivery, DeliveryState, NewDelivery},
@@ -92,6 +93,8 @@ struct UrlSlot {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Webhook settings (headers, secret, timeout, max_retry) read at each attempt.
+    catalog: Arc<Catalog>,
     client: reqwest::Client,
     policy: Arc<NetworkPolicy>,
     schedule: Vec<Duration>,
@@ -117,7 +120,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Arc<dyn Store>, config: &DeliveryConfig) -> anyhow::Result<Engine> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        config: &DeliveryConfig,
+    ) -> anyhow::Result<Engine> {
         let policy =
             Arc::new(NetworkPolicy::new(&config.allowed_networks).map_err(anyhow::Error::msg)?);
         let client = super::client::build(policy.clone())?;
@@ -141,6 +148,7 @@ impl Engine {
         });
         let inner = Arc::new(Inner {
             store,
+            catalog,
             client,
             policy,
             schedule: config.retry_schedule.clone(),
@@ -285,7 +293,7 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         return; // the lease is released at shutdown
     }
     let webhook = match inner
-        .store
+        .catalog
         .webhook(&job.organization_id, &job.webhook_id)
         .await
     {

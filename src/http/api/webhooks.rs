@@ -163,6 +163,7 @@ async fn create(
     let spec = parse(&body)?;
     let hook = Webhook::new(caller.organization_id(), &caller.token.id, spec);
     state.store.insert_webhook(&hook).await?;
+    state.catalog.invalidate(caller.organization_id());
     tracing::info!(webhook = %hook.id, name = %hook.spec.name, "webhook created");
     Ok((
         StatusCode::CREATED,
@@ -203,6 +204,7 @@ async fn update(
         .update_webhook(caller.organization_id(), &id, &spec, Timestamp::now())
         .await?
         .ok_or_else(|| not_found(&id))?;
+    state.catalog.invalidate(caller.organization_id());
     if !hook.spec.enabled {
         let cancelled = state
             .store
@@ -220,11 +222,12 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    if !state
+    let deleted = state
         .store
         .delete_webhook(caller.organization_id(), &id)
-        .await?
-    {
+        .await?;
+    state.catalog.invalidate(caller.organization_id());
+    if !deleted {
         return Err(not_found(&id));
     }
     tracing::info!(webhook = %id, "webhook deleted");
@@ -247,6 +250,7 @@ async fn rotate_secret(
         )
         .await?
         .ok_or_else(|| not_found(&id))?;
+    state.catalog.invalidate(caller.organization_id());
     tracing::info!(webhook = %hook.id, "webhook secret rotated");
     Ok(Json(json!({"data": with_secret(&hook)})))
 }
