@@ -28,6 +28,9 @@ pub enum IntakeError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The intake batch could not be written, or intake is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One delivery per URL of each webhook, sharing the webhook's rendered payload.
@@ -36,6 +39,7 @@ pub fn plan_deliveries<'a>(
     webhooks: impl IntoIterator<Item = &'a Webhook>,
 ) -> Vec<NewDelivery> {
     let mut out = Vec::new();
+    let created_at = Timestamp::now();
     for webhook in webhooks {
         let (body, failure) = match payload::render(webhook, event) {
             Ok(body) => (body, None),
@@ -54,7 +58,7 @@ pub fn plan_deliveries<'a>(
                 payload: body.clone(),
                 failure: failure.clone(),
                 notify: !webhook.spec.mail_ids.is_empty(),
-                created_at: Timestamp::now(),
+                created_at,
             });
         }
     }
@@ -102,7 +106,7 @@ impl IntakeQueue {
         deliveries: Vec<NewDelivery>,
     ) -> Result<Accepted, IntakeError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || IntakeError::Store(StoreError::Config("intake is shutting down".into()));
+        let stopped = || IntakeError::Unavailable("intake is shutting down".into());
         self.requests
             .send(Request {
                 event,
@@ -114,7 +118,7 @@ impl IntakeQueue {
         answer
             .await
             .map_err(|_| stopped())?
-            .map_err(|e| IntakeError::Store(StoreError::Config(e)))
+            .map_err(IntakeError::Unavailable)
     }
 }
 

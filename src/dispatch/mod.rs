@@ -7,4 +7,3 @@ mod recorder;
 mod send;
 
 pub use engine::{Engine, Job};
-pub use send::USER_AGENT;

@@ -113,12 +113,6 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-impl Default for Timestamp {
-    fn default() -> Self {
-        Timestamp::from_micros(0)
-    }
-}
-
 /// What to write after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptResult {

@@ -3,7 +3,10 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 /// A point in time, stored as microseconds since the Unix epoch: an integer sorts and
 /// compares the same way in SQLite and PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The default is the epoch.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(i64);
 
 impl Timestamp {

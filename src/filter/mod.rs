@@ -5,7 +5,7 @@ mod eval;
 mod parse;
 
 pub use eval::{explain, matches, Explanation};
-pub use parse::{parse, FilterError, MAX_CONDITIONS, MAX_DEPTH};
+pub use parse::{parse, FilterError};
 
 use regex::Regex;
 

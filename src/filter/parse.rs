@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::{Field, Filter, Test};
 
-pub const MAX_DEPTH: usize = 5;
-pub const MAX_CONDITIONS: usize = 100;
+const MAX_DEPTH: usize = 5;
+const MAX_CONDITIONS: usize = 100;
 /// Compiled regular expressions stay small; the engine runs in linear time regardless.
 const MAX_REGEX_BYTES: usize = 256 * 1024;
 

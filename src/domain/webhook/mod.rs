@@ -4,7 +4,7 @@ mod header;
 mod parse;
 
 pub use header::{is_credential_header, mask_value, restore_masked, RESERVED_HEADERS};
-pub use parse::{parse_spec, MAX_URLS};
+pub use parse::parse_spec;
 
 use serde::{Deserialize, Serialize};
 

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::{event_type::EventType, field_error::json_kind as kind, FieldError};
 
-pub const MAX_URLS: usize = 10;
+const MAX_URLS: usize = 10;
 const MAX_HEADERS: usize = 20;
 const MAX_MAIL_IDS: usize = 10;
 const MAX_NAME: usize = 255;

@@ -28,6 +28,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::Invalid(errors) => ApiError::Invalid("invalid_event", errors),
             IntakeError::NotFound(what) => ApiError::NotFound(what),
             IntakeError::Store(e) => e.into(),
+            IntakeError::Unavailable(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
         }
     }
 }

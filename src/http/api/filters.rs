@@ -1,7 +1,6 @@
 //! Trying filters before saving them, and the payload presets.
 
 use axum::{
-    extract::State,
     routing::{get, post},
     Json, Router,
 };
@@ -66,7 +65,7 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
 
 /// The presets for `custom_payload_template_slug`, each with what it sends for Squadcast's
 /// sample incident.
-async fn templates(State(_): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn templates(caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     let event = payload::sample_event();
     let context = template::context(&event, "wh_example", "Example");

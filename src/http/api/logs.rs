@@ -12,6 +12,7 @@ use crate::{
     domain::{
         delivery::{Attempt, Delivery, DeliveryState},
         event_type::EventType,
+        notification::NotificationState,
         token::Ability,
         Timestamp,
     },
@@ -214,7 +215,7 @@ async fn notifications(
                 "state": n.state,
                 "attempts": n.attempts,
                 "last_error": n.last_error,
-                "next_attempt_at": if n.state == crate::domain::notification::NotificationState::Pending { ts(n.next_attempt_at) } else { Value::Null },
+                "next_attempt_at": if n.state == NotificationState::Pending { ts(n.next_attempt_at) } else { Value::Null },
                 "created_at": n.created_at.to_rfc3339(),
                 "sent_at": ts(n.sent_at),
             })

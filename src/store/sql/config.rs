@@ -36,7 +36,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
     })
 }
 
-pub(super) fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
+fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     let spec: String = row.try_get("spec")?;
     let id: String = row.try_get("id")?;
     Ok(Webhook {
