@@ -59,6 +59,7 @@ impl Application {
                 intake: IntakeQueue::start(store.clone(), engine.clone()),
                 engine,
                 catalog,
+                tokens: Arc::default(),
             },
             first_start_token,
             notifier,

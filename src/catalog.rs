@@ -11,6 +11,7 @@ use std::{
 use crate::{
     domain::{
         event::Event,
+        organization::Organization,
         webhook::{PayloadType, TriggerType, Webhook, WebhookSpec},
         FieldError,
     },
@@ -111,21 +112,27 @@ fn compile(webhook: Webhook) -> CompiledWebhook {
 /// through this node invalidate at once; other nodes' writes are seen within this time.
 const FRESH: Duration = Duration::from_millis(100);
 
-/// An organization's parsed webhooks, indexed by id.
+/// An organization's parsed webhooks, indexed by id, and the organization itself (its name
+/// goes into every payload; organizations are never renamed).
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    pub organization: Option<Organization>,
     pub webhooks: Vec<CompiledWebhook>,
     by_id: HashMap<String, usize>,
 }
 
 impl Snapshot {
-    fn new(webhooks: Vec<CompiledWebhook>) -> Self {
+    fn new(organization: Option<Organization>, webhooks: Vec<CompiledWebhook>) -> Self {
         let by_id = webhooks
             .iter()
             .enumerate()
             .map(|(i, w)| (w.webhook.id.clone(), i))
             .collect();
-        Self { webhooks, by_id }
+        Self {
+            organization,
+            webhooks,
+            by_id,
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&CompiledWebhook> {
@@ -174,6 +181,7 @@ impl Catalog {
         }
         // Read the version before the rows: a change in between makes the next check reload.
         let snapshot = Arc::new(Snapshot::new(
+            self.store.organization(organization_id).await?,
             self.store
                 .all_webhooks(organization_id)
                 .await?

@@ -16,7 +16,7 @@ use crate::{
         FieldError, Timestamp,
     },
     payload,
-    store::{Accepted, Lease, Store, StoreError},
+    store::{Accepted, Admission, Store, StoreError},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,17 +125,16 @@ impl IntakeQueue {
 /// Writes a batch; if it fails as a whole, each request is tried alone so that one bad
 /// event cannot fail the others.
 async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
-    let (room, saturated) = engine.admission();
-    let lease = engine.lease();
-    let lease_ref = room.then_some(&lease);
+    let admission = engine.admission();
     let (items, replies): (Vec<(Event, Vec<NewDelivery>)>, Vec<_>) = batch
         .into_iter()
         .map(|r| ((r.event, r.deliveries), r.reply))
         .unzip();
-    match store.accept_events(&items, lease_ref, &saturated).await {
+    match store.accept_events(&items, &admission).await {
         Ok(answers) => {
+            engine.parked(&admission, items.iter().flat_map(|(_, d)| d));
             for (((_, deliveries), reply), answer) in items.iter().zip(replies).zip(answers) {
-                start_leased(engine, deliveries, &answer.leased, &lease);
+                start_leased(engine, deliveries, &answer.leased, &admission);
                 let _ = reply.send(Ok(answer));
             }
         }
@@ -143,11 +142,12 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
             tracing::warn!(error = %e, events = items.len(), "intake batch failed; writing its events one by one");
             for (item, reply) in items.iter().zip(replies) {
                 let answer = store
-                    .accept_events(std::slice::from_ref(item), lease_ref, &saturated)
+                    .accept_events(std::slice::from_ref(item), &admission)
                     .await
                     .map(|mut answers| answers.remove(0));
                 if let Ok(answer) = &answer {
-                    start_leased(engine, &item.1, &answer.leased, &lease);
+                    engine.parked(&admission, &item.1);
+                    start_leased(engine, &item.1, &answer.leased, &admission);
                 }
                 let _ = reply.send(answer.map_err(|e| e.to_string()));
             }
@@ -160,7 +160,15 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
     }
 }
 
-fn start_leased(engine: &Engine, deliveries: &[NewDelivery], leased: &[String], lease: &Lease) {
+fn start_leased(
+    engine: &Engine,
+    deliveries: &[NewDelivery],
+    leased: &[String],
+    admission: &Admission,
+) {
+    let Some(lease) = &admission.lease else {
+        return;
+    };
     let jobs = deliveries
         .iter()
         .filter(|d| leased.contains(&d.id))
@@ -173,11 +181,18 @@ fn start_leased(engine: &Engine, deliveries: &[NewDelivery], leased: &[String], 
 pub async fn accept(
     catalog: &Catalog,
     queue: &IntakeQueue,
-    tenant: Tenant<'_>,
+    organization_id: &str,
     body: &Value,
 ) -> Result<Accepted, IntakeError> {
+    let webhooks = catalog.webhooks(organization_id).await?;
+    let organization = webhooks.organization.as_ref().ok_or_else(|| {
+        IntakeError::Unavailable(format!("organization {organization_id} is missing"))
+    })?;
+    let tenant = Tenant {
+        id: &organization.id,
+        name: &organization.name,
+    };
     let event = parse_event(body, tenant).map_err(IntakeError::Invalid)?;
-    let webhooks = catalog.webhooks(&event.organization_id).await?;
     let matching = webhooks
         .webhooks
         .iter()
@@ -209,11 +224,9 @@ pub async fn trigger_manually(
             ))
         })?;
     let deliveries = plan_deliveries(&event, [&webhook]);
-    let (room, saturated) = engine.admission();
-    let lease = engine.lease();
-    let leased = store
-        .add_deliveries(&deliveries, room.then_some(&lease), &saturated)
-        .await?;
-    start_leased(engine, &deliveries, &leased, &lease);
+    let admission = engine.admission();
+    let leased = store.add_deliveries(&deliveries, &admission).await?;
+    engine.parked(&admission, &deliveries);
+    start_leased(engine, &deliveries, &leased, &admission);
     Ok(webhook)
 }

@@ -16,9 +16,10 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
+    circuit::{Circuit, Gate, Health},
     guard::NetworkPolicy,
     recorder::{self, Message},
-    send::{send, Call},
+    send::{send, Call, Outcome},
 };
 use crate::{
     catalog::Catalog,
@@ -30,7 +31,7 @@ use crate::{
         webhook::Method,
         Timestamp,
     },
-    store::{Lease, Store},
+    store::{Admission, Lease, Store},
 };
 
 /// How long a claim lasts. An attempt takes at most 30 s; a lease about to run out is
@@ -41,6 +42,12 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
 /// At most this often a claim that found less than a full batch runs again.
 const MIN_CLAIM_GAP: Duration = Duration::from_millis(50);
+/// A parked delivery falls due on its own after this, should the node that parked it be
+/// gone; the engine normally takes parked work back long before.
+const PARK_SAFETY: Duration = Duration::from_secs(3600);
+/// How often the poller asks the store which URLs have parked work (another node's, or
+/// this node's from before a restart).
+const PARKED_RESCAN: Duration = Duration::from_secs(30);
 
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
@@ -54,6 +61,8 @@ pub struct Job {
     /// Attempts already made.
     pub attempts: u32,
     pub lease_until: Timestamp,
+    /// Sent as its URL's circuit probe.
+    pub probe: bool,
 }
 
 impl Job {
@@ -67,6 +76,7 @@ impl Job {
             payload: Arc::from(d.payload.as_str()),
             attempts: 0,
             lease_until: lease.until,
+            probe: false,
         }
     }
 
@@ -80,15 +90,54 @@ impl Job {
             payload: Arc::from(d.payload),
             attempts: d.attempts,
             lease_until: lease.until,
+            probe: false,
         }
     }
 }
 
-/// Per-URL isolation: its own concurrency limit, and a bound on how much of the engine's
-/// capacity deliveries waiting for that URL may hold.
-struct UrlSlot {
+/// Per-URL isolation: its own concurrency limit, a bound on how many of its deliveries the
+/// engine holds in memory (the rest are parked in the store and taken back in order as
+/// room frees up), and a circuit breaker.
+struct UrlState {
     permits: Arc<Semaphore>,
     queued: usize,
+    circuit: Circuit,
+    /// The store may hold parked deliveries to this URL.
+    has_parked: bool,
+    /// Bumped at each park: a refill that came back short clears `has_parked` only if
+    /// nothing was parked while it ran.
+    parked_gen: u64,
+    refilling: bool,
+}
+
+impl UrlState {
+    fn new(per_url: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(per_url)),
+            queued: 0,
+            circuit: Circuit::default(),
+            has_parked: false,
+            parked_gen: 0,
+            refilling: false,
+        }
+    }
+
+    fn note_parked(&mut self) {
+        self.has_parked = true;
+        self.parked_gen += 1;
+    }
+
+    fn forgettable(&self) -> bool {
+        self.queued == 0 && !self.has_parked && !self.refilling && self.circuit.is_pristine()
+    }
+}
+
+/// A refill to start: how many parked deliveries to take back, as a probe or not.
+struct Refill {
+    url: String,
+    limit: usize,
+    probe: bool,
+    generation: u64,
 }
 
 struct Inner {
@@ -104,7 +153,7 @@ struct Inner {
     max_queued_per_url: usize,
     max_in_flight: usize,
     in_flight: AtomicUsize,
-    urls: Mutex<HashMap<String, UrlSlot>>,
+    urls: Mutex<HashMap<String, UrlState>>,
     /// Wakes the poller early: a lane moved on, or a retry was scheduled.
     wake: Notify,
     /// The earliest scheduled retry (micros), so the poller need not poll fast.
@@ -155,7 +204,9 @@ impl Engine {
             owner,
             global: Arc::new(Semaphore::new(concurrency)),
             per_url,
-            max_queued_per_url: (per_url * 4).max(16),
+            // Enough per URL to keep its connections busy between refills, and a small
+            // share of the whole, so that a few hanging URLs cannot hold all the room.
+            max_queued_per_url: (per_url * 8).max(32).min(concurrency / 2).max(per_url),
             max_in_flight: concurrency * 4,
             in_flight: AtomicUsize::new(0),
             urls: Mutex::new(HashMap::new()),
@@ -175,12 +226,49 @@ impl Engine {
         self.inner.lease()
     }
 
-    /// Whether the engine takes more work now, and which URLs it has no room for.
-    pub fn admission(&self) -> (bool, Vec<String>) {
+    /// How intake should store new deliveries: leased to this node while it has room,
+    /// parked for URLs whose queue is full or whose circuit is open.
+    pub fn admission(&self) -> Admission {
         let inner = &self.inner;
         let room = !inner.stopping.load(Ordering::Relaxed)
             && inner.in_flight.load(Ordering::Relaxed) < inner.max_in_flight;
-        (room, inner.saturated_urls())
+        Admission {
+            lease: room.then(|| inner.lease()),
+            park_urls: inner.park_urls(),
+            park_until: Timestamp::now().plus(PARK_SAFETY),
+        }
+    }
+
+    /// Intake stored `deliveries` under `admission`: remember which URLs now have parked
+    /// work, and take it back at once where room appeared meanwhile.
+    pub fn parked<'a>(
+        &self,
+        admission: &Admission,
+        deliveries: impl IntoIterator<Item = &'a NewDelivery>,
+    ) {
+        if admission.park_urls.is_empty() {
+            return;
+        }
+        let mut refills = Vec::new();
+        {
+            let mut urls = self.inner.urls.lock().expect("url states");
+            for d in deliveries {
+                if d.failure.is_none() && admission.park_urls.contains(&d.url) {
+                    let state = urls
+                        .entry(d.url.clone())
+                        .or_insert_with(|| UrlState::new(self.inner.per_url));
+                    state.note_parked();
+                }
+            }
+            for url in &admission.park_urls {
+                if let Some(state) = urls.get_mut(url) {
+                    refills.extend(self.inner.refill_if_room(url, state));
+                }
+            }
+        }
+        for refill in refills {
+            start_refill(&self.inner, refill);
+        }
     }
 
     /// Starts leased deliveries now.
@@ -233,12 +321,46 @@ impl Inner {
         }
     }
 
-    fn saturated_urls(&self) -> Vec<String> {
-        let urls = self.urls.lock().expect("url slots");
+    fn park_urls(&self) -> Vec<String> {
+        let urls = self.urls.lock().expect("url states");
         urls.iter()
-            .filter(|(_, slot)| slot.queued >= self.max_queued_per_url)
+            .filter(|(_, s)| s.queued >= self.max_queued_per_url || s.circuit.is_open())
             .map(|(url, _)| url.clone())
             .collect()
+    }
+
+    /// Under the lock: a refill of the URL's parked work if it has some, none is running,
+    /// its circuit is closed and its queue is at most half full.
+    fn refill_if_room(&self, url: &str, state: &mut UrlState) -> Option<Refill> {
+        if !state.has_parked
+            || state.refilling
+            || state.circuit.is_open()
+            || self.stopping.load(Ordering::Relaxed)
+            || state.queued > self.max_queued_per_url / 2
+        {
+            return None;
+        }
+        let global_room = self
+            .max_in_flight
+            .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+        let limit = (self.max_queued_per_url - state.queued).min(global_room);
+        if limit == 0 {
+            return None;
+        }
+        state.refilling = true;
+        Some(Refill {
+            url: url.to_owned(),
+            limit,
+            probe: false,
+            generation: state.parked_gen,
+        })
+    }
+
+    fn circuit_probe_abandoned(&self, url: &str) {
+        if let Some(state) = self.urls.lock().expect("url states").get_mut(url) {
+            state.circuit.probe_abandoned();
+        }
+        self.wake.notify_one();
     }
 
     fn wake_at(&self, at: Timestamp) {
@@ -248,38 +370,122 @@ impl Inner {
 }
 
 fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
-    for job in jobs {
-        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+    let now = Timestamp::now();
+    let mut park = Vec::new();
+    for mut job in jobs {
         let permits = {
-            let mut urls = inner.urls.lock().expect("url slots");
-            let slot = urls.entry(job.url.clone()).or_insert_with(|| UrlSlot {
-                permits: Arc::new(Semaphore::new(inner.per_url)),
-                queued: 0,
-            });
-            slot.queued += 1;
-            slot.permits.clone()
+            let mut urls = inner.urls.lock().expect("url states");
+            let state = urls
+                .entry(job.url.clone())
+                .or_insert_with(|| UrlState::new(inner.per_url));
+            let gate = if job.probe {
+                Gate::Probe // the circuit chose it already
+            } else {
+                match state.circuit.gate(now) {
+                    Gate::Send if state.queued >= inner.max_queued_per_url => Gate::Hold,
+                    gate => gate,
+                }
+            };
+            match gate {
+                Gate::Hold => {
+                    state.note_parked();
+                    park.push(job.delivery_id);
+                    continue;
+                }
+                Gate::Probe => job.probe = true,
+                Gate::Send => {}
+            }
+            state.queued += 1;
+            state.permits.clone()
         };
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let inner = inner.clone();
         tokio::spawn(async move {
             let url = job.url.clone();
             run(&inner, job, permits).await;
-            {
-                let mut urls = inner.urls.lock().expect("url slots");
-                if let Some(slot) = urls.get_mut(&url) {
-                    slot.queued -= 1;
-                    if slot.queued == 0 {
+            let refill = {
+                let mut urls = inner.urls.lock().expect("url states");
+                let mut refill = None;
+                if let Some(state) = urls.get_mut(&url) {
+                    state.queued -= 1;
+                    refill = inner.refill_if_room(&url, state);
+                    if state.forgettable() {
                         urls.remove(&url);
                     }
                 }
+                refill
+            };
+            if let Some(refill) = refill {
+                start_refill(&inner, refill);
             }
             if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 inner.idle.notify_waiters();
             }
         });
     }
+    if !park.is_empty() {
+        let until = now.plus(PARK_SAFETY);
+        let _ = inner.recorder.send(Message::Park(park, until));
+    }
 }
 
-async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
+/// Takes parked deliveries back from the store and starts them.
+fn start_refill(inner: &Arc<Inner>, refill: Refill) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let lease = inner.lease();
+        let claimed = inner
+            .store
+            .claim_parked(&lease, &refill.url, refill.limit as u32, refill.probe)
+            .await;
+        let jobs: Vec<Job> = {
+            let mut urls = inner.urls.lock().expect("url states");
+            let state = urls
+                .entry(refill.url.clone())
+                .or_insert_with(|| UrlState::new(inner.per_url));
+            state.refilling = false;
+            match claimed {
+                Ok(deliveries) => {
+                    if deliveries.len() < refill.limit && state.parked_gen == refill.generation {
+                        state.has_parked = false;
+                    }
+                    if refill.probe && deliveries.is_empty() {
+                        state.circuit.probe_abandoned();
+                    }
+                    deliveries
+                        .into_iter()
+                        .map(|d| Job {
+                            probe: refill.probe,
+                            ..Job::from_claimed(d, &lease)
+                        })
+                        .collect()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, url = %refill.url, "taking back parked deliveries failed; trying again later");
+                    if refill.probe {
+                        state.circuit.probe_abandoned();
+                    }
+                    Vec::new()
+                }
+            }
+        };
+        submit(&inner, jobs);
+    });
+}
+
+/// What an attempt says about its URL.
+fn health(outcome: &Outcome) -> Health {
+    match outcome.attempt.response_status {
+        _ if outcome.succeeded => Health::Answered,
+        Some(429) => Health::Failing,
+        Some(status) if status >= 500 => Health::Failing,
+        Some(_) => Health::Answered,
+        None if outcome.retryable => Health::Failing,
+        None => Health::Unknown,
+    }
+}
+
+async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
     // The URL's own limit first, so deliveries waiting on a slow URL hold none of the
     // shared capacity.
     let Ok(_url_permit) = url_permits.acquire_owned().await else {
@@ -290,7 +496,32 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         return;
     };
     if inner.stopping.load(Ordering::SeqCst) {
+        if job.probe {
+            inner.circuit_probe_abandoned(&job.url);
+        }
         return; // the lease is released at shutdown
+    }
+    if !job.probe {
+        // The circuit may have opened while this delivery waited for its turn.
+        let gate = {
+            let mut urls = inner.urls.lock().expect("url states");
+            urls.get_mut(&job.url)
+                .map_or(Gate::Send, |s| s.circuit.gate(Timestamp::now()))
+        };
+        match gate {
+            Gate::Send => {}
+            Gate::Probe => job.probe = true,
+            Gate::Hold => {
+                if let Some(s) = inner.urls.lock().expect("url states").get_mut(&job.url) {
+                    s.note_parked();
+                }
+                let until = Timestamp::now().plus(PARK_SAFETY);
+                let _ = inner
+                    .recorder
+                    .send(Message::Park(vec![job.delivery_id], until));
+                return;
+            }
+        }
     }
     let webhook = match inner
         .catalog
@@ -298,8 +529,16 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         .await
     {
         Ok(Some(w)) => w,
-        Ok(None) => return, // deleted: its deliveries went with it
+        Ok(None) => {
+            if job.probe {
+                inner.circuit_probe_abandoned(&job.url);
+            }
+            return; // deleted: its deliveries went with it
+        }
         Err(e) => {
+            if job.probe {
+                inner.circuit_probe_abandoned(&job.url);
+            }
             tracing::warn!(error = %e, delivery = %job.delivery_id, "cannot load webhook; the delivery will be retried when its lease expires");
             return;
         }
@@ -310,7 +549,12 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
         let lease = inner.lease();
         match inner.store.renew_lease(&job.delivery_id, &lease).await {
             Ok(true) => job.lease_until = lease.until,
-            _ => return, // lost to another node, cancelled, or done
+            _ => {
+                if job.probe {
+                    inner.circuit_probe_abandoned(&job.url);
+                }
+                return; // lost to another node, cancelled, or done
+            }
         }
     }
 
@@ -331,6 +575,26 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
     )
     .await;
 
+    let refill = {
+        let mut urls = inner.urls.lock().expect("url states");
+        let state = urls
+            .entry(job.url.clone())
+            .or_insert_with(|| UrlState::new(inner.per_url));
+        let closed = state
+            .circuit
+            .record(health(&outcome), job.probe, Timestamp::now());
+        if closed {
+            tracing::info!(url = %job.url, "the URL answers again; its parked deliveries follow");
+        }
+        if let Some(at) = state.circuit.probe_due() {
+            inner.wake_at(at);
+        }
+        inner.refill_if_room(&job.url, state)
+    };
+    if let Some(refill) = refill {
+        start_refill(inner, refill);
+    }
+
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let decision = verdict(
         outcome.succeeded,
@@ -342,12 +606,7 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
     let (state, next_attempt_at) = match decision {
         Verdict::Delivered => (DeliveryState::Succeeded, None),
         Verdict::GiveUp => (DeliveryState::Failed, None),
-        Verdict::RetryIn(wait) => (
-            DeliveryState::Pending,
-            Some(Timestamp::from_micros(
-                Timestamp::now().as_micros() + wait.as_micros() as i64,
-            )),
-        ),
+        Verdict::RetryIn(wait) => (DeliveryState::Pending, Some(Timestamp::now().plus(wait))),
     };
     tracing::debug!(delivery = %job.delivery_id, attempt = number, state = state.as_str(), status = ?outcome.attempt.response_status, "attempt finished");
     let result = AttemptResult {
@@ -362,11 +621,18 @@ async fn run(inner: &Inner, mut job: Job, url_permits: Arc<Semaphore>) {
 }
 
 async fn poll(inner: Arc<Inner>) {
+    let mut rescan_at = Timestamp::now(); // at start: parked work left from before
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
         inner.next_due.store(i64::MAX, Ordering::SeqCst);
+        let now = Timestamp::now();
+        if now >= rescan_at {
+            rescan_at = now.plus(PARKED_RESCAN);
+            adopt_parked(&inner).await;
+        }
+        start_probes(&inner, now);
         let room = inner
             .max_in_flight
             .saturating_sub(inner.in_flight.load(Ordering::SeqCst));
@@ -376,12 +642,7 @@ async fn poll(inner: Arc<Inner>) {
             let limit = room.min(CLAIM_BATCH);
             match inner
                 .store
-                .claim_due(
-                    &lease,
-                    Timestamp::now(),
-                    limit as u32,
-                    &inner.saturated_urls(),
-                )
+                .claim_due(&lease, Timestamp::now(), limit as u32)
                 .await
             {
                 Ok(deliveries) => {
@@ -400,6 +661,9 @@ async fn poll(inner: Arc<Inner>) {
                 }
             }
         }
+        inner
+            .next_due
+            .fetch_min(rescan_at.as_micros(), Ordering::SeqCst);
         let now = Timestamp::now().as_micros();
         let until_due = inner
             .next_due
@@ -411,7 +675,66 @@ async fn poll(inner: Arc<Inner>) {
             let _ = tokio::time::timeout(sleep, inner.wake.notified()).await;
         }
         // Wake-ups come with every committed batch of results; claiming that often would
-        // re-read, again and again, work that cannot start (a saturated URL's backlog).
+        // only re-read the same queue.
         tokio::time::sleep(MIN_CLAIM_GAP).await;
+    }
+}
+
+/// Notes every URL the store holds parked work for, and starts taking it back.
+async fn adopt_parked(inner: &Arc<Inner>) {
+    let urls = match inner.store.parked_urls().await {
+        Ok(urls) => urls,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list parked deliveries; trying again later");
+            return;
+        }
+    };
+    let refills: Vec<Refill> = {
+        let mut states = inner.urls.lock().expect("url states");
+        urls.into_iter()
+            .filter_map(|url| {
+                let state = states
+                    .entry(url.clone())
+                    .or_insert_with(|| UrlState::new(inner.per_url));
+                state.note_parked();
+                inner.refill_if_room(&url, state)
+            })
+            .collect()
+    };
+    for refill in refills {
+        start_refill(inner, refill);
+    }
+}
+
+/// For each open circuit whose cool-down is over: a probe, taken from the URL's parked work
+/// (never attempted first); without parked work the next delivery to arrive is the probe.
+fn start_probes(inner: &Arc<Inner>, now: Timestamp) {
+    let probes: Vec<Refill> = {
+        let mut urls = inner.urls.lock().expect("url states");
+        urls.iter_mut()
+            .filter_map(|(url, state)| {
+                let due = state.circuit.probe_due()?;
+                if due > now {
+                    inner.next_due.fetch_min(due.as_micros(), Ordering::SeqCst);
+                    return None;
+                }
+                if !state.has_parked || state.refilling {
+                    return None;
+                }
+                if state.circuit.gate(now) != Gate::Probe {
+                    return None;
+                }
+                state.refilling = true;
+                Some(Refill {
+                    url: url.clone(),
+                    limit: 1,
+                    probe: true,
+                    generation: state.parked_gen,
+                })
+            })
+            .collect()
+    };
+    for probe in probes {
+        start_refill(inner, probe);
     }
 }

@@ -1,5 +1,6 @@
 //! The delivery engine: claim, send (HTTP client with SSRF guard), record, schedule.
 
+mod circuit;
 mod client;
 mod engine;
 pub mod guard;

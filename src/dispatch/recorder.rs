@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{domain::delivery::AttemptResult, store::Store};
+use crate::{
+    domain::{delivery::AttemptResult, Timestamp},
+    store::Store,
+};
 
 const MAX_BATCH: usize = 256;
 /// A failed batch is tried again after these waits, then left to lease expiry (the
@@ -18,6 +21,9 @@ const RETRY_WAITS: [Duration; 3] = [
 
 pub(super) enum Message {
     Result(AttemptResult),
+    /// Deliveries to give back to the store parked (their URL has no room, or its circuit
+    /// is open), without an attempt, until at most this time.
+    Park(Vec<String>, Timestamp),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -31,20 +37,35 @@ pub(super) fn start(
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = Vec::new();
+            let mut parks = Vec::new();
+            let mut park_until = Timestamp::default();
             let mut flushes = Vec::new();
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
                     Message::Result(r) => batch.push(r),
+                    Message::Park(ids, until) => {
+                        parks.extend(ids);
+                        park_until = park_until.max(until);
+                    }
                     Message::Flush(done) => flushes.push(done),
                 }
-                if batch.len() < MAX_BATCH {
+                if batch.len() + parks.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
             }
             if !batch.is_empty() {
-                write(store.as_ref(), &owner, &batch).await;
+                retrying("recording attempts", batch.len(), || {
+                    store.record_attempts(&owner, &batch)
+                })
+                .await;
                 committed(&batch);
+            }
+            if !parks.is_empty() {
+                retrying("parking deliveries", parks.len(), || {
+                    store.park(&owner, &parks, park_until)
+                })
+                .await;
             }
             for done in flushes {
                 let _ = done.send(());
@@ -54,18 +75,24 @@ pub(super) fn start(
     tx
 }
 
-async fn write(store: &dyn Store, owner: &str, batch: &[AttemptResult]) {
+/// Runs a write, trying again after each of [`RETRY_WAITS`]; past them the deliveries are
+/// left to lease expiry (attempted again: at-least-once).
+async fn retrying<F, Fut>(what: &str, count: usize, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<()>>,
+{
     let mut waits = RETRY_WAITS.iter();
     loop {
-        match store.record_attempts(owner, batch).await {
+        match write().await {
             Ok(()) => return,
             Err(e) => match waits.next() {
                 Some(wait) => {
-                    tracing::warn!(error = %e, results = batch.len(), "recording attempts failed; trying again");
+                    tracing::warn!(error = %e, deliveries = count, "{what} failed; trying again");
                     tokio::time::sleep(*wait).await;
                 }
                 None => {
-                    tracing::error!(error = %e, results = batch.len(), "cannot record attempts; these deliveries will be attempted again when their leases expire");
+                    tracing::error!(error = %e, deliveries = count, "{what} failed for good; these deliveries will be attempted again when their leases expire");
                     return;
                 }
             },

@@ -23,6 +23,14 @@ impl Timestamp {
         self.0
     }
 
+    /// This time plus a duration (saturating far in the future).
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// RFC 3339 in UTC, e.g. `2026-11-27T08:00:00.123456Z`.
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000)

@@ -1,5 +1,11 @@
 //! `Authorization: Bearer <token>` → the calling token, scoped to its organization.
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use axum::{extract::FromRequestParts, http::request::Parts};
 
 use super::{error::ApiError, AppState};
@@ -48,12 +54,48 @@ impl FromRequestParts<AppState> for Caller {
                     "malformed token: expected `Authorization: Bearer tocsin_…`".to_owned(),
                 )
             })?;
+        let hash = hash_token(presented);
+        if let Some(token) = state.tokens.get(&hash) {
+            return Ok(Caller { token });
+        }
         let token = state
             .store
-            .token_by_hash(&hash_token(presented))
+            .token_by_hash(&hash)
             .await?
             .filter(|t| t.revoked_at.is_none())
             .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))?;
+        state.tokens.put(hash, token.clone());
         Ok(Caller { token })
+    }
+}
+
+/// How long a token read from the store is trusted: a revocation (by the CLI, another
+/// process) takes effect within this time, the same window the webhook catalog allows.
+const TOKEN_FRESH: Duration = Duration::from_millis(100);
+/// Past this many remembered tokens the cache starts afresh; memory stays bounded.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Valid tokens recently read from the store, by hash. Without it every request would pay
+/// a database read before any work; unknown and revoked tokens are never remembered.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (ApiToken, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<ApiToken> {
+        let entries = self.entries.lock().expect("token cache");
+        entries
+            .get(hash)
+            .filter(|(_, read)| read.elapsed() < TOKEN_FRESH)
+            .map(|(token, _)| token.clone())
+    }
+
+    fn put(&self, hash: String, token: ApiToken) {
+        let mut entries = self.entries.lock().expect("token cache");
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (token, Instant::now()));
     }
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Group commit of received events.
     pub intake: IntakeQueue,
+    /// Tokens read in the last moments, so most requests skip the store.
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 pub fn router(state: AppState) -> Router {

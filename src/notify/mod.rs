@@ -27,10 +27,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const NO_SMTP: &str =
     "SMTP is not configured: set [smtp] host (see `tocsin config`) to have failure e-mails sent";
 
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    Timestamp::from_micros(t.as_micros() + d.as_micros() as i64)
-}
-
 pub struct Notifier {
     store: Arc<dyn Store>,
     mailer: Option<Mailer>,
@@ -64,7 +60,7 @@ impl Notifier {
         let now = Timestamp::now();
         let claimed = self
             .store
-            .claim_notifications(now, plus(now, CLAIM), 500)
+            .claim_notifications(now, now.plus(CLAIM), 500)
             .await?;
         let mut by_webhook: BTreeMap<(String, String), Vec<(Notification, FailureReport)>> =
             BTreeMap::new();
@@ -103,7 +99,7 @@ impl Notifier {
             ));
         }
         if let Some(last) = self.store.last_email_at(webhook_id).await? {
-            let window_ends = plus(last, self.window);
+            let window_ends = last.plus(self.window);
             if window_ends > now {
                 return Ok(NotificationOutcome::Deferred(window_ends));
             }
@@ -121,7 +117,7 @@ impl Notifier {
                 tracing::warn!(webhook = %webhook_id, %error, retry_in = ?wait, "failure e-mail not sent");
                 Ok(NotificationOutcome::Failed {
                     error,
-                    retry_at: plus(Timestamp::now(), wait),
+                    retry_at: Timestamp::now().plus(wait),
                 })
             }
         }

@@ -105,6 +105,20 @@ pub struct Lease {
     pub until: Timestamp,
 }
 
+/// How intake stores new deliveries: leased to this node to start at once, parked, or
+/// waiting for their lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admission {
+    /// Present while the engine has room: deliveries first in their lane are leased to it.
+    pub lease: Option<Lease>,
+    /// URLs the engine takes no more work for now (its queue for them is full, or their
+    /// circuit is open): their deliveries are stored parked.
+    pub park_urls: Vec<String>,
+    /// When a parked delivery falls due on its own if no node takes it back sooner (the
+    /// node that parked it crashed).
+    pub park_until: Timestamp,
+}
+
 /// What intake stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
@@ -133,22 +147,20 @@ pub struct LogQuery {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// In one transaction, for each event: the event, the incident's latest snapshot, and
-    /// its deliveries, each leased to `lease` (if any) unless its URL is among
-    /// `saturated_urls` (the engine has no room for it) or an earlier delivery of its lane is
-    /// pending. A producer id seen before (or earlier in the batch) changes nothing and
-    /// answers as the first time. One answer per event, in order.
+    /// its deliveries. A delivery to one of `admission.park_urls` is stored parked; one
+    /// first in its lane (no earlier pending delivery) is leased to `admission.lease`, if
+    /// any; the rest wait, due now. A producer id seen before (or earlier in the batch)
+    /// changes nothing and answers as the first time. One answer per event, in order.
     async fn accept_events(
         &self,
         batch: &[(Event, Vec<NewDelivery>)],
-        lease: Option<&Lease>,
-        saturated_urls: &[String],
+        admission: &Admission,
     ) -> StoreResult<Vec<Accepted>>;
-    /// More deliveries of a stored event (the manual trigger), with the same leasing rule.
+    /// More deliveries of a stored event (the manual trigger), with the same rules.
     async fn add_deliveries(
         &self,
         deliveries: &[NewDelivery],
-        lease: Option<&Lease>,
-        saturated_urls: &[String],
+        admission: &Admission,
     ) -> StoreResult<Vec<String>>;
     /// The latest event received for an incident.
     async fn latest_incident_event(
@@ -157,14 +169,29 @@ pub trait DeliveryStore: Send + Sync + 'static {
         incident_id: &str,
     ) -> StoreResult<Option<Event>>;
     /// Leases up to `limit` pending deliveries that are due, not leased (or whose lease
-    /// expired), first in their lane, and not to one of `skip_urls`.
+    /// expired) and first in their lane, earliest due first. Taking a parked delivery that
+    /// fell due unparks it.
     async fn claim_due(
         &self,
         lease: &Lease,
         now: Timestamp,
         limit: u32,
-        skip_urls: &[String],
     ) -> StoreResult<Vec<Delivery>>;
+    /// Leases up to `limit` parked deliveries to `url` that are first in their lane, in the
+    /// order they were created, and unparks them. With `fresh_first`, deliveries never
+    /// attempted come first (a circuit's probe should not spend one delivery's retries).
+    async fn claim_parked(
+        &self,
+        lease: &Lease,
+        url: &str,
+        limit: u32,
+        fresh_first: bool,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Parks deliveries `owner` holds, releasing their leases, without counting an attempt.
+    async fn park(&self, owner: &str, delivery_ids: &[String], until: Timestamp)
+        -> StoreResult<()>;
+    /// The URLs that have parked deliveries (at start, to take them back).
+    async fn parked_urls(&self) -> StoreResult<Vec<String>>;
     /// Extends a lease still held by `lease.owner`; false when it was lost.
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool>;
     /// Records attempts and the resulting states in one transaction. A delivery whose

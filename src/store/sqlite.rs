@@ -11,20 +11,24 @@ use super::{
 pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
     let url = with_create_mode(url);
     let setup = || {
-        AnyPoolOptions::new().after_connect(|conn, _| {
-            Box::pin(async move {
-                // WAL lets readers proceed while one writer commits; NORMAL is durable
-                // across process crashes in WAL mode (only an OS crash can lose the last
-                // commits).
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
-                // A larger page cache (8 MiB) than the 2 MiB default: fewer reads per page.
-                conn.execute("PRAGMA cache_size = -8192").await?;
-                Ok(())
+        // No ping before each use: a SQLite connection is a file handle that cannot drop,
+        // and the ping would be one more round trip to the database thread per statement.
+        AnyPoolOptions::new()
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers proceed while one writer commits; NORMAL is durable
+                    // across process crashes in WAL mode (only an OS crash can lose the last
+                    // commits).
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    // A larger page cache (8 MiB) than the 2 MiB default: fewer reads per page.
+                    conn.execute("PRAGMA cache_size = -8192").await?;
+                    Ok(())
+                })
             })
-        })
     };
     let writer = setup().max_connections(1).connect(&url).await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;

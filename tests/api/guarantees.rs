@@ -385,7 +385,7 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     };
     let claimable = app
         .store
-        .claim_due(&probe, Timestamp::now(), 10, &[])
+        .claim_due(&probe, Timestamp::now(), 10)
         .await
         .unwrap();
     assert_eq!(claimable.len(), 3, "leases were given back");
@@ -398,7 +398,67 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     );
 }
 
+async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = up.clone();
+    receiver.respond("/down", move |_, _| {
+        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            503
+        })
+    });
+    let created = app
+        .create_webhook(&hook("down", json!([{"url": receiver.url("/down")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest_incidents(0..40).await;
+
+    // With retries 100 ms apart, 40 deliveries would make well over 40 requests in two
+    // seconds. The circuit opens after 5 failures: what waits behind it is parked, and the
+    // URL gets one probe at a time (after 1 s, then 2 s more).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let while_down = receiver.received("/down").len();
+    assert!(
+        (5..=20).contains(&while_down),
+        "{while_down} requests while the URL failed"
+    );
+    let logs = app.logs(id, "?limit=200").await;
+    let untouched = logs["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "pending" && r["attempts"] == 0)
+        .count();
+    assert!(untouched >= 20, "{untouched} deliveries parked unattempted");
+
+    // Back up: the next probe succeeds and everything parked follows, each delivered once.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rows = app.settled_logs(id, 40).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+    let received = receiver.received("/down");
+    let mut reached: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached.len(), 40, "every delivery reached the receiver");
+    let attempts: u64 = rows.iter().map(|r| r["attempts"].as_u64().unwrap()).sum();
+    assert_eq!(
+        attempts as usize,
+        received.len(),
+        "parking is not an attempt: one request per recorded attempt"
+    );
+    assert!(
+        received.len() < 40 + while_down + 5,
+        "no retry storm after recovery"
+    );
+}
+
 both_backends!(
+    a_failing_url_is_probed_not_hammered_and_drains_when_back,
     retries_stop_at_max_retry,
     retry_after_is_honoured_and_the_next_attempt_is_shown,
     timeouts_and_refused_connections_are_retried,

@@ -167,7 +167,7 @@ async fn store_delivery_queue(backend: Backend) {
             delivery::{Attempt, AttemptResult, DeliveryState, NewDelivery},
             event::{parse_event, Tenant},
         },
-        store::{Lease, LogQuery},
+        store::{Admission, Lease, LogQuery},
     };
     let Some((store, _db)) = open_store(backend).await else {
         return;
@@ -215,7 +215,15 @@ async fn store_delivery_queue(backend: Backend) {
         (second.clone(), vec![d2.clone()]),
         (other.clone(), vec![d3.clone()]),
     ];
-    let answers = store.accept_events(&batch, Some(&mine), &[]).await.unwrap();
+    let admit = |lease: Option<&Lease>, park: &[&str]| Admission {
+        lease: lease.cloned(),
+        park_urls: park.iter().map(|u| u.to_string()).collect(),
+        park_until: far,
+    };
+    let answers = store
+        .accept_events(&batch, &admit(Some(&mine), &[]))
+        .await
+        .unwrap();
     assert_eq!(answers[0].leased, vec![d1.id.clone()]);
     assert!(
         answers[1].leased.is_empty(),
@@ -238,11 +246,7 @@ async fn store_delivery_queue(backend: Backend) {
         until: far,
     };
     assert!(
-        store
-            .claim_due(&probe, now, 10, &[])
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim_due(&probe, now, 10).await.unwrap().is_empty(),
         "leased or waiting for its lane"
     );
     assert!(store.renew_lease(&d1.id, &mine).await.unwrap());
@@ -294,21 +298,72 @@ async fn store_delivery_queue(backend: Backend) {
     );
 
     // The lane moved on: the second delivery of inc-1 is claimable now.
-    let claimed = store
-        .claim_due(&probe, Timestamp::now(), 10, &[])
-        .await
-        .unwrap();
+    let claimed = store.claim_due(&probe, Timestamp::now(), 10).await.unwrap();
     assert_eq!(
         claimed.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![d2.id.clone()]
     );
     assert_eq!(store.release_leases("node-b").await.unwrap(), 1);
     assert_eq!(store.release_leases("node-a").await.unwrap(), 1, "d3");
-    let skipping = store
-        .claim_due(&probe, Timestamp::now(), 10, std::slice::from_ref(&d2.url))
+
+    // Parking: given back without an attempt, out of claim_due's sight until its time,
+    // taken back per URL in creation order.
+    let ids = |ds: Vec<tocsin::domain::delivery::Delivery>| {
+        ds.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    let held = store.claim_due(&probe, Timestamp::now(), 10).await.unwrap();
+    assert_eq!(ids(held), vec![d2.id.clone(), d3.id.clone()]);
+    store
+        .park("node-b", &[d3.id.clone(), d2.id.clone()], far)
         .await
         .unwrap();
-    assert!(skipping.is_empty(), "saturated URLs are left out");
+    assert!(
+        store
+            .claim_due(&probe, Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "parked until their time"
+    );
+    assert_eq!(store.parked_urls().await.unwrap(), vec![d2.url.clone()]);
+    assert_eq!(
+        ids(store.claim_parked(&probe, &d2.url, 1, false).await.unwrap()),
+        vec![d2.id.clone()],
+        "oldest first"
+    );
+    let back = store
+        .delivery(&org.id, &hook.id, &d2.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(back.attempts, 0, "parking is not an attempt");
+    assert!(
+        store
+            .claim_parked(&probe, "https://elsewhere.example/", 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "by URL"
+    );
+    // A parked delivery whose time came is an ordinary due delivery.
+    store
+        .park("node-b", std::slice::from_ref(&d2.id), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.claim_due(&probe, Timestamp::now(), 10).await.unwrap()),
+        vec![d2.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .claim_parked(&probe, &d3.url, 10, false)
+            .await
+            .unwrap()),
+        vec![d3.id.clone()]
+    );
+    assert!(store.parked_urls().await.unwrap().is_empty());
+    assert_eq!(store.release_leases("node-b").await.unwrap(), 2);
     assert_eq!(
         store
             .cancel_pending(&org.id, &hook.id, Timestamp::now())
@@ -346,14 +401,16 @@ async fn store_delivery_queue(backend: Backend) {
     };
     let (original, repeat) = (keyed("inc-3"), keyed("inc-4"));
     let first_answer = store
-        .accept_events(&[(original.clone(), vec![delivery(&original)])], None, &[])
+        .accept_events(
+            &[(original.clone(), vec![delivery(&original)])],
+            &admit(None, &[]),
+        )
         .await
         .unwrap();
     let second_answer = store
         .accept_events(
             &[(repeat.clone(), vec![delivery(&repeat), delivery(&repeat)])],
-            None,
-            &[],
+            &admit(None, &[]),
         )
         .await
         .unwrap();
@@ -372,6 +429,56 @@ async fn store_delivery_queue(backend: Backend) {
             .unwrap()
             .is_none(),
         "nothing of the repeat stored"
+    );
+
+    // Intake parks deliveries to the URLs it is told to; a probe takes a delivery that was
+    // never attempted before one that was, whatever their order.
+    let (tried, fresh) = (event("inc-5"), event("inc-6"));
+    let (dt, df) = (delivery(&tried), delivery(&fresh));
+    let answers = store
+        .accept_events(&[(tried, vec![dt.clone()])], &admit(Some(&mine), &[]))
+        .await
+        .unwrap();
+    assert_eq!(answers[0].leased, vec![dt.id.clone()]);
+    let failed_once = AttemptResult {
+        next_attempt_at: Some(Timestamp::now()),
+        attempt: Attempt {
+            number: 1,
+            started_at: Timestamp::now(),
+            response_status: Some(503),
+            ..Attempt::default()
+        },
+        ..result(&dt.id, DeliveryState::Pending)
+    };
+    store
+        .record_attempts("node-a", &[failed_once])
+        .await
+        .unwrap();
+    let answers = store
+        .accept_events(
+            &[(fresh, vec![df.clone()])],
+            &admit(Some(&mine), &[&df.url]),
+        )
+        .await
+        .unwrap();
+    assert!(answers[0].leased.is_empty(), "parked, not leased");
+    let due = ids(store.claim_due(&probe, Timestamp::now(), 10).await.unwrap());
+    assert!(
+        due.contains(&dt.id) && !due.contains(&df.id),
+        "the parked one is out of sight: {due:?}"
+    );
+    store
+        .park("node-b", std::slice::from_ref(&dt.id), far)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.claim_parked(&probe, &df.url, 1, true).await.unwrap()),
+        vec![df.id.clone()],
+        "never attempted first"
+    );
+    assert_eq!(
+        ids(store.claim_parked(&probe, &df.url, 1, false).await.unwrap()),
+        vec![dt.id.clone()]
     );
 }
 

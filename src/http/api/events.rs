@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::webhooks::webhook_json;
 use crate::{
-    domain::{event::Tenant, token::Ability},
+    domain::token::Ability,
     http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
     intake::{self, IntakeError},
 };
@@ -39,18 +39,13 @@ async fn ingest(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::Ingest)?;
-    let org = state
-        .store
-        .organization(caller.organization_id())
-        .await?
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the token's organization is missing"))
-        })?;
-    let tenant = Tenant {
-        id: &org.id,
-        name: &org.name,
-    };
-    let accepted = intake::accept(&state.catalog, &state.intake, tenant, &body).await?;
+    let accepted = intake::accept(
+        &state.catalog,
+        &state.intake,
+        caller.organization_id(),
+        &body,
+    )
+    .await?;
     if !accepted.duplicate {
         tracing::debug!(event = %accepted.event_id, deliveries = accepted.deliveries, "event accepted");
     }

@@ -16,7 +16,7 @@ use crate::{
         webhook::Method,
         Timestamp,
     },
-    store::{Accepted, DeliveryStore, Lease, LogQuery, StoreError, StoreResult},
+    store::{Accepted, Admission, DeliveryStore, Lease, LogQuery, StoreError, StoreResult},
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at";
@@ -111,16 +111,62 @@ pub(super) async fn insert_notification(
     Ok(())
 }
 
+enum ClaimArg<'a> {
+    Time(Timestamp),
+    Url(&'a str),
+}
+
+impl SqlStore {
+    /// Leases up to `limit` of the `candidates` (a query for `seq`s whose one parameter,
+    /// `$3`, is `candidates_arg`) that are first in their lane, in `order`, unparking them.
+    async fn claim(
+        &self,
+        lease: &Lease,
+        candidates: &str,
+        candidates_arg: ClaimArg<'_>,
+        order: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        // PostgreSQL nodes share the queue: rows another node is claiming are skipped, not
+        // waited for. SQLite has one writer, so there is nothing to skip.
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0 WHERE seq IN ( \
+               SELECT d.seq FROM deliveries d \
+               WHERE d.seq IN ({candidates}) \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
+               ORDER BY {order} LIMIT $4 {lock}) \
+             RETURNING {DELIVERY_COLUMNS}"
+        );
+        let query = sqlx::query(&sql)
+            .bind(&lease.owner)
+            .bind(lease.until.as_micros());
+        let query = match candidates_arg {
+            ClaimArg::Time(t) => query.bind(t.as_micros()),
+            ClaimArg::Url(url) => query.bind(url),
+        };
+        let rows = query.bind(limit as i64).fetch_all(&self.writer).await?;
+        let mut claimed = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed.into_iter().map(|(_, d)| d).collect())
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn accept_events(
         &self,
         batch: &[(Event, Vec<NewDelivery>)],
-        lease: Option<&Lease>,
-        saturated_urls: &[String],
+        admission: &Admission,
     ) -> StoreResult<Vec<Accepted>> {
         let mut tx = self.writer.begin().await?;
-        let answers = super::intake::accept_events(&mut tx, batch, lease, saturated_urls).await?;
+        let answers = super::intake::accept_events(&mut tx, batch, admission).await?;
         tx.commit().await?;
         Ok(answers)
     }
@@ -128,12 +174,11 @@ impl DeliveryStore for SqlStore {
     async fn add_deliveries(
         &self,
         deliveries: &[NewDelivery],
-        lease: Option<&Lease>,
-        saturated_urls: &[String],
+        admission: &Admission,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
-        let leased = super::intake::insert_deliveries(&mut tx, &all, lease, saturated_urls).await?;
+        let leased = super::intake::insert_deliveries(&mut tx, &all, admission).await?;
         tx.commit().await?;
         Ok(leased)
     }
@@ -181,49 +226,69 @@ impl DeliveryStore for SqlStore {
         lease: &Lease,
         now: Timestamp,
         limit: u32,
-        skip_urls: &[String],
     ) -> StoreResult<Vec<Delivery>> {
-        let skip = if skip_urls.is_empty() {
-            String::new()
+        let candidates = "SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
+                          UNION ALL \
+                          SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3";
+        self.claim(
+            lease,
+            candidates,
+            ClaimArg::Time(now),
+            "d.next_attempt_at, d.seq",
+            limit,
+        )
+        .await
+    }
+
+    async fn claim_parked(
+        &self,
+        lease: &Lease,
+        url: &str,
+        limit: u32,
+        fresh_first: bool,
+    ) -> StoreResult<Vec<Delivery>> {
+        // Through the parked index only, so a large backlog costs the rows taken, not all.
+        let fresh = if fresh_first {
+            "CASE WHEN d.attempts = 0 THEN 0 ELSE 1 END, "
         } else {
-            let params: Vec<String> = (0..skip_urls.len())
-                .map(|i| format!("${}", i + 5))
-                .collect();
-            format!("AND d.url NOT IN ({})", params.join(", "))
+            ""
         };
-        // PostgreSQL nodes share the queue: rows another node is claiming are skipped, not
-        // waited for. SQLite has one writer, so there is nothing to skip.
-        let lock = match self.dialect {
-            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE deliveries SET lease_owner = $1, leased_until = $2 WHERE seq IN ( \
-               SELECT d.seq FROM deliveries d \
-               WHERE d.seq IN ( \
-                   SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
-                   UNION ALL \
-                   SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3) \
-                 AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
-                 {skip} \
-               ORDER BY d.next_attempt_at, d.seq LIMIT $4 {lock}) \
-             RETURNING {DELIVERY_COLUMNS}"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(&lease.owner)
-            .bind(lease.until.as_micros())
-            .bind(now.as_micros())
-            .bind(limit as i64);
-        for url in skip_urls {
-            query = query.bind(url);
+        let candidates =
+            "SELECT seq FROM deliveries WHERE state = 'pending' AND parked = 1 AND url = $3";
+        let order = format!("{fresh}d.seq");
+        self.claim(lease, candidates, ClaimArg::Url(url), &order, limit)
+            .await
+    }
+
+    async fn park(
+        &self,
+        owner: &str,
+        delivery_ids: &[String],
+        until: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for chunk in delivery_ids.chunks(400) {
+            let sql = format!(
+                "UPDATE deliveries SET parked = 1, next_attempt_at = $1, lease_owner = NULL, leased_until = NULL \
+                 WHERE lease_owner = $2 AND state = 'pending' AND id IN ({})",
+                placeholders_from(3, 1, chunk.len()).trim_matches(['(', ')'])
+            );
+            let mut query = sqlx::query(&sql).bind(until.as_micros()).bind(owner);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
         }
-        let rows = query.fetch_all(&self.writer).await?;
-        let mut claimed = rows
-            .iter()
-            .map(delivery_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, d)| d).collect())
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn parked_urls(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT url FROM deliveries WHERE state = 'pending' AND parked = 1",
+        )
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
@@ -246,7 +311,7 @@ impl DeliveryStore for SqlStore {
             let sql = format!(
                 "UPDATE deliveries SET state = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
                  last_status = v.column5, last_error = v.column6, updated_at = v.column7, completed_at = v.column8, \
-                 leased_until = NULL, lease_owner = NULL \
+                 leased_until = NULL, lease_owner = NULL, parked = 0 \
                  FROM (VALUES {}) AS v \
                  WHERE deliveries.id = v.column1 AND deliveries.lease_owner = $1 AND deliveries.state = 'pending' \
                  RETURNING deliveries.id",

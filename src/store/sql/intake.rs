@@ -8,7 +8,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::{
     domain::{delivery::NewDelivery, event::Event},
-    store::{Accepted, Lease, StoreResult},
+    store::{Accepted, Admission, StoreResult},
 };
 
 /// Rows per multi-row statement, well under SQLite's and PostgreSQL's parameter limits.
@@ -32,13 +32,13 @@ pub(super) fn placeholders_from(first: usize, rows: usize, columns: usize) -> St
         .join(", ")
 }
 
-/// Inserts deliveries, leasing those that may start now: not failed, not to a saturated URL,
-/// and first in their lane (no earlier pending delivery, in the table or earlier in `deliveries`).
+/// Inserts deliveries: parked when their URL is among `admission.park_urls`, else leased
+/// when they may start now (not failed, first in their lane: no earlier pending delivery, in
+/// the table or earlier in `deliveries`), else waiting, due now.
 pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
     deliveries: &[&NewDelivery],
-    lease: Option<&Lease>,
-    saturated_urls: &[String],
+    admission: &Admission,
 ) -> StoreResult<Vec<String>> {
     let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
     let mut busy: HashSet<String> = HashSet::new();
@@ -59,10 +59,14 @@ pub(super) async fn insert_deliveries(
 
     let mut leased = Vec::new();
     let mut leases = Vec::with_capacity(deliveries.len());
+    let mut parks = Vec::with_capacity(deliveries.len());
     for (d, lane) in deliveries.iter().zip(&lanes) {
         let failed = d.failure.is_some();
-        let take =
-            lease.filter(|_| !failed && !busy.contains(lane) && !saturated_urls.contains(&d.url));
+        let park = !failed && admission.park_urls.contains(&d.url);
+        let take = admission
+            .lease
+            .as_ref()
+            .filter(|_| !failed && !park && !busy.contains(lane));
         if !failed {
             busy.insert(lane.clone());
         }
@@ -70,13 +74,14 @@ pub(super) async fn insert_deliveries(
             leased.push(d.id.clone());
         }
         leases.push(take);
+        parks.push(park);
     }
 
-    const COLUMNS: usize = 19;
+    const COLUMNS: usize = 20;
     let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at) VALUES {}",
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at, parked) VALUES {}",
             placeholders(chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
@@ -84,6 +89,12 @@ pub(super) async fn insert_deliveries(
             let failed = d.failure.is_some();
             let created = d.created_at.as_micros();
             let lease = leases[*i];
+            let park = parks[*i];
+            let due = if park {
+                admission.park_until.as_micros()
+            } else {
+                created
+            };
             query = query
                 .bind(&d.id)
                 .bind(&d.organization_id)
@@ -97,13 +108,14 @@ pub(super) async fn insert_deliveries(
                 .bind(&lanes[*i])
                 .bind(if failed { "failed" } else { "pending" })
                 .bind(0i64)
-                .bind((!failed).then_some(created))
+                .bind((!failed).then_some(due))
                 .bind(lease.map(|l| l.until.as_micros()))
                 .bind(lease.map(|l| l.owner.as_str()))
                 .bind(d.failure.as_deref())
                 .bind(created)
                 .bind(created)
-                .bind(failed.then_some(created));
+                .bind(failed.then_some(created))
+                .bind(i64::from(park));
         }
         query.execute(&mut **tx).await?;
     }
@@ -129,33 +141,31 @@ async fn seen_before(
                 .map(|p| (e.organization_id.as_str(), p))
         })
         .collect();
+    // By organization, so the lookup uses the (organization_id, producer_id) index: on
+    // producer_id alone it would scan every event ever received, once per batch.
+    let mut by_org: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (org, producer_id) in keyed {
+        by_org.entry(org).or_default().push(producer_id);
+    }
     let mut seen = HashMap::new();
-    for chunk in keyed.chunks(CHUNK) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT organization_id, producer_id, id, delivery_count FROM events WHERE producer_id IN ({})",
-            params.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (_, producer_id) in chunk {
-            query = query.bind(*producer_id);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let key = (
-                row.try_get::<String, _>("organization_id")?,
-                row.try_get::<String, _>("producer_id")?,
+    for (org, producer_ids) in by_org {
+        for chunk in producer_ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT producer_id, id, delivery_count FROM events WHERE organization_id = $1 AND producer_id IN ({})",
+                placeholders_from(2, 1, chunk.len()).trim_matches(['(', ')'])
             );
-            if chunk
-                .iter()
-                .any(|(org, p)| (*org, *p) == (key.0.as_str(), key.1.as_str()))
-            {
+            let mut query = sqlx::query(&sql).bind(org);
+            for producer_id in chunk {
+                query = query.bind(*producer_id);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
                 let answer = Accepted {
                     event_id: row.try_get("id")?,
                     deliveries: row.try_get::<i64, _>("delivery_count")? as u64,
                     duplicate: true,
                     leased: Vec::new(),
                 };
-                seen.insert(key, answer);
+                seen.insert((org.to_owned(), row.try_get("producer_id")?), answer);
             }
         }
     }
@@ -165,8 +175,7 @@ async fn seen_before(
 pub(super) async fn accept_events(
     tx: &mut Transaction<'static, Any>,
     batch: &[(Event, Vec<NewDelivery>)],
-    lease: Option<&Lease>,
-    saturated_urls: &[String],
+    admission: &Admission,
 ) -> StoreResult<Vec<Accepted>> {
     let mut seen = seen_before(tx, batch).await?;
     let mut answers = Vec::with_capacity(batch.len());
@@ -250,7 +259,7 @@ pub(super) async fn accept_events(
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<String> = insert_deliveries(tx, &deliveries, lease, saturated_urls)
+    let leased: HashSet<String> = insert_deliveries(tx, &deliveries, admission)
         .await?
         .into_iter()
         .collect();

@@ -1,0 +1,197 @@
+//! A circuit breaker per URL: after a run of failures the URL gets one probe at a time,
+//! spaced by a growing cool-down, instead of one attempt per waiting delivery. Pure state
+//! transitions over explicit times, so they are tested without a clock.
+
+use std::time::Duration;
+
+use crate::domain::Timestamp;
+
+/// Consecutive failures that open the circuit.
+pub const FAILURES_TO_OPEN: u32 = 5;
+/// The first cool-down; each failed probe doubles it, up to [`MAX_COOLDOWN`].
+pub const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Circuit {
+    failures: u32,
+    /// Set while open; from this time on one probe may go.
+    open_until: Option<Timestamp>,
+    cooldown: Duration,
+    probing: bool,
+}
+
+impl Default for Circuit {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            open_until: None,
+            cooldown: FIRST_COOLDOWN,
+            probing: false,
+        }
+    }
+}
+
+/// What to do with a delivery to this URL now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Closed: send.
+    Send,
+    /// The cool-down is over: send this one as the probe; others wait for its answer.
+    Probe,
+    /// Open, or a probe is out: park it.
+    Hold,
+}
+
+/// How an attempt went, as far as the URL's health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Delivered, or answered in a way retrying cannot change (a 4xx): the URL is up.
+    Answered,
+    /// Refused, timed out, 5xx, 429: the URL is failing.
+    Failing,
+    /// Says nothing about the URL (the address was refused by tocsin's own policy).
+    Unknown,
+}
+
+impl Circuit {
+    /// Whether the circuit is open or half-open: new deliveries to the URL are parked.
+    pub fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
+    /// Healthy and forgotten: nothing worth keeping for this URL.
+    pub fn is_pristine(&self) -> bool {
+        *self == Circuit::default()
+    }
+
+    /// When a probe may go, if the circuit is open and none is out.
+    pub fn probe_due(&self) -> Option<Timestamp> {
+        self.open_until.filter(|_| !self.probing)
+    }
+
+    /// Decides for one delivery about to be sent at `now`.
+    pub fn gate(&mut self, now: Timestamp) -> Gate {
+        match self.open_until {
+            None => Gate::Send,
+            Some(until) if now >= until && !self.probing => {
+                self.probing = true;
+                Gate::Probe
+            }
+            Some(_) => Gate::Hold,
+        }
+    }
+
+    /// A probe that could not go (nothing to send): another may be tried.
+    pub fn probe_abandoned(&mut self) {
+        self.probing = false;
+    }
+
+    /// Takes an attempt's result; true when it closed the circuit (parked work may flow).
+    pub fn record(&mut self, health: Health, was_probe: bool, now: Timestamp) -> bool {
+        match health {
+            Health::Unknown => {
+                if was_probe {
+                    self.probing = false;
+                }
+                false
+            }
+            Health::Answered => {
+                let was_open = self.is_open();
+                *self = Circuit::default();
+                was_open
+            }
+            Health::Failing => {
+                self.failures = self.failures.saturating_add(1);
+                if was_probe {
+                    self.probing = false;
+                    self.cooldown = (self.cooldown * 2).min(MAX_COOLDOWN);
+                    self.open_until = Some(now.plus(self.cooldown));
+                } else if !self.is_open() && self.failures >= FAILURES_TO_OPEN {
+                    self.open_until = Some(now.plus(self.cooldown));
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_micros(ms * 1000)
+    }
+
+    #[test]
+    fn opens_after_a_run_of_failures_and_not_before() {
+        let mut c = Circuit::default();
+        for i in 0..FAILURES_TO_OPEN - 1 {
+            c.record(Health::Failing, false, at(i as i64));
+            assert_eq!(c.gate(at(10)), Gate::Send, "after {} failures", i + 1);
+        }
+        c.record(Health::Answered, false, at(10));
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            c.record(Health::Failing, false, at(20));
+        }
+        assert_eq!(c.gate(at(30)), Gate::Send, "an answer restarts the count");
+        c.record(Health::Failing, false, at(30));
+        assert!(c.is_open());
+        assert_eq!(c.gate(at(31)), Gate::Hold);
+        assert_eq!(c.probe_due(), Some(at(30 + 1000)));
+    }
+
+    #[test]
+    fn one_probe_at_a_time_with_a_growing_cooldown() {
+        let mut c = Circuit::default();
+        for _ in 0..FAILURES_TO_OPEN {
+            c.record(Health::Failing, false, at(0));
+        }
+        assert_eq!(c.gate(at(999)), Gate::Hold, "cooling down");
+        assert_eq!(c.gate(at(1000)), Gate::Probe);
+        assert_eq!(c.gate(at(1001)), Gate::Hold, "the probe is out");
+        assert_eq!(c.probe_due(), None);
+        c.record(Health::Failing, true, at(1100));
+        assert_eq!(c.probe_due(), Some(at(1100 + 2000)), "doubled");
+        assert_eq!(c.gate(at(3099)), Gate::Hold);
+        assert_eq!(c.gate(at(3100)), Gate::Probe);
+        for _ in 0..10 {
+            c.record(Health::Failing, true, at(5000));
+            c.gate(at(i64::MAX / 2000));
+        }
+        c.record(Health::Failing, true, at(5000));
+        assert_eq!(
+            c.probe_due(),
+            Some(at(5000 + MAX_COOLDOWN.as_millis() as i64)),
+            "capped"
+        );
+    }
+
+    #[test]
+    fn an_answered_probe_closes_and_forgets() {
+        let mut c = Circuit::default();
+        for _ in 0..FAILURES_TO_OPEN {
+            c.record(Health::Failing, false, at(0));
+        }
+        assert_eq!(c.gate(at(1000)), Gate::Probe);
+        assert!(c.record(Health::Answered, true, at(1001)), "closed");
+        assert!(c.is_pristine());
+        assert_eq!(c.gate(at(1002)), Gate::Send);
+        assert!(!c.record(Health::Answered, false, at(1003)), "was not open");
+    }
+
+    #[test]
+    fn an_abandoned_or_uninformative_probe_frees_the_slot() {
+        let mut c = Circuit::default();
+        for _ in 0..FAILURES_TO_OPEN {
+            c.record(Health::Failing, false, at(0));
+        }
+        assert_eq!(c.gate(at(1000)), Gate::Probe);
+        c.probe_abandoned();
+        assert_eq!(c.gate(at(1000)), Gate::Probe);
+        c.record(Health::Unknown, true, at(1000));
+        assert!(c.is_open(), "still open");
+        assert_eq!(c.gate(at(1000)), Gate::Probe);
+    }
+}
