@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
-use super::{intake::placeholders_from, optional_time, Dialect, SqlStore};
+use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
@@ -166,7 +166,7 @@ impl DeliveryStore for SqlStore {
         admission: &Admission,
     ) -> StoreResult<Vec<Accepted>> {
         let mut tx = self.writer.begin().await?;
-        let answers = super::intake::accept_events(&mut tx, batch, admission).await?;
+        let answers = super::intake::accept_events(&mut tx, self.dialect, batch, admission).await?;
         tx.commit().await?;
         Ok(answers)
     }
@@ -178,7 +178,8 @@ impl DeliveryStore for SqlStore {
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
-        let leased = super::intake::insert_deliveries(&mut tx, &all, admission).await?;
+        let leased =
+            super::intake::insert_deliveries(&mut tx, self.dialect, &all, admission).await?;
         tx.commit().await?;
         Ok(leased)
     }
@@ -269,9 +270,11 @@ impl DeliveryStore for SqlStore {
         let mut tx = self.writer.begin().await?;
         for chunk in delivery_ids.chunks(400) {
             let sql = format!(
-                "UPDATE deliveries SET parked = 1, next_attempt_at = $1, lease_owner = NULL, leased_until = NULL \
-                 WHERE lease_owner = $2 AND state = 'pending' AND id IN ({})",
-                placeholders_from(3, 1, chunk.len()).trim_matches(['(', ')'])
+                "UPDATE deliveries SET parked = 1, next_attempt_at = {}, lease_owner = NULL, leased_until = NULL \
+                 WHERE lease_owner = {} AND state = 'pending' AND id IN ({})",
+                self.dialect.params(1, 1),
+                self.dialect.params(2, 1),
+                self.dialect.params(3, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(until.as_micros()).bind(owner);
             for id in chunk {
@@ -313,11 +316,12 @@ impl DeliveryStore for SqlStore {
                  last_status = v.column5, last_error = v.column6, updated_at = v.column7, completed_at = v.column8, \
                  leased_until = NULL, lease_owner = NULL, parked = 0 \
                  FROM (VALUES {}) AS v \
-                 WHERE deliveries.id = v.column1 AND deliveries.lease_owner = $1 AND deliveries.state = 'pending' \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease_owner = {} AND deliveries.state = 'pending' \
                  RETURNING deliveries.id",
-                placeholders_from(2, chunk.len(), 8)
+                self.dialect.rows(1, chunk.len(), 8),
+                self.dialect.params(chunk.len() * 8 + 1, 1)
             );
-            let mut update = sqlx::query_scalar::<_, String>(&sql).bind(owner);
+            let mut update = sqlx::query_scalar::<_, String>(&sql);
             for r in chunk {
                 let a = &r.attempt;
                 let terminal = r.state != DeliveryState::Pending;
@@ -331,6 +335,7 @@ impl DeliveryStore for SqlStore {
                     .bind(now)
                     .bind(terminal.then_some(now));
             }
+            let update = update.bind(owner);
             let updated: HashSet<String> = update.fetch_all(&mut *tx).await?.into_iter().collect();
             for r in chunk {
                 if r.state == DeliveryState::Failed && r.notify && updated.contains(&r.delivery_id)
@@ -342,7 +347,7 @@ impl DeliveryStore for SqlStore {
             let sql = format!(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error) \
                  VALUES {} ON CONFLICT (delivery_id, number) DO NOTHING",
-                placeholders_from(1, chunk.len(), 9)
+                self.dialect.rows(1, chunk.len(), 9)
             );
             let mut insert = sqlx::query(&sql);
             for r in chunk {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Row, Transaction};
 
+use super::Dialect;
 use crate::{
     domain::{delivery::NewDelivery, event::Event},
     store::{Accepted, Admission, StoreResult},
@@ -14,29 +15,12 @@ use crate::{
 /// Rows per multi-row statement, well under SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 400;
 
-/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` parameters.
-pub(super) fn placeholders(rows: usize, columns: usize) -> String {
-    placeholders_from(1, rows, columns)
-}
-
-/// The same, numbered from `$first`.
-pub(super) fn placeholders_from(first: usize, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (0..columns)
-                .map(|c| format!("${}", first + r * columns + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Inserts deliveries: parked when their URL is among `admission.park_urls`, else leased
 /// when they may start now (not failed, first in their lane: no earlier pending delivery, in
 /// the table or earlier in `deliveries`), else waiting, due now.
 pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
     deliveries: &[&NewDelivery],
     admission: &Admission,
 ) -> StoreResult<Vec<String>> {
@@ -45,10 +29,9 @@ pub(super) async fn insert_deliveries(
     let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
     distinct.sort();
     for chunk in distinct.chunks(CHUNK) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT DISTINCT lane FROM deliveries WHERE state = 'pending' AND lane IN ({})",
-            params.join(", ")
+            dialect.params(1, chunk.len())
         );
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for lane in chunk {
@@ -82,7 +65,7 @@ pub(super) async fn insert_deliveries(
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at, parked) VALUES {}",
-            placeholders(chunk.len(), COLUMNS)
+            dialect.rows(1, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
         for (i, d) in chunk {
@@ -131,6 +114,7 @@ pub(super) async fn insert_deliveries(
 /// Events already accepted under these producer ids: (organization, producer id) → answer.
 async fn seen_before(
     tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
     batch: &[(Event, Vec<NewDelivery>)],
 ) -> StoreResult<HashMap<(String, String), Accepted>> {
     let keyed: Vec<(&str, &str)> = batch
@@ -151,8 +135,9 @@ async fn seen_before(
     for (org, producer_ids) in by_org {
         for chunk in producer_ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT producer_id, id, delivery_count FROM events WHERE organization_id = $1 AND producer_id IN ({})",
-                placeholders_from(2, 1, chunk.len()).trim_matches(['(', ')'])
+                "SELECT producer_id, id, delivery_count FROM events WHERE organization_id = {} AND producer_id IN ({})",
+                dialect.params(1, 1),
+                dialect.params(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(org);
             for producer_id in chunk {
@@ -174,10 +159,11 @@ async fn seen_before(
 
 pub(super) async fn accept_events(
     tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
     batch: &[(Event, Vec<NewDelivery>)],
     admission: &Admission,
 ) -> StoreResult<Vec<Accepted>> {
-    let mut seen = seen_before(tx, batch).await?;
+    let mut seen = seen_before(tx, dialect, batch).await?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut fresh: Vec<&(Event, Vec<NewDelivery>)> = Vec::new();
     for item in batch {
@@ -216,7 +202,7 @@ pub(super) async fn accept_events(
     for chunk in fresh.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO events (id, organization_id, producer_id, event_type, incident_id, payload_event_id, timestamp, body, delivery_count, received_at) VALUES {}",
-            placeholders(chunk.len(), 10)
+            dialect.rows(1, chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for (event, deliveries) in chunk {
@@ -245,7 +231,7 @@ pub(super) async fn accept_events(
         let sql = format!(
             "INSERT INTO incidents (organization_id, incident_id, event_id, updated_at) VALUES {} \
              ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
-            placeholders(chunk.len(), 4)
+            dialect.rows(1, chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
         for event in chunk {
@@ -259,7 +245,7 @@ pub(super) async fn accept_events(
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<String> = insert_deliveries(tx, &deliveries, admission)
+    let leased: HashSet<String> = insert_deliveries(tx, dialect, &deliveries, admission)
         .await?
         .into_iter()
         .collect();
@@ -275,16 +261,4 @@ pub(super) async fn accept_events(
             .collect();
     }
     Ok(answers)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_number_rows_then_columns() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders_from(2, 1, 2), "($2, $3)");
-        assert_eq!(placeholders_from(2, 1, 2), "($2, $3)");
-    }
 }

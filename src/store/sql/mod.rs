@@ -1,6 +1,6 @@
 //! The one SQL implementation of the store traits. Every statement is valid on SQLite and
-//! PostgreSQL alike (`$n` placeholders, BIGINT and TEXT columns) unless [`Dialect`] says
-//! otherwise.
+//! PostgreSQL alike (`$n` placeholders, or [`Dialect::params`] where a statement has many;
+//! BIGINT and TEXT columns) unless [`Dialect`] says otherwise.
 
 mod config;
 mod delivery;
@@ -13,6 +13,31 @@ use sqlx::AnyPool;
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
+}
+
+impl Dialect {
+    /// `count` parameters numbered from `$first`, comma-separated; for SQLite as many `?`.
+    /// SQLite finds each numbered parameter by a linear search of the statement's names, so
+    /// binding a multi-row statement's hundreds of them costs the square of their number;
+    /// anonymous ones bind by position. A statement that uses these must use them
+    /// throughout, in the order its arguments are bound.
+    pub(crate) fn params(self, first: usize, count: usize) -> String {
+        let each: Vec<String> = (first..first + count)
+            .map(|n| match self {
+                Dialect::Sqlite => "?".to_owned(),
+                Dialect::Postgres => format!("${n}"),
+            })
+            .collect();
+        each.join(", ")
+    }
+
+    /// `(…), (…)`: `rows` rows of `columns` parameters from `$first` (see [`Self::params`]).
+    pub(crate) fn rows(self, first: usize, rows: usize, columns: usize) -> String {
+        let each: Vec<String> = (0..rows)
+            .map(|r| format!("({})", self.params(first + r * columns, columns)))
+            .collect();
+        each.join(", ")
+    }
 }
 
 pub(crate) struct SqlStore {
@@ -29,6 +54,22 @@ impl SqlStore {
             writer,
             dialect,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn parameters_are_numbered_rows_then_columns_or_anonymous() {
+        assert_eq!(
+            Dialect::Postgres.rows(1, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(Dialect::Postgres.params(2, 2), "$2, $3");
+        assert_eq!(Dialect::Sqlite.rows(5, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Dialect::Sqlite.params(3, 1), "?");
     }
 }
 
