@@ -117,13 +117,13 @@ enum ClaimArg<'a> {
 }
 
 impl SqlStore {
-    /// Leases up to `limit` of the `candidates` (a query for `seq`s whose one parameter,
-    /// `$3`, is `candidates_arg`) that are first in their lane, in `order`, unparking them.
+    /// Leases up to `limit` deliveries `d` matching `filter` (whose one parameter, `$3`, is
+    /// `filter_arg`) that are first in their lane, in `order`, unparking them.
     async fn claim(
         &self,
         lease: &Lease,
-        candidates: &str,
-        candidates_arg: ClaimArg<'_>,
+        filter: &str,
+        filter_arg: ClaimArg<'_>,
         order: &str,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
@@ -136,7 +136,7 @@ impl SqlStore {
         let sql = format!(
             "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0 WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
-               WHERE d.seq IN ({candidates}) \
+               WHERE {filter} \
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
                ORDER BY {order} LIMIT $4 {lock}) \
              RETURNING {DELIVERY_COLUMNS}"
@@ -144,7 +144,7 @@ impl SqlStore {
         let query = sqlx::query(&sql)
             .bind(&lease.owner)
             .bind(lease.until.as_micros());
-        let query = match candidates_arg {
+        let query = match filter_arg {
             ClaimArg::Time(t) => query.bind(t.as_micros()),
             ClaimArg::Url(url) => query.bind(url),
         };
@@ -228,12 +228,14 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        let candidates = "SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
-                          UNION ALL \
-                          SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3";
+        // Two partial indexes, one per kind of due work.
+        let due = "d.seq IN (\
+            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
+            UNION ALL \
+            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3)";
         self.claim(
             lease,
-            candidates,
+            due,
             ClaimArg::Time(now),
             "d.next_attempt_at, d.seq",
             limit,
@@ -248,16 +250,19 @@ impl DeliveryStore for SqlStore {
         limit: u32,
         fresh_first: bool,
     ) -> StoreResult<Vec<Delivery>> {
-        // Through the parked index only, so a large backlog costs the rows taken, not all.
-        let fresh = if fresh_first {
-            "CASE WHEN d.attempts = 0 THEN 0 ELSE 1 END, "
-        } else {
-            ""
-        };
-        let candidates =
-            "SELECT seq FROM deliveries WHERE state = 'pending' AND parked = 1 AND url = $3";
-        let order = format!("{fresh}d.seq");
-        self.claim(lease, candidates, ClaimArg::Url(url), &order, limit)
+        // Walks the parked index in `seq` order and stops at the limit: a backlog of a
+        // million costs the rows taken, not all of them.
+        let parked = "d.state = 'pending' AND d.parked = 1 AND d.url = $3";
+        if fresh_first {
+            let fresh = format!("{parked} AND d.attempts = 0");
+            let claimed = self
+                .claim(lease, &fresh, ClaimArg::Url(url), "d.seq", limit)
+                .await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+        }
+        self.claim(lease, parked, ClaimArg::Url(url), "d.seq", limit)
             .await
     }
 
