@@ -43,12 +43,19 @@ impl Event {
     }
 
     /// The stored form: everything needed to render payloads again (manual trigger).
-    pub fn body_json(&self) -> Value {
-        json!({
-            "organization": self.organization,
-            "team": self.team,
-            "incident": self.incident,
+    pub fn body_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Stored<'a> {
+            organization: &'a Value,
+            team: &'a Value,
+            incident: &'a Map<String, Value>,
+        }
+        serde_json::to_string(&Stored {
+            organization: &self.organization,
+            team: &self.team,
+            incident: &self.incident,
         })
+        .expect("JSON values always serialize")
     }
 }
 

@@ -20,11 +20,11 @@ pub fn render(webhook: &Webhook, event: &Event) -> Result<String, String> {
     let spec = &webhook.spec;
     match spec.payload_type {
         PayloadType::Standard => {
-            let body = match spec.version {
-                PayloadVersion::V2 => render_v2(event),
-                PayloadVersion::V1 => render_v1(event),
+            let text = match spec.version {
+                PayloadVersion::V2 => serde_json::to_string(&render_v2(event)),
+                PayloadVersion::V1 => serde_json::to_string(&render_v1(event)),
             };
-            Ok(serde_json::to_string(&body).expect("JSON values always serialize"))
+            Ok(text.expect("JSON values always serialize"))
         }
         PayloadType::Custom => {
             let source = custom_source(spec)

@@ -10,12 +10,12 @@ use super::{
 /// tries to upgrade; reads keep a pool of their own.
 pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
     let url = with_create_mode(url);
-    let setup = || {
+    let setup = |cache_kib: i64| {
         // No ping before each use: a SQLite connection is a file handle that cannot drop,
         // and the ping would be one more round trip to the database thread per statement.
         AnyPoolOptions::new()
             .test_before_acquire(false)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // WAL lets readers proceed while one writer commits; NORMAL is durable
                     // across process crashes in WAL mode (only an OS crash can lose the last
@@ -24,15 +24,21 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    // A larger page cache (8 MiB) than the 2 MiB default: fewer reads per page.
-                    conn.execute("PRAGMA cache_size = -8192").await?;
+                    // A larger page cache than the 2 MiB default: fewer reads per page.
+                    conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str())
+                        .await?;
+                    // Checkpoint every ~40 MiB of WAL instead of every 4 MiB: a page that
+                    // many commits rewrite (an index's, the table's last) is copied back
+                    // once per checkpoint, and the writer pays for fewer of them.
+                    conn.execute("PRAGMA wal_autocheckpoint = 10000").await?;
                     Ok(())
                 })
             })
     };
-    let writer = setup().max_connections(1).connect(&url).await?;
+    // 8 MiB of page cache per connection (32 MiB for the writer measured no better).
+    let writer = setup(8 * 1024).max_connections(1).connect(&url).await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-    let reader = setup().max_connections(8).connect(&url).await?;
+    let reader = setup(8 * 1024).max_connections(8).connect(&url).await?;
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite))
 }
 

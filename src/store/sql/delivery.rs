@@ -292,8 +292,15 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn parked_urls(&self) -> StoreResult<Vec<String>> {
+        // One index probe per distinct URL (a loose index scan), not one step per parked
+        // delivery: with a million parked, DISTINCT would read them all every time.
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT url FROM deliveries WHERE state = 'pending' AND parked = 1",
+            "WITH RECURSIVE u(url) AS ( \
+               SELECT MIN(url) FROM deliveries WHERE state = 'pending' AND parked = 1 \
+               UNION ALL \
+               SELECT (SELECT MIN(d.url) FROM deliveries d WHERE d.state = 'pending' AND d.parked = 1 AND d.url > u.url) \
+               FROM u WHERE u.url IS NOT NULL) \
+             SELECT url FROM u WHERE url IS NOT NULL",
         )
         .fetch_all(&self.reader)
         .await?)

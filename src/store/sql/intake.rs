@@ -214,7 +214,7 @@ pub(super) async fn accept_events(
                 .bind(event.incident_id())
                 .bind(&event.payload_event_id)
                 .bind(&event.timestamp)
-                .bind(event.body_json().to_string())
+                .bind(event.body_json())
                 .bind(deliveries.len() as i64)
                 .bind(event.received_at.as_micros());
         }

@@ -57,6 +57,17 @@ impl SqlStore {
     }
 }
 
+/// A nullable microsecond column as a timestamp.
+pub(crate) fn optional_time(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
+    use sqlx::Row;
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .map(crate::domain::Timestamp::from_micros))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Dialect;
@@ -71,15 +82,4 @@ mod tests {
         assert_eq!(Dialect::Sqlite.rows(5, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(Dialect::Sqlite.params(3, 1), "?");
     }
-}
-
-/// A nullable microsecond column as a timestamp.
-pub(crate) fn optional_time(
-    row: &sqlx::any::AnyRow,
-    column: &str,
-) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
-    use sqlx::Row;
-    Ok(row
-        .try_get::<Option<i64>, _>(column)?
-        .map(crate::domain::Timestamp::from_micros))
 }
