@@ -12,7 +12,7 @@ use crate::{
         delivery::NewDelivery,
         event::{parse_event, Event, Tenant},
         ids::new_id,
-        webhook::Webhook,
+        webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
     },
     payload,
@@ -33,19 +33,46 @@ pub enum IntakeError {
     Unavailable(String),
 }
 
-/// One delivery per URL of each webhook, sharing the webhook's rendered payload.
+/// One delivery per URL of each webhook. Each distinct payload is rendered and stored once:
+/// standard payloads are the same for every webhook of a version, and any deliveries whose
+/// rendered bytes are equal share one payload row.
 pub fn plan_deliveries<'a>(
     event: &Event,
     webhooks: impl IntoIterator<Item = &'a Webhook>,
 ) -> Vec<NewDelivery> {
     let mut out = Vec::new();
     let created_at = Timestamp::now();
+    let mut standard: Vec<(PayloadVersion, Result<Arc<str>, String>)> = Vec::new();
+    let mut stored: Vec<(Arc<str>, String)> = Vec::new();
     for webhook in webhooks {
-        let (body, failure) = match payload::render(webhook, event) {
-            Ok(body) => (body, None),
-            Err(reason) => (String::new(), Some(reason)),
+        let spec = &webhook.spec;
+        let rendered = if spec.payload_type == PayloadType::Standard {
+            match standard.iter().find(|(v, _)| *v == spec.version) {
+                Some((_, done)) => done.clone(),
+                None => {
+                    let done = payload::render(webhook, event).map(Arc::from);
+                    standard.push((spec.version, done.clone()));
+                    done
+                }
+            }
+        } else {
+            payload::render(webhook, event).map(Arc::from)
         };
-        for url in &webhook.spec.urls {
+        let (body, payload_id, failure) = match rendered {
+            Ok(body) => {
+                let id = match stored.iter().find(|(text, _)| *text == body) {
+                    Some((_, id)) => id.clone(),
+                    None => {
+                        let id = new_id("pld");
+                        stored.push((body.clone(), id.clone()));
+                        id
+                    }
+                };
+                (body, Some(id), None)
+            }
+            Err(reason) => (Arc::from(""), None, Some(reason)),
+        };
+        for url in &spec.urls {
             out.push(NewDelivery {
                 id: new_id("msg"),
                 organization_id: event.organization_id.clone(),
@@ -56,8 +83,9 @@ pub fn plan_deliveries<'a>(
                 url: url.url.clone(),
                 method: url.method,
                 payload: body.clone(),
+                payload_id: payload_id.clone(),
                 failure: failure.clone(),
-                notify: !webhook.spec.mail_ids.is_empty(),
+                notify: !spec.mail_ids.is_empty(),
                 created_at,
             });
         }
@@ -229,4 +257,59 @@ pub async fn trigger_manually(
     engine.parked(&admission, &deliveries);
     start_leased(engine, &deliveries, &leased, &admission);
     Ok(webhook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{event::Tenant, webhook::parse_spec};
+    use serde_json::json;
+
+    fn hook(name: &str, patch: Value) -> Webhook {
+        let mut body = json!({
+            "name": name,
+            "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": "https://a.example/h"}, {"url": "https://b.example/h"}],
+            "is_all_teams_configured": true
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        Webhook::new("o", "t", parse_spec(&body).unwrap())
+    }
+
+    #[test]
+    fn each_distinct_payload_is_stored_once_per_event() {
+        let body = json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": "i", "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+        let event = parse_event(&body, Tenant { id: "o", name: "O" }).unwrap();
+        let hooks = [
+            hook("v2 one", json!({})),
+            hook("v2 two", json!({})),
+            hook("v1", json!({"version": "v1"})),
+            hook(
+                "custom",
+                json!({"payload_type": "custom", "custom_payload": "{\"m\": {{ incident.message }}}"}),
+            ),
+            hook(
+                "same custom",
+                json!({"payload_type": "custom", "custom_payload": "{\"m\": {{ incident.message }}}"}),
+            ),
+        ];
+        let planned = plan_deliveries(&event, &hooks);
+        assert_eq!(planned.len(), 10, "one per URL");
+        let id = |i: usize| planned[i].payload_id.clone().unwrap();
+        assert_eq!(id(0), id(1), "URLs of a webhook share it");
+        assert_eq!(id(0), id(2), "so do webhooks rendering the same bytes");
+        assert_ne!(id(0), id(4), "v1 differs");
+        assert_ne!(id(4), id(6), "so does the template");
+        assert_eq!(id(6), id(8), "equal templates share");
+        for d in &planned {
+            let expected =
+                payload::render(hooks.iter().find(|h| h.id == d.webhook_id).unwrap(), &event)
+                    .unwrap();
+            assert_eq!(&*d.payload, expected, "each carries its own rendering");
+        }
+    }
 }

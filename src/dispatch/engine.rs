@@ -45,9 +45,10 @@ const MIN_CLAIM_GAP: Duration = Duration::from_millis(50);
 /// A parked delivery falls due on its own after this, should the node that parked it be
 /// gone; the engine normally takes parked work back long before.
 const PARK_SAFETY: Duration = Duration::from_secs(3600);
-/// How often the poller asks the store which URLs have parked work (another node's, or
-/// this node's from before a restart).
-const PARKED_RESCAN: Duration = Duration::from_secs(30);
+/// How often the poller asks the store which URLs have parked work: another node's, this
+/// node's from before a restart, or deliveries parked behind an earlier one of their lane
+/// that has since finished. One index probe per URL, so it can be often.
+const PARKED_RESCAN: Duration = Duration::from_secs(5);
 
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ impl Job {
             webhook_id: d.webhook_id.clone(),
             url: d.url.clone(),
             method: d.method,
-            payload: Arc::from(d.payload.as_str()),
+            payload: d.payload.clone(),
             attempts: 0,
             lease_until: lease.until,
             probe: false,
@@ -221,11 +222,6 @@ impl Engine {
         Ok(Engine { inner })
     }
 
-    /// A fresh lease for work this node takes.
-    pub fn lease(&self) -> Lease {
-        self.inner.lease()
-    }
-
     /// How intake should store new deliveries: leased to this node while it has room,
     /// parked for URLs whose queue is full or whose circuit is open.
     pub fn admission(&self) -> Admission {
@@ -317,7 +313,7 @@ impl Inner {
     fn lease(&self) -> Lease {
         Lease {
             owner: self.owner.clone(),
-            until: Timestamp::from_micros(Timestamp::now().as_micros() + LEASE.as_micros() as i64),
+            until: Timestamp::now().plus(LEASE),
         }
     }
 
@@ -446,7 +442,14 @@ fn start_refill(inner: &Arc<Inner>, refill: Refill) {
             state.refilling = false;
             match claimed {
                 Ok(deliveries) => {
-                    if deliveries.len() < refill.limit && state.parked_gen == refill.generation {
+                    // Short: nothing more is parked, or what is waits behind an earlier
+                    // delivery of its lane. While some of this URL's deliveries are in
+                    // flight, one of them may be that earlier delivery, so its completion
+                    // tries again; otherwise the next rescan does.
+                    if deliveries.len() < refill.limit
+                        && state.parked_gen == refill.generation
+                        && state.queued == 0
+                    {
                         state.has_parked = false;
                     }
                     if refill.probe && deliveries.is_empty() {

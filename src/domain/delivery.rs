@@ -1,5 +1,7 @@
 //! Deliveries (one event to one URL of one webhook) and their attempts.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -49,7 +51,10 @@ pub struct NewDelivery {
     pub incident_id: String,
     pub url: String,
     pub method: Method,
-    pub payload: String,
+    /// The rendered payload, shared with every delivery of the event that sends the same bytes.
+    pub payload: Arc<str>,
+    /// Its row in `payloads`, shared the same way; `None` for a delivery that failed to render.
+    pub payload_id: Option<String>,
     /// Set when the payload could not be rendered: the delivery is stored as failed, with
     /// this reason, and never attempted.
     pub failure: Option<String>,

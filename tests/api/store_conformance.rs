@@ -199,6 +199,7 @@ async fn store_delivery_queue(backend: Backend) {
         url: "https://receiver.example/hook".into(),
         method: tocsin::domain::webhook::Method::Post,
         payload: "{}".into(),
+        payload_id: Some(tocsin::domain::ids::new_id("pld")),
         failure: None,
         notify: false,
         created_at: Timestamp::now(),

@@ -19,7 +19,10 @@ use crate::{
     store::{Accepted, Admission, DeliveryStore, Lease, LogQuery, StoreError, StoreResult},
 };
 
-const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at";
+/// A delivery's columns, with its payload from `payloads` (or inline, from before).
+const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, \
+    COALESCE((SELECT body FROM payloads WHERE payloads.id = deliveries.payload_id), deliveries.payload) AS payload, \
+    state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at";
 
 fn method_from(text: &str) -> StoreResult<Method> {
     match text {

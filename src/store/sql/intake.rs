@@ -60,11 +60,30 @@ pub(super) async fn insert_deliveries(
         parks.push(park);
     }
 
-    const COLUMNS: usize = 20;
+    // Each distinct payload once; deliveries refer to it.
+    let mut seen_payloads = HashSet::new();
+    let payloads: Vec<(&str, &str)> = deliveries
+        .iter()
+        .filter_map(|d| d.payload_id.as_deref().map(|id| (id, &*d.payload)))
+        .filter(|(id, _)| seen_payloads.insert(*id))
+        .collect();
+    for chunk in payloads.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO payloads (id, body) VALUES {}",
+            dialect.rows(1, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, body) in chunk {
+            query = query.bind(*id).bind(*body);
+        }
+        query.execute(&mut **tx).await?;
+    }
+
+    const COLUMNS: usize = 21;
     let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at, parked) VALUES {}",
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at, parked, payload_id) VALUES {}",
             dialect.rows(1, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
@@ -87,7 +106,7 @@ pub(super) async fn insert_deliveries(
                 .bind(&d.incident_id)
                 .bind(&d.url)
                 .bind(d.method.as_str())
-                .bind(&d.payload)
+                .bind("")
                 .bind(&lanes[*i])
                 .bind(if failed { "failed" } else { "pending" })
                 .bind(0i64)
@@ -98,7 +117,8 @@ pub(super) async fn insert_deliveries(
                 .bind(created)
                 .bind(created)
                 .bind(failed.then_some(created))
-                .bind(i64::from(park));
+                .bind(i64::from(park))
+                .bind(d.payload_id.as_deref());
         }
         query.execute(&mut **tx).await?;
     }
