@@ -277,9 +277,10 @@ impl DeliveryStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         for chunk in delivery_ids.chunks(400) {
+            // Holding implies pending (see `record_attempts`).
             let sql = format!(
                 "UPDATE deliveries SET parked = 1, next_attempt_at = {}, lease_owner = NULL, leased_until = NULL \
-                 WHERE lease_owner = {} AND state = 'pending' AND id IN ({})",
+                 WHERE lease_owner = {} AND id IN ({})",
                 self.dialect.params(1, 1),
                 self.dialect.params(2, 1),
                 self.dialect.params(3, chunk.len())
@@ -326,12 +327,16 @@ impl DeliveryStore for SqlStore {
         let now = Timestamp::now().as_micros();
         for chunk in results.chunks(200) {
             // Only deliveries this node still holds change state (not cancelled, not reclaimed).
+            // Holding implies pending (every change away from pending clears the lease), so
+            // no `state` condition: with one, PostgreSQL may drive the join from the
+            // partial index of held work, whose statistics lag on a fast-growing table, and
+            // compare every held delivery with every row of VALUES (seconds per batch).
             let sql = format!(
                 "UPDATE deliveries SET state = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
                  last_status = v.column5, last_error = v.column6, updated_at = v.column7, completed_at = v.column8, \
                  leased_until = NULL, lease_owner = NULL, parked = 0 \
                  FROM (VALUES {}) AS v \
-                 WHERE deliveries.id = v.column1 AND deliveries.lease_owner = {} AND deliveries.state = 'pending' \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease_owner = {} \
                  RETURNING deliveries.id",
                 self.dialect.rows(1, chunk.len(), 8),
                 self.dialect.params(chunk.len() * 8 + 1, 1)
