@@ -24,6 +24,25 @@ pub struct Application {
     state: AppState,
     first_start_token: Option<NewToken>,
     notifier: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+/// How often the write-ahead log is moved into the database file (SQLite).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints off the writer's path; a failure is logged and the next round tries again
+/// (the writer's own checkpoint is the backstop).
+fn start_checkpointer(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "checkpoint failed; trying again");
+            }
+        }
+    })
 }
 
 impl Application {
@@ -46,6 +65,7 @@ impl Application {
             );
         }
         let notifier = notifier.start();
+        let checkpointer = start_checkpointer(store.clone());
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -63,6 +83,7 @@ impl Application {
             },
             first_start_token,
             notifier,
+            checkpointer,
         })
     }
 
@@ -93,6 +114,7 @@ impl Application {
             .await?;
         engine.shutdown(grace).await;
         self.notifier.abort();
+        self.checkpointer.abort();
         Ok(())
     }
 }

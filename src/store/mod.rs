@@ -50,6 +50,9 @@ impl<T: ConfigStore + DeliveryStore + NotificationStore> Store for T {}
 pub trait ConfigStore: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// SQLite: copies the write-ahead log into the database file without blocking the
+    /// writer (a passive checkpoint), so commits never pay for one. Elsewhere nothing.
+    async fn checkpoint(&self) -> StoreResult<()>;
 
     /// On an empty installation, creates `org` and `owner` together and returns true;
     /// once an installation exists, changes nothing and returns false.

@@ -10,7 +10,7 @@ use super::{
 /// tries to upgrade; reads keep a pool of their own.
 pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
     let url = with_create_mode(url);
-    let setup = |cache_kib: i64| {
+    let setup = |cache_kib: i64, autocheckpoint_pages: i64| {
         // No ping before each use: a SQLite connection is a file handle that cannot drop,
         // and the ping would be one more round trip to the database thread per statement.
         AnyPoolOptions::new()
@@ -27,10 +27,13 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
                     // A larger page cache than the 2 MiB default: fewer reads per page.
                     conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str())
                         .await?;
-                    // Checkpoint every ~40 MiB of WAL instead of every 4 MiB: a page that
-                    // many commits rewrite (an index's, the table's last) is copied back
-                    // once per checkpoint, and the writer pays for fewer of them.
-                    conn.execute("PRAGMA wal_autocheckpoint = 10000").await?;
+                    // The server checkpoints from a reader every 200 ms (`Store::checkpoint`),
+                    // so the writer's commits do not stall copying the log; the writer
+                    // checkpoints itself only past ~400 MiB of WAL, should that fall behind.
+                    conn.execute(
+                        format!("PRAGMA wal_autocheckpoint = {autocheckpoint_pages}").as_str(),
+                    )
+                    .await?;
                     // Statement journals and temporary b-trees in memory: a multi-row
                     // statement in a transaction journals the pages it changes, and past
                     // 64 KiB SQLite spilled that to a temporary file, hundreds of
@@ -41,9 +44,15 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
             })
     };
     // 8 MiB of page cache per connection (32 MiB for the writer measured no better).
-    let writer = setup(8 * 1024).max_connections(1).connect(&url).await?;
+    let writer = setup(8 * 1024, 100_000)
+        .max_connections(1)
+        .connect(&url)
+        .await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-    let reader = setup(8 * 1024).max_connections(8).connect(&url).await?;
+    let reader = setup(8 * 1024, 1000)
+        .max_connections(8)
+        .connect(&url)
+        .await?;
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite))
 }
 

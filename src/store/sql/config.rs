@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::{any::AnyRow, Row};
 
-use super::SqlStore;
+use super::{Dialect, SqlStore};
 use crate::domain::{
     organization::Organization,
     token::{Ability, ApiToken, NewToken},
@@ -83,6 +83,15 @@ fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
 impl ConfigStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> StoreResult<()> {
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.reader)
+                .await?;
+        }
         Ok(())
     }
 
