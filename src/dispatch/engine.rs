@@ -16,8 +16,9 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    circuit::{Circuit, Gate, Health},
+    circuit::{Gate, Health},
     guard::NetworkPolicy,
+    parking::{adopt_parked, start_probes, start_refill, UrlState, PARKED_RESCAN, PARK_SAFETY},
     recorder::{self, Message},
     send::{send, Call, Outcome},
 };
@@ -42,14 +43,6 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
 /// At most this often a claim that found less than a full batch runs again.
 const MIN_CLAIM_GAP: Duration = Duration::from_millis(50);
-/// A parked delivery falls due on its own after this, should the node that parked it be
-/// gone; the engine normally takes parked work back long before.
-const PARK_SAFETY: Duration = Duration::from_secs(3600);
-/// How often the poller asks the store which URLs have parked work: another node's, this
-/// node's from before a restart, or deliveries parked behind an earlier one of their lane
-/// that has since finished. One index probe per URL, so it can be often.
-const PARKED_RESCAN: Duration = Duration::from_secs(5);
-
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -81,7 +74,7 @@ impl Job {
         }
     }
 
-    fn from_claimed(d: Delivery, lease: &Lease) -> Self {
+    pub(super) fn from_claimed(d: Delivery, lease: &Lease) -> Self {
         Self {
             delivery_id: d.id,
             organization_id: d.organization_id,
@@ -96,72 +89,27 @@ impl Job {
     }
 }
 
-/// Per-URL isolation: its own concurrency limit, a bound on how many of its deliveries the
-/// engine holds in memory (the rest are parked in the store and taken back in order as
-/// room frees up), and a circuit breaker.
-struct UrlState {
-    permits: Arc<Semaphore>,
-    queued: usize,
-    circuit: Circuit,
-    /// The store may hold parked deliveries to this URL.
-    has_parked: bool,
-    /// Bumped at each park: a refill that came back short clears `has_parked` only if
-    /// nothing was parked while it ran.
-    parked_gen: u64,
-    refilling: bool,
-}
-
-impl UrlState {
-    fn new(per_url: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(per_url)),
-            queued: 0,
-            circuit: Circuit::default(),
-            has_parked: false,
-            parked_gen: 0,
-            refilling: false,
-        }
-    }
-
-    fn note_parked(&mut self) {
-        self.has_parked = true;
-        self.parked_gen += 1;
-    }
-
-    fn forgettable(&self) -> bool {
-        self.queued == 0 && !self.has_parked && !self.refilling && self.circuit.is_pristine()
-    }
-}
-
-/// A refill to start: how many parked deliveries to take back, as a probe or not.
-struct Refill {
-    url: String,
-    limit: usize,
-    probe: bool,
-    generation: u64,
-}
-
-struct Inner {
-    store: Arc<dyn Store>,
+pub(super) struct Inner {
+    pub(super) store: Arc<dyn Store>,
     /// Webhook settings (headers, secret, timeout, max_retry) read at each attempt.
-    catalog: Arc<Catalog>,
-    client: reqwest::Client,
-    policy: Arc<NetworkPolicy>,
-    schedule: Vec<Duration>,
-    owner: String,
-    global: Arc<Semaphore>,
-    per_url: usize,
-    max_queued_per_url: usize,
-    max_in_flight: usize,
-    in_flight: AtomicUsize,
-    urls: Mutex<HashMap<String, UrlState>>,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) client: reqwest::Client,
+    pub(super) policy: Arc<NetworkPolicy>,
+    pub(super) schedule: Vec<Duration>,
+    pub(super) owner: String,
+    pub(super) global: Arc<Semaphore>,
+    pub(super) per_url: usize,
+    pub(super) max_queued_per_url: usize,
+    pub(super) max_in_flight: usize,
+    pub(super) in_flight: AtomicUsize,
+    pub(super) urls: Mutex<HashMap<String, UrlState>>,
     /// Wakes the poller early: a lane moved on, or a retry was scheduled.
-    wake: Notify,
+    pub(super) wake: Notify,
     /// The earliest scheduled retry (micros), so the poller need not poll fast.
-    next_due: AtomicI64,
-    stopping: AtomicBool,
-    idle: Notify,
-    recorder: mpsc::UnboundedSender<Message>,
+    pub(super) next_due: AtomicI64,
+    pub(super) stopping: AtomicBool,
+    pub(super) idle: Notify,
+    pub(super) recorder: mpsc::UnboundedSender<Message>,
 }
 
 #[derive(Clone)]
@@ -250,9 +198,7 @@ impl Engine {
             let mut urls = self.inner.urls.lock().expect("url states");
             for d in deliveries {
                 if d.failure.is_none() && admission.park_urls.contains(&d.url) {
-                    let state = urls
-                        .entry(d.url.clone())
-                        .or_insert_with(|| UrlState::new(self.inner.per_url));
+                    let state = self.inner.url_state(&mut urls, &d.url);
                     state.note_parked();
                 }
             }
@@ -310,70 +256,26 @@ impl Engine {
 }
 
 impl Inner {
-    fn lease(&self) -> Lease {
+    pub(super) fn lease(&self) -> Lease {
         Lease {
             owner: self.owner.clone(),
             until: Timestamp::now().plus(LEASE),
         }
     }
 
-    fn park_urls(&self) -> Vec<String> {
-        let urls = self.urls.lock().expect("url states");
-        urls.iter()
-            .filter(|(_, s)| s.queued >= self.max_queued_per_url || s.circuit.is_open())
-            .map(|(url, _)| url.clone())
-            .collect()
-    }
-
-    /// Under the lock: a refill of the URL's parked work if it has some, none is running,
-    /// its circuit is closed and its queue is at most half full.
-    fn refill_if_room(&self, url: &str, state: &mut UrlState) -> Option<Refill> {
-        if !state.has_parked
-            || state.refilling
-            || state.circuit.is_open()
-            || self.stopping.load(Ordering::Relaxed)
-            || state.queued > self.max_queued_per_url / 2
-        {
-            return None;
-        }
-        let global_room = self
-            .max_in_flight
-            .saturating_sub(self.in_flight.load(Ordering::SeqCst));
-        let limit = (self.max_queued_per_url - state.queued).min(global_room);
-        if limit == 0 {
-            return None;
-        }
-        state.refilling = true;
-        Some(Refill {
-            url: url.to_owned(),
-            limit,
-            probe: false,
-            generation: state.parked_gen,
-        })
-    }
-
-    fn circuit_probe_abandoned(&self, url: &str) {
-        if let Some(state) = self.urls.lock().expect("url states").get_mut(url) {
-            state.circuit.probe_abandoned();
-        }
-        self.wake.notify_one();
-    }
-
-    fn wake_at(&self, at: Timestamp) {
+    pub(super) fn wake_at(&self, at: Timestamp) {
         self.next_due.fetch_min(at.as_micros(), Ordering::SeqCst);
         self.wake.notify_one();
     }
 }
 
-fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
+pub(super) fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
     let now = Timestamp::now();
     let mut park = Vec::new();
     for mut job in jobs {
         let permits = {
             let mut urls = inner.urls.lock().expect("url states");
-            let state = urls
-                .entry(job.url.clone())
-                .or_insert_with(|| UrlState::new(inner.per_url));
+            let state = inner.url_state(&mut urls, &job.url);
             let gate = if job.probe {
                 Gate::Probe // the circuit chose it already
             } else {
@@ -423,57 +325,6 @@ fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
         let until = now.plus(PARK_SAFETY);
         let _ = inner.recorder.send(Message::Park(park, until));
     }
-}
-
-/// Takes parked deliveries back from the store and starts them.
-fn start_refill(inner: &Arc<Inner>, refill: Refill) {
-    let inner = inner.clone();
-    tokio::spawn(async move {
-        let lease = inner.lease();
-        let claimed = inner
-            .store
-            .claim_parked(&lease, &refill.url, refill.limit as u32, refill.probe)
-            .await;
-        let jobs: Vec<Job> = {
-            let mut urls = inner.urls.lock().expect("url states");
-            let state = urls
-                .entry(refill.url.clone())
-                .or_insert_with(|| UrlState::new(inner.per_url));
-            state.refilling = false;
-            match claimed {
-                Ok(deliveries) => {
-                    // Short: nothing more is parked, or what is waits behind an earlier
-                    // delivery of its lane. While some of this URL's deliveries are in
-                    // flight, one of them may be that earlier delivery, so its completion
-                    // tries again; otherwise the next rescan does.
-                    if deliveries.len() < refill.limit
-                        && state.parked_gen == refill.generation
-                        && state.queued == 0
-                    {
-                        state.has_parked = false;
-                    }
-                    if refill.probe && deliveries.is_empty() {
-                        state.circuit.probe_abandoned();
-                    }
-                    deliveries
-                        .into_iter()
-                        .map(|d| Job {
-                            probe: refill.probe,
-                            ..Job::from_claimed(d, &lease)
-                        })
-                        .collect()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, url = %refill.url, "taking back parked deliveries failed; trying again later");
-                    if refill.probe {
-                        state.circuit.probe_abandoned();
-                    }
-                    Vec::new()
-                }
-            }
-        };
-        submit(&inner, jobs);
-    });
 }
 
 /// What an attempt says about its URL.
@@ -580,9 +431,7 @@ async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
 
     let refill = {
         let mut urls = inner.urls.lock().expect("url states");
-        let state = urls
-            .entry(job.url.clone())
-            .or_insert_with(|| UrlState::new(inner.per_url));
+        let state = inner.url_state(&mut urls, &job.url);
         let closed = state
             .circuit
             .record(health(&outcome), job.probe, Timestamp::now());
@@ -680,64 +529,5 @@ async fn poll(inner: Arc<Inner>) {
         // Wake-ups come with every committed batch of results; claiming that often would
         // only re-read the same queue.
         tokio::time::sleep(MIN_CLAIM_GAP).await;
-    }
-}
-
-/// Notes every URL the store holds parked work for, and starts taking it back.
-async fn adopt_parked(inner: &Arc<Inner>) {
-    let urls = match inner.store.parked_urls().await {
-        Ok(urls) => urls,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list parked deliveries; trying again later");
-            return;
-        }
-    };
-    let refills: Vec<Refill> = {
-        let mut states = inner.urls.lock().expect("url states");
-        urls.into_iter()
-            .filter_map(|url| {
-                let state = states
-                    .entry(url.clone())
-                    .or_insert_with(|| UrlState::new(inner.per_url));
-                state.note_parked();
-                inner.refill_if_room(&url, state)
-            })
-            .collect()
-    };
-    for refill in refills {
-        start_refill(inner, refill);
-    }
-}
-
-/// For each open circuit whose cool-down is over: a probe, taken from the URL's parked work
-/// (never attempted first); without parked work the next delivery to arrive is the probe.
-fn start_probes(inner: &Arc<Inner>, now: Timestamp) {
-    let probes: Vec<Refill> = {
-        let mut urls = inner.urls.lock().expect("url states");
-        urls.iter_mut()
-            .filter_map(|(url, state)| {
-                let due = state.circuit.probe_due()?;
-                if due > now {
-                    inner.next_due.fetch_min(due.as_micros(), Ordering::SeqCst);
-                    return None;
-                }
-                if !state.has_parked || state.refilling {
-                    return None;
-                }
-                if state.circuit.gate(now) != Gate::Probe {
-                    return None;
-                }
-                state.refilling = true;
-                Some(Refill {
-                    url: url.clone(),
-                    limit: 1,
-                    probe: true,
-                    generation: state.parked_gen,
-                })
-            })
-            .collect()
-    };
-    for probe in probes {
-        start_refill(inner, probe);
     }
 }

@@ -4,6 +4,7 @@ mod circuit;
 mod client;
 mod engine;
 pub mod guard;
+mod parking;
 mod recorder;
 mod send;
 
