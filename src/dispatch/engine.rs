@@ -18,7 +18,10 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use super::{
     circuit::{Gate, Health},
     guard::NetworkPolicy,
-    parking::{adopt_parked, start_probes, start_refill, UrlState, PARKED_RESCAN, PARK_SAFETY},
+    parking::{
+        adopt_parked, refill_waiting, start_probes, start_refill, UrlState, PARKED_RESCAN,
+        PARK_SAFETY,
+    },
     recorder::{self, Message},
     send::{send, Call, Outcome},
 };
@@ -485,6 +488,7 @@ async fn poll(inner: Arc<Inner>) {
             adopt_parked(&inner).await;
         }
         start_probes(&inner, now);
+        refill_waiting(&inner);
         let room = inner
             .max_in_flight
             .saturating_sub(inner.in_flight.load(Ordering::SeqCst));

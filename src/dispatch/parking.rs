@@ -181,19 +181,13 @@ pub(super) async fn adopt_parked(inner: &Arc<Inner>) {
             return;
         }
     };
-    let refills: Vec<Refill> = {
+    {
         let mut states = inner.urls.lock().expect("url states");
-        urls.into_iter()
-            .filter_map(|url| {
-                let state = inner.url_state(&mut states, &url);
-                state.note_parked();
-                inner.refill_if_room(&url, state)
-            })
-            .collect()
-    };
-    for refill in refills {
-        start_refill(inner, refill);
+        for url in urls {
+            inner.url_state(&mut states, &url).note_parked();
+        }
     }
+    refill_waiting(inner);
 }
 
 /// For each open circuit whose cool-down is over: a probe, taken from the URL's parked work
@@ -226,5 +220,21 @@ pub(super) fn start_probes(inner: &Arc<Inner>, now: Timestamp) {
     };
     for probe in probes {
         start_refill(inner, probe);
+    }
+}
+
+/// Refills every URL with parked work that has room now: a completion starts its own URL's
+/// refill, but room that frees up in the engine as a whole (other URLs finishing) is
+/// noticed here, at each poll.
+pub(super) fn refill_waiting(inner: &Arc<Inner>) {
+    let refills: Vec<Refill> = {
+        let mut urls = inner.urls.lock().expect("url states");
+        urls.iter_mut()
+            .filter(|(_, state)| state.has_parked)
+            .filter_map(|(url, state)| inner.refill_if_room(url, state))
+            .collect()
+    };
+    for refill in refills {
+        start_refill(inner, refill);
     }
 }

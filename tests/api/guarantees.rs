@@ -9,7 +9,9 @@ use tocsin::{domain::Timestamp, store::Lease};
 use crate::both_backends;
 use crate::cli::Server;
 use crate::delivery::{event, hook, incident, HOOKS};
-use crate::helpers::{eventually, patched, spawn_app, spawn_app_with, Backend, TestDb, DEADLINE};
+use crate::helpers::{
+    eventually, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb, DEADLINE,
+};
 use crate::receiver::{Receiver, Reply};
 
 /// A port where nothing listens (bound, then let go).
@@ -398,10 +400,14 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     );
 }
 
-async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+/// A receiver whose `/down` answers 503 until the flag is set, and a webhook to it (its id).
+async fn url_down_until_up(
+    app: &TestApp,
+) -> (
+    Receiver,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    String,
+) {
     let receiver = Receiver::start().await;
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let answer = up.clone();
@@ -415,7 +421,16 @@ async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Back
     let created = app
         .create_webhook(&hook("down", json!([{"url": receiver.url("/down")}])))
         .await;
-    let id = created["id"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    (receiver, up, id)
+}
+
+async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (receiver, up, id) = url_down_until_up(&app).await;
+    let id = id.as_str();
     app.ingest_incidents(0..40).await;
 
     // With retries 100 ms apart, 40 deliveries would make well over 40 requests in two
@@ -457,7 +472,47 @@ async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Back
     );
 }
 
+async fn deliveries_parked_behind_an_open_circuit_survive_a_restart(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (receiver, up, id) = url_down_until_up(&app).await;
+    app.ingest_incidents(0..30).await;
+    // Five failures open the circuit; what waits behind it goes back to the store parked.
+    receiver.wait_for("/down", 5).await;
+    let untouched = eventually(
+        "deliveries wait unattempted",
+        || async {
+            let logs = app.logs(&id, "?limit=200").await;
+            logs["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["state"] == "pending" && r["attempts"] == 0)
+                .count()
+        },
+        |n: &usize| *n >= 15,
+    )
+    .await;
+    assert!(untouched >= 15);
+    let parked = eventually(
+        "parked in the store",
+        || app.store.parked_urls(),
+        |urls| urls.as_ref().is_ok_and(|u| !u.is_empty()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(parked, vec![receiver.url("/down")]);
+
+    // A new process knows nothing of the circuit: it finds the parked work in the store.
+    let app = app.restart().await;
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rows = app.settled_logs(&id, 30).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+}
+
 both_backends!(
+    deliveries_parked_behind_an_open_circuit_survive_a_restart,
     a_failing_url_is_probed_not_hammered_and_drains_when_back,
     retries_stop_at_max_retry,
     retry_after_is_honoured_and_the_next_attempt_is_shown,
