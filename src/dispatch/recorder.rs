@@ -1,5 +1,6 @@
-//! Group commit for attempt results: whatever finished while the previous batch was being
-//! written goes into the next transaction, so recording keeps up with sending.
+//! Group commit for attempt results (and for deliveries given back parked): whatever
+//! finished while the previous batch was being written goes into the next transaction, so
+//! recording keeps up with sending.
 
 use std::{sync::Arc, time::Duration};
 
