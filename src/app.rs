@@ -10,7 +10,10 @@ use crate::{
     dispatch::Engine,
     domain::{
         organization::Organization,
+        session::new_setup_link,
         token::{Ability, NewToken},
+        user::Role,
+        Timestamp,
     },
     http::{self, AppState},
     intake::IntakeQueue,
@@ -22,7 +25,7 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
-    first_start_token: Option<NewToken>,
+    first_start: Option<FirstStart>,
     notifier: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
 }
@@ -49,8 +52,18 @@ impl Application {
     /// Opens the store (migrating it), bootstraps an empty installation, and binds the
     /// listener, so the real address is known before serving (port 0 works).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let address = listener.local_addr()?;
+        // Links (setup, e-mails) need an address people can open: until a public_url is
+        // set, the one actually bound (port 0 becomes the real port).
+        let mut config = config;
+        if config.public_url.is_empty() {
+            config.public_url = format!("http://{address}");
+        }
         let store = store::open(&config.database_url).await?;
-        let first_start_token = bootstrap(store.as_ref()).await?;
+        let first_start = bootstrap(store.as_ref()).await?;
         let released = store.release_stale_leases().await?;
         if released > 0 {
             tracing::info!(released, "took back deliveries leased before the last stop");
@@ -66,10 +79,6 @@ impl Application {
         }
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let address = listener.local_addr()?;
         Ok(Self {
             listener,
             address,
@@ -80,8 +89,9 @@ impl Application {
                 engine,
                 catalog,
                 tokens: Arc::default(),
+                login_throttle: Arc::default(),
             },
-            first_start_token,
+            first_start,
             notifier,
             checkpointer,
         })
@@ -93,7 +103,14 @@ impl Application {
 
     /// The owner token when this start created the installation; `None` ever after.
     pub fn first_start_token(&self) -> Option<&NewToken> {
-        self.first_start_token.as_ref()
+        self.first_start.as_ref().map(|f| &f.token)
+    }
+
+    /// The owner account's setup link when this start created the installation.
+    pub fn first_start_setup_url(&self) -> Option<String> {
+        self.first_start
+            .as_ref()
+            .map(|f| crate::accounts::setup_url(&self.state.config.public_url(), &f.setup_code))
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -109,7 +126,9 @@ impl Application {
         let engine = self.state.engine.clone();
         let grace = self.state.config.delivery.shutdown_grace;
         let router = http::router(self.state);
-        axum::serve(self.listener, router)
+        // The client's address is kept for login throttling.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         engine.shutdown(grace).await;
@@ -119,15 +138,30 @@ impl Application {
     }
 }
 
-/// On an empty database: creates the organization and its owner token (every ability).
-/// Returns the token only to the start that created it.
-pub async fn bootstrap(store: &dyn Store) -> anyhow::Result<Option<NewToken>> {
+/// What the first start on an empty database made, shown once.
+pub struct FirstStart {
+    /// The owner API token (every ability).
+    pub token: NewToken,
+    /// The code of the setup link through which the first person becomes owner.
+    pub setup_code: String,
+}
+
+/// On an empty database: creates the organization, its owner token (every ability) and a
+/// setup link for the owner's account. Returns them only to the start that created them.
+pub async fn bootstrap(store: &dyn Store) -> anyhow::Result<Option<FirstStart>> {
     if store.installation_organization().await?.is_some() {
         return Ok(None);
     }
     let org = Organization::new("Default");
     let owner = NewToken::generate(&org.id, "owner", Ability::ALL.to_vec());
-    Ok(store.bootstrap(&org, &owner).await?.then_some(owner))
+    let (setup_code, link) = new_setup_link(&org.id, None, Role::Owner, Timestamp::now());
+    Ok(store
+        .bootstrap(&org, &owner, Some(&link))
+        .await?
+        .then_some(FirstStart {
+            token: owner,
+            setup_code,
+        }))
 }
 
 /// Completes on ctrl-c or SIGTERM. The handlers are installed when this is called, not when

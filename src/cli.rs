@@ -5,11 +5,14 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 use crate::{
+    accounts::{self, NewUser, UserChange},
     app::{self, Application},
     config::{Config, Overrides},
     domain::{
+        audit::{token_created, Actor},
         organization::Organization,
         token::{Ability, NewToken},
+        user::{Manager, User},
         Timestamp,
     },
     notify::{email::Email, Mailer},
@@ -55,6 +58,38 @@ enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Manage the people who log in to the web UI and the API.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user and print their one-time setup link (24 h), alone, on standard output.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// owner, admin, member or viewer.
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input instead of printing a setup link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (id, email, name, role, status, last login).
+    List,
+    /// Change a user's role (USER is an id or an email).
+    SetRole { user: String, role: String },
+    /// Disable a user: their sessions end at once and they cannot log in.
+    Disable { user: String },
+    /// Enable a disabled user again.
+    Enable { user: String },
+    /// End a user's password and sessions and print a new setup link.
+    ResetPassword { user: String },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { action } => token(Config::load(&overrides)?, action).await,
+        Command::User { action } => user(Config::load(&overrides)?, action).await,
         Command::SendTestEmail { to } => send_test_email(Config::load(&overrides)?, &to).await,
     }
 }
@@ -136,9 +172,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = app::shutdown_signal();
     let app = Application::build(config.clone()).await?;
     let url = format!("http://{}", app.address());
-    if let Some(owner) = app.first_start_token() {
+    if let (Some(owner), Some(setup)) = (app.first_start_token(), app.first_start_setup_url()) {
         println!(
-            "First start: created organization {} and its owner token (every ability).\n\
+            "First start: created organization {}.\n\n\
+             1. Open this link in your browser to create your owner account (works once, for 24 hours):\n\n    {setup}\n\n\
+             2. The owner API token (every ability), for scripts and the incident platform.\n   \
              It is shown only this once; store it now:\n\n    {}\n\n\
              Try it:  curl -H 'Authorization: Bearer {}' {url}/v3/extensions/event-webhooks\n",
             owner.token.organization_id, owner.plaintext, owner.plaintext
@@ -160,14 +198,16 @@ async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             let token = match store.installation_organization().await? {
                 Some(org) => {
                     let token = NewToken::generate(&org.id, &name, abilities);
-                    store.create_token(&token).await?;
+                    store
+                        .create_token(&token, &token_created(&token.token, &Actor::cli()))
+                        .await?;
                     token
                 }
                 None => {
                     // Nothing exists yet: this token becomes the installation's first.
                     let org = Organization::new("Default");
                     let token = NewToken::generate(&org.id, &name, abilities);
-                    if !store.bootstrap(&org, &token).await? {
+                    if !store.bootstrap(&org, &token, None).await? {
                         anyhow::bail!("another process initialised the database at the same moment; run the command again");
                     }
                     eprintln!("created organization {}", org.id);
@@ -183,14 +223,17 @@ async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             println!("{}", token.plaintext);
         }
         TokenCommand::List => {
-            let tokens = store.list_tokens().await?;
+            let tokens = store.list_tokens(None).await?;
             if tokens.is_empty() {
                 eprintln!("no tokens yet: `tocsin serve` creates an owner token on first start");
             }
             for t in tokens {
-                let state = match t.revoked_at {
-                    Some(at) => format!("revoked {}", at.to_rfc3339()),
-                    None => "active".to_owned(),
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(at), _) => format!("revoked {}", at.to_rfc3339()),
+                    (None, Some(at)) if !t.usable_at(Timestamp::now()) => {
+                        format!("expired {}", at.to_rfc3339())
+                    }
+                    _ => "active".to_owned(),
                 };
                 println!(
                     "{}\t{}\t{}\t{}\tcreated {}\t{}",
@@ -204,10 +247,136 @@ async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            if !store.revoke_token(&id, Timestamp::now()).await? {
+            if store
+                .revoke_token(None, &id, Timestamp::now(), &Actor::cli())
+                .await?
+                .is_none()
+            {
                 anyhow::bail!("no active token with id {id}: see `tocsin token list`");
             }
             eprintln!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn user(config: Config, action: UserCommand) -> anyhow::Result<()> {
+    let store = store::open(&config.database_url).await?;
+    let Some(org) = store.installation_organization().await? else {
+        anyhow::bail!("the database is empty: run `tocsin serve` once first; it creates the organization and prints the owner's setup link");
+    };
+    let actor = Actor::cli();
+    let find = |key: String| {
+        let store = store.clone();
+        let org = org.id.clone();
+        async move {
+            let found = match store.user(&org, &key).await? {
+                Some(u) => Some(u),
+                None => store.user_by_email(&org, &key).await?,
+            };
+            found.ok_or_else(|| anyhow::anyhow!("no user {key}: see `tocsin user list`"))
+        }
+    };
+    let link = |code: &str| accounts::setup_url(&config.public_url(), code);
+    let update = |u: User, change: UserChange| {
+        let store = store.clone();
+        let org = org.id.clone();
+        let actor = actor.clone();
+        async move {
+            accounts::update_user(store.as_ref(), &org, &u.id, change, Manager::Cli, &actor).await
+        }
+    };
+    let disabled = |disabled: bool| UserChange {
+        disabled: Some(disabled),
+        ..UserChange::default()
+    };
+    match action {
+        UserCommand::Create {
+            email,
+            name,
+            role,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let input = NewUser {
+                email,
+                name,
+                role,
+                password,
+            };
+            let (user, code) =
+                accounts::create_user(store.as_ref(), &org.id, input, Manager::Cli, &actor).await?;
+            match code {
+                Some(code) => {
+                    eprintln!(
+                        "created {} ({}, {}); send them this setup link (works once, for 24 hours):",
+                        user.email,
+                        user.id,
+                        user.role.as_str()
+                    );
+                    println!("{}", link(&code));
+                }
+                None => eprintln!(
+                    "created {} ({}, {}) with the password given; they can log in at {}/login",
+                    user.email,
+                    user.id,
+                    user.role.as_str(),
+                    config.public_url()
+                ),
+            }
+        }
+        UserCommand::List => {
+            let users = store.list_users(&org.id).await?;
+            if users.is_empty() {
+                eprintln!("no users yet: open the setup link `tocsin serve` printed on its first start, or run `tocsin user create`");
+            }
+            for u in users {
+                let last = u.last_login_at.map_or_else(
+                    || "never logged in".to_owned(),
+                    |t| format!("last login {}", t.to_rfc3339()),
+                );
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{last}",
+                    u.id,
+                    u.email,
+                    u.name,
+                    u.role.as_str(),
+                    u.status()
+                );
+            }
+        }
+        UserCommand::SetRole { user, role } => {
+            let change = UserChange {
+                role: Some(role),
+                ..UserChange::default()
+            };
+            let u = update(find(user).await?, change).await?;
+            eprintln!("{} is now {}", u.email, u.role.as_str());
+        }
+        UserCommand::Disable { user } => {
+            let u = update(find(user).await?, disabled(true)).await?;
+            eprintln!("{} is disabled; their sessions have ended", u.email);
+        }
+        UserCommand::Enable { user } => {
+            let u = update(find(user).await?, disabled(false)).await?;
+            eprintln!("{} is enabled", u.email);
+        }
+        UserCommand::ResetPassword { user } => {
+            let u = find(user).await?;
+            let (u, code) =
+                accounts::reset_password(store.as_ref(), &org.id, &u.id, Manager::Cli, &actor)
+                    .await?;
+            eprintln!(
+                "{}'s password and sessions have ended; send them this setup link (works once, for 24 hours):",
+                u.email
+            );
+            println!("{}", link(&code));
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! Dependencies run one way (DESIGN.md §4): `domain` is pure; `store` and `http` use it;
 //! only `app` wires concrete pieces together; `main.rs` just calls `cli`.
 
+pub mod accounts;
 pub mod app;
 pub mod catalog;
 pub mod cli;

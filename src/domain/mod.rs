@@ -1,15 +1,20 @@
 //! Pure types and rules. Nothing here performs I/O.
 
+pub mod audit;
 pub mod delivery;
 pub mod event;
 pub mod event_type;
 pub mod field_error;
 pub mod ids;
+pub mod login_throttle;
 pub mod notification;
 pub mod organization;
+pub mod password;
 pub mod retry;
+pub mod session;
 pub mod timestamp;
 pub mod token;
+pub mod user;
 pub mod webhook;
 
 pub use field_error::FieldError;

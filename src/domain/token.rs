@@ -81,11 +81,40 @@ pub struct ApiToken {
     pub abilities: Vec<Ability>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// After this the token no longer works; `None` for never.
+    pub expires_at: Option<Timestamp>,
+    /// Recorded at most once a minute.
+    pub last_used_at: Option<Timestamp>,
 }
+
+/// `last_used_at` is written at most this often per token: using a token is not a write.
+pub const LAST_USED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ApiToken {
     pub fn allows(&self, ability: Ability) -> bool {
         self.abilities.contains(&ability) || self.abilities.contains(&Ability::Admin)
+    }
+
+    /// Whether the token works at `now`: not revoked, not expired.
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// `active`, `expired` or `revoked`.
+    pub fn status(&self, now: Timestamp) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if !self.usable_at(now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
+    /// Whether `last_used_at` is stale enough to be written again.
+    pub fn due_for_use_record(&self, now: Timestamp) -> bool {
+        self.last_used_at
+            .is_none_or(|at| now >= at.plus(LAST_USED_EVERY))
     }
 }
 
@@ -114,6 +143,8 @@ impl NewToken {
                 abilities,
                 created_at: Timestamp::now(),
                 revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
             },
             plaintext,
             hash,

@@ -16,10 +16,18 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("this token lacks the `{0}` ability")]
-    Forbidden(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A cookie-authenticated write without its session's CSRF token.
+    #[error("missing or wrong CSRF token: send the page's csrf-token as the X-CSRF-Token header (or the csrf_token form field); reload the page if your session changed")]
+    Csrf,
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Seconds until another try may succeed (sent as `Retry-After`).
+    #[error("too many attempts: try again in {} seconds", .0)]
+    TooManyRequests(u64),
     #[error("request body is larger than the 1 MiB limit")]
     PayloadTooLarge,
     #[error("{}", join(.1))]
@@ -42,8 +50,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,7 +65,10 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Csrf => "csrf_failed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Invalid(code, _) => code,
             ApiError::Internal(_) => "internal_error",
@@ -82,6 +95,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Invalid(_, errors) = &self {
             meta["errors"] = json!(errors);
         }
-        (self.status(), Json(json!({ "meta": meta }))).into_response()
+        let mut response = (self.status(), Json(json!({ "meta": meta }))).into_response();
+        if let ApiError::TooManyRequests(seconds) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub intake: IntakeQueue,
     /// Tokens read in the last moments, so most requests skip the store.
     pub tokens: Arc<auth::TokenCache>,
+    /// Failed logins per email and client address (per node).
+    pub login_throttle: Arc<std::sync::Mutex<crate::domain::login_throttle::LoginThrottle>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,8 +42,13 @@ pub fn router(state: AppState) -> Router {
         .merge(api::filters::routes())
         .merge(api::logs::routes())
         .merge(api::events::routes())
+        .merge(api::users::routes())
+        .merge(api::tokens::routes())
+        .merge(api::audit::routes())
+        .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(ui::security_headers))
         .with_state(state)
 }

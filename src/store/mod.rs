@@ -11,11 +11,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
+    audit::{Actor, AuditEntry},
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
     event::Event,
     notification::{FailureReport, Notification, NotificationOutcome},
     organization::Organization,
+    session::{LinkProblem, Session, SetupLink},
     token::{ApiToken, NewToken},
+    user::User,
     webhook::{Webhook, WebhookSpec},
     Timestamp,
 };
@@ -42,8 +45,8 @@ pub struct Page<T> {
 }
 
 /// Everything tocsin stores.
-pub trait Store: ConfigStore + DeliveryStore + NotificationStore {}
-impl<T: ConfigStore + DeliveryStore + NotificationStore> Store for T {}
+pub trait Store: ConfigStore + AccountStore + DeliveryStore + NotificationStore {}
+impl<T: ConfigStore + AccountStore + DeliveryStore + NotificationStore> Store for T {}
 
 /// Organizations, tokens and webhook configuration.
 #[async_trait]
@@ -54,22 +57,37 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// writer (a passive checkpoint), so commits never pay for one. Elsewhere nothing.
     async fn checkpoint(&self) -> StoreResult<()>;
 
-    /// On an empty installation, creates `org` and `owner` together and returns true;
-    /// once an installation exists, changes nothing and returns false.
-    async fn bootstrap(&self, org: &Organization, owner: &NewToken) -> StoreResult<bool>;
+    /// On an empty installation, creates `org`, the `owner` token and, if given, the owner's
+    /// setup link together and returns true; once an installation exists, changes nothing
+    /// and returns false.
+    async fn bootstrap(
+        &self,
+        org: &Organization,
+        owner: &NewToken,
+        owner_link: Option<&SetupLink>,
+    ) -> StoreResult<bool>;
     /// The organization the first start created.
     async fn installation_organization(&self) -> StoreResult<Option<Organization>>;
     async fn create_organization(&self, org: &Organization) -> StoreResult<()>;
 
-    async fn create_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn create_token(&self, token: &NewToken, audit: &AuditEntry) -> StoreResult<()>;
     /// The token with this hash, revoked or not.
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
-    /// Every token of every organization, oldest first.
-    async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>>;
-    /// Marks a token revoked; false when no unrevoked token has this id.
-    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Every token of one organization (or of all), oldest first.
+    async fn list_tokens(&self, organization_id: Option<&str>) -> StoreResult<Vec<ApiToken>>;
+    /// Marks a token revoked, with its audit entry by `actor`; `None` when no unrevoked token
+    /// has this id (in `organization_id`, when given).
+    async fn revoke_token(
+        &self,
+        organization_id: Option<&str>,
+        id: &str,
+        at: Timestamp,
+        actor: &Actor,
+    ) -> StoreResult<Option<ApiToken>>;
+    /// Records that the token was used, unless that was recorded less than a minute ago.
+    async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()>;
 
-    async fn insert_webhook(&self, webhook: &Webhook) -> StoreResult<()>;
+    async fn insert_webhook(&self, webhook: &Webhook, audit: &AuditEntry) -> StoreResult<()>;
     async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
     /// Changes with every write to the organization's webhooks (for caches).
     async fn webhooks_version(&self, organization_id: &str) -> StoreResult<i64>;
@@ -90,15 +108,126 @@ pub trait ConfigStore: Send + Sync + 'static {
         id: &str,
         spec: &WebhookSpec,
         at: Timestamp,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;
-    async fn delete_webhook(&self, organization_id: &str, id: &str) -> StoreResult<bool>;
+    async fn delete_webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn set_webhook_secret(
         &self,
         organization_id: &str,
         id: &str,
         secret: &str,
         at: Timestamp,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;
+
+    /// Audit entries, newest first, with each one's position for paging.
+    async fn list_audit(
+        &self,
+        organization_id: &str,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<(i64, AuditEntry)>>;
+    async fn audit_entry(&self, organization_id: &str, id: &str)
+        -> StoreResult<Option<AuditEntry>>;
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// An actor's id or name (a user's email, a token's name).
+    pub actor: Option<String>,
+    /// An object's id.
+    pub object: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// How a write to a user went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserWrite {
+    Done(User),
+    NotFound,
+    /// It would leave the organization without an enabled owner.
+    LastOwner,
+    /// Another user of the organization has this email.
+    DuplicateEmail,
+}
+
+/// How using a setup link went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkUse {
+    /// The password is set (the account created, for a link without a user).
+    Done(User),
+    Refused(LinkProblem),
+    DuplicateEmail,
+}
+
+/// People, their sessions and setup links.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// A new user, with a password hash (`--password-stdin`) or a setup link to choose one.
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: Option<&str>,
+        link: Option<&SetupLink>,
+        audit: &AuditEntry,
+    ) -> StoreResult<UserWrite>;
+    async fn user(&self, organization_id: &str, id: &str) -> StoreResult<Option<User>>;
+    /// By email, in any case.
+    async fn user_by_email(&self, organization_id: &str, email: &str) -> StoreResult<Option<User>>;
+    /// The users of every organization with this email, with their password hashes.
+    async fn login_candidates(&self, email: &str) -> StoreResult<Vec<(User, Option<String>)>>;
+    /// Oldest first.
+    async fn list_users(&self, organization_id: &str) -> StoreResult<Vec<User>>;
+    /// Stores `user`'s name, role and disabled flag. Disabling ends the user's sessions.
+    /// Refused when it would leave the organization without an enabled owner.
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> StoreResult<UserWrite>;
+    /// Deletes a user and their sessions; refused for the last enabled owner.
+    async fn delete_user(
+        &self,
+        organization_id: &str,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<UserWrite>;
+    /// A password reset: the user's password, sessions and earlier links end, and `link`
+    /// (which names the user) is the way to choose a new password.
+    async fn reset_password(&self, link: &SetupLink, audit: &AuditEntry) -> StoreResult<UserWrite>;
+    /// Sets a password directly (`--password-stdin`); ends the user's sessions.
+    async fn set_password(
+        &self,
+        organization_id: &str,
+        id: &str,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<UserWrite>;
+
+    /// The link with this code hash, used or not, with its user if it names one.
+    async fn setup_link(&self, code_hash: &str) -> StoreResult<Option<(SetupLink, Option<User>)>>;
+    /// Uses a link once: sets its user's password (ending their sessions), or creates
+    /// `new_user` with it for a link without a user. `audit` is recorded with it.
+    async fn use_setup_link(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+        password_hash: &str,
+        new_user: Option<&User>,
+        audit: &AuditEntry,
+    ) -> StoreResult<LinkUse>;
+
+    /// Stores a session and the user's login time; clears the user's expired sessions.
+    async fn start_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session and its user.
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<(Session, User)>>;
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> StoreResult<()>;
+    async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
 }
 
 /// A claim on deliveries: who holds them and until when.

@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 use tocsin::domain::{
+    audit::{token_created, Actor},
     organization::Organization,
     token::{Ability, NewToken},
     Timestamp,
@@ -20,7 +21,10 @@ async fn token_with(app: &TestApp, abilities: &[Ability]) -> NewToken {
         .unwrap()
         .unwrap();
     let token = NewToken::generate(&org.id, "test", abilities.to_vec());
-    app.store.create_token(&token).await.unwrap();
+    app.store
+        .create_token(&token, &token_created(&token.token, &Actor::cli()))
+        .await
+        .unwrap();
     token
 }
 
@@ -102,9 +106,10 @@ async fn auth_matrix(backend: Backend) {
     // that long); after that window the revocation must hold, every time.
     assert!(app
         .store
-        .revoke_token(&reader.token.id, Timestamp::now())
+        .revoke_token(None, &reader.token.id, Timestamp::now(), &Actor::cli())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let revoked = app
         .call(Method::GET, &path, Some(&reader.plaintext), None)
@@ -123,7 +128,10 @@ async fn other_organizations_objects_do_not_exist(backend: Backend) {
     let other = Organization::new("Other");
     app.store.create_organization(&other).await.unwrap();
     let theirs = NewToken::generate(&other.id, "other", vec![Ability::Admin]);
-    app.store.create_token(&theirs).await.unwrap();
+    app.store
+        .create_token(&theirs, &token_created(&theirs.token, &Actor::cli()))
+        .await
+        .unwrap();
     let t = Some(theirs.plaintext.as_str());
 
     let body = minimal_webhook("hijack").to_string();

@@ -81,6 +81,11 @@ impl Server {
         }
     }
 
+    /// Everything printed on standard output so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Everything logged so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -262,6 +267,182 @@ async fn token_commands_work_while_the_server_runs() {
         &db.url,
     ]);
     assert!(!ok && stderr.contains("`write`"), "{stderr}");
+    server.stop();
+}
+
+/// The path of the first `…/setup/<code>` link in `text`.
+fn setup_path(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|w| w.contains("/setup/"))
+        .and_then(|w| url::Url::parse(w).ok())
+        .map(|u| u.path().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_and_the_first_start_setup_link() {
+    use crate::visitor::{Visitor, PASSWORD};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url);
+    server.owner_token();
+    let printed = server.stdout();
+    assert!(
+        printed.contains("create your owner account"),
+        "the first start says what the link is for: {printed}"
+    );
+    let first = setup_path(&printed).unwrap_or_else(|| panic!("a setup link: {printed}"));
+    let page = Visitor::at(&server.url).get(&first).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("Create your account"));
+
+    let db_arg = ["--database-url", db.url.as_str()];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&db_arg);
+        tocsin(&all)
+    };
+    let (ok, stdout, stderr) = run(&[
+        "user",
+        "create",
+        "--email",
+        "ann@example.com",
+        "--name",
+        "Ann",
+        "--role",
+        "member",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the link on stdout: {stdout:?}"
+    );
+    assert!(stderr.contains("ann@example.com"), "{stderr}");
+    let link = setup_path(&stdout).expect("a setup link");
+    let mut ann = Visitor::at(&server.url);
+    let form = ann.get(&link).await;
+    assert!(form.text.contains("ann@example.com"), "{}", form.text);
+    let done = ann
+        .post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
+    assert_eq!(done.status, 303);
+
+    // --password-stdin: no link; the password works at once; a weak one is refused.
+    let with_stdin = |input: &str, email: &str| {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args([
+                "user",
+                "create",
+                "--email",
+                email,
+                "--name",
+                "Bo",
+                "--role",
+                "viewer",
+                "--password-stdin",
+            ])
+            .args(db_arg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, stderr) = with_stdin("short\n", "weak@example.com");
+    assert!(!ok && stderr.contains("at least 12"), "{stderr}");
+    let (ok, stdout, stderr) = with_stdin(&format!("{PASSWORD}\n"), "bo@example.com");
+    assert!(ok, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let mut bo = Visitor::at(&server.url);
+    bo.login_ok("bo@example.com").await;
+
+    let (ok, listing, _) = run(&["user", "list"]);
+    assert!(ok);
+    let line = |email: &str| {
+        listing
+            .lines()
+            .find(|l| l.contains(email))
+            .unwrap_or_else(|| panic!("{email} in {listing}"))
+            .to_owned()
+    };
+    assert!(
+        line("ann@example.com").contains("\tmember\tactive"),
+        "{listing}"
+    );
+    assert!(
+        line("bo@example.com").contains("\tviewer\tactive"),
+        "{listing}"
+    );
+    assert!(!listing.contains("argon2"), "never a password hash");
+
+    let (ok, _, stderr) = run(&["user", "set-role", "ann@example.com", "admin"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["user", "set-role", "ann@example.com", "boss"]);
+    assert!(
+        !ok && stderr.contains("owner, admin, member, viewer"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["user", "set-role", "nobody@example.com", "admin"]);
+    assert!(!ok && stderr.contains("nobody@example.com"), "{stderr}");
+    let (_, listing, _) = run(&["user", "list"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("ann@example.com") && l.contains("\tadmin\t")),
+        "{listing}"
+    );
+
+    let (ok, _, stderr) = run(&["user", "disable", "bo@example.com"]);
+    assert!(ok, "{stderr}");
+    let gone = bo
+        .send(
+            reqwest::Method::GET,
+            "/v3/extensions/event-webhooks",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 401, "disabling ends sessions");
+    assert_eq!(
+        Visitor::at(&server.url)
+            .login("bo@example.com", PASSWORD)
+            .await
+            .status,
+        401
+    );
+    let (ok, _, _) = run(&["user", "enable", "bo@example.com"]);
+    assert!(ok);
+    assert_eq!(
+        Visitor::at(&server.url)
+            .login("bo@example.com", PASSWORD)
+            .await
+            .status,
+        303
+    );
+
+    let (ok, stdout, stderr) = run(&["user", "reset-password", "bo@example.com"]);
+    assert!(ok, "{stderr}");
+    assert!(setup_path(&stdout).is_some(), "{stdout}");
+    assert_eq!(
+        Visitor::at(&server.url)
+            .login("bo@example.com", PASSWORD)
+            .await
+            .status,
+        401,
+        "the old password ended"
+    );
     server.stop();
 }
 

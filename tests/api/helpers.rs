@@ -120,6 +120,8 @@ pub async fn open_store(backend: Backend) -> Option<(Arc<dyn Store>, TestDb)> {
 pub struct TestApp {
     pub address: String,
     pub owner_token: String,
+    /// The first start's setup link for the owner account (only on the first start).
+    pub owner_setup_url: Option<String>,
     pub store: Arc<dyn Store>,
     pub config: Config,
     pub db: TestDb,
@@ -163,6 +165,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
     let owner_token = owner_token
         .or_else(|| application.first_start_token().map(|t| t.plaintext.clone()))
         .expect("a fresh database yields an owner token");
+    let owner_setup_url = application.first_start_setup_url();
     let address = format!("http://{}", application.address());
     let store = application.store();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -177,6 +180,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
     TestApp {
         address,
         owner_token,
+        owner_setup_url,
         store,
         config,
         db,

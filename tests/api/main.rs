@@ -3,12 +3,14 @@
 
 mod helpers;
 mod receiver;
+mod visitor;
 
 mod auth;
 mod cli;
 mod delivery;
 mod guarantees;
 mod notifications;
+mod people;
 mod shaping;
 mod smtp_server;
 mod store_conformance;

@@ -2,13 +2,27 @@
 
 use serde_json::json;
 use tocsin::domain::{
+    audit::{token_created, webhook_object, Actor, AuditEntry},
     organization::Organization,
     token::{hash_token, Ability, NewToken},
     webhook::{parse_spec, Webhook},
     Timestamp,
 };
 
+use tocsin::store::AuditQuery;
+
 use crate::both_backends;
+
+/// An audit entry for a webhook write made in a test.
+fn entry(org: &str, hook: &str) -> AuditEntry {
+    AuditEntry::new(
+        org,
+        &Actor::cli(),
+        "webhook.updated",
+        webhook_object(hook, "x"),
+        Vec::new(),
+    )
+}
 use crate::helpers::{minimal_webhook, open_store, Backend};
 
 async fn store_ping_and_bootstrap_once(backend: Backend) {
@@ -20,7 +34,7 @@ async fn store_ping_and_bootstrap_once(backend: Backend) {
 
     let org = Organization::new("First");
     let owner = NewToken::generate(&org.id, "owner", Ability::ALL.to_vec());
-    assert!(store.bootstrap(&org, &owner).await.unwrap());
+    assert!(store.bootstrap(&org, &owner, None).await.unwrap());
     assert_eq!(
         store.installation_organization().await.unwrap(),
         Some(org.clone())
@@ -29,7 +43,7 @@ async fn store_ping_and_bootstrap_once(backend: Backend) {
     let late = Organization::new("Second");
     let late_owner = NewToken::generate(&late.id, "owner", Ability::ALL.to_vec());
     assert!(
-        !store.bootstrap(&late, &late_owner).await.unwrap(),
+        !store.bootstrap(&late, &late_owner, None).await.unwrap(),
         "only the first start bootstraps"
     );
     assert_eq!(store.installation_organization().await.unwrap(), Some(org));
@@ -52,8 +66,12 @@ async fn store_tokens(backend: Backend) {
     store.create_organization(&org).await.unwrap();
     let a = NewToken::generate(&org.id, "a", vec![Ability::Read, Ability::Ingest]);
     let b = NewToken::generate(&org.id, "b", vec![Ability::Admin]);
-    store.create_token(&a).await.unwrap();
-    store.create_token(&b).await.unwrap();
+    for t in [&a, &b] {
+        store
+            .create_token(t, &token_created(&t.token, &Actor::cli()))
+            .await
+            .unwrap();
+    }
 
     let found = store
         .token_by_hash(&hash_token(&a.plaintext))
@@ -66,16 +84,62 @@ async fn store_tokens(backend: Backend) {
         .await
         .unwrap()
         .is_none());
-    let listed = store.list_tokens().await.unwrap();
+    let listed = store.list_tokens(None).await.unwrap();
     assert_eq!(listed, vec![a.token.clone(), b.token.clone()]);
+    assert_eq!(store.list_tokens(Some(&org.id)).await.unwrap().len(), 2);
+    assert!(store
+        .list_tokens(Some("org_other"))
+        .await
+        .unwrap()
+        .is_empty());
 
     let at = Timestamp::from_micros(1_800_000_000_000_000);
-    assert!(store.revoke_token(&a.token.id, at).await.unwrap());
+    let cli = Actor::cli();
     assert!(
-        !store.revoke_token(&a.token.id, at).await.unwrap(),
+        store
+            .revoke_token(Some("org_other"), &a.token.id, at, &cli)
+            .await
+            .unwrap()
+            .is_none(),
+        "another organization's token is not found"
+    );
+    assert!(store
+        .revoke_token(Some(&org.id), &a.token.id, at, &cli)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        store
+            .revoke_token(None, &a.token.id, at, &cli)
+            .await
+            .unwrap()
+            .is_none(),
         "already revoked"
     );
-    assert!(!store.revoke_token("tok_missing", at).await.unwrap());
+    assert!(store
+        .revoke_token(None, "tok_missing", at, &cli)
+        .await
+        .unwrap()
+        .is_none());
+    let audit = store
+        .list_audit(
+            &org.id,
+            &AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|(_, e)| e.action.as_str()).collect();
+    assert_eq!(actions, ["token.revoked", "token.created", "token.created"]);
+
+    // Last use is recorded, and not again within the minute.
+    store.touch_token(&b.token.id, at).await.unwrap();
+    let later = Timestamp::from_micros(at.as_micros() + 30_000_000);
+    store.touch_token(&b.token.id, later).await.unwrap();
+    let b_now = store.token_by_hash(&b.hash).await.unwrap().unwrap();
+    assert_eq!(b_now.last_used_at, Some(at));
     let revoked = store.token_by_hash(&a.hash).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(at));
 }
@@ -93,7 +157,10 @@ async fn store_webhooks(backend: Backend) {
     for i in 0..3 {
         let spec = parse_spec(&minimal_webhook(&format!("hook {i}"))).unwrap();
         let hook = Webhook::new(&org.id, "tok_author", spec);
-        store.insert_webhook(&hook).await.unwrap();
+        store
+            .insert_webhook(&hook, &entry(&org.id, &hook.id))
+            .await
+            .unwrap();
         hooks.push(hook);
     }
     let foreign = Webhook::new(
@@ -101,7 +168,10 @@ async fn store_webhooks(backend: Backend) {
         "tok_x",
         parse_spec(&minimal_webhook("foreign")).unwrap(),
     );
-    store.insert_webhook(&foreign).await.unwrap();
+    store
+        .insert_webhook(&foreign, &entry(&other.id, &foreign.id))
+        .await
+        .unwrap();
 
     assert_eq!(
         store.webhook(&org.id, &hooks[1].id).await.unwrap().as_ref(),
@@ -122,7 +192,13 @@ async fn store_webhooks(backend: Backend) {
     let spec = parse_spec(&body).unwrap();
     let at = Timestamp::from_micros(hooks[0].updated_at.as_micros() + 5);
     let updated = store
-        .update_webhook(&org.id, &hooks[0].id, &spec, at)
+        .update_webhook(
+            &org.id,
+            &hooks[0].id,
+            &spec,
+            at,
+            &entry(&org.id, &hooks[0].id),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -130,26 +206,62 @@ async fn store_webhooks(backend: Backend) {
     assert_eq!(updated.updated_at, at);
     assert_eq!(updated.created_at, hooks[0].created_at);
     assert!(store
-        .update_webhook(&other.id, &hooks[0].id, &spec, at)
+        .update_webhook(
+            &other.id,
+            &hooks[0].id,
+            &spec,
+            at,
+            &entry(&other.id, &hooks[0].id)
+        )
         .await
         .unwrap()
         .is_none());
 
     let rotated = store
-        .set_webhook_secret(&org.id, &hooks[0].id, "whsec_new", at)
+        .set_webhook_secret(
+            &org.id,
+            &hooks[0].id,
+            "whsec_new",
+            at,
+            &entry(&org.id, &hooks[0].id),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(rotated.secret, "whsec_new");
     assert!(store
-        .set_webhook_secret(&other.id, &hooks[0].id, "whsec_x", at)
+        .set_webhook_secret(
+            &other.id,
+            &hooks[0].id,
+            "whsec_x",
+            at,
+            &entry(&other.id, &hooks[0].id)
+        )
         .await
         .unwrap()
         .is_none());
 
-    assert!(!store.delete_webhook(&other.id, &hooks[0].id).await.unwrap());
-    assert!(store.delete_webhook(&org.id, &hooks[0].id).await.unwrap());
-    assert!(!store.delete_webhook(&org.id, &hooks[0].id).await.unwrap());
+    let gone = |org: &str| entry(org, &hooks[0].id);
+    assert!(!store
+        .delete_webhook(&other.id, &hooks[0].id, &gone(&other.id))
+        .await
+        .unwrap());
+    assert!(store
+        .delete_webhook(&org.id, &hooks[0].id, &gone(&org.id))
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_webhook(&org.id, &hooks[0].id, &gone(&org.id))
+        .await
+        .unwrap());
+    // One audit entry per write that happened: 3 inserts, update, rotation, delete; none
+    // for the writes that found nothing.
+    let all = AuditQuery {
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    assert_eq!(store.list_audit(&org.id, &all).await.unwrap().len(), 6);
+    assert_eq!(store.list_audit(&other.id, &all).await.unwrap().len(), 1);
     assert_eq!(store.list_webhooks(&org.id, 10, 0).await.unwrap().total, 2);
     assert_eq!(
         store.list_webhooks(&other.id, 10, 0).await.unwrap().total,
@@ -175,7 +287,10 @@ async fn store_delivery_queue(backend: Backend) {
     let org = Organization::new("Org");
     store.create_organization(&org).await.unwrap();
     let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("q")).unwrap());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
     let event = |incident: &str| {
         let body = json!({"type": "incident.triggered", "team": {"id": "t"},
             "incident": {"id": incident, "message": "m", "status": "triggered",

@@ -135,6 +135,34 @@ pub fn new_secret() -> String {
     )
 }
 
+/// The webhook's fields as the audit log compares them: one entry per setting, and one per
+/// extra header (`header.<Name>`), so a change names the header it touched. The signing
+/// secret is not among them.
+pub fn audit_view(spec: &WebhookSpec) -> serde_json::Map<String, serde_json::Value> {
+    let mut view = match serde_json::to_value(spec) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    view.remove("header");
+    for h in &spec.header {
+        view.insert(
+            format!("header.{}", h.name),
+            serde_json::Value::String(h.value.clone()),
+        );
+    }
+    view
+}
+
+/// How the audit log shows a value of [`audit_view`]: credential headers masked.
+pub fn audit_mask(field: &str, value: &serde_json::Value) -> serde_json::Value {
+    match (field.strip_prefix("header."), value) {
+        (Some(name), serde_json::Value::String(v)) if is_credential_header(name) => {
+            serde_json::Value::String(mask_value(v))
+        }
+        _ => value.clone(),
+    }
+}
+
 /// `My Ops Hook!` → `my-ops-hook`.
 pub fn slugify(name: &str) -> String {
     let mut slug = String::new();

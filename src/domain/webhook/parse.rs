@@ -25,6 +25,7 @@ const READ_ONLY: &[&str] = &[
     "updated_at",
     "organization_id",
     "author_id",
+    "author",
     "slug",
     "custom_payload_template_name",
 ];

@@ -82,9 +82,7 @@ fn attempt_json(a: &Attempt) -> Value {
 }
 
 fn parse_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
-    let bad = |name: &str, rule: &str, got: &str| {
-        ApiError::BadRequest(format!("query parameter {name} {rule}, got \"{got}\""))
-    };
+    use super::paging::{self, bad};
     let mut q = LogQuery {
         limit: DEFAULT_LIMIT,
         ..LogQuery::default()
@@ -102,31 +100,10 @@ fn parse_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
                 q.event_type = Some(t.name.to_owned());
             }
             "incident_id" => q.incident_id = Some(value),
-            "since" | "until" => {
-                let t = Timestamp::parse_rfc3339(&value)
-                    .ok_or_else(|| bad(&name, "must be an RFC 3339 time like 2026-11-27T08:00:00Z", &value))?;
-                if name == "since" {
-                    q.since = Some(t);
-                } else {
-                    q.until = Some(t);
-                }
-            }
-            "limit" => {
-                q.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| bad(&name, &format!("must be a whole number from 1 to {MAX_LIMIT}"), &value))?
-            }
-            "cursor" => {
-                q.before_seq = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|n: &i64| *n > 0)
-                        .ok_or_else(|| bad(&name, "must be the next_cursor of a previous page", &value))?,
-                )
-            }
+            "since" => q.since = Some(paging::time(&name, &value)?),
+            "until" => q.until = Some(paging::time(&name, &value)?),
+            "limit" => q.limit = paging::limit(&name, &value, MAX_LIMIT)?,
+            "cursor" => q.before_seq = Some(paging::cursor(&name, &value)?),
             _ => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter {name}: use state, event_type, incident_id, since, until, limit or cursor"
@@ -161,12 +138,7 @@ async fn list(
         .store
         .list_deliveries(caller.organization_id(), &id, &q)
         .await?;
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|(seq, _)| seq.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::paging::next_cursor(&mut rows, limit);
     let result: Vec<Value> = rows.iter().map(|(_, d)| summary(d)).collect();
     Ok(Json(json!({
         "data": {"result": result, "meta": {"next_cursor": next_cursor}}

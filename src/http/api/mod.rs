@@ -1,9 +1,13 @@
 //! JSON API handlers, one file per resource.
 
+pub mod audit;
 pub mod events;
 pub mod filters;
 pub mod health;
 pub mod logs;
+pub mod paging;
+pub mod tokens;
+pub mod users;
 pub mod webhooks;
 
 use axum::http::{StatusCode, Uri};

@@ -12,8 +12,9 @@ use serde_json::{json, Map, Value};
 use crate::{
     catalog,
     domain::{
+        audit::{self, ActorKind, AuditEntry},
         token::Ability,
-        webhook::{self, is_credential_header, mask_value, Webhook},
+        webhook::{self, audit_mask, audit_view, is_credential_header, mask_value, Webhook},
         Timestamp,
     },
     http::{
@@ -84,6 +85,39 @@ pub fn webhook_json(w: &Webhook) -> Value {
     })
 }
 
+/// Who created webhooks, by the id stored as `author_id`: the organization's people and
+/// tokens, shown as `{"type": "user"|"token", "id", "name"}`.
+struct Authors(std::collections::HashMap<String, Value>);
+
+impl Authors {
+    async fn load(state: &AppState, organization_id: &str) -> Result<Self, ApiError> {
+        let mut map = std::collections::HashMap::new();
+        for u in state.store.list_users(organization_id).await? {
+            map.insert(u.id.clone(), author(ActorKind::User, &u.id, &u.email));
+        }
+        for t in state.store.list_tokens(Some(organization_id)).await? {
+            map.insert(t.id.clone(), author(ActorKind::Token, &t.id, &t.name));
+        }
+        Ok(Self(map))
+    }
+
+    /// A deleted author keeps its id and kind, without a name.
+    fn of(&self, id: &str) -> Value {
+        self.0.get(id).cloned().unwrap_or_else(|| {
+            let kind = if id.starts_with("usr_") {
+                "user"
+            } else {
+                "token"
+            };
+            json!({"type": kind, "id": id, "name": null})
+        })
+    }
+}
+
+fn author(kind: ActorKind, id: &str, name: &str) -> Value {
+    json!({"type": kind.as_str(), "id": id, "name": name})
+}
+
 fn with_secret(w: &Webhook) -> Value {
     let mut body = webhook_json(w);
     body["secret"] = Value::String(w.secret.clone());
@@ -100,6 +134,32 @@ fn parse(body: &Value) -> Result<webhook::WebhookSpec, ApiError> {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("webhook {id}"))
+}
+
+/// The caller's organization's webhook `id`, or 404.
+async fn existing(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+    state
+        .store
+        .webhook(caller.organization_id(), id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// The audit entry of a change the caller makes to webhook `id`.
+fn audit_entry(
+    caller: &Caller,
+    action: &str,
+    id: &str,
+    name: &str,
+    changes: Vec<audit::Change>,
+) -> AuditEntry {
+    AuditEntry::new(
+        caller.organization_id(),
+        &caller.actor(),
+        action,
+        audit::webhook_object(id, name),
+        changes,
+    )
 }
 
 fn parse_page_param(name: &str, text: &str, min: u64, max: u64) -> Result<u64, ApiError> {
@@ -134,11 +194,13 @@ async fn list(
         .store
         .list_webhooks(caller.organization_id(), limit, offset)
         .await?;
+    let authors = Authors::load(&state, caller.organization_id()).await?;
     let result: Vec<Value> = page
         .items
         .iter()
         .map(|w| {
             let mut item = webhook_json(w);
+            item["author"] = authors.of(&w.author_id);
             // Squadcast's list items carry the template's display name.
             item["custom_payload_template_name"] = Value::String(
                 w.spec
@@ -161,14 +223,21 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let spec = parse(&body)?;
-    let hook = Webhook::new(caller.organization_id(), &caller.token.id, spec);
-    state.store.insert_webhook(&hook).await?;
+    let actor = caller.actor();
+    let hook = Webhook::new(caller.organization_id(), &actor.id, spec);
+    let entry = audit_entry(
+        &caller,
+        "webhook.created",
+        &hook.id,
+        &hook.spec.name,
+        audit::created(&audit_view(&hook.spec), audit_mask),
+    );
+    state.store.insert_webhook(&hook, &entry).await?;
     state.catalog.invalidate(caller.organization_id());
     tracing::info!(webhook = %hook.id, name = %hook.spec.name, "webhook created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"data": with_secret(&hook)})),
-    ))
+    let mut body = with_secret(&hook);
+    body["author"] = author(actor.kind, &actor.id, &actor.name);
+    Ok((StatusCode::CREATED, Json(json!({ "data": body }))))
 }
 
 async fn show(
@@ -177,12 +246,12 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
-    let hook = state
-        .store
-        .webhook(caller.organization_id(), &id)
+    let hook = existing(&state, &caller, &id).await?;
+    let mut body = webhook_json(&hook);
+    body["author"] = Authors::load(&state, caller.organization_id())
         .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(Json(json!({"data": webhook_json(&hook)})))
+        .of(&hook.author_id);
+    Ok(Json(json!({ "data": body })))
 }
 
 async fn update(
@@ -192,16 +261,19 @@ async fn update(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let current = state
-        .store
-        .webhook(caller.organization_id(), &id)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    let current = existing(&state, &caller, &id).await?;
     let mut spec = parse(&body)?;
     webhook::restore_masked(&mut spec.header, &current.spec.header);
+    let entry = audit_entry(
+        &caller,
+        "webhook.updated",
+        &id,
+        &spec.name,
+        audit::diff(&audit_view(&current.spec), &audit_view(&spec), audit_mask),
+    );
     let hook = state
         .store
-        .update_webhook(caller.organization_id(), &id, &spec, Timestamp::now())
+        .update_webhook(caller.organization_id(), &id, &spec, entry.at, &entry)
         .await?
         .ok_or_else(|| not_found(&id))?;
     state.catalog.invalidate(caller.organization_id());
@@ -213,7 +285,11 @@ async fn update(
         tracing::info!(webhook = %hook.id, cancelled, "webhook disabled; pending deliveries cancelled");
     }
     tracing::info!(webhook = %hook.id, "webhook updated");
-    Ok(Json(json!({"data": webhook_json(&hook)})))
+    let mut body = webhook_json(&hook);
+    body["author"] = Authors::load(&state, caller.organization_id())
+        .await?
+        .of(&hook.author_id);
+    Ok(Json(json!({ "data": body })))
 }
 
 async fn remove(
@@ -222,9 +298,17 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
+    let current = existing(&state, &caller, &id).await?;
+    let entry = audit_entry(
+        &caller,
+        "webhook.deleted",
+        &id,
+        &current.spec.name,
+        Vec::new(),
+    );
     let deleted = state
         .store
-        .delete_webhook(caller.organization_id(), &id)
+        .delete_webhook(caller.organization_id(), &id, &entry)
         .await?;
     state.catalog.invalidate(caller.organization_id());
     if !deleted {
@@ -240,13 +324,27 @@ async fn rotate_secret(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
+    let current = existing(&state, &caller, &id).await?;
+    // The secret is named as changed, never shown.
+    let entry = audit_entry(
+        &caller,
+        "webhook.secret_rotated",
+        &id,
+        &current.spec.name,
+        vec![audit::Change {
+            field: "secret".into(),
+            before: Value::String("****".into()),
+            after: Value::String("****".into()),
+        }],
+    );
     let hook = state
         .store
         .set_webhook_secret(
             caller.organization_id(),
             &id,
             &webhook::new_secret(),
-            Timestamp::now(),
+            entry.at,
+            &entry,
         )
         .await?
         .ok_or_else(|| not_found(&id))?;

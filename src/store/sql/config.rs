@@ -3,18 +3,22 @@
 use async_trait::async_trait;
 use sqlx::{any::AnyRow, Row};
 
+use super::audit::insert_audit;
 use super::{Dialect, SqlStore};
 use crate::domain::{
+    audit::{token_created, token_object, Actor, AuditEntry},
     organization::Organization,
+    session::SetupLink,
     token::{Ability, ApiToken, NewToken},
     webhook::{Webhook, WebhookSpec},
     Timestamp,
 };
-use crate::store::{ConfigStore, Page, StoreError, StoreResult};
+use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult};
 
 const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, created_at, updated_at";
-const TOKEN_COLUMNS: &str = "id, organization_id, name, abilities, created_at, revoked_at";
+const TOKEN_COLUMNS: &str =
+    "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at";
 
 fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
     Ok(Organization {
@@ -33,6 +37,8 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
         abilities: Ability::parse_list(&abilities).map_err(StoreError::Corrupt)?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         revoked_at: super::optional_time(row, "revoked_at")?,
+        expires_at: super::optional_time(row, "expires_at")?,
+        last_used_at: super::optional_time(row, "last_used_at")?,
     })
 }
 
@@ -58,7 +64,7 @@ fn spec_json(spec: &WebhookSpec) -> String {
 
 const INSERT_ORGANIZATION: &str =
     "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)";
-const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, organization_id, name, token_hash, abilities, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, organization_id, name, token_hash, abilities, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 fn insert_organization(
     org: &Organization,
@@ -77,6 +83,7 @@ fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
         .bind(&t.hash)
         .bind(Ability::join(&t.token.abilities))
         .bind(t.token.created_at.as_micros())
+        .bind(t.token.expires_at.map(Timestamp::as_micros))
 }
 
 #[async_trait]
@@ -95,7 +102,12 @@ impl ConfigStore for SqlStore {
         Ok(())
     }
 
-    async fn bootstrap(&self, org: &Organization, owner: &NewToken) -> StoreResult<bool> {
+    async fn bootstrap(
+        &self,
+        org: &Organization,
+        owner: &NewToken,
+        owner_link: Option<&SetupLink>,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
         // The first statement writes, so SQLite takes its write lock at once.
         insert_organization(org).execute(&mut *tx).await?;
@@ -112,6 +124,10 @@ impl ConfigStore for SqlStore {
             return Ok(false);
         }
         insert_token(owner).execute(&mut *tx).await?;
+        insert_audit(&mut tx, &token_created(&owner.token, &Actor::system())).await?;
+        if let Some(link) = owner_link {
+            super::accounts::insert_setup_link(&mut tx, link).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -130,8 +146,11 @@ impl ConfigStore for SqlStore {
         Ok(())
     }
 
-    async fn create_token(&self, token: &NewToken) -> StoreResult<()> {
-        insert_token(token).execute(&self.writer).await?;
+    async fn create_token(&self, token: &NewToken, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_token(token).execute(&mut *tx).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -145,27 +164,90 @@ impl ConfigStore for SqlStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.reader)
-        .await?;
+    async fn list_tokens(&self, organization_id: Option<&str>) -> StoreResult<Vec<ApiToken>> {
+        let rows = match organization_id {
+            Some(org) => {
+                sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE organization_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(org)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
         rows.iter().map(token_from_row).collect()
     }
 
-    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+    async fn revoke_token(
+        &self,
+        organization_id: Option<&str>,
+        id: &str,
+        at: Timestamp,
+        actor: &Actor,
+    ) -> StoreResult<Option<ApiToken>> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND ($3 = '' OR organization_id = $3) RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(at.as_micros())
+        .bind(id)
+        .bind(organization_id.unwrap_or(""))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(token) = row.as_ref().map(token_from_row).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let entry = AuditEntry::new(
+            &token.organization_id,
+            actor,
+            "token.revoked",
+            token_object(&token),
+            Vec::new(),
+        );
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        let stale_before =
+            at.as_micros() - crate::domain::token::LAST_USED_EVERY.as_micros() as i64;
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
         )
         .bind(at.as_micros())
         .bind(id)
+        .bind(stale_before)
         .execute(&self.writer)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(())
     }
 
-    async fn insert_webhook(&self, w: &Webhook) -> StoreResult<()> {
+    async fn list_audit(
+        &self,
+        organization_id: &str,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<(i64, AuditEntry)>> {
+        super::audit::list(&self.reader, organization_id, query).await
+    }
+
+    async fn audit_entry(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<AuditEntry>> {
+        super::audit::one(&self.reader, organization_id, id).await
+    }
+
+    async fn insert_webhook(&self, w: &Webhook, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -181,6 +263,7 @@ impl ConfigStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         bump_webhooks_version(&mut tx, &w.organization_id).await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -257,21 +340,32 @@ impl ConfigStore for SqlStore {
         id: &str,
         spec: &WebhookSpec,
         at: Timestamp,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        self.update_column(organization_id, id, "spec", spec_json(spec), at)
+        self.update_column(organization_id, id, "spec", spec_json(spec), at, audit)
             .await
     }
 
-    async fn delete_webhook(&self, organization_id: &str, id: &str) -> StoreResult<bool> {
+    async fn delete_webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND id = $2")
             .bind(organization_id)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         bump_webhooks_version(&mut tx, organization_id).await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
     async fn set_webhook_secret(
@@ -280,8 +374,9 @@ impl ConfigStore for SqlStore {
         id: &str,
         secret: &str,
         at: Timestamp,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        self.update_column(organization_id, id, "secret", secret.to_owned(), at)
+        self.update_column(organization_id, id, "secret", secret.to_owned(), at, audit)
             .await
     }
 }
@@ -295,6 +390,7 @@ impl SqlStore {
         column: &'static str,
         value: String,
         at: Timestamp,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(&format!(
@@ -306,7 +402,12 @@ impl SqlStore {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
+        if row.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         bump_webhooks_version(&mut tx, organization_id).await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         row.as_ref().map(webhook_from_row).transpose()
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
-use super::{optional_time, Dialect, SqlStore};
+use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
@@ -435,43 +435,31 @@ impl DeliveryStore for SqlStore {
         webhook_id: &str,
         q: &LogQuery,
     ) -> StoreResult<Vec<(i64, Delivery)>> {
-        enum Bind {
-            Text(String),
-            Int(i64),
-        }
-        let mut conditions: Vec<(&str, Bind)> = Vec::new();
+        let mut conditions = Conditions::default();
         if let Some(state) = q.state {
-            conditions.push(("state =", Bind::Text(state.as_str().to_owned())));
+            conditions.push("state = ?", Bind::Text(state.as_str().to_owned()));
         }
         if let Some(t) = &q.event_type {
-            conditions.push(("event_type =", Bind::Text(t.clone())));
+            conditions.push("event_type = ?", Bind::Text(t.clone()));
         }
         if let Some(i) = &q.incident_id {
-            conditions.push(("incident_id =", Bind::Text(i.clone())));
+            conditions.push("incident_id = ?", Bind::Text(i.clone()));
         }
         if let Some(t) = q.since {
-            conditions.push(("created_at >=", Bind::Int(t.as_micros())));
+            conditions.push("created_at >= ?", Bind::Int(t.as_micros()));
         }
         if let Some(t) = q.until {
-            conditions.push(("created_at <", Bind::Int(t.as_micros())));
+            conditions.push("created_at < ?", Bind::Int(t.as_micros()));
         }
         if let Some(seq) = q.before_seq {
-            conditions.push(("seq <", Bind::Int(seq)));
+            conditions.push("seq < ?", Bind::Int(seq));
         }
-        let mut sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2"
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2{} ORDER BY seq DESC LIMIT {}",
+            conditions.sql(3),
+            q.limit
         );
-        for (i, (clause, _)) in conditions.iter().enumerate() {
-            sql.push_str(&format!(" AND {clause} ${}", i + 3));
-        }
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
-        let mut query = sqlx::query(&sql).bind(organization_id).bind(webhook_id);
-        for (_, bind) in conditions {
-            query = match bind {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
+        let query = conditions.bind(sqlx::query(&sql).bind(organization_id).bind(webhook_id));
         let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(delivery_from_row).collect()
     }

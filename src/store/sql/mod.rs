@@ -2,6 +2,8 @@
 //! PostgreSQL alike (`$n` placeholders, or [`Dialect::params`] where a statement has many;
 //! BIGINT and TEXT columns) unless [`Dialect`] says otherwise.
 
+mod accounts;
+mod audit;
 mod config;
 mod delivery;
 mod intake;
@@ -54,6 +56,51 @@ impl SqlStore {
             writer,
             dialect,
         }
+    }
+}
+
+/// A value bound to a filter condition.
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The optional conditions of a list query, added only when given so the planner sees
+/// just the ones that apply. Each clause marks its one parameter with `?` (it may appear
+/// more than once: `(actor_id = ? OR actor_name = ?)`).
+#[derive(Default)]
+pub(crate) struct Conditions {
+    items: Vec<(&'static str, Bind)>,
+}
+
+impl Conditions {
+    pub(crate) fn push(&mut self, clause: &'static str, value: Bind) {
+        self.items.push((clause, value));
+    }
+
+    /// ` AND clause $n …`, parameters numbered from `$first`.
+    pub(crate) fn sql(&self, first: usize) -> String {
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(i, (clause, _))| {
+                format!(" AND {}", clause.replace('?', &format!("${}", first + i)))
+            })
+            .collect()
+    }
+
+    /// Binds the values in order, after whatever `query` has bound already.
+    pub(crate) fn bind<'q>(
+        self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for (_, value) in self.items {
+            query = match value {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        query
     }
 }
 

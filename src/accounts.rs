@@ -1,0 +1,417 @@
+//! People: creating, changing and removing users, setup links and logins. The JSON API, the
+//! pages and the command line all come here, so each rule and each message exists once.
+
+use std::{net::IpAddr, sync::Mutex, time::Duration};
+
+use crate::{
+    domain::{
+        audit::{self, unmasked, Actor, AuditEntry},
+        login_throttle::LoginThrottle,
+        password,
+        session::{self, new_setup_link, LinkProblem, Session},
+        user::{self, may_manage, Manager, Role, User},
+        FieldError, Timestamp,
+    },
+    store::{LinkUse, Store, StoreError, UserWrite},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("user {0} not found")]
+    NotFound(String),
+    #[error("email: another user of this organization already has {0}")]
+    DuplicateEmail(String),
+    #[error("this would leave the organization without an owner: make another user owner first")]
+    LastOwner,
+    #[error("{}", .0.message())]
+    Link(LinkProblem),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The link a person opens to choose a password.
+pub fn setup_url(public_url: &str, code: &str) -> String {
+    format!("{}/setup/{code}", public_url.trim_end_matches('/'))
+}
+
+async fn hash(password: String) -> String {
+    tokio::task::spawn_blocking(move || password::hash_password(&password))
+        .await
+        .expect("hashing does not panic")
+}
+
+fn written(result: UserWrite, id: &str, email: &str) -> Result<User, AccountError> {
+    match result {
+        UserWrite::Done(user) => Ok(user),
+        UserWrite::NotFound => Err(AccountError::NotFound(id.to_owned())),
+        UserWrite::LastOwner => Err(AccountError::LastOwner),
+        UserWrite::DuplicateEmail => Err(AccountError::DuplicateEmail(email.to_owned())),
+    }
+}
+
+async fn existing(
+    store: &dyn Store,
+    organization_id: &str,
+    id: &str,
+) -> Result<User, AccountError> {
+    store
+        .user(organization_id, id)
+        .await?
+        .ok_or_else(|| AccountError::NotFound(id.to_owned()))
+}
+
+/// What a new user is given.
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    /// Set at once (scripts); otherwise the answer carries a setup link's code.
+    pub password: Option<String>,
+}
+
+/// Creates a user. Without a password, returns the code of a setup link (24 h, single use)
+/// to hand to the person.
+pub async fn create_user(
+    store: &dyn Store,
+    organization_id: &str,
+    input: NewUser,
+    manager: Manager,
+    actor: &Actor,
+) -> Result<(User, Option<String>), AccountError> {
+    let mut errors = Vec::new();
+    let email = user::parse_email("email", &input.email).map_err(|e| errors.push(e));
+    let name = user::parse_name("name", &input.name).map_err(|e| errors.push(e));
+    let role = Role::parse(&input.role).map_err(|e| errors.push(FieldError::new("role", e)));
+    if let Some(p) = &input.password {
+        if let Err(e) = user::check_password("password", p) {
+            errors.push(e);
+        }
+    }
+    let (Ok(email), Ok(name), Ok(role), true) = (email, name, role, errors.is_empty()) else {
+        return Err(AccountError::Invalid(errors));
+    };
+    may_manage(manager, None, role).map_err(AccountError::Forbidden)?;
+    let mut user = User::new(organization_id, &email, &name, role);
+    let hashed = match input.password {
+        Some(p) => Some(hash(p).await),
+        None => None,
+    };
+    user.has_password = hashed.is_some();
+    let (code, link) = if hashed.is_none() {
+        let (code, link) = new_setup_link(organization_id, Some(&user.id), role, user.created_at);
+        (Some(code), Some(link))
+    } else {
+        (None, None)
+    };
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        "user.created",
+        audit::user_object(&user),
+        audit::created(&audit::user_view(&user), unmasked),
+    );
+    let result = store
+        .create_user(&user, hashed.as_deref(), link.as_ref(), &entry)
+        .await?;
+    let user = written(result, &user.id, &email)?;
+    Ok((user, code))
+}
+
+/// What may change about a user; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChange {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+pub async fn update_user(
+    store: &dyn Store,
+    organization_id: &str,
+    id: &str,
+    change: UserChange,
+    manager: Manager,
+    actor: &Actor,
+) -> Result<User, AccountError> {
+    let current = existing(store, organization_id, id).await?;
+    let mut errors = Vec::new();
+    let mut next = current.clone();
+    if let Some(name) = &change.name {
+        match user::parse_name("name", name) {
+            Ok(n) => next.name = n,
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(role) = &change.role {
+        match Role::parse(role) {
+            Ok(r) => next.role = r,
+            Err(e) => errors.push(FieldError::new("role", e)),
+        }
+    }
+    if let Some(disabled) = change.disabled {
+        next.disabled = disabled;
+    }
+    if !errors.is_empty() {
+        return Err(AccountError::Invalid(errors));
+    }
+    may_manage(manager, Some(current.role), next.role).map_err(AccountError::Forbidden)?;
+    let changes = audit::diff(
+        &audit::user_view(&current),
+        &audit::user_view(&next),
+        unmasked,
+    );
+    if changes.is_empty() {
+        return Ok(current);
+    }
+    let action = if change.disabled.is_some() && current.disabled != next.disabled {
+        if next.disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        }
+    } else {
+        "user.updated"
+    };
+    next.updated_at = Timestamp::now();
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        action,
+        audit::user_object(&next),
+        changes,
+    );
+    let result = store.update_user(&next, &entry).await?;
+    written(result, id, &next.email)
+}
+
+pub async fn delete_user(
+    store: &dyn Store,
+    organization_id: &str,
+    id: &str,
+    manager: Manager,
+    actor: &Actor,
+) -> Result<User, AccountError> {
+    let current = existing(store, organization_id, id).await?;
+    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        "user.deleted",
+        audit::user_object(&current),
+        audit::diff(&audit::user_view(&current), &Default::default(), unmasked),
+    );
+    let result = store.delete_user(organization_id, id, &entry).await?;
+    written(result, id, &current.email)
+}
+
+/// Ends the user's password and sessions and returns the code of a new setup link.
+pub async fn reset_password(
+    store: &dyn Store,
+    organization_id: &str,
+    id: &str,
+    manager: Manager,
+    actor: &Actor,
+) -> Result<(User, String), AccountError> {
+    let current = existing(store, organization_id, id).await?;
+    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let (code, link) = new_setup_link(organization_id, Some(id), current.role, Timestamp::now());
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        "user.password_reset",
+        audit::user_object(&current),
+        Vec::new(),
+    );
+    let result = store.reset_password(&link, &entry).await?;
+    Ok((written(result, id, &current.email)?, code))
+}
+
+/// Sets a password directly (the command line's `--password-stdin`).
+pub async fn set_password(
+    store: &dyn Store,
+    organization_id: &str,
+    id: &str,
+    password: String,
+    actor: &Actor,
+) -> Result<User, AccountError> {
+    user::check_password("password", &password).map_err(|e| AccountError::Invalid(vec![e]))?;
+    let current = existing(store, organization_id, id).await?;
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        "user.password_set",
+        audit::user_object(&current),
+        Vec::new(),
+    );
+    let hashed = hash(password).await;
+    let result = store
+        .set_password(organization_id, id, &hashed, &entry)
+        .await?;
+    written(result, id, &current.email)
+}
+
+/// What a setup page asks for: a password, and for the first start's link (which has no
+/// user yet) the new owner's email and name.
+pub struct SetupInput {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub password: String,
+    pub confirm: String,
+}
+
+/// Uses a setup link: checks the input, then sets the password (or creates the account)
+/// and marks the link used, all at once.
+pub async fn complete_setup(
+    store: &dyn Store,
+    code: &str,
+    input: SetupInput,
+) -> Result<User, AccountError> {
+    let now = Timestamp::now();
+    let code_hash = session::hash_secret(code);
+    let (link, existing) = match session::looks_like_secret(code) {
+        true => store.setup_link(&code_hash).await?,
+        false => None,
+    }
+    .ok_or(AccountError::Link(LinkProblem::Unknown))?;
+    link.check(now).map_err(AccountError::Link)?;
+    let mut errors = Vec::new();
+    let new_user = if existing.is_none() {
+        let email = user::parse_email("email", input.email.as_deref().unwrap_or(""))
+            .map_err(|e| errors.push(e));
+        let name = user::parse_name("name", input.name.as_deref().unwrap_or(""))
+            .map_err(|e| errors.push(e));
+        match (email, name) {
+            (Ok(email), Ok(name)) => {
+                let mut user = User::new(&link.organization_id, &email, &name, link.role);
+                user.has_password = true;
+                Some(user)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Err(e) = user::check_password("password", &input.password) {
+        errors.push(e);
+    } else if input.password != input.confirm {
+        errors.push(FieldError::new(
+            "confirm",
+            "does not match the password: type the same password twice",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AccountError::Invalid(errors));
+    }
+    let subject = existing
+        .as_ref()
+        .or(new_user.as_ref())
+        .expect("one of them");
+    let (actor, action, changes) = match &new_user {
+        Some(user) => (
+            Actor {
+                kind: audit::ActorKind::User,
+                id: user.id.clone(),
+                name: user.email.clone(),
+            },
+            "user.created",
+            audit::created(&audit::user_view(user), unmasked),
+        ),
+        None => (
+            Actor {
+                kind: audit::ActorKind::User,
+                id: subject.id.clone(),
+                name: subject.email.clone(),
+            },
+            "user.password_set",
+            Vec::new(),
+        ),
+    };
+    let entry = AuditEntry::new(
+        &link.organization_id,
+        &actor,
+        action,
+        audit::user_object(subject),
+        changes,
+    );
+    let hashed = hash(input.password).await;
+    match store
+        .use_setup_link(&code_hash, now, &hashed, new_user.as_ref(), &entry)
+        .await?
+    {
+        LinkUse::Done(user) => Ok(user),
+        LinkUse::Refused(problem) => Err(AccountError::Link(problem)),
+        LinkUse::DuplicateEmail => Err(AccountError::DuplicateEmail(subject.email.clone())),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Never says whether the email exists, is disabled or has no password yet.
+    #[error("wrong email or password")]
+    Invalid,
+    #[error("too many failed logins: try again in {} seconds", .0.as_secs())]
+    Throttled(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks an email and password and starts a session: the cookie's value and the user.
+pub async fn login(
+    store: &dyn Store,
+    throttle: &Mutex<LoginThrottle>,
+    email: &str,
+    password: &str,
+    client: Option<IpAddr>,
+) -> Result<(String, User), LoginError> {
+    let email_key = format!("email:{}", user::email_key(email));
+    let ip_key = client.map(|ip| format!("ip:{ip}"));
+    let keys: Vec<&str> = std::iter::once(email_key.as_str())
+        .chain(ip_key.as_deref())
+        .collect();
+    let lock = |t: &Mutex<LoginThrottle>| {
+        // A panic elsewhere must not lock everyone out: the counts are still usable.
+        t.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refused(&keys, std::time::Instant::now())
+    };
+    if let Some(wait) = lock(throttle) {
+        return Err(LoginError::Throttled(wait));
+    }
+    let candidates = if password.len() > user::MAX_PASSWORD || email.len() > 254 {
+        Vec::new()
+    } else {
+        store.login_candidates(email).await?
+    };
+    let password = password.to_owned();
+    let matched = tokio::task::spawn_blocking(move || {
+        let mut checked = false;
+        let found = candidates.into_iter().find_map(|(user, stored)| {
+            let stored = stored?;
+            checked = true;
+            password::verify_password(&password, &stored).then_some(user)
+        });
+        if !checked {
+            password::verify_nothing(&password);
+        }
+        found
+    })
+    .await
+    .expect("verifying does not panic")
+    .filter(|user| !user.disabled);
+    {
+        let mut throttle = throttle.lock().unwrap_or_else(|e| e.into_inner());
+        match &matched {
+            Some(_) => throttle.record_success(&email_key),
+            None => throttle.record_failure(&keys, std::time::Instant::now()),
+        }
+    }
+    let user = matched.ok_or(LoginError::Invalid)?;
+    let secret = session::new_secret();
+    let session = Session::new(session::hash_secret(&secret), &user.id, Timestamp::now());
+    store.start_session(&session).await?;
+    Ok((secret, user))
+}

@@ -1,0 +1,241 @@
+//! `/v3/users`: the people of an organization, as Squadcast's API names them. Reading
+//! needs `read`; every change needs `admin`, and only owners change owners.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    accounts::{self, AccountError, NewUser, UserChange},
+    domain::{
+        token::Ability,
+        user::{Manager, Role, User},
+        FieldError,
+    },
+    http::{
+        auth::Caller,
+        error::ApiError,
+        extract::{object_members, optional_string, JsonBody},
+        AppState,
+    },
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v3/users", get(list).post(create))
+        .route("/v3/users/roles", get(roles))
+        .route("/v3/users/{id}", get(show).put(update).delete(remove))
+        .route("/v3/users/{id}/reset-password", post(reset_password))
+}
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "role": u.role.as_str(),
+        "status": u.status(),
+        "disabled": u.disabled,
+        "organization_id": u.organization_id,
+        "created_at": u.created_at.to_rfc3339(),
+        "updated_at": u.updated_at.to_rfc3339(),
+        "last_login_at": u.last_login_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// Who is managing, for the owners rule.
+pub fn manager(caller: &Caller) -> Manager {
+    match caller.user() {
+        Some(user) => Manager::Person(user.role),
+        None => Manager::Token,
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(errors) => ApiError::Invalid("invalid_user", errors),
+            AccountError::Forbidden(m) => ApiError::Forbidden(m),
+            AccountError::NotFound(id) => ApiError::NotFound(format!("user {id}")),
+            e @ AccountError::DuplicateEmail(_) => ApiError::Conflict(e.to_string()),
+            e @ AccountError::LastOwner => ApiError::Conflict(e.to_string()),
+            e @ AccountError::Link(_) => ApiError::BadRequest(e.to_string()),
+            AccountError::Store(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+const READ_ONLY: &[&str] = &[
+    "id",
+    "status",
+    "organization_id",
+    "created_at",
+    "updated_at",
+    "last_login_at",
+];
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let users = state.store.list_users(caller.organization_id()).await?;
+    Ok(Json(
+        json!({"data": users.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn roles(caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let roles: Vec<Value> = Role::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "slug": r.as_str(),
+                "name": r.title(),
+                "description": r.description(),
+                "abilities": r.abilities().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": roles})))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Ability::Admin)?;
+    let map = object_members(&body, &["email", "name", "role"], &[], "invalid_user")?;
+    let mut errors = Vec::new();
+    let email = optional_string(map, "email", &mut errors).unwrap_or_default();
+    let name = optional_string(map, "name", &mut errors).unwrap_or_default();
+    let role = optional_string(map, "role", &mut errors).unwrap_or_else(|| "member".to_owned());
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid("invalid_user", errors));
+    }
+    let input = NewUser {
+        email,
+        name,
+        role,
+        password: None,
+    };
+    let (user, code) = accounts::create_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        input,
+        manager(&caller),
+        &caller.actor(),
+    )
+    .await?;
+    let mut body = user_json(&user);
+    body["setup_url"] = code.map_or(Value::Null, |c| {
+        Value::String(accounts::setup_url(&state.config.public_url(), &c))
+    });
+    Ok((StatusCode::CREATED, Json(json!({"data": body}))))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let user = state
+        .store
+        .user(caller.organization_id(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
+    Ok(Json(json!({"data": user_json(&user)})))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Admin)?;
+    let map = object_members(
+        &body,
+        &["name", "role", "disabled", "email"],
+        READ_ONLY,
+        "invalid_user",
+    )?;
+    let mut errors = Vec::new();
+    let change = UserChange {
+        name: optional_string(map, "name", &mut errors),
+        role: optional_string(map, "role", &mut errors),
+        disabled: match map.get("disabled") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                errors.push(FieldError::new("disabled", "must be true or false"));
+                None
+            }
+        },
+    };
+    // The email is the login: it is sent back on GET → edit → PUT, but not changed here.
+    if let Some(email) = optional_string(map, "email", &mut errors) {
+        let current = state.store.user(caller.organization_id(), &id).await?;
+        if current.is_some_and(|u| !u.email.eq_ignore_ascii_case(email.trim())) {
+            errors.push(FieldError::new(
+                "email",
+                "cannot be changed: create a user with the new address and delete this one",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid("invalid_user", errors));
+    }
+    let user = accounts::update_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        change,
+        manager(&caller),
+        &caller.actor(),
+    )
+    .await?;
+    Ok(Json(json!({"data": user_json(&user)})))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Ability::Admin)?;
+    accounts::delete_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(&caller),
+        &caller.actor(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the user's password and sessions; the answer carries their new setup link.
+async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Admin)?;
+    let (user, code) = accounts::reset_password(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(&caller),
+        &caller.actor(),
+    )
+    .await?;
+    let mut body = user_json(&user);
+    body["setup_url"] = Value::String(accounts::setup_url(&state.config.public_url(), &code));
+    Ok(Json(json!({"data": body})))
+}

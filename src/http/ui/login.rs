@@ -1,0 +1,174 @@
+//! `/login` and `/logout`: a person's session, held in the `tocsin_session` cookie.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, RawQuery, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use minijinja::context;
+
+use super::{base_context, render, FormBody};
+use crate::{
+    accounts::{self, LoginError},
+    domain::session::ABSOLUTE_TIMEOUT,
+    http::{
+        auth::{authenticate, Caller, SESSION_COOKIE},
+        extract::query_pairs,
+        AppState,
+    },
+};
+
+/// Only paths on this server are followed after login: `next=https://evil/` is ignored.
+fn safe_next(query: Option<&str>) -> Option<String> {
+    query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v)
+        .filter(|v| v.starts_with('/') && !v.starts_with("//") && !v.contains('\\'))
+}
+
+fn next_query(next: Option<&str>) -> String {
+    next.map(|n| {
+        let encoded: String = url::form_urlencoded::byte_serialize(n.as_bytes()).collect();
+        format!("?next={encoded}")
+    })
+    .unwrap_or_default()
+}
+
+fn login_page(
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    next: Option<&str>,
+) -> Response {
+    render(
+        status,
+        "login.html",
+        base_context(None),
+        context! {
+            title => "Log in",
+            email => email,
+            error => error,
+            next_query => next_query(next),
+        },
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let next = safe_next(query.as_deref());
+    if let Ok(Some(Caller::User { .. })) = authenticate(&headers, &state).await {
+        return Redirect::to(next.as_deref().unwrap_or("/")).into_response();
+    }
+    login_page(StatusCode::OK, "", None, next.as_deref())
+}
+
+/// The session cookie: HttpOnly, SameSite=Lax, Secure when people reach tocsin over https,
+/// kept by the browser no longer than the session's absolute lifetime.
+pub fn session_cookie(state: &AppState, value: &str, max_age: CookieDuration) -> HeaderValue {
+    let secure = state.config.public_url().starts_with("https://");
+    let cookie = Cookie::build((SESSION_COOKIE, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(max_age)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header")
+}
+
+/// Starts a session for a person and sends them on.
+pub fn signed_in(state: &AppState, secret: &str, to: &str) -> Response {
+    let max_age = CookieDuration::seconds(ABSOLUTE_TIMEOUT.as_secs() as i64);
+    let mut response = Redirect::to(to).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(state, secret, max_age));
+    response
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    form: FormBody,
+) -> Response {
+    let next = safe_next(query.as_deref());
+    let email = form.get("email").trim().to_owned();
+    let result = accounts::login(
+        state.store.as_ref(),
+        &state.login_throttle,
+        &email,
+        form.get("password"),
+        Some(client.ip()),
+    )
+    .await;
+    match result {
+        Ok((secret, user)) => {
+            tracing::info!(user = %user.id, "logged in");
+            signed_in(&state, &secret, next.as_deref().unwrap_or("/"))
+        }
+        Err(e @ LoginError::Invalid) => login_page(
+            StatusCode::UNAUTHORIZED,
+            &email,
+            Some(&e.to_string()),
+            next.as_deref(),
+        ),
+        Err(LoginError::Throttled(wait)) => {
+            let text = LoginError::Throttled(wait).to_string();
+            let mut response = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &email,
+                Some(&text),
+                next.as_deref(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+            response
+        }
+        Err(LoginError::Store(e)) => {
+            tracing::error!(error = %e, "login failed");
+            login_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &email,
+                Some("tocsin cannot reach its database right now; try again in a moment"),
+                next.as_deref(),
+            )
+        }
+    }
+}
+
+/// Ends this session (CSRF-checked) and forgets the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, form: FormBody) -> Response {
+    let caller = authenticate(&headers, &state).await;
+    if let Ok(Some(caller @ Caller::User { .. })) = &caller {
+        if caller.check_csrf(Some(form.get("csrf_token"))).is_err() {
+            return super::message(
+                StatusCode::FORBIDDEN,
+                Some(caller),
+                "Not logged out",
+                "The form was stale or came from another site. Reload the page and try again.",
+                Some(("/", "Back")),
+            );
+        }
+        if let Caller::User { session_secret, .. } = caller {
+            let hash = crate::domain::session::hash_secret(session_secret);
+            if let Err(e) = state.store.end_session(&hash).await {
+                tracing::error!(error = %e, "could not end a session");
+            }
+        }
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&state, "", CookieDuration::ZERO),
+    );
+    response
+}

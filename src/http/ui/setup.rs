@@ -1,0 +1,166 @@
+//! `/setup/{code}`: a one-time link through which a person chooses their password (or, for
+//! the first start's link, creates the owner account), then is logged in.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+};
+use minijinja::{context, Value};
+
+use super::{base_context, message, render, FormBody};
+use crate::{
+    accounts::{self, AccountError, SetupInput},
+    domain::{
+        session::{self, LinkProblem, Session},
+        Timestamp,
+    },
+    http::AppState,
+};
+
+fn link_problem(problem: LinkProblem) -> Response {
+    let status = match problem {
+        LinkProblem::Unknown => StatusCode::NOT_FOUND,
+        LinkProblem::Used | LinkProblem::Expired => StatusCode::GONE,
+    };
+    message(
+        status,
+        None,
+        "This link does not work",
+        problem.message(),
+        Some(("/login", "Go to the login page")),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn form_page(
+    status: StatusCode,
+    code: &str,
+    new_account: bool,
+    email: &str,
+    name: &str,
+    role: &str,
+    errors: Value,
+) -> Response {
+    render(
+        status,
+        "setup.html",
+        base_context(None),
+        context! {
+            title => if new_account { "Create your account" } else { "Choose your password" },
+            code => code,
+            new_account => new_account,
+            email => email,
+            name => name,
+            role => role,
+            errors => errors,
+        },
+    )
+}
+
+pub async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    let found = if session::looks_like_secret(&code) {
+        state.store.setup_link(&session::hash_secret(&code)).await
+    } else {
+        Ok(None)
+    };
+    let (link, user) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return link_problem(LinkProblem::Unknown),
+        Err(e) => {
+            tracing::error!(error = %e, "setup link lookup failed");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Try again",
+                "tocsin cannot reach its database right now.",
+                None,
+            );
+        }
+    };
+    if let Err(problem) = link.check(Timestamp::now()) {
+        return link_problem(problem);
+    }
+    let email = user.as_ref().map_or("", |u| u.email.as_str());
+    let name = user.as_ref().map_or("", |u| u.name.as_str());
+    form_page(
+        StatusCode::OK,
+        &code,
+        user.is_none(),
+        email,
+        name,
+        link.role.as_str(),
+        context! {},
+    )
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    form: FormBody,
+) -> Response {
+    let input = SetupInput {
+        email: Some(form.get("email").to_owned()),
+        name: Some(form.get("name").to_owned()),
+        password: form.get("password").to_owned(),
+        confirm: form.get("confirm").to_owned(),
+    };
+    match accounts::complete_setup(state.store.as_ref(), &code, input).await {
+        Ok(user) => {
+            let secret = session::new_secret();
+            let session = Session::new(session::hash_secret(&secret), &user.id, Timestamp::now());
+            if let Err(e) = state.store.start_session(&session).await {
+                tracing::error!(error = %e, "could not start a session after setup");
+                return message(
+                    StatusCode::OK,
+                    None,
+                    "Password saved",
+                    "Your password is saved. Log in with it.",
+                    Some(("/login", "Log in")),
+                );
+            }
+            tracing::info!(user = %user.id, "setup link used");
+            super::login::signed_in(&state, &secret, "/")
+        }
+        Err(AccountError::Link(problem)) => link_problem(problem),
+        Err(AccountError::Invalid(errors)) => {
+            let errors: std::collections::BTreeMap<String, String> = errors
+                .into_iter()
+                .map(|e| (e.field.clone(), format!("This {}", e.message)))
+                .collect();
+            let (new_account, role) =
+                match state.store.setup_link(&session::hash_secret(&code)).await {
+                    Ok(Some((link, user))) => (user.is_none(), link.role.as_str()),
+                    _ => (false, ""),
+                };
+            form_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &code,
+                new_account,
+                form.get("email"),
+                form.get("name"),
+                role,
+                Value::from(errors),
+            )
+        }
+        Err(e @ AccountError::DuplicateEmail(_)) => form_page(
+            StatusCode::CONFLICT,
+            &code,
+            true,
+            form.get("email"),
+            form.get("name"),
+            "owner",
+            context! { email => e.to_string() },
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "setup failed");
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "Something went wrong",
+                "The password was not saved. Try again in a moment.",
+                None,
+            )
+        }
+    }
+}

@@ -1,0 +1,1014 @@
+//! People, roles and sessions: setup links, login and logout, cookie flags, CSRF, each
+//! role's allowed and refused calls, throttling, sessions ending, the users and tokens APIs.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tocsin::domain::{session::new_setup_link, user::Role, Timestamp};
+
+use crate::both_backends;
+use crate::helpers::{minimal_webhook, spawn_app, spawn_app_with, Backend};
+use crate::visitor::{person, Visitor, PASSWORD};
+
+const HOOKS: &str = "/v3/extensions/event-webhooks";
+
+fn path_of(url: &str) -> String {
+    let parsed = url::Url::parse(url).expect("a URL");
+    parsed.path().to_owned()
+}
+
+async fn first_start_link_creates_the_owner_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let link = app
+        .owner_setup_url
+        .clone()
+        .expect("first start prints a setup link");
+    assert!(
+        link.starts_with(&format!("{}/setup/", app.address)),
+        "{link}"
+    );
+    let path = path_of(&link);
+    let mut v = Visitor::new(&app);
+
+    let form = v.get(&path).await;
+    assert_eq!(form.status, 200);
+    assert!(form.text.contains("Create your account"), "{}", form.text);
+
+    // A weak password re-renders the form with the rule next to the field, keeping input.
+    let weak = v
+        .post_form(
+            &path,
+            &[
+                ("email", "Ann@Example.com"),
+                ("name", "Ann"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(weak.status, 422);
+    assert!(
+        weak.text.contains("at least 12 characters"),
+        "{}",
+        weak.text
+    );
+    assert!(
+        weak.text.contains(r#"value="Ann@Example.com""#),
+        "input kept"
+    );
+    assert!(v.cookie.is_none());
+
+    let done = v
+        .post_form(
+            &path,
+            &[
+                ("email", "Ann@Example.com"),
+                ("name", "Ann"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.location(), "/");
+    let home = v.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.text.contains("Ann") && home.text.contains("owner"),
+        "{}",
+        home.text
+    );
+
+    // Used: the page says so, and nothing changes.
+    let again = Visitor::new(&app)
+        .post_form(
+            &path,
+            &[
+                ("email", "eve@example.com"),
+                ("name", "Eve"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 410);
+    assert!(again.text.contains("already been used"), "{}", again.text);
+    let shown = Visitor::new(&app).get(&path).await;
+    assert_eq!(shown.status, 410);
+    let unknown = Visitor::new(&app)
+        .get("/setup/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.text.contains("not valid"));
+
+    let users = app.owner(Method::GET, "/v3/users", None).await;
+    let list = users.body["data"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["email"], "Ann@Example.com");
+    assert_eq!(list[0]["role"], "owner");
+    // The owner logs in with the email in any case.
+    assert_eq!(
+        Visitor::new(&app)
+            .login("ann@example.COM", PASSWORD)
+            .await
+            .status,
+        303
+    );
+}
+
+async fn login_logout_and_cookie_flags(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "bo@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let page = v.get("/login").await;
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert!(page.text.contains(r#"name="email""#) && page.text.contains(r#"name="password""#));
+
+    // Wrong password and unknown email answer alike.
+    let wrong = v.login("bo@example.com", "not the password").await;
+    let nobody = v.login("nobody@example.com", PASSWORD).await;
+    assert_eq!((wrong.status, nobody.status), (401, 401));
+    assert!(wrong.text.contains("wrong email or password"));
+    assert!(nobody.text.contains("wrong email or password"));
+    assert!(v.cookie.is_none());
+
+    let ok = v.login("bo@example.com", PASSWORD).await;
+    assert_eq!(ok.status, 303);
+    let cookie = ok.set_cookie().to_owned();
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    let secret = v.cookie.clone().unwrap();
+    assert_eq!(secret.len(), 43);
+    // Only a hash is stored.
+    assert!(app.store.session(&secret).await.unwrap().is_none());
+
+    // The JSON API takes the session.
+    let api = v.api(Method::GET, HOOKS, None, None).await;
+    assert_eq!(api.status, 200, "{}", api.text);
+
+    // Logout needs the CSRF token.
+    let csrf = v.get("/").await.csrf().unwrap();
+    let refused = v.post_form("/logout", &[]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        v.api(Method::GET, HOOKS, None, None).await.status,
+        200,
+        "still logged in"
+    );
+    let out = v.post_form("/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location(), "/login");
+    assert!(
+        out.set_cookie().contains("Max-Age=0"),
+        "{}",
+        out.set_cookie()
+    );
+    // The old cookie is dead on the server too.
+    let mut replay = Visitor::new(&app);
+    replay.cookie = Some(secret);
+    let gone = replay.api(Method::GET, HOOKS, None, None).await;
+    assert_eq!(gone.status, 401);
+    assert!(gone.json()["meta"]["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("log in"));
+    // A page that needs a login sends there, and back after.
+    let home = Visitor::new(&app).get("/").await;
+    assert_eq!((home.status, home.location()), (303, "/login?next=%2F"));
+    let next = Visitor::new(&app)
+        .post_form(
+            "/login?next=%2Fwebhooks",
+            &[("email", "bo@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(next.location(), "/webhooks");
+    let offsite = Visitor::new(&app)
+        .post_form(
+            "/login?next=%2F%2Fevil.example",
+            &[("email", "bo@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(offsite.location(), "/", "only local paths are followed");
+}
+
+async fn cookie_is_secure_behind_https(backend: Backend) {
+    let Some(app) =
+        spawn_app_with(backend, |c| c.public_url = "https://tocsin.example".into()).await
+    else {
+        return;
+    };
+    person(&app, "cy@example.com", "viewer").await;
+    let ok = Visitor::new(&app).login("cy@example.com", PASSWORD).await;
+    assert_eq!(ok.status, 303);
+    assert!(ok.set_cookie().contains("Secure"), "{}", ok.set_cookie());
+}
+
+async fn csrf_guards_cookie_writes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "di@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("di@example.com").await;
+    let body = minimal_webhook("from the browser");
+
+    let none = v.api(Method::POST, HOOKS, Some(&body), None).await;
+    assert_eq!(none.status, 403);
+    assert_eq!(none.json()["meta"]["error_code"], "csrf_failed");
+    assert!(none.text.contains("X-CSRF-Token"));
+    let wrong = v.api(Method::POST, HOOKS, Some(&body), Some("AAAA")).await;
+    assert_eq!(wrong.status, 403);
+    // Another session's token does not fit this one.
+    person(&app, "other@example.com", "member").await;
+    let theirs = Visitor::new(&app).login_ok("other@example.com").await;
+    assert_eq!(
+        v.api(Method::POST, HOOKS, Some(&body), Some(&theirs))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(app.webhook_count().await, 0, "nothing written");
+
+    let ok = v.api(Method::POST, HOOKS, Some(&body), Some(&csrf)).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    // The author is the person.
+    let data = ok.json()["data"].clone();
+    let org = data["organization_id"].as_str().unwrap();
+    let me = app
+        .store
+        .user_by_email(org, "di@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(data["author_id"], me.id);
+    assert_eq!(
+        data["author"],
+        json!({"type": "user", "id": me.id, "name": "di@example.com"})
+    );
+    let shown = app
+        .owner(
+            Method::GET,
+            &format!("{HOOKS}/{}", data["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(shown.body["data"]["author"], data["author"]);
+    let listed = app.owner(Method::GET, HOOKS, None).await;
+    assert_eq!(
+        listed.body["data"]["result"][0]["author"]["name"],
+        "di@example.com"
+    );
+    // Reads need no token.
+    assert_eq!(v.api(Method::GET, HOOKS, None, None).await.status, 200);
+}
+
+/// Each role against one call of each kind: (method, path, body, who may).
+async fn roles_allow_and_refuse(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let hook = app.create_webhook(&minimal_webhook("existing")).await;
+    let hook_path = format!("{HOOKS}/{}", hook["id"].as_str().unwrap());
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i-1", "message": "m", "status": "triggered",
+                     "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    let mut sessions = Vec::new();
+    for role in ["viewer", "member", "admin", "owner"] {
+        person(&app, &format!("{role}@example.com"), role).await;
+        let mut v = Visitor::new(&app);
+        let csrf = v.login_ok(&format!("{role}@example.com")).await;
+        sessions.push((role, v, csrf));
+    }
+    for (role, v, csrf) in sessions.iter_mut() {
+        let role = *role;
+        let rank = ["viewer", "member", "admin", "owner"]
+            .iter()
+            .position(|r| *r == role)
+            .unwrap();
+        let calls: Vec<(Method, String, Option<Value>, usize)> = vec![
+            (Method::GET, HOOKS.to_owned(), None, 0),
+            (Method::GET, hook_path.clone(), None, 0),
+            (Method::GET, "/v3/users".to_owned(), None, 0),
+            (Method::GET, "/v3/audit-logs".to_owned(), None, 0),
+            (
+                Method::POST,
+                HOOKS.to_owned(),
+                Some(minimal_webhook(&format!("by {role}"))),
+                1,
+            ),
+            (
+                Method::PUT,
+                hook_path.clone(),
+                Some(minimal_webhook(&format!("renamed by {role}"))),
+                1,
+            ),
+            (
+                Method::POST,
+                "/v3/events".to_owned(),
+                Some(event.clone()),
+                2,
+            ),
+            (Method::GET, "/v3/api-tokens".to_owned(), None, 2),
+            (
+                Method::POST,
+                "/v3/users".to_owned(),
+                Some(
+                    json!({"email": format!("new-{role}@example.com"), "name": "N", "role": "viewer"}),
+                ),
+                2,
+            ),
+            (
+                Method::POST,
+                "/v3/users".to_owned(),
+                Some(
+                    json!({"email": format!("owner-{role}@example.com"), "name": "N", "role": "owner"}),
+                ),
+                3,
+            ),
+        ];
+        for (method, path, body, needs) in calls {
+            let page = v
+                .api(method.clone(), &path, body.as_ref(), Some(csrf))
+                .await;
+            if rank >= needs {
+                assert!(
+                    (200..300).contains(&page.status),
+                    "{role} {method} {path}: {} {}",
+                    page.status,
+                    page.text
+                );
+            } else {
+                assert_eq!(page.status, 403, "{role} {method} {path}: {}", page.text);
+                let message = page.json()["meta"]["error_message"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(
+                    message.contains(role) || message.contains("owner"),
+                    "{message}"
+                );
+            }
+        }
+    }
+}
+
+async fn login_throttling(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "eve@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    for _ in 0..10 {
+        assert_eq!(
+            v.login("eve@example.com", "guess guess guess").await.status,
+            401
+        );
+    }
+    let locked = v.login("eve@example.com", PASSWORD).await;
+    assert_eq!(locked.status, 429, "even the right password waits");
+    let wait: u64 = locked.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    assert!(locked.text.contains("too many failed logins"));
+    assert!(v.cookie.is_none());
+    // The same address is refused for other emails too, known or not, alike.
+    let other = v.login("someone@example.com", PASSWORD).await;
+    assert_eq!(other.status, 429);
+}
+
+async fn setup_links_expire_and_work_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let created = app
+        .owner(
+            Method::POST,
+            "/v3/users",
+            Some(&json!({"email": "fay@example.com", "name": "Fay", "role": "member"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["data"]["status"], "invited");
+    let link = path_of(created.body["data"]["setup_url"].as_str().unwrap());
+    let mut v = Visitor::new(&app);
+    let form = v.get(&link).await;
+    assert!(form.text.contains("Choose your password") && form.text.contains("fay@example.com"));
+    let mismatch = v
+        .post_form(
+            &link,
+            &[
+                ("password", PASSWORD),
+                ("confirm", "something else entirely"),
+            ],
+        )
+        .await;
+    assert_eq!(mismatch.status, 422);
+    assert!(mismatch.text.contains("does not match"));
+    let done = v
+        .post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
+    assert_eq!(done.status, 303);
+    assert!(v.cookie.is_some(), "logged in after setup");
+    assert_eq!(
+        Visitor::new(&app)
+            .post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+            .await
+            .status,
+        410
+    );
+
+    // A link older than 24 hours says it expired.
+    let fay = created.body["data"]["id"].as_str().unwrap();
+    let org = created.body["data"]["organization_id"].as_str().unwrap();
+    let long_ago = Timestamp::from_micros(Timestamp::now().as_micros() - 25 * 3_600_000_000);
+    let (code, old) = new_setup_link(org, Some(fay), Role::Member, long_ago);
+    let entry = tocsin::domain::audit::AuditEntry::new(
+        org,
+        &tocsin::domain::audit::Actor::cli(),
+        "user.password_reset",
+        tocsin::domain::audit::AuditObject {
+            kind: "user",
+            id: fay.into(),
+            name: "fay".into(),
+        },
+        vec![],
+    );
+    app.store.reset_password(&old, &entry).await.unwrap();
+    let expired = Visitor::new(&app).get(&format!("/setup/{code}")).await;
+    assert_eq!(expired.status, 410);
+    assert!(expired.text.contains("expired"), "{}", expired.text);
+    assert_eq!(
+        v.api(Method::GET, HOOKS, None, None).await.status,
+        401,
+        "the reset ended Fay's session"
+    );
+}
+
+async fn sessions_end_on_password_change_and_disable(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let gus = person(&app, "gus@example.com", "member").await;
+    let mut a = Visitor::new(&app);
+    a.login_ok("gus@example.com").await;
+    let mut b = Visitor::new(&app);
+    b.login_ok("gus@example.com").await;
+
+    let reset = app
+        .owner(
+            Method::POST,
+            &format!("/v3/users/{}/reset-password", gus.id),
+            None,
+        )
+        .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_eq!(a.api(Method::GET, HOOKS, None, None).await.status, 401);
+    assert_eq!(b.api(Method::GET, HOOKS, None, None).await.status, 401);
+    assert_eq!(
+        Visitor::new(&app)
+            .login("gus@example.com", PASSWORD)
+            .await
+            .status,
+        401,
+        "old password ended"
+    );
+
+    let link = path_of(reset.body["data"]["setup_url"].as_str().unwrap());
+    let mut c = Visitor::new(&app);
+    assert_eq!(
+        c.post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(c.api(Method::GET, HOOKS, None, None).await.status, 200);
+
+    let disable = app
+        .owner(
+            Method::PUT,
+            &format!("/v3/users/{}", gus.id),
+            Some(&json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(disable.status, 200, "{}", disable.body);
+    assert_eq!(disable.body["data"]["status"], "disabled");
+    assert_eq!(c.api(Method::GET, HOOKS, None, None).await.status, 401);
+    assert_eq!(
+        Visitor::new(&app)
+            .login("gus@example.com", PASSWORD)
+            .await
+            .status,
+        401
+    );
+}
+
+async fn users_api_rules(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let roles = app.owner(Method::GET, "/v3/users/roles", None).await;
+    let slugs: Vec<&str> = roles.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["owner", "admin", "member", "viewer"]);
+
+    let owner = person(&app, "own@example.com", "owner").await;
+    let create = |body: Value| {
+        let app = &app;
+        async move { app.owner(Method::POST, "/v3/users", Some(&body)).await }
+    };
+    let hal = create(json!({"email": "hal@example.com", "name": "Hal", "role": "admin"})).await;
+    assert_eq!(hal.status, 201);
+    let dup = create(json!({"email": "HAL@example.com", "name": "Hal 2", "role": "viewer"})).await;
+    assert_eq!(dup.status, 409);
+    assert!(
+        dup.message().contains("HAL@example.com") || dup.message().contains("hal@example.com"),
+        "{}",
+        dup.message()
+    );
+    let bad = create(json!({"email": "nope", "name": "", "role": "superuser"})).await;
+    assert_eq!(bad.status, 422);
+    let fields: Vec<&str> = bad.body["meta"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "name", "role"], "{}", bad.body);
+    assert!(bad.message().contains("owner, admin, member, viewer"));
+    let unknown =
+        create(json!({"email": "x@example.com", "name": "X", "role": "viewer", "password": "x"}))
+            .await;
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.message().contains("password"),
+        "{}",
+        unknown.message()
+    );
+    assert_eq!(
+        app.owner(Method::GET, "/v3/users", None).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "nothing else written"
+    );
+
+    // The last owner stays, whoever asks.
+    let own_path = format!("/v3/users/{}", owner.id);
+    let mut o = Visitor::new(&app);
+    let csrf = o.login_ok("own@example.com").await;
+    let demote = o
+        .api(
+            Method::PUT,
+            &own_path,
+            Some(&json!({"role": "admin"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(demote.status, 409, "{}", demote.text);
+    assert!(demote.text.contains("without an owner"), "{}", demote.text);
+    assert_eq!(
+        o.api(Method::DELETE, &own_path, None, Some(&csrf))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        o.api(
+            Method::PUT,
+            &own_path,
+            Some(&json!({"disabled": true})),
+            Some(&csrf)
+        )
+        .await
+        .status,
+        409
+    );
+    // A token may not touch owners at all (only owners and the command line do).
+    let hal_id = hal.body["data"]["id"].as_str().unwrap();
+    let promote = app
+        .owner(
+            Method::PUT,
+            &format!("/v3/users/{hal_id}"),
+            Some(&json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(promote.status, 403);
+    assert!(
+        promote.message().contains("only an owner"),
+        "{}",
+        promote.message()
+    );
+    assert_eq!(app.owner(Method::DELETE, &own_path, None).await.status, 403);
+    // An owner promotes; then the first owner may step down.
+    let promoted = o
+        .api(
+            Method::PUT,
+            &format!("/v3/users/{hal_id}"),
+            Some(&json!({"role": "owner"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.text);
+    let stepped = o
+        .api(
+            Method::PUT,
+            &own_path,
+            Some(&json!({"role": "member"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(stepped.status, 200, "{}", stepped.text);
+    // GET → edit → PUT works; the email is not changed this way.
+    let jo = create(json!({"email": "jo@example.com", "name": "Jo", "role": "viewer"})).await;
+    let jo_path = format!("/v3/users/{}", jo.body["data"]["id"].as_str().unwrap());
+    let mut shown = app.owner(Method::GET, &jo_path, None).await.body["data"].clone();
+    shown["name"] = json!("Jo March");
+    shown["role"] = json!("member");
+    let put = app.owner(Method::PUT, &jo_path, Some(&shown)).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(
+        (
+            put.body["data"]["name"].as_str(),
+            put.body["data"]["role"].as_str()
+        ),
+        (Some("Jo March"), Some("member"))
+    );
+    shown["email"] = json!("someone-else@example.com");
+    let moved = app.owner(Method::PUT, &jo_path, Some(&shown)).await;
+    assert_eq!(moved.status, 422);
+    assert!(moved.message().contains("email"), "{}", moved.message());
+    let member_now = o
+        .api(
+            Method::PUT,
+            &jo_path,
+            Some(&json!({"name": "x"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(
+        member_now.status, 403,
+        "the stepped-down owner is a member now: {}",
+        member_now.text
+    );
+
+    // Another organization's users do not exist.
+    let other = tocsin::domain::organization::Organization::new("Other");
+    app.store.create_organization(&other).await.unwrap();
+    let theirs = tocsin::domain::token::NewToken::generate(
+        &other.id,
+        "x",
+        vec![tocsin::domain::token::Ability::Admin],
+    );
+    app.store
+        .create_token(
+            &theirs,
+            &tocsin::domain::audit::token_created(
+                &theirs.token,
+                &tocsin::domain::audit::Actor::cli(),
+            ),
+        )
+        .await
+        .unwrap();
+    let t = Some(theirs.plaintext.as_str());
+    assert_eq!(
+        app.call(Method::GET, &format!("/v3/users/{hal_id}"), t, None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/v3/users/{hal_id}"), t, None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v3/users", t, None).await.body["data"],
+        json!([])
+    );
+}
+
+async fn tokens_api(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let made = app
+        .owner(Method::POST, "/v3/api-tokens", Some(&json!({"name": "deploy", "abilities": ["read", "manage-webhooks"], "expires_at": "2099-01-01T00:00:00Z"})))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let plaintext = made.body["data"]["token"].as_str().unwrap().to_owned();
+    let id = made.body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(made.body["data"]["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(
+        app.call(Method::GET, HOOKS, Some(&plaintext), None)
+            .await
+            .status,
+        200
+    );
+
+    let list = app.owner(Method::GET, "/v3/api-tokens", None).await;
+    let text = list.body.to_string();
+    assert!(!text.contains(&plaintext), "shown once");
+    let listed = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["status"], "active");
+    crate::helpers::eventually(
+        "last use recorded",
+        || async { app.owner(Method::GET, "/v3/api-tokens", None).await.body["data"].clone() },
+        |data: &Value| {
+            data.as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["id"] == id.as_str() && t["last_used_at"].is_string())
+        },
+    )
+    .await;
+
+    let bad = app
+        .owner(
+            Method::POST,
+            "/v3/api-tokens",
+            Some(
+                &json!({"name": "", "abilities": ["write"], "expires_at": "2001-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let fields: Vec<&str> = bad.body["meta"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "abilities", "expires_at"], "{}", bad.body);
+
+    // An expired token is refused with the reason.
+    let owner_org = app
+        .store
+        .installation_organization()
+        .await
+        .unwrap()
+        .unwrap();
+    let mut short = tocsin::domain::token::NewToken::generate(
+        &owner_org.id,
+        "short",
+        vec![tocsin::domain::token::Ability::Read],
+    );
+    short.token.expires_at = Some(Timestamp::from_micros(Timestamp::now().as_micros() - 1));
+    app.store
+        .create_token(
+            &short,
+            &tocsin::domain::audit::token_created(
+                &short.token,
+                &tocsin::domain::audit::Actor::cli(),
+            ),
+        )
+        .await
+        .unwrap();
+    let expired = app
+        .call(Method::GET, HOOKS, Some(&short.plaintext), None)
+        .await;
+    assert_eq!(expired.status, 401);
+    assert!(
+        expired.message().contains("expired"),
+        "{}",
+        expired.message()
+    );
+
+    // A manage-webhooks token cannot manage tokens.
+    assert_eq!(
+        app.call(Method::GET, "/v3/api-tokens", Some(&plaintext), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.owner(Method::DELETE, &format!("/v3/api-tokens/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.owner(Method::DELETE, &format!("/v3/api-tokens/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    crate::helpers::eventually(
+        "revocation holds",
+        || async {
+            app.call(Method::GET, HOOKS, Some(&plaintext), None)
+                .await
+                .status
+        },
+        |s| *s == 401,
+    )
+    .await;
+}
+
+async fn audit_records_webhook_changes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "ida@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("ida@example.com").await;
+    let mut body = minimal_webhook("audited");
+    body["header"] = json!({"Authorization": "Bearer first-secret-1111", "X-Team": "sre"});
+    let created = v.api(Method::POST, HOOKS, Some(&body), Some(&csrf)).await;
+    assert_eq!(created.status, 201);
+    let hook = created.json()["data"].clone();
+    let id = hook["id"].as_str().unwrap();
+    let signing_secret = hook["secret"].as_str().unwrap().to_owned();
+
+    let mut edited = hook.clone();
+    edited.as_object_mut().unwrap().remove("secret");
+    edited["name"] = json!("audited, renamed");
+    edited["header"] = json!({"Authorization": "Bearer second-secret-2222", "X-Team": "sre"});
+    assert_eq!(
+        v.api(
+            Method::PUT,
+            &format!("{HOOKS}/{id}"),
+            Some(&edited),
+            Some(&csrf)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        v.api(
+            Method::POST,
+            &format!("{HOOKS}/{id}/rotate-secret"),
+            None,
+            Some(&csrf)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        v.api(Method::DELETE, &format!("{HOOKS}/{id}"), None, Some(&csrf))
+            .await
+            .status,
+        204
+    );
+
+    let log = v
+        .api(
+            Method::GET,
+            &format!("/v3/audit-logs?object={id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(log.status, 200);
+    let entries = log.json()["data"]["result"].as_array().unwrap().clone();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "webhook.deleted",
+            "webhook.secret_rotated",
+            "webhook.updated",
+            "webhook.created"
+        ]
+    );
+    for e in &entries {
+        assert_eq!(e["actor"]["name"], "ida@example.com");
+        assert_eq!(e["actor"]["type"], "user");
+        assert_eq!(e["object"]["id"], id);
+    }
+    let changes = &entries[2]["changes"];
+    assert_eq!(
+        changes["name"],
+        json!({"before": "audited", "after": "audited, renamed"})
+    );
+    assert_eq!(
+        changes["header.Authorization"],
+        json!({"before": "****1111", "after": "****2222"})
+    );
+    assert!(
+        changes.get("header.X-Team").is_none(),
+        "unchanged fields are not listed: {changes}"
+    );
+    assert_eq!(entries[3]["changes"]["header.X-Team"]["after"], "sre");
+    let text = log.text.clone();
+    for secret in ["first-secret", "second-secret", &signing_secret, PASSWORD] {
+        assert!(
+            !text.contains(secret),
+            "{secret} must never be in the audit log"
+        );
+    }
+
+    // Filters and paging.
+    let by_action = app
+        .owner(Method::GET, "/v3/audit-logs?action=webhook.updated", None)
+        .await;
+    assert_eq!(
+        by_action.body["data"]["result"].as_array().unwrap().len(),
+        1
+    );
+    let by_actor = app
+        .owner(
+            Method::GET,
+            "/v3/audit-logs?actor=ida@example.com&limit=1",
+            None,
+        )
+        .await;
+    let first = by_actor.body["data"]["result"][0].clone();
+    assert_eq!(first["action"], "webhook.deleted");
+    let cursor = by_actor.body["data"]["meta"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = app
+        .owner(
+            Method::GET,
+            &format!("/v3/audit-logs?actor=ida@example.com&limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        second.body["data"]["result"][0]["action"],
+        "webhook.secret_rotated"
+    );
+    let one = app
+        .owner(
+            Method::GET,
+            &format!("/v3/audit-logs/{}", first["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(one.body["data"], first);
+    assert_eq!(
+        app.owner(Method::GET, "/v3/audit-logs?since=yesterday", None)
+            .await
+            .status,
+        400
+    );
+
+    // Users and tokens are audited too, by whoever did it.
+    app.owner(
+        Method::POST,
+        "/v3/users",
+        Some(&json!({"email": "jo@example.com", "name": "Jo", "role": "viewer"})),
+    )
+    .await;
+    let users = app
+        .owner(Method::GET, "/v3/audit-logs?action=user.created", None)
+        .await;
+    let entry = &users.body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["object"]["name"] == "jo@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry["actor"],
+        json!({"type": "token", "id": entry["actor"]["id"], "name": "owner"})
+    );
+    assert_eq!(entry["changes"]["role"]["after"], "viewer");
+}
+
+both_backends!(
+    first_start_link_creates_the_owner_once,
+    login_logout_and_cookie_flags,
+    cookie_is_secure_behind_https,
+    csrf_guards_cookie_writes,
+    roles_allow_and_refuse,
+    login_throttling,
+    setup_links_expire_and_work_once,
+    sessions_end_on_password_change_and_disable,
+    users_api_rules,
+    tokens_api,
+    audit_records_webhook_changes,
+);

@@ -1,0 +1,187 @@
+//! A person's browser, spoken over plain HTTP: it keeps the session cookie, reads the
+//! CSRF token from pages, and never follows redirects (tests look at them).
+
+use reqwest::{header, Method};
+use serde_json::Value;
+use tocsin::{
+    accounts::{self, NewUser},
+    domain::{
+        audit::Actor,
+        user::{Manager, User},
+    },
+};
+
+use crate::helpers::TestApp;
+
+pub const PASSWORD: &str = "plum orbit candle ferry";
+
+pub struct Page {
+    pub status: u16,
+    pub headers: header::HeaderMap,
+    pub text: String,
+}
+
+impl Page {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("JSON, got {}", self.text))
+    }
+
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn set_cookie(&self) -> &str {
+        self.headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of `<meta name="csrf-token" content="…">`.
+    pub fn csrf(&self) -> Option<String> {
+        let start = self.text.find(r#"<meta name="csrf-token" content=""#)? + 33;
+        let end = self.text[start..].find('"')? + start;
+        Some(self.text[start..end].to_owned())
+    }
+}
+
+pub struct Visitor {
+    base: String,
+    client: reqwest::Client,
+    pub cookie: Option<String>,
+}
+
+impl Visitor {
+    pub fn new(app: &TestApp) -> Self {
+        Self::at(&app.address)
+    }
+
+    pub fn at(base: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Visitor {
+            base: base.to_owned(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    /// Sends a request with the session cookie; remembers a cookie the answer sets (an
+    /// emptied one is forgotten).
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, String)>,
+        csrf: Option<&str>,
+    ) -> Page {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = self.client.request(method, url);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, format!("tocsin_session={cookie}"));
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let page = Page {
+            status,
+            headers,
+            text,
+        };
+        if let Some(value) = page
+            .set_cookie()
+            .strip_prefix("tocsin_session=")
+            .and_then(|rest| rest.split(';').next())
+        {
+            self.cookie = (!value.is_empty()).then(|| value.to_owned());
+        }
+        page
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/x-www-form-urlencoded", body)),
+            None,
+        )
+        .await
+    }
+
+    /// A JSON API call with the session; writes send `csrf` as the header.
+    pub async fn api(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        csrf: Option<&str>,
+    ) -> Page {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        self.send(method, path, body, csrf).await
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str) -> Page {
+        self.post_form("/login", &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// Logs in (which must work) and returns the CSRF token of the home page.
+    pub async fn login_ok(&mut self, email: &str) -> String {
+        let page = self.login(email, PASSWORD).await;
+        assert_eq!(page.status, 303, "login of {email}: {}", page.text);
+        let home = self.get("/").await;
+        assert_eq!(home.status, 200, "{}", home.text);
+        home.csrf().expect("pages carry the CSRF token")
+    }
+}
+
+/// A user with the test password, made as the command line would.
+pub async fn person(app: &TestApp, email: &str, role: &str) -> User {
+    let org = app
+        .store
+        .installation_organization()
+        .await
+        .unwrap()
+        .unwrap();
+    let input = NewUser {
+        email: email.to_owned(),
+        name: format!("{role} person"),
+        role: role.to_owned(),
+        password: Some(PASSWORD.to_owned()),
+    };
+    accounts::create_user(
+        app.store.as_ref(),
+        &org.id,
+        input,
+        Manager::Cli,
+        &Actor::cli(),
+    )
+    .await
+    .expect("user created")
+    .0
+}
