@@ -90,6 +90,7 @@ impl Application {
                 catalog,
                 tokens: Arc::default(),
                 login_throttle: Arc::default(),
+                directory: crate::directory::Directory::start(store.clone()),
             },
             first_start,
             notifier,

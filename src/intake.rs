@@ -259,6 +259,50 @@ pub async fn trigger_manually(
     Ok(webhook)
 }
 
+/// "Send again": a new delivery (a new `webhook-id`) of a logged one, with the same URL,
+/// method and payload bytes, started like any other.
+pub async fn resend(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    organization_id: &str,
+    webhook_id: &str,
+    delivery_id: &str,
+) -> Result<String, IntakeError> {
+    let not_found =
+        || IntakeError::NotFound(format!("delivery {delivery_id} of webhook {webhook_id}"));
+    let (old, _) = store
+        .delivery(organization_id, webhook_id, delivery_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let webhook = store
+        .webhook(organization_id, webhook_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let event_type =
+        crate::domain::event_type::EventType::from_name(&old.event_type).ok_or_else(not_found)?;
+    let delivery = NewDelivery {
+        id: new_id("msg"),
+        organization_id: organization_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        event_id: old.event_id,
+        event_type: event_type.name,
+        incident_id: old.incident_id,
+        url: old.url,
+        method: old.method,
+        payload: Arc::from(old.payload),
+        payload_id: Some(new_id("pld")),
+        failure: None,
+        notify: !webhook.spec.mail_ids.is_empty(),
+        created_at: Timestamp::now(),
+    };
+    let deliveries = [delivery];
+    let admission = engine.admission();
+    let leased = store.add_deliveries(&deliveries, &admission).await?;
+    engine.parked(&admission, &deliveries);
+    start_leased(engine, &deliveries, &leased, &admission);
+    Ok(deliveries[0].id.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

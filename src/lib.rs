@@ -8,6 +8,7 @@ pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod dispatch;
 pub mod domain;
 pub mod filter;

@@ -175,6 +175,18 @@ impl Engine {
 
     /// How intake should store new deliveries: leased to this node while it has room,
     /// parked for URLs whose queue is full or whose circuit is open.
+    /// The URLs whose circuit is open on this node (for the pages), sorted.
+    pub fn open_circuits(&self) -> Vec<String> {
+        let urls = self.inner.urls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open: Vec<String> = urls
+            .iter()
+            .filter(|(_, state)| state.circuit.is_open())
+            .map(|(url, _)| url.clone())
+            .collect();
+        open.sort();
+        open
+    }
+
     pub fn admission(&self) -> Admission {
         let inner = &self.inner;
         let room = !inner.stopping.load(Ordering::Relaxed)

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod delivery;
+pub mod directory;
 pub mod event;
 pub mod event_type;
 pub mod field_error;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub intake: IntakeQueue,
     /// Tokens read in the last moments, so most requests skip the store.
     pub tokens: Arc<auth::TokenCache>,
+    /// Services, alert sources and teams learnt from events.
+    pub directory: crate::directory::Directory,
     /// Failed logins per email and client address (per node).
     pub login_throttle: Arc<std::sync::Mutex<crate::domain::login_throttle::LoginThrottle>>,
 }
@@ -45,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::users::routes())
         .merge(api::tokens::routes())
         .merge(api::audit::routes())
+        .merge(api::directory::routes())
         .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

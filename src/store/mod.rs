@@ -45,8 +45,55 @@ pub struct Page<T> {
 }
 
 /// Everything tocsin stores.
-pub trait Store: ConfigStore + AccountStore + DeliveryStore + NotificationStore {}
-impl<T: ConfigStore + AccountStore + DeliveryStore + NotificationStore> Store for T {}
+pub trait Store:
+    ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore
+{
+}
+impl<T: ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore> Store
+    for T
+{
+}
+
+/// What one webhook's deliveries did over a period, by state, and its latest delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub cancelled: u64,
+    /// State and last change of the newest delivery (of any time).
+    pub last: Option<(DeliveryState, Timestamp, Option<String>)>,
+}
+
+/// Read models for the pages: bounded queries over recent deliveries and incidents.
+#[async_trait]
+pub trait ActivityStore: Send + Sync + 'static {
+    /// The first delivery `seq` created at or after `at`, found by bisecting the primary key
+    /// (deliveries are numbered as they are created), so period queries scan only the
+    /// period's rows; `None` when no delivery is that recent.
+    async fn first_seq_since(&self, at: Timestamp) -> StoreResult<Option<i64>>;
+    /// For each webhook, its deliveries from `from_seq` on by state, and its newest one.
+    async fn webhook_activity(
+        &self,
+        organization_id: &str,
+        webhook_ids: &[String],
+        from_seq: Option<i64>,
+    ) -> StoreResult<std::collections::HashMap<String, Activity>>;
+    /// The organization's deliveries from `from_seq` on, per hour (start, micros) and state.
+    async fn hourly_deliveries(
+        &self,
+        organization_id: &str,
+        from_seq: i64,
+    ) -> StoreResult<Vec<(i64, DeliveryState, u64)>>;
+    /// The latest event of each of the most recently updated incidents.
+    async fn recent_incidents(&self, organization_id: &str, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The incident message of each event (for log rows), by event id.
+    async fn event_messages(
+        &self,
+        organization_id: &str,
+        event_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, String>>;
+}
 
 /// Organizations, tokens and webhook configuration.
 #[async_trait]
@@ -124,6 +171,26 @@ pub trait ConfigStore: Send + Sync + 'static {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;
+
+    /// Records services, alert sources and teams seen in events (names updated).
+    async fn observe_directory(
+        &self,
+        organization_id: &str,
+        entries: &[crate::domain::directory::Entry],
+    ) -> StoreResult<()>;
+    /// Declares one by an operator (before any event names it).
+    async fn declare_directory(
+        &self,
+        organization_id: &str,
+        entry: &crate::domain::directory::Entry,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Everything known of one kind, by name.
+    async fn directory(
+        &self,
+        organization_id: &str,
+        kind: crate::domain::directory::Kind,
+    ) -> StoreResult<Vec<crate::domain::directory::Entry>>;
 
     /// Audit entries, newest first, with each one's position for paging.
     async fn list_audit(
@@ -272,6 +339,8 @@ pub struct LogQuery {
     pub until: Option<Timestamp>,
     /// Entries older than this position (from the previous page).
     pub before_seq: Option<i64>,
+    /// Entries newer than this position (what arrived since a page was drawn).
+    pub after_seq: Option<i64>,
     pub limit: u32,
 }
 

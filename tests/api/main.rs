@@ -1,6 +1,7 @@
 //! One integration-test binary: the real server on 127.0.0.1:0, over HTTP, against a fresh
 //! SQLite file and, where TEST_POSTGRES_URL is set, a fresh PostgreSQL database.
 
+mod browser;
 mod helpers;
 mod receiver;
 mod visitor;
@@ -10,6 +11,7 @@ mod cli;
 mod delivery;
 mod guarantees;
 mod notifications;
+mod pages;
 mod people;
 mod shaping;
 mod smtp_server;

@@ -47,6 +47,10 @@ async fn ingest(
     )
     .await?;
     if !accepted.duplicate {
+        state.directory.observe(
+            caller.organization_id(),
+            crate::domain::directory::from_event(&body, crate::domain::Timestamp::now()),
+        );
         tracing::debug!(event = %accepted.event_id, deliveries = accepted.deliveries, "event accepted");
     }
     Ok((

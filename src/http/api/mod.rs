@@ -1,6 +1,7 @@
 //! JSON API handlers, one file per resource.
 
 pub mod audit;
+pub mod directory;
 pub mod events;
 pub mod filters;
 pub mod health;

@@ -137,7 +137,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The caller's organization's webhook `id`, or 404.
-async fn existing(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+pub async fn existing(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
     state
         .store
         .webhook(caller.organization_id(), id)
@@ -216,17 +216,18 @@ async fn list(
     })))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(body): JsonBody,
-) -> Result<impl IntoResponse, ApiError> {
+/// Creates a webhook from its API body: the one path the JSON API and the pages share.
+pub async fn create_webhook(
+    state: &AppState,
+    caller: &Caller,
+    body: &Value,
+) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let spec = parse(&body)?;
+    let spec = parse(body)?;
     let actor = caller.actor();
     let hook = Webhook::new(caller.organization_id(), &actor.id, spec);
     let entry = audit_entry(
-        &caller,
+        caller,
         "webhook.created",
         &hook.id,
         &hook.spec.name,
@@ -234,7 +235,17 @@ async fn create(
     );
     state.store.insert_webhook(&hook, &entry).await?;
     state.catalog.invalidate(caller.organization_id());
-    tracing::info!(webhook = %hook.id, name = %hook.spec.name, "webhook created");
+    tracing::info!(webhook = %hook.id, name = ?hook.spec.name, "webhook created");
+    Ok(hook)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let hook = create_webhook(&state, &caller, &body).await?;
+    let actor = caller.actor();
     let mut body = with_secret(&hook);
     body["author"] = author(actor.kind, &actor.id, &actor.name);
     Ok((StatusCode::CREATED, Json(json!({ "data": body }))))
@@ -254,37 +265,49 @@ async fn show(
     Ok(Json(json!({ "data": body })))
 }
 
+/// Replaces a webhook's configuration from its API body (masked credentials sent back keep
+/// their stored values); disabling cancels its pending deliveries.
+pub async fn update_webhook(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: &Value,
+) -> Result<Webhook, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let current = existing(state, caller, id).await?;
+    let mut spec = parse(body)?;
+    webhook::restore_masked(&mut spec.header, &current.spec.header);
+    let entry = audit_entry(
+        caller,
+        "webhook.updated",
+        id,
+        &spec.name,
+        audit::diff(&audit_view(&current.spec), &audit_view(&spec), audit_mask),
+    );
+    let hook = state
+        .store
+        .update_webhook(caller.organization_id(), id, &spec, entry.at, &entry)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    state.catalog.invalidate(caller.organization_id());
+    if !hook.spec.enabled {
+        let cancelled = state
+            .store
+            .cancel_pending(caller.organization_id(), id, Timestamp::now())
+            .await?;
+        tracing::info!(webhook = %hook.id, cancelled, "webhook disabled; pending deliveries cancelled");
+    }
+    tracing::info!(webhook = %hook.id, "webhook updated");
+    Ok(hook)
+}
+
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Ability::ManageWebhooks)?;
-    let current = existing(&state, &caller, &id).await?;
-    let mut spec = parse(&body)?;
-    webhook::restore_masked(&mut spec.header, &current.spec.header);
-    let entry = audit_entry(
-        &caller,
-        "webhook.updated",
-        &id,
-        &spec.name,
-        audit::diff(&audit_view(&current.spec), &audit_view(&spec), audit_mask),
-    );
-    let hook = state
-        .store
-        .update_webhook(caller.organization_id(), &id, &spec, entry.at, &entry)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    state.catalog.invalidate(caller.organization_id());
-    if !hook.spec.enabled {
-        let cancelled = state
-            .store
-            .cancel_pending(caller.organization_id(), &id, Timestamp::now())
-            .await?;
-        tracing::info!(webhook = %hook.id, cancelled, "webhook disabled; pending deliveries cancelled");
-    }
-    tracing::info!(webhook = %hook.id, "webhook updated");
+    let hook = update_webhook(&state, &caller, &id, &body).await?;
     let mut body = webhook_json(&hook);
     body["author"] = Authors::load(&state, caller.organization_id())
         .await?
@@ -292,44 +315,51 @@ async fn update(
     Ok(Json(json!({ "data": body })))
 }
 
-async fn remove(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+/// Deletes a webhook (its deliveries go with it).
+pub async fn delete_webhook(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let current = existing(&state, &caller, &id).await?;
+    let current = existing(state, caller, id).await?;
     let entry = audit_entry(
-        &caller,
+        caller,
         "webhook.deleted",
-        &id,
+        id,
         &current.spec.name,
         Vec::new(),
     );
     let deleted = state
         .store
-        .delete_webhook(caller.organization_id(), &id, &entry)
+        .delete_webhook(caller.organization_id(), id, &entry)
         .await?;
     state.catalog.invalidate(caller.organization_id());
     if !deleted {
-        return Err(not_found(&id));
+        return Err(not_found(id));
     }
     tracing::info!(webhook = %id, "webhook deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
-async fn rotate_secret(
+async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<StatusCode, ApiError> {
+    delete_webhook(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Gives a webhook a new signing secret; the answer is the only place it is shown.
+pub async fn rotate_webhook_secret(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let current = existing(&state, &caller, &id).await?;
+    let current = existing(state, caller, id).await?;
     // The secret is named as changed, never shown.
     let entry = audit_entry(
-        &caller,
+        caller,
         "webhook.secret_rotated",
-        &id,
+        id,
         &current.spec.name,
         vec![audit::Change {
             field: "secret".into(),
@@ -341,14 +371,23 @@ async fn rotate_secret(
         .store
         .set_webhook_secret(
             caller.organization_id(),
-            &id,
+            id,
             &webhook::new_secret(),
             entry.at,
             &entry,
         )
         .await?
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| not_found(id))?;
     state.catalog.invalidate(caller.organization_id());
     tracing::info!(webhook = %hook.id, "webhook secret rotated");
+    Ok(hook)
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let hook = rotate_webhook_secret(&state, &caller, &id).await?;
     Ok(Json(json!({"data": with_secret(&hook)})))
 }

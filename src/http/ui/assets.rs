@@ -1,5 +1,5 @@
-//! The stylesheet, compiled into the binary and served under a name that carries a hash of
-//! its content, so browsers may keep it for ever and still see every new version.
+//! Static files compiled into the binary, each served under a name that carries a hash of
+//! its content, so browsers may keep them for ever and still see every new version.
 
 use std::sync::OnceLock;
 
@@ -10,31 +10,70 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-const CSS: &str = include_str!("assets/tocsin.css");
-pub const CSS_ROUTE: &str = "/assets/{file}";
+pub const ROUTE: &str = "/assets/{file}";
 
-fn css_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let hash = hex::encode(Sha256::digest(CSS.as_bytes()));
-        format!("tocsin.{}.css", &hash[..16])
+struct Asset {
+    stem: &'static str,
+    ext: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        stem: "tocsin",
+        ext: "css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("assets/tocsin.css"),
+    },
+    Asset {
+        stem: "tocsin",
+        ext: "js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("assets/tocsin.js"),
+    },
+    // htmx 2.0.11 from the npm registry (htmx.org), Zero-Clause BSD: vendor/htmx-LICENSE.txt.
+    Asset {
+        stem: "htmx",
+        ext: "js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("assets/vendor/htmx-2.0.11.min.js"),
+    },
+];
+
+/// `tocsin.3f2a…9c.css` for each asset, computed once.
+fn names() -> &'static Vec<String> {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let hash = hex::encode(Sha256::digest(a.bytes));
+                format!("{}.{}.{}", a.stem, &hash[..16], a.ext)
+            })
+            .collect()
     })
 }
 
-pub fn css_url() -> String {
-    format!("/assets/{}", css_name())
+/// The URL of an asset by its stem and extension (`url("htmx", "js")`).
+pub fn url(stem: &str, ext: &str) -> String {
+    let i = ASSETS
+        .iter()
+        .position(|a| a.stem == stem && a.ext == ext)
+        .expect("a known asset");
+    format!("/assets/{}", names()[i])
 }
 
-pub async fn css(Path(file): Path<String>) -> Response {
-    if file != css_name() {
+pub async fn serve(Path(file): Path<String>) -> Response {
+    let Some(i) = names().iter().position(|n| *n == file) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
-    }
+    };
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, ASSETS[i].content_type),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
-        CSS,
+        ASSETS[i].bytes,
     )
         .into_response()
 }

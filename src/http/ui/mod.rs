@@ -2,10 +2,17 @@
 //! Every page gets the same security headers; every form that changes something carries
 //! the session's CSRF token.
 
+mod admin;
 mod assets;
 mod forms;
+mod incidents;
 mod login;
+mod logs;
+mod overview;
+mod settings;
 mod setup;
+mod webhook_form;
+mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -23,12 +30,60 @@ use crate::domain::token::Ability;
 pub use forms::FormBody;
 
 pub fn routes() -> Router<AppState> {
+    use axum::routing::post;
     Router::new()
-        .route("/", get(home))
+        .route("/", get(overview::show))
         .route("/login", get(login::show).post(login::submit))
-        .route("/logout", axum::routing::post(login::logout))
+        .route("/logout", post(login::logout))
         .route("/setup/{code}", get(setup::show).post(setup::submit))
-        .route(assets::CSS_ROUTE, get(assets::css))
+        .route("/webhooks", get(webhooks::list))
+        .route(
+            "/webhooks/new",
+            get(webhook_form::new).post(webhook_form::create),
+        )
+        .route("/webhooks/preview", post(webhook_form::preview))
+        .route("/webhooks/{id}", get(webhooks::open))
+        .route("/webhooks/{id}/enabled", post(webhooks::set_enabled))
+        .route(
+            "/webhooks/{id}/configure",
+            get(webhook_form::configure).post(webhook_form::save_configure),
+        )
+        .route(
+            "/webhooks/{id}/filters",
+            get(webhook_form::filters).post(webhook_form::save_filters),
+        )
+        .route(
+            "/webhooks/{id}/filters/test",
+            post(webhook_form::test_filter),
+        )
+        .route(
+            "/webhooks/{id}/payload",
+            get(webhook_form::payload).post(webhook_form::save_payload),
+        )
+        .route("/webhooks/{id}/logs", get(logs::show))
+        .route("/webhooks/{id}/logs/rows", get(logs::rows))
+        .route("/webhooks/{id}/logs/{delivery_id}", get(logs::detail))
+        .route(
+            "/webhooks/{id}/logs/{delivery_id}/resend",
+            post(logs::resend),
+        )
+        .route(
+            "/webhooks/{id}/settings",
+            get(settings::show).post(settings::save),
+        )
+        .route("/webhooks/{id}/secret", post(settings::reveal_secret))
+        .route("/webhooks/{id}/rotate-secret", post(settings::rotate))
+        .route("/webhooks/{id}/delete", post(settings::delete))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{incident_id}/send", post(incidents::send))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/users", get(admin::users).post(admin::invite))
+        .route("/users/{id}/role", post(admin::set_role))
+        .route("/users/{id}/disabled", post(admin::set_disabled))
+        .route("/users/{id}/reset-password", post(admin::reset_password))
+        .route("/audit", get(admin::audit))
+        .route(assets::ROUTE, get(assets::serve))
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -36,7 +91,34 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("setup.html", include_str!("templates/setup.html")),
     ("message.html", include_str!("templates/message.html")),
-    ("home.html", include_str!("templates/home.html")),
+    ("overview.html", include_str!("templates/overview.html")),
+    ("webhooks.html", include_str!("templates/webhooks.html")),
+    (
+        "webhook_tabs.html",
+        include_str!("templates/webhook_tabs.html"),
+    ),
+    (
+        "webhook_form.html",
+        include_str!("templates/webhook_form.html"),
+    ),
+    (
+        "filter_rows.html",
+        include_str!("templates/filter_rows.html"),
+    ),
+    ("preview.html", include_str!("templates/preview.html")),
+    (
+        "filter_test.html",
+        include_str!("templates/filter_test.html"),
+    ),
+    ("logs.html", include_str!("templates/logs.html")),
+    ("log_rows.html", include_str!("templates/log_rows.html")),
+    ("log_detail.html", include_str!("templates/log_detail.html")),
+    ("settings.html", include_str!("templates/settings.html")),
+    ("secret.html", include_str!("templates/secret.html")),
+    ("incidents.html", include_str!("templates/incidents.html")),
+    ("tokens.html", include_str!("templates/tokens.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("audit.html", include_str!("templates/audit.html")),
 ];
 
 /// The templates, parsed once. HTML auto-escaping applies (names end in `.html`).
@@ -44,6 +126,17 @@ fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // A path segment, percent-encoded (ids from events may contain anything).
+        env.add_filter("urlencode_path", |text: String| -> String {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
@@ -52,16 +145,136 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-/// What every page's layout needs: who is looking, the CSRF token, the stylesheet.
+/// What every page's layout needs: who is looking (and what they may do), the CSRF
+/// token, the assets.
 pub fn base_context(caller: Option<&Caller>) -> Value {
     let me = caller.and_then(Caller::user).map(|u| {
-        context! { name => &u.name, email => &u.email, role => u.role.as_str() }
+        context! {
+            name => &u.name,
+            email => &u.email,
+            role => u.role.as_str(),
+            admin => u.role.allows(Ability::Admin),
+            manage => u.role.allows(Ability::ManageWebhooks),
+        }
     });
     context! {
         me => me,
         csrf => caller.and_then(Caller::csrf_token),
-        css_url => assets::css_url(),
+        assets => context! {
+            css => assets::url("tocsin", "css"),
+            js => assets::url("tocsin", "js"),
+            htmx => assets::url("htmx", "js"),
+        },
     }
+}
+
+/// A logged-in person looking at a page. Anyone else is sent to the login page (and back
+/// afterwards); pages are for people, not API tokens.
+pub struct Person(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Person {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        match super::auth::authenticate(&parts.headers, state).await {
+            Ok(Some(caller @ Caller::User { .. })) => Ok(Person(caller)),
+            _ => {
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                // Background requests (htmx) cannot follow a redirect to a form.
+                if parts.headers.contains_key("hx-request") {
+                    let mut r = StatusCode::UNAUTHORIZED.into_response();
+                    r.headers_mut()
+                        .insert("hx-redirect", HeaderValue::from_static("/login"));
+                    return Err(r);
+                }
+                Err(to_login(&path))
+            }
+        }
+    }
+}
+
+impl Person {
+    pub fn caller(&self) -> &Caller {
+        &self.0
+    }
+
+    // The error is the page to answer with, returned as is: boxing it would gain nothing.
+    #[allow(clippy::result_large_err)]
+    /// A form that changes something must carry this session's CSRF token, as the
+    /// `csrf_token` field or (htmx) the `X-CSRF-Token` header.
+    pub fn verify(&self, headers: &axum::http::HeaderMap, form: &FormBody) -> Result<(), Response> {
+        let presented = headers
+            .get(super::auth::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or(Some(form.get("csrf_token")).filter(|t| !t.is_empty()));
+        self.0.check_csrf(presented).map_err(|_| {
+            message(
+                StatusCode::FORBIDDEN,
+                Some(&self.0),
+                "Nothing was changed",
+                "The form was stale or came from another site (its security token did not match). Reload the page and try again.",
+                Some(("/", "Overview")),
+            )
+        })
+    }
+
+    /// The page that says the person's role does not allow an action.
+    pub fn refuse(&self, what: &str) -> Response {
+        message(
+            StatusCode::FORBIDDEN,
+            Some(&self.0),
+            "Not allowed",
+            &format!(
+                "Your role ({}) does not allow {what}. Ask an admin.",
+                self.0.user().map_or("", |u| u.role.as_str())
+            ),
+            Some(("/", "Overview")),
+        )
+    }
+}
+
+/// An API error shown as a page.
+pub fn error_page(caller: &Caller, e: super::error::ApiError) -> Response {
+    let status = e.status();
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
+        _ => "That did not work",
+    };
+    message(
+        status,
+        Some(caller),
+        title,
+        &e.to_string(),
+        Some(("/webhooks", "Webhooks")),
+    )
+}
+
+/// Messages shown once after a change, chosen by `?done=` (never free text from the URL).
+pub fn flash(query: Option<&str>) -> Option<&'static str> {
+    let done = super::extract::query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "done")?
+        .1;
+    Some(match done.as_str() {
+        "created" => "Webhook created. Its signing secret is on the Settings tab.",
+        "saved" => "Saved.",
+        "deleted" => "Webhook deleted.",
+        "rotated" => "Signing secret rotated: receivers must use the new one.",
+        "resent" => "Sent again as a new delivery.",
+        "sent" => "Sent to the webhook.",
+        "revoked" => "Token revoked.",
+        "updated" => "User updated.",
+        _ => return None,
+    })
 }
 
 /// Renders a page with `status`. A template error is a bug: logged, and a plain 500.
@@ -97,42 +310,6 @@ pub fn message(
 pub fn to_login(path: &str) -> Response {
     let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
     Redirect::to(&format!("/login?next={next}")).into_response()
-}
-
-async fn home(state: axum::extract::State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let caller = match super::auth::authenticate(&headers, &state).await {
-        Ok(Some(caller @ Caller::User { .. })) => caller,
-        _ => return to_login("/"),
-    };
-    let user = caller.user().expect("a person");
-    let abilities: Vec<&str> = [
-        (
-            Ability::Read,
-            "See webhooks, their delivery logs, users and the audit log",
-        ),
-        (
-            Ability::ManageWebhooks,
-            "Create, change, disable and delete webhooks",
-        ),
-        (
-            Ability::Admin,
-            "Invite people, change roles, and manage API tokens",
-        ),
-    ]
-    .into_iter()
-    .filter(|(a, _)| caller.allows(*a))
-    .map(|(_, text)| text)
-    .collect();
-    render(
-        StatusCode::OK,
-        "home.html",
-        base_context(Some(&caller)),
-        context! {
-            title => "Home",
-            role_description => user.role.description(),
-            abilities => abilities,
-        },
-    )
 }
 
 /// Headers every answer carries: pages may not be framed, scripts come only from here and
@@ -172,7 +349,7 @@ mod tests {
         let page = env
             .get_template("message.html")
             .unwrap()
-            .render(context! { title => "<b>x</b>", message => "a & b", css_url => "/c.css" })
+            .render(context! { title => "<b>x</b>", message => "a & b", ..base_context(None) })
             .unwrap();
         assert!(
             page.contains("&lt;b&gt;x") && !page.contains("<b>"),

@@ -231,6 +231,73 @@ impl ConfigStore for SqlStore {
         Ok(())
     }
 
+    async fn observe_directory(
+        &self,
+        organization_id: &str,
+        entries: &[crate::domain::directory::Entry],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO directory (organization_id, kind, id, name, last_seen) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (organization_id, kind, id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen",
+            )
+            .bind(organization_id)
+            .bind(e.kind.as_str())
+            .bind(&e.id)
+            .bind(&e.name)
+            .bind(e.last_seen.map(Timestamp::as_micros))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn declare_directory(
+        &self,
+        organization_id: &str,
+        e: &crate::domain::directory::Entry,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO directory (organization_id, kind, id, name, declared_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (organization_id, kind, id) DO UPDATE SET name = excluded.name, declared_at = excluded.declared_at",
+        )
+        .bind(organization_id)
+        .bind(e.kind.as_str())
+        .bind(&e.id)
+        .bind(&e.name)
+        .bind(at.as_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn directory(
+        &self,
+        organization_id: &str,
+        kind: crate::domain::directory::Kind,
+    ) -> StoreResult<Vec<crate::domain::directory::Entry>> {
+        let rows = sqlx::query(
+            "SELECT id, name, last_seen FROM directory WHERE organization_id = $1 AND kind = $2 ORDER BY name, id LIMIT 1000",
+        )
+        .bind(organization_id)
+        .bind(kind.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::domain::directory::Entry {
+                    kind,
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    last_seen: super::optional_time(row, "last_seen")?,
+                })
+            })
+            .collect()
+    }
+
     async fn list_audit(
         &self,
         organization_id: &str,

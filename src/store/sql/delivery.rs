@@ -33,7 +33,33 @@ fn method_from(text: &str) -> StoreResult<Method> {
     }
 }
 
-fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
+/// An event as stored (columns `id, producer_id, event_type, payload_event_id, timestamp,
+/// body, received_at`).
+pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult<Event> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
+    let type_name: String = row.try_get("event_type")?;
+    let body: String = row.try_get("body")?;
+    let mut body: Value = serde_json::from_str(&body).map_err(|_| corrupt("body is not JSON"))?;
+    let incident = match body["incident"].take() {
+        Value::Object(map) => map,
+        _ => return Err(corrupt("no incident")),
+    };
+    Ok(Event {
+        organization_id: organization_id.to_owned(),
+        producer_id: row.try_get("producer_id")?,
+        event_type: EventType::from_name(&type_name).ok_or_else(|| corrupt("unknown type"))?,
+        payload_event_id: row.try_get("payload_event_id")?,
+        timestamp: row.try_get("timestamp")?,
+        organization: body["organization"].take(),
+        team: body["team"].take(),
+        incident,
+        received_at: Timestamp::from_micros(row.try_get("received_at")?),
+        id,
+    })
+}
+
+pub(crate) fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
     let state: String = row.try_get("state")?;
     let method: String = row.try_get("method")?;
     let delivery = Delivery {
@@ -200,29 +226,8 @@ impl DeliveryStore for SqlStore {
         .bind(incident_id)
         .fetch_optional(&self.reader)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get("id")?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
-        let type_name: String = row.try_get("event_type")?;
-        let body: String = row.try_get("body")?;
-        let mut body: Value =
-            serde_json::from_str(&body).map_err(|_| corrupt("body is not JSON"))?;
-        let incident = match body["incident"].take() {
-            Value::Object(map) => map,
-            _ => return Err(corrupt("no incident")),
-        };
-        Ok(Some(Event {
-            organization_id: organization_id.to_owned(),
-            producer_id: row.try_get("producer_id")?,
-            event_type: EventType::from_name(&type_name).ok_or_else(|| corrupt("unknown type"))?,
-            payload_event_id: row.try_get("payload_event_id")?,
-            timestamp: row.try_get("timestamp")?,
-            organization: body["organization"].take(),
-            team: body["team"].take(),
-            incident,
-            received_at: Timestamp::from_micros(row.try_get("received_at")?),
-            id,
-        }))
+        row.map(|row| event_from_row(organization_id, &row))
+            .transpose()
     }
 
     async fn claim_due(
@@ -453,6 +458,9 @@ impl DeliveryStore for SqlStore {
         }
         if let Some(seq) = q.before_seq {
             conditions.push("seq < ?", Bind::Int(seq));
+        }
+        if let Some(seq) = q.after_seq {
+            conditions.push("seq > ?", Bind::Int(seq));
         }
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2{} ORDER BY seq DESC LIMIT {}",

@@ -3,6 +3,7 @@
 //! BIGINT and TEXT columns) unless [`Dialect`] says otherwise.
 
 mod accounts;
+mod activity;
 mod audit;
 mod config;
 mod delivery;

@@ -1,0 +1,113 @@
+//! What tocsin knows of the incident platform's services, alert sources and teams: learnt
+//! from every event it accepts, or declared by an operator before the first event.
+
+use serde_json::Value;
+
+use super::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    AlertSource,
+    Team,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Service, Kind::AlertSource, Kind::Team];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::AlertSource => "alert_source",
+            Kind::Team => "team",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub id: String,
+    pub name: String,
+    pub last_seen: Option<Timestamp>,
+}
+
+const MAX_FIELD: usize = 200;
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_FIELD)
+        .map(str::to_owned)
+}
+
+/// The service, alert source and team an event names (an event body as `POST /v3/events`
+/// takes it). An entry without a name is named by its id.
+pub fn from_event(body: &Value, at: Timestamp) -> Vec<Entry> {
+    let incident = body.get("incident");
+    let pick = |kind: Kind, object: Option<&Value>, names: &[&str]| {
+        let object = object?;
+        let id = text(object.get("id"))?;
+        let name = names
+            .iter()
+            .find_map(|n| text(object.get(*n)))
+            .unwrap_or_else(|| id.clone());
+        Some(Entry {
+            kind,
+            id,
+            name,
+            last_seen: Some(at),
+        })
+    };
+    [
+        pick(
+            Kind::Service,
+            incident.and_then(|i| i.get("service")),
+            &["name", "slug"],
+        ),
+        pick(
+            Kind::AlertSource,
+            incident.and_then(|i| i.get("alert_source")),
+            &["type", "name", "short_name"],
+        ),
+        pick(Kind::Team, body.get("team"), &["name"]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn entries_come_from_the_incident_and_team_with_names() {
+        let body = json!({"team": {"id": "t1", "name": "SRE"},
+            "incident": {"service": {"id": "s1", "name": "API"},
+                         "alert_source": {"id": "a1", "type": "Prometheus"}}});
+        let at = Timestamp::from_micros(5);
+        let entries = from_event(&body, at);
+        let names: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|e| (e.kind.as_str(), e.id.as_str(), e.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("service", "s1", "API"),
+                ("alert_source", "a1", "Prometheus"),
+                ("team", "t1", "SRE")
+            ]
+        );
+        let bare = from_event(&json!({"incident": {"service": {"id": "s2"}}}), at);
+        assert_eq!(bare[0].name, "s2");
+        assert!(from_event(&json!({}), at).is_empty());
+    }
+}

@@ -1,0 +1,108 @@
+//! `/v3/services`, `/v3/alert-sources`, `/v3/teams`: what tocsin has learnt from events, for
+//! the filter builder's drop-downs. `PUT …/{id}` declares one before any event names it.
+
+use axum::{
+    extract::{Path, State},
+    routing::{get, put},
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    domain::{
+        directory::{Entry, Kind},
+        token::Ability,
+        FieldError, Timestamp,
+    },
+    http::{
+        auth::Caller,
+        error::ApiError,
+        extract::{object_members, optional_string, JsonBody},
+        AppState,
+    },
+};
+
+const PATHS: [(&str, Kind); 3] = [
+    ("/v3/services", Kind::Service),
+    ("/v3/alert-sources", Kind::AlertSource),
+    ("/v3/teams", Kind::Team),
+];
+
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new();
+    for (path, kind) in PATHS {
+        router = router
+            .route(
+                path,
+                get(move |state: State<AppState>, caller: Caller| list(state, caller, kind)),
+            )
+            .route(
+                &format!("{path}/{{id}}"),
+                put(
+                    move |state: State<AppState>,
+                          caller: Caller,
+                          id: Path<String>,
+                          body: JsonBody| {
+                        declare(state, caller, id, body, kind)
+                    },
+                ),
+            );
+    }
+    router
+}
+
+pub fn entry_json(e: &Entry) -> Value {
+    json!({"id": e.id, "name": e.name, "last_seen": e.last_seen.map(|t| t.to_rfc3339())})
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    kind: Kind,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let entries = state
+        .store
+        .directory(caller.organization_id(), kind)
+        .await?;
+    Ok(Json(
+        json!({"data": entries.iter().map(entry_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn declare(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+    kind: Kind,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let map = object_members(&body, &["name"], &["id", "last_seen"], "invalid_directory")?;
+    let mut errors = Vec::new();
+    let name = optional_string(map, "name", &mut errors).unwrap_or_default();
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "is required: 1–200 characters without line breaks",
+        ));
+    }
+    if id.len() > 200 {
+        errors.push(FieldError::new("id", "must be at most 200 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid("invalid_directory", errors));
+    }
+    let entry = Entry {
+        kind,
+        id,
+        name: name.to_owned(),
+        last_seen: None,
+    };
+    state
+        .store
+        .declare_directory(caller.organization_id(), &entry, Timestamp::now())
+        .await?;
+    Ok(Json(json!({"data": entry_json(&entry)})))
+}

@@ -1,0 +1,286 @@
+//! The Logs tab: a webhook's deliveries newest first, new ones appearing as they come (htmx
+//! polling), each expandable to the exact payload, the request headers (masked) and every
+//! attempt; "Send again" makes a new delivery of the same payload.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, Value as Ctx};
+use serde_json::Value;
+
+use super::{base_context, error_page, flash, render, FormBody, Person};
+use crate::{
+    domain::{
+        delivery::{Delivery, DeliveryState},
+        event_type::EVENT_TYPES,
+        token::Ability,
+    },
+    http::{api::webhooks::existing, error::ApiError, extract::query_pairs, AppState},
+    intake,
+    store::LogQuery,
+};
+
+const PAGE: u32 = 50;
+
+/// The filters of the page, from its query string; unknown values are ignored.
+fn query_of(raw: Option<&str>) -> (LogQuery, Vec<(String, String)>) {
+    let mut q = LogQuery {
+        limit: PAGE,
+        ..LogQuery::default()
+    };
+    let mut kept = Vec::new();
+    for (k, v) in query_pairs(raw) {
+        match k.as_str() {
+            "state" => {
+                if let Some(s) = DeliveryState::parse(&v) {
+                    q.state = Some(s);
+                    kept.push((k, v));
+                }
+            }
+            "event_type" => {
+                if let Some(t) = EVENT_TYPES.iter().find(|t| t.name == v) {
+                    q.event_type = Some(t.name.to_owned());
+                    kept.push((k, v));
+                }
+            }
+            "incident_id" if !v.trim().is_empty() => {
+                q.incident_id = Some(v.trim().to_owned());
+                kept.push((k, v.trim().to_owned()));
+            }
+            "cursor" => q.before_seq = v.parse().ok().filter(|n: &i64| *n > 0),
+            "after" => q.after_seq = v.parse().ok().filter(|n: &i64| *n >= 0),
+            _ => {}
+        }
+    }
+    (q, kept)
+}
+
+fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    for (k, v) in extra {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+async fn rows_context(
+    state: &AppState,
+    org: &str,
+    rows: &[(i64, Delivery)],
+) -> Result<Vec<Ctx>, ApiError> {
+    let event_ids: Vec<String> = rows.iter().map(|(_, d)| d.event_id.clone()).collect();
+    let messages = state.store.event_messages(org, &event_ids).await?;
+    Ok(rows
+        .iter()
+        .map(|(seq, d)| {
+            context! {
+                seq => seq,
+                id => &d.id,
+                state => d.state.as_str(),
+                event_type => &d.event_type,
+                incident_id => &d.incident_id,
+                message => messages.get(&d.event_id).map(|m| m.chars().take(120).collect::<String>()),
+                url => &d.url,
+                method => d.method.as_str(),
+                attempts => d.attempts,
+                last_status => d.last_status,
+                last_error => &d.last_error,
+                created_at => d.created_at.to_rfc3339(),
+            }
+        })
+        .collect())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let hook = match existing(&state, person.caller(), &id).await {
+        Ok(h) => h,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    let org = person.caller().organization_id().to_owned();
+    let (mut q, kept) = query_of(raw.as_deref());
+    q.after_seq = None;
+    q.limit = PAGE + 1;
+    let mut rows = match state.store.list_deliveries(&org, &id, &q).await {
+        Ok(r) => r,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let older = crate::http::api::paging::next_cursor(&mut rows, PAGE as usize).map(|c| {
+        format!(
+            "/webhooks/{id}/logs?{}",
+            query_string(&kept, &[("cursor", c)])
+        )
+    });
+    // The newest row shown: polling asks for what came after it (only on the first page).
+    let newest = rows.first().map_or(0, |(seq, _)| *seq);
+    let poll = q.before_seq.is_none().then(|| {
+        format!(
+            "/webhooks/{id}/logs/rows?{}",
+            query_string(&kept, &[("after", newest.to_string())])
+        )
+    });
+    let items = match rows_context(&state, &org, &rows).await {
+        Ok(i) => i,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    let filter = |k: &str| {
+        kept.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    render(
+        StatusCode::OK,
+        "logs.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => format!("{} · Logs", hook.spec.name),
+            nav => "webhooks",
+            tab => "logs",
+            flash => flash(raw.as_deref()),
+            hook => context! { id => &hook.id, name => &hook.spec.name, enabled => hook.spec.enabled },
+            rows => items,
+            older => older,
+            poll => poll,
+            states => DeliveryState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            event_types => EVENT_TYPES.iter().map(|t| t.name).collect::<Vec<_>>(),
+            f_state => filter("state"),
+            f_event_type => filter("event_type"),
+            f_incident => filter("incident_id"),
+            filtered => !kept.is_empty(),
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+/// New rows since `after` (htmx polling), and the poller that asks again from the newest.
+pub async fn rows(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let org = person.caller().organization_id().to_owned();
+    if let Err(e) = existing(&state, person.caller(), &id).await {
+        return error_page(person.caller(), e);
+    }
+    let (mut q, kept) = query_of(raw.as_deref());
+    let after = q.after_seq.unwrap_or(0);
+    q.before_seq = None;
+    q.limit = PAGE;
+    let rows = match state.store.list_deliveries(&org, &id, &q).await {
+        Ok(r) => r,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let newest = rows.first().map_or(after, |(seq, _)| *seq);
+    let items = match rows_context(&state, &org, &rows).await {
+        Ok(i) => i,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    render(
+        StatusCode::OK,
+        "log_rows.html",
+        base_context(Some(person.caller())),
+        context! {
+            hook => context! { id => &id },
+            rows => items,
+            oob => true,
+            poll => format!("/webhooks/{id}/logs/rows?{}", query_string(&kept, &[("after", newest.to_string())])),
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+fn pretty(payload: &str) -> String {
+    serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| payload.to_owned())
+}
+
+/// One delivery in full (htmx, into the expanded row).
+pub async fn detail(
+    State(state): State<AppState>,
+    person: Person,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Response {
+    let found = state
+        .store
+        .delivery(person.caller().organization_id(), &id, &delivery_id)
+        .await;
+    let (d, attempts) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return error_page(
+                person.caller(),
+                ApiError::NotFound(format!("delivery {delivery_id}")),
+            )
+        }
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let headers = |list: &[(String, String)]| -> Vec<Ctx> {
+        list.iter()
+            .map(|(k, v)| context! { name => k, value => v })
+            .collect()
+    };
+    let attempts_ctx: Vec<Ctx> = attempts
+        .iter()
+        .rev()
+        .map(|a| {
+            context! {
+                number => a.number,
+                started_at => a.started_at.to_rfc3339(),
+                duration_ms => a.duration_ms,
+                status => a.response_status,
+                response_headers => headers(&a.response_headers),
+                body => &a.response_body,
+                error => &a.error,
+            }
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "log_detail.html",
+        base_context(Some(person.caller())),
+        context! {
+            hook => context! { id => &id },
+            d => context! {
+                id => &d.id, state => d.state.as_str(), url => &d.url, method => d.method.as_str(),
+                event_id => &d.event_id, next_attempt_at => d.next_attempt_at.map(|t| t.to_rfc3339()),
+            },
+            payload => pretty(&d.payload),
+            request_headers => attempts.last().map(|a| headers(&a.request_headers)).unwrap_or_default(),
+            attempts => attempts_ctx,
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path((id, delivery_id)): Path<(String, String)>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    if !person.caller().allows(Ability::ManageWebhooks) {
+        return person.refuse("sending deliveries again");
+    }
+    let org = person.caller().organization_id().to_owned();
+    match intake::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {
+        Ok(_) => Redirect::to(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
+        Err(e) => error_page(person.caller(), e.into()),
+    }
+}

@@ -1,0 +1,165 @@
+//! `/`: the last 24 hours at a glance — deliveries per hour (succeeded and failed, drawn
+//! server-side as SVG), webhooks failing now, URLs whose circuit is open.
+
+use axum::{extract::State, http::StatusCode, response::Response};
+use minijinja::{context, Value as Ctx};
+
+use super::{base_context, error_page, render, webhooks::day_ago, Person};
+use crate::{domain::delivery::DeliveryState, http::AppState};
+
+const HOUR: i64 = 3_600_000_000;
+const CHART_W: i64 = 720;
+const CHART_H: i64 = 160;
+
+/// Bars for the 24 hours ending now: `(x, width, succeeded height, failed height, label)`.
+pub fn bars(counts: &[(i64, DeliveryState, u64)], now_micros: i64) -> (Vec<Ctx>, u64) {
+    let first_hour = (now_micros / HOUR - 23) * HOUR;
+    let mut ok = [0u64; 24];
+    let mut failed = [0u64; 24];
+    for (hour, state, n) in counts {
+        let i = (hour - first_hour) / HOUR;
+        if !(0..24).contains(&i) {
+            continue;
+        }
+        match state {
+            DeliveryState::Succeeded => ok[i as usize] += n,
+            DeliveryState::Failed => failed[i as usize] += n,
+            _ => {}
+        }
+    }
+    let max = (0..24).map(|i| ok[i] + failed[i]).max().unwrap_or(0).max(1);
+    let width = CHART_W / 24;
+    let bars = (0..24)
+        .map(|i| {
+            let h = |n: u64| (n as i64 * (CHART_H - 20)) / max as i64;
+            let (ok_h, failed_h) = (h(ok[i]), h(failed[i]));
+            let hour =
+                crate::domain::Timestamp::from_micros(first_hour + i as i64 * HOUR).to_rfc3339();
+            context! {
+                x => i as i64 * width + 2,
+                w => width - 4,
+                ok_y => CHART_H - ok_h,
+                ok_h => ok_h,
+                failed_y => CHART_H - ok_h - failed_h,
+                failed_h => failed_h,
+                ok => ok[i],
+                failed => failed[i],
+                label => hour[11..16].to_owned(),
+                tick => i % 4 == 0,
+            }
+        })
+        .collect();
+    (bars, max)
+}
+
+pub async fn show(State(state): State<AppState>, person: Person) -> Response {
+    let org = person.caller().organization_id().to_owned();
+    let from = state.store.first_seq_since(day_ago()).await.unwrap_or(None);
+    let counts = match from {
+        Some(from) => match state.store.hourly_deliveries(&org, from).await {
+            Ok(c) => c,
+            Err(e) => return error_page(person.caller(), e.into()),
+        },
+        None => Vec::new(),
+    };
+    let total_ok: u64 = counts
+        .iter()
+        .filter(|c| c.1 == DeliveryState::Succeeded)
+        .map(|c| c.2)
+        .sum();
+    let total_failed: u64 = counts
+        .iter()
+        .filter(|c| c.1 == DeliveryState::Failed)
+        .map(|c| c.2)
+        .sum();
+    let (bars, max) = bars(&counts, crate::domain::Timestamp::now().as_micros());
+    let snapshot = match state.catalog.webhooks(&org).await {
+        Ok(s) => s,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let ids: Vec<String> = snapshot
+        .webhooks
+        .iter()
+        .map(|c| c.webhook.id.clone())
+        .take(200)
+        .collect();
+    let activity = state
+        .store
+        .webhook_activity(&org, &ids, from)
+        .await
+        .unwrap_or_default();
+    let failing: Vec<Ctx> = snapshot
+        .webhooks
+        .iter()
+        .filter_map(|c| {
+            let a = activity.get(&c.webhook.id)?;
+            let (last_state, at, error) = a.last.as_ref()?;
+            let failing = *last_state == DeliveryState::Failed
+                || (*last_state == DeliveryState::Pending && error.is_some());
+            failing.then(|| {
+                context! {
+                    id => &c.webhook.id, name => &c.webhook.spec.name,
+                    error => error, at => at.to_rfc3339(), failed => a.failed,
+                }
+            })
+        })
+        .collect();
+    let open = state.engine.open_circuits();
+    let open_urls: Vec<Ctx> = open
+        .iter()
+        .map(|url| {
+            let hooks: Vec<Ctx> = snapshot
+                .webhooks
+                .iter()
+                .filter(|c| c.webhook.spec.urls.iter().any(|u| &u.url == url))
+                .map(|c| context! { id => &c.webhook.id, name => &c.webhook.spec.name })
+                .collect();
+            context! { url => url, hooks => hooks }
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "overview.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => "Overview",
+            nav => "overview",
+            bars => bars,
+            max => max,
+            chart_w => CHART_W,
+            chart_h => CHART_H,
+            total_ok => total_ok,
+            total_failed => total_failed,
+            failing => failing,
+            open_urls => open_urls,
+            webhooks => snapshot.webhooks.len(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_cover_the_last_24_hours_scaled_to_the_busiest() {
+        let now = 1_000 * HOUR + HOUR / 2;
+        let counts = [
+            (1_000 * HOUR, DeliveryState::Succeeded, 30),
+            (1_000 * HOUR, DeliveryState::Failed, 10),
+            (977 * HOUR, DeliveryState::Succeeded, 5),
+            (976 * HOUR, DeliveryState::Succeeded, 99), // 24 hours before: outside
+        ];
+        let (bars, max) = bars(&counts, now);
+        assert_eq!(bars.len(), 24);
+        assert_eq!(max, 40);
+        let last = &bars[23];
+        assert_eq!(last.get_attr("ok").unwrap().as_usize(), Some(30));
+        assert_eq!(last.get_attr("failed").unwrap().as_usize(), Some(10));
+        let full = CHART_H - 20;
+        let ok_h = last.get_attr("ok_h").unwrap().as_i64().unwrap();
+        let failed_h = last.get_attr("failed_h").unwrap().as_i64().unwrap();
+        assert_eq!(ok_h + failed_h, full, "the busiest hour fills the chart");
+        assert_eq!(bars[0].get_attr("ok").unwrap().as_usize(), Some(5));
+    }
+}

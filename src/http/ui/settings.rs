@@ -1,0 +1,276 @@
+//! The Settings tab: name, description, failure e-mails, retries, timeout, enabled; the
+//! signing secret (revealed on click to admins, rotated with confirmation); the failure
+//! notifications; deleting with the webhook's name typed as confirmation.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, Value as Ctx};
+use serde_json::{json, Value};
+
+use super::{
+    base_context, error_page, flash, render,
+    webhook_form::{number, split_list},
+    FormBody, Person,
+};
+use crate::{
+    domain::{token::Ability, webhook::Webhook},
+    http::{
+        api::webhooks::{
+            delete_webhook, existing, rotate_webhook_secret, update_webhook, webhook_json,
+        },
+        error::ApiError,
+        AppState,
+    },
+};
+
+#[allow(clippy::too_many_arguments)]
+async fn page(
+    state: &AppState,
+    person: &Person,
+    status: StatusCode,
+    hook: &Webhook,
+    values: &Value,
+    errors: std::collections::BTreeMap<String, String>,
+    new_secret: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let notifications = state
+        .store
+        .list_notifications(person.caller().organization_id(), &hook.id, 20)
+        .await
+        .unwrap_or_default();
+    let notes: Vec<Ctx> = notifications
+        .iter()
+        .map(|n| {
+            context! {
+                state => format!("{:?}", n.state).to_lowercase(),
+                created_at => n.created_at.to_rfc3339(),
+                sent_at => n.sent_at.map(|t| t.to_rfc3339()),
+                last_error => &n.last_error,
+                delivery_id => &n.delivery_id,
+            }
+        })
+        .collect();
+    let mail_ids = values["mail_ids"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    render(
+        status,
+        "settings.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => format!("{} · Settings", hook.spec.name),
+            nav => "webhooks",
+            tab => "settings",
+            flash => flash(query),
+            hook => context! { id => &hook.id, name => &hook.spec.name, enabled => hook.spec.enabled },
+            v => Ctx::from(minijinja::value::Serde(values)),
+            mail_ids => mail_ids,
+            errors => Ctx::from(errors),
+            notifications => notes,
+            new_secret => new_secret,
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+            can_reveal => person.caller().allows(Ability::Admin),
+        },
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match existing(&state, person.caller(), &id).await {
+        Ok(hook) => {
+            let values = webhook_json(&hook);
+            page(
+                &state,
+                &person,
+                StatusCode::OK,
+                &hook,
+                &values,
+                Default::default(),
+                None,
+                query.as_deref(),
+            )
+            .await
+        }
+        Err(e) => error_page(person.caller(), e),
+    }
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    let hook = match existing(&state, person.caller(), &id).await {
+        Ok(h) => h,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    let mut body = webhook_json(&hook);
+    body["name"] = json!(form.get("name"));
+    body["description"] = json!(form.get("description"));
+    body["mail_ids"] = Value::Array(split_list(form.get("mail_ids")));
+    for key in ["max_retry", "timeout_seconds"] {
+        body[key] = number(form.get(key));
+    }
+    body["enabled"] = json!(form.get("enabled") == "true");
+    match update_webhook(&state, person.caller(), &id, &body).await {
+        Ok(_) => Redirect::to(&format!("/webhooks/{id}/settings?done=saved")).into_response(),
+        Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
+            let errors = match &e {
+                ApiError::Invalid(_, list) => list
+                    .iter()
+                    .map(|f| (f.field.clone(), f.message.clone()))
+                    .collect(),
+                other => [("form".to_owned(), other.to_string())]
+                    .into_iter()
+                    .collect(),
+            };
+            page(
+                &state,
+                &person,
+                e.status(),
+                &hook,
+                &body,
+                errors,
+                None,
+                None,
+            )
+            .await
+        }
+        Err(e) => error_page(person.caller(), e),
+    }
+}
+
+/// The signing secret, for admins, on click (htmx).
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    if !person.caller().allows(Ability::Admin) {
+        return person.refuse("seeing signing secrets");
+    }
+    match existing(&state, person.caller(), &id).await {
+        Ok(hook) => render(
+            StatusCode::OK,
+            "secret.html",
+            context! {},
+            context! { secret => hook.secret, id => hook.id },
+        ),
+        Err(e) => error_page(person.caller(), e),
+    }
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    let hook = match existing(&state, person.caller(), &id).await {
+        Ok(h) => h,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    if form.get("confirm") != "yes" {
+        let errors = [(
+            "rotate".to_owned(),
+            "Tick the box to confirm: receivers must switch to the new secret.".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        return page(
+            &state,
+            &person,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &hook,
+            &webhook_json(&hook),
+            errors,
+            None,
+            None,
+        )
+        .await;
+    }
+    match rotate_webhook_secret(&state, person.caller(), &id).await {
+        // Shown to the person who rotated it, this once (as the API answers with it).
+        Ok(hook) => {
+            page(
+                &state,
+                &person,
+                StatusCode::OK,
+                &hook,
+                &webhook_json(&hook),
+                Default::default(),
+                Some(&hook.secret),
+                Some("done=rotated"),
+            )
+            .await
+        }
+        Err(e) => error_page(person.caller(), e),
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    let hook = match existing(&state, person.caller(), &id).await {
+        Ok(h) => h,
+        Err(e) => return error_page(person.caller(), e),
+    };
+    if form.get("confirm_name").trim() != hook.spec.name.trim() {
+        let errors = [(
+            "confirm_name".to_owned(),
+            format!("Type the webhook's name, {}, to delete it.", hook.spec.name),
+        )]
+        .into_iter()
+        .collect();
+        return page(
+            &state,
+            &person,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &hook,
+            &webhook_json(&hook),
+            errors,
+            None,
+            None,
+        )
+        .await;
+    }
+    match delete_webhook(&state, person.caller(), &id).await {
+        Ok(()) => Redirect::to("/webhooks?done=deleted").into_response(),
+        Err(e) => error_page(person.caller(), e),
+    }
+}

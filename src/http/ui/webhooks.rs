@@ -1,0 +1,162 @@
+//! `/webhooks`: every webhook with its triggers, URLs, last 24 hours and state at a glance.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, Value as Ctx};
+use serde_json::json;
+
+use super::{base_context, error_page, flash, render, FormBody, Person};
+use crate::{
+    domain::{token::Ability, Timestamp},
+    http::{
+        api::webhooks::{existing, update_webhook, webhook_json},
+        extract::query_pairs,
+        AppState,
+    },
+};
+
+pub const PAGE: usize = 25;
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Since when "the last 24 hours" counts.
+pub fn day_ago() -> Timestamp {
+    Timestamp::from_micros(Timestamp::now().as_micros() - DAY.as_micros() as i64)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    person: Person,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let org = person.caller().organization_id().to_owned();
+    let params = query_pairs(query.as_deref());
+    let search = params
+        .iter()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let page: usize = params
+        .iter()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let snapshot = match state.catalog.webhooks(&org).await {
+        Ok(s) => s,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let needle = search.to_lowercase();
+    let matching: Vec<_> = snapshot
+        .webhooks
+        .iter()
+        .map(|c| &c.webhook)
+        .filter(|w| needle.is_empty() || w.spec.name.to_lowercase().contains(&needle))
+        .collect();
+    let total = matching.len();
+    let pages = total.div_ceil(PAGE).max(1);
+    let shown: Vec<_> = matching
+        .into_iter()
+        .skip((page - 1) * PAGE)
+        .take(PAGE)
+        .collect();
+    let ids: Vec<String> = shown.iter().map(|w| w.id.clone()).collect();
+    let from = state.store.first_seq_since(day_ago()).await.unwrap_or(None);
+    let activity = match state.store.webhook_activity(&org, &ids, from).await {
+        Ok(a) => a,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let open = state.engine.open_circuits();
+    let rows: Vec<Ctx> = shown
+        .iter()
+        .map(|w| {
+            let a = activity.get(&w.id).cloned().unwrap_or_default();
+            let done = a.succeeded + a.failed;
+            let rate = (done > 0).then(|| (a.succeeded * 100) / done);
+            let triggers: Vec<String> = w
+                .spec
+                .triggers
+                .iter()
+                .map(|t| t.event_type.clone())
+                .collect();
+            context! {
+                id => &w.id,
+                name => &w.spec.name,
+                enabled => w.spec.enabled,
+                manual => w.spec.trigger_type == crate::domain::webhook::TriggerType::Manual,
+                triggers => triggers,
+                urls => w.spec.urls.len(),
+                succeeded => a.succeeded,
+                failed => a.failed,
+                pending => a.pending,
+                rate => rate,
+                last_state => a.last.as_ref().map(|(s, _, _)| s.as_str()),
+                last_at => a.last.as_ref().map(|(_, t, _)| t.to_rfc3339()),
+                circuit_open => w.spec.urls.iter().any(|u| open.contains(&u.url)),
+            }
+        })
+        .collect();
+    let page_link = |p: usize| {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &search)
+            .append_pair("page", &p.to_string())
+            .finish();
+        format!("/webhooks?{q}")
+    };
+    render(
+        StatusCode::OK,
+        "webhooks.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => "Webhooks",
+            nav => "webhooks",
+            flash => flash(query.as_deref()),
+            rows => rows,
+            search => &search,
+            total => total,
+            page => page,
+            pages => pages,
+            prev => (page > 1).then(|| page_link(page - 1)),
+            next => (page < pages).then(|| page_link(page + 1)),
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+/// `/webhooks/{id}` opens the Logs tab, where most visits go.
+pub async fn open(Path(id): Path<String>) -> Response {
+    Redirect::to(&format!("/webhooks/{id}/logs")).into_response()
+}
+
+/// The list's enabled switch: the whole webhook goes back through the API's update with
+/// only `enabled` changed (disabling cancels pending deliveries, as there).
+pub async fn set_enabled(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.verify(&headers, &form) {
+        return r;
+    }
+    let result = async {
+        let hook = existing(&state, person.caller(), &id).await?;
+        let mut body = webhook_json(&hook);
+        body["enabled"] = json!(form.get("enabled") == "true");
+        update_webhook(&state, person.caller(), &id, &body).await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            let back = match form.get("back") {
+                b if b.starts_with("/webhooks") && !b.starts_with("//") => b.to_owned(),
+                _ => "/webhooks".to_owned(),
+            };
+            Redirect::to(&back).into_response()
+        }
+        Err(e) => error_page(person.caller(), e),
+    }
+}

@@ -1,0 +1,265 @@
+//! The web UI in a real browser, as a Squadcast user goes through it: log in, add a
+//! webhook through the form (two URLs, a header, two triggers, a nested filter chosen from
+//! the drop-downs), see it listed, watch a delivery arrive in the Logs tab and read its
+//! payload, change the settings; a viewer is offered no edit controls.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::browser::Browser;
+use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::receiver::Receiver;
+use crate::visitor::{person, PASSWORD};
+
+async fn login(b: &Browser, email: &str) {
+    b.goto("/login").await;
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.find("nav.nav").await;
+}
+
+async fn post_event(app: &TestApp, id: &str, service: &str, source: &str) {
+    let event = json!({"type": "incident.triggered", "team": {"id": "team-sre", "name": "SRE"},
+        "incident": {"id": id, "message": format!("Disk full on {id}"), "status": "triggered",
+                     "service": {"id": service, "name": "API"},
+                     "alert_source": {"id": source, "type": "Prometheus"}}});
+    let reply = app.owner(Method::POST, "/v3/events", Some(&event)).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_from_form_to_logs_in_the_browser() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(b) = Browser::start(&app.address, "a_webhook_from_form_to_logs_in_the_browser").await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    person(&app, "maya@example.com", "member").await;
+    person(&app, "vic@example.com", "viewer").await;
+    // tocsin learns services and alert sources from events; declare two more by API.
+    for (path, body) in [
+        ("/v3/services/svc-db", json!({"name": "Database"})),
+        ("/v3/alert-sources/as-dd", json!({"name": "Datadog"})),
+    ] {
+        assert_eq!(app.owner(Method::PUT, path, Some(&body)).await.status, 200);
+    }
+    post_event(&app, "warmup", "svc-api", "as-prom").await;
+    crate::helpers::eventually(
+        "services learnt from the event",
+        || async { app.owner(Method::GET, "/v3/services", None).await.body["data"].clone() },
+        |d: &Value| {
+            d.as_array()
+                .is_some_and(|a| a.iter().any(|s| s["id"] == "svc-api"))
+        },
+    )
+    .await;
+
+    b.goto("/login").await;
+    b.screenshot("01-login").await;
+    login(&b, "maya@example.com").await;
+    b.screenshot("02-overview-empty").await;
+
+    // Add a webhook in the steps.
+    b.goto("/webhooks").await;
+    b.click("a[href='/webhooks/new']").await;
+    b.find("#name").await;
+    b.fill("#name", "Ops bridge").await;
+    b.fill("#description", "Pages the on-call bridge").await;
+    b.click("input[name=triggers][value='incident.resolved']")
+        .await;
+    b.fill("#urls-0-url", &receiver.url("/first")).await;
+    b.click("button[data-add-row=tpl-url]").await;
+    b.fill(
+        "#url-rows .row:last-child input[type=url]",
+        &receiver.url("/second"),
+    )
+    .await;
+    b.select("#url-rows .row:last-child select", "PUT").await;
+    b.click("button[data-add-row=tpl-header]").await;
+    b.fill("#header-rows .row:last-child input[name$='.key']", "X-Team")
+        .await;
+    b.fill("#header-rows .row:last-child input[name$='.value']", "sre")
+        .await;
+    // Filters: Service is API, and (a nested group) Alert source is Prometheus or Datadog.
+    b.click(".fgroup[data-path=filters] > .factions [data-add-condition]")
+        .await;
+    let first = ".fgroup[data-path=filters] > .fconds > .fcond:nth-child(1)";
+    b.select(&format!("{first} .f-lhs"), "service").await;
+    b.select(&format!("{first} .f-pick"), "svc-api").await;
+    b.click(".fgroup[data-path=filters] > .factions [data-add-group]")
+        .await;
+    let nested = ".fgroup[data-path='filters.conditions[1]']";
+    b.select(&format!("{nested} > legend select"), "or").await;
+    let inner = format!("{nested} > .fconds > .fcond:nth-child(1)");
+    b.select(&format!("{inner} .f-lhs"), "alert_source").await;
+    b.select(&format!("{inner} .f-pick"), "as-prom").await;
+    b.click(&format!("{nested} > .factions [data-add-condition]"))
+        .await;
+    let second = format!("{nested} > .fconds > .fcond:nth-child(2)");
+    b.select(&format!("{second} .f-lhs"), "alert_source").await;
+    b.select(&format!("{second} .f-pick"), "as-dd").await;
+    b.click("input[name=payload_kind][value=standard]").await;
+    b.screenshot("03-add-webhook").await;
+    b.click(".actions button[type=submit]").await;
+    b.wait_text("Webhook created").await;
+    let path = b.path().await;
+    assert!(path.ends_with("/settings?done=created"), "{path}");
+    let id = path.split('/').nth(2).unwrap().to_owned();
+
+    // Exactly what the API holds.
+    let hook = app
+        .owner(
+            Method::GET,
+            &format!("/v3/extensions/event-webhooks/{id}"),
+            None,
+        )
+        .await
+        .body["data"]
+        .clone();
+    assert_eq!(hook["name"], "Ops bridge");
+    assert_eq!(
+        hook["urls"],
+        json!([{"url": receiver.url("/first"), "method": "POST"}, {"url": receiver.url("/second"), "method": "PUT"}])
+    );
+    assert_eq!(hook["header"], json!({"X-Team": "sre"}));
+    assert_eq!(
+        hook["triggers"],
+        json!([{"event_class": "incident", "event_type": "triggered"}, {"event_class": "incident", "event_type": "resolved"}])
+    );
+    assert_eq!(
+        hook["filters"],
+        json!({"op": "and", "conditions": [
+        {"op": "is", "lhs": "service", "rhs": "svc-api"},
+        {"op": "or", "conditions": [
+            {"op": "is", "lhs": "alert_source", "rhs": "as-prom"},
+            {"op": "is", "lhs": "alert_source", "rhs": "as-dd"}]}]})
+    );
+    assert_eq!(hook["author"]["name"], "maya@example.com");
+
+    // The filters tab draws the stored filter back with names from the drop-downs.
+    b.goto(&format!("/webhooks/{id}/filters")).await;
+    let chosen = b
+        .find(&format!("{first} .f-pick"))
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(chosen.as_deref(), Some("svc-api"));
+    b.screenshot("04-filters-tab").await;
+
+    // Listed.
+    b.goto("/webhooks").await;
+    b.wait_text("Ops bridge").await;
+    b.screenshot("05-webhooks-list").await;
+
+    // An event reaches both URLs; the Logs tab shows them without a reload.
+    b.goto(&format!("/webhooks/{id}/logs")).await;
+    b.wait_text("No deliveries yet").await;
+    post_event(&app, "inc-42", "svc-api", "as-prom").await;
+    receiver.wait_for("/first", 1).await;
+    receiver.wait_for("/second", 1).await;
+    let deadline = std::time::Instant::now() + crate::helpers::DEADLINE;
+    while b.count(".log-row").await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new deliveries never appeared in the Logs tab"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.wait_text("Disk full on inc-42").await;
+    b.click(".log-row summary").await;
+    let payload = b.text(".log-row pre.payload").await;
+    let sent: Value = serde_json::from_str(&payload).expect("the payload, pretty-printed JSON");
+    assert_eq!(sent["data"]["resource_data"]["id"], "inc-42");
+    assert_eq!(sent["event"]["type"], "incident.triggered");
+    b.wait_text("HTTP 200").await;
+    b.screenshot("06-logs-expanded").await;
+
+    // Settings: change name, e-mails and retries.
+    b.goto(&format!("/webhooks/{id}/settings")).await;
+    b.fill("#name", "Ops bridge (prod)").await;
+    b.fill("#mail_ids", "oncall@example.com\nlead@example.com")
+        .await;
+    b.fill("#max_retry", "5").await;
+    b.click("form[action$='/settings'] button[type=submit]")
+        .await;
+    b.wait_text("Saved.").await;
+    b.screenshot("07-settings").await;
+    let hook = app
+        .owner(
+            Method::GET,
+            &format!("/v3/extensions/event-webhooks/{id}"),
+            None,
+        )
+        .await
+        .body["data"]
+        .clone();
+    assert_eq!(hook["name"], "Ops bridge (prod)");
+    assert_eq!(
+        hook["mail_ids"],
+        json!(["oncall@example.com", "lead@example.com"])
+    );
+    assert_eq!(hook["max_retry"], 5);
+    assert_eq!(
+        hook["filters"]["conditions"].as_array().unwrap().len(),
+        2,
+        "the rest is kept"
+    );
+
+    // A bad value comes back next to its field, with what was typed kept.
+    b.fill("#max_retry", "99").await;
+    b.click("form[action$='/settings'] button[type=submit]")
+        .await;
+    b.wait_text("Nothing was saved").await;
+    b.wait_text("must be from 0 to 10, got 99").await;
+    let kept = b.find("#max_retry").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("99"));
+    assert!(
+        b.count("#max_retry-error").await == 1,
+        "the message sits next to the field"
+    );
+
+    b.goto("/").await;
+    b.wait_text("Deliveries per hour").await;
+    b.screenshot("08-overview").await;
+    b.goto("/incidents").await;
+    b.wait_text("inc-42").await;
+    b.screenshot("09-incidents").await;
+    b.goto("/audit").await;
+    b.wait_text("webhook.updated").await;
+    b.screenshot("10-audit").await;
+
+    // A viewer sees no edit controls, and is refused if they try.
+    b.click("form[action='/logout'] button").await;
+    b.find("#email").await;
+    login(&b, "vic@example.com").await;
+    b.goto("/webhooks").await;
+    b.wait_text("Ops bridge (prod)").await;
+    assert_eq!(b.count("a[href='/webhooks/new']").await, 0);
+    assert_eq!(b.count("button.switch").await, 0);
+    b.goto(&format!("/webhooks/{id}/settings")).await;
+    assert_eq!(
+        b.count("form[action$='/settings'] button[type=submit]")
+            .await,
+        0
+    );
+    assert_eq!(b.count("form[action$='/delete']").await, 0);
+    assert_eq!(b.count("button[hx-post$='/secret']").await, 0);
+    b.goto(&format!("/webhooks/{id}/logs")).await;
+    b.click(".log-row summary").await;
+    b.find(".log-row pre.payload").await;
+    assert_eq!(b.count("form[action$='/resend']").await, 0);
+    b.goto("/webhooks/new").await;
+    b.wait_text("Not allowed").await;
+    b.screenshot("11-viewer-refused").await;
+
+    // Small screens.
+    b.client.set_window_size(360, 800).await.unwrap();
+    b.goto("/webhooks").await;
+    b.screenshot("12-webhooks-360px").await;
+    b.close().await;
+}
