@@ -16,4 +16,5 @@ mod people;
 mod shaping;
 mod smtp_server;
 mod store_conformance;
+mod ui_forms;
 mod webhooks;
