@@ -32,7 +32,12 @@ async fn event(app: &TestApp, incident: &str) {
     let body = json!({"type": "incident.triggered", "team": {"id": "t", "name": "Team T"},
         "incident": {"id": incident, "message": "m", "status": "triggered",
                      "service": {"id": "svc-1", "name": "Payments"}, "alert_source": {"id": "as-1", "type": "Grafana"}}});
-    assert_eq!(app.owner(Method::POST, "/v3/events", Some(&body)).await.status, 202);
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&body))
+            .await
+            .status,
+        202
+    );
 }
 
 async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
@@ -47,21 +52,50 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     no_token.retain(|(k, _)| *k != "csrf_token");
     let refused = v.post_form("/webhooks/new", &no_token).await;
     assert_eq!(refused.status, 403);
-    assert!(refused.text.contains("Nothing was changed"), "{}", refused.text);
-    let wrong = v.post_form("/webhooks/new", &new_webhook_form("AAAA", "x", "https://example.com/h")).await;
+    assert!(
+        refused.text.contains("Nothing was changed"),
+        "{}",
+        refused.text
+    );
+    let wrong = v
+        .post_form(
+            "/webhooks/new",
+            &new_webhook_form("AAAA", "x", "https://example.com/h"),
+        )
+        .await;
     assert_eq!(wrong.status, 403);
     assert_eq!(app.webhook_count().await, 0);
 
     // Errors come back next to their fields, with what was typed kept.
-    let bad = v.post_form("/webhooks/new", &new_webhook_form(&csrf, "", "ftp://files.example/x")).await;
+    let bad = v
+        .post_form(
+            "/webhooks/new",
+            &new_webhook_form(&csrf, "", "ftp://files.example/x"),
+        )
+        .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
     assert!(bad.text.contains("Nothing was saved"));
-    assert!(bad.text.contains(r#"id="name-error""#), "the name's message sits by the name");
-    assert!(bad.text.contains(r#"id="urls[0].url-error""#), "{}", bad.text);
-    assert!(bad.text.contains(r#"value="ftp://files.example/x""#), "the URL typed is kept");
+    assert!(
+        bad.text.contains(r#"id="name-error""#),
+        "the name's message sits by the name"
+    );
+    assert!(
+        bad.text.contains(r#"id="urls[0].url-error""#),
+        "{}",
+        bad.text
+    );
+    assert!(
+        bad.text.contains(r#"value="ftp://files.example/x""#),
+        "the URL typed is kept"
+    );
     assert_eq!(app.webhook_count().await, 0);
 
-    let ok = v.post_form("/webhooks/new", &new_webhook_form(&csrf, "Pager", "https://example.com/h")).await;
+    let ok = v
+        .post_form(
+            "/webhooks/new",
+            &new_webhook_form(&csrf, "Pager", "https://example.com/h"),
+        )
+        .await;
     assert_eq!(ok.status, 303, "{}", ok.text);
     assert!(ok.location().ends_with("/settings?done=created"));
     assert_eq!(app.webhook_count().await, 1);
@@ -79,22 +113,60 @@ async fn viewers_are_refused_and_pages_need_a_login(backend: Backend) {
     let page = v.get("/webhooks").await;
     assert!(page.text.contains("existing") && !page.text.contains("/webhooks/new"));
     assert_eq!(v.get("/webhooks/new").await.status, 403);
-    let tried = v.post_form("/webhooks/new", &new_webhook_form(&csrf, "sneaky", "https://example.com/h")).await;
+    let tried = v
+        .post_form(
+            "/webhooks/new",
+            &new_webhook_form(&csrf, "sneaky", "https://example.com/h"),
+        )
+        .await;
     assert_eq!(tried.status, 403, "{}", tried.text);
-    let toggle = v.post_form(&format!("/webhooks/{id}/enabled"), &[("csrf_token", &csrf), ("enabled", "false")]).await;
+    let toggle = v
+        .post_form(
+            &format!("/webhooks/{id}/enabled"),
+            &[("csrf_token", &csrf), ("enabled", "false")],
+        )
+        .await;
     assert_eq!(toggle.status, 403);
-    let delete = v.post_form(&format!("/webhooks/{id}/delete"), &[("csrf_token", &csrf), ("confirm_name", "existing")]).await;
+    let delete = v
+        .post_form(
+            &format!("/webhooks/{id}/delete"),
+            &[("csrf_token", &csrf), ("confirm_name", "existing")],
+        )
+        .await;
     assert_eq!(delete.status, 403);
     assert_eq!(v.get("/tokens").await.status, 403);
-    let invite = v.post_form("/users", &[("csrf_token", &csrf), ("email", "x@example.com"), ("name", "X"), ("role", "admin")]).await;
+    let invite = v
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "x@example.com"),
+                ("name", "X"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
     assert_eq!(invite.status, 403);
     assert_eq!(app.webhook_count().await, 1);
-    assert_eq!(app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await.body["data"]["enabled"], true);
+    assert_eq!(
+        app.owner(Method::GET, &format!("{HOOKS}/{id}"), None)
+            .await
+            .body["data"]["enabled"],
+        true
+    );
 
     // Without a session every page sends to the login page; an API token is no login.
-    let anonymous = Visitor::new(&app).get(&format!("/webhooks/{id}/logs")).await;
+    let anonymous = Visitor::new(&app)
+        .get(&format!("/webhooks/{id}/logs"))
+        .await;
     assert_eq!(anonymous.status, 303);
-    assert!(anonymous.location().starts_with("/login?next=%2Fwebhooks%2F"), "{}", anonymous.location());
+    assert!(
+        anonymous
+            .location()
+            .starts_with("/login?next=%2Fwebhooks%2F"),
+        "{}",
+        anonymous.location()
+    );
     let with_token = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -116,29 +188,55 @@ async fn configure_keeps_masked_credentials_and_switches_work(backend: Backend) 
     let mut v = Visitor::new(&app);
     let csrf = v.login_ok("kai@example.com").await;
     let url = receiver.url("/hook");
-    let created = v.post_form("/webhooks/new", &new_webhook_form(&csrf, "Creds", &url)).await;
+    let created = v
+        .post_form("/webhooks/new", &new_webhook_form(&csrf, "Creds", &url))
+        .await;
     let id = created.location().split('/').nth(2).unwrap().to_owned();
 
     // The Configure tab shows the credential masked; saving it unchanged keeps the secret.
     let form = v.get(&format!("/webhooks/{id}/configure")).await;
-    assert!(form.text.contains("****9876") && !form.text.contains("very-secret"), "masked in the page");
+    assert!(
+        form.text.contains("****9876") && !form.text.contains("very-secret"),
+        "masked in the page"
+    );
     let save = v
-        .post_form(&format!("/webhooks/{id}/configure"), &[
-            ("csrf_token", &csrf), ("name", "Creds renamed"), ("version", "v2"),
-            ("trigger_type", "automatic"), ("triggers", "incident.triggered"),
-            ("urls[0].url", &url), ("urls[0].method", "POST"),
-            ("header[0].key", "Authorization"), ("header[0].value", "****9876"),
-        ])
+        .post_form(
+            &format!("/webhooks/{id}/configure"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Creds renamed"),
+                ("version", "v2"),
+                ("trigger_type", "automatic"),
+                ("triggers", "incident.triggered"),
+                ("urls[0].url", &url),
+                ("urls[0].method", "POST"),
+                ("header[0].key", "Authorization"),
+                ("header[0].value", "****9876"),
+            ],
+        )
         .await;
     assert_eq!(save.status, 303, "{}", save.text);
     event(&app, "inc-1").await;
     let got = receiver.wait_for("/hook", 1).await;
-    assert_eq!(got[0].header("authorization"), "Bearer very-secret-value-9876");
+    assert_eq!(
+        got[0].header("authorization"),
+        "Bearer very-secret-value-9876"
+    );
 
     // Send again: a new delivery with the same payload and a new webhook-id.
-    let logs = app.owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None).await;
-    let delivery = logs.body["data"]["result"][0]["id"].as_str().unwrap().to_owned();
-    let again = v.post_form(&format!("/webhooks/{id}/logs/{delivery}/resend"), &[("csrf_token", &csrf)]).await;
+    let logs = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None)
+        .await;
+    let delivery = logs.body["data"]["result"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = v
+        .post_form(
+            &format!("/webhooks/{id}/logs/{delivery}/resend"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
     assert_eq!(again.status, 303);
     let got = receiver.wait_for("/hook", 2).await;
     assert_eq!(got[0].body, got[1].body, "the same payload bytes");
@@ -146,24 +244,57 @@ async fn configure_keeps_masked_credentials_and_switches_work(backend: Backend) 
 
     // The detail shows the payload and attempts; the secret is revealed to admins only.
     let detail = v.get(&format!("/webhooks/{id}/logs/{delivery}")).await;
-    assert!(detail.text.contains("inc-1") && detail.text.contains("HTTP 200"), "{}", detail.text);
-    let secret = v.send(Method::POST, &format!("/webhooks/{id}/secret"), None, Some(&csrf)).await;
+    assert!(
+        detail.text.contains("inc-1") && detail.text.contains("HTTP 200"),
+        "{}",
+        detail.text
+    );
+    let secret = v
+        .send(
+            Method::POST,
+            &format!("/webhooks/{id}/secret"),
+            None,
+            Some(&csrf),
+        )
+        .await;
     assert_eq!(secret.status, 200);
     assert!(secret.text.contains("whsec_"));
 
     // The enabled switch goes through the API's update.
-    let off = v.post_form(&format!("/webhooks/{id}/enabled"), &[("csrf_token", &csrf), ("enabled", "false")]).await;
+    let off = v
+        .post_form(
+            &format!("/webhooks/{id}/enabled"),
+            &[("csrf_token", &csrf), ("enabled", "false")],
+        )
+        .await;
     assert_eq!(off.status, 303);
-    let shown = app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await.body["data"].clone();
+    let shown = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}"), None)
+        .await
+        .body["data"]
+        .clone();
     assert_eq!(shown["enabled"], false);
     assert_eq!(shown["name"], "Creds renamed");
 
     // Delete needs the name typed.
-    let wrong = v.post_form(&format!("/webhooks/{id}/delete"), &[("csrf_token", &csrf), ("confirm_name", "Creds")]).await;
+    let wrong = v
+        .post_form(
+            &format!("/webhooks/{id}/delete"),
+            &[("csrf_token", &csrf), ("confirm_name", "Creds")],
+        )
+        .await;
     assert_eq!(wrong.status, 422);
     assert!(wrong.text.contains("Type the webhook"), "{}", wrong.text);
-    let gone = v.post_form(&format!("/webhooks/{id}/delete"), &[("csrf_token", &csrf), ("confirm_name", "Creds renamed")]).await;
-    assert_eq!((gone.status, gone.location()), (303, "/webhooks?done=deleted"));
+    let gone = v
+        .post_form(
+            &format!("/webhooks/{id}/delete"),
+            &[("csrf_token", &csrf), ("confirm_name", "Creds renamed")],
+        )
+        .await;
+    assert_eq!(
+        (gone.status, gone.location()),
+        (303, "/webhooks?done=deleted")
+    );
     assert_eq!(app.webhook_count().await, 0);
 }
 
@@ -183,19 +314,44 @@ async fn services_are_learnt_from_events_and_declared(backend: Backend) {
     assert!(learnt[0]["last_seen"].is_string());
     let teams = crate::helpers::eventually(
         "teams and alert sources too",
-        || async { (app.owner(Method::GET, "/v3/teams", None).await.body["data"].clone(), app.owner(Method::GET, "/v3/alert-sources", None).await.body["data"].clone()) },
-        |(t, a): &(Value, Value)| t.as_array().is_some_and(|x| !x.is_empty()) && a.as_array().is_some_and(|x| !x.is_empty()),
+        || async {
+            (
+                app.owner(Method::GET, "/v3/teams", None).await.body["data"].clone(),
+                app.owner(Method::GET, "/v3/alert-sources", None).await.body["data"].clone(),
+            )
+        },
+        |(t, a): &(Value, Value)| {
+            t.as_array().is_some_and(|x| !x.is_empty())
+                && a.as_array().is_some_and(|x| !x.is_empty())
+        },
     )
     .await;
     assert_eq!(teams.0[0]["name"], "Team T");
     assert_eq!(teams.1[0]["name"], "Grafana");
 
-    let declared = app.owner(Method::PUT, "/v3/services/svc-0", Some(&json!({"name": "Auth"}))).await;
+    let declared = app
+        .owner(
+            Method::PUT,
+            "/v3/services/svc-0",
+            Some(&json!({"name": "Auth"})),
+        )
+        .await;
     assert_eq!(declared.status, 200);
     let list = app.owner(Method::GET, "/v3/services", None).await.body["data"].clone();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Auth", "Payments"], "by name");
-    let bad = app.owner(Method::PUT, "/v3/services/svc-0", Some(&json!({"name": "", "colour": 1}))).await;
+    let bad = app
+        .owner(
+            Method::PUT,
+            "/v3/services/svc-0",
+            Some(&json!({"name": "", "colour": 1})),
+        )
+        .await;
     assert_eq!(bad.status, 422);
     assert!(bad.message().contains("colour"));
 
@@ -204,7 +360,12 @@ async fn services_are_learnt_from_events_and_declared(backend: Backend) {
     let mut v = Visitor::new(&app);
     v.login_ok("fi@example.com").await;
     let form = v.get("/webhooks/new").await;
-    assert!(form.text.contains(r#"<option value="svc-1">Payments</option>"#), "{}", form.text);
+    assert!(
+        form.text
+            .contains(r#"<option value="svc-1">Payments</option>"#),
+        "{}",
+        form.text
+    );
 }
 
 async fn assets_are_hashed_and_pages_are_locked_down(backend: Backend) {
@@ -213,22 +374,150 @@ async fn assets_are_hashed_and_pages_are_locked_down(backend: Backend) {
     };
     let mut v = Visitor::new(&app);
     let login = v.get("/login").await;
-    let css = login.text.split("href=\"/assets/").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
-    let js = login.text.split("src=\"/assets/htmx.").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+    let css = login
+        .text
+        .split("href=\"/assets/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let js = login
+        .text
+        .split("src=\"/assets/htmx.")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
     let asset = v.get(&format!("/assets/{css}")).await;
     assert_eq!(asset.status, 200);
-    assert_eq!(asset.headers["cache-control"], "public, max-age=31536000, immutable");
-    assert!(asset.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert_eq!(
+        asset.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(asset.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
     let htmx = v.get(&format!("/assets/htmx.{js}")).await;
     assert_eq!(htmx.status, 200);
     assert!(htmx.text.contains("htmx"));
-    assert_eq!(v.get("/assets/tocsin.0000000000000000.css").await.status, 404);
+    assert_eq!(
+        v.get("/assets/tocsin.0000000000000000.css").await.status,
+        404
+    );
     let csp = login.headers["content-security-policy"].to_str().unwrap();
-    assert!(!csp.contains("unsafe-inline") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!login.text.contains("<script>"), "no inline script");
 }
 
+async fn preview_and_filter_test_use_received_incidents(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let hook = app.create_webhook(&minimal_webhook("preview")).await;
+    let id = hook["id"].as_str().unwrap();
+    event(&app, "inc-77").await;
+    person(&app, "pia@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("pia@example.com").await;
+    let template = r#"{"text": {{ "[" ~ incident.status ~ "] " ~ incident.id }}}"#;
+    let shown = v
+        .post_form(
+            "/webhooks/preview",
+            &[
+                ("csrf_token", &csrf),
+                ("payload_kind", "custom"),
+                ("custom_payload", template),
+                ("preview_incident", "inc-77"),
+            ],
+        )
+        .await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.text.contains("[triggered] inc-77"), "{}", shown.text);
+    let sample = v
+        .post_form(
+            "/webhooks/preview",
+            &[("csrf_token", &csrf), ("payload_kind", "slack")],
+        )
+        .await;
+    assert!(
+        sample.text.contains("sample incident") && sample.text.contains("attachments"),
+        "{}",
+        sample.text
+    );
+    let broken = v
+        .post_form(
+            "/webhooks/preview",
+            &[
+                ("csrf_token", &csrf),
+                ("payload_kind", "custom"),
+                ("custom_payload", "{{ nope("),
+            ],
+        )
+        .await;
+    assert!(
+        broken.text.contains("Cannot be rendered"),
+        "{}",
+        broken.text
+    );
+    let unknown = v
+        .post_form(
+            "/webhooks/preview",
+            &[
+                ("csrf_token", &csrf),
+                ("payload_kind", "standard"),
+                ("preview_incident", "inc-none"),
+            ],
+        )
+        .await;
+    assert!(
+        unknown.text.contains("no event for incident"),
+        "{}",
+        unknown.text
+    );
+
+    // The filter test: the service drop-down's value against the incident received.
+    let test = |svc: &'static str| {
+        let cookie = v.cookie.clone();
+        let csrf = csrf.clone();
+        let app = &app;
+        async move {
+            let mut v2 = Visitor::new(app);
+            v2.cookie = cookie;
+            v2.post_form(
+                &format!("/webhooks/{id}/filters/test"),
+                &[
+                    ("csrf_token", &csrf),
+                    ("filters.op", "and"),
+                    ("filters.conditions[0].lhs", "service"),
+                    ("filters.conditions[0].op", "is"),
+                    ("filters.conditions[0].rhs_pick", svc),
+                    ("filters.conditions[0].rhs", ""),
+                    ("test_incident", "inc-77"),
+                ],
+            )
+            .await
+        }
+    };
+    let held = test("svc-1").await;
+    assert!(
+        held.text.contains("Matches") && held.text.contains("✓ held"),
+        "{}",
+        held.text
+    );
+    let not = test("svc-2").await;
+    assert!(
+        not.text.contains("Does not match") && not.text.contains("svc-1"),
+        "shows the incident's value: {}",
+        not.text
+    );
+}
+
 both_backends!(
+    preview_and_filter_test_use_received_incidents,
     page_forms_need_csrf_and_show_errors_in_place,
     viewers_are_refused_and_pages_need_a_login,
     configure_keeps_masked_credentials_and_switches_work,

@@ -673,17 +673,37 @@ pub async fn preview(
         "v1" => "v1".to_owned(),
         _ => "v2".to_owned(),
     });
-    let outcome = crate::domain::webhook::parse_spec(&body)
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
+    let incident_id = tree.text("preview_incident").trim().to_owned();
+    let event = if incident_id.is_empty() {
+        Ok(payload::sample_event())
+    } else {
+        match state
+            .store
+            .latest_incident_event(person.caller().organization_id(), &incident_id)
+            .await
+        {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(format!(
+                "tocsin has received no event for incident \"{incident_id}\""
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let outcome = event
+        .and_then(|event| {
+            crate::domain::webhook::parse_spec(&body)
+                .map_err(|errors| {
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .map(|spec| (spec, event))
         })
-        .and_then(|spec| {
+        .and_then(|(spec, event)| {
             let hook = Webhook::new(person.caller().organization_id(), "preview", spec);
-            payload::render(&hook, &payload::sample_event())
+            payload::render(&hook, &event)
         })
         .map(|text| {
             serde_json::from_str::<Value>(&text)
@@ -691,7 +711,6 @@ pub async fn preview(
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or(text)
         });
-    let _ = state;
     let (output, error) = match outcome {
         Ok(text) => (Some(text), None),
         Err(e) => (None, Some(e)),
@@ -700,7 +719,7 @@ pub async fn preview(
         StatusCode::OK,
         "preview.html",
         context! {},
-        context! { output => output, error => error },
+        context! { output => output, error => error, incident => incident_id },
     )
 }
 
