@@ -28,6 +28,7 @@ pub struct Application {
     first_start: Option<FirstStart>,
     notifier: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 /// How often the write-ahead log is moved into the database file (SQLite).
@@ -43,6 +44,26 @@ fn start_checkpointer(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
             every.tick().await;
             if let Err(e) = store.checkpoint().await {
                 tracing::warn!(error = %e, "checkpoint failed; trying again");
+            }
+        }
+    })
+}
+
+/// Hourly delivery counts are kept this long (the pages show the last 24 hours).
+const KEEP_HOURLY: std::time::Duration = std::time::Duration::from_secs(8 * 24 * 3600);
+
+/// Forgets old hourly counts once an hour; a failure is logged and tried next time.
+fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let before = Timestamp::from_micros(
+                Timestamp::now().as_micros() - KEEP_HOURLY.as_micros() as i64,
+            );
+            if let Err(e) = store.prune_hourly(before).await {
+                tracing::warn!(error = %e, "could not prune hourly delivery counts");
             }
         }
     })
@@ -79,6 +100,7 @@ impl Application {
         }
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
+        let housekeeping = start_housekeeping(store.clone());
         Ok(Self {
             listener,
             address,
@@ -95,6 +117,7 @@ impl Application {
             first_start,
             notifier,
             checkpointer,
+            housekeeping,
         })
     }
 
@@ -135,6 +158,7 @@ impl Application {
         engine.shutdown(grace).await;
         self.notifier.abort();
         self.checkpointer.abort();
+        self.housekeeping.abort();
         Ok(())
     }
 }

@@ -54,37 +54,33 @@ impl<T: ConfigStore + AccountStore + DeliveryStore + NotificationStore + Activit
 {
 }
 
-/// What one webhook's deliveries did over a period, by state, and its latest delivery.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Activity {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub pending: u64,
-    pub cancelled: u64,
-    /// State and last change of the newest delivery (of any time).
-    pub last: Option<(DeliveryState, Timestamp, Option<String>)>,
-}
+/// A webhook's newest delivery: its state, last change and last error.
+pub type LastDelivery = (DeliveryState, Timestamp, Option<String>);
 
-/// Read models for the pages: bounded queries over recent deliveries and incidents.
+/// Read models for the pages: hourly counts kept as deliveries finish, and bounded queries.
 #[async_trait]
 pub trait ActivityStore: Send + Sync + 'static {
-    /// The first delivery `seq` created at or after `at`, found by bisecting the primary key
-    /// (deliveries are numbered as they are created), so period queries scan only the
-    /// period's rows; `None` when no delivery is that recent.
-    async fn first_seq_since(&self, at: Timestamp) -> StoreResult<Option<i64>>;
-    /// For each webhook, its deliveries from `from_seq` on by state, and its newest one.
-    async fn webhook_activity(
+    /// Deliveries finished since `since` (by hour) per webhook: `(succeeded, failed)`.
+    async fn webhook_counts(
+        &self,
+        organization_id: &str,
+        since: Timestamp,
+    ) -> StoreResult<std::collections::HashMap<String, (u64, u64)>>;
+    /// The newest delivery of each of these webhooks (those that have one).
+    async fn last_deliveries(
         &self,
         organization_id: &str,
         webhook_ids: &[String],
-        from_seq: Option<i64>,
-    ) -> StoreResult<std::collections::HashMap<String, Activity>>;
-    /// The organization's deliveries from `from_seq` on, per hour (start, micros) and state.
+    ) -> StoreResult<std::collections::HashMap<String, LastDelivery>>;
+    /// The organization's deliveries finished since `since`, per hour (start, micros):
+    /// `(hour, succeeded, failed)`.
     async fn hourly_deliveries(
         &self,
         organization_id: &str,
-        from_seq: i64,
-    ) -> StoreResult<Vec<(i64, DeliveryState, u64)>>;
+        since: Timestamp,
+    ) -> StoreResult<Vec<(i64, u64, u64)>>;
+    /// Forgets hourly counts older than `before`.
+    async fn prune_hourly(&self, before: Timestamp) -> StoreResult<u64>;
     /// The latest event of each of the most recently updated incidents.
     async fn recent_incidents(&self, organization_id: &str, limit: u32) -> StoreResult<Vec<Event>>;
     /// The incident message of each event (for log rows), by event id.

@@ -153,7 +153,12 @@ impl Browser {
     pub async fn wait_text(&self, needle: &str) {
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
-            let body = self.text("body").await;
+            // The page may be replaced between finding the body and reading it (a
+            // navigation, an htmx swap): that is "not yet", not a failure.
+            let body = match self.client.find(Locator::Css("body")).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if body.contains(needle) {
                 return;
             }

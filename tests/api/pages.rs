@@ -102,6 +102,10 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     let second = format!("{nested} > .fconds > .fcond:nth-child(2)");
     b.select(&format!("{second} .f-lhs"), "alert_source").await;
     b.select(&format!("{second} .f-pick"), "as-dd").await;
+    // The live preview of a preset, rendered by the server.
+    b.click("input[name=payload_kind][value=slack]").await;
+    b.click("button[hx-post='/webhooks/preview']").await;
+    b.wait_text("attachments").await;
     b.click("input[name=payload_kind][value=standard]").await;
     b.screenshot("03-add-webhook").await;
     b.click(".actions button[type=submit]").await;
@@ -149,6 +153,10 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(chosen.as_deref(), Some("svc-api"));
+    // "Test against an incident" (htmx, with the CSRF header htmx takes from the page).
+    b.fill("#test_incident", "warmup").await;
+    b.click("button[hx-post$='/filters/test']").await;
+    b.wait_text("Matches incident warmup").await;
     b.screenshot("04-filters-tab").await;
 
     // Listed.

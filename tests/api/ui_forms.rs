@@ -516,7 +516,81 @@ async fn preview_and_filter_test_use_received_incidents(backend: Backend) {
     );
 }
 
+/// The overview and the list count deliveries as they finish (hourly counts written with
+/// each result), name the webhook that is failing, and show each one's success rate.
+async fn pages_count_deliveries_as_they_finish(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| crate::receiver::Reply::status(500));
+    let mut good = minimal_webhook("Healthy");
+    good["urls"] = json!([{"url": receiver.url("/up")}]);
+    let mut bad = minimal_webhook("Broken");
+    bad["urls"] = json!([{"url": receiver.url("/down")}]);
+    bad["max_retry"] = json!(0);
+    let good = app.create_webhook(&good).await;
+    let bad = app.create_webhook(&bad).await;
+    for i in 0..2 {
+        event(&app, &format!("inc-{i}")).await;
+    }
+    for (hook, state) in [(&good, "succeeded"), (&bad, "failed")] {
+        let path = format!(
+            "{HOOKS}/{}/logs?state={state}",
+            hook["id"].as_str().unwrap()
+        );
+        crate::helpers::eventually(
+            "deliveries finished",
+            || async {
+                app.owner(Method::GET, &path, None).await.body["data"]["result"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            },
+            |n| *n == 2,
+        )
+        .await;
+    }
+    let since = tocsin::domain::Timestamp::from_micros(
+        tocsin::domain::Timestamp::now().as_micros() - 3_600_000_000,
+    );
+    let org = good["organization_id"].as_str().unwrap();
+    let hours = app.store.hourly_deliveries(org, since).await.unwrap();
+    let totals = hours
+        .iter()
+        .fold((0, 0), |(a, b), (_, ok, failed)| (a + ok, b + failed));
+    assert_eq!(totals, (2, 2), "{hours:?}");
+
+    person(&app, "ora@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    v.login_ok("ora@example.com").await;
+    let overview = v.get("/").await;
+    assert_eq!(overview.status, 200, "{}", overview.text);
+    let figures: Vec<&str> = overview
+        .text
+        .split(r#"<span class="big">"#)
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap())
+        .collect();
+    assert_eq!(figures, ["2", "2", "2"], "succeeded, failed, webhooks");
+    let failing = overview
+        .text
+        .split("Webhooks failing now")
+        .nth(1)
+        .unwrap()
+        .split("URLs not answering")
+        .next()
+        .unwrap();
+    assert!(
+        failing.contains("Broken") && !failing.contains("Healthy"),
+        "{failing}"
+    );
+    let list = v.get("/webhooks").await;
+    assert!(list.text.contains("100% · 2 ok"), "{}", list.text);
+    assert!(list.text.contains("0% · 0 ok, 2 failed"), "{}", list.text);
+}
+
 both_backends!(
+    pages_count_deliveries_as_they_finish,
     preview_and_filter_test_use_received_incidents,
     page_forms_need_csrf_and_show_errors_in_place,
     viewers_are_refused_and_pages_need_a_login,

@@ -5,26 +5,24 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use minijinja::{context, Value as Ctx};
 
 use super::{base_context, error_page, render, webhooks::day_ago, Person};
-use crate::{domain::delivery::DeliveryState, http::AppState};
+use crate::http::AppState;
 
 const HOUR: i64 = 3_600_000_000;
 const CHART_W: i64 = 720;
 const CHART_H: i64 = 160;
+/// The overview names at most this many failing webhooks (then how many more).
+const SHOWN_FAILING: usize = 20;
 
-/// Bars for the 24 hours ending now: `(x, width, succeeded height, failed height, label)`.
-pub fn bars(counts: &[(i64, DeliveryState, u64)], now_micros: i64) -> (Vec<Ctx>, u64) {
+/// Bars for the 24 hours ending now, from `(hour, succeeded, failed)` counts.
+pub fn bars(counts: &[(i64, u64, u64)], now_micros: i64) -> (Vec<Ctx>, u64) {
     let first_hour = (now_micros / HOUR - 23) * HOUR;
     let mut ok = [0u64; 24];
     let mut failed = [0u64; 24];
-    for (hour, state, n) in counts {
+    for (hour, succeeded, lost) in counts {
         let i = (hour - first_hour) / HOUR;
-        if !(0..24).contains(&i) {
-            continue;
-        }
-        match state {
-            DeliveryState::Succeeded => ok[i as usize] += n,
-            DeliveryState::Failed => failed[i as usize] += n,
-            _ => {}
+        if (0..24).contains(&i) {
+            ok[i as usize] += succeeded;
+            failed[i as usize] += lost;
         }
     }
     let max = (0..24).map(|i| ok[i] + failed[i]).max().unwrap_or(0).max(1);
@@ -54,55 +52,43 @@ pub fn bars(counts: &[(i64, DeliveryState, u64)], now_micros: i64) -> (Vec<Ctx>,
 
 pub async fn show(State(state): State<AppState>, person: Person) -> Response {
     let org = person.caller().organization_id().to_owned();
-    let from = state.store.first_seq_since(day_ago()).await.unwrap_or(None);
-    let counts = match from {
-        Some(from) => match state.store.hourly_deliveries(&org, from).await {
-            Ok(c) => c,
-            Err(e) => return error_page(person.caller(), e.into()),
-        },
-        None => Vec::new(),
+    let since = day_ago();
+    let counts = match state.store.hourly_deliveries(&org, since).await {
+        Ok(c) => c,
+        Err(e) => return error_page(person.caller(), e.into()),
     };
-    let total_ok: u64 = counts
-        .iter()
-        .filter(|c| c.1 == DeliveryState::Succeeded)
-        .map(|c| c.2)
-        .sum();
-    let total_failed: u64 = counts
-        .iter()
-        .filter(|c| c.1 == DeliveryState::Failed)
-        .map(|c| c.2)
-        .sum();
+    let total_ok: u64 = counts.iter().map(|c| c.1).sum();
+    let total_failed: u64 = counts.iter().map(|c| c.2).sum();
     let (bars, max) = bars(&counts, crate::domain::Timestamp::now().as_micros());
     let snapshot = match state.catalog.webhooks(&org).await {
         Ok(s) => s,
         Err(e) => return error_page(person.caller(), e.into()),
     };
-    let ids: Vec<String> = snapshot
-        .webhooks
-        .iter()
-        .map(|c| c.webhook.id.clone())
-        .take(200)
-        .collect();
-    let activity = state
-        .store
-        .webhook_activity(&org, &ids, from)
-        .await
-        .unwrap_or_default();
-    let failing: Vec<Ctx> = snapshot
+    // Failing now: deliveries failed for good in the last hour, and none succeeded.
+    let hour_ago =
+        crate::domain::Timestamp::from_micros(crate::domain::Timestamp::now().as_micros() - HOUR);
+    let recent = match state.store.webhook_counts(&org, hour_ago).await {
+        Ok(c) => c,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let mut failing: Vec<(&str, &str, u64)> = snapshot
         .webhooks
         .iter()
         .filter_map(|c| {
-            let a = activity.get(&c.webhook.id)?;
-            let (last_state, at, error) = a.last.as_ref()?;
-            let failing = *last_state == DeliveryState::Failed
-                || (*last_state == DeliveryState::Pending && error.is_some());
-            failing.then(|| {
-                context! {
-                    id => &c.webhook.id, name => &c.webhook.spec.name,
-                    error => error, at => at.to_rfc3339(), failed => a.failed,
-                }
-            })
+            let (ok, failed) = recent.get(&c.webhook.id)?;
+            (*failed > 0 && *ok == 0).then_some((
+                c.webhook.id.as_str(),
+                c.webhook.spec.name.as_str(),
+                *failed,
+            ))
         })
+        .collect();
+    failing.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(b.1)));
+    let failing_total = failing.len();
+    let failing: Vec<Ctx> = failing
+        .into_iter()
+        .take(SHOWN_FAILING)
+        .map(|(id, name, failed)| context! { id => id, name => name, failed => failed })
         .collect();
     let open = state.engine.open_circuits();
     let open_urls: Vec<Ctx> = open
@@ -131,6 +117,7 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
             total_ok => total_ok,
             total_failed => total_failed,
             failing => failing,
+            failing_more => failing_total.saturating_sub(SHOWN_FAILING),
             open_urls => open_urls,
             webhooks => snapshot.webhooks.len(),
         },
@@ -145,10 +132,9 @@ mod tests {
     fn bars_cover_the_last_24_hours_scaled_to_the_busiest() {
         let now = 1_000 * HOUR + HOUR / 2;
         let counts = [
-            (1_000 * HOUR, DeliveryState::Succeeded, 30),
-            (1_000 * HOUR, DeliveryState::Failed, 10),
-            (977 * HOUR, DeliveryState::Succeeded, 5),
-            (976 * HOUR, DeliveryState::Succeeded, 99), // 24 hours before: outside
+            (1_000 * HOUR, 30, 10),
+            (977 * HOUR, 5, 0),
+            (976 * HOUR, 99, 0), // 24 hours before: outside
         ];
         let (bars, max) = bars(&counts, now);
         assert_eq!(bars.len(), 24);

@@ -63,18 +63,22 @@ pub async fn list(
         .take(PAGE)
         .collect();
     let ids: Vec<String> = shown.iter().map(|w| w.id.clone()).collect();
-    let from = state.store.first_seq_since(day_ago()).await.unwrap_or(None);
-    let activity = match state.store.webhook_activity(&org, &ids, from).await {
-        Ok(a) => a,
+    let counts = match state.store.webhook_counts(&org, day_ago()).await {
+        Ok(c) => c,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let last = match state.store.last_deliveries(&org, &ids).await {
+        Ok(l) => l,
         Err(e) => return error_page(person.caller(), e.into()),
     };
     let open = state.engine.open_circuits();
     let rows: Vec<Ctx> = shown
         .iter()
         .map(|w| {
-            let a = activity.get(&w.id).cloned().unwrap_or_default();
-            let done = a.succeeded + a.failed;
-            let rate = (done > 0).then(|| (a.succeeded * 100) / done);
+            let (succeeded, failed) = counts.get(&w.id).copied().unwrap_or_default();
+            let done = succeeded + failed;
+            let rate = (done > 0).then(|| (succeeded * 100) / done);
+            let last = last.get(&w.id);
             let triggers: Vec<String> = w
                 .spec
                 .triggers
@@ -88,12 +92,11 @@ pub async fn list(
                 manual => w.spec.trigger_type == crate::domain::webhook::TriggerType::Manual,
                 triggers => triggers,
                 urls => w.spec.urls.len(),
-                succeeded => a.succeeded,
-                failed => a.failed,
-                pending => a.pending,
+                succeeded => succeeded,
+                failed => failed,
                 rate => rate,
-                last_state => a.last.as_ref().map(|(s, _, _)| s.as_str()),
-                last_at => a.last.as_ref().map(|(_, t, _)| t.to_rfc3339()),
+                last_state => last.map(|(s, _, _)| s.as_str()),
+                last_at => last.map(|(_, t, _)| t.to_rfc3339()),
                 circuit_open => w.spec.urls.iter().any(|u| open.contains(&u.url)),
             }
         })

@@ -128,6 +128,17 @@ pub(super) async fn insert_deliveries(
     {
         super::delivery::insert_notification(tx, &d.id, d.created_at.as_micros()).await?;
     }
+    // Failed at intake (the payload could not be rendered): finished now.
+    let mut counts = HashMap::new();
+    for d in deliveries.iter().filter(|d| d.failure.is_some()) {
+        let key = (
+            d.organization_id.clone(),
+            d.webhook_id.clone(),
+            super::hour_of(d.created_at.as_micros()),
+        );
+        counts.entry(key).or_insert((0, 0)).1 += 1;
+    }
+    super::count_finished(tx, dialect, &counts).await?;
     Ok(leased)
 }
 

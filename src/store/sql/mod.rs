@@ -60,6 +60,43 @@ impl SqlStore {
     }
 }
 
+/// The start of the hour (micros) a time falls in.
+pub(crate) fn hour_of(micros: i64) -> i64 {
+    micros.div_euclid(3_600_000_000) * 3_600_000_000
+}
+
+/// Adds finished deliveries to their webhook's hourly counts (`delivery_hours`), in the
+/// transaction that finished them: `(organization, webhook, hour) → (succeeded, failed)`.
+pub(crate) async fn count_finished(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    counts: &std::collections::HashMap<(String, String, i64), (i64, i64)>,
+) -> Result<(), sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<_> = counts.iter().collect();
+    for chunk in entries.chunks(100) {
+        let sql = format!(
+            "INSERT INTO delivery_hours (organization_id, webhook_id, hour, succeeded, failed) VALUES {} \
+             ON CONFLICT (organization_id, webhook_id, hour) DO UPDATE SET \
+             succeeded = delivery_hours.succeeded + excluded.succeeded, failed = delivery_hours.failed + excluded.failed",
+            dialect.rows(1, chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((org, webhook, hour), (succeeded, failed)) in chunk {
+            query = query
+                .bind(org)
+                .bind(webhook)
+                .bind(*hour)
+                .bind(*succeeded)
+                .bind(*failed);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// A value bound to a filter condition.
 pub(crate) enum Bind {
     Text(String),
