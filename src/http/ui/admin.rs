@@ -99,11 +99,8 @@ pub async fn create_token(
     headers: HeaderMap,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("managing API tokens");
     }
     let abilities: Vec<Value> = form
         .0
@@ -167,11 +164,8 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("managing API tokens");
     }
     let caller = person.caller();
     match state
@@ -272,11 +266,8 @@ pub async fn invite(
     headers: HeaderMap,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "inviting people") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("inviting people");
     }
     let input = NewUser {
         email: form.get("email").to_owned(),
@@ -334,11 +325,8 @@ async fn change_user(
     form: FormBody,
     change: UserChange,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "changing people") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("changing people");
     }
     let caller = person.caller();
     match accounts::update_user(
@@ -352,21 +340,27 @@ async fn change_user(
     .await
     {
         Ok(_) => Redirect::to("/users?done=updated").into_response(),
-        Err(e) => match account_error(&person, e) {
-            Ok(errors) => {
-                users_page(
-                    &state,
-                    &person,
-                    StatusCode::CONFLICT,
-                    None,
-                    errors,
-                    ("", "", "member"),
-                    None,
-                )
-                .await
-            }
-            Err(page) => page,
-        },
+        Err(e) => refused(&state, &person, e).await,
+    }
+}
+
+/// A change that was refused (duplicate, last owner, owners rule, bad input): the users
+/// page with the reason; anything else is an error page.
+async fn refused(state: &AppState, person: &Person, e: AccountError) -> Response {
+    match account_error(person, e) {
+        Ok(errors) => {
+            users_page(
+                state,
+                person,
+                StatusCode::CONFLICT,
+                None,
+                errors,
+                ("", "", "member"),
+                None,
+            )
+            .await
+        }
+        Err(page) => page,
     }
 }
 
@@ -405,11 +399,8 @@ pub async fn reset_password(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "resetting passwords") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("resetting passwords");
     }
     let caller = person.caller();
     match accounts::reset_password(
@@ -434,21 +425,7 @@ pub async fn reset_password(
             )
             .await
         }
-        Err(e) => match account_error(&person, e) {
-            Ok(errors) => {
-                users_page(
-                    &state,
-                    &person,
-                    StatusCode::CONFLICT,
-                    None,
-                    errors,
-                    ("", "", "member"),
-                    None,
-                )
-                .await
-            }
-            Err(page) => page,
-        },
+        Err(e) => refused(&state, &person, e).await,
     }
 }
 

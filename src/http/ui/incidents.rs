@@ -86,11 +86,13 @@ pub async fn send(
     Path(incident_id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(
+        &headers,
+        &form,
+        Ability::ManageWebhooks,
+        "sending incidents to webhooks",
+    ) {
         return r;
-    }
-    if !person.caller().allows(Ability::ManageWebhooks) {
-        return person.refuse("sending incidents to webhooks");
     }
     let org = person.caller().organization_id().to_owned();
     match intake::trigger_manually(

@@ -102,9 +102,9 @@ pub async fn show(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let hook = match existing(&state, person.caller(), &id).await {
+    let hook = match person.webhook(&state, &id).await {
         Ok(h) => h,
-        Err(e) => return error_page(person.caller(), e),
+        Err(r) => return r,
     };
     let org = person.caller().organization_id().to_owned();
     let (mut q, kept) = query_of(raw.as_deref());
@@ -272,11 +272,13 @@ pub async fn resend(
     Path((id, delivery_id)): Path<(String, String)>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(
+        &headers,
+        &form,
+        Ability::ManageWebhooks,
+        "sending deliveries again",
+    ) {
         return r;
-    }
-    if !person.caller().allows(Ability::ManageWebhooks) {
-        return person.refuse("sending deliveries again");
     }
     let org = person.caller().organization_id().to_owned();
     match intake::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {

@@ -45,20 +45,14 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/{id}", get(webhooks::open))
         .route("/webhooks/{id}/enabled", post(webhooks::set_enabled))
         .route(
-            "/webhooks/{id}/configure",
-            get(webhook_form::configure).post(webhook_form::save_configure),
-        )
-        .route(
-            "/webhooks/{id}/filters",
-            get(webhook_form::filters).post(webhook_form::save_filters),
-        )
-        .route(
             "/webhooks/{id}/filters/test",
             post(webhook_form::test_filter),
         )
+        // Configure, Filters, Payload; the other tabs have routes of their own, which
+        // take precedence over this one.
         .route(
-            "/webhooks/{id}/payload",
-            get(webhook_form::payload).post(webhook_form::save_payload),
+            "/webhooks/{id}/{tab}",
+            get(webhook_form::show).post(webhook_form::save),
         )
         .route("/webhooks/{id}/logs", get(logs::show))
         .route("/webhooks/{id}/logs/rows", get(logs::rows))
@@ -223,6 +217,36 @@ impl Person {
                 Some(("/", "Overview")),
             )
         })
+    }
+
+    /// A write: the CSRF token is checked, then that the role allows `ability` (else the
+    /// page says `what` is not allowed).
+    #[allow(clippy::result_large_err)]
+    pub fn permit(
+        &self,
+        headers: &axum::http::HeaderMap,
+        form: &FormBody,
+        ability: Ability,
+        what: &str,
+    ) -> Result<(), Response> {
+        self.verify(headers, form)?;
+        if self.0.allows(ability) {
+            Ok(())
+        } else {
+            Err(self.refuse(what))
+        }
+    }
+
+    /// The person's organization's webhook `id`, or the page that says it is not there.
+    #[allow(clippy::result_large_err)]
+    pub async fn webhook(
+        &self,
+        state: &AppState,
+        id: &str,
+    ) -> Result<crate::domain::webhook::Webhook, Response> {
+        super::api::webhooks::existing(state, &self.0, id)
+            .await
+            .map_err(|e| error_page(&self.0, e))
     }
 
     /// The page that says the person's role does not allow an action.

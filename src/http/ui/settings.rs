@@ -119,9 +119,9 @@ pub async fn save(
     if let Err(r) = person.verify(&headers, &form) {
         return r;
     }
-    let hook = match existing(&state, person.caller(), &id).await {
+    let hook = match person.webhook(&state, &id).await {
         Ok(h) => h,
-        Err(e) => return error_page(person.caller(), e),
+        Err(r) => return r,
     };
     let mut body = webhook_json(&hook);
     body["name"] = json!(form.get("name"));
@@ -167,11 +167,8 @@ pub async fn reveal_secret(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "seeing signing secrets") {
         return r;
-    }
-    if !person.caller().allows(Ability::Admin) {
-        return person.refuse("seeing signing secrets");
     }
     match existing(&state, person.caller(), &id).await {
         Ok(hook) => render(
@@ -194,9 +191,9 @@ pub async fn rotate(
     if let Err(r) = person.verify(&headers, &form) {
         return r;
     }
-    let hook = match existing(&state, person.caller(), &id).await {
+    let hook = match person.webhook(&state, &id).await {
         Ok(h) => h,
-        Err(e) => return error_page(person.caller(), e),
+        Err(r) => return r,
     };
     if form.get("confirm") != "yes" {
         let errors = [(
@@ -246,9 +243,9 @@ pub async fn delete(
     if let Err(r) = person.verify(&headers, &form) {
         return r;
     }
-    let hook = match existing(&state, person.caller(), &id).await {
+    let hook = match person.webhook(&state, &id).await {
         Ok(h) => h,
-        Err(e) => return error_page(person.caller(), e),
+        Err(r) => return r,
     };
     if form.get("confirm_name").trim() != hook.spec.name.trim() {
         let errors = [(

@@ -597,61 +597,38 @@ async fn save_tab(
     }
 }
 
-pub async fn configure(
-    State(state): State<AppState>,
-    person: Person,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    show_tab(state, person, id, "configure", q).await
+/// The form tabs of a webhook: which sections each edits.
+const TABS: &[&str] = &["configure", "filters", "payload"];
+
+fn tab_of(tab: &str) -> Option<&'static str> {
+    TABS.iter().copied().find(|t| *t == tab)
 }
 
-pub async fn filters(
+/// `GET /webhooks/{id}/{tab}` for the form tabs (Configure, Filters, Payload).
+pub async fn show(
     State(state): State<AppState>,
     person: Person,
-    Path(id): Path<String>,
+    Path((id, tab)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    show_tab(state, person, id, "filters", q).await
+    match tab_of(&tab) {
+        Some(tab) => show_tab(state, person, id, tab, q).await,
+        None => error_page(person.caller(), ApiError::NotFound(format!("page {tab}"))),
+    }
 }
 
-pub async fn payload(
-    State(state): State<AppState>,
-    person: Person,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    show_tab(state, person, id, "payload", q).await
-}
-
-pub async fn save_configure(
+/// `POST /webhooks/{id}/{tab}`: saves what that tab edits.
+pub async fn save(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, tab)): Path<(String, String)>,
     form: FormBody,
 ) -> Response {
-    save_tab(state, person, headers, id, "configure", form).await
-}
-
-pub async fn save_filters(
-    State(state): State<AppState>,
-    person: Person,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: FormBody,
-) -> Response {
-    save_tab(state, person, headers, id, "filters", form).await
-}
-
-pub async fn save_payload(
-    State(state): State<AppState>,
-    person: Person,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: FormBody,
-) -> Response {
-    save_tab(state, person, headers, id, "payload", form).await
+    match tab_of(&tab) {
+        Some(tab) => save_tab(state, person, headers, id, tab, form).await,
+        None => error_page(person.caller(), ApiError::NotFound(format!("page {tab}"))),
+    }
 }
 
 /// The payload step's live preview (htmx): what the chosen payload sends for the sample
