@@ -589,7 +589,147 @@ async fn pages_count_deliveries_as_they_finish(backend: Backend) {
     assert!(list.text.contains("0% · 0 ok, 2 failed"), "{}", list.text);
 }
 
+async fn tokens_users_and_audit_pages(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "ada@example.com", "admin").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("ada@example.com").await;
+
+    let made = v
+        .post_form(
+            "/tokens",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "pager-bridge"),
+                ("abilities", "ingest"),
+                ("expires_at", "2099-12-31"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let value = made
+        .text
+        .split(r#"<code id="new-token">"#)
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(tocsin::domain::token::looks_like_token(&value), "{value}");
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "message": "m", "status": "triggered", "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v3/events",
+            Some(&value),
+            Some(event.to_string())
+        )
+        .await
+        .status,
+        202
+    );
+    let list = v.get("/tokens").await;
+    assert!(
+        list.text.contains("pager-bridge") && !list.text.contains(&value),
+        "shown only once"
+    );
+    assert!(
+        list.text.contains("2099-12-31 23:59"),
+        "expires at the end of the day"
+    );
+    let bad = v
+        .post_form("/tokens", &[("csrf_token", &csrf), ("name", "kept name")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(
+        bad.text.contains("abilities") && bad.text.contains(r#"value="kept name""#),
+        "{}",
+        bad.text
+    );
+
+    let invited = v
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "new@example.com"),
+                ("name", "New"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.text);
+    assert!(invited.text.contains("/setup/"), "the setup link is shown");
+    let user = app
+        .store
+        .user_by_email(
+            app.store
+                .installation_organization()
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .as_str(),
+            "new@example.com",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let owner = v
+        .post_form(
+            &format!("/users/{}/role", user.id),
+            &[("csrf_token", &csrf), ("role", "owner")],
+        )
+        .await;
+    assert_eq!(owner.status, 409);
+    assert!(
+        owner.text.contains("only an owner"),
+        "an admin may not make owners: {}",
+        owner.text
+    );
+    let member = v
+        .post_form(
+            &format!("/users/{}/role", user.id),
+            &[("csrf_token", &csrf), ("role", "member")],
+        )
+        .await;
+    assert_eq!(member.status, 303);
+
+    let audit = v.get("/audit?actor=ada%40example.com&action=").await;
+    assert!(
+        audit.text.contains("token.created") && audit.text.contains("user.updated"),
+        "{}",
+        audit.text
+    );
+    assert!(!audit.text.contains(&value), "never the token value");
+    let revoked = v
+        .post_form(
+            &format!(
+                "/tokens/{}/revoke",
+                app.store
+                    .list_tokens(None)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .find(|t| t.name == "pager-bridge")
+                    .unwrap()
+                    .id
+            ),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        (revoked.status, revoked.location()),
+        (303, "/tokens?done=revoked")
+    );
+}
+
 both_backends!(
+    tokens_users_and_audit_pages,
     pages_count_deliveries_as_they_finish,
     preview_and_filter_test_use_received_incidents,
     page_forms_need_csrf_and_show_errors_in_place,

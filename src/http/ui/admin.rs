@@ -37,6 +37,7 @@ async fn tokens_page(
     status: StatusCode,
     created: Option<(String, String)>,
     errors: Vec<String>,
+    typed_name: &str,
     query: Option<&str>,
 ) -> Response {
     let now = Timestamp::now();
@@ -70,6 +71,7 @@ async fn tokens_page(
             abilities => Ability::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
             created => created.map(|(name, value)| context! { name => name, value => value }),
             errors => errors,
+            typed_name => typed_name,
         },
     )
 }
@@ -88,6 +90,7 @@ pub async fn tokens(
         StatusCode::OK,
         None,
         Vec::new(),
+        "",
         query.as_deref(),
     )
     .await
@@ -138,6 +141,7 @@ pub async fn create_token(
                 StatusCode::CREATED,
                 Some((name, token.plaintext)),
                 Vec::new(),
+                "",
                 None,
             )
             .await
@@ -150,6 +154,7 @@ pub async fn create_token(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
                 errors,
+                form.get("name"),
                 None,
             )
             .await
