@@ -60,6 +60,10 @@ fn restricted_kind(address: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return v4_kind(v4);
             }
+            // IPv4 carried inside IPv6 reaches that IPv4 address: judge it by that one.
+            if let Some(v4) = embedded_v4(v6) {
+                return v4_kind(v4);
+            }
             let first = v6.segments()[0];
             if v6.is_loopback() {
                 Some("loopback")
@@ -71,12 +75,33 @@ fn restricted_kind(address: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if first & 0xfe00 == 0xfc00 {
                 Some("unique-local")
+            } else if first & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
+                Some("documentation")
             } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
                 Some("cloud metadata")
             } else {
                 None
             }
         }
+    }
+}
+
+/// The IPv4 address inside an IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or
+/// 6to4 (`2002::/16`) address.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let low =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    // IPv4-compatible (`::` and `::1` are judged as IPv6), or NAT64.
+    let compatible = s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1);
+    if compatible || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(low(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(low(s[1], s[2]))
+    } else {
+        None
     }
 }
 
@@ -94,6 +119,13 @@ fn v4_kind(v4: Ipv4Addr) -> Option<&'static str> {
         Some("shared (carrier-grade NAT)")
     } else if v4.is_unspecified() || o[0] == 0 {
         Some("unspecified")
+    } else if (o[0], o[1], o[2]) == (192, 0, 2)
+        || (o[0], o[1], o[2]) == (198, 51, 100)
+        || (o[0], o[1], o[2]) == (203, 0, 113)
+    {
+        Some("documentation")
+    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+        Some("benchmarking")
     } else if v4.is_multicast() {
         Some("multicast")
     } else if v4.is_broadcast() || o[0] >= 240 {
@@ -167,6 +199,23 @@ mod tests {
             ("fd12::1", "unique-local"),
             ("ff02::1", "multicast"),
             ("::ffff:127.0.0.1", "loopback"),
+            // IPv4 inside IPv6: judged by the IPv4 address it reaches.
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("64:ff9b::10.0.0.1", "private"),
+            ("64:ff9b::169.254.169.254", "cloud metadata"),
+            ("2002:7f00:1::", "loopback"),
+            ("2002:a9fe:a9fe::1", "cloud metadata"),
+            ("fec0::1", "site-local"),
+            ("2001:db8::1", "documentation"),
+            ("192.0.2.10", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.200", "documentation"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("100.127.255.254", "shared (carrier-grade NAT)"),
+            ("240.0.0.1", "reserved"),
+            ("255.255.255.255", "reserved"),
         ] {
             let err = policy.check(ip(address)).unwrap_err();
             assert_eq!(err.kind, kind, "{address}");
@@ -174,6 +223,13 @@ mod tests {
         }
         assert!(policy.check(ip("93.184.216.34")).is_ok());
         assert!(policy.check(ip("2606:4700::1111")).is_ok());
+        // The same embeddings of a public address are public.
+        assert!(policy.check(ip("64:ff9b::5db8:d822")).is_ok());
+        assert!(policy.check(ip("2002:5db8:d822::1")).is_ok());
+        assert!(
+            policy.check(ip("198.20.0.1")).is_ok(),
+            "just past 198.18.0.0/15"
+        );
     }
 
     #[test]

@@ -33,6 +33,23 @@ pub struct Explanation {
     pub conditions: Vec<Explanation>,
 }
 
+/// Field values shown in an explanation are cut to this many characters: an incident
+/// field may be large, and an explanation only needs to show what was compared.
+pub const SHOWN_VALUE: usize = 200;
+
+impl Explanation {
+    /// Cuts every value to [`SHOWN_VALUE`] characters (with `…`), throughout the tree.
+    pub fn shortened(mut self) -> Self {
+        if let Some(Value::String(text)) = &mut self.value {
+            if text.chars().count() > SHOWN_VALUE {
+                *text = text.chars().take(SHOWN_VALUE).collect::<String>() + "…";
+            }
+        }
+        self.conditions = self.conditions.into_iter().map(Self::shortened).collect();
+        self
+    }
+}
+
 pub fn explain(filter: &Filter, subject: Subject<'_>) -> Explanation {
     match filter {
         Filter::Group { all, conditions } => {

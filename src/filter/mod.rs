@@ -4,7 +4,7 @@
 mod eval;
 mod parse;
 
-pub use eval::{explain, matches, Explanation};
+pub use eval::{explain, matches, Explanation, SHOWN_VALUE};
 pub use parse::{parse, FilterError};
 
 use regex::Regex;

@@ -35,6 +35,8 @@ fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Json);
+        // `safe` would write incident data unescaped, letting it add keys to the document.
+        env.remove_filter("safe");
         env.set_fuel(Some(FUEL));
         env
     })
@@ -56,8 +58,30 @@ pub fn context(event: &Event, webhook_id: &str, webhook_name: &str) -> Value {
     })
 }
 
+/// `{% autoescape false %}` is the other way to write values unescaped; templates that use
+/// it are refused (the source is only read, never run, for this check).
+fn refuse_escape_hatches(source: &str) -> Result<(), TemplateError> {
+    let mut rest = source;
+    let mut line = 1;
+    while let Some(start) = rest.find("{%") {
+        line += rest[..start].matches('\n').count();
+        let tag = rest[start + 2..]
+            .trim_start_matches(['-', '+'])
+            .trim_start();
+        if tag.starts_with("autoescape") {
+            return Err(TemplateError {
+                line: Some(line),
+                reason: "`autoescape` is not available: every value is written as JSON so incident data cannot change the document".into(),
+            });
+        }
+        rest = &rest[start + 2..];
+    }
+    Ok(())
+}
+
 /// Renders a template; the output must be JSON of at most [`MAX_OUTPUT`] bytes.
 pub fn render(source: &str, context: &Value) -> Result<String, TemplateError> {
+    refuse_escape_hatches(source)?;
     let env = environment();
     let template = env.template_from_str(source).map_err(from_minijinja)?;
     let mut out = Limited(Vec::new());
@@ -118,6 +142,28 @@ impl io::Write for Limited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incident_data_cannot_change_the_documents_structure() {
+        let evil = "x\", \"admin\": true, \"y\": \"";
+        let ctx = json!({"incident": {"message": evil}});
+        let out = render(r#"{"text": {{ incident.message }}}"#, &ctx).unwrap();
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc.as_object().unwrap().len(), 1, "{out}");
+        assert_eq!(doc["text"], evil);
+        for hatch in [
+            r#"{"text": "{{ incident.message|safe }}"}"#,
+            r#"{"text": "{{ incident.message | safe }}"}"#,
+            "{% autoescape false %}{\"text\": \"{{ incident.message }}\"}{% endautoescape %}",
+            "{\"a\": 1}\n{%- autoescape false -%}{%- endautoescape -%}",
+        ] {
+            let err = render(hatch, &ctx).unwrap_err();
+            assert!(
+                err.reason.contains("safe") || err.reason.contains("autoescape"),
+                "{hatch}: {err}"
+            );
+        }
+    }
 
     fn ctx() -> Value {
         json!({"incident": {"message": "Disk \"full\"", "status": "triggered"}, "event": {"type": "incident.triggered"}})

@@ -156,4 +156,32 @@ async fn other_organizations_objects_do_not_exist(backend: Backend) {
     assert_eq!(mine.body["data"]["updated_at"], hook["updated_at"]);
 }
 
-both_backends!(auth_matrix, other_organizations_objects_do_not_exist);
+/// RFC 9110: the authentication scheme is case-insensitive.
+async fn bearer_scheme_in_any_case(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let status = crate::helpers::http_client()
+            .get(format!("{}{BASE}", app.address))
+            .header("authorization", format!("{scheme} {}", app.owner_token))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200, "{scheme}");
+    }
+    let basic = crate::helpers::http_client()
+        .get(format!("{}{BASE}", app.address))
+        .header("authorization", format!("Basic {}", app.owner_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status().as_u16(), 401);
+}
+
+both_backends!(
+    auth_matrix,
+    other_organizations_objects_do_not_exist,
+    bearer_scheme_in_any_case
+);

@@ -268,6 +268,30 @@ async fn filter_test_endpoint_explains_matches(backend: Backend) {
         .await;
     assert_eq!(reply.status, 422);
     assert!(reply.message().contains("filters.op"));
+
+    // A large field is shown as its first 200 characters, once per condition: the answer
+    // stays small however large the incident.
+    let mut big = incident_event(3, "svc-a", "as-x", "low")["incident"].clone();
+    big["message"] = json!("x".repeat(500_000));
+    let many: Vec<Value> = (0..50)
+        .map(|i| cond("contains", "message", &format!("y{i}")))
+        .collect();
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/filters/test"),
+            Some(&json!({"filters": {"op": "or", "conditions": many}, "incident": big})),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let shown = reply.body["data"]["explanation"]["conditions"][0]["value"]
+        .as_str()
+        .unwrap();
+    assert_eq!(shown.chars().count(), 201, "200 characters and an ellipsis");
+    assert!(
+        reply.body.to_string().len() < 50_000,
+        "not 50 copies of the field"
+    );
 }
 
 async fn presets_are_listed_with_examples(backend: Backend) {
@@ -286,7 +310,28 @@ async fn presets_are_listed_with_examples(backend: Backend) {
     assert!(list[2]["example"]["embeds"].is_array());
 }
 
+/// `|safe` and `{% autoescape false %}` would let incident data add keys to the JSON a
+/// receiver gets; templates using them are refused when saved.
+async fn templates_have_no_escape_hatch(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for source in [
+        r#"{"text": "{{ incident.message|safe }}"}"#,
+        r#"{% autoescape false %}{"text": "{{ incident.message }}"}{% endautoescape %}"#,
+    ] {
+        let mut body = crate::helpers::minimal_webhook("hatch");
+        body["payload_type"] = json!("custom");
+        body["custom_payload"] = json!(source);
+        let reply = app.owner(Method::POST, HOOKS, Some(&body)).await;
+        assert_eq!(reply.status, 422, "{source}");
+        assert_eq!(reply.body["meta"]["errors"][0]["field"], "custom_payload");
+    }
+    assert_eq!(app.webhook_count().await, 0);
+}
+
 both_backends!(
+    templates_have_no_escape_hatch,
     filtered_webhooks_receive_exactly_their_events,
     invalid_filters_and_templates_are_refused_at_save,
     custom_templates_and_presets_reach_the_receiver,

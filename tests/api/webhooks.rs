@@ -441,7 +441,37 @@ async fn health_and_readiness(backend: Backend) {
     );
 }
 
+/// URLs with line breaks, tabs, backslashes or no host are refused, not repaired; what is
+/// stored is the normalized URL.
+async fn urls_are_refused_unless_clean(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for bad in [
+        "https://example.com/a\r\nX-Injected: 1",
+        "https://example.com/\tb",
+        "https://example.com\\@evil.example/",
+        "http:///h",
+    ] {
+        let body = patched(minimal_webhook("u"), json!({"urls": [{"url": bad}]}));
+        let reply = app.owner(Method::POST, BASE, Some(&body)).await;
+        assert_eq!(reply.status, 422, "{bad:?}");
+        assert_eq!(
+            reply.body["meta"]["errors"][0]["field"], "urls[0].url",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(app.webhook_count().await, 0);
+    let body = patched(
+        minimal_webhook("u"),
+        json!({"urls": [{"url": "HTTPS://Example.COM:443/Hook"}]}),
+    );
+    let made = app.create_webhook(&body).await;
+    assert_eq!(made["urls"][0]["url"], "https://example.com/Hook");
+}
+
 both_backends!(
+    urls_are_refused_unless_clean,
     round_trip_covers_every_field_and_survives_restart,
     every_validation_rule_is_a_4xx_naming_the_field,
     malformed_oversized_and_mistyped_bodies_are_clear_errors,

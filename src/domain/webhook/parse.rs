@@ -370,7 +370,7 @@ impl<'a> Parser<'a> {
             };
             let url = match entry.get("url") {
                 Some(Value::String(s)) => match check_url(s) {
-                    Ok(()) => Some(s.clone()),
+                    Ok(normalized) => Some(normalized),
                     Err(message) => {
                         errors.push(FieldError::new(format!("urls[{i}].url"), message));
                         None
@@ -560,9 +560,25 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn check_url(text: &str) -> Result<(), String> {
+/// Checks a webhook URL and returns it normalized (as it will be stored and called).
+fn check_url(text: &str) -> Result<String, String> {
     if text.len() > MAX_URL_LEN {
         return Err(format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    // The URL parser would quietly drop tabs and line breaks and read `\` as `/`: what is
+    // stored must be what was meant, so such URLs are refused rather than repaired.
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() || *c == '\\' || c.is_whitespace())
+    {
+        return Err(format!(
+            "must not contain {}: percent-encode it or remove it",
+            match c {
+                '\\' => "a backslash".to_owned(),
+                ' ' => "spaces".to_owned(),
+                c => format!("the control character U+{:04X}", c as u32),
+            }
+        ));
     }
     let url = url::Url::parse(text).map_err(|e| {
         format!("is not an absolute URL ({e}): write it like https://example.com/hook")
@@ -570,10 +586,15 @@ fn check_url(text: &str) -> Result<(), String> {
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("must use http or https, got \"{}\"", url.scheme()));
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    // `http:///h` parses with host `h`; a URL without a host between `//` and `/` is refused.
+    let after_scheme = &text[url.scheme().len()..];
+    let names_host = after_scheme
+        .strip_prefix("://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !names_host || url.host_str().is_none_or(str::is_empty) {
         return Err("must name a host, like https://example.com/hook".to_owned());
     }
-    Ok(())
+    Ok(url.to_string())
 }
 
 /// A deliberately simple check: one `@`, something on each side, no spaces. Whether the
@@ -677,6 +698,26 @@ mod tests {
                 "{patch} should be rejected naming {field}, got {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn urls_are_refused_unless_clean_and_stored_normalized() {
+        for (bad, says) in [
+            ("https://example.com/a\r\nX-Injected: 1", "U+000D"),
+            ("https://example.com/\tpath", "U+0009"),
+            ("https://example.com\\evil.example/", "backslash"),
+            ("https://exa mple.com/", "spaces"),
+            ("http:///h", "host"),
+            ("https:/example.com", "host"),
+            ("ftp://example.com/", "http or https"),
+        ] {
+            let err = check_url(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        assert_eq!(
+            check_url("HTTPS://Example.COM:443/Hook?x=1").unwrap(),
+            "https://example.com/Hook?x=1"
+        );
     }
 
     #[test]

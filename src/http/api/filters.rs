@@ -56,7 +56,7 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
     let data = match parsed {
         None => json!({"matches": true, "explanation": null}),
         Some(f) => {
-            let explanation = filter::explain(&f, subject);
+            let explanation = filter::explain(&f, subject).shortened();
             json!({"matches": explanation.matched, "explanation": explanation})
         }
     };

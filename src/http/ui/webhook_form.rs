@@ -747,7 +747,7 @@ pub async fn test_filter(
         Ok(match parsed {
             None => (true, Vec::new()),
             Some(f) => {
-                let explanation = filter::explain(&f, subject);
+                let explanation = filter::explain(&f, subject).shortened();
                 let mut lines = Vec::new();
                 explain_lines(
                     &filters,
@@ -768,10 +768,6 @@ pub async fn test_filter(
     render(StatusCode::OK, "filter_test.html", context! {}, ctx)
 }
 
-/// Values shown in a test's explanation are cut to this many characters: an incident field
-/// may be large, and the page only needs to show what was compared.
-const SHOWN_VALUE: usize = 200;
-
 /// The filter and its explanation side by side, one line per group or condition.
 fn explain_lines(filter: &Value, explanation: &Value, depth: usize, out: &mut Vec<Value>) {
     let matched = explanation["matched"].as_bool().unwrap_or(false);
@@ -787,8 +783,8 @@ fn explain_lines(filter: &Value, explanation: &Value, depth: usize, out: &mut Ve
     } else {
         let cut = |v: &Value| -> Value {
             match v {
-                Value::String(s) if s.chars().count() > SHOWN_VALUE => {
-                    Value::String(s.chars().take(SHOWN_VALUE).collect::<String>() + "…")
+                Value::String(s) if s.chars().count() > filter::SHOWN_VALUE => {
+                    Value::String(s.chars().take(filter::SHOWN_VALUE).collect::<String>() + "…")
                 }
                 Value::Array(items) => Value::String(
                     items
