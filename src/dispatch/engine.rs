@@ -451,7 +451,7 @@ async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
             .circuit
             .record(health(&outcome), job.probe, Timestamp::now());
         if closed {
-            tracing::info!(url = %job.url, "the URL answers again; its parked deliveries follow");
+            tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
         }
         if let Some(at) = state.circuit.probe_due() {
             inner.wake_at(at);
