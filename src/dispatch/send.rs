@@ -120,33 +120,36 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
         Ok(mut response) => {
             let status = response.status();
             attempt.response_status = Some(status.as_u16());
-            attempt.response_headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
+            attempt.response_headers = kept_headers(response.headers());
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, timestamp));
+            // The whole answer must come within the timeout (reqwest's covers the body):
+            // a receiver that sends its status line and then stalls has not answered.
             let mut body = Vec::new();
+            let mut stalled = false;
             while body.len() < MAX_RESPONSE_READ {
                 match response.chunk().await {
                     Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    _ => break,
+                    Ok(None) => break,
+                    Err(e) => {
+                        stalled = e.is_timeout();
+                        break;
+                    }
                 }
             }
             body.truncate(MAX_RESPONSE_KEPT);
             attempt.response_body = Some(String::from_utf8_lossy(&body).into_owned());
             attempt.duration_ms = clock.elapsed().as_millis() as u64;
-            let succeeded = status.is_success();
-            if status.is_redirection() {
+            let succeeded = status.is_success() && !stalled;
+            if stalled {
+                attempt.error = Some(format!(
+                    "answered {status} but the rest of the answer did not come within {} s (timeout)",
+                    call.timeout.as_secs()
+                ));
+            } else if status.is_redirection() {
                 attempt.error = Some(format!(
                     "redirects are not followed: answer {status} to {}",
                     attempt
@@ -208,4 +211,72 @@ fn describe(error: &reqwest::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// At most this much of an answer's headers is kept per attempt.
+const MAX_HEADERS_KEPT: usize = 8 * 1024;
+
+/// The answer's headers as recorded: in order, until [`MAX_HEADERS_KEPT`] bytes, then one
+/// entry saying how many more there were.
+fn kept_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let mut size = 0;
+    let mut dropped = 0;
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        size += name.as_str().len() + value.len();
+        if size > MAX_HEADERS_KEPT {
+            dropped += 1;
+        } else {
+            kept.push((name.to_string(), value));
+        }
+    }
+    if dropped > 0 {
+        kept.push((
+            "tocsin-note".to_owned(),
+            format!(
+                "{dropped} more headers not kept (over {} KiB)",
+                MAX_HEADERS_KEPT / 1024
+            ),
+        ));
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_8_kib_of_answer_headers_is_kept() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for i in 0..100 {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                reqwest::header::HeaderValue::from_str(&"v".repeat(200)).unwrap(),
+            );
+        }
+        let kept = kept_headers(&headers);
+        let size: usize = kept[..kept.len() - 1]
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        assert!(size <= MAX_HEADERS_KEPT, "{size}");
+        let note = kept.last().unwrap();
+        assert_eq!(note.0, "tocsin-note");
+        assert!(
+            note.1
+                .starts_with(&format!("{} more headers", 100 - (kept.len() - 1))),
+            "{}",
+            note.1
+        );
+        let small = reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("text/plain"),
+        )]);
+        assert_eq!(
+            kept_headers(&small),
+            [("content-type".to_owned(), "text/plain".to_owned())]
+        );
+    }
 }

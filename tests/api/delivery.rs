@@ -617,7 +617,73 @@ async fn private_addresses_are_refused_by_default(backend: Backend) {
     assert!(receiver.received("/named").is_empty());
 }
 
+/// A receiver that sends its status line and headers, then stalls: the attempt is a
+/// timeout failure after the webhook's timeout, not a success.
+async fn an_answer_that_stalls_after_its_status_line_is_a_timeout(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut open = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 65536];
+            let _ = socket.read(&mut buffer).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+                .await;
+            open.push(socket); // never finished, never closed
+        }
+    });
+    let mut body = hook(
+        "stalling",
+        json!([{"url": format!("http://127.0.0.1:{port}/hook")}]),
+    );
+    body["timeout_seconds"] = json!(1);
+    body["max_retry"] = json!(0);
+    let created = app.create_webhook(&body).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"}, "incident": incident("inc-stall", "triggered")});
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&event))
+            .await
+            .status,
+        202
+    );
+    let logs = eventually(
+        "the attempt is recorded",
+        || async {
+            app.owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None)
+                .await
+                .body["data"]["result"][0]
+                .clone()
+        },
+        |d: &Value| d["state"] != "pending" && !d.is_null(),
+    )
+    .await;
+    assert_eq!(logs["state"], "failed", "{logs}");
+    let detail = app
+        .owner(
+            Method::GET,
+            &format!("{HOOKS}/{id}/logs/{}", logs["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let attempt = &detail.body["data"]["attempts"][0];
+    assert!(
+        attempt["error"].as_str().unwrap().contains("timeout"),
+        "{attempt}"
+    );
+    assert!(
+        attempt["duration_ms"].as_u64().unwrap() < 5_000,
+        "{attempt}"
+    );
+}
+
 both_backends!(
+    an_answer_that_stalls_after_its_status_line_is_a_timeout,
     v2_payloads_equal_squadcast_samples,
     v1_payloads_equal_squadcast_samples,
     every_url_gets_its_method_headers_and_a_valid_signature,

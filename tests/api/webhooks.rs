@@ -470,7 +470,38 @@ async fn urls_are_refused_unless_clean(backend: Backend) {
     assert_eq!(made["urls"][0]["url"], "https://example.com/Hook");
 }
 
+/// Header names and values are bounded, visible ASCII only, and hop-by-hop or framing
+/// headers are refused.
+async fn headers_are_bounded_and_hop_by_hop_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let long_name = "X-".to_owned() + &"a".repeat(300);
+    for (name, value, says) in [
+        ("Connection", "close".to_owned(), "hop-by-hop"),
+        ("Transfer-Encoding", "chunked".to_owned(), "hop-by-hop"),
+        ("TE", "trailers".to_owned(), "hop-by-hop"),
+        ("Upgrade", "h2c".to_owned(), "hop-by-hop"),
+        ("Proxy-Authorization", "Basic eA==".to_owned(), "hop-by-hop"),
+        ("Expect", "100-continue".to_owned(), "hop-by-hop"),
+        ("X-Big", "v".repeat(9000), "at most 8 KiB"),
+        ("X-Name", "caf\u{e9}".to_owned(), "visible ASCII"),
+        (long_name.as_str(), "v".to_owned(), "at most 256 bytes"),
+    ] {
+        let body = patched(minimal_webhook("h"), json!({"header": {name: value}}));
+        let reply = app.owner(Method::POST, BASE, Some(&body)).await;
+        assert_eq!(reply.status, 422, "{name}");
+        assert!(
+            reply.message().contains(says),
+            "{name}: {}",
+            reply.message()
+        );
+    }
+    assert_eq!(app.webhook_count().await, 0);
+}
+
 both_backends!(
+    headers_are_bounded_and_hop_by_hop_refused,
     urls_are_refused_unless_clean,
     round_trip_covers_every_field_and_survives_restart,
     every_validation_rule_is_a_4xx_naming_the_field,

@@ -16,6 +16,19 @@ const MAX_NAME: usize = 255;
 const MAX_DESCRIPTION: usize = 4096;
 const MAX_URL_LEN: usize = 2048;
 const MAX_CUSTOM_PAYLOAD: usize = 64 * 1024;
+const MAX_HEADER_NAME: usize = 256;
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+/// Headers about the connection or the message's framing: the HTTP client sets them, and a
+/// webhook that set them could desynchronise the request.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "expect",
+];
 const MAX_TEAMS: usize = 1000;
 
 /// Fields of a response that clients send back unchanged on GET → edit → PUT.
@@ -445,6 +458,13 @@ impl<'a> Parser<'a> {
         }
         for (name, value) in map {
             let path = format!("header.{name}");
+            if name.len() > MAX_HEADER_NAME {
+                self.error(
+                    path,
+                    format!("name must be at most {MAX_HEADER_NAME} bytes"),
+                );
+                continue;
+            }
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 self.error(
                     path,
@@ -452,7 +472,15 @@ impl<'a> Parser<'a> {
                 );
                 continue;
             }
-            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            let lower = name.to_ascii_lowercase();
+            if HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                self.error(
+                    path,
+                    "is a hop-by-hop or framing header, which the HTTP client manages: remove it",
+                );
+                continue;
+            }
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
                 self.error(
                     path,
                     format!(
@@ -471,7 +499,18 @@ impl<'a> Parser<'a> {
                 self.error(path, "must not contain CR, LF or NUL characters");
                 continue;
             }
-            if axum::http::HeaderValue::from_str(text).is_err() {
+            if text.len() > MAX_HEADER_VALUE {
+                self.error(
+                    path,
+                    format!("value must be at most {} KiB", MAX_HEADER_VALUE / 1024),
+                );
+                continue;
+            }
+            // What the message promises, exactly: HTTP would also take bytes above 0x7f.
+            if !text
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
                 self.error(
                     path,
                     "must contain only visible ASCII characters, spaces and tabs",
