@@ -10,7 +10,7 @@ use crate::{
     domain::{
         delivery::Attempt,
         retry::parse_retry_after,
-        webhook::{is_credential_header, mask_value, Header, Method},
+        webhook::{is_credential_header, mask_url, mask_value, Header, Method},
         Timestamp,
     },
     payload,
@@ -173,7 +173,8 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
             attempt.error = Some(if error.is_timeout() {
                 format!("no answer within {} s (timeout)", call.timeout.as_secs())
             } else {
-                describe(&error)
+                // The client names the URL in its errors; its password must not be kept.
+                describe(&error).replace(call.url, &mask_url(call.url))
             });
             Outcome {
                 attempt,
@@ -223,7 +224,10 @@ fn kept_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
     let mut size = 0;
     let mut dropped = 0;
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let mut value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if is_credential_header(name.as_str()) {
+            value = mask_value(&value); // Set-Cookie
+        }
         size += name.as_str().len() + value.len();
         if size > MAX_HEADERS_KEPT {
             dropped += 1;

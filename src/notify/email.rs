@@ -44,7 +44,7 @@ pub fn compose(
         text.push_str(&format!(
             "- {} {}\n  event: {} for incident {} ({})\n  attempts: {}, last at {}\n  {}\n  log: {}\n\n",
             f.method,
-            f.url,
+            crate::domain::webhook::mask_url(&f.url),
             f.event_type,
             f.incident_id,
             f.incident_message,
@@ -56,7 +56,7 @@ pub fn compose(
         html.push_str(&format!(
             "<li><p><b>{} {}</b><br>event {} for incident {} ({})<br>attempts: {}, last at {}</p><pre>{}</pre><p><a href=\"{}\">delivery log</a></p></li>\n",
             escape(&f.method),
-            escape(&f.url),
+            escape(&crate::domain::webhook::mask_url(&f.url)),
             escape(&f.event_type),
             escape(&f.incident_id),
             escape(&f.incident_message),

@@ -500,7 +500,130 @@ async fn headers_are_bounded_and_hop_by_hop_refused(backend: Backend) {
     assert_eq!(app.webhook_count().await, 0);
 }
 
+/// A masked credential is only kept for the servers it was entered for: pointing a URL
+/// elsewhere while sending the mask back is refused, naming the header.
+async fn masked_credentials_do_not_follow_a_new_url(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let body = patched(
+        minimal_webhook("creds"),
+        json!({"urls": [{"url": "https://hooks.example/in"}], "header": {"Authorization": "Bearer secret-value-1234"}}),
+    );
+    let hook = app.create_webhook(&body).await;
+    let path = format!("{BASE}/{}", hook["id"].as_str().unwrap());
+    let mut shown = app.owner(Method::GET, &path, None).await.body["data"].clone();
+    assert_eq!(shown["header"]["Authorization"], "****1234");
+
+    shown["urls"] = json!([{"url": "https://attacker.example/collect"}]);
+    let moved = app.owner(Method::PUT, &path, Some(&shown)).await;
+    assert_eq!(moved.status, 422, "{}", moved.body);
+    assert_eq!(
+        moved.body["meta"]["errors"][0]["field"],
+        "header.Authorization"
+    );
+    let kept = app
+        .store
+        .webhook(
+            hook["organization_id"].as_str().unwrap(),
+            hook["id"].as_str().unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.spec.urls[0].url, "https://hooks.example/in",
+        "nothing written"
+    );
+
+    // Another path on the same server keeps it; a new server with the value typed again is fine.
+    shown["urls"] = json!([{"url": "https://hooks.example/other"}]);
+    assert_eq!(
+        app.owner(Method::PUT, &path, Some(&shown)).await.status,
+        200
+    );
+    shown["urls"] = json!([{"url": "https://new.example/in"}]);
+    shown["header"]["Authorization"] = json!("Bearer typed-again-5678");
+    assert_eq!(
+        app.owner(Method::PUT, &path, Some(&shown)).await.status,
+        200
+    );
+}
+
+/// Passwords in URLs are masked wherever a URL is shown, and kept when a masked URL comes
+/// back unchanged.
+async fn url_passwords_are_masked_and_kept(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = crate::receiver::Receiver::start().await;
+    let url = receiver
+        .url("/in")
+        .replace("http://", "http://ops:s3cret-pass@");
+    let hook = app
+        .create_webhook(&patched(
+            minimal_webhook("basic"),
+            json!({"urls": [{"url": url}]}),
+        ))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let path = format!("{BASE}/{id}");
+    let shown = app.owner(Method::GET, &path, None).await.body["data"].clone();
+    let masked = shown["urls"][0]["url"].as_str().unwrap().to_owned();
+    assert!(
+        masked.contains("ops:****@") && !masked.contains("s3cret"),
+        "{masked}"
+    );
+    let mut renamed = shown.clone();
+    renamed["name"] = json!("basic renamed");
+    assert_eq!(
+        app.owner(Method::PUT, &path, Some(&renamed)).await.status,
+        200
+    );
+
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "message": "m", "status": "triggered", "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&event))
+            .await
+            .status,
+        202
+    );
+    let got = receiver.wait_for("/in", 1).await;
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:s3cret-pass")
+    );
+    assert_eq!(
+        got[0].header("authorization"),
+        expected,
+        "the stored password is still used"
+    );
+    let logs = crate::helpers::eventually(
+        "logged",
+        || async {
+            app.owner(Method::GET, &format!("{path}/logs"), None)
+                .await
+                .body
+                .to_string()
+        },
+        |text: &String| text.contains("succeeded"),
+    )
+    .await;
+    assert!(
+        !logs.contains("s3cret") && logs.contains("ops:****@"),
+        "{logs}"
+    );
+    let audit = app
+        .owner(Method::GET, &format!("/v3/audit-logs?object={id}"), None)
+        .await;
+    assert!(!audit.body.to_string().contains("s3cret"), "{}", audit.body);
+}
+
 both_backends!(
+    masked_credentials_do_not_follow_a_new_url,
+    url_passwords_are_masked_and_kept,
     headers_are_bounded_and_hop_by_hop_refused,
     urls_are_refused_unless_clean,
     round_trip_covers_every_field_and_survives_restart,

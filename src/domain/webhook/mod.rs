@@ -3,7 +3,10 @@
 mod header;
 mod parse;
 
-pub use header::{is_credential_header, mask_value, restore_masked, RESERVED_HEADERS};
+pub use header::{
+    is_credential_header, mask_url, mask_value, origin, restore_masked, restore_masked_url,
+    RESERVED_HEADERS,
+};
 pub use parse::parse_spec;
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +158,21 @@ pub fn audit_view(spec: &WebhookSpec) -> serde_json::Map<String, serde_json::Val
 
 /// How the audit log shows a value of [`audit_view`]: credential headers masked.
 pub fn audit_mask(field: &str, value: &serde_json::Value) -> serde_json::Value {
+    if field == "urls" {
+        if let serde_json::Value::Array(urls) = value {
+            let masked = urls
+                .iter()
+                .map(|u| {
+                    let mut u = u.clone();
+                    if let Some(text) = u.get("url").and_then(serde_json::Value::as_str) {
+                        u["url"] = serde_json::Value::String(mask_url(text));
+                    }
+                    u
+                })
+                .collect();
+            return serde_json::Value::Array(masked);
+        }
+    }
     match (field.strip_prefix("header."), value) {
         (Some(name), serde_json::Value::String(v)) if is_credential_header(name) => {
             serde_json::Value::String(mask_value(v))

@@ -46,7 +46,7 @@ fn summary(d: &Delivery) -> Value {
         "event_id": d.event_id,
         "event_type": d.event_type,
         "incident_id": d.incident_id,
-        "url": d.url,
+        "url": crate::domain::webhook::mask_url(&d.url),
         "method": d.method,
         "state": d.state,
         "attempts": d.attempts,

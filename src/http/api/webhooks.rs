@@ -68,7 +68,7 @@ pub fn webhook_json(w: &Webhook) -> Value {
         "updated_at": w.updated_at.to_rfc3339(),
         "version": s.version,
         "triggers": s.triggers,
-        "urls": s.urls,
+        "urls": s.urls.iter().map(|u| json!({"url": webhook::mask_url(&u.url), "method": u.method})).collect::<Vec<_>>(),
         "header": header,
         "filters": s.filters,
         "max_retry": s.max_retry,
@@ -276,7 +276,19 @@ pub async fn update_webhook(
     caller.require(Ability::ManageWebhooks)?;
     let current = existing(state, caller, id).await?;
     let mut spec = parse(body)?;
-    webhook::restore_masked(&mut spec.header, &current.spec.header);
+    // URLs sent back with a masked password keep the stored one; then, if any URL now
+    // points to another server, masked credentials must be entered again.
+    let stored_urls: Vec<&str> = current.spec.urls.iter().map(|u| u.url.as_str()).collect();
+    for u in &mut spec.urls {
+        u.url = webhook::restore_masked_url(&u.url, &stored_urls);
+    }
+    let old_origins: Vec<String> = stored_urls.iter().map(|u| webhook::origin(u)).collect();
+    let origins_changed = spec
+        .urls
+        .iter()
+        .any(|u| !old_origins.contains(&webhook::origin(&u.url)));
+    webhook::restore_masked(&mut spec.header, &current.spec.header, origins_changed)
+        .map_err(|errors| ApiError::Invalid("invalid_webhook", errors))?;
     let entry = audit_entry(
         caller,
         "webhook.updated",

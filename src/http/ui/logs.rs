@@ -85,7 +85,7 @@ async fn rows_context(
                 event_type => &d.event_type,
                 incident_id => &d.incident_id,
                 message => messages.get(&d.event_id).map(|m| m.chars().take(120).collect::<String>()),
-                url => &d.url,
+                url => crate::domain::webhook::mask_url(&d.url),
                 method => d.method.as_str(),
                 attempts => d.attempts,
                 last_status => d.last_status,
@@ -254,7 +254,7 @@ pub async fn detail(
         context! {
             hook => context! { id => &id },
             d => context! {
-                id => &d.id, state => d.state.as_str(), url => &d.url, method => d.method.as_str(),
+                id => &d.id, state => d.state.as_str(), url => crate::domain::webhook::mask_url(&d.url), method => d.method.as_str(),
                 event_id => &d.event_id, next_attempt_at => d.next_attempt_at.map(|t| t.to_rfc3339()),
             },
             payload => pretty(&d.payload),
