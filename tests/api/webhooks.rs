@@ -621,7 +621,44 @@ async fn url_passwords_are_masked_and_kept(backend: Backend) {
     assert!(!audit.body.to_string().contains("s3cret"), "{}", audit.body);
 }
 
+/// A key given twice is refused, in webhooks and in events, naming the key.
+async fn duplicate_json_keys_are_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = Some(app.owner_token.clone());
+    let hook = r#"{"name": "a", "name": "b", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": "https://example.com/h"}], "is_all_teams_configured": true}"#;
+    let reply = app
+        .call(Method::POST, BASE, token.as_deref(), Some(hook.to_owned()))
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.message().contains("duplicate key \"name\""),
+        "{}",
+        reply.message()
+    );
+    let event = r#"{"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "id": "j", "message": "m", "status": "triggered", "service": {"id": "s"}, "alert_source": {"id": "a"}}}"#;
+    let reply = app
+        .call(
+            Method::POST,
+            "/v3/events",
+            token.as_deref(),
+            Some(event.to_owned()),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.message().contains("duplicate key \"id\""),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(app.webhook_count().await, 0);
+}
+
 both_backends!(
+    duplicate_json_keys_are_refused,
     masked_credentials_do_not_follow_a_new_url,
     url_passwords_are_masked_and_kept,
     headers_are_bounded_and_hop_by_hop_refused,
