@@ -118,6 +118,9 @@ const FRESH: Duration = Duration::from_millis(100);
 pub struct Snapshot {
     pub organization: Option<Organization>,
     pub webhooks: Vec<CompiledWebhook>,
+    /// Some filter uses a regular expression: matching may take real CPU time, so intake
+    /// runs it off the async workers.
+    pub has_regex: bool,
     by_id: HashMap<String, usize>,
 }
 
@@ -128,9 +131,13 @@ impl Snapshot {
             .enumerate()
             .map(|(i, w)| (w.webhook.id.clone(), i))
             .collect();
+        let has_regex = webhooks
+            .iter()
+            .any(|w| w.filter.as_ref().is_some_and(Filter::has_regex));
         Self {
             organization,
             webhooks,
+            has_regex,
             by_id,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::{
-    catalog::{fires_for, Catalog},
+    catalog::{fires_for, Catalog, Snapshot},
     dispatch::{Engine, Job},
     domain::{
         delivery::NewDelivery,
@@ -15,7 +15,7 @@ use crate::{
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
     },
-    payload,
+    filter, payload,
     store::{Accepted, Admission, Store, StoreError},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -221,12 +221,37 @@ pub async fn accept(
         name: &organization.name,
     };
     let event = parse_event(body, tenant).map_err(IntakeError::Invalid)?;
-    let matching = webhooks
-        .webhooks
-        .iter()
-        .filter(|w| fires_for(w, &event))
-        .map(|w| &w.webhook);
-    let deliveries = plan_deliveries(&event, matching);
+    // Matching is bounded in regex work per event; when any filter has a regex it runs on
+    // the blocking pool, so a heavy event cannot hold an async worker (and /healthz).
+    let plan = move |webhooks: &Snapshot, event: &Event| {
+        let (deliveries, exhausted) = filter::with_regex_budget(filter::EVENT_REGEX_BUDGET, || {
+            let matching = webhooks
+                .webhooks
+                .iter()
+                .filter(|w| fires_for(w, event))
+                .map(|w| &w.webhook);
+            plan_deliveries(event, matching)
+        });
+        if exhausted {
+            tracing::warn!(
+                incident = ?event.incident_id(),
+                "regex filters hit the per-event limit; the remaining regex conditions did not match"
+            );
+        }
+        deliveries
+    };
+    let (event, deliveries) = if webhooks.has_regex {
+        let snapshot = webhooks.clone();
+        tokio::task::spawn_blocking(move || {
+            let deliveries = plan(&snapshot, &event);
+            (event, deliveries)
+        })
+        .await
+        .map_err(|e| IntakeError::Unavailable(format!("matching failed: {e}")))?
+    } else {
+        let deliveries = plan(&webhooks, &event);
+        (event, deliveries)
+    };
     queue.submit(event, deliveries).await
 }
 

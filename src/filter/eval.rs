@@ -1,12 +1,66 @@
 //! Evaluating a [`Filter`]. A missing field never satisfies a positive test (`is`, `in`,
 //! `contains`, `starts_with`, `matches`, `exists`) and always satisfies a negative one.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, cell::Cell};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Field, Filter, Subject, Test};
+
+/// A regular expression looks at most at this many bytes of a field (its beginning): the
+/// engine runs in linear time, so this bounds each condition's work.
+pub const REGEX_SCAN: usize = 64 * 1024;
+
+thread_local! {
+    /// Bytes regular expressions may still scan in the current [`with_regex_budget`] call;
+    /// `None` outside one.
+    static REGEX_BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    static EXHAUSTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (matching for one event) with at most `bytes` of regex scanning in all, and says
+/// whether that ran out. Once it has, every further `matches` condition is false (as for a
+/// missing field), so an event's filter work is bounded however many webhooks and
+/// conditions look at how large a field.
+pub fn with_regex_budget<T>(bytes: usize, f: impl FnOnce() -> T) -> (T, bool) {
+    let previous = REGEX_BUDGET.with(|b| b.replace(Some(bytes)));
+    let was = EXHAUSTED.with(|e| e.replace(false));
+    let out = f();
+    REGEX_BUDGET.with(|b| b.set(previous));
+    let exhausted = EXHAUSTED.with(|e| e.replace(was));
+    (out, exhausted)
+}
+
+/// The first [`REGEX_SCAN`] bytes of a field, cut at a character boundary.
+fn scanned(value: &str) -> &str {
+    if value.len() <= REGEX_SCAN {
+        return value;
+    }
+    let mut end = REGEX_SCAN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// Runs a regex within the budget, if one is set.
+fn regex_matches(re: &regex::Regex, value: &str) -> bool {
+    let text = scanned(value);
+    let allowed = REGEX_BUDGET.with(|b| match b.get() {
+        None => true,
+        Some(left) if left >= text.len() => {
+            b.set(Some(left - text.len()));
+            true
+        }
+        Some(_) => {
+            b.set(Some(0));
+            EXHAUSTED.with(|e| e.set(true));
+            false
+        }
+    });
+    allowed && re.is_match(text)
+}
 
 pub fn matches(filter: &Filter, subject: Subject<'_>) -> bool {
     match filter {
@@ -89,7 +143,7 @@ fn check(test: &Test, value: Option<&str>) -> bool {
         (Test::Contains(x), Some(v)) => v.contains(x.as_str()),
         (Test::NotContains(x), Some(v)) => !v.contains(x.as_str()),
         (Test::StartsWith(x), Some(v)) => v.starts_with(x.as_str()),
-        (Test::Matches(re), Some(v)) => re.is_match(v),
+        (Test::Matches(re), Some(v)) => regex_matches(re, v),
     }
 }
 
@@ -122,6 +176,31 @@ fn resolve<'a>(field: &Field, subject: Subject<'a>) -> Option<Cow<'a, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regexes_see_the_first_64_kib_within_a_budget() {
+        let re = regex::Regex::new("needle").unwrap();
+        let early = format!("needle{}", "x".repeat(REGEX_SCAN));
+        let late = format!("{}needle", "x".repeat(REGEX_SCAN));
+        assert!(regex_matches(&re, &early));
+        assert!(!regex_matches(&re, &late), "past 64 KiB is not looked at");
+        let multibyte = "é".repeat(REGEX_SCAN); // a cut inside a character is moved back
+        assert!(scanned(&multibyte).len() <= REGEX_SCAN);
+        // Three scans of 64 KiB fit in 200 KiB; the fourth is refused and reported.
+        let (results, exhausted) = with_regex_budget(200 * 1024, || {
+            (0..4)
+                .map(|_| regex_matches(&re, &early))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(results, [true, true, true, false]);
+        assert!(exhausted);
+        let (_, exhausted) = with_regex_budget(1 << 20, || regex_matches(&re, "needle"));
+        assert!(!exhausted);
+        assert!(
+            regex_matches(&re, &early),
+            "no budget outside with_regex_budget"
+        );
+    }
     use crate::filter::parse;
     use serde_json::{json, Map};
 

@@ -4,7 +4,7 @@
 mod eval;
 mod parse;
 
-pub use eval::{explain, matches, Explanation, SHOWN_VALUE};
+pub use eval::{explain, matches, with_regex_budget, Explanation, REGEX_SCAN, SHOWN_VALUE};
 pub use parse::{parse, FilterError};
 
 use regex::Regex;
@@ -15,6 +15,19 @@ pub enum Filter {
     Group { all: bool, conditions: Vec<Filter> },
     Condition { field: Field, test: Test },
 }
+
+impl Filter {
+    /// Whether any condition is a regular expression (the costly kind).
+    pub fn has_regex(&self) -> bool {
+        match self {
+            Filter::Group { conditions, .. } => conditions.iter().any(Filter::has_regex),
+            Filter::Condition { test, .. } => matches!(test, Test::Matches(_)),
+        }
+    }
+}
+
+/// At most this many bytes of regex scanning for one event, across all its webhooks.
+pub const EVENT_REGEX_BUDGET: usize = 16 * 1024 * 1024;
 
 /// What a condition looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]

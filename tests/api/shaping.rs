@@ -330,7 +330,69 @@ async fn templates_have_no_escape_hatch(backend: Backend) {
     assert_eq!(app.webhook_count().await, 0);
 }
 
+/// Regex work is bounded: each condition looks at the first 64 KiB of its field, and one
+/// event's conditions together at 16 MiB; past that, regex conditions do not match (and
+/// the server says so in its log) instead of holding the server for seconds.
+async fn regex_work_per_event_is_bounded(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = crate::receiver::Receiver::start().await;
+    // Three webhooks each scan the message 100 times (300 × 64 KiB > 16 MiB) and match
+    // nothing; the fourth, evaluated last, would match.
+    for i in 0..3 {
+        let conditions: Vec<Value> = (0..100)
+            .map(|k| cond("matches", "message", &format!("absent-{i}-{k}")))
+            .collect();
+        let mut body = crate::helpers::minimal_webhook(&format!("heavy {i}"));
+        body["urls"] = json!([{"url": receiver.url(&format!("/heavy{i}"))}]);
+        body["filters"] = json!({"op": "or", "conditions": conditions});
+        app.create_webhook(&body).await;
+    }
+    let mut last = crate::helpers::minimal_webhook("last");
+    last["urls"] = json!([{"url": receiver.url("/last")}]);
+    last["filters"] = json!({"op": "and", "conditions": [cond("matches", "message", "^start")]});
+    let last = app.create_webhook(&last).await;
+    let mut plain = crate::helpers::minimal_webhook("plain");
+    plain["urls"] = json!([{"url": receiver.url("/plain")}]);
+    app.create_webhook(&plain).await;
+
+    // A regex sees only the first 64 KiB of a field.
+    let mut event = incident_event(1, "s", "a", "low");
+    event["incident"]["message"] = json!(format!("start {} tail-marker", "x".repeat(200_000)));
+    let reply = app.owner(Method::POST, "/v3/events", Some(&event)).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(
+        reply.body["data"]["deliveries"], 1,
+        "only the webhook without a regex fires"
+    );
+    receiver.wait_for("/plain", 1).await;
+    assert!(
+        receiver.received("/last").is_empty(),
+        "the budget ran out before it"
+    );
+    let logs = app
+        .owner(
+            Method::GET,
+            &format!("{HOOKS}/{}/logs", last["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(logs.body["data"]["result"].as_array().unwrap().len(), 0);
+
+    let probe = json!({"filters": {"op": "and", "conditions": [cond("matches", "message", "tail-marker")]},
+                       "incident": event["incident"]});
+    let tested = app
+        .owner(Method::POST, &format!("{HOOKS}/filters/test"), Some(&probe))
+        .await;
+    assert_eq!(
+        tested.body["data"]["matches"], false,
+        "past 64 KiB is not looked at"
+    );
+}
+
 both_backends!(
+    regex_work_per_event_is_bounded,
     templates_have_no_escape_hatch,
     filtered_webhooks_receive_exactly_their_events,
     invalid_filters_and_templates_are_refused_at_save,

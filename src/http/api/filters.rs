@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     domain::{token::Ability, FieldError},
-    filter::{self, Subject},
+    filter,
     http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
     payload::{self, presets, template},
 };
@@ -49,18 +49,36 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
                     .collect(),
             )
         })?;
-    let subject = Subject {
-        incident: &incident,
-        team_id,
-    };
     let data = match parsed {
         None => json!({"matches": true, "explanation": null}),
         Some(f) => {
-            let explanation = filter::explain(&f, subject).shortened();
+            let explanation = explain_off_the_workers(f, incident, team_id.to_owned()).await;
             json!({"matches": explanation.matched, "explanation": explanation})
         }
     };
     Ok(Json(json!({ "data": data })))
+}
+
+/// Explains a filter against an incident on the blocking pool, within the per-event regex
+/// budget, with values cut for showing: what the filter-test endpoints call, so a large
+/// incident and many regexes cannot hold an async worker.
+pub async fn explain_off_the_workers(
+    filter: filter::Filter,
+    incident: serde_json::Map<String, serde_json::Value>,
+    team_id: String,
+) -> filter::Explanation {
+    tokio::task::spawn_blocking(move || {
+        let subject = filter::Subject {
+            incident: &incident,
+            team_id: &team_id,
+        };
+        filter::with_regex_budget(filter::EVENT_REGEX_BUDGET, || {
+            filter::explain(&filter, subject).shortened()
+        })
+        .0
+    })
+    .await
+    .expect("explaining a filter does not panic")
 }
 
 /// The presets for `custom_payload_template_slug`, each with what it sends for Squadcast's

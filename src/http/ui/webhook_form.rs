@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use super::{base_context, error_page, flash, forms::Node, render, FormBody, Person};
 use crate::{
     domain::{directory::Kind, event_type::EVENT_TYPES, token::Ability, webhook::Webhook},
-    filter::{self, Subject},
+    filter,
     http::{
         api::webhooks::{create_webhook, existing, update_webhook, webhook_json},
         error::ApiError,
@@ -731,34 +731,35 @@ pub async fn test_filter(
             Err(e) => Err(e.to_string()),
         }
     };
-    let result = event.and_then(|event| {
-        let parsed = filter::parse(&filters).map_err(|problems| {
-            problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.path, p.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-        let incident = event.incident.clone();
-        let subject = Subject {
-            incident: &incident,
-            team_id: event.team_id(),
-        };
-        Ok(match parsed {
-            None => (true, Vec::new()),
-            Some(f) => {
-                let explanation = filter::explain(&f, subject).shortened();
-                let mut lines = Vec::new();
-                explain_lines(
-                    &filters,
-                    &serde_json::to_value(&explanation).unwrap_or_default(),
-                    0,
-                    &mut lines,
-                );
-                (explanation.matched, lines)
-            }
-        })
+    let parsed = event.and_then(|event| {
+        filter::parse(&filters)
+            .map_err(|problems| {
+                problems
+                    .into_iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .map(|parsed| (parsed, event))
     });
+    let result = match parsed {
+        Err(e) => Err(e),
+        Ok((None, _)) => Ok((true, Vec::new())),
+        Ok((Some(f), event)) => {
+            let team_id = event.team_id().to_owned();
+            let explanation =
+                crate::http::api::filters::explain_off_the_workers(f, event.incident, team_id)
+                    .await;
+            let mut lines = Vec::new();
+            explain_lines(
+                &filters,
+                &serde_json::to_value(&explanation).unwrap_or_default(),
+                0,
+                &mut lines,
+            );
+            Ok((explanation.matched, lines))
+        }
+    };
     let ctx = match result {
         Ok((matched, lines)) => {
             context! { matched => matched, lines => Ctx::from(minijinja::value::Serde(&lines)), incident => incident_id }
