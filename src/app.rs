@@ -101,6 +101,7 @@ impl Application {
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
+        let rate_limits = Arc::new(http::RateLimits::new(&config.http));
         Ok(Self {
             listener,
             address,
@@ -112,6 +113,7 @@ impl Application {
                 catalog,
                 tokens: Arc::default(),
                 login_throttle: Arc::default(),
+                rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
             },
             first_start,

@@ -16,6 +16,28 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
+    pub http: HttpConfig,
+}
+
+/// Limits of the HTTP API per caller (a token, or a logged-in person).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub intake_rate_limit: u32,
+    pub intake_rate_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit: 50,
+            rate_burst: 200,
+            intake_rate_limit: 20_000,
+            intake_rate_burst: 40_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +79,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -153,6 +176,16 @@ pub const KEYS: &[(&str, &str)] = &[
         "notify.window",
         "At most one failure e-mail per webhook in this window; later failures wait for a digest.",
     ),
+    (
+        "http.rate_limit",
+        "API requests per second per token or person (past the burst: 429 with Retry-After); 0 for no limit.",
+    ),
+    ("http.rate_burst", "API requests a caller may make at once above the rate."),
+    (
+        "http.intake_rate_limit",
+        "POST /v3/events per second per token, counted apart from other calls; 0 for no limit.",
+    ),
+    ("http.intake_rate_burst", "Events a token may post at once above that rate."),
 ];
 
 /// Values from the command line, applied last.

@@ -11,6 +11,7 @@ pub mod login_throttle;
 pub mod notification;
 pub mod organization;
 pub mod password;
+pub mod rate_limit;
 pub mod retry;
 pub mod session;
 pub mod timestamp;

@@ -26,7 +26,7 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// Seconds until another try may succeed (sent as `Retry-After`).
-    #[error("too many attempts: try again in {} seconds", .0)]
+    #[error("too many requests: try again in {} seconds", .0)]
     TooManyRequests(u64),
     #[error("request body is larger than the 1 MiB limit")]
     PayloadTooLarge,

@@ -30,10 +30,28 @@ pub struct AppState {
     pub intake: IntakeQueue,
     /// Tokens read in the last moments, so most requests skip the store.
     pub tokens: Arc<auth::TokenCache>,
+    /// Requests per caller: the API's, and intake's apart.
+    pub rate_limits: Arc<RateLimits>,
     /// Services, alert sources and teams learnt from events.
     pub directory: crate::directory::Directory,
     /// Failed logins per email and client address (per node).
     pub login_throttle: Arc<std::sync::Mutex<crate::domain::login_throttle::LoginThrottle>>,
+}
+
+/// The two request budgets per caller (`[http]` settings).
+pub struct RateLimits {
+    pub api: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
+    pub intake: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
+}
+
+impl RateLimits {
+    pub fn new(config: &crate::config::HttpConfig) -> Self {
+        use crate::domain::rate_limit::RateLimiter;
+        Self {
+            api: RateLimiter::new(config.rate_limit, config.rate_burst).into(),
+            intake: RateLimiter::new(config.intake_rate_limit, config.intake_rate_burst).into(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

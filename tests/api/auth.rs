@@ -180,7 +180,74 @@ async fn bearer_scheme_in_any_case(backend: Backend) {
     assert_eq!(basic.status().as_u16(), 401);
 }
 
+/// Each token has its own budget of requests, and events are counted apart; past it the
+/// answer is 429 with Retry-After.
+async fn requests_are_limited_per_token(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app_with(backend, |c| {
+        c.http.rate_limit = 1;
+        c.http.rate_burst = 3;
+        c.http.intake_rate_limit = 1;
+        c.http.intake_rate_burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let token = Some(app.owner_token.clone());
+    for _ in 0..3 {
+        assert_eq!(
+            app.call(Method::GET, BASE, token.as_deref(), None)
+                .await
+                .status,
+            200
+        );
+    }
+    let refused = crate::helpers::http_client()
+        .get(format!("{}{BASE}", app.address))
+        .bearer_auth(&app.owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another token has its own budget; events are counted apart.
+    let reader = token_with(&app, &[Ability::Read, Ability::Ingest]).await;
+    assert_eq!(
+        app.call(Method::GET, BASE, Some(&reader.plaintext), None)
+            .await
+            .status,
+        200
+    );
+    let event = serde_json::json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "message": "m", "status": "triggered", "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    let post = |n: usize| {
+        let mut e = event.clone();
+        e["id"] = serde_json::json!(format!("e-{n}"));
+        app.call(
+            Method::POST,
+            "/v3/events",
+            token.as_deref(),
+            Some(e.to_string()),
+        )
+    };
+    assert_eq!(post(1).await.status, 202, "intake has its own budget");
+    assert_eq!(post(2).await.status, 202);
+    let third = post(3).await;
+    assert_eq!(third.status, 429);
+    assert!(
+        third.message().contains("too many requests"),
+        "{}",
+        third.message()
+    );
+}
+
 both_backends!(
+    requests_are_limited_per_token,
     auth_matrix,
     other_organizations_objects_do_not_exist,
     bearer_scheme_in_any_case

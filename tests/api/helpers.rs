@@ -142,6 +142,9 @@ pub fn test_config(database_url: &str) -> Config {
     };
     config.delivery.allowed_networks = vec!["127.0.0.0/8".to_owned()];
     config.delivery.retry_schedule = vec![std::time::Duration::from_millis(100)];
+    // Tests poll as fast as they like; the limits have a test of their own.
+    config.http.rate_limit = 0;
+    config.http.intake_rate_limit = 0;
     config
 }
 

@@ -117,10 +117,11 @@ async fn round_trip_covers_every_field_and_survives_restart(backend: Backend) {
     assert_eq!(list.body["data"]["meta"]["total_count"], 1);
     assert_eq!(list.body["data"]["result"][0]["id"], id.as_str());
 
-    // GET → edit → PUT, read-only fields and the masked header included.
+    // GET → edit → PUT, read-only fields and the masked header included (the URL stays on a
+    // server it already had: a masked credential is not carried to a new one).
     let mut edited = got.body["data"].clone();
     edited["name"] = json!("Ops bridge 2");
-    edited["urls"] = json!([{"url": "https://d.example/new", "method": "PATCH"}]);
+    edited["urls"] = json!([{"url": "https://a.example/new", "method": "PATCH"}]);
     edited["enabled"] = json!(true);
     edited["max_retry"] = json!(0);
     let put = app
@@ -130,7 +131,7 @@ async fn round_trip_covers_every_field_and_survives_restart(backend: Backend) {
     assert_eq!(put.body["data"]["name"], "Ops bridge 2");
     assert_eq!(
         put.body["data"]["urls"],
-        json!([{"url": "https://d.example/new", "method": "PATCH"}])
+        json!([{"url": "https://a.example/new", "method": "PATCH"}])
     );
     assert_eq!(put.body["data"]["max_retry"], 0);
     assert_eq!(put.body["data"]["created_at"], created["created_at"]);

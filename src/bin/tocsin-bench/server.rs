@@ -69,6 +69,9 @@ impl Tocsin {
                 database_url,
             ])
             .env("RUST_LOG", "warn")
+            // The load is the point: no per-token limit.
+            .env("TOCSIN_HTTP__RATE_LIMIT", "0")
+            .env("TOCSIN_HTTP__INTAKE_RATE_LIMIT", "0")
             .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -2,8 +2,8 @@
 //! Every page gets the same security headers; every form that changes something carries
 //! the session's CSRF token.
 
-mod admin;
 mod assets;
+mod audit;
 mod forms;
 mod incidents;
 mod login;
@@ -11,6 +11,9 @@ mod logs;
 mod overview;
 mod settings;
 mod setup;
+mod tokens;
+mod users;
+mod webhook_body;
 mod webhook_form;
 mod webhooks;
 
@@ -70,13 +73,13 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/{id}/delete", post(settings::delete))
         .route("/incidents", get(incidents::list))
         .route("/incidents/{incident_id}/send", post(incidents::send))
-        .route("/tokens", get(admin::tokens).post(admin::create_token))
-        .route("/tokens/{id}/revoke", post(admin::revoke_token))
-        .route("/users", get(admin::users).post(admin::invite))
-        .route("/users/{id}/role", post(admin::set_role))
-        .route("/users/{id}/disabled", post(admin::set_disabled))
-        .route("/users/{id}/reset-password", post(admin::reset_password))
-        .route("/audit", get(admin::audit))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/users", get(users::list).post(users::invite))
+        .route("/users/{id}/role", post(users::set_role))
+        .route("/users/{id}/disabled", post(users::set_disabled))
+        .route("/users/{id}/reset-password", post(users::reset_password))
+        .route("/audit", get(audit::show))
         .route(assets::ROUTE, get(assets::serve))
 }
 
@@ -280,6 +283,11 @@ pub fn error_page(caller: &Caller, e: super::error::ApiError) -> Response {
         &e.to_string(),
         Some(("/webhooks", "Webhooks")),
     )
+}
+
+/// A time as pages show it: `2026-11-27 08:00` (UTC).
+pub fn short_time(t: Option<crate::domain::Timestamp>) -> Option<String> {
+    t.map(|t| t.to_rfc3339()[..16].replace('T', " "))
 }
 
 /// Messages shown once after a change, chosen by `?done=` (never free text from the URL).

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{
     base_context, error_page, flash, render,
-    webhook_form::{number, split_list},
+    webhook_body::{number, split_list},
     FormBody, Person,
 };
 use crate::{

@@ -1,0 +1,178 @@
+//! `/tokens`: API tokens, created (shown once) and revoked, through the same code as the
+//! JSON API. Admins only.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, Value as Ctx};
+use serde_json::Value;
+
+use super::{base_context, error_page, flash, render, short_time as ts, FormBody, Person};
+use crate::{
+    domain::{
+        audit::token_created,
+        token::{Ability, NewToken},
+        Timestamp,
+    },
+    http::{api::tokens::parse_new_token, error::ApiError, AppState},
+};
+
+async fn tokens_page(
+    state: &AppState,
+    person: &Person,
+    status: StatusCode,
+    created: Option<(String, String)>,
+    errors: Vec<String>,
+    typed_name: &str,
+    query: Option<&str>,
+) -> Response {
+    let now = Timestamp::now();
+    let tokens = match state
+        .store
+        .list_tokens(Some(person.caller().organization_id()))
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let rows: Vec<Ctx> = tokens
+        .iter()
+        .rev()
+        .map(|t| {
+            context! {
+                id => &t.id, name => &t.name,
+                abilities => t.abilities.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                status => t.status(now), created_at => ts(Some(t.created_at)),
+                expires_at => ts(t.expires_at), last_used_at => ts(t.last_used_at),
+            }
+        })
+        .collect();
+    render(
+        status,
+        "tokens.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => "API tokens", nav => "tokens", flash => flash(query),
+            rows => rows,
+            abilities => Ability::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            created => created.map(|(name, value)| context! { name => name, value => value }),
+            errors => errors,
+            typed_name => typed_name,
+        },
+    )
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    person: Person,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !person.caller().allows(Ability::Admin) {
+        return person.refuse("managing API tokens");
+    }
+    tokens_page(
+        &state,
+        &person,
+        StatusCode::OK,
+        None,
+        Vec::new(),
+        "",
+        query.as_deref(),
+    )
+    .await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
+        return r;
+    }
+    let abilities: Vec<Value> = form
+        .0
+        .iter()
+        .filter(|(k, _)| k == "abilities")
+        .map(|(_, v)| Value::String(v.clone()))
+        .collect();
+    // A date picker gives a day: the token works until the end of it (UTC).
+    let expires = Some(form.get("expires_at").trim())
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            if d.len() == 10 {
+                format!("{d}T23:59:59Z")
+            } else {
+                d.to_owned()
+            }
+        });
+    let now = Timestamp::now();
+    match parse_new_token(
+        Some(form.get("name").to_owned()),
+        Some(&Value::Array(abilities)),
+        expires,
+        now,
+    ) {
+        Ok((name, abilities, expires_at)) => {
+            let mut token = NewToken::generate(person.caller().organization_id(), &name, abilities);
+            token.token.expires_at = expires_at;
+            let audit = token_created(&token.token, &person.caller().actor());
+            if let Err(e) = state.store.create_token(&token, &audit).await {
+                return error_page(person.caller(), e.into());
+            }
+            tokens_page(
+                &state,
+                &person,
+                StatusCode::CREATED,
+                Some((name, token.plaintext)),
+                Vec::new(),
+                "",
+                None,
+            )
+            .await
+        }
+        Err(errors) => {
+            let errors = errors.iter().map(ToString::to_string).collect();
+            tokens_page(
+                &state,
+                &person,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                errors,
+                form.get("name"),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
+        return r;
+    }
+    let caller = person.caller();
+    match state
+        .store
+        .revoke_token(
+            Some(caller.organization_id()),
+            &id,
+            Timestamp::now(),
+            &caller.actor(),
+        )
+        .await
+    {
+        Ok(Some(_)) => Redirect::to("/tokens?done=revoked").into_response(),
+        Ok(None) => error_page(caller, ApiError::NotFound(format!("active token {id}"))),
+        Err(e) => error_page(caller, e.into()),
+    }
+}

@@ -1,0 +1,261 @@
+//! `/users`: the people of the organization: invited with a setup link, roles changed,
+//! disabled, passwords reset — through the same code as the JSON API and the command line.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, Value as Ctx};
+
+use super::{base_context, error_page, flash, render, short_time as ts, FormBody, Person};
+use crate::{
+    accounts::{self, AccountError, NewUser, UserChange},
+    domain::{token::Ability, user::Role},
+    http::{api::users::manager, AppState},
+};
+
+async fn users_page(
+    state: &AppState,
+    person: &Person,
+    status: StatusCode,
+    invited: Option<(String, String)>,
+    errors: Vec<String>,
+    form: (&str, &str, &str),
+    query: Option<&str>,
+) -> Response {
+    let users = match state
+        .store
+        .list_users(person.caller().organization_id())
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let me = person
+        .caller()
+        .user()
+        .map(|u| u.id.clone())
+        .unwrap_or_default();
+    let rows: Vec<Ctx> = users
+        .iter()
+        .map(|u| {
+            context! {
+                id => &u.id, email => &u.email, name => &u.name, role => u.role.as_str(),
+                status => u.status(), last_login_at => ts(u.last_login_at), me => u.id == me,
+            }
+        })
+        .collect();
+    render(
+        status,
+        "users.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => "Users", nav => "users", flash => flash(query),
+            rows => rows,
+            roles => Role::ALL.iter().map(|r| context! { slug => r.as_str(), name => r.title(), description => r.description() }).collect::<Vec<_>>(),
+            can_manage => person.caller().allows(Ability::Admin),
+            invited => invited.map(|(email, link)| context! { email => email, link => link }),
+            errors => errors,
+            f => context! { email => form.0, name => form.1, role => form.2 },
+        },
+    )
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    person: Person,
+    RawQuery(query): RawQuery,
+) -> Response {
+    users_page(
+        &state,
+        &person,
+        StatusCode::OK,
+        None,
+        Vec::new(),
+        ("", "", "member"),
+        query.as_deref(),
+    )
+    .await
+}
+
+// The error is the page to answer with (see `Person::verify`).
+#[allow(clippy::result_large_err)]
+fn account_error(person: &Person, e: AccountError) -> Result<Vec<String>, Response> {
+    match e {
+        AccountError::Invalid(list) => Ok(list.iter().map(ToString::to_string).collect()),
+        e @ (AccountError::DuplicateEmail(_)
+        | AccountError::LastOwner
+        | AccountError::Forbidden(_)) => Ok(vec![e.to_string()]),
+        other => Err(error_page(person.caller(), other.into())),
+    }
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "inviting people") {
+        return r;
+    }
+    let input = NewUser {
+        email: form.get("email").to_owned(),
+        name: form.get("name").to_owned(),
+        role: form.get("role").to_owned(),
+        password: None,
+    };
+    let caller = person.caller();
+    match accounts::create_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        input,
+        manager(caller),
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok((user, Some(code))) => {
+            let link = accounts::setup_url(&state.config.public_url(), &code);
+            users_page(
+                &state,
+                &person,
+                StatusCode::CREATED,
+                Some((user.email, link)),
+                Vec::new(),
+                ("", "", "member"),
+                None,
+            )
+            .await
+        }
+        Ok((_, None)) => Redirect::to("/users?done=updated").into_response(),
+        Err(e) => match account_error(&person, e) {
+            Ok(errors) => {
+                users_page(
+                    &state,
+                    &person,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    errors,
+                    (form.get("email"), form.get("name"), form.get("role")),
+                    None,
+                )
+                .await
+            }
+            Err(page) => page,
+        },
+    }
+}
+
+async fn change_user(
+    state: AppState,
+    person: Person,
+    headers: HeaderMap,
+    id: String,
+    form: FormBody,
+    change: UserChange,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "changing people") {
+        return r;
+    }
+    let caller = person.caller();
+    match accounts::update_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        change,
+        manager(caller),
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/users?done=updated").into_response(),
+        Err(e) => refused(&state, &person, e).await,
+    }
+}
+
+/// A change that was refused (duplicate, last owner, owners rule, bad input): the users
+/// page with the reason; anything else is an error page.
+async fn refused(state: &AppState, person: &Person, e: AccountError) -> Response {
+    match account_error(person, e) {
+        Ok(errors) => {
+            users_page(
+                state,
+                person,
+                StatusCode::CONFLICT,
+                None,
+                errors,
+                ("", "", "member"),
+                None,
+            )
+            .await
+        }
+        Err(page) => page,
+    }
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    let change = UserChange {
+        role: Some(form.get("role").to_owned()),
+        ..UserChange::default()
+    };
+    change_user(state, person, headers, id, form, change).await
+}
+
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    let change = UserChange {
+        disabled: Some(form.get("disabled") == "true"),
+        ..UserChange::default()
+    };
+    change_user(state, person, headers, id, form, change).await
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "resetting passwords") {
+        return r;
+    }
+    let caller = person.caller();
+    match accounts::reset_password(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(caller),
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok((user, code)) => {
+            let link = accounts::setup_url(&state.config.public_url(), &code);
+            users_page(
+                &state,
+                &person,
+                StatusCode::OK,
+                Some((user.email, link)),
+                Vec::new(),
+                ("", "", "member"),
+                None,
+            )
+            .await
+        }
+        Err(e) => refused(&state, &person, e).await,
+    }
+}
