@@ -151,12 +151,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let engine = self.state.engine.clone();
         let grace = self.state.config.delivery.shutdown_grace;
+        let limits = http::serve::Limits {
+            max_connections: self.state.config.http.max_connections as usize,
+            header_read_timeout: self.state.config.http.header_read_timeout,
+            drain: grace,
+        };
         let router = http::router(self.state);
-        // The client's address is kept for login throttling.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        http::serve::serve(self.listener, router, limits, shutdown).await;
         engine.shutdown(grace).await;
         self.notifier.abort();
         self.checkpointer.abort();

@@ -23,6 +23,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
+    pub max_connections: u32,
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
     pub rate_limit: u32,
     pub rate_burst: u32,
     pub intake_rate_limit: u32,
@@ -32,6 +35,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
             rate_limit: 50,
             rate_burst: 200,
             intake_rate_limit: 20_000,
@@ -175,6 +180,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "notify.window",
         "At most one failure e-mail per webhook in this window; later failures wait for a digest.",
+    ),
+    (
+        "http.max_connections",
+        "Most open client connections; past it new ones are closed at once.",
+    ),
+    (
+        "http.header_read_timeout",
+        "A request's headers must arrive within this; an idle keep-alive connection is closed after it too.",
     ),
     (
         "http.rate_limit",
@@ -327,6 +340,12 @@ impl Config {
             return Err(bad(
                 "delivery.concurrency",
                 "and delivery.per_url_concurrency must be at least 1".to_owned(),
+            ));
+        }
+        if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {
+            return Err(bad(
+                "http.max_connections",
+                "and http.header_read_timeout must be above 0".to_owned(),
             ));
         }
         if !["none", "starttls", "tls"].contains(&self.smtp.tls.as_str()) {

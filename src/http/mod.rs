@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod serve;
 pub mod ui;
 
 use std::sync::Arc;

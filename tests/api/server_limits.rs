@@ -1,0 +1,110 @@
+//! The HTTP server's own limits: a connection that dribbles its headers is closed after the
+//! header-read timeout, and connections past the cap are closed at once.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::helpers::{spawn_app_with, Backend, DEADLINE};
+
+fn address(base: &str) -> String {
+    base.trim_start_matches("http://").to_owned()
+}
+
+/// Waits (with the test deadline) until the server closes the connection: read gives
+/// end-of-file or an error.
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue, // e.g. a 408 answer before closing
+            }
+        }
+    })
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.header_read_timeout = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut slow = TcpStream::connect(address(&app.address)).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finishes the headers: the server must hang up.
+    assert!(
+        closed_by_server(&mut slow).await,
+        "a dribbling connection stayed open"
+    );
+    // A prompt request on a new connection is served.
+    let mut quick = TcpStream::connect(address(&app.address)).await.unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    quick.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.max_connections = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(address(&app.address)).await.unwrap();
+        // A served request proves the connection holds a place.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        let n = s.read(&mut buffer).await.unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut fourth = TcpStream::connect(address(&app.address)).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert!(
+        closed_by_server(&mut fourth).await,
+        "the fourth connection was served"
+    );
+    // A place frees when a connection ends.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let mut again = TcpStream::connect(address(&app.address)).await.unwrap();
+        let _ = again
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut answer = String::new();
+        let _ = again.read_to_string(&mut answer).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the freed place was never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
