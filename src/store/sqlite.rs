@@ -9,6 +9,7 @@ use super::{
 /// queues them in-process instead of failing with SQLITE_BUSY when a read transaction
 /// tries to upgrade; reads keep a pool of their own.
 pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
+    create_private(url);
     let url = with_create_mode(url);
     let setup = |cache_kib: i64, autocheckpoint_pages: i64| {
         // No ping before each use: a SQLite connection is a file handle that cannot drop,
@@ -54,6 +55,40 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
         .connect(&url)
         .await?;
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite))
+}
+
+/// The database holds signing secrets and credentials: a new file is created readable by
+/// its owner only (0600), and SQLite gives its `-wal` and `-shm` files the same mode. An
+/// existing file others can read is reported, not changed.
+fn create_private(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
+                path,
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the database file can be read by other users; it holds secrets: chmod 600 it"
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path);
+            }
+        }
+    }
 }
 
 /// `sqlite://tocsin.db` must create the file when it is missing.

@@ -271,6 +271,23 @@ async fn store_webhooks(backend: Backend) {
 
 both_backends!(store_ping_and_bootstrap_once, store_tokens, store_webhooks);
 
+/// The SQLite file and its write-ahead log hold secrets: only their owner may read them.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((store, db)) = open_store(Backend::Sqlite).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    for file in [path.clone(), format!("{path}-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+}
+
 /// The delivery queue's own rules, straight against each backend: leases hide work from
 /// claims until released or expired, renewals need the holder, results need the lease.
 async fn store_delivery_queue(backend: Backend) {
