@@ -252,6 +252,19 @@ impl Person {
             .map_err(|e| error_page(&self.0, e))
     }
 
+    /// A write to webhook `id`: the CSRF token checked, then the webhook looked up.
+    #[allow(clippy::result_large_err)]
+    pub async fn webhook_to_change(
+        &self,
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+        form: &FormBody,
+        id: &str,
+    ) -> Result<crate::domain::webhook::Webhook, Response> {
+        self.verify(headers, form)?;
+        self.webhook(state, id).await
+    }
+
     /// The page that says the person's role does not allow an action.
     pub fn refuse(&self, what: &str) -> Response {
         message(

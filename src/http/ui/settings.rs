@@ -116,10 +116,7 @@ pub async fn save(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
-    let hook = match person.webhook(&state, &id).await {
+    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
         Ok(h) => h,
         Err(r) => return r,
     };
@@ -188,10 +185,7 @@ pub async fn rotate(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
-    let hook = match person.webhook(&state, &id).await {
+    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
         Ok(h) => h,
         Err(r) => return r,
     };
@@ -240,10 +234,7 @@ pub async fn delete(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
-    let hook = match person.webhook(&state, &id).await {
+    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
         Ok(h) => h,
         Err(r) => return r,
     };

@@ -287,12 +287,9 @@ async fn save_tab(
     tab: &'static str,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
-    let hook = match existing(&state, person.caller(), &id).await {
+    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
         Ok(h) => h,
-        Err(e) => return error_page(person.caller(), e),
+        Err(r) => return r,
     };
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, sections_of(tab), webhook_json(&hook));
