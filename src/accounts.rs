@@ -230,30 +230,6 @@ pub async fn reset_password(
     Ok((written(result, id, &current.email)?, code))
 }
 
-/// Sets a password directly (the command line's `--password-stdin`).
-pub async fn set_password(
-    store: &dyn Store,
-    organization_id: &str,
-    id: &str,
-    password: String,
-    actor: &Actor,
-) -> Result<User, AccountError> {
-    user::check_password("password", &password).map_err(|e| AccountError::Invalid(vec![e]))?;
-    let current = existing(store, organization_id, id).await?;
-    let entry = AuditEntry::new(
-        organization_id,
-        actor,
-        "user.password_set",
-        audit::user_object(&current),
-        Vec::new(),
-    );
-    let hashed = hash(password).await;
-    let result = store
-        .set_password(organization_id, id, &hashed, &entry)
-        .await?;
-    written(result, id, &current.email)
-}
-
 /// What a setup page asks for: a password, and for the first start's link (which has no
 /// user yet) the new owner's email and name.
 pub struct SetupInput {
@@ -348,6 +324,14 @@ pub async fn complete_setup(
     }
 }
 
+/// Starts a session for `user` (after a login or a used setup link): the cookie's value.
+pub async fn start_session(store: &dyn Store, user: &User) -> Result<String, StoreError> {
+    let secret = session::new_secret();
+    let session = Session::new(session::hash_secret(&secret), &user.id, Timestamp::now());
+    store.start_session(&session).await?;
+    Ok(secret)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     /// Never says whether the email exists, is disabled or has no password yet.
@@ -410,8 +394,6 @@ pub async fn login(
         }
     }
     let user = matched.ok_or(LoginError::Invalid)?;
-    let secret = session::new_secret();
-    let session = Session::new(session::hash_secret(&secret), &user.id, Timestamp::now());
-    store.start_session(&session).await?;
+    let secret = start_session(store, &user).await?;
     Ok((secret, user))
 }

@@ -305,6 +305,18 @@ pub async fn resend(
         .ok_or_else(not_found)?;
     let event_type =
         crate::domain::event_type::EventType::from_name(&old.event_type).ok_or_else(not_found)?;
+    // A delivery whose payload could not be rendered has nothing to send again.
+    if old.payload.is_empty() && old.attempts == 0 {
+        return Err(IntakeError::Invalid(vec![FieldError::new(
+            "delivery",
+            format!(
+                "was never sent: {}; fix the webhook's payload instead",
+                old.last_error
+                    .as_deref()
+                    .unwrap_or("its payload could not be rendered")
+            ),
+        )]));
+    }
     let delivery = NewDelivery {
         id: new_id("msg"),
         organization_id: organization_id.to_owned(),

@@ -263,14 +263,6 @@ pub trait AccountStore: Send + Sync + 'static {
     /// A password reset: the user's password, sessions and earlier links end, and `link`
     /// (which names the user) is the way to choose a new password.
     async fn reset_password(&self, link: &SetupLink, audit: &AuditEntry) -> StoreResult<UserWrite>;
-    /// Sets a password directly (`--password-stdin`); ends the user's sessions.
-    async fn set_password(
-        &self,
-        organization_id: &str,
-        id: &str,
-        password_hash: &str,
-        audit: &AuditEntry,
-    ) -> StoreResult<UserWrite>;
 
     /// The link with this code hash, used or not, with its user if it names one.
     async fn setup_link(&self, code_hash: &str) -> StoreResult<Option<(SetupLink, Option<User>)>>;

@@ -61,6 +61,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.goto("/login").await;
     b.screenshot("01-login").await;
     login(&b, "maya@example.com").await;
+    b.wait_text("Add your first webhook").await;
     b.screenshot("02-overview-empty").await;
 
     // Add a webhook in the steps.

@@ -728,7 +728,61 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
     );
 }
 
+/// A delivery whose payload could not be rendered was never sent: "Send again" says so
+/// instead of sending an empty body.
+async fn a_delivery_that_never_rendered_is_not_sent_again(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut body = minimal_webhook("fragile");
+    body["urls"] = json!([{"url": receiver.url("/in")}]);
+    body["payload_type"] = json!("custom");
+    // JSON for the sample incident (checked at save), not for a message "boom".
+    body["custom_payload"] =
+        json!(r#"{% if incident.message == "boom" %}not json{% else %}{"ok": 1}{% endif %}"#);
+    let hook = app.create_webhook(&body).await;
+    let id = hook["id"].as_str().unwrap();
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "message": "boom", "status": "triggered", "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&event))
+            .await
+            .status,
+        202
+    );
+    let logs = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None)
+        .await;
+    let delivery = logs.body["data"]["result"][0].clone();
+    assert_eq!(delivery["state"], "failed");
+    person(&app, "rex@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("rex@example.com").await;
+    let again = v
+        .post_form(
+            &format!(
+                "/webhooks/{id}/logs/{}/resend",
+                delivery["id"].as_str().unwrap()
+            ),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(again.status, 422, "{}", again.text);
+    assert!(again.text.contains("was never sent"), "{}", again.text);
+    let logs = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs"), None)
+        .await;
+    assert_eq!(
+        logs.body["data"]["result"].as_array().unwrap().len(),
+        1,
+        "no new delivery"
+    );
+    assert!(receiver.received("/in").is_empty());
+}
+
 both_backends!(
+    a_delivery_that_never_rendered_is_not_sent_again,
     tokens_users_and_audit_pages,
     pages_count_deliveries_as_they_finish,
     preview_and_filter_test_use_received_incidents,

@@ -12,7 +12,7 @@ use super::{base_context, message, render, FormBody};
 use crate::{
     accounts::{self, AccountError, SetupInput},
     domain::{
-        session::{self, LinkProblem, Session},
+        session::{self, LinkProblem},
         Timestamp,
     },
     http::AppState,
@@ -107,18 +107,19 @@ pub async fn submit(
     };
     match accounts::complete_setup(state.store.as_ref(), &code, input).await {
         Ok(user) => {
-            let secret = session::new_secret();
-            let session = Session::new(session::hash_secret(&secret), &user.id, Timestamp::now());
-            if let Err(e) = state.store.start_session(&session).await {
-                tracing::error!(error = %e, "could not start a session after setup");
-                return message(
-                    StatusCode::OK,
-                    None,
-                    "Password saved",
-                    "Your password is saved. Log in with it.",
-                    Some(("/login", "Log in")),
-                );
-            }
+            let secret = match accounts::start_session(state.store.as_ref(), &user).await {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a session after setup");
+                    return message(
+                        StatusCode::OK,
+                        None,
+                        "Password saved",
+                        "Your password is saved. Log in with it.",
+                        Some(("/login", "Log in")),
+                    );
+                }
+            };
             tracing::info!(user = %user.id, "setup link used");
             super::login::signed_in(&state, &secret, "/")
         }

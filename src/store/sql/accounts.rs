@@ -321,25 +321,6 @@ impl AccountStore for SqlStore {
         }))
     }
 
-    async fn set_password(
-        &self,
-        organization_id: &str,
-        id: &str,
-        password_hash: &str,
-        audit: &AuditEntry,
-    ) -> StoreResult<UserWrite> {
-        let mut tx = self.writer.begin().await?;
-        if user_in(&mut tx, organization_id, id).await?.is_none() {
-            tx.rollback().await?;
-            return Ok(UserWrite::NotFound);
-        }
-        store_password(&mut tx, id, Some(password_hash), audit.at).await?;
-        insert_audit(&mut tx, audit).await?;
-        let stored = user_in(&mut tx, organization_id, id).await?;
-        tx.commit().await?;
-        Ok(stored.map_or(UserWrite::NotFound, UserWrite::Done))
-    }
-
     async fn setup_link(&self, code_hash: &str) -> StoreResult<Option<(SetupLink, Option<User>)>> {
         let row = sqlx::query(&format!(
             "SELECT {LINK_COLUMNS} FROM setup_links WHERE code_hash = $1"

@@ -376,16 +376,17 @@ impl DeliveryStore for SqlStore {
                 if r.state == DeliveryState::Failed && r.notify {
                     insert_notification(&mut tx, &r.delivery_id, now).await?;
                 }
+                let (ok, failed) = match r.state {
+                    DeliveryState::Succeeded => (1, 0),
+                    DeliveryState::Failed => (0, 1),
+                    _ => continue,
+                };
                 let counts = finished
                     .entry((org.clone(), webhook.clone(), super::hour_of(now)))
                     .or_insert((0, 0));
-                match r.state {
-                    DeliveryState::Succeeded => counts.0 += 1,
-                    DeliveryState::Failed => counts.1 += 1,
-                    _ => {}
-                }
+                counts.0 += ok;
+                counts.1 += failed;
             }
-            finished.retain(|_, (ok, failed)| *ok + *failed > 0);
             super::count_finished(&mut tx, self.dialect, &finished).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
