@@ -142,7 +142,8 @@ async fn main() {
             Err(_) => format!("sqlite://{}/pages.db", dir.path().display()),
         },
     };
-    let store = store::open(&database_url).await.unwrap();
+    let key = tocsin::domain::sealing::SecretKey::generate();
+    let store = store::open(&database_url, &key).await.unwrap();
     let (org, hooks) = seed(&store).await;
     let input = NewUser {
         email: "bench@example.com".into(),
@@ -158,6 +159,7 @@ async fn main() {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         database_url: database_url.clone(),
+        secret_key: key.to_base64(),
         ..Config::default()
     };
     let application = Application::build(config).await.unwrap();

@@ -18,7 +18,8 @@ use crate::{
     http::{self, AppState},
     intake::IntakeQueue,
     notify::{self, Notifier},
-    store::{self, Store},
+    secret_key::KeyOrigin,
+    store::Store,
 };
 
 pub struct Application {
@@ -26,6 +27,7 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     first_start: Option<FirstStart>,
+    key_origin: KeyOrigin,
     notifier: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
@@ -83,7 +85,8 @@ impl Application {
         if config.public_url.is_empty() {
             config.public_url = format!("http://{address}");
         }
-        let store = store::open(&config.database_url).await?;
+        let unlocked = crate::secret_key::open_store(&config).await?;
+        let store = unlocked.store;
         let first_start = bootstrap(store.as_ref()).await?;
         let released = store.release_stale_leases().await?;
         if released > 0 {
@@ -117,6 +120,7 @@ impl Application {
                 directory: crate::directory::Directory::start(store.clone()),
             },
             first_start,
+            key_origin: unlocked.origin,
             notifier,
             checkpointer,
             housekeeping,
@@ -137,6 +141,11 @@ impl Application {
         self.first_start
             .as_ref()
             .map(|f| crate::accounts::setup_url(&self.state.config.public_url(), &f.setup_code))
+    }
+
+    /// Where the secret key came from (a key file this start created, say).
+    pub fn key_origin(&self) -> &KeyOrigin {
+        &self.key_origin
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

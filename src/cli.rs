@@ -16,7 +16,7 @@ use crate::{
         Timestamp,
     },
     notify::{email::Email, Mailer},
-    store,
+    secret_key::{self, KeyOrigin},
 };
 
 #[derive(Parser)]
@@ -52,6 +52,14 @@ enum Command {
     SendTestEmail {
         #[arg(long, value_name = "ADDRESS")]
         to: String,
+    },
+    /// Seal every stored secret again under a new key, in one transaction. Stop every
+    /// node first. Without --new-key a key is generated: written to tocsin.key when that is
+    /// where the key lives, else printed once for you to configure.
+    RotateKey {
+        /// The new key, base64 of 32 bytes (e.g. `openssl rand -base64 32`).
+        #[arg(long, value_name = "BASE64")]
+        new_key: Option<String>,
     },
     /// Manage API tokens.
     Token {
@@ -161,9 +169,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = Config::load(&overrides)?;
-            store::open(&config.database_url).await?;
+            secret_key::open_store(&config).await?;
             eprintln!("migrations applied to {}", config.database_url);
             Ok(())
+        }
+        Command::RotateKey { new_key } => {
+            rotate_key(Config::load(&overrides)?, new_key.as_deref()).await
         }
         Command::Token { action } => token(Config::load(&overrides)?, action).await,
         Command::User { action } => user(Config::load(&overrides)?, action).await,
@@ -185,12 +196,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             owner.token.organization_id, owner.plaintext, owner.plaintext
         );
     }
+    if let KeyOrigin::File {
+        path,
+        created: true,
+    } = app.key_origin()
+    {
+        println!(
+            "Generated the secret key that seals webhook secrets and credentials in the database:
+    {}
+             Back it up with the database: without it they cannot be read. Several nodes on one
+             PostgreSQL must share it (secret_key or TOCSIN_SECRET_KEY).
+",
+            path.display()
+        );
+    }
     eprintln!("tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
     app.run_until(shutdown).await
 }
 
+async fn rotate_key(config: Config, new_key: Option<&str>) -> anyhow::Result<()> {
+    let rotated = secret_key::rotate(&config, new_key).await?;
+    eprintln!(
+        "sealed {} values again under key {} (was {})",
+        rotated.values, rotated.new_id, rotated.old_id
+    );
+    match (&rotated.file, &rotated.printed) {
+        (Some(path), _) => eprintln!("{} now holds the new key", path.display()),
+        (None, Some(key)) => {
+            eprintln!("the new key, shown only now: set secret_key / TOCSIN_SECRET_KEY to it on every node before starting them; the old key no longer opens the database:");
+            println!("{key}");
+        }
+        (None, None) => eprintln!(
+            "set secret_key / TOCSIN_SECRET_KEY to the new key on every node before starting them; the old key no longer opens the database"
+        ),
+    }
+    Ok(())
+}
+
 async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
-    let store = store::open(&config.database_url).await?;
+    let store = secret_key::open_store(&config).await?.store;
     match action {
         TokenCommand::Create { name, abilities } => {
             let abilities =
@@ -264,7 +308,7 @@ async fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn user(config: Config, action: UserCommand) -> anyhow::Result<()> {
-    let store = store::open(&config.database_url).await?;
+    let store = secret_key::open_store(&config).await?.store;
     let Some(org) = store.installation_organization().await? else {
         anyhow::bail!("the database is empty: run `tocsin serve` once first; it creates the organization and prints the owner's setup link");
     };

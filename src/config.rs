@@ -13,6 +13,8 @@ pub struct Config {
     pub listen: String,
     pub database_url: String,
     pub public_url: String,
+    /// Base64 of 32 bytes; empty means `tocsin.key` (see `secret_key.rs`).
+    pub secret_key: String,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
@@ -81,6 +83,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".to_owned(),
             database_url: "sqlite://tocsin.db".to_owned(),
             public_url: String::new(),
+            secret_key: String::new(),
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
@@ -141,6 +144,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "public_url",
         "Address people use to reach tocsin, for links in e-mails; empty means http://<listen>.",
+    ),
+    (
+        "secret_key",
+        "Key that seals webhook secrets, credential headers and URL passwords in the database (base64 of 32 bytes); empty means tocsin.key beside the SQLite file, generated on first start. Nodes on one PostgreSQL must share it.",
     ),
     (
         "delivery.allowed_networks",
@@ -329,6 +336,10 @@ impl Config {
                 "database_url",
                 "must start with sqlite:// or postgres://".to_owned(),
             ));
+        }
+        if !self.secret_key.is_empty() {
+            crate::domain::sealing::SecretKey::from_base64(&self.secret_key)
+                .map_err(|e| bad("secret_key", e))?;
         }
         if self.delivery.retry_schedule.is_empty() {
             return Err(bad(

@@ -10,7 +10,7 @@ use crate::{
     dispatch::{Engine, Job},
     domain::{
         delivery::NewDelivery,
-        event::{parse_event, Event, Tenant},
+        event::{parse_event_text, Event, Tenant},
         ids::new_id,
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
@@ -211,6 +211,7 @@ pub async fn accept(
     queue: &IntakeQueue,
     organization_id: &str,
     body: &Value,
+    text: &[u8],
 ) -> Result<Accepted, IntakeError> {
     let webhooks = catalog.webhooks(organization_id).await?;
     let organization = webhooks.organization.as_ref().ok_or_else(|| {
@@ -220,7 +221,7 @@ pub async fn accept(
         id: &organization.id,
         name: &organization.name,
     };
-    let event = parse_event(body, tenant).map_err(IntakeError::Invalid)?;
+    let event = parse_event_text(body, text, tenant).map_err(IntakeError::Invalid)?;
     // Matching is bounded in regex work per event; when any filter has a regex it runs on
     // the blocking pool, so a heavy event cannot hold an async worker (and /healthz).
     let plan = move |webhooks: &Snapshot, event: &Event| {
@@ -343,7 +344,10 @@ pub async fn resend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{event::Tenant, webhook::parse_spec};
+    use crate::domain::{
+        event::{parse_event, Tenant},
+        webhook::parse_spec,
+    };
     use serde_json::json;
 
     fn hook(name: &str, patch: Value) -> Webhook {

@@ -16,4 +16,5 @@ pub mod http;
 pub mod intake;
 pub mod notify;
 pub mod payload;
+pub mod secret_key;
 pub mod store;

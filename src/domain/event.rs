@@ -1,8 +1,11 @@
 //! An incident event as received at the intake, parsed once into a valid [`Event`].
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, value::RawValue, Map, Value};
 
-use super::{event_type::EventType, field_error::json_kind as kind, FieldError, Timestamp};
+use super::{
+    event_type::EventType, field_error::json_kind as kind, json_text::JsonText, FieldError,
+    Timestamp,
+};
 
 const MAX_PRODUCER_ID: usize = 255;
 
@@ -22,8 +25,12 @@ pub struct Event {
     /// `{id, name}` as it appears in payloads.
     pub organization: Value,
     pub team: Value,
-    /// The Squadcast incident object, unknown fields kept in their order.
+    /// The Squadcast incident object, unknown fields kept in their order: what filters and
+    /// templates read.
     pub incident: Map<String, Value>,
+    /// The same incident as the producer wrote it (exact numbers and escapes): what v1 and
+    /// v2 payloads and the stored event carry.
+    pub incident_text: JsonText,
     pub received_at: Timestamp,
 }
 
@@ -48,12 +55,12 @@ impl Event {
         struct Stored<'a> {
             organization: &'a Value,
             team: &'a Value,
-            incident: &'a Map<String, Value>,
+            incident: &'a RawValue,
         }
         serde_json::to_string(&Stored {
             organization: &self.organization,
             team: &self.team,
-            incident: &self.incident,
+            incident: self.incident_text.raw(),
         })
         .expect("JSON values always serialize")
     }
@@ -65,8 +72,37 @@ pub struct Tenant<'a> {
     pub name: &'a str,
 }
 
-/// Parses the body of `POST /v3/events`.
+/// The text of the `incident` member of a JSON object, as written.
+pub fn incident_text(text: &[u8]) -> Option<&RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        incident: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Body<'_>>(text).ok()?.incident
+}
+
+/// Parses the body of `POST /v3/events` given as `text` (parsed into `input` already),
+/// keeping the incident's text exactly as written.
+pub fn parse_event_text(
+    input: &Value,
+    text: &[u8],
+    tenant: Tenant<'_>,
+) -> Result<Event, Vec<FieldError>> {
+    parse(input, incident_text(text), tenant)
+}
+
+/// Parses an event built as a value (samples, tests, forms): the incident's text is its
+/// serialization.
 pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<FieldError>> {
+    parse(input, None, tenant)
+}
+
+fn parse(
+    input: &Value,
+    text: Option<&RawValue>,
+    tenant: Tenant<'_>,
+) -> Result<Event, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(obj) = input.as_object() else {
         return Err(vec![FieldError::new(
@@ -215,6 +251,10 @@ pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<Field
         return Err(errors);
     }
     let id = super::ids::new_id("evt");
+    let incident_text = match text {
+        Some(raw) => JsonText::exact(raw),
+        None => JsonText::from_value(&incident),
+    };
     Ok(Event {
         payload_event_id: producer_id.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -225,6 +265,7 @@ pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<Field
         organization,
         team,
         incident,
+        incident_text,
         received_at,
     })
 }

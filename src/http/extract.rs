@@ -13,7 +13,20 @@ use super::error::ApiError;
 /// and column; typing is left to the domain parsers, which name the field.
 pub struct JsonBody(pub Value);
 
+/// A [`JsonBody`] with the text it was parsed from, for what must pass through exactly.
+pub struct JsonBodyText(pub Value, pub Bytes);
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        JsonBodyText::from_request(req, state)
+            .await
+            .map(|body| JsonBody(body.0))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBodyText {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -29,9 +42,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "request body is empty: send a JSON object".to_owned(),
             ));
         }
-        parse_strict(&bytes)
-            .map(JsonBody)
-            .map_err(ApiError::BadRequest)
+        let value = parse_strict(&bytes).map_err(ApiError::BadRequest)?;
+        Ok(JsonBodyText(value, bytes))
     }
 }
 

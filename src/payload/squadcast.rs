@@ -1,8 +1,9 @@
 //! Squadcast's payload shapes (reference/squadcast-samples): the v2 envelope and the flat v1
-//! object. Incident fields pass through in the order they were received.
+//! object. Incident fields pass through as the producer wrote them (exact numbers and
+//! escapes) and in the order they were received.
 
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde::{ser::SerializeMap, Serialize, Serializer};
+use serde_json::{value::RawValue, Value};
 
 use crate::domain::event::Event;
 
@@ -26,7 +27,7 @@ struct V2Event<'a> {
 
 #[derive(Serialize)]
 struct V2Data<'a> {
-    resource_data: &'a Map<String, Value>,
+    resource_data: &'a RawValue,
     resource_type: &'static str,
     organization: &'a Value,
     team: &'a Value,
@@ -42,7 +43,7 @@ pub fn render_v2(event: &Event) -> V2<'_> {
             timestamp: &event.timestamp,
         },
         data: V2Data {
-            resource_data: &event.incident,
+            resource_data: event.incident_text.raw(),
             resource_type: event.event_type.class,
             organization: &event.organization,
             team: &event.team,
@@ -51,15 +52,57 @@ pub fn render_v2(event: &Event) -> V2<'_> {
 }
 
 /// v1 is the incident itself with `event_type` and `organization` after its `id`.
-pub fn render_v1(event: &Event) -> Value {
-    let mut body = Map::with_capacity(event.incident.len() + 2);
-    body.insert("id".to_owned(), json!(event.incident_id()));
-    body.insert("event_type".to_owned(), json!(event.event_type.v1_name));
-    body.insert("organization".to_owned(), event.organization.clone());
-    for (key, value) in &event.incident {
-        if key != "id" {
-            body.insert(key.clone(), value.clone());
-        }
+pub struct V1<'a> {
+    event: &'a Event,
+    incident: Vec<(String, &'a RawValue)>,
+}
+
+pub fn render_v1(event: &Event) -> V1<'_> {
+    V1 {
+        event,
+        incident: event.incident_text.members(),
     }
-    Value::Object(body)
+}
+
+impl Serialize for V1<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.incident.len() + 2))?;
+        map.serialize_entry("id", self.event.incident_id())?;
+        map.serialize_entry("event_type", self.event.event_type.v1_name)?;
+        map.serialize_entry("organization", &self.event.organization)?;
+        for (key, value) in &self.incident {
+            if key != "id" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{parse_event_text, Tenant};
+
+    #[test]
+    fn incident_numbers_and_escapes_reach_both_versions_as_written() {
+        let text = br#"{"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": "i", "message": "caf\u00e9", "status": "triggered",
+              "service": {"id": "s"}, "alert_source": {"id": "a"},
+              "big": 123456789012345678901234567890, "e": 1E2, "f": 2.50}}"#;
+        let value: Value = serde_json::from_slice(text).unwrap();
+        let tenant = Tenant { id: "o", name: "O" };
+        let event = parse_event_text(&value, text, tenant).unwrap();
+        let incident = r#"{"id":"i","message":"caf\u00e9","status":"triggered","service":{"id":"s"},"alert_source":{"id":"a"},"big":123456789012345678901234567890,"e":1E2,"f":2.50}"#;
+        let v2 = serde_json::to_string(&render_v2(&event)).unwrap();
+        assert!(
+            v2.contains(&format!(r#""resource_data":{incident},"#)),
+            "{v2}"
+        );
+        let v1 = serde_json::to_string(&render_v1(&event)).unwrap();
+        assert_eq!(
+            v1,
+            r#"{"id":"i","event_type":"incident_triggered","organization":{"id":"o","name":"O"},"message":"caf\u00e9","status":"triggered","service":{"id":"s"},"alert_source":{"id":"a"},"big":123456789012345678901234567890,"e":1E2,"f":2.50}"#
+        );
+    }
 }

@@ -16,6 +16,7 @@ use crate::domain::{
     event::Event,
     notification::{FailureReport, Notification, NotificationOutcome},
     organization::Organization,
+    sealing::{Sealer, SecretKey},
     session::{LinkProblem, Session, SetupLink},
     token::{ApiToken, NewToken},
     user::User,
@@ -33,6 +34,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// The configured secret key is not the one the database's secrets were sealed with.
+    #[error("{0}")]
+    WrongKey(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -96,6 +100,10 @@ pub trait ActivityStore: Send + Sync + 'static {
 pub trait ConfigStore: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Seals every sealed value again under `new`, and makes `new` the key the database
+    /// expects, in one transaction (`tocsin rotate-key`). Returns how many values it
+    /// sealed. This store keeps the old key: open the database again to use it.
+    async fn rotate_key(&self, new: &SecretKey) -> StoreResult<u64>;
     /// SQLite: copies the write-ahead log into the database file without blocking the
     /// writer (a passive checkpoint), so commits never pay for one. Elsewhere nothing.
     async fn checkpoint(&self) -> StoreResult<()>;
@@ -445,17 +453,21 @@ pub trait NotificationStore: Send + Sync + 'static {
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`), creating an SQLite
-/// file if missing, and applies migrations.
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+/// file if missing, applies migrations and unlocks its secrets with `key`: a key other
+/// than the one they were sealed with is [`StoreError::WrongKey`]; on the first start with
+/// a key, secrets stored in clear by earlier versions are sealed.
+pub async fn open(url: &str, key: &SecretKey) -> StoreResult<Arc<dyn Store>> {
     sqlx::any::install_default_drivers();
+    let sealer = Sealer::new(key);
     let store = if url.starts_with("sqlite:") {
-        sqlite::open(url).await?
+        sqlite::open(url, sealer).await?
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres::open(url).await?
+        postgres::open(url, sealer).await?
     } else {
         return Err(StoreError::Config(format!(
             "database_url must start with sqlite:// or postgres://, got \"{url}\""
         )));
     };
+    store.unlock().await?;
     Ok(Arc::new(store))
 }

@@ -2,14 +2,14 @@ use sqlx::any::AnyPoolOptions;
 
 use super::{
     sql::{Dialect, SqlStore},
-    StoreResult,
+    Sealer, StoreResult,
 };
 
-pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
+pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
     let pool = AnyPoolOptions::new()
         .max_connections(16)
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres))
+    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, sealer))
 }

@@ -2,13 +2,13 @@ use sqlx::{any::AnyPoolOptions, Executor};
 
 use super::{
     sql::{Dialect, SqlStore},
-    StoreResult,
+    Sealer, StoreResult,
 };
 
 /// SQLite allows one writer at a time. Giving writes their own single-connection pool
 /// queues them in-process instead of failing with SQLITE_BUSY when a read transaction
 /// tries to upgrade; reads keep a pool of their own.
-pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
+pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
     create_private(url);
     let url = with_create_mode(url);
     let setup = |cache_kib: i64, autocheckpoint_pages: i64| {
@@ -54,7 +54,7 @@ pub(super) async fn open(url: &str) -> StoreResult<SqlStore> {
         .max_connections(8)
         .connect(&url)
         .await?;
-    Ok(SqlStore::new(reader, writer, Dialect::Sqlite))
+    Ok(SqlStore::new(reader, writer, Dialect::Sqlite, sealer))
 }
 
 /// The database holds signing secrets and credentials: a new file is created readable by

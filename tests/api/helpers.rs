@@ -5,6 +5,7 @@ use serde_json::Value;
 use tocsin::{
     app::Application,
     config::Config,
+    domain::sealing::SecretKey,
     store::{self, Store},
 };
 
@@ -113,7 +114,7 @@ impl Drop for TestDb {
 
 pub async fn open_store(backend: Backend) -> Option<(Arc<dyn Store>, TestDb)> {
     let db = TestDb::new(backend).await?;
-    let store = store::open(&db.url).await.expect("open store");
+    let store = store::open(&db.url, &test_key()).await.expect("open store");
     Some((store, db))
 }
 
@@ -133,11 +134,17 @@ pub struct TestApp {
 /// How long a test waits for an observable outcome before it fails.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The secret key of every test database (tests of the key itself make their own).
+pub fn test_key() -> SecretKey {
+    SecretKey::from_base64("dG9jc2luIHRlc3Qga2V5IC0gMzIgYnl0ZXMgbG9uZyE=").expect("32 bytes")
+}
+
 /// Test receivers live on loopback, so tests allow it; retries come quickly.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".to_owned(),
         database_url: database_url.to_owned(),
+        secret_key: test_key().to_base64(),
         ..Config::default()
     };
     config.delivery.allowed_networks = vec!["127.0.0.0/8".to_owned()];

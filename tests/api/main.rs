@@ -13,6 +13,7 @@ mod guarantees;
 mod notifications;
 mod pages;
 mod people;
+mod secrets;
 mod server_limits;
 mod shaping;
 mod smtp_server;

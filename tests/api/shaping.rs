@@ -391,7 +391,72 @@ async fn regex_work_per_event_is_bounded(backend: Backend) {
     );
 }
 
+/// README: "every other incident field is passed through to receivers unchanged": numbers
+/// beyond 64 bits, exponents, trailing zeros and string escapes arrive as written, in v1
+/// and v2, at intake and when the stored event is sent again by the manual trigger.
+async fn incident_text_reaches_receivers_exactly(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let v2 = app
+        .create_webhook(&hook("v2", json!([{"url": receiver.url("/v2")}])))
+        .await;
+    app.create_webhook(&patched(
+        hook("v1", json!([{"url": receiver.url("/v1")}])),
+        json!({"version": "v1"}),
+    ))
+    .await;
+    let event = r#"{
+        "type": "incident.triggered", "team": {"id": "t", "name": "SRE"},
+        "incident": {
+            "id": "inc-exact", "message": "caf\u00e9 \"quoted\"", "status": "triggered",
+            "service": {"id": "s"}, "alert_source": {"id": "a"},
+            "big": 123456789012345678901234567890, "e": 1E2, "price": 10.50,
+            "nested": {"n": [ -0.0, 1e-7 ]}
+        }
+    }"#;
+    let reply = app
+        .call(
+            Method::POST,
+            "/v3/events",
+            Some(&app.owner_token),
+            Some(event.to_owned()),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let fields = r#""message":"caf\u00e9 \"quoted\"","status":"triggered","service":{"id":"s"},"alert_source":{"id":"a"},"big":123456789012345678901234567890,"e":1E2,"price":10.50,"nested":{"n":[-0.0,1e-7]}"#;
+    let v2_body = String::from_utf8(receiver.wait_for("/v2", 1).await[0].body.to_vec()).unwrap();
+    assert!(
+        v2_body.contains(&format!(
+            r#""resource_data":{{"id":"inc-exact",{fields}}},"resource_type":"incident""#
+        )),
+        "{v2_body}"
+    );
+    let v1_body = String::from_utf8(receiver.wait_for("/v1", 1).await[0].body.to_vec()).unwrap();
+    assert!(
+        v1_body
+            .starts_with(r#"{"id":"inc-exact","event_type":"incident_triggered","organization":{"#),
+        "{v1_body}"
+    );
+    assert!(v1_body.ends_with(&format!("}},{fields}}}")), "{v1_body}");
+
+    // The manual trigger renders again from the stored event.
+    let path = format!(
+        "/v3/incidents/inc-exact/actions/webhook/{}",
+        v2["id"].as_str().unwrap()
+    );
+    let reply = app.owner(Method::POST, &path, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let again = String::from_utf8(receiver.wait_for("/v2", 2).await[1].body.to_vec()).unwrap();
+    assert!(
+        again.contains(&format!(r#"{{"id":"inc-exact",{fields}}}"#)),
+        "{again}"
+    );
+}
+
 both_backends!(
+    incident_text_reaches_receivers_exactly,
     regex_work_per_event_is_bounded,
     templates_have_no_escape_hatch,
     filtered_webhooks_receive_exactly_their_events,

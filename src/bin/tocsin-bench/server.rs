@@ -40,6 +40,9 @@ impl Tocsin {
         database_url: &str,
         settings: &[(&str, String)],
     ) -> anyhow::Result<Tocsin> {
+        // A key of the run's own, so no tocsin.key is left in the working directory (which
+        // is where it would go for PostgreSQL).
+        let key = tocsin::domain::sealing::SecretKey::generate().to_base64();
         // A token first: `token create` initialises an empty database and works on any.
         let out = Command::new(binary)
             .args([
@@ -52,6 +55,7 @@ impl Tocsin {
                 "--database-url",
                 database_url,
             ])
+            .env("TOCSIN_SECRET_KEY", &key)
             .output()?;
         anyhow::ensure!(
             out.status.success(),
@@ -69,6 +73,7 @@ impl Tocsin {
                 database_url,
             ])
             .env("RUST_LOG", "warn")
+            .env("TOCSIN_SECRET_KEY", &key)
             // The load is the point: no per-token limit.
             .env("TOCSIN_HTTP__RATE_LIMIT", "0")
             .env("TOCSIN_HTTP__INTAKE_RATE_LIMIT", "0")

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::webhooks::webhook_json;
 use crate::{
     domain::token::Ability,
-    http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
+    http::{auth::Caller, error::ApiError, extract::JsonBodyText, AppState},
     intake::{self, IntakeError},
 };
 
@@ -36,7 +36,7 @@ impl From<IntakeError> for ApiError {
 async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    JsonBodyText(body, text): JsonBodyText,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::Ingest)?;
     let accepted = intake::accept(
@@ -44,6 +44,7 @@ async fn ingest(
         &state.intake,
         caller.organization_id(),
         &body,
+        &text,
     )
     .await?;
     if !accepted.duplicate {

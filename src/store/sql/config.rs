@@ -8,6 +8,7 @@ use super::{Dialect, SqlStore};
 use crate::domain::{
     audit::{token_created, token_object, Actor, AuditEntry},
     organization::Organization,
+    sealing::{Sealer, SecretKey},
     session::SetupLink,
     token::{Ability, ApiToken, NewToken},
     webhook::{Webhook, WebhookSpec},
@@ -15,7 +16,7 @@ use crate::domain::{
 };
 use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult};
 
-const WEBHOOK_COLUMNS: &str =
+pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
     "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at";
@@ -42,7 +43,8 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
     })
 }
 
-fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
+/// A webhook row as stored, its secrets still sealed (see [`SqlStore::webhook_from_row`]).
+pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     let spec: String = row.try_get("spec")?;
     let id: String = row.try_get("id")?;
     Ok(Webhook {
@@ -58,8 +60,19 @@ fn webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     })
 }
 
-fn spec_json(spec: &WebhookSpec) -> String {
+pub(super) fn spec_json(spec: &WebhookSpec) -> String {
     serde_json::to_string(spec).expect("a webhook spec always serializes")
+}
+
+impl SqlStore {
+    /// A webhook row with its secrets opened.
+    fn webhook_from_row(&self, row: &AnyRow) -> StoreResult<Webhook> {
+        let webhook = sealed_webhook_from_row(row)?;
+        let id = webhook.id.clone();
+        self.sealer
+            .open_webhook(webhook)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))
+    }
 }
 
 const INSERT_ORGANIZATION: &str =
@@ -91,6 +104,10 @@ impl ConfigStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn rotate_key(&self, new: &SecretKey) -> StoreResult<u64> {
+        self.rotate(&Sealer::new(new)).await
     }
 
     async fn checkpoint(&self) -> StoreResult<()> {
@@ -323,8 +340,8 @@ impl ConfigStore for SqlStore {
         .bind(&w.organization_id)
         .bind(&w.slug)
         .bind(&w.author_id)
-        .bind(spec_json(&w.spec))
-        .bind(&w.secret)
+        .bind(spec_json(&self.sealer.seal_spec(&w.id, &w.spec)))
+        .bind(self.sealer.seal_secret(&w.id, &w.secret))
         .bind(w.created_at.as_micros())
         .bind(w.updated_at.as_micros())
         .execute(&mut *tx)
@@ -352,7 +369,9 @@ impl ConfigStore for SqlStore {
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        row.as_ref()
+            .map(|row| self.webhook_from_row(row))
+            .transpose()
     }
 
     async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>> {
@@ -362,7 +381,7 @@ impl ConfigStore for SqlStore {
         .bind(organization_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter().map(|row| self.webhook_from_row(row)).collect()
     }
 
     async fn organization(&self, id: &str) -> StoreResult<Option<Organization>> {
@@ -395,7 +414,7 @@ impl ConfigStore for SqlStore {
         Ok(Page {
             items: rows
                 .iter()
-                .map(webhook_from_row)
+                .map(|row| self.webhook_from_row(row))
                 .collect::<StoreResult<_>>()?,
             total: total as u64,
         })
@@ -409,7 +428,8 @@ impl ConfigStore for SqlStore {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        self.update_column(organization_id, id, "spec", spec_json(spec), at, audit)
+        let sealed = spec_json(&self.sealer.seal_spec(id, spec));
+        self.update_column(organization_id, id, "spec", sealed, at, audit)
             .await
     }
 
@@ -443,7 +463,8 @@ impl ConfigStore for SqlStore {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        self.update_column(organization_id, id, "secret", secret.to_owned(), at, audit)
+        let sealed = self.sealer.seal_secret(id, secret);
+        self.update_column(organization_id, id, "secret", sealed, at, audit)
             .await
     }
 }
@@ -476,7 +497,9 @@ impl SqlStore {
         bump_webhooks_version(&mut tx, organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        row.as_ref()
+            .map(|row| self.webhook_from_row(row))
+            .transpose()
     }
 }
 

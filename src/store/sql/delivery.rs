@@ -10,9 +10,11 @@ use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
-        event::Event,
+        event::{incident_text, Event},
         event_type::EventType,
         ids::new_id,
+        json_text::JsonText,
+        sealing::Sealer,
         webhook::Method,
         Timestamp,
     },
@@ -39,12 +41,15 @@ pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult
     let id: String = row.try_get("id")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
     let type_name: String = row.try_get("event_type")?;
-    let body: String = row.try_get("body")?;
-    let mut body: Value = serde_json::from_str(&body).map_err(|_| corrupt("body is not JSON"))?;
+    let text: String = row.try_get("body")?;
+    let mut body: Value = serde_json::from_str(&text).map_err(|_| corrupt("body is not JSON"))?;
     let incident = match body["incident"].take() {
         Value::Object(map) => map,
         _ => return Err(corrupt("no incident")),
     };
+    let incident_text = incident_text(text.as_bytes())
+        .map(JsonText::exact)
+        .ok_or_else(|| corrupt("no incident"))?;
     Ok(Event {
         organization_id: organization_id.to_owned(),
         producer_id: row.try_get("producer_id")?,
@@ -54,12 +59,23 @@ pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult
         organization: body["organization"].take(),
         team: body["team"].take(),
         incident,
+        incident_text,
         received_at: Timestamp::from_micros(row.try_get("received_at")?),
         id,
     })
 }
 
-pub(crate) fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
+/// A delivery's URL as stored (its password sealed, see `domain::sealing`), opened.
+pub(crate) fn open_url(sealer: &Sealer, stored: String) -> StoreResult<String> {
+    if !stored.contains('@') {
+        return Ok(stored);
+    }
+    sealer
+        .open_url(&stored)
+        .map_err(|e| StoreError::Corrupt(format!("a delivery URL: {e}")))
+}
+
+pub(crate) fn delivery_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<(i64, Delivery)> {
     let state: String = row.try_get("state")?;
     let method: String = row.try_get("method")?;
     let delivery = Delivery {
@@ -69,7 +85,7 @@ pub(crate) fn delivery_from_row(row: &AnyRow) -> StoreResult<(i64, Delivery)> {
         event_id: row.try_get("event_id")?,
         event_type: row.try_get("event_type")?,
         incident_id: row.try_get("incident_id")?,
-        url: row.try_get("url")?,
+        url: open_url(sealer, row.try_get("url")?)?,
         method: method_from(&method)?,
         payload: row.try_get("payload")?,
         state: DeliveryState::parse(&state)
@@ -175,12 +191,12 @@ impl SqlStore {
             .bind(lease.until.as_micros());
         let query = match filter_arg {
             ClaimArg::Time(t) => query.bind(t.as_micros()),
-            ClaimArg::Url(url) => query.bind(url),
+            ClaimArg::Url(url) => query.bind(self.sealer.seal_url(url)),
         };
         let rows = query.bind(limit as i64).fetch_all(&self.writer).await?;
         let mut claimed = rows
             .iter()
-            .map(delivery_from_row)
+            .map(|row| delivery_from_row(row, &self.sealer))
             .collect::<StoreResult<Vec<_>>>()?;
         claimed.sort_by_key(|(seq, _)| *seq);
         Ok(claimed.into_iter().map(|(_, d)| d).collect())
@@ -195,7 +211,9 @@ impl DeliveryStore for SqlStore {
         admission: &Admission,
     ) -> StoreResult<Vec<Accepted>> {
         let mut tx = self.writer.begin().await?;
-        let answers = super::intake::accept_events(&mut tx, self.dialect, batch, admission).await?;
+        let answers =
+            super::intake::accept_events(&mut tx, self.dialect, &self.sealer, batch, admission)
+                .await?;
         tx.commit().await?;
         Ok(answers)
     }
@@ -208,7 +226,8 @@ impl DeliveryStore for SqlStore {
         let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
         let leased =
-            super::intake::insert_deliveries(&mut tx, self.dialect, &all, admission).await?;
+            super::intake::insert_deliveries(&mut tx, self.dialect, &self.sealer, &all, admission)
+                .await?;
         tx.commit().await?;
         Ok(leased)
     }
@@ -303,7 +322,7 @@ impl DeliveryStore for SqlStore {
     async fn parked_urls(&self) -> StoreResult<Vec<String>> {
         // One index probe per distinct URL (a loose index scan), not one step per parked
         // delivery: with a million parked, DISTINCT would read them all every time.
-        Ok(sqlx::query_scalar(
+        let urls: Vec<String> = sqlx::query_scalar(
             "WITH RECURSIVE u(url) AS ( \
                SELECT MIN(url) FROM deliveries WHERE state = 'pending' AND parked = 1 \
                UNION ALL \
@@ -312,7 +331,10 @@ impl DeliveryStore for SqlStore {
              SELECT url FROM u WHERE url IS NOT NULL",
         )
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        urls.into_iter()
+            .map(|url| open_url(&self.sealer, url))
+            .collect()
     }
 
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
@@ -492,7 +514,9 @@ impl DeliveryStore for SqlStore {
         );
         let query = conditions.bind(sqlx::query(&sql).bind(organization_id).bind(webhook_id));
         let rows = query.fetch_all(&self.reader).await?;
-        rows.iter().map(delivery_from_row).collect()
+        rows.iter()
+            .map(|row| delivery_from_row(row, &self.sealer))
+            .collect()
     }
 
     async fn delivery(
@@ -510,7 +534,7 @@ impl DeliveryStore for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let (_, delivery) = delivery_from_row(&row)?;
+        let (_, delivery) = delivery_from_row(&row, &self.sealer)?;
         let attempts = sqlx::query(
             "SELECT number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error \
              FROM attempts WHERE delivery_id = $1 ORDER BY number",

@@ -8,7 +8,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::Dialect;
 use crate::{
-    domain::{delivery::NewDelivery, event::Event},
+    domain::{delivery::NewDelivery, event::Event, sealing::Sealer},
     store::{Accepted, Admission, StoreResult},
 };
 
@@ -21,6 +21,7 @@ const CHUNK: usize = 400;
 pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
+    sealer: &Sealer,
     deliveries: &[&NewDelivery],
     admission: &Admission,
 ) -> StoreResult<Vec<String>> {
@@ -104,7 +105,7 @@ pub(super) async fn insert_deliveries(
                 .bind(&d.event_id)
                 .bind(d.event_type)
                 .bind(&d.incident_id)
-                .bind(&d.url)
+                .bind(sealer.seal_url(&d.url))
                 .bind(d.method.as_str())
                 .bind("")
                 .bind(&lanes[*i])
@@ -191,6 +192,7 @@ async fn seen_before(
 pub(super) async fn accept_events(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
+    sealer: &Sealer,
     batch: &[(Event, Vec<NewDelivery>)],
     admission: &Admission,
 ) -> StoreResult<Vec<Accepted>> {
@@ -276,7 +278,7 @@ pub(super) async fn accept_events(
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<String> = insert_deliveries(tx, dialect, &deliveries, admission)
+    let leased: HashSet<String> = insert_deliveries(tx, dialect, sealer, &deliveries, admission)
         .await?
         .into_iter()
         .collect();

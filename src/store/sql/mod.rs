@@ -9,8 +9,11 @@ mod config;
 mod delivery;
 mod intake;
 mod notification;
+mod sealing;
 
 use sqlx::AnyPool;
+
+use crate::domain::sealing::Sealer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -48,14 +51,17 @@ pub(crate) struct SqlStore {
     /// For SQLite a single connection (see `sqlite.rs`); for PostgreSQL the same pool.
     writer: AnyPool,
     dialect: Dialect,
+    /// Seals secrets on their way in and opens them on their way out (`sealing.rs`).
+    sealer: Sealer,
 }
 
 impl SqlStore {
-    pub(crate) fn new(reader: AnyPool, writer: AnyPool, dialect: Dialect) -> Self {
+    pub(crate) fn new(reader: AnyPool, writer: AnyPool, dialect: Dialect, sealer: Sealer) -> Self {
         Self {
             reader,
             writer,
             dialect,
+            sealer,
         }
     }
 }

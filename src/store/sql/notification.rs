@@ -8,6 +8,7 @@ use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         notification::{FailureReport, Notification, NotificationOutcome, NotificationState},
+        sealing::Sealer,
         Timestamp,
     },
     store::{NotificationStore, StoreError, StoreResult},
@@ -32,7 +33,7 @@ fn notification_from_row(row: &AnyRow) -> StoreResult<Notification> {
     })
 }
 
-fn report_from_row(row: &AnyRow) -> StoreResult<FailureReport> {
+fn report_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<FailureReport> {
     let body: String = row.try_get("event_body")?;
     let message = serde_json::from_str::<Value>(&body)
         .ok()
@@ -41,7 +42,7 @@ fn report_from_row(row: &AnyRow) -> StoreResult<FailureReport> {
     Ok(FailureReport {
         notification_id: row.try_get("id")?,
         delivery_id: row.try_get("delivery_id")?,
-        url: row.try_get("url")?,
+        url: super::delivery::open_url(sealer, row.try_get("url")?)?,
         method: row.try_get("method")?,
         event_type: row.try_get("event_type")?,
         incident_id: row.try_get("incident_id")?,
@@ -100,7 +101,12 @@ impl NotificationStore for SqlStore {
         }
         let rows = query.fetch_all(&self.reader).await?;
         rows.iter()
-            .map(|row| Ok((notification_from_row(row)?, report_from_row(row)?)))
+            .map(|row| {
+                Ok((
+                    notification_from_row(row)?,
+                    report_from_row(row, &self.sealer)?,
+                ))
+            })
             .collect()
     }
 
