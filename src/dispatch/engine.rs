@@ -1,27 +1,24 @@
 //! The delivery engine. Intake hands it the deliveries it leased (no polling delay); a
 //! poller claims the rest: retries that fell due, lanes that moved on, work left by a
-//! crashed node. Each delivery holds a lease while it is attempted; no transaction stays
-//! open across an HTTP call.
+//! crashed node, parked work and circuit probes. Each delivery holds a lease while it is
+//! attempted; no transaction stays open across an HTTP call. Every decision about a URL
+//! (start or park, refill, probe) is the [`Book`]'s; this file carries them out.
 
 use std::{
-    collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
     },
     time::Duration,
 };
 
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{
+    book::{Admit, Book, Limits, Refill},
     circuit::{Gate, Health},
     guard::NetworkPolicy,
-    parking::{
-        adopt_parked, refill_waiting, start_probes, start_refill, UrlState, PARKED_RESCAN,
-        PARK_SAFETY,
-    },
     recorder::{self, Message},
     send::{send, Call, Outcome},
 };
@@ -32,7 +29,7 @@ use crate::{
         delivery::{AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::new_id,
         retry::{retry_delay, verdict, Verdict},
-        webhook::Method,
+        webhook::{Method, Webhook},
         Timestamp,
     },
     store::{Admission, Lease, Store},
@@ -46,6 +43,14 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
 /// At most this often a claim that found less than a full batch runs again.
 const MIN_CLAIM_GAP: Duration = Duration::from_millis(50);
+/// A parked delivery falls due on its own after this, should the node that parked it be
+/// gone; the engine normally takes parked work back long before.
+const PARK_SAFETY: Duration = Duration::from_secs(3600);
+/// How often the poller asks the store which URLs have parked work: another node's, this
+/// node's from before a restart, or deliveries parked behind an earlier one of their lane
+/// that has since finished. One index probe per URL, so it can be often.
+const PARKED_RESCAN: Duration = Duration::from_secs(5);
+
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -58,7 +63,7 @@ pub struct Job {
     /// Attempts already made.
     pub attempts: u32,
     pub lease_until: Timestamp,
-    /// Sent as its URL's circuit probe.
+    /// Taken from the store as its URL's circuit probe.
     pub probe: bool,
 }
 
@@ -77,7 +82,7 @@ impl Job {
         }
     }
 
-    pub(super) fn from_claimed(d: Delivery, lease: &Lease) -> Self {
+    fn from_claimed(d: Delivery, lease: &Lease, probe: bool) -> Self {
         Self {
             delivery_id: d.id,
             organization_id: d.organization_id,
@@ -87,32 +92,91 @@ impl Job {
             payload: Arc::from(d.payload),
             attempts: d.attempts,
             lease_until: lease.until,
-            probe: false,
+            probe,
         }
     }
 }
 
-pub(super) struct Inner {
-    pub(super) store: Arc<dyn Store>,
+/// Wakes the poller before its interval: a lane moved on, or a retry or probe has a time.
+/// Shared by the engine and the recorder (which wakes it once results are durable).
+pub(super) struct Wakeup {
+    notify: Notify,
+    /// The earliest known due time (micros); `i64::MAX` for none.
+    next_due: AtomicI64,
+}
+
+impl Wakeup {
+    fn new() -> Self {
+        Self {
+            notify: Notify::new(),
+            next_due: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    pub(super) fn now(&self) {
+        self.notify.notify_one();
+    }
+
+    pub(super) fn at(&self, at: Timestamp) {
+        self.note_due(at);
+        self.notify.notify_one();
+    }
+
+    fn note_due(&self, at: Timestamp) {
+        self.next_due.fetch_min(at.as_micros(), Ordering::SeqCst);
+    }
+
+    /// Waits for a wake-up, the earliest due time, or `max`, whichever comes first.
+    async fn wait(&self, max: Duration) {
+        let until_due = self
+            .next_due
+            .load(Ordering::SeqCst)
+            .saturating_sub(Timestamp::now().as_micros())
+            .max(0) as u64;
+        let sleep = max.min(Duration::from_micros(until_due));
+        if !sleep.is_zero() {
+            let _ = tokio::time::timeout(sleep, self.notify.notified()).await;
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
     /// Webhook settings (headers, secret, timeout, max_retry) read at each attempt.
-    pub(super) catalog: Arc<Catalog>,
-    pub(super) client: reqwest::Client,
-    pub(super) policy: Arc<NetworkPolicy>,
-    pub(super) schedule: Vec<Duration>,
-    pub(super) owner: String,
-    pub(super) global: Arc<Semaphore>,
-    pub(super) per_url: usize,
-    pub(super) max_queued_per_url: usize,
-    pub(super) max_in_flight: usize,
-    pub(super) in_flight: AtomicUsize,
-    pub(super) urls: Mutex<HashMap<String, UrlState>>,
-    /// Wakes the poller early: a lane moved on, or a retry was scheduled.
-    pub(super) wake: Notify,
-    /// The earliest scheduled retry (micros), so the poller need not poll fast.
-    pub(super) next_due: AtomicI64,
-    pub(super) stopping: AtomicBool,
-    pub(super) idle: Notify,
-    pub(super) recorder: mpsc::UnboundedSender<Message>,
+    catalog: Arc<Catalog>,
+    client: reqwest::Client,
+    policy: Arc<NetworkPolicy>,
+    schedule: Vec<Duration>,
+    owner: String,
+    /// Calls in flight over all URLs.
+    global: Arc<Semaphore>,
+    book: Mutex<Book>,
+    wakeup: Arc<Wakeup>,
+    /// Told when the last delivery in flight finishes (shutdown waits for it).
+    idle: Notify,
+    recorder: mpsc::UnboundedSender<Message>,
+}
+
+impl Inner {
+    /// The book. Its methods never await, so no lock is held across an `.await`; should
+    /// one panic, the book's counters are still the best knowledge there is, and going on
+    /// beats wedging every delivery and shutdown behind a poisoned lock.
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            until: Timestamp::now().plus(LEASE),
+        }
+    }
+
+    /// Gives deliveries back to the store parked, without an attempt.
+    fn park(&self, delivery_ids: Vec<String>) {
+        let until = Timestamp::now().plus(PARK_SAFETY);
+        let _ = self.recorder.send(Message::Park(delivery_ids, until));
+    }
 }
 
 #[derive(Clone)]
@@ -130,23 +194,9 @@ impl Engine {
             Arc::new(NetworkPolicy::new(&config.allowed_networks).map_err(anyhow::Error::msg)?);
         let client = super::client::build(policy.clone())?;
         let concurrency = config.concurrency as usize;
-        let per_url = config.per_url_concurrency as usize;
         let owner = new_id("node");
-        // The recorder wakes the poller once a result is committed: a lane's next delivery
-        // becomes claimable, or a retry has a time.
-        let wake_me: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
-        let wake_target = wake_me.clone();
-        let recorder = recorder::start(store.clone(), owner.clone(), move |results| {
-            let Some(inner) = wake_target.get().and_then(std::sync::Weak::upgrade) else {
-                return;
-            };
-            for r in results {
-                match r.next_attempt_at {
-                    Some(at) => inner.wake_at(at),
-                    None => inner.wake.notify_one(),
-                }
-            }
-        });
+        let wakeup = Arc::new(Wakeup::new());
+        let recorder = recorder::start(store.clone(), owner.clone(), wakeup.clone());
         let inner = Arc::new(Inner {
             store,
             catalog,
@@ -155,45 +205,30 @@ impl Engine {
             schedule: config.retry_schedule.clone(),
             owner,
             global: Arc::new(Semaphore::new(concurrency)),
-            per_url,
-            // Enough per URL to keep its connections busy between refills, and a small
-            // share of the whole, so that a few hanging URLs cannot hold all the room.
-            max_queued_per_url: (per_url * 8).max(32).min(concurrency / 2).max(per_url),
-            max_in_flight: concurrency * 4,
-            in_flight: AtomicUsize::new(0),
-            urls: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-            next_due: AtomicI64::new(i64::MAX),
-            stopping: AtomicBool::new(false),
+            book: Mutex::new(Book::new(Limits::new(
+                concurrency,
+                config.per_url_concurrency as usize,
+            ))),
+            wakeup,
             idle: Notify::new(),
             recorder,
         });
-        let _ = wake_me.set(Arc::downgrade(&inner));
         tokio::spawn(poll(inner.clone()));
         Ok(Engine { inner })
     }
 
-    /// How intake should store new deliveries: leased to this node while it has room,
-    /// parked for URLs whose queue is full or whose circuit is open.
     /// The URLs whose circuit is open on this node (for the pages), sorted.
     pub fn open_circuits(&self) -> Vec<String> {
-        let urls = self.inner.urls.lock().unwrap_or_else(|e| e.into_inner());
-        let mut open: Vec<String> = urls
-            .iter()
-            .filter(|(_, state)| state.circuit.is_open())
-            .map(|(url, _)| url.clone())
-            .collect();
-        open.sort();
-        open
+        self.inner.book().open_circuits()
     }
 
+    /// How intake should store new deliveries: leased to this node while it has room,
+    /// parked for URLs whose queue is full or whose circuit is open.
     pub fn admission(&self) -> Admission {
-        let inner = &self.inner;
-        let room = !inner.stopping.load(Ordering::Relaxed)
-            && inner.in_flight.load(Ordering::Relaxed) < inner.max_in_flight;
+        let book = self.inner.book();
         Admission {
-            lease: room.then(|| inner.lease()),
-            park_urls: inner.park_urls(),
+            lease: (book.room() > 0).then(|| self.inner.lease()),
+            park_urls: book.park_urls(),
             park_until: Timestamp::now().plus(PARK_SAFETY),
         }
     }
@@ -208,21 +243,15 @@ impl Engine {
         if admission.park_urls.is_empty() {
             return;
         }
-        let mut refills = Vec::new();
-        {
-            let mut urls = self.inner.urls.lock().expect("url states");
+        let refills = {
+            let mut book = self.inner.book();
             for d in deliveries {
                 if d.failure.is_none() && admission.park_urls.contains(&d.url) {
-                    let state = self.inner.url_state(&mut urls, &d.url);
-                    state.note_parked();
+                    book.parked(&d.url);
                 }
             }
-            for url in &admission.park_urls {
-                if let Some(state) = urls.get_mut(url) {
-                    refills.extend(self.inner.refill_if_room(url, state));
-                }
-            }
-        }
+            book.refills()
+        };
         for refill in refills {
             start_refill(&self.inner, refill);
         }
@@ -237,12 +266,12 @@ impl Engine {
     /// every lease this node still holds, so another start picks the work up at once.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
-        inner.stopping.store(true, Ordering::SeqCst);
-        inner.wake.notify_one();
+        inner.book().stop();
+        inner.wakeup.now();
         let drained = tokio::time::timeout(grace, async {
-            while inner.in_flight.load(Ordering::SeqCst) > 0 {
+            loop {
                 let idle = inner.idle.notified();
-                if inner.in_flight.load(Ordering::SeqCst) == 0 {
+                if inner.book().in_flight() == 0 {
                     break;
                 }
                 idle.await;
@@ -251,7 +280,7 @@ impl Engine {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                in_flight = inner.in_flight.load(Ordering::SeqCst),
+                in_flight = inner.book().in_flight(),
                 "attempts still running at shutdown; their deliveries will be retried"
             );
         }
@@ -270,75 +299,63 @@ impl Engine {
     }
 }
 
-impl Inner {
-    pub(super) fn lease(&self) -> Lease {
-        Lease {
-            owner: self.owner.clone(),
-            until: Timestamp::now().plus(LEASE),
+/// Starts each job the book admits, each in its own task; the rest go back parked.
+fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
+    let now = Timestamp::now();
+    let mut park = Vec::new();
+    for job in jobs {
+        let admit = inner.book().admit(&job.url, job.probe, now);
+        match admit {
+            Admit::Park => park.push(job.delivery_id),
+            Admit::Start { probe, permits } => {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    let url = job.url.clone();
+                    attempt(&inner, Job { probe, ..job }, permits).await;
+                    let finished = inner.book().finished(&url);
+                    if let Some(refill) = finished.refill {
+                        start_refill(&inner, refill);
+                    }
+                    if finished.idle {
+                        inner.idle.notify_waiters();
+                    }
+                });
+            }
         }
     }
-
-    pub(super) fn wake_at(&self, at: Timestamp) {
-        self.next_due.fetch_min(at.as_micros(), Ordering::SeqCst);
-        self.wake.notify_one();
+    if !park.is_empty() {
+        inner.park(park);
     }
 }
 
-pub(super) fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
-    let now = Timestamp::now();
-    let mut park = Vec::new();
-    for mut job in jobs {
-        let permits = {
-            let mut urls = inner.urls.lock().expect("url states");
-            let state = inner.url_state(&mut urls, &job.url);
-            let gate = if job.probe {
-                Gate::Probe // the circuit chose it already
-            } else {
-                match state.circuit.gate(now) {
-                    Gate::Send if state.queued >= inner.max_queued_per_url => Gate::Hold,
-                    gate => gate,
-                }
-            };
-            match gate {
-                Gate::Hold => {
-                    state.note_parked();
-                    park.push(job.delivery_id);
-                    continue;
-                }
-                Gate::Probe => job.probe = true,
-                Gate::Send => {}
-            }
-            state.queued += 1;
-            state.permits.clone()
-        };
-        inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let url = job.url.clone();
-            run(&inner, job, permits).await;
-            let refill = {
-                let mut urls = inner.urls.lock().expect("url states");
-                let mut refill = None;
-                if let Some(state) = urls.get_mut(&url) {
-                    state.queued -= 1;
-                    refill = inner.refill_if_room(&url, state);
-                    if state.forgettable() {
-                        urls.remove(&url);
-                    }
-                }
-                refill
-            };
-            if let Some(refill) = refill {
-                start_refill(&inner, refill);
-            }
-            if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                inner.idle.notify_waiters();
-            }
-        });
+/// A job's hold on its URL's one probe. Dropped before the probe was sent (stopping,
+/// webhook gone, lease lost, …) it gives the slot back so another probe may go.
+struct ProbeSlot {
+    inner: Arc<Inner>,
+    url: String,
+    sent: bool,
+}
+
+impl ProbeSlot {
+    fn new(inner: &Arc<Inner>, url: &str) -> Self {
+        Self {
+            inner: inner.clone(),
+            url: url.to_owned(),
+            sent: false,
+        }
     }
-    if !park.is_empty() {
-        let until = now.plus(PARK_SAFETY);
-        let _ = inner.recorder.send(Message::Park(park, until));
+
+    fn sent(mut self) {
+        self.sent = true;
+    }
+}
+
+impl Drop for ProbeSlot {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.inner.book().probe_abandoned(&self.url);
+            self.inner.wakeup.now();
+        }
     }
 }
 
@@ -354,77 +371,38 @@ fn health(outcome: &Outcome) -> Health {
     }
 }
 
-async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
+/// One attempt of one delivery: wait for its turn, send, tell the book and the recorder.
+async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
     // The URL's own limit first, so deliveries waiting on a slow URL hold none of the
     // shared capacity.
     let Ok(_url_permit) = url_permits.acquire_owned().await else {
         return;
     };
-    let Ok(_permit): Result<OwnedSemaphorePermit, _> = inner.global.clone().acquire_owned().await
-    else {
+    let Ok(_permit) = inner.global.clone().acquire_owned().await else {
         return;
     };
-    if inner.stopping.load(Ordering::SeqCst) {
-        if job.probe {
-            inner.circuit_probe_abandoned(&job.url);
-        }
+    let mut probe = job.probe.then(|| ProbeSlot::new(inner, &job.url));
+    if inner.book_is_stopping() {
         return; // the lease is released at shutdown
     }
-    if !job.probe {
+    if probe.is_none() {
         // The circuit may have opened while this delivery waited for its turn.
-        let gate = {
-            let mut urls = inner.urls.lock().expect("url states");
-            urls.get_mut(&job.url)
-                .map_or(Gate::Send, |s| s.circuit.gate(Timestamp::now()))
-        };
+        let gate = inner.book().recheck(&job.url, Timestamp::now());
         match gate {
             Gate::Send => {}
-            Gate::Probe => job.probe = true,
+            Gate::Probe => probe = Some(ProbeSlot::new(inner, &job.url)),
             Gate::Hold => {
-                if let Some(s) = inner.urls.lock().expect("url states").get_mut(&job.url) {
-                    s.note_parked();
-                }
-                let until = Timestamp::now().plus(PARK_SAFETY);
-                let _ = inner
-                    .recorder
-                    .send(Message::Park(vec![job.delivery_id], until));
+                inner.park(vec![job.delivery_id]);
                 return;
             }
         }
     }
-    let webhook = match inner
-        .catalog
-        .webhook(&job.organization_id, &job.webhook_id)
-        .await
-    {
-        Ok(Some(w)) => w,
-        Ok(None) => {
-            if job.probe {
-                inner.circuit_probe_abandoned(&job.url);
-            }
-            return; // deleted: its deliveries went with it
-        }
-        Err(e) => {
-            if job.probe {
-                inner.circuit_probe_abandoned(&job.url);
-            }
-            tracing::warn!(error = %e, delivery = %job.delivery_id, "cannot load webhook; the delivery will be retried when its lease expires");
-            return;
-        }
+    let Some(webhook) = webhook_of(inner, &job).await else {
+        return;
     };
     let timeout = Duration::from_secs(webhook.spec.timeout_seconds as u64);
-    let margin = (timeout + Duration::from_secs(30)).as_micros() as i64;
-    if job.lease_until.as_micros() - Timestamp::now().as_micros() < margin {
-        let lease = inner.lease();
-        match inner.store.renew_lease(&job.delivery_id, &lease).await {
-            Ok(true) => job.lease_until = lease.until,
-            _ => {
-                if job.probe {
-                    inner.circuit_probe_abandoned(&job.url);
-                }
-                return; // lost to another node, cancelled, or done
-            }
-        }
+    if !lease_covers(inner, &mut job, timeout).await {
+        return; // lost to another node, cancelled, or done
     }
 
     let number = job.attempts + 1;
@@ -444,24 +422,61 @@ async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
     )
     .await;
 
-    let refill = {
-        let mut urls = inner.urls.lock().expect("url states");
-        let state = inner.url_state(&mut urls, &job.url);
-        let closed = state
-            .circuit
-            .record(health(&outcome), job.probe, Timestamp::now());
-        if closed {
-            tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
-        }
-        if let Some(at) = state.circuit.probe_due() {
-            inner.wake_at(at);
-        }
-        inner.refill_if_room(&job.url, state)
-    };
-    if let Some(refill) = refill {
-        start_refill(inner, refill);
+    let was_probe = probe.take().map(ProbeSlot::sent).is_some();
+    let (closed, probe_due) =
+        inner
+            .book()
+            .attempted(&job.url, health(&outcome), was_probe, Timestamp::now());
+    if closed {
+        tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
     }
+    if let Some(at) = probe_due {
+        inner.wakeup.at(at);
+    }
+    record(inner, &job, &webhook, outcome, number);
+}
 
+impl Inner {
+    fn book_is_stopping(&self) -> bool {
+        self.book().is_stopping()
+    }
+}
+
+/// The delivery's webhook; `None` when it was deleted (its deliveries went with it) or
+/// cannot be read now (the lease runs out and the delivery is attempted again).
+async fn webhook_of(inner: &Inner, job: &Job) -> Option<Webhook> {
+    match inner
+        .catalog
+        .webhook(&job.organization_id, &job.webhook_id)
+        .await
+    {
+        Ok(webhook) => webhook,
+        Err(e) => {
+            tracing::warn!(error = %e, delivery = %job.delivery_id, "cannot load webhook; the delivery will be retried when its lease expires");
+            None
+        }
+    }
+}
+
+/// Renews the lease when it could run out during the attempt; false when it was lost.
+async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
+    let margin = (timeout + Duration::from_secs(30)).as_micros() as i64;
+    if job.lease_until.as_micros() - Timestamp::now().as_micros() >= margin {
+        return true;
+    }
+    let lease = inner.lease();
+    match inner.store.renew_lease(&job.delivery_id, &lease).await {
+        Ok(true) => {
+            job.lease_until = lease.until;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Decides what becomes of the delivery and hands the result to the recorder, which
+/// commits it with others and wakes the poller once it is durable.
+fn record(inner: &Inner, job: &Job, webhook: &Webhook, outcome: Outcome, number: u32) {
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let decision = verdict(
         outcome.succeeded,
@@ -483,28 +498,78 @@ async fn run(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
         next_attempt_at,
         notify: !webhook.spec.mail_ids.is_empty(),
     };
-    // Recorded in the next group commit; the recorder wakes the poller when it is durable.
     let _ = inner.recorder.send(Message::Result(result));
+}
+
+/// Takes parked deliveries back from the store and starts them.
+fn start_refill(inner: &Arc<Inner>, refill: Refill) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let lease = inner.lease();
+        let claimed = inner
+            .store
+            .claim_parked(&lease, &refill.url, refill.limit as u32, refill.probe)
+            .await;
+        let deliveries = match claimed {
+            Ok(deliveries) => deliveries,
+            Err(e) => {
+                tracing::warn!(error = %e, url = %refill.url, "taking back parked deliveries failed; trying again later");
+                inner.book().refilled(&refill, None);
+                return;
+            }
+        };
+        inner.book().refilled(&refill, Some(deliveries.len()));
+        let jobs = deliveries
+            .into_iter()
+            .map(|d| Job::from_claimed(d, &lease, refill.probe))
+            .collect();
+        submit(&inner, jobs);
+    });
+}
+
+/// Notes every URL the store holds parked work for, and starts taking it back.
+async fn adopt_parked(inner: &Arc<Inner>) {
+    let urls = match inner.store.parked_urls().await {
+        Ok(urls) => urls,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list parked deliveries; trying again later");
+            return;
+        }
+    };
+    let refills = {
+        let mut book = inner.book();
+        for url in &urls {
+            book.parked(url);
+        }
+        book.refills()
+    };
+    for refill in refills {
+        start_refill(inner, refill);
+    }
 }
 
 async fn poll(inner: Arc<Inner>) {
     let mut rescan_at = Timestamp::now(); // at start: parked work left from before
     loop {
-        if inner.stopping.load(Ordering::SeqCst) {
+        if inner.book_is_stopping() {
             return;
         }
-        inner.next_due.store(i64::MAX, Ordering::SeqCst);
+        inner.wakeup.next_due.store(i64::MAX, Ordering::SeqCst);
         let now = Timestamp::now();
         if now >= rescan_at {
             rescan_at = now.plus(PARKED_RESCAN);
             adopt_parked(&inner).await;
         }
-        start_probes(&inner, now);
-        refill_waiting(&inner);
-        let room = inner
-            .max_in_flight
-            .saturating_sub(inner.in_flight.load(Ordering::SeqCst));
-        let mut claimed = 0;
+        let (probes, next_probe) = inner.book().due_probes(now);
+        if let Some(at) = next_probe {
+            inner.wakeup.note_due(at);
+        }
+        let refills = inner.book().refills();
+        for refill in probes.into_iter().chain(refills) {
+            start_refill(&inner, refill);
+        }
+        let room = inner.book().room();
+        let mut full_batch = false;
         if room > 0 {
             let lease = inner.lease();
             let limit = room.min(CLAIM_BATCH);
@@ -514,34 +579,23 @@ async fn poll(inner: Arc<Inner>) {
                 .await
             {
                 Ok(deliveries) => {
-                    claimed = deliveries.len();
+                    full_batch = deliveries.len() == limit;
                     let jobs = deliveries
                         .into_iter()
-                        .map(|d| Job::from_claimed(d, &lease))
+                        .map(|d| Job::from_claimed(d, &lease, false))
                         .collect();
                     submit(&inner, jobs);
-                    if claimed == limit {
-                        continue; // more may be waiting
-                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming due deliveries failed; trying again")
                 }
             }
         }
-        inner
-            .next_due
-            .fetch_min(rescan_at.as_micros(), Ordering::SeqCst);
-        let now = Timestamp::now().as_micros();
-        let until_due = inner
-            .next_due
-            .load(Ordering::SeqCst)
-            .saturating_sub(now)
-            .max(0) as u64;
-        let sleep = POLL_INTERVAL.min(Duration::from_micros(until_due));
-        if claimed == 0 || !sleep.is_zero() {
-            let _ = tokio::time::timeout(sleep, inner.wake.notified()).await;
+        if full_batch {
+            continue; // more may be waiting
         }
+        inner.wakeup.note_due(rescan_at);
+        inner.wakeup.wait(POLL_INTERVAL).await;
         // Wake-ups come with every committed batch of results; claiming that often would
         // only re-read the same queue.
         tokio::time::sleep(MIN_CLAIM_GAP).await;

@@ -1,10 +1,10 @@
 //! The delivery engine: claim, send (HTTP client with SSRF guard), record, schedule.
 
+mod book;
 mod circuit;
 mod client;
 mod engine;
 pub mod guard;
-mod parking;
 mod recorder;
 mod send;
 

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::engine::Wakeup;
 use crate::{
     domain::{delivery::AttemptResult, Timestamp},
     store::Store,
@@ -29,10 +30,12 @@ pub(super) enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// Starts the recorder; once a batch of results is committed it wakes the poller: a lane's
+/// next delivery became claimable, or a retry has a time.
 pub(super) fn start(
     store: Arc<dyn Store>,
     owner: String,
-    committed: impl Fn(&[AttemptResult]) + Send + 'static,
+    wakeup: Arc<Wakeup>,
 ) -> mpsc::UnboundedSender<Message> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -60,7 +63,12 @@ pub(super) fn start(
                     store.record_attempts(&owner, &batch)
                 })
                 .await;
-                committed(&batch);
+                for result in &batch {
+                    match result.next_attempt_at {
+                        Some(at) => wakeup.at(at),
+                        None => wakeup.now(),
+                    }
+                }
             }
             if !parks.is_empty() {
                 retrying("parking deliveries", parks.len(), || {
