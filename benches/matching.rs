@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde_json::json;
 use tocsin::{
-    catalog::{fires_for, validate, CompiledWebhook},
+    catalog::{fires_for, CompiledWebhook},
     domain::{
         event::{parse_event, Tenant},
-        webhook::{parse_spec, Webhook},
+        webhook::Webhook,
     },
 };
 
@@ -27,7 +27,7 @@ fn main() {
                 {"op": "is", "lhs": "tags.severity", "rhs": if i % 10 == 0 { "critical" } else { "never" }},
                 {"op": "matches", "lhs": "message", "rhs": format!("^db-{}[^0-9]", i % 1000)}
             ]});
-            let spec = parse_spec(&json!({
+            let checked = tocsin::webhook_check::check(&json!({
                 "name": format!("hook {i}"),
                 "triggers": [{"event_class": "incident", "event_type": "triggered"}],
                 "urls": [{"url": "https://example.com/hook"}],
@@ -35,8 +35,10 @@ fn main() {
                 "filters": filters
             }))
             .expect("valid");
-            let filter = validate(&spec).expect("valid");
-            CompiledWebhook { webhook: Webhook::new("org", "tok", spec), filter }
+            CompiledWebhook {
+                webhook: Webhook::new("org", "tok", checked.spec),
+                filter: checked.filter,
+            }
         })
         .collect();
     let event = parse_event(

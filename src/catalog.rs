@@ -1,5 +1,6 @@
 //! Webhooks as matching and sending need them: parsed filters, kept in memory per
-//! organization, invalidated by this node's writes and reloaded when the organization's
+//! organization (whether a webhook is valid is `webhook_check`'s to say; this only caches
+//! and matches), invalidated by this node's writes and reloaded when the organization's
 //! `webhooks_version` moves (any node's change; checked at most every 100 ms).
 
 use std::{
@@ -12,11 +13,9 @@ use crate::{
     domain::{
         event::Event,
         organization::Organization,
-        webhook::{PayloadType, TriggerType, Webhook, WebhookSpec},
-        FieldError,
+        webhook::{TriggerType, Webhook},
     },
     filter::{self, Filter, Subject},
-    payload::{self, presets, template},
     store::{Store, StoreError},
 };
 
@@ -25,53 +24,6 @@ use crate::{
 pub struct CompiledWebhook {
     pub webhook: Webhook,
     pub filter: Option<Filter>,
-}
-
-/// Checks what `parse_spec` cannot: the filter, and that a custom payload renders to JSON
-/// for a sample incident. Returns the parsed filter.
-pub fn validate(spec: &WebhookSpec) -> Result<Option<Filter>, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let parsed = match &spec.filters {
-        Some(value) => filter::parse(value).unwrap_or_else(|problems| {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|p| FieldError::new(p.path, p.message)),
-            );
-            None
-        }),
-        None => None,
-    };
-    if spec.payload_type == PayloadType::Custom {
-        match (&spec.custom_payload, &spec.custom_payload_template_slug) {
-            (None, Some(slug)) if presets::preset(slug).is_none() => errors.push(FieldError::new(
-                "custom_payload_template_slug",
-                format!(
-                    "\"{slug}\" is not a preset; use one of {} or give custom_payload",
-                    presets::PRESETS
-                        .iter()
-                        .map(|p| p.slug)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-            _ => {
-                let source = payload::custom_source(spec).unwrap_or_default();
-                let context = template::context(&payload::sample_event(), "wh_sample", &spec.name);
-                if let Err(e) = template::render(&source, &context) {
-                    errors.push(FieldError::new(
-                        "custom_payload",
-                        format!("{e} (rendered against a sample incident)"),
-                    ));
-                }
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(errors)
-    }
 }
 
 /// A webhook fires for an event when it is enabled and automatic, one of its triggers is
@@ -225,10 +177,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        event::{parse_event, Tenant},
-        webhook::parse_spec,
-    };
+    use crate::domain::event::{parse_event, Tenant};
     use serde_json::{json, Value};
 
     fn event(kind: &str, team: &str) -> Event {
@@ -250,11 +199,10 @@ mod tests {
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let spec = parse_spec(&body).unwrap();
-        let filter = validate(&spec).unwrap();
+        let checked = crate::webhook_check::check(&body).unwrap();
         CompiledWebhook {
-            webhook: Webhook::new("o", "t", spec),
-            filter,
+            webhook: Webhook::new("o", "t", checked.spec),
+            filter: checked.filter,
         }
     }
 
@@ -281,32 +229,5 @@ mod tests {
         };
         assert!(fires_for(&filtered("s"), &triggered));
         assert!(!fires_for(&filtered("other"), &triggered));
-    }
-
-    #[test]
-    fn validation_reports_filter_and_template_problems_by_field() {
-        let spec = parse_spec(&json!({
-            "name": "w", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
-            "urls": [{"url": "https://e.example/h"}], "is_all_teams_configured": true,
-            "filters": {"op": "and", "conditions": [{"op": "near", "lhs": "service", "rhs": "x"}]},
-            "payload_type": "custom", "custom_payload": "{\"a\": {{ incident.message }"
-        }))
-        .unwrap();
-        let fields: Vec<String> = validate(&spec)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, ["filters.conditions[0].op", "custom_payload"]);
-        let preset = parse_spec(&json!({
-            "name": "w", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
-            "urls": [{"url": "https://e.example/h"}], "is_all_teams_configured": true,
-            "payload_type": "custom", "custom_payload_template_slug": "pagerduty"
-        }))
-        .unwrap();
-        assert_eq!(
-            validate(&preset).unwrap_err()[0].field,
-            "custom_payload_template_slug"
-        );
     }
 }

@@ -18,3 +18,4 @@ pub mod notify;
 pub mod payload;
 pub mod secret_key;
 pub mod store;
+pub mod webhook_check;

@@ -72,8 +72,10 @@ pub struct Header {
     pub value: String,
 }
 
-/// Everything a user configures on a webhook, valid by construction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything a user configures on a webhook, valid by construction. (How it is stored is
+/// the store's own, versioned form: `store/sql/stored_webhook.rs`; `Serialize` is for the
+/// audit log's view.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookSpec {
     pub name: String,
     pub description: String,

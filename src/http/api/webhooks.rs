@@ -10,7 +10,6 @@ use axum::{
 use serde_json::{json, Map, Value};
 
 use crate::{
-    catalog,
     domain::{
         audit::{self, ActorKind, AuditEntry},
         token::Ability,
@@ -127,9 +126,8 @@ fn with_secret(w: &Webhook) -> Value {
 /// The whole webhook check: its fields, then its filter and custom payload.
 fn parse(body: &Value) -> Result<webhook::WebhookSpec, ApiError> {
     let invalid = |errors| ApiError::Invalid("invalid_webhook", errors);
-    let spec = webhook::parse_spec(body).map_err(invalid)?;
-    catalog::validate(&spec).map_err(invalid)?;
-    Ok(spec)
+    let checked = crate::webhook_check::check(body).map_err(invalid)?;
+    Ok(checked.spec)
 }
 
 fn not_found(id: &str) -> ApiError {

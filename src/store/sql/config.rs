@@ -48,7 +48,7 @@ pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     let spec: String = row.try_get("spec")?;
     let id: String = row.try_get("id")?;
     Ok(Webhook {
-        spec: serde_json::from_str(&spec)
+        spec: super::stored_webhook::from_text(&spec)
             .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?,
         id,
         organization_id: row.try_get("organization_id")?,
@@ -61,7 +61,7 @@ pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
 }
 
 pub(super) fn spec_json(spec: &WebhookSpec) -> String {
-    serde_json::to_string(spec).expect("a webhook spec always serializes")
+    super::stored_webhook::to_text(spec)
 }
 
 impl SqlStore {

@@ -10,6 +10,7 @@ mod delivery;
 mod intake;
 mod notification;
 mod sealing;
+mod stored_webhook;
 
 use sqlx::AnyPool;
 
