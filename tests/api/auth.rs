@@ -110,11 +110,12 @@ async fn auth_matrix(backend: Backend) {
         .await
         .unwrap()
         .is_some());
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let revoked = app
-        .call(Method::GET, &path, Some(&reader.plaintext), None)
-        .await;
-    assert_eq!(revoked.status, 401);
+    let revoked = crate::helpers::eventually(
+        "the revoked token refused",
+        || app.call(Method::GET, &path, Some(&reader.plaintext), None),
+        |reply| reply.status == 401,
+    )
+    .await;
     assert!(revoked.message().contains("revoked"));
 }
 

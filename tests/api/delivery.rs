@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestApp};
-use crate::receiver::{Receiver, Reply};
+use crate::helpers::receiver::{Receiver, Reply};
 
 pub(crate) const HOOKS: &str = "/v3/extensions/event-webhooks";
 const EVENTS: &[&str] = &["triggered", "reassigned", "acknowledged", "resolved"];

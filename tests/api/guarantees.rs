@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use tocsin::{domain::Timestamp, store::Lease};
 
 use crate::both_backends;
-use crate::cli::Server;
+use crate::helpers::binary::Server;
 use crate::delivery::{event, hook, incident, HOOKS};
 use crate::helpers::{
     eventually, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb, DEADLINE,
 };
-use crate::receiver::{Receiver, Reply};
+use crate::helpers::receiver::{Receiver, Reply};
 
 /// A port where nothing listens (bound, then let go).
 fn closed_port() -> u16 {
@@ -179,7 +179,7 @@ async fn one_incidents_events_arrive_in_order(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let kind = |r: &crate::receiver::Received| {
+    let kind = |r: &crate::helpers::receiver::Received| {
         let body = r.json();
         (
             body["data"]["resource_data"]["id"]
@@ -192,7 +192,7 @@ async fn one_incidents_events_arrive_in_order(backend: Backend) {
     // A's "triggered" fails at least twice, and for as long as B's last event has not
     // arrived: B must get through while A is held.
     receiver.respond("/ordered", move |request, before| {
-        let is = |r: &crate::receiver::Received, inc: &str, t: &str| {
+        let is = |r: &crate::helpers::receiver::Received, inc: &str, t: &str| {
             kind(r) == (inc.to_owned(), format!("incident.{t}"))
         };
         if is(request, "A", "triggered") {
@@ -433,11 +433,28 @@ async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Back
     let id = id.as_str();
     app.ingest_incidents(0..40).await;
 
-    // With retries 100 ms apart, 40 deliveries would make well over 40 requests in two
-    // seconds. The circuit opens after 5 failures: what waits behind it is parked, and the
-    // URL gets one probe at a time (after 1 s, then 2 s more).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let while_down = receiver.received("/down").len();
+    // With retries 100 ms apart, 40 deliveries would make a request every few milliseconds
+    // until they all failed, never pausing for a second. The circuit opens after 5 failures:
+    // what waits behind it is parked, and the URL gets one probe at a time, after 1 s, then
+    // 2 s more: two pauses of that length must appear, with few requests before them.
+    let times = crate::helpers::eventually(
+        "two probes spaced by the growing cool-down",
+        || async {
+            receiver
+                .received("/down")
+                .iter()
+                .map(|r| r.at)
+                .collect::<Vec<_>>()
+        },
+        |times| {
+            let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            gaps.iter()
+                .position(|g| *g >= Duration::from_millis(900))
+                .is_some_and(|i| gaps[i + 1..].iter().any(|g| *g >= Duration::from_millis(1800)))
+        },
+    )
+    .await;
+    let while_down = times.len();
     assert!(
         (5..=20).contains(&while_down),
         "{while_down} requests while the URL failed"

@@ -1,10 +1,7 @@
 //! One integration-test binary: the real server on 127.0.0.1:0, over HTTP, against a fresh
 //! SQLite file and, where TEST_POSTGRES_URL is set, a fresh PostgreSQL database.
 
-mod browser;
 mod helpers;
-mod receiver;
-mod visitor;
 
 mod auth;
 mod cli;
@@ -16,7 +13,6 @@ mod people;
 mod secrets;
 mod server_limits;
 mod shaping;
-mod smtp_server;
 mod store_conformance;
 mod ui_forms;
 mod webhooks;

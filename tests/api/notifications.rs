@@ -6,11 +6,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::cli::Server;
+use crate::helpers::binary::Server;
 use crate::delivery::{event, incident, HOOKS};
 use crate::helpers::{eventually, spawn_app_with, Backend, TestApp, TestDb};
-use crate::receiver::{Receiver, Reply};
-use crate::smtp_server::SmtpServer;
+use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::smtp_server::SmtpServer;
 
 fn smtp_settings(config: &mut tocsin::config::Config, port: u16, window: Duration) {
     config.smtp.host = "127.0.0.1".into();

@@ -6,10 +6,10 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::browser::Browser;
+use crate::helpers::browser::Browser;
 use crate::helpers::{spawn_app, Backend, TestApp};
-use crate::receiver::Receiver;
-use crate::visitor::{person, PASSWORD};
+use crate::helpers::receiver::Receiver;
+use crate::helpers::visitor::{person, PASSWORD};
 
 async fn login(b: &Browser, email: &str) {
     b.goto("/login").await;

@@ -7,7 +7,7 @@ use tocsin::domain::{session::new_setup_link, user::Role, Timestamp};
 
 use crate::both_backends;
 use crate::helpers::{minimal_webhook, spawn_app, spawn_app_with, Backend};
-use crate::visitor::{person, Visitor, PASSWORD};
+use crate::helpers::visitor::{person, Visitor, PASSWORD};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 

@@ -18,9 +18,9 @@ use tocsin::{
 };
 
 use crate::both_backends;
-use crate::cli::Server;
+use crate::helpers::binary::Server;
 use crate::helpers::{open_store, test_key, Backend, TestDb};
-use crate::receiver::Receiver;
+use crate::helpers::receiver::Receiver;
 
 const URL_PASSWORD: &str = "pw-Zq81xx";
 const HEADER_VALUE: &str = "Bearer hdr-Ux93kk-credential";

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::delivery::{hook, HOOKS};
 use crate::helpers::{patched, spawn_app, Backend};
-use crate::receiver::Receiver;
+use crate::helpers::receiver::Receiver;
 
 fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Value {
     json!({
@@ -337,7 +337,7 @@ async fn regex_work_per_event_is_bounded(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let receiver = crate::receiver::Receiver::start().await;
+    let receiver = crate::helpers::receiver::Receiver::start().await;
     // Three webhooks each scan the message 100 times (300 × 64 KiB > 16 MiB) and match
     // nothing; the fourth, evaluated last, would match.
     for i in 0..3 {

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
-use crate::receiver::Receiver;
-use crate::visitor::{person, Visitor};
+use crate::helpers::receiver::Receiver;
+use crate::helpers::visitor::{person, Visitor};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 
@@ -523,7 +523,7 @@ async fn pages_count_deliveries_as_they_finish(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    receiver.respond("/down", |_, _| crate::receiver::Reply::status(500));
+    receiver.respond("/down", |_, _| crate::helpers::receiver::Reply::status(500));
     let mut good = minimal_webhook("Healthy");
     good["urls"] = json!([{"url": receiver.url("/up")}]);
     let mut bad = minimal_webhook("Broken");

@@ -557,7 +557,7 @@ async fn url_passwords_are_masked_and_kept(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let receiver = crate::receiver::Receiver::start().await;
+    let receiver = crate::helpers::receiver::Receiver::start().await;
     let url = receiver
         .url("/in")
         .replace("http://", "http://ops:s3cret-pass@");

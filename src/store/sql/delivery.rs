@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{any::AnyRow, Any, Row, Transaction};
+use sqlx::{any::AnyRow, Row};
 
 use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
@@ -12,7 +12,6 @@ use crate::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         event::{incident_text, Event},
         event_type::EventType,
-        ids::new_id,
         json_text::JsonText,
         sealing::Sealer,
         webhook::Method,
@@ -135,25 +134,6 @@ fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
         response_body: row.try_get("response_body")?,
         error: row.try_get("error")?,
     })
-}
-
-/// Records that a failed delivery owes an e-mail; the notifier takes it from there.
-pub(super) async fn insert_notification(
-    tx: &mut Transaction<'static, Any>,
-    delivery_id: &str,
-    at: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
-         SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
-         ON CONFLICT (delivery_id) DO NOTHING",
-    )
-    .bind(new_id("ntf"))
-    .bind(at)
-    .bind(delivery_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 enum ClaimArg<'a> {
@@ -396,7 +376,7 @@ impl DeliveryStore for SqlStore {
                     continue;
                 };
                 if r.state == DeliveryState::Failed && r.notify {
-                    insert_notification(&mut tx, &r.delivery_id, now).await?;
+                    super::notification::insert_notification(&mut tx, &r.delivery_id, now).await?;
                 }
                 let (ok, failed) = match r.state {
                     DeliveryState::Succeeded => (1, 0),
@@ -412,9 +392,22 @@ impl DeliveryStore for SqlStore {
             super::count_finished(&mut tx, self.dialect, &finished).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request_headers, response_status, response_headers, response_body, error) \
-                 VALUES {} ON CONFLICT (delivery_id, number) DO NOTHING",
-                self.dialect.rows(1, chunk.len(), 9)
+                "{} ON CONFLICT (delivery_id, number) DO NOTHING",
+                self.dialect.insert(
+                    "attempts",
+                    &[
+                        "delivery_id",
+                        "number",
+                        "started_at",
+                        "duration_ms",
+                        "request_headers",
+                        "response_status",
+                        "response_headers",
+                        "response_body",
+                        "error",
+                    ],
+                    chunk.len()
+                )
             );
             let mut insert = sqlx::query(&sql);
             for r in chunk {

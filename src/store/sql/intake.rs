@@ -69,10 +69,7 @@ pub(super) async fn insert_deliveries(
         .filter(|(id, _)| seen_payloads.insert(*id))
         .collect();
     for chunk in payloads.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO payloads (id, body) VALUES {}",
-            dialect.rows(1, chunk.len(), 2)
-        );
+        let sql = dialect.insert("payloads", &["id", "body"], chunk.len());
         let mut query = sqlx::query(&sql);
         for (id, body) in chunk {
             query = query.bind(*id).bind(*body);
@@ -80,13 +77,32 @@ pub(super) async fn insert_deliveries(
         query.execute(&mut **tx).await?;
     }
 
-    const COLUMNS: usize = 21;
+    const COLUMNS: &[&str] = &[
+        "id",
+        "organization_id",
+        "webhook_id",
+        "event_id",
+        "event_type",
+        "incident_id",
+        "url",
+        "method",
+        "payload",
+        "lane",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "leased_until",
+        "lease_owner",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "parked",
+        "payload_id",
+    ];
     let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
     for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, payload, lane, state, attempts, next_attempt_at, leased_until, lease_owner, last_error, created_at, updated_at, completed_at, parked, payload_id) VALUES {}",
-            dialect.rows(1, chunk.len(), COLUMNS)
-        );
+        let sql = dialect.insert("deliveries", COLUMNS, chunk.len());
         let mut query = sqlx::query(&sql);
         for (i, d) in chunk {
             let failed = d.failure.is_some();
@@ -127,7 +143,7 @@ pub(super) async fn insert_deliveries(
         .iter()
         .filter(|d| d.failure.is_some() && d.notify)
     {
-        super::delivery::insert_notification(tx, &d.id, d.created_at.as_micros()).await?;
+        super::notification::insert_notification(tx, &d.id, d.created_at.as_micros()).await?;
     }
     // Failed at intake (the payload could not be rendered): finished now.
     let mut counts = HashMap::new();
@@ -233,9 +249,21 @@ pub(super) async fn accept_events(
     }
 
     for chunk in fresh.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO events (id, organization_id, producer_id, event_type, incident_id, payload_event_id, timestamp, body, delivery_count, received_at) VALUES {}",
-            dialect.rows(1, chunk.len(), 10)
+        let sql = dialect.insert(
+            "events",
+            &[
+                "id",
+                "organization_id",
+                "producer_id",
+                "event_type",
+                "incident_id",
+                "payload_event_id",
+                "timestamp",
+                "body",
+                "delivery_count",
+                "received_at",
+            ],
+            chunk.len(),
         );
         let mut query = sqlx::query(&sql);
         for (event, deliveries) in chunk {
@@ -262,9 +290,12 @@ pub(super) async fn accept_events(
     let latest: Vec<&Event> = latest.into_values().collect();
     for chunk in latest.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO incidents (organization_id, incident_id, event_id, updated_at) VALUES {} \
-             ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
-            dialect.rows(1, chunk.len(), 4)
+            "{} ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
+            dialect.insert(
+                "incidents",
+                &["organization_id", "incident_id", "event_id", "updated_at"],
+                chunk.len()
+            )
         );
         let mut query = sqlx::query(&sql);
         for event in chunk {

@@ -38,6 +38,17 @@ impl Dialect {
         each.join(", ")
     }
 
+    /// `INSERT INTO table (a, b, …) VALUES (…), (…)` for `rows` rows, numbered from `$1`;
+    /// the parameters per row are the columns named, so no count is kept by hand. Bind
+    /// each row's values in the columns' order.
+    pub(crate) fn insert(self, table: &str, columns: &[&str], rows: usize) -> String {
+        format!(
+            "INSERT INTO {table} ({}) VALUES {}",
+            columns.join(", "),
+            self.rows(1, rows, columns.len())
+        )
+    }
+
     /// `(…), (…)`: `rows` rows of `columns` parameters from `$first` (see [`Self::params`]).
     pub(crate) fn rows(self, first: usize, rows: usize, columns: usize) -> String {
         let each: Vec<String> = (0..rows)
@@ -85,10 +96,13 @@ pub(crate) async fn count_finished(
     let entries: Vec<_> = counts.iter().collect();
     for chunk in entries.chunks(100) {
         let sql = format!(
-            "INSERT INTO delivery_hours (organization_id, webhook_id, hour, succeeded, failed) VALUES {} \
-             ON CONFLICT (organization_id, webhook_id, hour) DO UPDATE SET \
+            "{} ON CONFLICT (organization_id, webhook_id, hour) DO UPDATE SET \
              succeeded = delivery_hours.succeeded + excluded.succeeded, failed = delivery_hours.failed + excluded.failed",
-            dialect.rows(1, chunk.len(), 5)
+            dialect.insert(
+                "delivery_hours",
+                &["organization_id", "webhook_id", "hour", "succeeded", "failed"],
+                chunk.len()
+            )
         );
         let mut query = sqlx::query(&sql);
         for ((org, webhook, hour), (succeeded, failed)) in chunk {
@@ -172,6 +186,10 @@ mod tests {
         );
         assert_eq!(Dialect::Postgres.params(2, 2), "$2, $3");
         assert_eq!(Dialect::Sqlite.rows(5, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(
+            Dialect::Postgres.insert("t", &["a", "b"], 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
         assert_eq!(Dialect::Sqlite.params(3, 1), "?");
     }
 }

@@ -2,17 +2,38 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{any::AnyRow, Row};
+use sqlx::{any::AnyRow, Any, Row, Transaction};
 
 use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
+        ids::new_id,
         notification::{FailureReport, Notification, NotificationOutcome, NotificationState},
         sealing::Sealer,
         Timestamp,
     },
     store::{NotificationStore, StoreError, StoreResult},
 };
+
+
+/// Records that a failed delivery owes an e-mail; the notifier takes it from there.
+pub(super) async fn insert_notification(
+    tx: &mut Transaction<'static, Any>,
+    delivery_id: &str,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
+         SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(new_id("ntf"))
+    .bind(at)
+    .bind(delivery_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 const COLUMNS: &str = "n.id, n.organization_id, n.webhook_id, n.delivery_id, n.state, n.attempts, n.next_attempt_at, n.last_error, n.created_at, n.sent_at";
 

@@ -1,3 +1,12 @@
+//! What the tests share: test databases on both backends, the server in-process, the
+//! binary, a receiver, an SMTP server, a browser, a person's HTTP session.
+
+pub mod binary;
+pub mod browser;
+pub mod receiver;
+pub mod smtp_server;
+pub mod visitor;
+
 use std::{io::Write, sync::Arc};
 
 use reqwest::Method;
@@ -200,6 +209,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
     }
 }
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
