@@ -157,7 +157,7 @@ async fn main() {
     drop(store);
 
     let config = Config {
-        listen: "127.0.0.1:0".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
         secret_key: key.to_base64(),
         ..Config::default()

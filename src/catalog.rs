@@ -42,6 +42,7 @@ pub fn fires_for(compiled: &CompiledWebhook, event: &Event) -> bool {
                 Subject {
                     incident: &event.incident,
                     team_id: event.team_id(),
+                    resource: event.resource.as_ref().map(|r| &r.value),
                 },
             )
         })

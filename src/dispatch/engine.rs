@@ -190,8 +190,7 @@ impl Engine {
         catalog: Arc<Catalog>,
         config: &DeliveryConfig,
     ) -> anyhow::Result<Engine> {
-        let policy =
-            Arc::new(NetworkPolicy::new(&config.allowed_networks).map_err(anyhow::Error::msg)?);
+        let policy = Arc::new(NetworkPolicy::new(&config.allowed_networks));
         let client = super::client::build(policy.clone())?;
         let concurrency = config.concurrency as usize;
         let owner = new_id("node");

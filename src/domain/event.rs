@@ -31,6 +31,10 @@ pub struct Event {
     /// The same incident as the producer wrote it (exact numbers and escapes): what v1 and
     /// v2 payloads and the stored event carry.
     pub incident_text: JsonText,
+    /// What the event is about when that is not the incident itself (a note, task list,
+    /// channel, SLO violation, status page update), with its text as written; `None` for
+    /// incident and tag events.
+    pub resource: Option<Resource>,
     pub received_at: Timestamp,
 }
 
@@ -56,14 +60,24 @@ impl Event {
             organization: &'a Value,
             team: &'a Value,
             incident: &'a RawValue,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            resource: Option<&'a RawValue>,
         }
         serde_json::to_string(&Stored {
             organization: &self.organization,
             team: &self.team,
             incident: self.incident_text.raw(),
+            resource: self.resource.as_ref().map(|r| r.text.raw()),
         })
         .expect("JSON values always serialize")
     }
+}
+
+/// An event's own resource: parsed for filters and templates, and as written for payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub value: Map<String, Value>,
+    pub text: JsonText,
 }
 
 /// The organization a token belongs to, used when the producer names none.
@@ -72,14 +86,27 @@ pub struct Tenant<'a> {
     pub name: &'a str,
 }
 
-/// The text of the `incident` member of a JSON object, as written.
-pub fn incident_text(text: &[u8]) -> Option<&RawValue> {
+/// The texts of an event's `incident` and `resource` members, as written.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemberTexts<'a> {
+    pub incident: Option<&'a RawValue>,
+    pub resource: Option<&'a RawValue>,
+}
+
+pub fn member_texts(text: &[u8]) -> MemberTexts<'_> {
     #[derive(serde::Deserialize)]
     struct Body<'a> {
         #[serde(borrow)]
         incident: Option<&'a RawValue>,
+        #[serde(borrow)]
+        resource: Option<&'a RawValue>,
     }
-    serde_json::from_slice::<Body<'_>>(text).ok()?.incident
+    serde_json::from_slice::<Body<'_>>(text)
+        .map(|b| MemberTexts {
+            incident: b.incident,
+            resource: b.resource,
+        })
+        .unwrap_or_default()
 }
 
 /// Parses the body of `POST /v3/events` given as `text` (parsed into `input` already),
@@ -89,18 +116,18 @@ pub fn parse_event_text(
     text: &[u8],
     tenant: Tenant<'_>,
 ) -> Result<Event, Vec<FieldError>> {
-    parse(input, incident_text(text), tenant)
+    parse(input, member_texts(text), tenant)
 }
 
 /// Parses an event built as a value (samples, tests, forms): the incident's text is its
 /// serialization.
 pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<FieldError>> {
-    parse(input, None, tenant)
+    parse(input, MemberTexts::default(), tenant)
 }
 
 fn parse(
     input: &Value,
-    text: Option<&RawValue>,
+    texts: MemberTexts<'_>,
     tenant: Tenant<'_>,
 ) -> Result<Event, Vec<FieldError>> {
     let mut errors = Vec::new();
@@ -118,12 +145,13 @@ fn parse(
             "organization",
             "team",
             "incident",
+            "resource",
         ]
         .contains(&key.as_str())
         {
             errors.push(FieldError::new(
                 key.clone(),
-                "unknown field; an event has id, type, timestamp, organization, team and incident",
+                "unknown field; an event has id, type, timestamp, organization, team, incident and (for notes, tasks, channels, SLO violations and status pages) resource",
             ));
         }
     }
@@ -247,11 +275,54 @@ fn parse(
         }
     };
 
+    let resource = match (event_type, obj.get("resource")) {
+        (Some(t), Some(Value::Object(o))) if t.has_resource() => Some(Resource {
+            text: match texts.resource {
+                Some(raw) => JsonText::exact(raw),
+                None => JsonText::from_value(o),
+            },
+            value: o.clone(),
+        }),
+        (Some(t), None | Some(Value::Null)) if t.has_resource() => {
+            errors.push(FieldError::new(
+                "resource",
+                format!(
+                    "is required for {}: {}, as an object (it becomes data.resource_data)",
+                    t.name,
+                    t.resource_description()
+                ),
+            ));
+            None
+        }
+        (Some(t), Some(other)) if t.has_resource() => {
+            errors.push(FieldError::new(
+                "resource",
+                format!(
+                    "must be an object ({}), got {}",
+                    t.resource_description(),
+                    kind(other)
+                ),
+            ));
+            None
+        }
+        (Some(t), Some(other)) if !other.is_null() => {
+            errors.push(FieldError::new(
+                "resource",
+                format!(
+                    "is not used by {}: its payload is about the incident; leave resource out",
+                    t.name
+                ),
+            ));
+            None
+        }
+        _ => None,
+    };
+
     if !errors.is_empty() {
         return Err(errors);
     }
     let id = super::ids::new_id("evt");
-    let incident_text = match text {
+    let incident_text = match texts.incident {
         Some(raw) => JsonText::exact(raw),
         None => JsonText::from_value(&incident),
     };
@@ -266,6 +337,7 @@ fn parse(
         team,
         incident,
         incident_text,
+        resource,
         received_at,
     })
 }
@@ -352,6 +424,46 @@ mod tests {
             10,
             "nanoseconds and Z: {}",
             e.timestamp
+        );
+    }
+
+    #[test]
+    fn events_about_a_resource_carry_it_and_others_do_not() {
+        let mut input = valid();
+        input["type"] = json!("incident.incident_notes_created");
+        let errors = parse_event(&input, TENANT).unwrap_err();
+        assert_eq!(errors[0].field, "resource");
+        assert!(errors[0].message.contains("the note"), "{errors:?}");
+        input["resource"] = json!("a note");
+        let errors = parse_event(&input, TENANT).unwrap_err();
+        assert!(
+            errors[0].message.contains("must be an object"),
+            "{errors:?}"
+        );
+        input["resource"] = json!({"id": "n1", "note": "rolling back"});
+        let e = parse_event(&input, TENANT).unwrap();
+        let resource = e.resource.as_ref().expect("kept");
+        assert_eq!(resource.value["note"], "rolling back");
+        assert_eq!(
+            resource.text.as_str(),
+            r#"{"id":"n1","note":"rolling back"}"#
+        );
+        assert!(e.body_json().contains(r#""resource":{"id":"n1""#));
+
+        let mut plain = valid();
+        plain["resource"] = json!({"id": "n1"});
+        let errors = parse_event(&plain, TENANT).unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .contains("is not used by incident.triggered"),
+            "{errors:?}"
+        );
+        let mut tags = valid();
+        tags["type"] = json!("incident.tags_updated");
+        assert!(
+            parse_event(&tags, TENANT).unwrap().resource.is_none(),
+            "tags: the incident is the resource"
         );
     }
 

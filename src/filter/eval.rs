@@ -150,18 +150,19 @@ fn check(test: &Test, value: Option<&str>) -> bool {
 /// The field's value as text; `None` when missing or null. Borrowed when it is a string,
 /// which it almost always is: matching runs for every webhook of every event.
 fn resolve<'a>(field: &Field, subject: Subject<'a>) -> Option<Cow<'a, str>> {
-    let path = match field {
+    let (root, path) = match field {
         Field::Team => {
             return (!subject.team_id.is_empty()).then_some(Cow::Borrowed(subject.team_id))
         }
-        Field::Incident(path) => path,
+        Field::Incident(path) => (subject.incident, path),
+        Field::Resource(path) => (subject.resource?, path),
     };
-    let mut value = subject.incident.get(&path[0])?;
+    let mut value = root.get(&path[0])?;
     for key in &path[1..] {
         value = value.get(key)?;
     }
     // `tags.severity` is the tag's value, whether tags hold {value, color} or a string.
-    if path.len() == 2 && path[0] == "tags" {
+    if matches!(field, Field::Incident(_)) && path.len() == 2 && path[0] == "tags" {
         if let Some(inner) = value.get("value") {
             value = inner;
         }
@@ -228,8 +229,48 @@ mod tests {
             Subject {
                 incident: &inc,
                 team_id: "team-a",
+                resource: None,
             },
         )
+    }
+
+    #[test]
+    fn resource_paths_look_into_the_events_resource() {
+        let note =
+            json!({"id": "n1", "note": "rollback started", "starred": true, "tags": {"x": "raw"}});
+        let inc = incident();
+        let on = |filter: Value, resource: Option<&Map<String, Value>>| {
+            matches(
+                &parse(&filter).unwrap().unwrap(),
+                Subject {
+                    incident: &inc,
+                    team_id: "team-a",
+                    resource,
+                },
+            )
+        };
+        let note = note.as_object().unwrap();
+        assert!(on(
+            cond("contains", "resource.note", json!("rollback")),
+            Some(note)
+        ));
+        assert!(on(
+            cond("is", "resource.starred", json!("true")),
+            Some(note)
+        ));
+        assert!(
+            on(cond("is", "resource.tags.x", json!("raw")), Some(note)),
+            "no tag shorthand inside a resource"
+        );
+        assert!(
+            !on(cond("exists", "resource.note", Value::Null), None),
+            "incident events have none"
+        );
+        assert!(on(cond("not_exists", "resource.note", Value::Null), None));
+        assert!(
+            on(cond("is", "service", json!("svc-db")), Some(note)),
+            "the incident's fields still apply"
+        );
     }
 
     fn cond(op: &str, lhs: &str, rhs: Value) -> Value {
@@ -316,6 +357,7 @@ mod tests {
             Subject {
                 incident: &inc,
                 team_id: "",
+                resource: None,
             },
         );
         assert!(why.matched);
@@ -430,6 +472,7 @@ mod tests {
             let s = Subject {
                 incident: &inc,
                 team_id: "t",
+                resource: None,
             };
             let ev = |v: &Value| matches(&parse(&wrap(v.clone())).unwrap().unwrap(), s);
             let (a, b) = (ev(&f), ev(&h));

@@ -37,6 +37,9 @@ pub enum Field {
     /// A path into the incident (`service` and `alert_source` mean their `id`, and
     /// `tags.<key>` that tag's `value`).
     Incident(Vec<String>),
+    /// `resource.<path>`: a path into what the event is about (a note, task, …); missing
+    /// for incident events.
+    Resource(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -58,4 +61,6 @@ pub enum Test {
 pub struct Subject<'a> {
     pub incident: &'a serde_json::Map<String, serde_json::Value>,
     pub team_id: &'a str,
+    /// The event's own resource (a note, task, …), if it has one.
+    pub resource: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }

@@ -256,12 +256,15 @@ fn field(lhs: &str) -> Result<Field, String> {
     }
     match parts.as_slice() {
         [only] if only == "team" => Ok(Field::Team),
+        [root, rest @ ..] if root == "resource" && !rest.is_empty() => {
+            Ok(Field::Resource(rest.to_vec()))
+        }
         [only] if only == "service" || only == "alert_source" => {
             Ok(Field::Incident(vec![only.clone(), "id".into()]))
         }
         [root, ..] if INCIDENT_ROOTS.contains(&root.as_str()) => Ok(Field::Incident(parts)),
         [root, ..] => Err(format!(
-            "\"{root}\" is not part of an incident; use team, service, alert_source or a path into the incident ({})",
+            "\"{root}\" is not part of an incident; use team, service, alert_source, resource.<path> (what a note, task, … event is about) or a path into the incident ({})",
             INCIDENT_ROOTS.join(", ")
         )),
         [] => Err("is empty".into()),

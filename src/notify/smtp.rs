@@ -9,7 +9,7 @@ use lettre::{
 };
 
 use super::email::Email;
-use crate::config::SmtpConfig;
+use crate::config::{SmtpConfig, SmtpTls};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -27,10 +27,10 @@ impl Mailer {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let host = config.host.as_str();
-        let builder = match config.tls.as_str() {
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
-            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
-            _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        let builder = match config.tls {
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         };
         let mut builder = builder.port(config.port).timeout(Some(TIMEOUT));
         if !config.username.is_empty() {
@@ -105,11 +105,11 @@ impl Mailer {
             || lower.contains("handshake")
             || error.is_timeout()
         {
-            let mode = match (c.tls.as_str(), c.port) {
-                ("starttls" | "none", 465) => {
+            let mode = match (c.tls, c.port) {
+                (SmtpTls::Starttls | SmtpTls::None, 465) => {
                     " Port 465 usually means implicit TLS: set smtp.tls = \"tls\".".to_owned()
                 }
-                ("tls", 587 | 25) => format!(
+                (SmtpTls::Tls, 587 | 25) => format!(
                     " Port {} usually means STARTTLS: set smtp.tls = \"starttls\".",
                     c.port
                 ),

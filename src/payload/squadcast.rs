@@ -31,6 +31,10 @@ struct V2Data<'a> {
     resource_type: &'static str,
     organization: &'a Value,
     team: &'a Value,
+    /// For events about a note, task, channel, …: the incident it belongs to, after the
+    /// rest, as in Squadcast's samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident: Option<&'a RawValue>,
 }
 
 pub fn render_v2(event: &Event) -> V2<'_> {
@@ -39,14 +43,24 @@ pub fn render_v2(event: &Event) -> V2<'_> {
         event: V2Event {
             id: &event.payload_event_id,
             kind: event.event_type.name,
-            resource: event.event_type.class,
+            resource: event.event_type.resource,
             timestamp: &event.timestamp,
         },
-        data: V2Data {
-            resource_data: event.incident_text.raw(),
-            resource_type: event.event_type.class,
-            organization: &event.organization,
-            team: &event.team,
+        data: match &event.resource {
+            Some(resource) => V2Data {
+                resource_data: resource.text.raw(),
+                resource_type: event.event_type.resource,
+                organization: &event.organization,
+                team: &event.team,
+                incident: Some(event.incident_text.raw()),
+            },
+            None => V2Data {
+                resource_data: event.incident_text.raw(),
+                resource_type: event.event_type.resource,
+                organization: &event.organization,
+                team: &event.team,
+                incident: None,
+            },
         },
     }
 }
@@ -68,7 +82,14 @@ impl Serialize for V1<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.incident.len() + 2))?;
         map.serialize_entry("id", self.event.incident_id())?;
-        map.serialize_entry("event_type", self.event.event_type.v1_name)?;
+        // Webhooks with v1 payloads subscribe only to the types that have a v1 name.
+        map.serialize_entry(
+            "event_type",
+            self.event
+                .event_type
+                .v1_name
+                .unwrap_or(self.event.event_type.name),
+        )?;
         map.serialize_entry("organization", &self.event.organization)?;
         for (key, value) in &self.incident {
             if key != "id" {

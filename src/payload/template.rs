@@ -42,16 +42,18 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-/// The data a template sees: `event`, `incident`, `organization`, `team`, `webhook`.
+/// The data a template sees: `event`, `incident`, `resource` (the note, task, … an event
+/// is about; null for incident events), `organization`, `team`, `webhook`.
 pub fn context(event: &Event, webhook_id: &str, webhook_name: &str) -> Value {
     json!({
         "event": {
             "id": event.payload_event_id,
             "type": event.event_type.name,
-            "resource": event.event_type.class,
+            "resource": event.event_type.resource,
             "timestamp": event.timestamp,
         },
         "incident": event.incident,
+        "resource": event.resource.as_ref().map(|r| &r.value),
         "organization": event.organization,
         "team": event.team,
         "webhook": {"id": webhook_id, "name": webhook_name},

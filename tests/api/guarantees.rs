@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use tocsin::{domain::Timestamp, store::Lease};
 
 use crate::both_backends;
-use crate::helpers::binary::Server;
 use crate::delivery::{event, hook, incident, HOOKS};
+use crate::helpers::binary::Server;
+use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::{
     eventually, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb, DEADLINE,
 };
-use crate::helpers::receiver::{Receiver, Reply};
 
 /// A port where nothing listens (bound, then let go).
 fn closed_port() -> u16 {
@@ -450,7 +450,11 @@ async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Back
             let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
             gaps.iter()
                 .position(|g| *g >= Duration::from_millis(900))
-                .is_some_and(|i| gaps[i + 1..].iter().any(|g| *g >= Duration::from_millis(1800)))
+                .is_some_and(|i| {
+                    gaps[i + 1..]
+                        .iter()
+                        .any(|g| *g >= Duration::from_millis(1800))
+                })
         },
     )
     .await;

@@ -6,16 +6,16 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::binary::Server;
 use crate::delivery::{event, incident, HOOKS};
-use crate::helpers::{eventually, spawn_app_with, Backend, TestApp, TestDb};
+use crate::helpers::binary::Server;
 use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::smtp_server::SmtpServer;
+use crate::helpers::{eventually, spawn_app_with, Backend, TestApp, TestDb};
 
 fn smtp_settings(config: &mut tocsin::config::Config, port: u16, window: Duration) {
     config.smtp.host = "127.0.0.1".into();
     config.smtp.port = port;
-    config.smtp.tls = "none".into();
+    config.smtp.tls = tocsin::config::SmtpTls::None;
     config.smtp.from = "tocsin@test.local".into();
     config.public_url = "https://tocsin.example".into();
     config.notify.window = window;

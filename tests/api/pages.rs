@@ -7,9 +7,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::browser::Browser;
-use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::helpers::receiver::Receiver;
 use crate::helpers::visitor::{person, PASSWORD};
+use crate::helpers::{spawn_app, Backend, TestApp};
 
 async fn login(b: &Browser, email: &str) {
     b.goto("/login").await;

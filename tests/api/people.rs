@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use tocsin::domain::{session::new_setup_link, user::Role, Timestamp};
 
 use crate::both_backends;
-use crate::helpers::{minimal_webhook, spawn_app, spawn_app_with, Backend};
 use crate::helpers::visitor::{person, Visitor, PASSWORD};
+use crate::helpers::{minimal_webhook, spawn_app, spawn_app_with, Backend};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 

@@ -19,8 +19,8 @@ use tocsin::{
 
 use crate::both_backends;
 use crate::helpers::binary::Server;
-use crate::helpers::{open_store, test_key, Backend, TestDb};
 use crate::helpers::receiver::Receiver;
+use crate::helpers::{open_store, test_key, Backend, TestDb};
 
 const URL_PASSWORD: &str = "pw-Zq81xx";
 const HEADER_VALUE: &str = "Bearer hdr-Ux93kk-credential";

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::delivery::{hook, HOOKS};
-use crate::helpers::{patched, spawn_app, Backend};
 use crate::helpers::receiver::Receiver;
+use crate::helpers::{patched, spawn_app, Backend};
 
 fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Value {
     json!({

@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
 use crate::helpers::receiver::Receiver;
 use crate::helpers::visitor::{person, Visitor};
+use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 

@@ -127,6 +127,22 @@ pub fn parse_spec(input: &Value) -> Result<WebhookSpec, Vec<FieldError>> {
         );
     }
     let language = non_empty(p.string("language", MAX_NAME));
+    // v1 payloads exist only for the four incident events.
+    if version == PayloadVersion::V1 && payload_type == PayloadType::Standard {
+        for (i, t) in triggers.iter().enumerate() {
+            if let Some(kind) = EventType::from_trigger(&t.event_class, &t.event_type) {
+                if kind.v1_name.is_none() {
+                    p.error(
+                        format!("triggers[{i}]"),
+                        format!(
+                            "{}/{} is sent only in v2 payloads: set version to \"v2\", or keep to triggered, reassigned, acknowledged and resolved",
+                            t.event_class, t.event_type
+                        ),
+                    );
+                }
+            }
+        }
+    }
 
     if !p.errors.is_empty() {
         return Err(p.errors);
@@ -675,6 +691,21 @@ mod tests {
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn v1_webhooks_take_only_the_four_incident_events() {
+        let note = json!([
+            {"event_class": "incident", "event_type": "triggered"},
+            {"event_class": "incident", "event_type": "incident_notes_created"}
+        ]);
+        let errors = errors_for(json!({"version": "v1", "triggers": note}));
+        assert_eq!(fields(&errors), ["triggers[1]"]);
+        assert!(errors[0].message.contains("only in v2"), "{errors:?}");
+        let mut v2 = minimal();
+        v2["triggers"] = note;
+        let spec = parse_spec(&v2).expect("v2 sends every type");
+        assert_eq!(spec.triggers.len(), 2);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v3/extensions/event-webhooks/templates", get(templates))
 }
 
-/// `{"filters": …, "incident": …, "team": {"id": …}}` → whether it matches, and for each
+/// `{"filters": …, "incident": …, "team": {"id": …}, "resource": …}` (`resource` optional:
+/// the note, task, … for `resource.<path>` conditions) → whether it matches, and for each
 /// condition of each group whether it did and what value the field had.
 async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
@@ -33,6 +34,16 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
             return Err(invalid(vec![FieldError::new(
                 "incident",
                 "is required: the incident object to test against",
+            )]))
+        }
+    };
+    let resource = match body.get("resource") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o.clone()),
+        Some(_) => {
+            return Err(invalid(vec![FieldError::new(
+                "resource",
+                "must be an object (the note, task, … a filter's resource.<path> looks into), or left out",
             )]))
         }
     };
@@ -52,7 +63,8 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
     let data = match parsed {
         None => json!({"matches": true, "explanation": null}),
         Some(f) => {
-            let explanation = explain_off_the_workers(f, incident, team_id.to_owned()).await;
+            let explanation =
+                explain_off_the_workers(f, incident, resource, team_id.to_owned()).await;
             json!({"matches": explanation.matched, "explanation": explanation})
         }
     };
@@ -64,13 +76,15 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
 /// incident and many regexes cannot hold an async worker.
 pub async fn explain_off_the_workers(
     filter: filter::Filter,
-    incident: serde_json::Map<String, serde_json::Value>,
+    incident: Map<String, Value>,
+    resource: Option<Map<String, Value>>,
     team_id: String,
 ) -> filter::Explanation {
     tokio::task::spawn_blocking(move || {
         let subject = filter::Subject {
             incident: &incident,
             team_id: &team_id,
+            resource: resource.as_ref(),
         };
         filter::with_regex_budget(filter::EVENT_REGEX_BUDGET, || {
             filter::explain(&filter, subject).shortened()

@@ -41,7 +41,15 @@ fn errors_by_field(e: &ApiError) -> (BTreeMap<String, String>, Vec<String>) {
         ApiError::Invalid(_, errors) => (
             errors
                 .iter()
-                .map(|f| (f.field.clone(), f.message.clone()))
+                .map(|f| {
+                    // One trigger's problem is shown under the triggers as a whole.
+                    let field = if f.field.starts_with("triggers[") {
+                        "triggers".to_owned()
+                    } else {
+                        f.field.clone()
+                    };
+                    (field, f.message.clone())
+                })
                 .collect(),
             errors.iter().map(ToString::to_string).collect(),
         ),
@@ -85,26 +93,25 @@ fn trigger_groups(values: &Value) -> Vec<Ctx> {
     for t in EVENT_TYPES {
         let item = context! {
             value => t.name,
-            label => capitalize(t.action),
+            label => t.label,
             checked => chosen.iter().any(|c| c == t.name),
         };
-        match groups.iter_mut().find(|(class, _)| class == t.class) {
+        let title = t.resource_title();
+        match groups.iter_mut().find(|(group, _)| group == title) {
             Some((_, items)) => items.push(item),
-            None => groups.push((t.class.to_owned(), vec![item])),
+            None => groups.push((title.to_owned(), vec![item])),
         }
     }
     groups
         .into_iter()
-        .map(|(class, items)| context! { resource => capitalize(&class.replace('_', " ")), items => items })
+        .map(|(title, items)| {
+            let v2_only = EVENT_TYPES
+                .iter()
+                .filter(|t| t.resource_title() == title)
+                .all(|t| t.v1_name.is_none());
+            context! { resource => title, items => items, v2_only => v2_only }
+        })
         .collect()
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-        .unwrap_or_default()
 }
 
 /// Everything the form template needs to draw `values` with `errors`.
@@ -463,9 +470,13 @@ pub async fn test_filter(
         Ok((None, _)) => Ok((true, Vec::new())),
         Ok((Some(f), event)) => {
             let team_id = event.team_id().to_owned();
-            let explanation =
-                crate::http::api::filters::explain_off_the_workers(f, event.incident, team_id)
-                    .await;
+            let explanation = crate::http::api::filters::explain_off_the_workers(
+                f,
+                event.incident,
+                event.resource.map(|r| r.value),
+                team_id,
+            )
+            .await;
             let mut lines = Vec::new();
             explain_lines(
                 &filters,

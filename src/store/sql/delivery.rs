@@ -10,7 +10,7 @@ use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
-        event::{incident_text, Event},
+        event::{member_texts, Event, Resource},
         event_type::EventType,
         json_text::JsonText,
         sealing::Sealer,
@@ -46,9 +46,18 @@ pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult
         Value::Object(map) => map,
         _ => return Err(corrupt("no incident")),
     };
-    let incident_text = incident_text(text.as_bytes())
+    let texts = member_texts(text.as_bytes());
+    let incident_text = texts
+        .incident
         .map(JsonText::exact)
         .ok_or_else(|| corrupt("no incident"))?;
+    let resource = match (body["resource"].take(), texts.resource) {
+        (Value::Object(value), Some(raw)) => Some(Resource {
+            value,
+            text: JsonText::exact(raw),
+        }),
+        _ => None,
+    };
     Ok(Event {
         organization_id: organization_id.to_owned(),
         producer_id: row.try_get("producer_id")?,
@@ -59,6 +68,7 @@ pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult
         team: body["team"].take(),
         incident,
         incident_text,
+        resource,
         received_at: Timestamp::from_micros(row.try_get("received_at")?),
         id,
     })

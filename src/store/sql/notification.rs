@@ -15,7 +15,6 @@ use crate::{
     store::{NotificationStore, StoreError, StoreResult},
 };
 
-
 /// Records that a failed delivery owes an e-mail; the notifier takes it from there.
 pub(super) async fn insert_notification(
     tx: &mut Transaction<'static, Any>,

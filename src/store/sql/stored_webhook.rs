@@ -162,7 +162,9 @@ mod tests {
                 name: "X-Team".into(),
                 value: "sre".into(),
             }],
-            filters: Some(serde_json::json!({"op": "and", "conditions": [{"op": "is", "lhs": "service", "rhs": "svc"}]})),
+            filters: Some(
+                serde_json::json!({"op": "and", "conditions": [{"op": "is", "lhs": "service", "rhs": "svc"}]}),
+            ),
             max_retry: 5,
             timeout_seconds: 20,
             enabled: false,

@@ -161,4 +161,3 @@ pub fn find_token(text: &str) -> Option<String> {
         .find(|w| tocsin::domain::token::looks_like_token(w))
         .map(str::to_owned)
 }
-

@@ -151,12 +151,12 @@ pub fn test_key() -> SecretKey {
 /// Test receivers live on loopback, so tests allow it; retries come quickly.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config {
-        listen: "127.0.0.1:0".to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
         secret_key: test_key().to_base64(),
         ..Config::default()
     };
-    config.delivery.allowed_networks = vec!["127.0.0.0/8".to_owned()];
+    config.delivery.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
     config.delivery.retry_schedule = vec![std::time::Duration::from_millis(100)];
     // Tests poll as fast as they like; the limits have a test of their own.
     config.http.rate_limit = 0;

@@ -1,16 +1,25 @@
 //! Settings: built-in defaults, then `tocsin.toml` (or `--config PATH`), then `TOCSIN_*`
-//! environment variables, then command-line flags. Every key is documented once, in
-//! [`KEYS`], and printed by `tocsin config`.
+//! environment variables, then command-line flags (`layers.rs`). Every key is documented
+//! once, in [`KEYS`], and printed by `tocsin config`; values are typed here, and every
+//! problem is reported at once.
 
-use std::{path::Path, time::Duration};
+mod duration;
+mod layers;
 
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
+use toml::Table;
+
+pub use duration::{format_duration, parse_duration};
+use layers::Layers;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    pub listen: String,
+    #[serde(with = "address")]
+    pub listen: SocketAddr,
     pub database_url: String,
     pub public_url: String,
     /// Base64 of 32 bytes; empty means `tocsin.key` (see `secret_key.rs`).
@@ -26,7 +35,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub max_connections: u32,
-    #[serde(with = "duration")]
+    #[serde(with = "duration::one")]
     pub header_read_timeout: Duration,
     pub rate_limit: u32,
     pub rate_burst: u32,
@@ -50,12 +59,13 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryConfig {
-    pub allowed_networks: Vec<String>,
-    #[serde(with = "durations")]
+    #[serde(with = "networks")]
+    pub allowed_networks: Vec<IpNet>,
+    #[serde(with = "duration::list")]
     pub retry_schedule: Vec<Duration>,
     pub concurrency: u32,
     pub per_url_concurrency: u32,
-    #[serde(with = "duration")]
+    #[serde(with = "duration::one")]
     pub shutdown_grace: Duration,
 }
 
@@ -64,23 +74,51 @@ pub struct DeliveryConfig {
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
-    pub tls: String,
+    pub tls: SmtpTls,
     pub username: String,
     pub password: String,
     pub from: String,
 }
 
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (port 25, or a local relay).
+    None,
+    /// Plain, then upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::None => "none",
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+        }
+    }
+}
+
+impl std::fmt::Display for SmtpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
-    #[serde(with = "duration")]
+    #[serde(with = "duration::one")]
     pub window: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://tocsin.db".to_owned(),
             public_url: String::new(),
             secret_key: String::new(),
@@ -117,7 +155,7 @@ impl Default for SmtpConfig {
         Self {
             host: String::new(),
             port: 587,
-            tls: "starttls".to_owned(),
+            tls: SmtpTls::Starttls,
             username: String::new(),
             password: String::new(),
             from: String::new(),
@@ -237,9 +275,28 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Several of the above, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Problems(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    fn all(mut problems: Vec<ConfigError>) -> Self {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            ConfigError::Problems(problems)
+        }
+    }
 }
 
 impl Config {
+    /// The text `tocsin config` prints: a valid tocsin.toml holding every default, each key
+    /// preceded by its meaning and its environment variable.
+    pub fn describe_defaults() -> String {
+        layers::describe_defaults()
+    }
+
     /// Loads settings in the documented order from the process environment.
     pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         Self::load_from(overrides, std::env::vars(), Path::new("tocsin.toml"))
@@ -251,9 +308,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         default_file: &Path,
     ) -> Result<Config, ConfigError> {
-        let defaults = defaults_table();
-        let mut merged = defaults.clone();
-
+        let mut layers = Layers::new();
         let file = match &overrides.config_path {
             Some(path) => Some(path.as_path()),
             None => default_file.exists().then_some(default_file),
@@ -270,7 +325,7 @@ impl Config {
                     path: origin.clone(),
                     message: e.message().to_owned(),
                 })?;
-            merge_file(&mut merged, &defaults, table, &origin, "")?;
+            layers.file(table, &origin);
         }
 
         let mut env: Vec<(String, String)> = env
@@ -282,13 +337,7 @@ impl Config {
             let key = var["TOCSIN_".len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            set_from_text(
-                &mut merged,
-                &defaults,
-                &key,
-                &text,
-                &format!("environment variable {var}"),
-            )?;
+            layers.text(&key, &text, &format!("environment variable {var}"));
         }
 
         let flags = [
@@ -297,75 +346,62 @@ impl Config {
         ];
         for (key, value) in flags {
             if let Some(text) = value {
-                set_from_text(&mut merged, &defaults, key, text, "command line")?;
+                layers.text(key, text, "command line");
             }
         }
 
-        let config: Config = Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::BadValue {
-                origin: "settings".to_owned(),
-                key: "value".to_owned(),
-                message: e.message().to_owned(),
-            })?;
-        config.check()?;
+        let config = layers.finish().map_err(ConfigError::all)?;
+        config.check().map_err(ConfigError::all)?;
         Ok(config)
     }
 
-    /// Rules the types alone do not express.
-    fn check(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::BadValue {
-            origin: "settings".to_owned(),
-            key: key.to_owned(),
-            message,
+    /// Rules the types alone do not express; every broken one is reported.
+    fn check(&self) -> Result<(), Vec<ConfigError>> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            problems.push(ConfigError::BadValue {
+                origin: "settings".to_owned(),
+                key: key.to_owned(),
+                message,
+            })
         };
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad(
-                "listen",
-                format!(
-                    "must be an address and port like 127.0.0.1:8080, got \"{}\"",
-                    self.listen
-                ),
-            ));
-        }
         if !self.database_url.starts_with("sqlite:")
             && !self.database_url.starts_with("postgres://")
             && !self.database_url.starts_with("postgresql://")
         {
-            return Err(bad(
+            bad(
                 "database_url",
                 "must start with sqlite:// or postgres://".to_owned(),
-            ));
+            );
         }
         if !self.secret_key.is_empty() {
-            crate::domain::sealing::SecretKey::from_base64(&self.secret_key)
-                .map_err(|e| bad("secret_key", e))?;
+            if let Err(e) = crate::domain::sealing::SecretKey::from_base64(&self.secret_key) {
+                bad("secret_key", e);
+            }
         }
         if self.delivery.retry_schedule.is_empty() {
-            return Err(bad(
+            bad(
                 "delivery.retry_schedule",
                 "must hold at least one duration, e.g. [\"10s\", \"1m\"]".to_owned(),
-            ));
+            );
         }
         if self.delivery.concurrency == 0 || self.delivery.per_url_concurrency == 0 {
-            return Err(bad(
+            bad(
                 "delivery.concurrency",
                 "and delivery.per_url_concurrency must be at least 1".to_owned(),
-            ));
+            );
         }
         if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {
-            return Err(bad(
+            bad(
                 "http.max_connections",
                 "and http.header_read_timeout must be above 0".to_owned(),
-            ));
+            );
         }
-        if !["none", "starttls", "tls"].contains(&self.smtp.tls.as_str()) {
-            return Err(bad(
-                "smtp.tls",
-                format!("must be none, starttls or tls, got \"{}\"", self.smtp.tls),
-            ));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
-        Ok(())
     }
 
     /// Where people reach this server, for links.
@@ -376,239 +412,51 @@ impl Config {
             self.public_url.trim_end_matches('/').to_owned()
         }
     }
-
-    /// The text `tocsin config` prints: a valid tocsin.toml holding every default, each key
-    /// preceded by its meaning and its environment variable.
-    pub fn describe_defaults() -> String {
-        let defaults = defaults_table();
-        let mut out = String::from(
-            "# tocsin settings and their defaults. Order: these defaults, then tocsin.toml\n# (or --config PATH), then TOCSIN_* environment variables, then flags.\n",
-        );
-        let mut section = "";
-        for (key, meaning) in KEYS {
-            let (sec, name) = key.rsplit_once('.').unwrap_or(("", key));
-            if sec != section {
-                out.push_str(&format!("\n[{sec}]\n"));
-                section = sec;
-            }
-            let value = lookup(&defaults, key).expect("every documented key has a default");
-            let env = format!("TOCSIN_{}", key.replace('.', "__").to_ascii_uppercase());
-            out.push_str(&format!("# {meaning} ({env})\n{name} = {value}\n"));
-        }
-        out
-    }
 }
 
-fn defaults_table() -> Table {
-    match Value::try_from(Config::default()).expect("defaults serialize") {
-        Value::Table(t) => t,
-        _ => unreachable!("a struct serializes to a table"),
-    }
-}
-
-fn lookup<'a>(table: &'a Table, key: &str) -> Option<&'a Value> {
-    let mut parts = key.split('.');
-    let mut value = table.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_table()?.get(part)?;
-    }
-    Some(value)
-}
-
-fn known_keys() -> String {
-    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-}
-
-/// Overlays a file's table, refusing keys that do not exist (with their full path).
-fn merge_file(
-    target: &mut Table,
-    defaults: &Table,
-    incoming: Table,
-    origin: &str,
-    prefix: &str,
-) -> Result<(), ConfigError> {
-    for (key, value) in incoming {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        let unknown = || ConfigError::UnknownKey {
-            origin: origin.to_owned(),
-            key: path.clone(),
-            known: known_keys(),
-        };
-        match (defaults.get(&key), value) {
-            (None, _) => return Err(unknown()),
-            (Some(Value::Table(sub_defaults)), Value::Table(sub)) => {
-                let Some(Value::Table(sub_target)) = target.get_mut(&key) else {
-                    unreachable!("defaults and target share their shape")
-                };
-                merge_file(sub_target, sub_defaults, sub, origin, &path)?;
-            }
-            (Some(Value::Table(_)), _) => {
-                return Err(ConfigError::BadValue {
-                    origin: origin.to_owned(),
-                    key: path,
-                    message: "must be a section, written [name]".to_owned(),
-                })
-            }
-            (Some(default), value) => {
-                if !same_shape(default, &value) {
-                    return Err(ConfigError::BadValue {
-                        origin: origin.to_owned(),
-                        key: path,
-                        message: format!(
-                            "must be {} like {default}, got {value}",
-                            describe_type(default)
-                        ),
-                    });
-                }
-                target.insert(key, value);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether a file's value has the type of the key's default (lists: of strings).
-fn same_shape(default: &Value, value: &Value) -> bool {
-    match (default, value) {
-        (Value::Array(_), Value::Array(items)) => items.iter().all(Value::is_str),
-        _ => default.type_str() == value.type_str(),
-    }
-}
-
-fn describe_type(default: &Value) -> &'static str {
-    match default {
-        Value::Integer(_) => "a whole number",
-        Value::Boolean(_) => "true or false",
-        Value::Array(_) => "a list of strings",
-        _ => "a string",
-    }
-}
-
-/// Sets one key from text (an environment variable or a flag), typed like its default.
-fn set_from_text(
-    target: &mut Table,
-    defaults: &Table,
-    key: &str,
-    text: &str,
-    origin: &str,
-) -> Result<(), ConfigError> {
-    let default = lookup(defaults, key)
-        .filter(|v| !v.is_table())
-        .ok_or_else(|| ConfigError::UnknownKey {
-            origin: origin.to_owned(),
-            key: key.to_owned(),
-            known: known_keys(),
-        })?;
-    let bad = |message: &str| ConfigError::BadValue {
-        origin: origin.to_owned(),
-        key: key.to_owned(),
-        message: message.to_owned(),
-    };
-    let value = match default {
-        Value::Integer(_) => Value::Integer(
-            text.trim()
-                .parse()
-                .map_err(|_| bad("must be a whole number"))?,
-        ),
-        Value::Boolean(_) => Value::Boolean(
-            text.trim()
-                .parse()
-                .map_err(|_| bad("must be true or false"))?,
-        ),
-        // Lists come as comma-separated text: `10s,1m,5m`.
-        Value::Array(_) => Value::Array(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
-        ),
-        _ => Value::String(text.to_owned()),
-    };
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("non-empty key");
-    let mut table = target;
-    for part in parts {
-        table = table
-            .get_mut(part)
-            .and_then(Value::as_table_mut)
-            .expect("defaults and target share their shape");
-    }
-    table.insert(last.to_owned(), value);
-    Ok(())
-}
-
-/// Parses `250ms`, `10s`, `5m`, `1h` (and a bare number of seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration like 10s, 5m or 1h"))?;
-    let unit_ms = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "\"{text}\" has an unknown unit: use ms, s, m, h or d"
-            ))
-        }
-    };
-    Ok(Duration::from_millis(n.saturating_mul(unit_ms)))
-}
-
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis() as u64;
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms >= size && ms % size == 0 {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
-
-mod duration {
+/// `listen`: an address and port, with a message that shows one.
+mod address {
     use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
+    use std::net::SocketAddr;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
+    pub fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(a)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
         let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
+        text.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "must be an address and port like 127.0.0.1:8080, got \"{text}\""
+            ))
+        })
     }
 }
 
-mod durations {
+/// `delivery.allowed_networks`: CIDRs, or single addresses (a /32 or /128).
+mod networks {
+    use ipnet::IpNet;
     use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
+    use std::net::IpAddr;
 
-    pub fn serialize<S: Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(list.iter().map(|d| super::format_duration(*d)))
+    pub fn serialize<S: Serializer>(list: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(ToString::to_string))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
         let texts = Vec::<String>::deserialize(d)?;
         texts
             .iter()
-            .map(|t| super::parse_duration(t).map_err(serde::de::Error::custom))
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "\"{text}\" is not a CIDR like 10.0.0.0/8"
+                        ))
+                    })
+            })
             .collect()
     }
 }
@@ -616,6 +464,8 @@ mod durations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use layers::defaults_table;
+    use toml::Value;
 
     fn load(
         file: Option<&str>,
@@ -652,7 +502,7 @@ mod tests {
             ..Default::default()
         };
         let c = load(Some(file), &env, flags).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:1000", "from the file");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1000", "from the file");
         assert_eq!(c.delivery.concurrency, 7, "from the file");
         assert_eq!(
             c.database_url, "sqlite://flag.db",
@@ -701,6 +551,61 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_reported_at_once_with_its_origin() {
+        let err = load(
+            Some("listen = \"nowhere\"\n[smtp]\ntls = \"ssl\"\nport = \"x\"\n[delivery]\nallowed_networks = [\"10.0.0.0/8\", \"intranet\"]\n"),
+            &[
+                ("TOCSIN_NOTIFY__WINDOW", "soon"),
+                ("TOCSIN_LISTNE", "x"),
+                ("TOCSIN_DATABASE_URL", "mysql://db"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for expected in [
+            "`listen` must be an address and port like 127.0.0.1:8080, got \"nowhere\"",
+            "`smtp.tls` unknown variant `ssl`",
+            "`smtp.port` must be a whole number",
+            "\"intranet\" is not a CIDR",
+            "environment variable TOCSIN_NOTIFY__WINDOW: `notify.window`",
+            "unknown key `listne`",
+        ] {
+            assert!(text.contains(expected), "{expected} in:\n{text}");
+        }
+        assert_eq!(text.lines().count(), 6, "one line per problem:\n{text}");
+        // The rules across keys run once the values are typed, also all at once.
+        let err = load(
+            None,
+            &[
+                ("TOCSIN_DATABASE_URL", "mysql://db"),
+                ("TOCSIN_DELIVERY__CONCURRENCY", "0"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string().lines().count(), 2, "{err}");
+    }
+
+    #[test]
+    fn values_are_typed() {
+        let c = load(
+            Some("[smtp]\ntls = \"tls\"\n[delivery]\nallowed_networks = [\"10.0.0.0/8\", \"192.0.2.7\"]\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.smtp.tls, SmtpTls::Tls);
+        assert_eq!(
+            c.delivery.allowed_networks,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
     fn an_explicit_config_path_must_exist() {
         let overrides = Overrides {
             config_path: Some("/nonexistent/tocsin.toml".into()),
@@ -743,14 +648,5 @@ mod tests {
             load(Some(&text), &[], Overrides::default()).unwrap(),
             Config::default()
         );
-    }
-
-    #[test]
-    fn durations_parse_and_print() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert!(parse_duration("5 fortnights").is_err());
-        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 }
