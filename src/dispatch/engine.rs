@@ -414,7 +414,7 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
             method: job.method,
             payload: &job.payload,
             headers: &webhook.spec.header,
-            secret: &webhook.secret,
+            secrets: &webhook.signing_secrets(Timestamp::now()),
             timeout,
             number,
         },

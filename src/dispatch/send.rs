@@ -29,7 +29,8 @@ pub struct Call<'a> {
     pub method: Method,
     pub payload: &'a str,
     pub headers: &'a [Header],
-    pub secret: &'a str,
+    /// The current secret first, then one in its grace period.
+    pub secrets: &'a [&'a str],
     pub timeout: Duration,
     pub number: u32,
 }
@@ -47,8 +48,8 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
     let started_at = Timestamp::now();
     let clock = Instant::now();
     let timestamp = started_at.as_micros() / 1_000_000;
-    let signature = payload::sign(
-        call.secret,
+    let signature = payload::sign_all(
+        call.secrets,
         call.delivery_id,
         timestamp,
         call.payload.as_bytes(),

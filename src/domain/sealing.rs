@@ -21,7 +21,7 @@ use base64::{
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::webhook::{is_credential_header, Webhook, WebhookSpec};
+use super::webhook::{is_credential_header, PreviousSecret, Webhook, WebhookSpec};
 
 const PREFIX: &str = "tsk1.";
 const NONCE_LEN: usize = 12;
@@ -213,12 +213,20 @@ impl Sealer {
         Webhook {
             spec: self.seal_spec(&webhook.id, &webhook.spec),
             secret: self.seal_secret(&webhook.id, &webhook.secret),
+            previous_secret: webhook.previous_secret.as_ref().map(|p| PreviousSecret {
+                secret: self.seal_previous_secret(&webhook.id, &p.secret),
+                until: p.until,
+            }),
             ..webhook.clone()
         }
     }
 
     pub fn seal_secret(&self, webhook_id: &str, secret: &str) -> String {
         self.seal(&secret_place(webhook_id), secret)
+    }
+
+    pub fn seal_previous_secret(&self, webhook_id: &str, secret: &str) -> String {
+        self.seal(&previous_secret_place(webhook_id), secret)
     }
 
     /// A webhook's settings with credential header values and URL passwords sealed.
@@ -246,6 +254,9 @@ impl Sealer {
             Ok(())
         };
         open(&secret_place(&id), &mut webhook.secret)?;
+        if let Some(previous) = &mut webhook.previous_secret {
+            open(&previous_secret_place(&id), &mut previous.secret)?;
+        }
         for header in &mut webhook.spec.header {
             if is_credential_header(&header.name) {
                 open(&header_place(&id), &mut header.value)?;
@@ -260,6 +271,10 @@ impl Sealer {
 
 fn secret_place(webhook_id: &str) -> String {
     format!("webhook/{webhook_id}/secret")
+}
+
+fn previous_secret_place(webhook_id: &str) -> String {
+    format!("webhook/{webhook_id}/previous-secret")
 }
 
 fn header_place(webhook_id: &str) -> String {
@@ -335,11 +350,15 @@ mod tests {
             "header": {"Authorization": "Bearer t0ken", "X-Team": "sre"}
         }))
         .unwrap();
-        let webhook = Webhook::new("org", "tok", spec);
+        let mut webhook = Webhook::new("org", "tok", spec);
+        webhook.previous_secret = Some(crate::domain::webhook::PreviousSecret {
+            secret: "whsec_previous-one".into(),
+            until: crate::domain::Timestamp::from_micros(1),
+        });
         let s = sealer();
         let stored = s.seal_webhook(&webhook);
         let text = format!("{stored:?}");
-        for secret in [webhook.secret.as_str(), "Bearer t0ken", "pw-123"] {
+        for secret in [webhook.secret.as_str(), "Bearer t0ken", "pw-123", "whsec_previous-one"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("sre") && text.contains("https://b.example/"));

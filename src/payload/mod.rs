@@ -6,7 +6,7 @@ mod signature;
 mod squadcast;
 pub mod template;
 
-pub use signature::sign;
+pub use signature::{sign, sign_all};
 pub use squadcast::{render_v1, render_v2};
 
 use crate::domain::{

@@ -20,7 +20,7 @@ use crate::domain::{
     session::{LinkProblem, Session, SetupLink},
     token::{ApiToken, NewToken},
     user::User,
-    webhook::{Webhook, WebhookSpec},
+    webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
 
@@ -167,11 +167,13 @@ pub trait ConfigStore: Send + Sync + 'static {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// A new signing secret; `previous` keeps the old one signing until its time.
     async fn set_webhook_secret(
         &self,
         organization_id: &str,
         id: &str,
         secret: &str,
+        previous: Option<&PreviousSecret>,
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;

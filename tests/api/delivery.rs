@@ -720,7 +720,67 @@ async fn an_answer_that_stalls_after_its_status_line_is_a_timeout(backend: Backe
     );
 }
 
+/// A rotation with a grace period: deliveries carry a signature with each secret (either
+/// verifies) until it ends; without one only the new secret signs. Out of range: 422.
+async fn rotated_secrets_sign_together_during_the_grace_period(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&hook("rotating", json!([{"url": receiver.url("/in")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let first = created["secret"].as_str().unwrap().to_owned();
+    let rotate = |body: Option<Value>| {
+        let path = format!("{HOOKS}/{id}/rotate-secret");
+        let app = &app;
+        async move { app.owner(Method::POST, &path, body.as_ref()).await }
+    };
+
+    let reply = rotate(Some(json!({"grace_period_seconds": 3600}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let second = reply.body["data"]["secret"].as_str().unwrap().to_owned();
+    assert!(reply.body["data"]["previous_secret_expires_at"].is_string());
+    app.ingest(&event("triggered", "t", incident("inc-rot-1", "triggered")))
+        .await;
+    let got = receiver.wait_for("/in", 1).await;
+    let signature = got[0].header("webhook-signature").to_owned();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    for secret in [&first, &second] {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&got[0].body, &got[0].headers)
+            .expect("both secrets verify during the grace period");
+    }
+
+    let reply = rotate(Some(json!({"grace_period_seconds": 0}))).await;
+    let third = reply.body["data"]["secret"].as_str().unwrap().to_owned();
+    assert!(reply.body["data"]["previous_secret_expires_at"].is_null());
+    app.ingest(&event("triggered", "t", incident("inc-rot-2", "triggered")))
+        .await;
+    let got = receiver.wait_for("/in", 2).await;
+    assert_eq!(got[1].header("webhook-signature").split(' ').count(), 1);
+    standardwebhooks::Webhook::new(&third)
+        .unwrap()
+        .verify(&got[1].body, &got[1].headers)
+        .expect("the new secret verifies");
+    for old in [&first, &second] {
+        assert!(standardwebhooks::Webhook::new(old)
+            .unwrap()
+            .verify(&got[1].body, &got[1].headers)
+            .is_err());
+    }
+
+    let reply = rotate(Some(json!({"grace_period_seconds": 604801}))).await;
+    assert_eq!(reply.status, 422);
+    assert!(reply.message().contains("grace_period_seconds"), "{}", reply.body);
+    let reply = rotate(None).await;
+    assert_eq!(reply.status, 200, "no body: 24 hours of grace");
+}
+
 both_backends!(
+    rotated_secrets_sign_together_during_the_grace_period,
     an_answer_that_stalls_after_its_status_line_is_a_timeout,
     v2_payloads_equal_squadcast_samples,
     v1_payloads_equal_squadcast_samples,

@@ -217,11 +217,16 @@ async fn store_webhooks(backend: Backend) {
         .unwrap()
         .is_none());
 
+    let previous = tocsin::domain::webhook::PreviousSecret {
+        secret: hooks[0].secret.clone(),
+        until: Timestamp::from_micros(at.as_micros() + 3_600_000_000),
+    };
     let rotated = store
         .set_webhook_secret(
             &org.id,
             &hooks[0].id,
             "whsec_new",
+            Some(&previous),
             at,
             &entry(&org.id, &hooks[0].id),
         )
@@ -229,11 +234,18 @@ async fn store_webhooks(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(rotated.secret, "whsec_new");
+    assert_eq!(rotated.previous_secret.as_ref(), Some(&previous));
+    assert_eq!(
+        store.webhook(&org.id, &hooks[0].id).await.unwrap().unwrap(),
+        rotated,
+        "read back with the previous secret"
+    );
     assert!(store
         .set_webhook_secret(
             &other.id,
             &hooks[0].id,
             "whsec_x",
+            None,
             at,
             &entry(&other.id, &hooks[0].id)
         )

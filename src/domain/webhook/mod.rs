@@ -108,6 +108,9 @@ pub struct Webhook {
     pub spec: WebhookSpec,
     /// The Standard Webhooks signing secret (`whsec_…`).
     pub secret: String,
+    /// The secret before the last rotation, still signing (beside the current one) until
+    /// its grace period ends, so receivers can switch without dropping deliveries.
+    pub previous_secret: Option<PreviousSecret>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -122,9 +125,28 @@ impl Webhook {
             author_id: author_id.to_owned(),
             spec,
             secret: new_secret(),
+            previous_secret: None,
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSecret {
+    pub secret: String,
+    pub until: Timestamp,
+}
+
+impl Webhook {
+    /// The secrets that sign a delivery made at `now`: the current one, and the previous
+    /// one while its grace period lasts.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let Some(previous) = self.previous_secret.as_ref().filter(|p| p.until > now) {
+            secrets.push(&previous.secret);
+        }
+        secrets
     }
 }
 

@@ -357,11 +357,35 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Gives a webhook a new signing secret; the answer is the only place it is shown.
+/// How long the old secret keeps signing after a rotation, unless the caller says.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
+
+/// `grace_period_seconds` of a rotation request (absent: 24 h), checked.
+pub fn grace_period(
+    value: Option<&Value>,
+) -> Result<std::time::Duration, crate::domain::FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(DEFAULT_GRACE),
+        Some(v) => match v.as_u64() {
+            Some(s) if s <= MAX_GRACE_SECONDS => Ok(std::time::Duration::from_secs(s)),
+            _ => Err(crate::domain::FieldError::new(
+                "grace_period_seconds",
+                format!(
+                    "must be a whole number of seconds from 0 (the old secret stops at once) to {MAX_GRACE_SECONDS} (7 days), got {v}"
+                ),
+            )),
+        },
+    }
+}
+
+/// Gives a webhook a new signing secret; the answer is the only place it is shown. Until
+/// `grace` has passed, deliveries carry a signature with the old secret too.
 pub async fn rotate_webhook_secret(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    grace: std::time::Duration,
 ) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let current = existing(state, caller, id).await?;
@@ -377,12 +401,17 @@ pub async fn rotate_webhook_secret(
             after: Value::String("****".into()),
         }],
     );
+    let previous = (!grace.is_zero()).then(|| webhook::PreviousSecret {
+        secret: current.secret.clone(),
+        until: entry.at.plus(grace),
+    });
     let hook = state
         .store
         .set_webhook_secret(
             caller.organization_id(),
             id,
             &webhook::new_secret(),
+            previous.as_ref(),
             entry.at,
             &entry,
         )
@@ -393,11 +422,25 @@ pub async fn rotate_webhook_secret(
     Ok(hook)
 }
 
+/// `POST …/rotate-secret`, with an optional body `{"grace_period_seconds": N}`.
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let hook = rotate_webhook_secret(&state, &caller, &id).await?;
-    Ok(Json(json!({"data": with_secret(&hook)})))
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        crate::http::extract::parse_strict(&body).map_err(ApiError::BadRequest)?
+    };
+    let grace = grace_period(body.get("grace_period_seconds"))
+        .map_err(|e| ApiError::Invalid("invalid_rotation", vec![e]))?;
+    let hook = rotate_webhook_secret(&state, &caller, &id, grace).await?;
+    let mut data = with_secret(&hook);
+    data["previous_secret_expires_at"] = hook
+        .previous_secret
+        .as_ref()
+        .map_or(Value::Null, |p| Value::String(p.until.to_rfc3339()));
+    Ok(Json(json!({ "data": data })))
 }

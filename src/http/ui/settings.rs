@@ -20,6 +20,7 @@ use crate::{
     http::{
         api::webhooks::{
             delete_webhook, existing, rotate_webhook_secret, update_webhook, webhook_json,
+            DEFAULT_GRACE, MAX_GRACE_SECONDS,
         },
         error::ApiError,
         AppState,
@@ -192,7 +193,7 @@ pub async fn rotate(
     if form.get("confirm") != "yes" {
         let errors = [(
             "rotate".to_owned(),
-            "Tick the box to confirm: receivers must switch to the new secret.".to_owned(),
+            "Tick the box to confirm: receivers must switch to the new secret (the old one signs too until the time you chose).".to_owned(),
         )]
         .into_iter()
         .collect();
@@ -208,7 +209,11 @@ pub async fn rotate(
         )
         .await;
     }
-    match rotate_webhook_secret(&state, person.caller(), &id).await {
+    let grace = match form.get("grace").parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_GRACE_SECONDS => std::time::Duration::from_secs(seconds),
+        _ => DEFAULT_GRACE,
+    };
+    match rotate_webhook_secret(&state, person.caller(), &id, grace).await {
         // Shown to the person who rotated it, this once (as the API answers with it).
         Ok(hook) => {
             page(

@@ -11,13 +11,13 @@ use crate::domain::{
     sealing::{Sealer, SecretKey},
     session::SetupLink,
     token::{Ability, ApiToken, NewToken},
-    webhook::{Webhook, WebhookSpec},
+    webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
 use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult};
 
 pub(super) const WEBHOOK_COLUMNS: &str =
-    "id, organization_id, slug, author_id, spec, secret, created_at, updated_at";
+    "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
     "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at";
 
@@ -55,6 +55,16 @@ pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
         slug: row.try_get("slug")?,
         author_id: row.try_get("author_id")?,
         secret: row.try_get("secret")?,
+        previous_secret: match (
+            row.try_get::<Option<String>, _>("previous_secret")?,
+            row.try_get::<Option<i64>, _>("previous_secret_until")?,
+        ) {
+            (Some(secret), Some(until)) => Some(PreviousSecret {
+                secret,
+                until: Timestamp::from_micros(until),
+            }),
+            _ => None,
+        },
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
     })
@@ -334,7 +344,7 @@ impl ConfigStore for SqlStore {
     async fn insert_webhook(&self, w: &Webhook, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&w.id)
         .bind(&w.organization_id)
@@ -342,6 +352,12 @@ impl ConfigStore for SqlStore {
         .bind(&w.author_id)
         .bind(spec_json(&self.sealer.seal_spec(&w.id, &w.spec)))
         .bind(self.sealer.seal_secret(&w.id, &w.secret))
+        .bind(
+            w.previous_secret
+                .as_ref()
+                .map(|p| self.sealer.seal_previous_secret(&w.id, &p.secret)),
+        )
+        .bind(w.previous_secret.as_ref().map(|p| p.until.as_micros()))
         .bind(w.created_at.as_micros())
         .bind(w.updated_at.as_micros())
         .execute(&mut *tx)
@@ -460,12 +476,31 @@ impl ConfigStore for SqlStore {
         organization_id: &str,
         id: &str,
         secret: &str,
+        previous: Option<&PreviousSecret>,
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        let sealed = self.sealer.seal_secret(id, secret);
-        self.update_column(organization_id, id, "secret", sealed, at, audit)
-            .await
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET secret = $1, previous_secret = $2, previous_secret_until = $3, updated_at = $4 \
+             WHERE organization_id = $5 AND id = $6 RETURNING {WEBHOOK_COLUMNS}"
+        ))
+        .bind(self.sealer.seal_secret(id, secret))
+        .bind(previous.map(|p| self.sealer.seal_previous_secret(id, &p.secret)))
+        .bind(previous.map(|p| p.until.as_micros()))
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        bump_webhooks_version(&mut tx, organization_id).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        row.as_ref().map(|row| self.webhook_from_row(row)).transpose()
     }
 }
 

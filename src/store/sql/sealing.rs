@@ -101,10 +101,14 @@ async fn reseal(
         let webhook = from
             .open_webhook(stored)
             .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
-        sqlx::query("UPDATE webhooks SET spec = $1, secret = $2 WHERE id = $3")
-            .bind(spec_json(&to.seal_spec(&id, &webhook.spec)))
-            .bind(to.seal_secret(&id, &webhook.secret))
-            .bind(&id)
+        let sealed = to.seal_webhook(&webhook);
+        sqlx::query(
+            "UPDATE webhooks SET spec = $1, secret = $2, previous_secret = $3 WHERE id = $4",
+        )
+        .bind(spec_json(&sealed.spec))
+        .bind(&sealed.secret)
+        .bind(sealed.previous_secret.map(|p| p.secret))
+        .bind(&id)
             .execute(&mut **tx)
             .await?;
         changed += 1;
