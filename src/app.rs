@@ -31,6 +31,7 @@ pub struct Application {
     notifier: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    expiry: tokio::task::JoinHandle<()>,
 }
 
 /// How often the write-ahead log is moved into the database file (SQLite).
@@ -71,6 +72,49 @@ fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Fails deliveries pending longer than `delivery.max_age`, checking a tenth as often (at
+/// most every minute), in batches so one sweep never holds the writer long.
+fn start_expiry(
+    store: Arc<dyn Store>,
+    max_age: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = (max_age / 10).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(60),
+        );
+        let reason = format!(
+            "expired: still pending {} after it was made (delivery.max_age)",
+            crate::config::format_duration(max_age)
+        );
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            loop {
+                let now = Timestamp::now();
+                let before = Timestamp::from_micros(now.as_micros() - max_age.as_micros() as i64);
+                match store.expire_pending(before, now, &reason, 500).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        tracing::warn!(
+                            expired = n,
+                            "deliveries failed as expired (delivery.max_age)"
+                        );
+                        if n < 500 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not expire old deliveries; trying again");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
 impl Application {
     /// Opens the store (migrating it), bootstraps an empty installation, and binds the
     /// listener, so the real address is known before serving (port 0 works).
@@ -104,6 +148,7 @@ impl Application {
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
+        let expiry = start_expiry(store.clone(), config.delivery.max_age);
         let rate_limits = Arc::new(http::RateLimits::new(&config.http));
         Ok(Self {
             listener,
@@ -124,6 +169,7 @@ impl Application {
             notifier,
             checkpointer,
             housekeeping,
+            expiry,
         })
     }
 
@@ -171,6 +217,7 @@ impl Application {
         self.notifier.abort();
         self.checkpointer.abort();
         self.housekeeping.abort();
+        self.expiry.abort();
         Ok(())
     }
 }

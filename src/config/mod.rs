@@ -67,6 +67,9 @@ pub struct DeliveryConfig {
     pub per_url_concurrency: u32,
     #[serde(with = "duration::one")]
     pub shutdown_grace: Duration,
+    /// A delivery still pending this long after it was made fails as expired.
+    #[serde(with = "duration::one")]
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +149,7 @@ impl Default for DeliveryConfig {
             concurrency: 256,
             per_url_concurrency: 8,
             shutdown_grace: Duration::from_secs(10),
+            max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -206,6 +210,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "delivery.shutdown_grace",
         "On SIGTERM, how long attempts in flight may finish before their leases are given back.",
+    ),
+    (
+        "delivery.max_age",
+        "A delivery still pending this long after it was made (retrying, parked behind an open circuit or its lane) fails as expired, and is e-mailed like any failure.",
     ),
     (
         "smtp.host",
@@ -389,6 +397,12 @@ impl Config {
             bad(
                 "delivery.concurrency",
                 "and delivery.per_url_concurrency must be at least 1".to_owned(),
+            );
+        }
+        if self.delivery.max_age.is_zero() {
+            bad(
+                "delivery.max_age",
+                "must be above 0, like 24h: nothing should wait for ever".to_owned(),
             );
         }
         if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {

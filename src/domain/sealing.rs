@@ -358,7 +358,12 @@ mod tests {
         let s = sealer();
         let stored = s.seal_webhook(&webhook);
         let text = format!("{stored:?}");
-        for secret in [webhook.secret.as_str(), "Bearer t0ken", "pw-123", "whsec_previous-one"] {
+        for secret in [
+            webhook.secret.as_str(),
+            "Bearer t0ken",
+            "pw-123",
+            "whsec_previous-one",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("sre") && text.contains("https://b.example/"));

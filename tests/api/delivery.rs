@@ -774,7 +774,11 @@ async fn rotated_secrets_sign_together_during_the_grace_period(backend: Backend)
 
     let reply = rotate(Some(json!({"grace_period_seconds": 604801}))).await;
     assert_eq!(reply.status, 422);
-    assert!(reply.message().contains("grace_period_seconds"), "{}", reply.body);
+    assert!(
+        reply.message().contains("grace_period_seconds"),
+        "{}",
+        reply.body
+    );
     let reply = rotate(None).await;
     assert_eq!(reply.status, 200, "no body: 24 hours of grace");
 }

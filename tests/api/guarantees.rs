@@ -532,7 +532,61 @@ async fn deliveries_parked_behind_an_open_circuit_survive_a_restart(backend: Bac
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
 }
 
+/// Nothing waits for ever: with `delivery.max_age` of 2 s, deliveries waiting for a retry an
+/// hour away, and those parked behind the URL's open circuit, fail as expired, each owing
+/// its failure e-mail; the URL stays down throughout, so no attempt ended them.
+async fn deliveries_pending_past_max_age_expire(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.max_age = Duration::from_secs(2);
+        c.delivery.retry_schedule = vec![Duration::from_secs(3600)];
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| Reply::status(503));
+    let created = app
+        .create_webhook(&patched(
+            hook("down", json!([{"url": receiver.url("/down")}])),
+            json!({"mail_ids": ["oncall@example.com"]}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    // Eight incidents: five failures open the circuit, the rest are parked behind it.
+    app.ingest_incidents(0..8).await;
+    let rows = app.settled_logs(id, 8).await;
+    for row in &rows {
+        assert_eq!(row["state"], "failed", "{row}");
+        assert!(
+            row["last_error"].as_str().unwrap().starts_with("expired"),
+            "{row}"
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r["attempts"] == 0),
+        "parked work expires too: {rows:?}"
+    );
+    assert!(
+        receiver.received("/down").len() <= 8,
+        "expiry is not an attempt"
+    );
+    let path = format!("{HOOKS}/{id}/notifications");
+    let notes = eventually(
+        "one failure e-mail owed per expired delivery",
+        || app.owner(Method::GET, &path, None),
+        |r| {
+            r.body["data"]["result"]
+                .as_array()
+                .is_some_and(|n| n.len() == 8)
+        },
+    )
+    .await;
+    assert_eq!(notes.status, 200);
+}
+
 both_backends!(
+    deliveries_pending_past_max_age_expire,
     deliveries_parked_behind_an_open_circuit_survive_a_restart,
     a_failing_url_is_probed_not_hammered_and_drains_when_back,
     retries_stop_at_max_retry,

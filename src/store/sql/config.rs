@@ -500,7 +500,9 @@ impl ConfigStore for SqlStore {
         bump_webhooks_version(&mut tx, organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        row.as_ref().map(|row| self.webhook_from_row(row)).transpose()
+        row.as_ref()
+            .map(|row| self.webhook_from_row(row))
+            .transpose()
     }
 }
 

@@ -327,6 +327,59 @@ impl DeliveryStore for SqlStore {
             .collect()
     }
 
+    async fn expire_pending(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        reason: &str,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let expired: Vec<(String, String, String)> = sqlx::query_as(
+            "UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2, completed_at = $2, \
+               next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, parked = 0 \
+             WHERE seq IN (SELECT seq FROM deliveries \
+               WHERE state = 'pending' AND created_at < $3 AND (lease_owner IS NULL OR leased_until < $2) \
+               ORDER BY created_at LIMIT $4) \
+             RETURNING id, organization_id, webhook_id",
+        )
+        .bind(reason)
+        .bind(now.as_micros())
+        .bind(before.as_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut wants_mail: HashMap<String, bool> = HashMap::new();
+        let mut finished = HashMap::new();
+        for (id, org, webhook) in &expired {
+            if !wants_mail.contains_key(webhook) {
+                let spec: Option<String> =
+                    sqlx::query_scalar("SELECT spec FROM webhooks WHERE id = $1")
+                        .bind(webhook)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let mails = spec
+                    .and_then(|s| super::stored_webhook::from_text(&s).ok())
+                    .is_some_and(|s| !s.mail_ids.is_empty());
+                wants_mail.insert(webhook.clone(), mails);
+            }
+            if wants_mail[webhook] {
+                super::notification::insert_notification(&mut tx, id, now.as_micros()).await?;
+            }
+            finished
+                .entry((
+                    org.clone(),
+                    webhook.clone(),
+                    super::hour_of(now.as_micros()),
+                ))
+                .or_insert((0, 0))
+                .1 += 1;
+        }
+        super::count_finished(&mut tx, self.dialect, &finished).await?;
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",

@@ -109,8 +109,8 @@ async fn reseal(
         .bind(&sealed.secret)
         .bind(sealed.previous_secret.map(|p| p.secret))
         .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+        .execute(&mut **tx)
+        .await?;
         changed += 1;
     }
     // Only a URL with user information can hold a password.
