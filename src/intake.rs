@@ -9,14 +9,14 @@ use crate::{
     catalog::{fires_for, Catalog, Snapshot},
     dispatch::{Engine, Job},
     domain::{
-        delivery::NewDelivery,
+        delivery::{NewDelivery, Origin},
         event::{parse_event_text, Event, Tenant},
         ids::new_id,
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
     },
     filter, payload,
-    store::{Accepted, Admission, Store, StoreError},
+    store::{Accepted, Admission, Lease, Store, StoreError},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,6 +86,7 @@ pub fn plan_deliveries<'a>(
                 payload_id: payload_id.clone(),
                 failure: failure.clone(),
                 notify: !spec.mail_ids.is_empty(),
+                origin: Origin::Event,
                 created_at,
             });
         }
@@ -285,6 +286,80 @@ pub async fn trigger_manually(
     Ok(webhook)
 }
 
+/// "Send a test": a sample event of `event_type` (Squadcast's, with this organization) to
+/// every URL of the webhook, now, one attempt each; logged as deliveries marked `test`.
+/// Returns each URL's outcome, and deliveries whose payload could not be rendered as
+/// their error.
+pub async fn send_test(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    organization: &crate::domain::organization::Organization,
+    webhook: &Webhook,
+    event_type: &'static crate::domain::event_type::EventType,
+) -> Result<(Event, Vec<TestOutcome>), IntakeError> {
+    let event = payload::samples::event_of(
+        event_type,
+        Some(Tenant {
+            id: &organization.id,
+            name: &organization.name,
+        }),
+    );
+    let mut deliveries = plan_deliveries(&event, [webhook]);
+    for d in &mut deliveries {
+        d.origin = Origin::Test;
+        d.notify = false;
+    }
+    let lease = Lease {
+        owner: new_id("test"),
+        until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
+    };
+    let admission = Admission {
+        lease: Some(lease.clone()),
+        park_urls: Vec::new(),
+        park_until: Timestamp::now(),
+    };
+    let accepted = store
+        .accept_events(&[(event.clone(), deliveries.clone())], &admission)
+        .await?;
+    let leased = accepted
+        .first()
+        .map(|a| a.leased.clone())
+        .unwrap_or_default();
+    let jobs = deliveries
+        .iter()
+        .filter(|d| leased.contains(&d.id))
+        .map(|d| Job::from_new(d, &lease))
+        .collect();
+    let sent = engine.send_now(jobs, webhook, &lease).await;
+    let outcomes = deliveries
+        .into_iter()
+        .map(|d| match sent.iter().find(|s| s.delivery_id == d.id) {
+            Some(s) => TestOutcome::Sent(s.clone()),
+            None => TestOutcome::NotSent {
+                delivery_id: d.id,
+                url: d.url,
+                method: d.method,
+                reason: d
+                    .failure
+                    .unwrap_or_else(|| "it could not be started".to_owned()),
+            },
+        })
+        .collect();
+    Ok((event, outcomes))
+}
+
+/// One URL's answer to a test.
+#[derive(Debug, Clone)]
+pub enum TestOutcome {
+    Sent(crate::dispatch::SentNow),
+    NotSent {
+        delivery_id: String,
+        url: String,
+        method: crate::domain::webhook::Method,
+        reason: String,
+    },
+}
+
 /// "Send again": a new delivery (a new `webhook-id`) of a logged one, with the same URL,
 /// method and payload bytes, started like any other.
 pub async fn resend(
@@ -331,6 +406,7 @@ pub async fn resend(
         payload_id: Some(new_id("pld")),
         failure: None,
         notify: !webhook.spec.mail_ids.is_empty(),
+        origin: Origin::Resend(old.id.clone()),
         created_at: Timestamp::now(),
     };
     let deliveries = [delivery];

@@ -26,7 +26,7 @@ use crate::{
     catalog::Catalog,
     config::DeliveryConfig,
     domain::{
-        delivery::{AttemptResult, Delivery, DeliveryState, NewDelivery},
+        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::new_id,
         retry::{retry_delay, verdict, Verdict},
         webhook::{Method, Webhook},
@@ -50,6 +50,16 @@ const PARK_SAFETY: Duration = Duration::from_secs(3600);
 /// node's from before a restart, or deliveries parked behind an earlier one of their lane
 /// that has since finished. One index probe per URL, so it can be often.
 const PARKED_RESCAN: Duration = Duration::from_secs(5);
+
+/// One delivery sent by [`Engine::send_now`], with its one attempt.
+#[derive(Debug, Clone)]
+pub struct SentNow {
+    pub delivery_id: String,
+    pub url: String,
+    pub method: Method,
+    pub attempt: Attempt,
+    pub succeeded: bool,
+}
 
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
@@ -259,6 +269,74 @@ impl Engine {
     /// Starts leased deliveries now.
     pub fn submit(&self, jobs: Vec<Job>) {
         submit(&self.inner, jobs);
+    }
+
+    /// Sends deliveries once each, now and side by side, outside the queue and the URLs'
+    /// circuits (tests sent by hand: the caller waits for the answers). They were stored
+    /// leased to `lease`; their results are recorded (succeeded or failed, never retried,
+    /// never e-mailed) before this returns.
+    pub async fn send_now(&self, jobs: Vec<Job>, webhook: &Webhook, lease: &Lease) -> Vec<SentNow> {
+        let timeout = Duration::from_secs(webhook.spec.timeout_seconds as u64);
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let inner = self.inner.clone();
+                let webhook = webhook.clone();
+                tokio::spawn(async move {
+                    let outcome = send(
+                        &inner.client,
+                        &inner.policy,
+                        Call {
+                            delivery_id: &job.delivery_id,
+                            url: &job.url,
+                            method: job.method,
+                            payload: &job.payload,
+                            headers: &webhook.spec.header,
+                            secrets: &webhook.signing_secrets(Timestamp::now()),
+                            timeout,
+                            number: 1,
+                        },
+                    )
+                    .await;
+                    SentNow {
+                        delivery_id: job.delivery_id,
+                        url: job.url,
+                        method: job.method,
+                        attempt: outcome.attempt,
+                        succeeded: outcome.succeeded,
+                    }
+                })
+            })
+            .collect();
+        let mut sent = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if let Ok(one) = task.await {
+                sent.push(one);
+            }
+        }
+        let results: Vec<AttemptResult> = sent
+            .iter()
+            .map(|s| AttemptResult {
+                delivery_id: s.delivery_id.clone(),
+                attempt: s.attempt.clone(),
+                state: if s.succeeded {
+                    DeliveryState::Succeeded
+                } else {
+                    DeliveryState::Failed
+                },
+                next_attempt_at: None,
+                notify: false,
+            })
+            .collect();
+        if let Err(e) = self
+            .inner
+            .store
+            .record_attempts(&lease.owner, &results)
+            .await
+        {
+            tracing::warn!(error = %e, "recording test deliveries failed; they will be attempted again when their leases expire");
+        }
+        sent
     }
 
     /// Stops claiming, lets attempts in flight finish for up to `grace`, then gives back

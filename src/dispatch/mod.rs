@@ -8,4 +8,4 @@ pub mod guard;
 mod recorder;
 mod send;
 
-pub use engine::{Engine, Job};
+pub use engine::{Engine, Job, SentNow};

@@ -60,13 +60,57 @@ pub struct NewDelivery {
     pub failure: Option<String>,
     /// The webhook has `mail_ids`: a failure records a notification.
     pub notify: bool,
+    pub origin: Origin,
     pub created_at: Timestamp,
+}
+
+/// Why a delivery exists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// An event matched the webhook.
+    #[default]
+    Event,
+    /// Sent by hand to try the webhook (`POST …/test`): one attempt, now, in no lane.
+    Test,
+    /// Sending the logged delivery with this id again.
+    Resend(String),
+}
+
+impl Origin {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Origin::Event => "event",
+            Origin::Test => "test",
+            Origin::Resend(_) => "resend",
+        }
+    }
+
+    pub fn resent_from(&self) -> Option<&str> {
+        match self {
+            Origin::Resend(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// From the stored `origin` and `resent_from` columns.
+    pub fn parse(kind: &str, resent_from: Option<String>) -> Option<Self> {
+        match (kind, resent_from) {
+            ("event", _) => Some(Origin::Event),
+            ("test", _) => Some(Origin::Test),
+            ("resend", Some(id)) => Some(Origin::Resend(id)),
+            _ => None,
+        }
+    }
 }
 
 impl NewDelivery {
     /// Deliveries sharing a lane are attempted in event order: same webhook, same URL and
     /// method, same incident.
     pub fn lane(&self) -> String {
+        if self.origin == Origin::Test {
+            // A test waits for nothing and holds nothing up.
+            return lane(&self.webhook_id, self.method, &self.url, &self.id);
+        }
         lane(&self.webhook_id, self.method, &self.url, &self.incident_id)
     }
 }
@@ -100,6 +144,7 @@ pub struct Delivery {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+    pub origin: Origin,
 }
 
 /// One HTTP call of a delivery, as recorded.

@@ -47,6 +47,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBodyText {
     }
 }
 
+/// An optional JSON body (calls that work without one): `Null` when empty.
+pub fn optional_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    parse_strict(body).map_err(ApiError::BadRequest)
+}
+
 /// JSON text as a value, refusing an object that names a key twice (JSON parsers disagree
 /// on which one wins, so the body would not mean one thing): the error names the key and
 /// where it is.

@@ -2,6 +2,7 @@
 //! and the Standard Webhooks signature. Pure functions, no I/O.
 
 pub mod presets;
+pub mod samples;
 mod signature;
 mod squadcast;
 pub mod template;
@@ -10,7 +11,7 @@ pub use signature::{sign, sign_all};
 pub use squadcast::{render_v1, render_v2};
 
 use crate::domain::{
-    event::{parse_event, Event, Tenant},
+    event::Event,
     webhook::{PayloadType, PayloadVersion, Webhook, WebhookSpec},
 };
 
@@ -48,24 +49,9 @@ pub fn custom_source(spec: &WebhookSpec) -> Option<String> {
 /// Squadcast's own triggered sample, used to try templates before they are saved and to
 /// show what each preset produces.
 pub fn sample_event() -> Event {
-    let sample: serde_json::Value =
-        serde_json::from_str(include_str!("sample_event.json")).expect("the sample is JSON");
-    let body = serde_json::json!({
-        "id": sample["event"]["id"],
-        "type": sample["event"]["type"],
-        "timestamp": sample["event"]["timestamp"],
-        "organization": sample["data"]["organization"],
-        "team": sample["data"]["team"],
-        "incident": sample["data"]["resource_data"],
-    });
-    parse_event(
-        &body,
-        Tenant {
-            id: "org",
-            name: "org",
-        },
-    )
-    .expect("the sample is a valid event")
+    let triggered =
+        crate::domain::event_type::EventType::from_name("incident.triggered").expect("known");
+    samples::event_of(triggered, None)
 }
 
 #[cfg(test)]

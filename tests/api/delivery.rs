@@ -783,7 +783,118 @@ async fn rotated_secrets_sign_together_during_the_grace_period(backend: Backend)
     assert_eq!(reply.status, 200, "no body: 24 hours of grace");
 }
 
+/// "Send a test": a sample of the webhook's first trigger (or the type asked for) goes to
+/// every URL now; the answer has each URL's status, time and answer; the log marks them
+/// `test`, a failure is not retried. "Resend" makes a new delivery of a logged one with the
+/// same bytes, linked to it.
+async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/bad", |_, _| Reply::status(500));
+    let created = app
+        .create_webhook(&json!({
+            "name": "tested", "is_all_teams_configured": true,
+            "triggers": [{"event_class": "incident", "event_type": "triggered"},
+                         {"event_class": "incident", "event_type": "incident_notes_created"}],
+            "urls": [{"url": receiver.url("/ok")}, {"url": receiver.url("/bad"), "method": "PUT"}]
+        }))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("{HOOKS}/{id}/test");
+
+    let reply = app.owner(Method::POST, &path, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["event_type"], "incident.triggered");
+    let results = reply.body["data"]["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    let ok = results
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().ends_with("/ok"))
+        .unwrap();
+    assert_eq!(
+        (ok["succeeded"].clone(), ok["status"].clone()),
+        (json!(true), json!(200))
+    );
+    assert!(ok["duration_ms"].is_u64());
+    let bad = results.iter().find(|r| r["method"] == "PUT").unwrap();
+    assert_eq!(
+        (bad["succeeded"].clone(), bad["status"].clone()),
+        (json!(false), json!(500))
+    );
+    // Already there when the answer came: the call was made before answering.
+    let got = receiver.received("/ok");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["event"]["type"], "incident.triggered");
+    assert_eq!(
+        got[0].header("webhook-id"),
+        ok["delivery_id"].as_str().unwrap()
+    );
+
+    let reply = app
+        .owner(
+            Method::POST,
+            &path,
+            Some(&json!({"event_type": "incident.incident_notes_created"})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = receiver.received("/ok");
+    assert_eq!(got[1].json()["data"]["resource_type"], "incident_notes");
+    let reply = app
+        .owner(
+            Method::POST,
+            &path,
+            Some(&json!({"event_type": "incident.exploded"})),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    assert!(reply.message().contains("event_type"), "{}", reply.body);
+
+    let rows = app.settled_logs(id, 4).await;
+    assert!(rows.iter().all(|r| r["origin"] == "test"), "{rows:?}");
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["state"] == "failed").collect();
+    assert_eq!(failed.len(), 2);
+    assert!(
+        failed.iter().all(|r| r["attempts"] == 1),
+        "a test is one attempt"
+    );
+
+    // Resend the first successful one.
+    let original = ok["delivery_id"].as_str().unwrap();
+    let reply = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/{id}/logs/{original}/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let new_id = reply.body["data"]["id"].as_str().unwrap().to_owned();
+    let got = receiver.wait_for("/ok", 3).await;
+    let again = got
+        .iter()
+        .find(|r| r.header("webhook-id") == new_id)
+        .expect("resent");
+    assert_eq!(again.body, got[0].body, "the same bytes");
+    let row = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/logs/{new_id}"), None)
+        .await;
+    assert_eq!(row.body["data"]["origin"], "resend");
+    assert_eq!(row.body["data"]["resent_from"], original);
+    let missing = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/{id}/logs/msg_nope/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
 both_backends!(
+    tests_and_resends_are_sent_now_and_logged,
     rotated_secrets_sign_together_during_the_grace_period,
     an_answer_that_stalls_after_its_status_line_is_a_timeout,
     v2_payloads_equal_squadcast_samples,

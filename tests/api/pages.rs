@@ -188,6 +188,22 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.wait_text("HTTP 200").await;
     b.screenshot("06-logs-expanded").await;
 
+    // Send a test: each URL's answer in place, the deliveries logged as tests.
+    b.click("details.test-card summary").await;
+    b.click("details.test-card button[type=submit]").await;
+    b.wait_text("Sent incident.triggered to every URL").await;
+    assert_eq!(b.count(".test-results li").await, 2);
+    receiver.wait_for("/first", 2).await;
+    b.screenshot("06b-send-a-test").await;
+    let deadline = std::time::Instant::now() + crate::helpers::DEADLINE;
+    while b.count(".log-row").await < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test deliveries never appeared in the Logs tab"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Settings: change name, e-mails and retries.
     b.goto(&format!("/webhooks/{id}/settings")).await;
     b.fill("#name", "Ops bridge (prod)").await;

@@ -91,6 +91,7 @@ async fn park_one(store: &dyn Store, org: &Organization, hook: &Webhook) -> NewD
         payload_id: Some(tocsin::domain::ids::new_id("pld")),
         failure: None,
         notify: false,
+        origin: Default::default(),
         created_at: Timestamp::now(),
     };
     let admission = Admission {

@@ -346,6 +346,7 @@ async fn store_delivery_queue(backend: Backend) {
         payload_id: Some(tocsin::domain::ids::new_id("pld")),
         failure: None,
         notify: false,
+        origin: Default::default(),
         created_at: Timestamp::now(),
     };
     let far = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);

@@ -3,7 +3,7 @@
 
 use axum::{
     extract::{Path, RawQuery, State},
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use serde_json::{json, Map, Value};
@@ -31,6 +31,10 @@ pub fn routes() -> Router<AppState> {
             get(show),
         )
         .route(
+            "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}/resend",
+            post(resend),
+        )
+        .route(
             "/v3/extensions/event-webhooks/{id}/notifications",
             get(notifications),
         )
@@ -56,6 +60,8 @@ fn summary(d: &Delivery) -> Value {
         "created_at": d.created_at.to_rfc3339(),
         "updated_at": d.updated_at.to_rfc3339(),
         "completed_at": ts(d.completed_at),
+        "origin": d.origin.as_str(),
+        "resent_from": d.origin.resent_from(),
     })
 }
 
@@ -163,6 +169,28 @@ async fn show(
         .map_or(Value::Null, |a| header_map(&a.request_headers));
     body["attempts"] = Value::Array(attempts.iter().map(attempt_json).collect());
     Ok(Json(json!({"data": body})))
+}
+
+/// A new delivery of a logged one: the same URL, method and payload bytes, a new
+/// `webhook-id`, linked to the original (`origin: "resend"`, `resent_from`).
+async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let new_id = crate::intake::resend(
+        &state.store,
+        &state.engine,
+        caller.organization_id(),
+        &id,
+        &delivery_id,
+    )
+    .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({"data": {"id": new_id, "resent_from": delivery_id}})),
+    ))
 }
 
 /// The webhook's failure notifications, newest first: which delivery, whether the e-mail

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             "/v3/extensions/event-webhooks/{id}/rotate-secret",
             post(rotate_secret),
         )
+        .route("/v3/extensions/event-webhooks/{id}/test", post(send_test))
 }
 
 /// The webhook as the API shows it: Squadcast's fields, header credentials masked, and no
@@ -429,11 +430,7 @@ async fn rotate_secret(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        crate::http::extract::parse_strict(&body).map_err(ApiError::BadRequest)?
-    };
+    let body = crate::http::extract::optional_json(&body)?;
     let grace = grace_period(body.get("grace_period_seconds"))
         .map_err(|e| ApiError::Invalid("invalid_rotation", vec![e]))?;
     let hook = rotate_webhook_secret(&state, &caller, &id, grace).await?;
@@ -443,4 +440,125 @@ async fn rotate_secret(
         .as_ref()
         .map_or(Value::Null, |p| Value::String(p.until.to_rfc3339()));
     Ok(Json(json!({ "data": data })))
+}
+
+/// The event type a test sends: `event_type` (a v2 or v1 name, or a trigger's `event_type`)
+/// if given, else the webhook's first trigger. A v1 webhook can only be tested with the
+/// four incident events.
+pub fn test_event_type(
+    webhook: &Webhook,
+    requested: Option<&str>,
+) -> Result<&'static crate::domain::event_type::EventType, crate::domain::FieldError> {
+    use crate::domain::event_type::EventType;
+    let chosen = match requested.filter(|s| !s.is_empty()) {
+        Some(name) => EventType::from_name(name)
+            .or_else(|| EventType::from_trigger("incident", name))
+            .ok_or_else(|| {
+                crate::domain::FieldError::new(
+                    "event_type",
+                    format!("unknown event type \"{name}\"; use one of the webhook's triggers, like incident.triggered"),
+                )
+            })?,
+        None => webhook
+            .spec
+            .triggers
+            .first()
+            .and_then(|t| EventType::from_trigger(&t.event_class, &t.event_type))
+            .ok_or_else(|| crate::domain::FieldError::new("event_type", "is required: the webhook has no trigger"))?,
+    };
+    if webhook.spec.version == webhook::PayloadVersion::V1
+        && webhook.spec.payload_type == webhook::PayloadType::Standard
+        && chosen.v1_name.is_none()
+    {
+        return Err(crate::domain::FieldError::new(
+            "event_type",
+            format!(
+                "{} is sent only in v2 payloads and this webhook sends v1",
+                chosen.name
+            ),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Each URL's answer to a test, as the API and the pages show it.
+pub fn test_outcome_json(outcome: &crate::intake::TestOutcome) -> Value {
+    match outcome {
+        crate::intake::TestOutcome::Sent(s) => json!({
+            "delivery_id": s.delivery_id,
+            "url": webhook::mask_url(&s.url),
+            "method": s.method,
+            "succeeded": s.succeeded,
+            "status": s.attempt.response_status,
+            "duration_ms": s.attempt.duration_ms,
+            "body": s.attempt.response_body,
+            "error": s.attempt.error,
+        }),
+        crate::intake::TestOutcome::NotSent {
+            delivery_id,
+            url,
+            method,
+            reason,
+        } => json!({
+            "delivery_id": delivery_id,
+            "url": webhook::mask_url(url),
+            "method": method,
+            "succeeded": false,
+            "status": null,
+            "duration_ms": null,
+            "body": null,
+            "error": reason,
+        }),
+    }
+}
+
+/// Sends a test now and answers with every URL's outcome: `POST …/{id}/test`, optional
+/// body `{"event_type": "incident.incident_notes_created"}`.
+pub async fn run_test(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    requested: Option<&str>,
+) -> Result<(String, Vec<crate::intake::TestOutcome>), ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let hook = existing(state, caller, id).await?;
+    let event_type = test_event_type(&hook, requested)
+        .map_err(|e| ApiError::Invalid("invalid_test", vec![e]))?;
+    let snapshot = state.catalog.webhooks(caller.organization_id()).await?;
+    let organization = snapshot
+        .organization
+        .as_ref()
+        .ok_or_else(|| not_found(id))?;
+    let (_, outcomes) =
+        crate::intake::send_test(&state.store, &state.engine, organization, &hook, event_type)
+            .await?;
+    tracing::info!(webhook = %hook.id, event_type = event_type.name, "test sent");
+    Ok((event_type.name.to_owned(), outcomes))
+}
+
+async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = crate::http::extract::optional_json(&body)?;
+    let requested = match body.get("event_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(ApiError::Invalid(
+                "invalid_test",
+                vec![crate::domain::FieldError::new(
+                    "event_type",
+                    "must be a string like incident.triggered",
+                )],
+            ))
+        }
+    };
+    let (event_type, outcomes) = run_test(&state, &caller, &id, requested).await?;
+    Ok(Json(json!({"data": {
+        "event_type": event_type,
+        "results": outcomes.iter().map(test_outcome_json).collect::<Vec<_>>(),
+    }})))
 }

@@ -91,6 +91,7 @@ async fn rows_context(
                 last_status => d.last_status,
                 last_error => &d.last_error,
                 created_at => d.created_at.to_rfc3339(),
+                origin => d.origin.as_str(),
             }
         })
         .collect())
@@ -158,6 +159,13 @@ pub async fn show(
             f_incident => filter("incident_id"),
             filtered => !kept.is_empty(),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
+            test_types => hook
+                .spec
+                .triggers
+                .iter()
+                .filter_map(|t| crate::domain::event_type::EventType::from_trigger(&t.event_class, &t.event_type))
+                .map(|t| context! { name => t.name, label => format!("{}: {}", t.resource_title(), t.label) })
+                .collect::<Vec<_>>(),
         },
     )
 }
@@ -285,4 +293,63 @@ pub async fn resend(
         Ok(_) => Redirect::to(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
         Err(e) => error_page(person.caller(), e.into()),
     }
+}
+
+/// "Send a test" from the Logs tab: with htmx the outcome of each URL in place, else back to
+/// the log, where the test deliveries are on top.
+pub async fn send_test(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "sending tests") {
+        return r;
+    }
+    let outcome = crate::http::api::webhooks::run_test(
+        &state,
+        person.caller(),
+        &id,
+        Some(form.get("event_type")),
+    )
+    .await;
+    if !headers.contains_key("hx-request") {
+        return match outcome {
+            Ok(_) => Redirect::to(&format!("/webhooks/{id}/logs?done=tested")).into_response(),
+            Err(e) => error_page(person.caller(), e),
+        };
+    }
+    let (event_type, results, problem) = match outcome {
+        Ok((event_type, outcomes)) => (
+            event_type,
+            outcomes
+                .iter()
+                .map(crate::http::api::webhooks::test_outcome_json)
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        Err(ApiError::Invalid(_, errors)) => (
+            String::new(),
+            Vec::new(),
+            Some(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ),
+        Err(e) => (String::new(), Vec::new(), Some(e.to_string())),
+    };
+    render(
+        StatusCode::OK,
+        "test_result.html",
+        context! {},
+        context! {
+            event_type => event_type,
+            results => minijinja::Value::from(minijinja::value::Serde(&results)),
+            problem => problem,
+        },
+    )
 }

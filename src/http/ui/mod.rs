@@ -64,6 +64,7 @@ pub fn routes() -> Router<AppState> {
             "/webhooks/{id}/logs/{delivery_id}/resend",
             post(logs::resend),
         )
+        .route("/webhooks/{id}/test", post(logs::send_test))
         .route(
             "/webhooks/{id}/settings",
             get(settings::show).post(settings::save),
@@ -110,6 +111,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logs.html", include_str!("templates/logs.html")),
     ("log_rows.html", include_str!("templates/log_rows.html")),
     ("log_detail.html", include_str!("templates/log_detail.html")),
+    (
+        "test_result.html",
+        include_str!("templates/test_result.html"),
+    ),
     ("settings.html", include_str!("templates/settings.html")),
     ("secret.html", include_str!("templates/secret.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
@@ -315,6 +320,7 @@ pub fn flash(query: Option<&str>) -> Option<&'static str> {
         "deleted" => "Webhook deleted.",
         "rotated" => "Signing secret rotated: receivers must use the new one.",
         "resent" => "Sent again as a new delivery.",
+        "tested" => "Test sent: its deliveries are at the top of the list, marked test.",
         "sent" => "Sent to the webhook.",
         "revoked" => "Token revoked.",
         "updated" => "User updated.",

@@ -9,7 +9,7 @@ use sqlx::{any::AnyRow, Row};
 use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
     domain::{
-        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
+        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, Origin},
         event::{member_texts, Event, Resource},
         event_type::EventType,
         json_text::JsonText,
@@ -23,7 +23,7 @@ use crate::{
 /// A delivery's columns, with its payload from `payloads` (or inline, from before).
 const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, \
     COALESCE((SELECT body FROM payloads WHERE payloads.id = deliveries.payload_id), deliveries.payload) AS payload, \
-    state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at";
+    state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at, origin, resent_from";
 
 fn method_from(text: &str) -> StoreResult<Method> {
     match text {
@@ -108,6 +108,11 @@ pub(crate) fn delivery_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<(i
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
         completed_at: optional_time(row, "completed_at")?,
+        origin: {
+            let kind: String = row.try_get("origin")?;
+            Origin::parse(&kind, row.try_get("resent_from")?)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery origin {kind}")))?
+        },
     };
     Ok((row.try_get("seq")?, delivery))
 }

@@ -99,6 +99,8 @@ pub(super) async fn insert_deliveries(
         "completed_at",
         "parked",
         "payload_id",
+        "origin",
+        "resent_from",
     ];
     let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
     for chunk in rows.chunks(CHUNK) {
@@ -135,7 +137,9 @@ pub(super) async fn insert_deliveries(
                 .bind(created)
                 .bind(failed.then_some(created))
                 .bind(i64::from(park))
-                .bind(d.payload_id.as_deref());
+                .bind(d.payload_id.as_deref())
+                .bind(d.origin.as_str())
+                .bind(d.origin.resent_from());
         }
         query.execute(&mut **tx).await?;
     }
