@@ -93,6 +93,16 @@ pub(super) struct Refill {
     generation: u64,
 }
 
+/// What an attempt did to its URL's circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Attempted {
+    /// The URL stopped answering: its deliveries wait from now on.
+    pub opened: bool,
+    /// The URL answers again.
+    pub closed: bool,
+    pub probe_due: Option<Timestamp>,
+}
+
 /// A delivery's end, as the engine tells the book.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Finished {
@@ -213,7 +223,7 @@ impl Book {
         gate
     }
 
-    /// An attempt's result for its URL's health. Returns whether it closed the circuit,
+    /// An attempt's result for its URL's health: whether it opened or closed the circuit,
     /// and when the next probe may go if the circuit is open.
     pub(super) fn attempted(
         &mut self,
@@ -221,10 +231,15 @@ impl Book {
         health: Health,
         was_probe: bool,
         now: Timestamp,
-    ) -> (bool, Option<Timestamp>) {
+    ) -> Attempted {
         let entry = self.entry(url);
+        let was_open = entry.circuit.is_open();
         let closed = entry.circuit.record(health, was_probe, now);
-        (closed, entry.circuit.probe_due())
+        Attempted {
+            opened: !was_open && entry.circuit.is_open(),
+            closed,
+            probe_due: entry.circuit.probe_due(),
+        }
     }
 
     /// A probe that did not go (nothing to send, webhook gone, lease lost, stopping).
@@ -366,11 +381,13 @@ mod tests {
         matches!(admit, Admit::Start { probe: false, .. })
     }
 
-    /// Opens the URL's circuit with failed attempts of started deliveries.
+    /// Opens the URL's circuit with failed attempts of started deliveries; the last one
+    /// says it opened it.
     fn open_circuit(b: &mut Book, now: Timestamp) {
-        for _ in 0..FAILURES_TO_OPEN {
+        for i in 1..=FAILURES_TO_OPEN {
             assert!(started(b.admit(URL, false, now)));
-            b.attempted(URL, Health::Failing, false, now);
+            let attempted = b.attempted(URL, Health::Failing, false, now);
+            assert_eq!(attempted.opened, i == FAILURES_TO_OPEN, "attempt {i}");
             b.finished(URL);
         }
         assert_eq!(b.open_circuits(), vec![URL.to_owned()]);
@@ -485,8 +502,8 @@ mod tests {
             matches!(b.admit(URL, false, cooled), Admit::Park),
             "others wait for the probe's answer"
         );
-        let (closed, _) = b.attempted(URL, Health::Answered, true, cooled);
-        assert!(closed);
+        let answered = b.attempted(URL, Health::Answered, true, cooled);
+        assert!(answered.closed && !answered.opened);
         let refill = b.finished(URL).refill.expect("closed: parked work flows");
         assert!(!refill.probe);
         assert!(b.open_circuits().is_empty());
@@ -538,8 +555,9 @@ mod tests {
         let probe = b.due_probes(cooled).0.pop().unwrap();
         b.refilled(&probe, Some(1));
         b.admit(URL, true, cooled);
-        let (closed, next) = b.attempted(URL, Health::Failing, true, cooled);
-        assert!(!closed);
+        let failed = b.attempted(URL, Health::Failing, true, cooled);
+        assert!(!failed.closed && !failed.opened, "open already");
+        let next = failed.probe_due;
         let doubled = cooled.plus(FIRST_COOLDOWN * 2);
         assert_eq!(next, Some(doubled));
         b.finished(URL);

@@ -28,6 +28,7 @@ use crate::{
     domain::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::new_id,
+        notification::{Notice, NoticeKind},
         retry::{retry_delay, verdict, Verdict},
         webhook::{Method, Webhook},
         Timestamp,
@@ -500,17 +501,110 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     .await;
 
     let was_probe = probe.take().map(ProbeSlot::sent).is_some();
-    let (closed, probe_due) =
-        inner
-            .book()
-            .attempted(&job.url, health(&outcome), was_probe, Timestamp::now());
-    if closed {
+    let attempted = inner
+        .book()
+        .attempted(&job.url, health(&outcome), was_probe, Timestamp::now());
+    if attempted.closed {
         tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
     }
-    if let Some(at) = probe_due {
+    if attempted.opened {
+        tracing::warn!(url = ?job.url, "the URL stopped answering; its deliveries wait and one probe at a time goes");
+    }
+    if let Some(at) = attempted.probe_due {
         inner.wakeup.at(at);
     }
+    if (attempted.opened || attempted.closed) && !webhook.spec.mail_ids.is_empty() {
+        let notice = if attempted.opened {
+            Notice::new(
+                &job.organization_id,
+                &job.webhook_id,
+                NoticeKind::Outage,
+                &job.url,
+                last_answer(&outcome.attempt),
+            )
+        } else {
+            Notice::new(
+                &job.organization_id,
+                &job.webhook_id,
+                NoticeKind::Recovered,
+                &job.url,
+                String::new(),
+            )
+        };
+        let store = inner.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.insert_notice(&notice).await {
+                tracing::warn!(error = %e, "could not record the notice about the URL");
+            }
+        });
+    }
+    if outcome.attempt.response_status == Some(410) {
+        // Before the result is recorded: the lane must not move on to the next delivery.
+        disable_gone(inner, &job, &webhook).await;
+    }
     record(inner, &job, &webhook, outcome, number);
+}
+
+/// "Last answer: HTTP 503." or "Last error: …." for a notice.
+fn last_answer(attempt: &Attempt) -> String {
+    match (attempt.response_status, &attempt.error) {
+        (Some(status), _) => format!("Last answer: HTTP {status}."),
+        (None, Some(error)) => format!("Last error: {error}."),
+        (None, None) => String::new(),
+    }
+}
+
+/// A URL that answers 410 Gone says its receiver no longer exists: the webhook is disabled
+/// (with the reason), its other pending deliveries cancelled, and its failure addresses
+/// told. The delivery that got the answer is recorded as failed as usual.
+async fn disable_gone(inner: &Arc<Inner>, job: &Job, webhook: &Webhook) {
+    let (org, id, url) = (
+        job.organization_id.clone(),
+        webhook.id.clone(),
+        job.url.clone(),
+    );
+    let name = webhook.spec.name.clone();
+    let mails = !webhook.spec.mail_ids.is_empty();
+    {
+        let reason = format!(
+            "{} answered 410 Gone: the receiver says it no longer exists.",
+            crate::domain::webhook::mask_url(&url)
+        );
+        let audit = crate::domain::audit::AuditEntry::new(
+            &org,
+            &crate::domain::audit::Actor::system(),
+            "webhook.disabled",
+            crate::domain::audit::webhook_object(&id, &name),
+            vec![crate::domain::audit::Change {
+                field: "enabled".into(),
+                before: serde_json::Value::Bool(true),
+                after: serde_json::Value::Bool(false),
+            }],
+        );
+        let notice =
+            mails.then(|| Notice::new(&org, &id, NoticeKind::Disabled, &url, reason.clone()));
+        match inner
+            .store
+            .disable_webhook(
+                &org,
+                &id,
+                &reason,
+                audit.at,
+                &audit,
+                notice.as_ref(),
+                &job.delivery_id,
+            )
+            .await
+        {
+            Ok(_) => {
+                inner.catalog.invalidate(&org);
+                tracing::warn!(webhook = %id, url = %crate::domain::webhook::mask_url(&url), "webhook disabled: its URL answered 410 Gone");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, webhook = %id, "could not disable the webhook after 410 Gone")
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -555,9 +649,11 @@ async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
 /// commits it with others and wakes the poller once it is durable.
 fn record(inner: &Inner, job: &Job, webhook: &Webhook, outcome: Outcome, number: u32) {
     let jitter = rand::rng().random_range(-1.0..=1.0);
+    // 410 Gone: the receiver says it no longer exists; trying again cannot help.
+    let gone = outcome.attempt.response_status == Some(410);
     let decision = verdict(
         outcome.succeeded,
-        outcome.retryable,
+        outcome.retryable && !gone,
         number,
         webhook.spec.max_retry,
         |retry| retry_delay(&inner.schedule, retry, jitter, outcome.retry_after),

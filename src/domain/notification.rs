@@ -1,4 +1,5 @@
-//! Failure notifications: one per finally failed delivery of a webhook with `mail_ids`.
+//! Failure notifications: one per finally failed delivery of a webhook with `mail_ids`; and
+//! notices about a webhook as a whole (a URL down or back, the webhook disabled).
 
 use serde::Serialize;
 
@@ -75,4 +76,67 @@ pub enum NotificationOutcome {
     },
     /// Stays pending, untouched, until the webhook's window ends.
     Deferred(Timestamp),
+}
+
+/// What a notice tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A URL stopped answering: its circuit opened, its deliveries wait.
+    Outage,
+    /// The URL answers again: what waited is being delivered.
+    Recovered,
+    /// tocsin disabled the webhook (the URL answered 410 Gone).
+    Disabled,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Outage => "outage",
+            NoticeKind::Recovered => "recovered",
+            NoticeKind::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Outage, Self::Recovered, Self::Disabled]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A notice about a webhook as a whole, for its failure addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub id: String,
+    pub organization_id: String,
+    pub webhook_id: String,
+    pub kind: NoticeKind,
+    /// The URL concerned, its password masked (a notice never holds a secret).
+    pub url: String,
+    /// What happened, in words: since when, the last error.
+    pub detail: String,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+impl Notice {
+    pub fn new(
+        organization_id: &str,
+        webhook_id: &str,
+        kind: NoticeKind,
+        url: &str,
+        detail: String,
+    ) -> Self {
+        Self {
+            id: super::ids::new_id("ntc"),
+            organization_id: organization_id.to_owned(),
+            webhook_id: webhook_id.to_owned(),
+            kind,
+            url: super::webhook::mask_url(url),
+            detail,
+            attempts: 0,
+            created_at: Timestamp::now(),
+        }
+    }
 }

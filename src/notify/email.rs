@@ -1,7 +1,7 @@
 //! What a failure e-mail says: which webhook, which deliveries failed and why, where to
 //! look, and how to stop these e-mails. Pure text building.
 
-use crate::domain::notification::FailureReport;
+use crate::domain::notification::{FailureReport, Notice, NoticeKind};
 
 /// At most this many failures are listed one by one; the rest are counted.
 pub const MAX_LISTED: usize = 20;
@@ -86,6 +86,82 @@ pub fn compose(
     }
 }
 
+/// An e-mail about a webhook as a whole: a URL stopped answering or answers again, or tocsin
+/// disabled the webhook. `waiting` is how many of its deliveries are pending now.
+pub fn compose_notices(
+    webhook_name: &str,
+    webhook_id: &str,
+    public_url: &str,
+    notices: &[Notice],
+    waiting: u64,
+) -> Email {
+    let worst = notices
+        .iter()
+        .map(|n| n.kind)
+        .max_by_key(|k| match k {
+            NoticeKind::Disabled => 2,
+            NoticeKind::Outage => 1,
+            NoticeKind::Recovered => 0,
+        })
+        .unwrap_or(NoticeKind::Outage);
+    // The latest word on each URL decides whether it is down or back.
+    let last = notices.last().map_or(worst, |n| n.kind);
+    let subject = match (worst, last) {
+        (NoticeKind::Disabled, _) => format!("[tocsin] Webhook \"{webhook_name}\" was disabled"),
+        (_, NoticeKind::Recovered) => {
+            format!("[tocsin] Webhook \"{webhook_name}\": its URL answers again")
+        }
+        _ => format!("[tocsin] Webhook \"{webhook_name}\": a URL is not answering"),
+    };
+    let mut text = format!("Webhook \"{webhook_name}\" ({webhook_id}):\n\n");
+    let mut html = format!(
+        "<p>Webhook <b>{}</b> ({}):</p>\n<ul>\n",
+        escape(webhook_name),
+        escape(webhook_id)
+    );
+    for n in notices {
+        let line = match n.kind {
+            NoticeKind::Outage => format!(
+                "{} stopped answering at {}. {} Its deliveries wait, and one is tried at a time until it answers.",
+                n.url,
+                n.created_at.to_rfc3339(),
+                n.detail
+            ),
+            NoticeKind::Recovered => format!(
+                "{} answers again since {}; what waited for it is being delivered, in order.",
+                n.url,
+                n.created_at.to_rfc3339()
+            ),
+            NoticeKind::Disabled => format!(
+                "tocsin disabled this webhook at {}: {} Its pending deliveries were cancelled; enable it again once the receiver exists.",
+                n.created_at.to_rfc3339(),
+                n.detail
+            ),
+        };
+        text.push_str(&format!("- {line}\n"));
+        html.push_str(&format!("<li>{}</li>\n", escape(&line)));
+    }
+    html.push_str("</ul>\n");
+    let now = format!(
+        "Pending deliveries of this webhook now: {waiting}. Logs: {public_url}/v3/extensions/event-webhooks/{webhook_id}/logs\n\n"
+    );
+    text.push('\n');
+    text.push_str(&now);
+    html.push_str(&format!("<p>{}</p>\n", escape(&now)));
+    let footer = format!(
+        "You get this e-mail because your address is in the mail_ids of webhook {webhook_id}. \
+         To change or stop these e-mails, edit mail_ids: PUT {public_url}/v3/extensions/event-webhooks/{webhook_id}. \
+         At most one e-mail is sent per webhook per notify.window; later news is gathered into the next one."
+    );
+    text.push_str(&format!("--\n{footer}\n"));
+    html.push_str(&format!("<hr><p><small>{}</small></p>\n", escape(&footer)));
+    Email {
+        subject,
+        text,
+        html,
+    }
+}
+
 /// The receiver's answer (status and the first lines of its body), or the error in words.
 fn answer(f: &FailureReport) -> String {
     match (f.last_status, &f.last_error) {
@@ -153,6 +229,51 @@ mod tests {
             assert!(e.text.contains(needle), "{needle} in text");
         }
         assert!(e.html.contains("CPU &lt;high&gt;"), "escaped in HTML");
+    }
+
+    #[test]
+    fn notices_say_which_url_since_when_and_what_waits() {
+        let mut down = Notice::new(
+            "o",
+            "wh_1",
+            NoticeKind::Outage,
+            "https://u:secret@hooks.example/x",
+            "Last error: HTTP 503.".into(),
+        );
+        down.created_at = Timestamp::from_micros(1_795_766_400_000_000);
+        let e = compose_notices("Ops", "wh_1", "https://t", &[down.clone()], 7);
+        assert_eq!(
+            e.subject,
+            "[tocsin] Webhook \"Ops\": a URL is not answering"
+        );
+        for needle in [
+            "https://u:****@hooks.example/x",
+            "stopped answering at 2026",
+            "HTTP 503",
+            "now: 7",
+        ] {
+            assert!(e.text.contains(needle), "{needle} in {}", e.text);
+        }
+        assert!(!e.text.contains("secret"));
+        let back = Notice::new(
+            "o",
+            "wh_1",
+            NoticeKind::Recovered,
+            "https://hooks.example/x",
+            String::new(),
+        );
+        let e = compose_notices("Ops", "wh_1", "https://t", &[down.clone(), back], 0);
+        assert!(e.subject.contains("answers again"), "{}", e.subject);
+        let gone = Notice::new(
+            "o",
+            "wh_1",
+            NoticeKind::Disabled,
+            "https://hooks.example/x",
+            "it answered 410 Gone.".into(),
+        );
+        let e = compose_notices("Ops", "wh_1", "https://t", &[down, gone], 0);
+        assert!(e.subject.ends_with("was disabled"), "{}", e.subject);
+        assert!(e.text.contains("410 Gone"));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use crate::{
     config::Config,
     domain::{
-        notification::{FailureReport, Notification, NotificationOutcome},
+        notification::{FailureReport, Notice, Notification, NotificationOutcome},
+        webhook::Webhook,
         Timestamp,
     },
     store::Store,
@@ -58,6 +59,35 @@ impl Notifier {
 
     async fn tick(&self) -> anyhow::Result<()> {
         let now = Timestamp::now();
+        // Notices first: news about the webhook as a whole matters most, and delivery
+        // failures of the same moment follow in the window's digest.
+        let notices = self.store.claim_notices(now, now.plus(CLAIM), 500).await?;
+        let mut by_webhook: BTreeMap<(String, String), Vec<Notice>> = BTreeMap::new();
+        for notice in notices {
+            by_webhook
+                .entry((notice.organization_id.clone(), notice.webhook_id.clone()))
+                .or_default()
+                .push(notice);
+        }
+        for ((org, webhook_id), items) in by_webhook {
+            let ids: Vec<String> = items.iter().map(|n| n.id.clone()).collect();
+            let tries = items.iter().map(|n| n.attempts).max().unwrap_or(0);
+            let outcome = match self.recipients(&org, &webhook_id, now).await? {
+                Err(outcome) => outcome,
+                Ok(webhook) => {
+                    let waiting = self.store.pending_count(&webhook_id).await?;
+                    let email = email::compose_notices(
+                        &webhook.spec.name,
+                        &webhook_id,
+                        &self.public_url,
+                        &items,
+                        waiting,
+                    );
+                    self.send(&webhook, &email, tries).await
+                }
+            };
+            self.store.finish_notices(&ids, &outcome).await?;
+        }
         let claimed = self
             .store
             .claim_notifications(now, now.plus(CLAIM), 500)
@@ -72,53 +102,79 @@ impl Notifier {
         }
         for ((org, webhook_id), items) in by_webhook {
             let ids: Vec<String> = items.iter().map(|(n, _)| n.id.clone()).collect();
-            let outcome = self.report(&org, &webhook_id, &items, now).await?;
+            let tries = items.iter().map(|(n, _)| n.attempts).max().unwrap_or(0);
+            let outcome = match self.recipients(&org, &webhook_id, now).await? {
+                Err(outcome) => outcome,
+                Ok(webhook) => {
+                    let failures: Vec<FailureReport> =
+                        items.iter().map(|(_, f)| f.clone()).collect();
+                    let email = email::compose(
+                        &webhook.spec.name,
+                        &webhook_id,
+                        &self.public_url,
+                        &failures,
+                    );
+                    self.send(&webhook, &email, tries).await
+                }
+            };
             self.store.finish_notifications(&ids, &outcome).await?;
         }
+
         Ok(())
     }
 
-    async fn report(
+    /// The webhook to e-mail about now, or why not: no SMTP, no webhook or no addresses
+    /// (skipped), or an e-mail to it went out within the window (deferred to its end).
+    async fn recipients(
         &self,
         organization_id: &str,
         webhook_id: &str,
-        items: &[(Notification, FailureReport)],
         now: Timestamp,
-    ) -> anyhow::Result<NotificationOutcome> {
-        let Some(mailer) = &self.mailer else {
-            return Ok(NotificationOutcome::Skipped(NO_SMTP.to_owned()));
-        };
+    ) -> anyhow::Result<Result<Webhook, NotificationOutcome>> {
+        if self.mailer.is_none() {
+            return Ok(Err(NotificationOutcome::Skipped(NO_SMTP.to_owned())));
+        }
         let Some(webhook) = self.store.webhook(organization_id, webhook_id).await? else {
-            return Ok(NotificationOutcome::Skipped(
+            return Ok(Err(NotificationOutcome::Skipped(
                 "the webhook was deleted".to_owned(),
-            ));
+            )));
         };
         if webhook.spec.mail_ids.is_empty() {
-            return Ok(NotificationOutcome::Skipped(
+            return Ok(Err(NotificationOutcome::Skipped(
                 "the webhook has no mail_ids any more".to_owned(),
-            ));
+            )));
         }
         if let Some(last) = self.store.last_email_at(webhook_id).await? {
             let window_ends = last.plus(self.window);
             if window_ends > now {
-                return Ok(NotificationOutcome::Deferred(window_ends));
+                return Ok(Err(NotificationOutcome::Deferred(window_ends)));
             }
         }
-        let failures: Vec<FailureReport> = items.iter().map(|(_, f)| f.clone()).collect();
-        let email = email::compose(&webhook.spec.name, webhook_id, &self.public_url, &failures);
-        match mailer.send(&webhook.spec.mail_ids, &email).await {
+        Ok(Ok(webhook))
+    }
+
+    /// Sends, and says how it went; a failure is tried again with a growing wait.
+    async fn send(
+        &self,
+        webhook: &Webhook,
+        email: &email::Email,
+        tries: u32,
+    ) -> NotificationOutcome {
+        let Some(mailer) = &self.mailer else {
+            return NotificationOutcome::Skipped(NO_SMTP.to_owned());
+        };
+        match mailer.send(&webhook.spec.mail_ids, email).await {
             Ok(()) => {
-                tracing::info!(webhook = %webhook_id, failures = failures.len(), "failure e-mail sent");
-                Ok(NotificationOutcome::Sent(Timestamp::now()))
+                tracing::info!(webhook = %webhook.id, subject = ?email.subject, "e-mail sent");
+                NotificationOutcome::Sent(Timestamp::now())
             }
             Err(error) => {
-                let tries = items.iter().map(|(n, _)| n.attempts).max().unwrap_or(0);
                 let wait = Duration::from_secs(1u64 << tries.min(16)).min(MAX_BACKOFF);
-                tracing::warn!(webhook = %webhook_id, %error, retry_in = ?wait, "failure e-mail not sent");
-                Ok(NotificationOutcome::Failed {
+                tracing::warn!(webhook = %webhook.id, %error, retry_in = ?wait, "e-mail not sent");
+                NotificationOutcome::Failed {
                     error,
                     retry_at: Timestamp::now().plus(wait),
-                })
+                }
             }
         }
     }

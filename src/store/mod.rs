@@ -14,7 +14,7 @@ use crate::domain::{
     audit::{Actor, AuditEntry},
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
     event::Event,
-    notification::{FailureReport, Notification, NotificationOutcome},
+    notification::{FailureReport, Notice, Notification, NotificationOutcome},
     organization::Organization,
     sealing::{Sealer, SecretKey},
     session::{LinkProblem, Session, SetupLink},
@@ -167,6 +167,21 @@ pub trait ConfigStore: Send + Sync + 'static {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// tocsin disables a webhook on its own (a URL answered 410 Gone): `enabled` false with
+    /// `reason`, its pending deliveries but `answered` (whose result is being recorded)
+    /// cancelled, the audit entry and, when given, the notice for its failure addresses,
+    /// in one transaction. `None` if it is gone.
+    #[allow(clippy::too_many_arguments)]
+    async fn disable_webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+        notice: Option<&Notice>,
+        answered: &str,
+    ) -> StoreResult<Option<Webhook>>;
     /// A new signing secret; `previous` keeps the old one signing until its time.
     async fn set_webhook_secret(
         &self,
@@ -460,6 +475,22 @@ pub trait NotificationStore: Send + Sync + 'static {
         webhook_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<Notification>>;
+    /// Records a notice, due at once.
+    async fn insert_notice(&self, notice: &Notice) -> StoreResult<()>;
+    /// Takes up to `limit` pending notices that are due, like `claim_notifications`.
+    async fn claim_notices(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Notice>>;
+    async fn finish_notices(
+        &self,
+        ids: &[String],
+        outcome: &NotificationOutcome,
+    ) -> StoreResult<()>;
+    /// How many of a webhook's deliveries are pending.
+    async fn pending_count(&self, webhook_id: &str) -> StoreResult<u64>;
     /// Whether any webhook anywhere has `mail_ids` (for the start-up warning).
     async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool>;
 }

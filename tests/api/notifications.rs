@@ -235,7 +235,134 @@ async fn without_smtp_notifications_are_skipped(backend: Backend) {
     assert!(notifications(&app, &quiet).await.is_empty());
 }
 
+/// Waits for an e-mail whose subject contains `needle`.
+async fn mail_about(smtp: &SmtpServer, needle: &str) -> crate::helpers::smtp_server::Mail {
+    eventually(
+        needle,
+        || async { smtp.mails() },
+        |mails| mails.iter().any(|m| m.subject.contains(needle)),
+    )
+    .await
+    .into_iter()
+    .find(|m| m.subject.contains(needle))
+    .unwrap()
+}
+
+/// When a URL's circuit opens the failure addresses hear at once which URL, since when and
+/// the last answer; when it answers again, that too.
+async fn a_url_going_down_and_back_is_e_mailed(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_millis(100))
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = up.clone();
+    receiver.respond("/down", move |_, _| {
+        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            503
+        })
+    });
+    app.create_webhook(&json!({
+        "name": "Bridge", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": receiver.url("/down")}], "is_all_teams_configured": true,
+        "max_retry": 0, "mail_ids": ["oncall@example.com"]
+    }))
+    .await;
+    for i in 0..5 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    let down = mail_about(&smtp, "a URL is not answering").await;
+    for needle in [
+        receiver.url("/down"),
+        "stopped answering at".into(),
+        "Last answer: HTTP 503".into(),
+    ] {
+        assert!(down.text.contains(&needle), "{needle} in {}", down.text);
+    }
+    // Parked behind the open circuit until a probe finds the URL back.
+    app.ingest(&event("triggered", "t", incident("inc-late", "triggered")))
+        .await;
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let back = mail_about(&smtp, "answers again").await;
+    assert!(back.text.contains(&receiver.url("/down")), "{}", back.text);
+}
+
+/// A URL answering 410 Gone disables the webhook with the reason, cancels what waits, and
+/// says so by e-mail; enabling it again clears the reason.
+async fn a_410_gone_disables_the_webhook(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_millis(100))
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    // Answered a second late, so the later events are all in before the webhook goes.
+    receiver.respond("/gone", |_, _| Reply {
+        delay: Some(Duration::from_secs(1)),
+        ..Reply::status(410)
+    });
+    let created = app
+        .create_webhook(&json!({
+            "name": "Old bridge", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": receiver.url("/gone")}], "is_all_teams_configured": true,
+            "mail_ids": ["oncall@example.com"]
+        }))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Three events of one incident: the later two wait behind the first in its lane.
+    for _ in 0..3 {
+        app.ingest(&event("triggered", "t", incident("inc-gone", "triggered")))
+            .await;
+    }
+    let mail = mail_about(&smtp, "was disabled").await;
+    assert!(mail.text.contains("410 Gone"), "{}", mail.text);
+    let hook = app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await;
+    assert_eq!(hook.body["data"]["enabled"], false);
+    assert!(hook.body["data"]["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .contains("410 Gone"));
+    let rows = app.settled_logs(&id, 3).await;
+    let states: Vec<&str> = rows.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "cancelled").count(),
+        2,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "failed").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(receiver.received("/gone").len(), 1, "nothing more was sent");
+
+    let mut body = hook.body["data"].clone();
+    body["enabled"] = json!(true);
+    let put = app
+        .owner(Method::PUT, &format!("{HOOKS}/{id}"), Some(&body))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(put.body["data"]["disabled_reason"].is_null());
+}
+
 both_backends!(
+    a_url_going_down_and_back_is_e_mailed,
+    a_410_gone_disables_the_webhook,
     one_failure_sends_one_email_to_every_address,
     failures_within_a_window_become_one_digest,
     emails_wait_for_smtp_to_come_back,

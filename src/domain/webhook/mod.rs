@@ -111,6 +111,8 @@ pub struct Webhook {
     /// The secret before the last rotation, still signing (beside the current one) until
     /// its grace period ends, so receivers can switch without dropping deliveries.
     pub previous_secret: Option<PreviousSecret>,
+    /// Why tocsin disabled it (a URL answered 410 Gone); cleared when enabled again.
+    pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -126,6 +128,7 @@ impl Webhook {
             spec,
             secret: new_secret(),
             previous_secret: None,
+            disabled_reason: None,
             created_at: now,
             updated_at: now,
         }

@@ -41,6 +41,7 @@ const READ_ONLY: &[&str] = &[
     "author",
     "slug",
     "custom_payload_template_name",
+    "disabled_reason",
 ];
 
 const KNOWN: &[&str] = &[

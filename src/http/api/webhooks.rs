@@ -74,6 +74,7 @@ pub fn webhook_json(w: &Webhook) -> Value {
         "max_retry": s.max_retry,
         "timeout_seconds": s.timeout_seconds,
         "enabled": s.enabled,
+        "disabled_reason": w.disabled_reason,
         "teams": s.teams,
         "is_all_teams_configured": s.is_all_teams_configured,
         "mail_ids": s.mail_ids,

@@ -17,7 +17,7 @@ use crate::domain::{
 use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult};
 
 pub(super) const WEBHOOK_COLUMNS: &str =
-    "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, created_at, updated_at";
+    "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
     "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at";
 
@@ -65,6 +65,7 @@ pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
             }),
             _ => None,
         },
+        disabled_reason: row.try_get("disabled_reason")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
     })
@@ -344,7 +345,7 @@ impl ConfigStore for SqlStore {
     async fn insert_webhook(&self, w: &Webhook, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&w.id)
         .bind(&w.organization_id)
@@ -358,6 +359,7 @@ impl ConfigStore for SqlStore {
                 .map(|p| self.sealer.seal_previous_secret(&w.id, &p.secret)),
         )
         .bind(w.previous_secret.as_ref().map(|p| p.until.as_micros()))
+        .bind(w.disabled_reason.as_deref())
         .bind(w.created_at.as_micros())
         .bind(w.updated_at.as_micros())
         .execute(&mut *tx)
@@ -445,7 +447,13 @@ impl ConfigStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
         let sealed = spec_json(&self.sealer.seal_spec(id, spec));
-        self.update_column(organization_id, id, "spec", sealed, at, audit)
+        // Enabled again by someone: tocsin's reason for disabling it no longer holds.
+        let column = if spec.enabled {
+            "disabled_reason = NULL, spec"
+        } else {
+            "spec"
+        };
+        self.update_column(organization_id, id, column, sealed, at, audit)
             .await
     }
 
@@ -469,6 +477,21 @@ impl ConfigStore for SqlStore {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn disable_webhook(
+        &self,
+        organization_id: &str,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+        notice: Option<&crate::domain::notification::Notice>,
+        answered: &str,
+    ) -> StoreResult<Option<Webhook>> {
+        self.disable(organization_id, id, reason, at, audit, notice, answered)
+            .await
     }
 
     async fn set_webhook_secret(
@@ -507,7 +530,64 @@ impl ConfigStore for SqlStore {
 }
 
 impl SqlStore {
-    /// Sets one text column of a webhook (`column` is one of ours, never input).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn disable(
+        &self,
+        organization_id: &str,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+        notice: Option<&crate::domain::notification::Notice>,
+        answered: &str,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.writer.begin().await?;
+        let spec: Option<String> =
+            sqlx::query_scalar("SELECT spec FROM webhooks WHERE organization_id = $1 AND id = $2")
+                .bind(organization_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(spec) = spec else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        // The stored form is changed as stored: its sealed values stay sealed.
+        let mut stored = super::stored_webhook::from_text(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
+        stored.enabled = false;
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET spec = $1, disabled_reason = $2, updated_at = $3 \
+             WHERE organization_id = $4 AND id = $5 RETURNING {WEBHOOK_COLUMNS}"
+        ))
+        .bind(spec_json(&stored))
+        .bind(reason)
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, updated_at = $1, completed_at = $1 \
+             WHERE organization_id = $2 AND webhook_id = $3 AND state = 'pending' AND id <> $4",
+        )
+        .bind(at.as_micros())
+        .bind(organization_id)
+        .bind(id)
+        .bind(answered)
+        .execute(&mut *tx)
+        .await?;
+        bump_webhooks_version(&mut tx, organization_id).await?;
+        insert_audit(&mut tx, audit).await?;
+        if let Some(notice) = notice {
+            super::notification::insert_notice(&mut tx, notice).await?;
+        }
+        tx.commit().await?;
+        self.webhook_from_row(&row).map(Some)
+    }
+
+    /// Sets one text column of a webhook (`column` is one of ours, never input; it may
+    /// start with other fixed assignments).
     async fn update_column(
         &self,
         organization_id: &str,

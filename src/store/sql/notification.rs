@@ -8,7 +8,9 @@ use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         ids::new_id,
-        notification::{FailureReport, Notification, NotificationOutcome, NotificationState},
+        notification::{
+            FailureReport, Notice, NoticeKind, Notification, NotificationOutcome, NotificationState,
+        },
         sealing::Sealer,
         Timestamp,
     },
@@ -132,7 +134,9 @@ impl NotificationStore for SqlStore {
 
     async fn last_email_at(&self, webhook_id: &str) -> StoreResult<Option<Timestamp>> {
         let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(sent_at) FROM notifications WHERE webhook_id = $1 AND state = 'sent'",
+            "SELECT MAX(at) FROM ( \
+           SELECT MAX(sent_at) AS at FROM notifications WHERE webhook_id = $1 AND state = 'sent' \
+           UNION ALL SELECT MAX(sent_at) FROM notices WHERE webhook_id = $1 AND state = 'sent') AS sent",
         )
         .bind(webhook_id)
         .fetch_one(&self.reader)
@@ -145,43 +149,75 @@ impl NotificationStore for SqlStore {
         ids: &[String],
         outcome: &NotificationOutcome,
     ) -> StoreResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // (state, sent_at, last_error — kept when None, next_attempt_at, attempts added)
-        let (state, sent_at, error, next, tried) = match outcome {
-            NotificationOutcome::Sent(at) => ("sent", Some(at.as_micros()), None, None, 0i64),
-            NotificationOutcome::Skipped(reason) => {
-                ("skipped", None, Some(reason.as_str()), None, 0)
-            }
-            NotificationOutcome::Failed { error, retry_at } => (
-                "pending",
-                None,
-                Some(error.as_str()),
-                Some(retry_at.as_micros()),
-                1,
-            ),
-            NotificationOutcome::Deferred(until) => {
-                ("pending", None, None, Some(until.as_micros()), 0)
-            }
-        };
-        let params: Vec<String> = (6..6 + ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "UPDATE notifications SET state = $1, sent_at = $2, last_error = COALESCE($3, last_error), \
-             next_attempt_at = $4, attempts = attempts + $5 WHERE state = 'pending' AND id IN ({})",
-            params.join(", ")
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(state)
-            .bind(sent_at)
-            .bind(error)
-            .bind(next)
-            .bind(tried);
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.execute(&self.writer).await?;
+        self.finish("notifications", ids, outcome).await
+    }
+
+    async fn insert_notice(&self, notice: &Notice) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_notice(&mut tx, notice).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_notices(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Notice>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE notices SET next_attempt_at = $1 WHERE id IN ( \
+               SELECT id FROM notices WHERE state = 'pending' AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at LIMIT $3 {lock}) \
+             RETURNING id, organization_id, webhook_id, kind, url, detail, attempts, created_at"
+        ))
+        .bind(lease_until.as_micros())
+        .bind(now.as_micros())
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut notices = rows
+            .iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(Notice {
+                    id: row.try_get("id")?,
+                    organization_id: row.try_get("organization_id")?,
+                    webhook_id: row.try_get("webhook_id")?,
+                    kind: NoticeKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown notice kind {kind}"))
+                    })?,
+                    url: row.try_get("url")?,
+                    detail: row.try_get("detail")?,
+                    attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    created_at: Timestamp::from_micros(row.try_get("created_at")?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        notices.sort_by_key(|n| n.created_at);
+        Ok(notices)
+    }
+
+    async fn finish_notices(
+        &self,
+        ids: &[String],
+        outcome: &NotificationOutcome,
+    ) -> StoreResult<()> {
+        self.finish("notices", ids, outcome).await
+    }
+
+    async fn pending_count(&self, webhook_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1 AND state = 'pending'",
+        )
+        .bind(webhook_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
     }
 
     async fn list_notifications(
@@ -213,4 +249,74 @@ impl NotificationStore for SqlStore {
                 .unwrap_or(false)
         }))
     }
+}
+
+impl SqlStore {
+    /// Ends a batch of `table` rows (`notifications` or `notices`, same columns) the way
+    /// the e-mail went.
+    async fn finish(
+        &self,
+        table: &'static str,
+        ids: &[String],
+        outcome: &NotificationOutcome,
+    ) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // (state, sent_at, last_error — kept when None, next_attempt_at, attempts added)
+        let (state, sent_at, error, next, tried) = match outcome {
+            NotificationOutcome::Sent(at) => ("sent", Some(at.as_micros()), None, None, 0i64),
+            NotificationOutcome::Skipped(reason) => {
+                ("skipped", None, Some(reason.as_str()), None, 0)
+            }
+            NotificationOutcome::Failed { error, retry_at } => (
+                "pending",
+                None,
+                Some(error.as_str()),
+                Some(retry_at.as_micros()),
+                1,
+            ),
+            NotificationOutcome::Deferred(until) => {
+                ("pending", None, None, Some(until.as_micros()), 0)
+            }
+        };
+        let params: Vec<String> = (6..6 + ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE {table} SET state = $1, sent_at = $2, last_error = COALESCE($3, last_error), \
+             next_attempt_at = $4, attempts = attempts + $5 WHERE state = 'pending' AND id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(state)
+            .bind(sent_at)
+            .bind(error)
+            .bind(next)
+            .bind(tried);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&self.writer).await?;
+        Ok(())
+    }
+}
+
+/// Records a notice in `tx`, due at once.
+pub(super) async fn insert_notice(
+    tx: &mut Transaction<'static, Any>,
+    notice: &Notice,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO notices (id, organization_id, webhook_id, kind, url, detail, state, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+    )
+    .bind(&notice.id)
+    .bind(&notice.organization_id)
+    .bind(&notice.webhook_id)
+    .bind(notice.kind.as_str())
+    .bind(&notice.url)
+    .bind(&notice.detail)
+    .bind(notice.created_at.as_micros())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
