@@ -29,6 +29,7 @@ use crate::{
         delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::new_id,
         notification::{Notice, NoticeKind},
+        rate_limit::RateLimiter,
         retry::{retry_delay, verdict, Verdict},
         webhook::{Method, Webhook},
         Timestamp,
@@ -162,6 +163,8 @@ struct Inner {
     /// Calls in flight over all URLs.
     global: Arc<Semaphore>,
     book: Mutex<Book>,
+    /// Per webhook and URL, for webhooks with `rate_limit_per_second`.
+    rates: Mutex<RateLimiter>,
     wakeup: Arc<Wakeup>,
     /// Told when the last delivery in flight finishes (shutdown waits for it).
     idle: Notify,
@@ -219,6 +222,7 @@ impl Engine {
                 concurrency,
                 config.per_url_concurrency as usize,
             ))),
+            rates: Mutex::new(RateLimiter::new(0, 1)),
             wakeup,
             idle: Notify::new(),
             recorder,
@@ -451,12 +455,9 @@ fn health(outcome: &Outcome) -> Health {
 
 /// One attempt of one delivery: wait for its turn, send, tell the book and the recorder.
 async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) {
-    // The URL's own limit first, so deliveries waiting on a slow URL hold none of the
-    // shared capacity.
+    // The URL's own limits first (its concurrency, then its rate), so deliveries waiting on
+    // a slow or rate-limited URL hold none of the shared capacity.
     let Ok(_url_permit) = url_permits.acquire_owned().await else {
-        return;
-    };
-    let Ok(_permit) = inner.global.clone().acquire_owned().await else {
         return;
     };
     let mut probe = job.probe.then(|| ProbeSlot::new(inner, &job.url));
@@ -476,6 +477,14 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
         }
     }
     let Some(webhook) = webhook_of(inner, &job).await else {
+        return;
+    };
+    if let Some(per_second) = webhook.spec.rate_limit_per_second {
+        if !rate_slot(inner, &job, per_second).await {
+            return; // stopping: the lease is released at shutdown
+        }
+    }
+    let Ok(_permit) = inner.global.clone().acquire_owned().await else {
         return;
     };
     let timeout = Duration::from_secs(webhook.spec.timeout_seconds as u64);
@@ -610,6 +619,27 @@ async fn disable_gone(inner: &Arc<Inner>, job: &Job, webhook: &Webhook) {
 impl Inner {
     fn book_is_stopping(&self) -> bool {
         self.book().is_stopping()
+    }
+}
+
+/// Waits for a slot under the webhook's per-URL rate: a second's worth at once, then
+/// evenly. Waiting is not an attempt. False when the engine stops meanwhile.
+async fn rate_slot(inner: &Inner, job: &Job, per_second: u32) -> bool {
+    let key = format!("{}\n{}", job.webhook_id, job.url);
+    let rate = f64::from(per_second);
+    loop {
+        let taken = inner
+            .rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_at_rate(&key, rate, rate, std::time::Instant::now());
+        match taken {
+            Ok(()) => return true,
+            Err(wait) => tokio::time::sleep(wait).await,
+        }
+        if inner.book_is_stopping() {
+            return false;
+        }
     }
 }
 

@@ -28,11 +28,23 @@ impl RateLimiter {
 
     /// Takes one request for `key` at `now`: `Ok` when allowed, else how long until one is.
     pub fn take(&mut self, key: &str, now: Instant) -> Result<(), Duration> {
-        if self.per_second <= 0.0 {
+        self.take_at_rate(key, self.per_second, self.burst, now)
+    }
+
+    /// The same with a rate and burst of the key's own (a webhook's per-URL limit).
+    pub fn take_at_rate(
+        &mut self,
+        key: &str,
+        per_second: f64,
+        burst: f64,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        if per_second <= 0.0 {
             return Ok(());
         }
+        let burst = burst.max(1.0);
         if self.buckets.len() >= MAX_KEYS && !self.buckets.contains_key(key) {
-            let (rate, burst) = (self.per_second, self.burst);
+            let rate = per_second;
             self.buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
             });
@@ -40,15 +52,15 @@ impl RateLimiter {
         let (tokens, at) = self
             .buckets
             .entry(key.to_owned())
-            .or_insert((self.burst, now));
-        let refilled = now.saturating_duration_since(*at).as_secs_f64() * self.per_second;
-        *tokens = (*tokens + refilled).min(self.burst);
+            .or_insert((burst, now));
+        let refilled = now.saturating_duration_since(*at).as_secs_f64() * per_second;
+        *tokens = (*tokens + refilled).min(burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+            Err(Duration::from_secs_f64((1.0 - *tokens) / per_second))
         }
     }
 }
@@ -56,6 +68,24 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_key_may_have_its_own_rate() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(0, 1);
+        assert_eq!(limiter.take("unlimited", start), Ok(()), "0: no limit");
+        for _ in 0..4 {
+            assert_eq!(limiter.take_at_rate("w\nu", 4.0, 4.0, start), Ok(()));
+        }
+        assert_eq!(
+            limiter.take_at_rate("w\nu", 4.0, 4.0, start),
+            Err(Duration::from_millis(250))
+        );
+        assert_eq!(
+            limiter.take_at_rate("w\nu", 4.0, 4.0, start + Duration::from_millis(250)),
+            Ok(())
+        );
+    }
 
     #[test]
     fn a_burst_then_the_rate() {

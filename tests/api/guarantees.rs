@@ -585,7 +585,55 @@ async fn deliveries_pending_past_max_age_expire(backend: Backend) {
     assert_eq!(notes.status, 200);
 }
 
+/// `rate_limit_per_second`: deliveries beyond it wait their turn — a second's worth at
+/// once, then evenly — and waiting is not an attempt.
+async fn a_webhook_rate_limit_spaces_its_calls(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_webhook(&patched(
+            hook("paced", json!([{"url": receiver.url("/paced")}])),
+            json!({"rate_limit_per_second": 5}),
+        ))
+        .await;
+    assert_eq!(created["rate_limit_per_second"], 5);
+    let id = created["id"].as_str().unwrap();
+    app.ingest_incidents(0..20).await;
+    let got = receiver.wait_for("/paced", 20).await;
+    let times: Vec<std::time::Instant> = got.iter().map(|r| r.at).collect();
+    let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    // 5 at once, then 15 at 5 per second: 3 s; never more than 10 in any second.
+    assert!(span >= Duration::from_millis(2500), "20 calls in {span:?}");
+    for start in &times {
+        let within = times
+            .iter()
+            .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(within <= 10, "{within} calls within a second");
+    }
+    let rows = app.settled_logs(id, 20).await;
+    assert!(
+        rows.iter().all(|r| r["attempts"] == 1 && r["state"] == "succeeded"),
+        "waiting is not an attempt: {rows:?}"
+    );
+    let bad = app
+        .owner(
+            Method::POST,
+            HOOKS,
+            Some(&patched(
+                hook("too fast", json!([{"url": receiver.url("/x")}])),
+                json!({"rate_limit_per_second": 20000}),
+            )),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.message().contains("rate_limit_per_second"), "{}", bad.body);
+}
+
 both_backends!(
+    a_webhook_rate_limit_spaces_its_calls,
     deliveries_pending_past_max_age_expire,
     deliveries_parked_behind_an_open_circuit_survive_a_restart,
     a_failing_url_is_probed_not_hammered_and_drains_when_back,

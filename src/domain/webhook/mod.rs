@@ -96,6 +96,9 @@ pub struct WebhookSpec {
     pub custom_payload: Option<String>,
     pub custom_payload_template_slug: Option<String>,
     pub language: Option<String>,
+    /// At most this many calls per second to each of its URLs; waiting for a slot is
+    /// neither an attempt nor a failure.
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// A stored webhook.

@@ -32,6 +32,9 @@ const HOP_BY_HOP: &[&str] = &[
 const MAX_TEAMS: usize = 1000;
 
 /// Fields of a response that clients send back unchanged on GET → edit → PUT.
+/// The highest `rate_limit_per_second`: past it the limit means nothing.
+const MAX_RATE: u64 = 10_000;
+
 const READ_ONLY: &[&str] = &[
     "id",
     "created_at",
@@ -53,6 +56,7 @@ const KNOWN: &[&str] = &[
     "filters",
     "max_retry",
     "timeout_seconds",
+    "rate_limit_per_second",
     "enabled",
     "teams",
     "is_all_teams_configured",
@@ -87,6 +91,7 @@ pub fn parse_spec(input: &Value) -> Result<WebhookSpec, Vec<FieldError>> {
     let filters = p.filters();
     let max_retry = p.integer("max_retry", 0, 10, 3);
     let timeout_seconds = p.integer("timeout_seconds", 1, 30, 10);
+    let rate_limit_per_second = p.rate("rate_limit_per_second");
     let enabled = p.boolean("enabled", true);
     let is_all_teams_configured = p.boolean("is_all_teams_configured", false);
     let teams = p.teams(is_all_teams_configured);
@@ -157,6 +162,7 @@ pub fn parse_spec(input: &Value) -> Result<WebhookSpec, Vec<FieldError>> {
         filters,
         max_retry,
         timeout_seconds,
+        rate_limit_per_second,
         enabled,
         teams,
         is_all_teams_configured,
@@ -256,6 +262,24 @@ impl<'a> Parser<'a> {
                     ),
                 );
                 default
+            }
+        }
+    }
+
+    /// An optional calls-per-second limit: absent, null or 0 mean none.
+    fn rate(&mut self, key: &str) -> Option<u32> {
+        let value = self.get(key)?;
+        match value.as_u64() {
+            Some(0) => None,
+            Some(n) if n <= MAX_RATE => Some(n as u32),
+            _ => {
+                self.error(
+                    key,
+                    format!(
+                        "must be a whole number of calls per second from 1 to {MAX_RATE}, or 0 or null for no limit, got {value}"
+                    ),
+                );
+                None
             }
         }
     }

@@ -73,6 +73,7 @@ pub fn webhook_json(w: &Webhook) -> Value {
         "filters": s.filters,
         "max_retry": s.max_retry,
         "timeout_seconds": s.timeout_seconds,
+        "rate_limit_per_second": s.rate_limit_per_second,
         "enabled": s.enabled,
         "disabled_reason": w.disabled_reason,
         "teams": s.teams,

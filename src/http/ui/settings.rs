@@ -128,6 +128,10 @@ pub async fn save(
     for key in ["max_retry", "timeout_seconds"] {
         body[key] = number(form.get(key));
     }
+    body["rate_limit_per_second"] = match form.get("rate_limit_per_second").trim() {
+        "" => Value::Null,
+        text => number(text),
+    };
     body["enabled"] = json!(form.get("enabled") == "true");
     match update_webhook(&state, person.caller(), &id, &body).await {
         Ok(_) => Redirect::to(&format!("/webhooks/{id}/settings?done=saved")).into_response(),

@@ -50,6 +50,8 @@ struct StoredV1 {
     custom_payload_template_slug: Option<String>,
     #[serde(default)]
     language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit_per_second: Option<u32>,
 }
 
 fn version_1() -> u32 {
@@ -96,6 +98,7 @@ pub(super) fn to_text(spec: &WebhookSpec) -> String {
         custom_payload: s.custom_payload,
         custom_payload_template_slug: s.custom_payload_template_slug,
         language: s.language,
+        rate_limit_per_second: s.rate_limit_per_second,
     };
     serde_json::to_string(&stored).expect("a stored webhook always serializes")
 }
@@ -127,6 +130,7 @@ pub(super) fn from_text(text: &str) -> Result<WebhookSpec, String> {
                 custom_payload: s.custom_payload,
                 custom_payload_template_slug: s.custom_payload_template_slug,
                 language: s.language,
+                rate_limit_per_second: s.rate_limit_per_second,
             })
         }
         other => Err(format!(
@@ -177,6 +181,7 @@ mod tests {
             custom_payload: Some("{}".into()),
             custom_payload_template_slug: None,
             language: None,
+            rate_limit_per_second: None,
         }
     }
 
