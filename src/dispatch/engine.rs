@@ -623,16 +623,28 @@ impl Inner {
 }
 
 /// Waits for a slot under the webhook's per-URL rate: a second's worth at once, then
-/// evenly. Waiting is not an attempt. False when the engine stops meanwhile.
+/// evenly, counted in the store so every node shares it (in memory on this node should the
+/// store not answer). Waiting is not an attempt. False when the engine stops meanwhile.
 async fn rate_slot(inner: &Inner, job: &Job, per_second: u32) -> bool {
-    let key = format!("{}\n{}", job.webhook_id, job.url);
+    // The URL is hashed: the key names it without holding a password.
+    let key = crate::domain::delivery::lane(&job.webhook_id, job.method, &job.url, "rate");
     let rate = f64::from(per_second);
     loop {
-        let taken = inner
-            .rates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take_at_rate(&key, rate, rate, std::time::Instant::now());
+        let taken = match inner
+            .store
+            .take_rate_slot(&key, rate, rate, Timestamp::now())
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate slots unavailable in the store; counting on this node");
+                inner
+                    .rates
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take_at_rate(&key, rate, rate, std::time::Instant::now())
+            }
+        };
         match taken {
             Ok(()) => return true,
             Err(wait) => tokio::time::sleep(wait).await,

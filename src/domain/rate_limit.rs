@@ -49,10 +49,7 @@ impl RateLimiter {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
             });
         }
-        let (tokens, at) = self
-            .buckets
-            .entry(key.to_owned())
-            .or_insert((burst, now));
+        let (tokens, at) = self.buckets.entry(key.to_owned()).or_insert((burst, now));
         let refilled = now.saturating_duration_since(*at).as_secs_f64() * per_second;
         *tokens = (*tokens + refilled).min(burst);
         *at = now;

@@ -428,6 +428,15 @@ pub trait DeliveryStore: Send + Sync + 'static {
         reason: &str,
         limit: u32,
     ) -> StoreResult<u64>;
+    /// Takes one call from the token bucket `key` (a webhook's URL) at `per_second` with
+    /// `burst` at most, shared by every node: `Ok` when allowed, else how long until one is.
+    async fn take_rate_slot(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: f64,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), std::time::Duration>>;
     /// Cancels a webhook's pending deliveries.
     async fn cancel_pending(
         &self,

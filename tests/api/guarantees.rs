@@ -615,7 +615,8 @@ async fn a_webhook_rate_limit_spaces_its_calls(backend: Backend) {
     }
     let rows = app.settled_logs(id, 20).await;
     assert!(
-        rows.iter().all(|r| r["attempts"] == 1 && r["state"] == "succeeded"),
+        rows.iter()
+            .all(|r| r["attempts"] == 1 && r["state"] == "succeeded"),
         "waiting is not an attempt: {rows:?}"
     );
     let bad = app
@@ -629,7 +630,11 @@ async fn a_webhook_rate_limit_spaces_its_calls(backend: Backend) {
         )
         .await;
     assert_eq!(bad.status, 422);
-    assert!(bad.message().contains("rate_limit_per_second"), "{}", bad.body);
+    assert!(
+        bad.message().contains("rate_limit_per_second"),
+        "{}",
+        bad.body
+    );
 }
 
 both_backends!(

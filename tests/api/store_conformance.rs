@@ -629,3 +629,51 @@ async fn store_delivery_queue(backend: Backend) {
 }
 
 both_backends!(store_delivery_queue);
+
+/// Rate slots are a token bucket in the database: every node (every store on it) shares
+/// it, and the time is the caller's.
+async fn store_rate_slots(backend: Backend) {
+    let Some((store, db)) = open_store(backend).await else {
+        return;
+    };
+    let other_node = tocsin::store::open(&db.url, &crate::helpers::test_key())
+        .await
+        .unwrap();
+    let t0 = Timestamp::from_micros(1_000_000_000);
+    assert_eq!(
+        store.take_rate_slot("k", 2.0, 2.0, t0).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        other_node.take_rate_slot("k", 2.0, 2.0, t0).await.unwrap(),
+        Ok(())
+    );
+    let wait = store
+        .take_rate_slot("k", 2.0, 2.0, t0)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        (wait.as_secs_f64() - 0.5).abs() < 0.01,
+        "one token at 2 per second: {wait:?}"
+    );
+    let later = Timestamp::from_micros(t0.as_micros() + 500_000);
+    assert_eq!(
+        other_node
+            .take_rate_slot("k", 2.0, 2.0, later)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(store
+        .take_rate_slot("k", 2.0, 2.0, later)
+        .await
+        .unwrap()
+        .is_err());
+    assert_eq!(
+        store.take_rate_slot("other", 2.0, 2.0, t0).await.unwrap(),
+        Ok(())
+    );
+}
+
+both_backends!(store_rate_slots);

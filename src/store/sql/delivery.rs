@@ -385,6 +385,46 @@ impl DeliveryStore for SqlStore {
         Ok(expired.len() as u64)
     }
 
+    async fn take_rate_slot(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: f64,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), std::time::Duration>> {
+        let least = match self.dialect {
+            Dialect::Sqlite => "MIN",
+            Dialect::Postgres => "LEAST",
+        };
+        // One statement: refill by the time passed, take one if there is one.
+        let refilled =
+            format!("{least}($4, rate_slots.tokens + ($3 - rate_slots.at) * $5 / 1000000.0)");
+        let taken: Option<f64> = sqlx::query_scalar(&format!(
+            "INSERT INTO rate_slots (key, tokens, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET tokens = {refilled} - 1, at = $3 \
+             WHERE {refilled} >= 1 \
+             RETURNING tokens"
+        ))
+        .bind(key)
+        .bind(burst - 1.0)
+        .bind(now.as_micros())
+        .bind(burst)
+        .bind(per_second)
+        .fetch_optional(&self.writer)
+        .await?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let (tokens, at): (f64, i64) =
+            sqlx::query_as("SELECT tokens, at FROM rate_slots WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.reader)
+                .await?;
+        let now_tokens = (tokens + (now.as_micros() - at) as f64 * per_second / 1e6).min(burst);
+        let wait = ((1.0 - now_tokens) / per_second).max(0.001);
+        Ok(Err(std::time::Duration::from_secs_f64(wait)))
+    }
+
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
