@@ -32,6 +32,7 @@ pub struct Application {
     checkpointer: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
     expiry: tokio::task::JoinHandle<()>,
+    auto_disable: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the write-ahead log is moved into the database file (SQLite).
@@ -115,6 +116,86 @@ fn start_expiry(
     })
 }
 
+/// Disables webhooks whose every URL has failed without a success for
+/// `delivery.disable_after`, telling their failure addresses; checks a tenth as often (at
+/// most every minute). Off when the setting is 0.
+fn start_auto_disable(
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    after: std::time::Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if after.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let period = (after / 10).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(60),
+        );
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let now = Timestamp::now();
+            let cutoff = Timestamp::from_micros(now.as_micros() - after.as_micros() as i64);
+            let failing = match store.failing_webhooks(cutoff).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for failing webhooks; trying again");
+                    continue;
+                }
+            };
+            for (webhook, since) in failing {
+                let reason = format!(
+                    "every URL has failed without a success since {} (delivery.disable_after = {}).",
+                    since.to_rfc3339(),
+                    crate::config::format_duration(after)
+                );
+                let audit = crate::domain::audit::AuditEntry::new(
+                    &webhook.organization_id,
+                    &crate::domain::audit::Actor::system(),
+                    "webhook.disabled",
+                    crate::domain::audit::webhook_object(&webhook.id, &webhook.spec.name),
+                    vec![crate::domain::audit::Change {
+                        field: "enabled".into(),
+                        before: serde_json::Value::Bool(true),
+                        after: serde_json::Value::Bool(false),
+                    }],
+                );
+                let notice = (!webhook.spec.mail_ids.is_empty()).then(|| {
+                    crate::domain::notification::Notice::new(
+                        &webhook.organization_id,
+                        &webhook.id,
+                        crate::domain::notification::NoticeKind::Disabled,
+                        webhook.spec.urls.first().map_or("", |u| u.url.as_str()),
+                        reason.clone(),
+                    )
+                });
+                match store
+                    .disable_webhook(
+                        &webhook.organization_id,
+                        &webhook.id,
+                        &reason,
+                        now,
+                        &audit,
+                        notice.as_ref(),
+                        "",
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        catalog.invalidate(&webhook.organization_id);
+                        tracing::warn!(webhook = %webhook.id, "webhook disabled: every URL has failed for delivery.disable_after");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, webhook = %webhook.id, "could not disable a failing webhook")
+                    }
+                }
+            }
+        }
+    }))
+}
+
 impl Application {
     /// Opens the store (migrating it), bootstraps an empty installation, and binds the
     /// listener, so the real address is known before serving (port 0 works).
@@ -149,6 +230,11 @@ impl Application {
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
         let expiry = start_expiry(store.clone(), config.delivery.max_age);
+        let auto_disable = start_auto_disable(
+            store.clone(),
+            catalog.clone(),
+            config.delivery.disable_after,
+        );
         let rate_limits = Arc::new(http::RateLimits::new(&config.http));
         Ok(Self {
             listener,
@@ -170,6 +256,7 @@ impl Application {
             checkpointer,
             housekeeping,
             expiry,
+            auto_disable,
         })
     }
 
@@ -218,6 +305,9 @@ impl Application {
         self.checkpointer.abort();
         self.housekeeping.abort();
         self.expiry.abort();
+        if let Some(task) = &self.auto_disable {
+            task.abort();
+        }
         Ok(())
     }
 }

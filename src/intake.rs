@@ -360,6 +360,79 @@ pub enum TestOutcome {
     },
 }
 
+/// Deliveries re-queued per transaction by a bulk retry.
+const RETRY_BATCH: u32 = 500;
+
+/// Starts a bulk retry of a webhook's finished deliveries matching `q`: counted now, then
+/// set pending again oldest first, one batch per transaction, in the background; the job
+/// row tells how far it got.
+pub async fn start_bulk_retry(
+    store: &Arc<dyn Store>,
+    organization_id: &str,
+    webhook_id: &str,
+    filters: Value,
+    q: crate::store::LogQuery,
+) -> Result<crate::domain::delivery::RetryJob, IntakeError> {
+    use crate::domain::delivery::{RetryJob, RetryJobState};
+    let total = store
+        .count_finished_matching(organization_id, webhook_id, &q)
+        .await?;
+    let mut job = RetryJob {
+        id: new_id("rtj"),
+        organization_id: organization_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        filters,
+        state: RetryJobState::Running,
+        total,
+        done: 0,
+        error: None,
+        created_at: Timestamp::now(),
+        finished_at: None,
+    };
+    store.save_retry_job(&job).await?;
+    let started = job.clone();
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut after = 0;
+        loop {
+            match store
+                .requeue_finished(
+                    &job.organization_id,
+                    &job.webhook_id,
+                    &q,
+                    after,
+                    RETRY_BATCH,
+                    Timestamp::now(),
+                )
+                .await
+            {
+                Ok((0, _)) => {
+                    job.state = RetryJobState::Done;
+                    break;
+                }
+                Ok((n, last)) => {
+                    job.done += n;
+                    after = last.unwrap_or(after);
+                    if let Err(e) = store.save_retry_job(&job).await {
+                        tracing::warn!(error = %e, job = %job.id, "could not save bulk retry progress");
+                    }
+                }
+                Err(e) => {
+                    job.state = RetryJobState::Failed;
+                    job.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        job.finished_at = Some(Timestamp::now());
+        if let Err(e) = store.save_retry_job(&job).await {
+            tracing::warn!(error = %e, job = %job.id, "could not save the end of a bulk retry");
+        }
+        tracing::info!(job = %job.id, done = job.done, state = job.state.as_str(), "bulk retry finished");
+    });
+    Ok(started)
+}
+
 /// "Send again": a new delivery (a new `webhook-id`) of a logged one, with the same URL,
 /// method and payload bytes, started like any other.
 pub async fn resend(

@@ -70,6 +70,10 @@ pub struct DeliveryConfig {
     /// A delivery still pending this long after it was made fails as expired.
     #[serde(with = "duration::one")]
     pub max_age: Duration,
+    /// A webhook whose every URL has failed this long without a success is disabled; 0
+    /// never.
+    #[serde(with = "duration::one")]
+    pub disable_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +154,7 @@ impl Default for DeliveryConfig {
             per_url_concurrency: 8,
             shutdown_grace: Duration::from_secs(10),
             max_age: Duration::from_secs(24 * 3600),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -214,6 +219,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "delivery.max_age",
         "A delivery still pending this long after it was made (retrying, parked behind an open circuit or its lane) fails as expired, and is e-mailed like any failure.",
+    ),
+    (
+        "delivery.disable_after",
+        "A webhook whose every URL has failed this long without one success is disabled (and its failure addresses told); 0s never.",
     ),
     (
         "smtp.host",

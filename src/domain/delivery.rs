@@ -174,3 +174,49 @@ pub struct AttemptResult {
     /// The webhook has `mail_ids`: a final failure records a notification.
     pub notify: bool,
 }
+
+/// A bulk retry: a webhook's finished deliveries matching filters, set pending again in
+/// order, batch by batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryJob {
+    pub id: String,
+    pub organization_id: String,
+    pub webhook_id: String,
+    /// The filters as given (`state`, `event_type`, `incident_id`, `since`, `until`).
+    pub filters: serde_json::Value,
+    pub state: RetryJobState,
+    /// Matching deliveries when it started.
+    pub total: u64,
+    /// Re-queued so far.
+    pub done: u64,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryJobState {
+    Running,
+    Done,
+    /// Its process stopped while it ran (no progress for a minute); what it re-queued
+    /// stays so, and running it again re-queues the rest.
+    Interrupted,
+    Failed,
+}
+
+impl RetryJobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryJobState::Running => "running",
+            RetryJobState::Done => "done",
+            RetryJobState::Interrupted => "interrupted",
+            RetryJobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Running, Self::Done, Self::Interrupted, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}

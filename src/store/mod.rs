@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     audit::{Actor, AuditEntry},
-    delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
+    delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, RetryJob},
     event::Event,
     notification::{FailureReport, Notice, Notification, NotificationOutcome},
     organization::Organization,
@@ -167,6 +167,9 @@ pub trait ConfigStore: Send + Sync + 'static {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// Enabled webhooks whose every URL has failed, without a success, since before
+    /// `cutoff`: each with the earliest time one of them began failing.
+    async fn failing_webhooks(&self, cutoff: Timestamp) -> StoreResult<Vec<(Webhook, Timestamp)>>;
     /// tocsin disables a webhook on its own (a URL answered 410 Gone): `enabled` false with
     /// `reason`, its pending deliveries but `answered` (whose result is being recorded)
     /// cancelled, the audit entry and, when given, the notice for its failure addresses,
@@ -437,6 +440,35 @@ pub trait DeliveryStore: Send + Sync + 'static {
         burst: f64,
         now: Timestamp,
     ) -> StoreResult<Result<(), std::time::Duration>>;
+    /// How many of a webhook's finished deliveries match `q` (any finished state unless `q`
+    /// names one).
+    async fn count_finished_matching(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        q: &LogQuery,
+    ) -> StoreResult<u64>;
+    /// Sets up to `limit` of those, oldest first after position `after_seq`, pending again
+    /// (due now; their attempts so far are kept, so each gets one more). Returns how many
+    /// and the position of the last one.
+    async fn requeue_finished(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        q: &LogQuery,
+        after_seq: i64,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<(u64, Option<i64>)>;
+    async fn save_retry_job(&self, job: &RetryJob) -> StoreResult<()>;
+    /// A bulk retry; one still `running` that has not saved progress for a minute is
+    /// reported `interrupted` (its process stopped).
+    async fn retry_job(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<RetryJob>>;
     /// Cancels a webhook's pending deliveries.
     async fn cancel_pending(
         &self,

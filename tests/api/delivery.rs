@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::receiver::{Receiver, Reply};
-use crate::helpers::{eventually, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::helpers::{eventually, patched, spawn_app, spawn_app_with, Backend, TestApp};
 
 pub(crate) const HOOKS: &str = "/v3/extensions/event-webhooks";
 const EVENTS: &[&str] = &["triggered", "reassigned", "acknowledged", "resolved"];
@@ -893,7 +893,97 @@ async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
     assert_eq!(missing.status, 404);
 }
 
+/// A bulk retry re-queues every matching finished delivery, in order, in the background;
+/// its progress can be read, and each re-queued delivery gets one more attempt.
+async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = up.clone();
+    receiver.respond("/flaky", move |_, _| {
+        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            422
+        })
+    });
+    let created = app
+        .create_webhook(&patched(
+            hook("flaky", json!([{"url": receiver.url("/flaky")}])),
+            json!({"max_retry": 0}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    for incident_id in ["inc-a", "inc-b", "inc-c"] {
+        for status in ["triggered", "acknowledged", "resolved"] {
+            app.ingest(&event(status, "t", incident(incident_id, status)))
+                .await;
+        }
+    }
+    let rows = app.settled_logs(id, 9).await;
+    assert!(rows.iter().all(|r| r["state"] == "failed"), "{rows:?}");
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let path = format!("{HOOKS}/{id}/logs/retry");
+    let bad = app
+        .owner(Method::POST, &path, Some(&json!({"state": "pending"})))
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let bad = app
+        .owner(Method::POST, &path, Some(&json!({"colour": "red"})))
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+
+    let started = app
+        .owner(
+            Method::POST,
+            &path,
+            Some(&json!({"state": "failed", "incident_id": "inc-b"})),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.body["data"]["total"], 3);
+    let job = started.body["data"]["id"].as_str().unwrap().to_owned();
+    let progress_path = format!("{path}/{job}");
+    let progress = eventually(
+        "the bulk retry finishes",
+        || app.owner(Method::GET, &progress_path, None),
+        |r| r.body["data"]["state"] == "done",
+    )
+    .await;
+    assert_eq!(progress.body["data"]["done"], 3);
+
+    // The three of inc-b go again, in their order; the others stay failed.
+    let got = receiver.wait_for("/flaky", 12).await;
+    let resent: Vec<String> = got[9..]
+        .iter()
+        .map(|r| {
+            r.json()["data"]["resource_data"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(resent, ["triggered", "acknowledged", "resolved"]);
+    assert!(got[9..]
+        .iter()
+        .all(|r| r.json()["data"]["resource_data"]["id"] == "inc-b"));
+    let rows = app.settled_logs(id, 9).await;
+    for row in &rows {
+        let again = row["incident_id"] == "inc-b";
+        assert_eq!(
+            row["state"],
+            if again { "succeeded" } else { "failed" },
+            "{row}"
+        );
+        assert_eq!(row["attempts"], if again { 2 } else { 1 }, "{row}");
+    }
+}
+
 both_backends!(
+    a_bulk_retry_requeues_matching_deliveries_in_order,
     tests_and_resends_are_sent_now_and_logged,
     rotated_secrets_sign_together_during_the_grace_period,
     an_answer_that_stalls_after_its_status_line_is_a_timeout,

@@ -360,7 +360,55 @@ async fn a_410_gone_disables_the_webhook(backend: Backend) {
     assert!(put.body["data"]["disabled_reason"].is_null());
 }
 
+/// A webhook whose every URL has failed without a success for `delivery.disable_after` is
+/// disabled and its addresses told; one URL still delivering keeps a webhook on.
+async fn webhooks_failing_everywhere_are_disabled_after_a_while(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_millis(100));
+        c.delivery.disable_after = Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    for path in ["/a", "/b", "/c"] {
+        receiver.respond(path, |_, _| Reply::status(503));
+    }
+    let webhook = |name: &str, urls: [&str; 2]| {
+        json!({
+            "name": name, "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": urls.iter().map(|u| json!({"url": receiver.url(u)})).collect::<Vec<_>>(),
+            "is_all_teams_configured": true, "max_retry": 1, "mail_ids": ["oncall@example.com"]
+        })
+    };
+    let dead = app.create_webhook(&webhook("Dead", ["/a", "/b"])).await;
+    let half = app.create_webhook(&webhook("Half", ["/c", "/d"])).await;
+    app.ingest(&event("triggered", "t", incident("inc-1", "triggered")))
+        .await;
+    let mail = mail_about(&smtp, "\"Dead\" was disabled").await;
+    assert!(mail.text.contains("every URL has failed"), "{}", mail.text);
+    let get = |id: &Value| {
+        let path = format!("{HOOKS}/{}", id.as_str().unwrap());
+        let app = &app;
+        async move { app.owner(Method::GET, &path, None).await.body["data"].clone() }
+    };
+    let dead = get(&dead["id"]).await;
+    assert_eq!(dead["enabled"], false);
+    assert!(dead["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .contains("disable_after"));
+    assert_eq!(
+        get(&half["id"]).await["enabled"],
+        true,
+        "one URL still delivers"
+    );
+}
+
 both_backends!(
+    webhooks_failing_everywhere_are_disabled_after_a_while,
     a_url_going_down_and_back_is_e_mailed,
     a_410_gone_disables_the_webhook,
     one_failure_sends_one_email_to_every_address,

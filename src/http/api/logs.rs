@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     domain::{
-        delivery::{Attempt, Delivery, DeliveryState},
+        delivery::{Attempt, Delivery, DeliveryState, RetryJob},
         event_type::EventType,
         notification::NotificationState,
         token::Ability,
@@ -33,6 +33,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}/resend",
             post(resend),
+        )
+        .route(
+            "/v3/extensions/event-webhooks/{id}/logs/retry",
+            post(bulk_retry),
+        )
+        .route(
+            "/v3/extensions/event-webhooks/{id}/logs/retry/{job_id}",
+            get(retry_progress),
         )
         .route(
             "/v3/extensions/event-webhooks/{id}/notifications",
@@ -88,12 +96,17 @@ fn attempt_json(a: &Attempt) -> Value {
 }
 
 fn parse_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
+    parse_pairs(query_pairs(query))
+}
+
+/// Log filters from name/value pairs (a query string, or a bulk retry's body).
+fn parse_pairs(pairs: Vec<(String, String)>) -> Result<LogQuery, ApiError> {
     use super::paging::{self, bad};
     let mut q = LogQuery {
         limit: DEFAULT_LIMIT,
         ..LogQuery::default()
     };
-    for (name, value) in query_pairs(query) {
+    for (name, value) in pairs {
         match name.as_str() {
             "state" => {
                 q.state = Some(DeliveryState::parse(&value).ok_or_else(|| {
@@ -191,6 +204,102 @@ async fn resend(
         axum::http::StatusCode::CREATED,
         Json(json!({"data": {"id": new_id, "resent_from": delivery_id}})),
     ))
+}
+
+fn job_json(job: &RetryJob) -> Value {
+    json!({
+        "id": job.id,
+        "state": job.state.as_str(),
+        "filters": job.filters,
+        "total": job.total,
+        "done": job.done,
+        "error": job.error,
+        "created_at": job.created_at.to_rfc3339(),
+        "finished_at": ts(job.finished_at),
+    })
+}
+
+/// `POST …/logs/retry` with filters (`state` — failed, cancelled or succeeded; any of them
+/// when absent —, `event_type`, `incident_id`, `since`, `until`): every matching finished
+/// delivery is set pending again, oldest first, by a background job whose progress
+/// `GET …/logs/retry/{job_id}` shows.
+async fn bulk_retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    require_webhook(&state, &caller, &id).await?;
+    let body = crate::http::extract::optional_json(&body)?;
+    let filters = match &body {
+        Value::Null => Map::new(),
+        Value::Object(o) => o.clone(),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object of filters".into(),
+            ))
+        }
+    };
+    let mut pairs = Vec::new();
+    for (name, value) in &filters {
+        if !["state", "event_type", "incident_id", "since", "until"].contains(&name.as_str()) {
+            return Err(ApiError::Invalid(
+                "invalid_retry",
+                vec![crate::domain::FieldError::new(
+                    name.clone(),
+                    "unknown filter; use state, event_type, incident_id, since or until",
+                )],
+            ));
+        }
+        let Some(text) = value.as_str() else {
+            return Err(ApiError::Invalid(
+                "invalid_retry",
+                vec![crate::domain::FieldError::new(
+                    name.clone(),
+                    "must be a string",
+                )],
+            ));
+        };
+        pairs.push((name.clone(), text.to_owned()));
+    }
+    let q = parse_pairs(pairs)?;
+    if q.state == Some(DeliveryState::Pending) {
+        return Err(ApiError::Invalid(
+            "invalid_retry",
+            vec![crate::domain::FieldError::new(
+                "state",
+                "must be failed, cancelled or succeeded: pending deliveries are still being tried",
+            )],
+        ));
+    }
+    let job = crate::intake::start_bulk_retry(
+        &state.store,
+        caller.organization_id(),
+        &id,
+        Value::Object(filters),
+        q,
+    )
+    .await?;
+    tracing::info!(webhook = %id, job = %job.id, total = job.total, "bulk retry started");
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({"data": job_json(&job)})),
+    ))
+}
+
+async fn retry_progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, job_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Read)?;
+    let job = state
+        .store
+        .retry_job(caller.organization_id(), &id, &job_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("retry job {job_id} of webhook {id}")))?;
+    Ok(Json(json!({"data": job_json(&job)})))
 }
 
 /// The webhook's failure notifications, newest first: which delivery, whether the e-mail

@@ -447,14 +447,32 @@ impl ConfigStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
         let sealed = spec_json(&self.sealer.seal_spec(id, spec));
-        // Enabled again by someone: tocsin's reason for disabling it no longer holds.
+        let was_enabled = sqlx::query_scalar::<_, String>(
+            "SELECT spec FROM webhooks WHERE organization_id = $1 AND id = $2",
+        )
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .and_then(|text| super::stored_webhook::from_text(&text).ok())
+        .is_some_and(|s| s.enabled);
+        // Enabled again by someone: tocsin's reason for disabling it no longer holds, and
+        // its URLs' failing stretches start over.
         let column = if spec.enabled {
             "disabled_reason = NULL, spec"
         } else {
             "spec"
         };
-        self.update_column(organization_id, id, column, sealed, at, audit)
-            .await
+        let updated = self
+            .update_column(organization_id, id, column, sealed, at, audit)
+            .await?;
+        if spec.enabled && !was_enabled && updated.is_some() {
+            sqlx::query("UPDATE url_health SET failing_since = NULL WHERE webhook_id = $1")
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(updated)
     }
 
     async fn delete_webhook(
@@ -477,6 +495,48 @@ impl ConfigStore for SqlStore {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn failing_webhooks(&self, cutoff: Timestamp) -> StoreResult<Vec<(Webhook, Timestamp)>> {
+        // Candidates: every URL row of the webhook failing since before the cutoff.
+        let candidates: Vec<(String, String)> = sqlx::query_as(
+            "SELECT organization_id, webhook_id FROM url_health GROUP BY organization_id, webhook_id \
+             HAVING COUNT(*) = COUNT(CASE WHEN failing_since IS NOT NULL AND failing_since < $1 THEN 1 END)",
+        )
+        .bind(cutoff.as_micros())
+        .fetch_all(&self.reader)
+        .await?;
+        let mut failing = Vec::new();
+        for (org, id) in candidates {
+            let Some(webhook) = self.webhook(&org, &id).await? else {
+                continue;
+            };
+            if !webhook.spec.enabled {
+                continue;
+            }
+            // Every URL it has now (rows of URLs it no longer has do not count).
+            let rows: Vec<(String, Option<i64>)> =
+                sqlx::query_as("SELECT url, failing_since FROM url_health WHERE webhook_id = $1")
+                    .bind(&id)
+                    .fetch_all(&self.reader)
+                    .await?;
+            let since: Option<Vec<i64>> = webhook
+                .spec
+                .urls
+                .iter()
+                .map(|u| {
+                    let stored = self.sealer.seal_url(&u.url);
+                    rows.iter()
+                        .find(|(url, _)| *url == stored)
+                        .and_then(|(_, since)| *since)
+                        .filter(|since| *since < cutoff.as_micros())
+                })
+                .collect();
+            if let Some(earliest) = since.and_then(|s| s.into_iter().min()) {
+                failing.push((webhook, Timestamp::from_micros(earliest)));
+            }
+        }
+        Ok(failing)
     }
 
     #[allow(clippy::too_many_arguments)]

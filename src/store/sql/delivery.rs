@@ -4,12 +4,15 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{any::AnyRow, Row};
+use sqlx::{any::AnyRow, Any, Row, Transaction};
 
 use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
 use crate::{
     domain::{
-        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, Origin},
+        delivery::{
+            Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, Origin, RetryJob,
+            RetryJobState,
+        },
         event::{member_texts, Event, Resource},
         event_type::EventType,
         json_text::JsonText,
@@ -425,6 +428,121 @@ impl DeliveryStore for SqlStore {
         Ok(Err(std::time::Duration::from_secs_f64(wait)))
     }
 
+    async fn count_finished_matching(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        q: &LogQuery,
+    ) -> StoreResult<u64> {
+        let conditions = finished_conditions(q);
+        let sql = format!(
+            "SELECT COUNT(*) FROM deliveries WHERE organization_id = $1 AND webhook_id = $2{}",
+            conditions.sql(3)
+        );
+        let n: i64 = conditions
+            .bind_scalar(
+                sqlx::query_scalar(&sql)
+                    .bind(organization_id)
+                    .bind(webhook_id),
+            )
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn requeue_finished(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        q: &LogQuery,
+        after_seq: i64,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<(u64, Option<i64>)> {
+        let mut conditions = finished_conditions(q);
+        conditions.push("seq > ?", Bind::Int(after_seq));
+        let sql = format!(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = {now}, completed_at = NULL, \
+               updated_at = {now}, leased_until = NULL, lease_owner = NULL, parked = 0 \
+             WHERE seq IN (SELECT seq FROM deliveries WHERE organization_id = $1 AND webhook_id = $2{} \
+               ORDER BY webhook_id, seq LIMIT {limit}) \
+             RETURNING seq",
+            conditions.sql(3),
+            now = now.as_micros(),
+        );
+        let seqs: Vec<i64> = conditions
+            .bind_scalar(
+                sqlx::query_scalar(&sql)
+                    .bind(organization_id)
+                    .bind(webhook_id),
+            )
+            .fetch_all(&self.writer)
+            .await?;
+        Ok((seqs.len() as u64, seqs.into_iter().max()))
+    }
+
+    async fn save_retry_job(&self, job: &RetryJob) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO retry_jobs (id, organization_id, webhook_id, filters, state, total, done, error, created_at, finished_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, done = excluded.done, \
+               error = excluded.error, finished_at = excluded.finished_at, updated_at = excluded.updated_at",
+        )
+        .bind(&job.id)
+        .bind(&job.organization_id)
+        .bind(&job.webhook_id)
+        .bind(job.filters.to_string())
+        .bind(job.state.as_str())
+        .bind(job.total as i64)
+        .bind(job.done as i64)
+        .bind(job.error.as_deref())
+        .bind(job.created_at.as_micros())
+        .bind(job.finished_at.map(Timestamp::as_micros))
+        .bind(Timestamp::now().as_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_job(
+        &self,
+        organization_id: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<RetryJob>> {
+        let row = sqlx::query(
+            "SELECT id, organization_id, webhook_id, filters, state, total, done, error, created_at, finished_at, updated_at \
+             FROM retry_jobs WHERE organization_id = $1 AND webhook_id = $2 AND id = $3",
+        )
+        .bind(organization_id)
+        .bind(webhook_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state")?;
+        let filters: String = row.try_get("filters")?;
+        let mut state = RetryJobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown retry job state {state}")))?;
+        // Saved after every batch: silent for a minute, its process stopped.
+        let heard: i64 = row.try_get("updated_at")?;
+        if state == RetryJobState::Running && heard < Timestamp::now().as_micros() - 60_000_000 {
+            state = RetryJobState::Interrupted;
+        }
+        Ok(Some(RetryJob {
+            id: row.try_get("id")?,
+            organization_id: row.try_get("organization_id")?,
+            webhook_id: row.try_get("webhook_id")?,
+            filters: serde_json::from_str(&filters).unwrap_or(Value::Null),
+            state,
+            total: row.try_get::<i64, _>("total")? as u64,
+            done: row.try_get::<i64, _>("done")? as u64,
+            error: row.try_get("error")?,
+            created_at: Timestamp::from_micros(row.try_get("created_at")?),
+            finished_at: optional_time(&row, "finished_at")?,
+        }))
+    }
+
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
@@ -452,11 +570,11 @@ impl DeliveryStore for SqlStore {
                  leased_until = NULL, lease_owner = NULL, parked = 0 \
                  FROM (VALUES {}) AS v \
                  WHERE deliveries.id = v.column1 AND deliveries.lease_owner = {} \
-                 RETURNING deliveries.id, deliveries.organization_id, deliveries.webhook_id",
+                 RETURNING deliveries.id, deliveries.organization_id, deliveries.webhook_id, deliveries.url",
                 self.dialect.rows(1, chunk.len(), 8),
                 self.dialect.params(chunk.len() * 8 + 1, 1)
             );
-            let mut update = sqlx::query_as::<_, (String, String, String)>(&sql);
+            let mut update = sqlx::query_as::<_, (String, String, String, String)>(&sql);
             for r in chunk {
                 let a = &r.attempt;
                 let terminal = r.state != DeliveryState::Pending;
@@ -471,18 +589,22 @@ impl DeliveryStore for SqlStore {
                     .bind(terminal.then_some(now));
             }
             let update = update.bind(owner);
-            // The deliveries whose state this changed, with their webhook.
-            let updated: HashMap<String, (String, String)> = update
+            // The deliveries whose state this changed, with their webhook and URL.
+            let updated: HashMap<String, (String, String, String)> = update
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
-                .map(|(id, org, webhook)| (id, (org, webhook)))
+                .map(|(id, org, webhook, url)| (id, (org, webhook, url)))
                 .collect();
             let mut finished = HashMap::new();
+            // Per (organization, webhook, stored URL): whether any attempt succeeded.
+            let mut health: HashMap<(&str, &str, &str), bool> = HashMap::new();
             for r in chunk {
-                let Some((org, webhook)) = updated.get(&r.delivery_id) else {
+                let Some((org, webhook, url)) = updated.get(&r.delivery_id) else {
                     continue;
                 };
+                *health.entry((org, webhook, url)).or_insert(false) |=
+                    r.state == DeliveryState::Succeeded;
                 if r.state == DeliveryState::Failed && r.notify {
                     super::notification::insert_notification(&mut tx, &r.delivery_id, now).await?;
                 }
@@ -498,6 +620,7 @@ impl DeliveryStore for SqlStore {
                 counts.1 += failed;
             }
             super::count_finished(&mut tx, self.dialect, &finished).await?;
+            record_url_health(&mut tx, self.dialect, &health, now).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
                 "{} ON CONFLICT (delivery_id, number) DO NOTHING",
@@ -583,22 +706,7 @@ impl DeliveryStore for SqlStore {
         webhook_id: &str,
         q: &LogQuery,
     ) -> StoreResult<Vec<(i64, Delivery)>> {
-        let mut conditions = Conditions::default();
-        if let Some(state) = q.state {
-            conditions.push("state = ?", Bind::Text(state.as_str().to_owned()));
-        }
-        if let Some(t) = &q.event_type {
-            conditions.push("event_type = ?", Bind::Text(t.clone()));
-        }
-        if let Some(i) = &q.incident_id {
-            conditions.push("incident_id = ?", Bind::Text(i.clone()));
-        }
-        if let Some(t) = q.since {
-            conditions.push("created_at >= ?", Bind::Int(t.as_micros()));
-        }
-        if let Some(t) = q.until {
-            conditions.push("created_at < ?", Bind::Int(t.as_micros()));
-        }
+        let mut conditions = log_conditions(q);
         if let Some(seq) = q.before_seq {
             conditions.push("seq < ?", Bind::Int(seq));
         }
@@ -649,4 +757,69 @@ impl DeliveryStore for SqlStore {
             .collect::<StoreResult<_>>()?;
         Ok(Some((delivery, attempts)))
     }
+}
+
+/// Notes, per webhook and URL, a success (which ends any failing stretch) or that it has
+/// been failing since now if it was not already.
+async fn record_url_health(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    health: &HashMap<(&str, &str, &str), bool>,
+    now: i64,
+) -> StoreResult<()> {
+    let rows: Vec<_> = health.iter().collect();
+    for chunk in rows.chunks(200) {
+        let sql = format!(
+            "{} ON CONFLICT (webhook_id, url) DO UPDATE SET \
+               last_success_at = COALESCE(excluded.last_success_at, url_health.last_success_at), \
+               failing_since = CASE WHEN excluded.last_success_at IS NOT NULL THEN NULL \
+                                    ELSE COALESCE(url_health.failing_since, excluded.failing_since) END",
+            dialect.insert(
+                "url_health",
+                &["webhook_id", "url", "organization_id", "last_success_at", "failing_since"],
+                chunk.len()
+            )
+        );
+        let mut query = sqlx::query(&sql);
+        for ((org, webhook, url), ok) in chunk {
+            query = query
+                .bind(*webhook)
+                .bind(*url)
+                .bind(*org)
+                .bind(ok.then_some(now))
+                .bind((!**ok).then_some(now));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The conditions of a log query's filters (state, event type, incident, time range).
+fn log_conditions(q: &LogQuery) -> Conditions {
+    let mut conditions = Conditions::default();
+    if let Some(state) = q.state {
+        conditions.push("state = ?", Bind::Text(state.as_str().to_owned()));
+    }
+    if let Some(t) = &q.event_type {
+        conditions.push("event_type = ?", Bind::Text(t.clone()));
+    }
+    if let Some(i) = &q.incident_id {
+        conditions.push("incident_id = ?", Bind::Text(i.clone()));
+    }
+    if let Some(t) = q.since {
+        conditions.push("created_at >= ?", Bind::Int(t.as_micros()));
+    }
+    if let Some(t) = q.until {
+        conditions.push("created_at < ?", Bind::Int(t.as_micros()));
+    }
+    conditions
+}
+
+/// The same, limited to finished deliveries.
+fn finished_conditions(q: &LogQuery) -> Conditions {
+    let mut conditions = log_conditions(q);
+    if q.state.is_none() {
+        conditions.push_fixed("state IN ('succeeded', 'failed', 'cancelled')");
+    }
+    conditions
 }

@@ -130,6 +130,8 @@ pub(crate) enum Bind {
 #[derive(Default)]
 pub(crate) struct Conditions {
     items: Vec<(&'static str, Bind)>,
+    /// Clauses without a parameter.
+    fixed: Vec<&'static str>,
 }
 
 impl Conditions {
@@ -137,15 +139,32 @@ impl Conditions {
         self.items.push((clause, value));
     }
 
+    pub(crate) fn push_fixed(&mut self, clause: &'static str) {
+        self.fixed.push(clause);
+    }
+
     /// ` AND clause $n …`, parameters numbered from `$first`.
     pub(crate) fn sql(&self, first: usize) -> String {
-        self.items
-            .iter()
-            .enumerate()
-            .map(|(i, (clause, _))| {
-                format!(" AND {}", clause.replace('?', &format!("${}", first + i)))
-            })
+        let numbered = self.items.iter().enumerate().map(|(i, (clause, _))| {
+            format!(" AND {}", clause.replace('?', &format!("${}", first + i)))
+        });
+        numbered
+            .chain(self.fixed.iter().map(|clause| format!(" AND {clause}")))
             .collect()
+    }
+
+    /// [`Self::bind`] for a query of one value.
+    pub(crate) fn bind_scalar<'q, O>(
+        self,
+        mut query: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+        for (_, value) in self.items {
+            query = match value {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        query
     }
 
     /// Binds the values in order, after whatever `query` has bound already.
