@@ -32,6 +32,7 @@ pub struct Application {
     checkpointer: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
     expiry: tokio::task::JoinHandle<()>,
+    retention: tokio::task::JoinHandle<()>,
     auto_disable: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -196,6 +197,73 @@ fn start_auto_disable(
     }))
 }
 
+/// Deletes finished work past `[retention]`, in small batches (each its own transaction,
+/// a pause between them) so the hot path never waits long for the writer.
+fn start_retention(
+    store: Arc<dyn Store>,
+    retention: crate::config::RetentionConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let shortest = [retention.deliveries, retention.notifications_and_audit]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min();
+        let Some(shortest) = shortest else {
+            return; // keep everything
+        };
+        let period = (shortest / 10).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(600),
+        );
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for (keep, deliveries) in [
+                (retention.deliveries, true),
+                (retention.notifications_and_audit, false),
+            ] {
+                if keep.is_zero() {
+                    continue;
+                }
+                let mut total = 0;
+                loop {
+                    let before = Timestamp::from_micros(
+                        Timestamp::now().as_micros() - keep.as_micros() as i64,
+                    );
+                    let pruned = if deliveries {
+                        store.prune_deliveries(before, 500).await
+                    } else {
+                        store.prune_records(before, 500).await
+                    };
+                    match pruned {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            total += n;
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention: could not delete old records; trying again later");
+                            break;
+                        }
+                    }
+                }
+                if total > 0 {
+                    tracing::info!(
+                        deleted = total,
+                        what = if deliveries {
+                            "deliveries and events"
+                        } else {
+                            "notifications, notices, audit entries, retry jobs"
+                        },
+                        "retention"
+                    );
+                }
+            }
+        }
+    })
+}
+
 impl Application {
     /// Opens the store (migrating it), bootstraps an empty installation, and binds the
     /// listener, so the real address is known before serving (port 0 works).
@@ -230,6 +298,7 @@ impl Application {
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
         let expiry = start_expiry(store.clone(), config.delivery.max_age);
+        let retention = start_retention(store.clone(), config.retention.clone());
         let auto_disable = start_auto_disable(
             store.clone(),
             catalog.clone(),
@@ -256,6 +325,7 @@ impl Application {
             checkpointer,
             housekeeping,
             expiry,
+            retention,
             auto_disable,
         })
     }
@@ -305,6 +375,7 @@ impl Application {
         self.checkpointer.abort();
         self.housekeeping.abort();
         self.expiry.abort();
+        self.retention.abort();
         if let Some(task) = &self.auto_disable {
             task.abort();
         }

@@ -28,6 +28,28 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
     pub http: HttpConfig,
+    pub retention: RetentionConfig,
+}
+
+/// How long finished work is kept; 0 keeps everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished deliveries (with their attempts, payloads and events no longer referred to).
+    #[serde(with = "duration::one")]
+    pub deliveries: Duration,
+    /// Sent or skipped notifications and notices, audit entries, finished bulk retries.
+    #[serde(with = "duration::one")]
+    pub notifications_and_audit: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            deliveries: Duration::from_secs(30 * 24 * 3600),
+            notifications_and_audit: Duration::from_secs(180 * 24 * 3600),
+        }
+    }
 }
 
 /// Limits of the HTTP API per caller (a token, or a logged-in person).
@@ -133,6 +155,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -261,6 +284,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "POST /v3/events per second per token, counted apart from other calls; 0 for no limit.",
     ),
     ("http.intake_rate_burst", "Events a token may post at once above that rate."),
+    (
+        "retention.deliveries",
+        "Finished deliveries older than this are deleted, with their attempts, payloads and events nothing else refers to; 0s keeps everything.",
+    ),
+    (
+        "retention.notifications_and_audit",
+        "Sent or skipped notifications and notices, audit entries and finished bulk retries older than this are deleted; 0s keeps everything.",
+    ),
 ];
 
 /// Values from the command line, applied last.

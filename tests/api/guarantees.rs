@@ -637,7 +637,107 @@ async fn a_webhook_rate_limit_spaces_its_calls(backend: Backend) {
     );
 }
 
+async fn count(url: &str, sql: &str) -> i64 {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// `[retention]`: finished deliveries past it go, with their attempts, payloads and the
+/// events nothing refers to; pending work, and each incident's latest event, stay; old
+/// audit entries go too.
+async fn finished_work_past_retention_is_deleted(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.retention.deliveries = Duration::from_secs(1);
+        c.retention.notifications_and_audit = Duration::from_secs(1);
+        c.delivery.retry_schedule = vec![Duration::from_secs(3600)];
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| Reply::status(503));
+    let only_triggered = json!([{"event_class": "incident", "event_type": "triggered"}]);
+    let ok = app
+        .create_webhook(&patched(
+            hook("ok", json!([{"url": receiver.url("/ok")}])),
+            json!({"triggers": only_triggered}),
+        ))
+        .await;
+    app.create_webhook(&patched(
+        hook("down", json!([{"url": receiver.url("/down")}])),
+        json!({"triggers": only_triggered}),
+    ))
+    .await;
+    let ok_id = ok["id"].as_str().unwrap();
+    for i in 0..3 {
+        app.ingest(&event(
+            "triggered",
+            "t",
+            incident(&format!("inc-{i}"), "triggered"),
+        ))
+        .await;
+    }
+    // No webhook takes these: the first is superseded by the second, the incident's latest.
+    app.ingest(&event("resolved", "t", incident("inc-9", "resolved")))
+        .await;
+    app.ingest(&event(
+        "acknowledged",
+        "t",
+        incident("inc-9", "acknowledged"),
+    ))
+    .await;
+    receiver.wait_for("/ok", 3).await;
+
+    let db = app.db.url.clone();
+    eventually(
+        "the delivered ones and old audit entries are gone",
+        || async {
+            (
+                count(&db, "SELECT COUNT(*) FROM deliveries").await,
+                count(&db, "SELECT COUNT(*) FROM audit_log").await,
+            )
+        },
+        |(deliveries, audit)| *deliveries == 3 && *audit == 0,
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'"
+        )
+        .await,
+        3,
+        "pending work stays"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.state = 'succeeded'").await,
+        0
+    );
+    // Payloads: only those of the pending deliveries (one per event).
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM payloads").await, 3);
+    // Events: the three still pending, and inc-9's latest.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events").await, 4);
+    assert!(app.logs(ok_id, "").await["result"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The manual trigger still finds inc-0's latest event.
+    let sent = app
+        .owner(
+            Method::POST,
+            &format!("/v3/incidents/inc-0/actions/webhook/{ok_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    receiver.wait_for("/ok", 4).await;
+}
+
 both_backends!(
+    finished_work_past_retention_is_deleted,
     a_webhook_rate_limit_spaces_its_calls,
     deliveries_pending_past_max_age_expire,
     deliveries_parked_behind_an_open_circuit_survive_a_restart,

@@ -543,6 +543,93 @@ impl DeliveryStore for SqlStore {
         }))
     }
 
+    async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        // Oldest first by position: old finished rows lead the table, so the scan stops
+        // after about `limit` rows.
+        let gone: Vec<(String, Option<String>)> = sqlx::query_as(
+            "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries \
+               WHERE state <> 'pending' AND completed_at < $1 ORDER BY seq LIMIT $2) \
+             RETURNING event_id, payload_id",
+        )
+        .bind(before.as_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events: Vec<&str> = gone.iter().map(|(e, _)| e.as_str()).collect();
+        events.sort_unstable();
+        events.dedup();
+        let mut payloads: Vec<&str> = gone.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        payloads.sort_unstable();
+        payloads.dedup();
+        // A payload is shared only by deliveries of its own event.
+        for chunk in payloads.chunks(400) {
+            let sql = format!(
+                "DELETE FROM payloads WHERE id IN ({}) AND NOT EXISTS \
+                   (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id AND d.event_id IN ({}))",
+                self.dialect.params(1, chunk.len()),
+                self.dialect.params(chunk.len() + 1, events.len()),
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk.iter().chain(events.iter()) {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in events.chunks(400) {
+            let sql = format!(
+                "DELETE FROM events WHERE id IN ({}) \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id) \
+                 AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.organization_id = events.organization_id \
+                   AND i.incident_id = events.incident_id AND i.event_id = events.id)",
+                self.dialect.params(1, chunk.len()),
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        // Events that never had a delivery (no webhook matched them).
+        let lonely = sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < $1 \
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
+               AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.organization_id = e.organization_id \
+                 AND i.incident_id = e.incident_id AND i.event_id = e.id) \
+               LIMIT $2)",
+        )
+        .bind(before.as_micros())
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(gone.len() as u64 + lonely.rows_affected())
+    }
+
+    async fn prune_records(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let mut pruned = 0;
+        for (table, key, condition) in [
+            (
+                "notifications",
+                "id",
+                "state <> 'pending' AND created_at < $1",
+            ),
+            ("notices", "id", "state <> 'pending' AND created_at < $1"),
+            ("audit_log", "id", "at < $1"),
+            ("retry_jobs", "id", "state <> 'running' AND created_at < $1"),
+        ] {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT $2)"
+            ))
+            .bind(before.as_micros())
+            .bind(i64::from(limit))
+            .execute(&self.writer)
+            .await?;
+            pruned += done.rows_affected();
+        }
+        Ok(pruned)
+    }
+
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
