@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     accounts::{self, NewUser, UserChange},
     app::{self, Application},
-    config::{Config, Overrides},
+    config::{Config, LogFormat, Overrides},
     domain::{
         audit::{token_created, Actor},
         organization::Organization,
@@ -118,8 +118,6 @@ enum TokenCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Serve { .. });
-    init_logging(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,10 +137,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(quiet: bool) {
+fn init_logging(quiet: bool, format: LogFormat) {
     let default = if quiet { "warn" } else { "info,sqlx=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if format == LogFormat::Json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    }
     // Colours only on a terminal: a log file or journal gets plain text, never escapes.
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
@@ -158,6 +164,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         database_url: cli.database_url,
         listen: None,
     };
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(true, LogFormat::Text);
+    }
     match cli.command {
         Command::Config => {
             print!("{}", Config::describe_defaults());
@@ -165,7 +174,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { listen } => {
             overrides.listen = listen;
-            serve(Config::load(&overrides)?).await
+            let config = Config::load(&overrides)?;
+            init_logging(false, config.log_format);
+            serve(config).await
         }
         Command::Migrate => {
             let config = Config::load(&overrides)?;
@@ -210,7 +221,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             path.display()
         );
     }
-    eprintln!("tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    if config.log_format == LogFormat::Json {
+        tracing::info!(url = %url, "tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    } else {
+        eprintln!("tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    }
     app.run_until(shutdown).await
 }
 

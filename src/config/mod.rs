@@ -24,6 +24,7 @@ pub struct Config {
     pub public_url: String,
     /// Base64 of 32 bytes; empty means `tocsin.key` (see `secret_key.rs`).
     pub secret_key: String,
+    pub log_format: LogFormat,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
@@ -109,6 +110,16 @@ pub struct SmtpConfig {
     pub from: String,
 }
 
+/// How `tocsin serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and fields.
+    Json,
+}
+
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,6 +162,7 @@ impl Default for Config {
             database_url: "sqlite://tocsin.db".to_owned(),
             public_url: String::new(),
             secret_key: String::new(),
+            log_format: LogFormat::Text,
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
@@ -214,6 +226,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "public_url",
         "Address people use to reach tocsin, for links in e-mails; empty means http://<listen>.",
+    ),
+    (
+        "log_format",
+        "text, or json for one JSON object per line (timestamp, level, target, fields); the level follows RUST_LOG.",
     ),
     (
         "secret_key",

@@ -55,6 +55,8 @@ impl RateLimits {
     }
 }
 
+mod request_log;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::health::healthz))
@@ -72,5 +74,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(ui::security_headers))
+        .layer(axum::middleware::from_fn(request_log::request_log))
         .with_state(state)
 }

@@ -428,3 +428,80 @@ async fn tocsin_bench_reports_completely_on_a_small_run() {
         );
     }
 }
+
+/// `log_format = "json"`: every line on standard error is one JSON object with timestamp,
+/// level, target and fields; requests are logged with method, route, status, duration and
+/// the request id, which is honoured from `X-Request-Id` or made, and echoed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_and_request_ids() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start_with(
+        &db.url,
+        &[
+            ("TOCSIN_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,tocsin::http=debug"),
+        ],
+    );
+    let token = server.owner_token();
+    let client = crate::helpers::http_client();
+    let answer = client
+        .get(format!("{}/v3/extensions/event-webhooks", server.url))
+        .bearer_auth(&token)
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers()["x-request-id"],
+        "trace-abc-123",
+        "honoured and echoed"
+    );
+    let made = client
+        .get(format!(
+            "{}/v3/extensions/event-webhooks/wh_nope",
+            server.url
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 404);
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(made_id.starts_with("req_"), "{made_id}");
+
+    let lines = crate::helpers::eventually(
+        "both requests logged",
+        || async { server.stderr() },
+        |log: &String| log.contains("trace-abc-123") && log.contains(&made_id),
+    )
+    .await;
+    let mut requests = Vec::new();
+    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("every line is JSON: {line}"));
+        for key in ["timestamp", "level", "target", "fields"] {
+            assert!(entry.get(key).is_some(), "{key} in {line}");
+        }
+        if entry["target"] == "tocsin::http::request" {
+            requests.push(entry["fields"].clone());
+        }
+    }
+    let ours = requests
+        .iter()
+        .find(|f| f["request_id"] == "trace-abc-123")
+        .expect("the request with our id");
+    assert_eq!(ours["method"], "GET");
+    assert_eq!(ours["route"], "/v3/extensions/event-webhooks");
+    assert_eq!(ours["status"], 200);
+    assert!(ours["duration_ms"].is_number());
+    let missing = requests
+        .iter()
+        .find(|f| f["request_id"] == made_id.as_str())
+        .unwrap();
+    assert_eq!(
+        missing["route"], "/v3/extensions/event-webhooks/{id}",
+        "the pattern, not the id"
+    );
+    assert_eq!(missing["status"], 404);
+    server.stop();
+}

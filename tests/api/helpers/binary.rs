@@ -47,8 +47,10 @@ impl Server {
         let log_sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
+                // A text line ends with the address; in a JSON line a quote follows it.
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split(['"', ' ']).next().unwrap_or("").trim();
+                    let _ = tx.send(url.to_owned());
                 }
                 let mut log = log_sink.lock().unwrap();
                 log.push_str(&line);
