@@ -25,6 +25,8 @@ use crate::{
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// `metrics_listen`, when set.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     first_start: Option<FirstStart>,
     key_origin: KeyOrigin,
@@ -99,6 +101,7 @@ fn start_expiry(
                 match store.expire_pending(before, now, &reason, 500).await {
                     Ok(0) => break,
                     Ok(n) => {
+                        crate::metrics::metrics().deliveries_finished("expired", n);
                         tracing::warn!(
                             expired = n,
                             "deliveries failed as expired (delivery.max_age)"
@@ -272,6 +275,20 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr()?;
+        let metrics_listener = if config.metrics_listen.is_empty() {
+            None
+        } else {
+            let l = TcpListener::bind(&config.metrics_listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on metrics_listen {}: {e}",
+                        config.metrics_listen
+                    )
+                })?;
+            let a = l.local_addr()?;
+            Some((l, a))
+        };
         // Links (setup, e-mails) need an address people can open: until a public_url is
         // set, the one actually bound (port 0 becomes the real port).
         let mut config = config;
@@ -308,6 +325,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics_listener,
             state: AppState {
                 store: store.clone(),
                 config: Arc::new(config),
@@ -332,6 +350,11 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where `/metrics` is served without authentication, if configured.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, a)| *a)
     }
 
     /// The owner token when this start created the installation; `None` ever after.
@@ -368,8 +391,19 @@ impl Application {
             header_read_timeout: self.state.config.http.header_read_timeout,
             drain: grace,
         };
+        let metrics = self.metrics_listener.map(|(listener, _)| {
+            let router = http::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::warn!(error = %e, "the metrics address stopped serving");
+                }
+            })
+        });
         let router = http::router(self.state);
         http::serve::serve(self.listener, router, limits, shutdown).await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
         engine.shutdown(grace).await;
         self.notifier.abort();
         self.checkpointer.abort();

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod filter;
 pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod notify;
 pub mod payload;
 pub mod secret_key;

@@ -25,6 +25,8 @@ pub struct Config {
     /// Base64 of 32 bytes; empty means `tocsin.key` (see `secret_key.rs`).
     pub secret_key: String,
     pub log_format: LogFormat,
+    /// Where `/metrics` is also served without authentication; empty: off.
+    pub metrics_listen: String,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
@@ -163,6 +165,7 @@ impl Default for Config {
             public_url: String::new(),
             secret_key: String::new(),
             log_format: LogFormat::Text,
+            metrics_listen: String::new(),
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
@@ -230,6 +233,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "log_format",
         "text, or json for one JSON object per line (timestamp, level, target, fields); the level follows RUST_LOG.",
+    ),
+    (
+        "metrics_listen",
+        "Address and port serving GET /metrics without authentication, for Prometheus (keep it private); empty: off. /metrics on listen always needs the read ability.",
     ),
     (
         "secret_key",
@@ -436,6 +443,15 @@ impl Config {
             bad(
                 "database_url",
                 "must start with sqlite:// or postgres://".to_owned(),
+            );
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "metrics_listen",
+                format!(
+                    "must be an address and port like 127.0.0.1:9090, or empty, got \"{}\"",
+                    self.metrics_listen
+                ),
             );
         }
         if !self.secret_key.is_empty() {

@@ -319,6 +319,15 @@ impl Engine {
                 sent.push(one);
             }
         }
+        for s in &sent {
+            let counted = crate::metrics::metrics();
+            counted.attempt(
+                s.attempt.response_status,
+                s.attempt.error.as_deref(),
+                s.attempt.duration_ms as f64 / 1000.0,
+            );
+            counted.deliveries_finished(if s.succeeded { "succeeded" } else { "failed" }, 1);
+        }
         let results: Vec<AttemptResult> = sent
             .iter()
             .map(|s| AttemptResult {
@@ -705,6 +714,17 @@ fn record(inner: &Inner, job: &Job, webhook: &Webhook, outcome: Outcome, number:
         Verdict::GiveUp => (DeliveryState::Failed, None),
         Verdict::RetryIn(wait) => (DeliveryState::Pending, Some(Timestamp::now().plus(wait))),
     };
+    let counted = crate::metrics::metrics();
+    counted.attempt(
+        outcome.attempt.response_status,
+        outcome.attempt.error.as_deref(),
+        outcome.attempt.duration_ms as f64 / 1000.0,
+    );
+    match state {
+        DeliveryState::Succeeded => counted.deliveries_finished("succeeded", 1),
+        DeliveryState::Failed => counted.deliveries_finished("failed", 1),
+        _ => {}
+    }
     tracing::debug!(delivery = %job.delivery_id, attempt = number, state = state.as_str(), status = ?outcome.attempt.response_status, "attempt finished");
     let result = AttemptResult {
         delivery_id: job.delivery_id.clone(),

@@ -57,10 +57,18 @@ impl RateLimits {
 
 mod request_log;
 
+/// The router of `metrics_listen`: `/metrics` only, without authentication.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(api::health::open_metrics))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
+        .route("/metrics", get(api::health::metrics))
         .merge(api::webhooks::routes())
         .merge(api::filters::routes())
         .merge(api::logs::routes())

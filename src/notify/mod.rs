@@ -86,6 +86,7 @@ impl Notifier {
                     self.send(&webhook, &email, tries).await
                 }
             };
+            count(&outcome, ids.len());
             self.store.finish_notices(&ids, &outcome).await?;
         }
         let claimed = self
@@ -117,6 +118,7 @@ impl Notifier {
                     self.send(&webhook, &email, tries).await
                 }
             };
+            count(&outcome, ids.len());
             self.store.finish_notifications(&ids, &outcome).await?;
         }
 
@@ -178,4 +180,15 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Counts how a batch of notifications or notices ended (deferred ones are not done).
+fn count(outcome: &NotificationOutcome, n: usize) {
+    let state = match outcome {
+        NotificationOutcome::Sent(_) => "sent",
+        NotificationOutcome::Skipped(_) => "skipped",
+        NotificationOutcome::Failed { .. } => "failed",
+        NotificationOutcome::Deferred(_) => return,
+    };
+    crate::metrics::metrics().notifications_finished(state, n as u64);
 }

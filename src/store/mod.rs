@@ -478,6 +478,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Deletes up to `limit` each of sent or skipped notifications and notices, audit
     /// entries and finished bulk retries from before `before`. Returns how many in all.
     async fn prune_records(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+    /// Pending deliveries in all, and how many of them are parked (for the metrics).
+    async fn queue_counts(&self) -> StoreResult<(u64, u64)>;
     /// Cancels a webhook's pending deliveries.
     async fn cancel_pending(
         &self,

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{minimal_webhook, patched, spawn_app, Backend, TestApp};
+use crate::helpers::{minimal_webhook, patched, spawn_app, spawn_app_with, Backend, TestApp};
 
 const BASE: &str = "/v3/extensions/event-webhooks";
 
@@ -658,7 +658,109 @@ async fn duplicate_json_keys_are_refused(backend: Backend) {
     assert_eq!(app.webhook_count().await, 0);
 }
 
+/// The value of a metric line (`name{labels} value`) in a scrape; 0 when absent.
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `GET /metrics`: the read ability on the API's address, none on `metrics_listen`;
+/// counters move with the work; labels hold no ids or URLs. (The counters are the
+/// process's, shared by tests running beside this one: it looks at what grew.)
+async fn metrics_count_the_work(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.metrics_listen = "127.0.0.1:0".into()).await
+    else {
+        return;
+    };
+    let anonymous = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(anonymous.status, 401);
+    let scrape = || async {
+        let response = crate::helpers::http_client()
+            .get(format!("{}/metrics", app.metrics_address.as_ref().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "no authentication on metrics_listen"
+        );
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    for family in [
+        "tocsin_build_info{version=",
+        "# TYPE tocsin_attempt_duration_seconds histogram",
+        "# TYPE tocsin_intake_duration_seconds histogram",
+        "tocsin_deliveries_pending ",
+        "tocsin_deliveries_parked ",
+        "tocsin_circuits_open ",
+    ] {
+        assert!(before.contains(family), "{family} in\n{before}");
+    }
+    let receiver = crate::helpers::receiver::Receiver::start().await;
+    app.create_webhook(&crate::delivery::hook(
+        "counted",
+        json!([{"url": receiver.url("/in")}]),
+    ))
+    .await;
+    let events = r#"tocsin_events_total{type="incident.triggered"}"#;
+    let succeeded = r#"tocsin_deliveries_total{outcome="succeeded"}"#;
+    let ok_calls = r#"tocsin_attempts_total{result="2xx"}"#;
+    for i in 0..2 {
+        let body = crate::delivery::event(
+            "triggered",
+            "t",
+            crate::delivery::incident(&format!("inc-m{i}"), "triggered"),
+        );
+        assert_eq!(
+            app.owner(Method::POST, "/v3/events", Some(&body))
+                .await
+                .status,
+            202
+        );
+    }
+    receiver.wait_for("/in", 2).await;
+    let after = crate::helpers::eventually(
+        "the counters grew",
+        || scrape(),
+        |after: &String| {
+            metric(after, succeeded) >= metric(&before, succeeded) + 2.0
+                && metric(after, ok_calls) >= metric(&before, ok_calls) + 2.0
+        },
+    )
+    .await;
+    assert!(
+        metric(&after, events) >= metric(&before, events) + 2.0,
+        "{after}"
+    );
+    assert!(
+        !after.contains("127.0.0.1") && !after.contains("wh_") && !after.contains("inc-m"),
+        "labels carry no URLs or ids:\n{after}"
+    );
+    let with_token = crate::helpers::http_client()
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(&app.owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_token.status(),
+        200,
+        "the read ability on the API's address"
+    );
+    assert!(with_token
+        .text()
+        .await
+        .unwrap()
+        .contains("tocsin_events_total"));
+}
+
 both_backends!(
+    metrics_count_the_work,
     duplicate_json_keys_are_refused,
     masked_credentials_do_not_follow_a_new_url,
     url_passwords_are_masked_and_kept,

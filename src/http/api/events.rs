@@ -39,6 +39,7 @@ async fn ingest(
     JsonBodyText(body, text): JsonBodyText,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::Ingest)?;
+    let started = std::time::Instant::now();
     let accepted = intake::accept(
         &state.catalog,
         &state.intake,
@@ -48,6 +49,14 @@ async fn ingest(
     )
     .await?;
     if !accepted.duplicate {
+        let counted = crate::metrics::metrics();
+        counted.intake(started.elapsed().as_secs_f64());
+        if let Some(kind) = body.get("type").and_then(Value::as_str) {
+            // The registry's name, so v1 spellings count with their v2 type.
+            if let Some(t) = crate::domain::event_type::EventType::from_name(kind) {
+                counted.event(t.name);
+            }
+        }
         state.directory.observe(
             caller.organization_id(),
             crate::domain::directory::from_event(&body, crate::domain::Timestamp::now()),

@@ -21,3 +21,41 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         }
     }
 }
+
+/// The metrics in the Prometheus text format, with the queue gauges read now.
+pub async fn metrics_text(state: &AppState) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let counted = crate::metrics::metrics();
+    match state.store.queue_counts().await {
+        Ok((pending, parked)) => {
+            counted.pending.set(pending as i64);
+            counted.parked.set(parked as i64);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the queue"),
+    }
+    counted
+        .circuits_open
+        .set(state.engine.open_circuits().len() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        counted.encode(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics` on the API's address: the `read` ability.
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: crate::http::auth::Caller,
+) -> Result<axum::response::Response, crate::http::error::ApiError> {
+    caller.require(crate::domain::token::Ability::Read)?;
+    Ok(metrics_text(&state).await)
+}
+
+/// `GET /metrics` on `metrics_listen`: no authentication (that address is for scrapers).
+pub async fn open_metrics(State(state): State<AppState>) -> axum::response::Response {
+    metrics_text(&state).await
+}

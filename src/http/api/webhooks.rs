@@ -308,6 +308,7 @@ pub async fn update_webhook(
             .store
             .cancel_pending(caller.organization_id(), id, Timestamp::now())
             .await?;
+        crate::metrics::metrics().deliveries_finished("cancelled", cancelled);
         tracing::info!(webhook = %hook.id, cancelled, "webhook disabled; pending deliveries cancelled");
     }
     tracing::info!(webhook = %hook.id, "webhook updated");

@@ -630,6 +630,20 @@ impl DeliveryStore for SqlStore {
         Ok(pruned)
     }
 
+    async fn queue_counts(&self) -> StoreResult<(u64, u64)> {
+        // Both counts read partial indexes of pending rows only.
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'")
+                .fetch_one(&self.reader)
+                .await?;
+        let parked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'pending' AND parked = 1",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((pending as u64, parked as u64))
+    }
+
     async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",

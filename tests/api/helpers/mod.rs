@@ -129,6 +129,8 @@ pub async fn open_store(backend: Backend) -> Option<(Arc<dyn Store>, TestDb)> {
 
 pub struct TestApp {
     pub address: String,
+    /// `metrics_listen`'s address, when the test set one.
+    pub metrics_address: Option<String>,
     pub owner_token: String,
     /// The first start's setup link for the owner account (only on the first start).
     pub owner_setup_url: Option<String>,
@@ -186,6 +188,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
         .expect("a fresh database yields an owner token");
     let owner_setup_url = application.first_start_setup_url();
     let address = format!("http://{}", application.address());
+    let metrics_address = application.metrics_address().map(|a| format!("http://{a}"));
     let store = application.store();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -198,6 +201,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
     });
     TestApp {
         address,
+        metrics_address,
         owner_token,
         owner_setup_url,
         store,
