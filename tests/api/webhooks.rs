@@ -726,7 +726,7 @@ async fn metrics_count_the_work(backend: Backend) {
     receiver.wait_for("/in", 2).await;
     let after = crate::helpers::eventually(
         "the counters grew",
-        || scrape(),
+        scrape,
         |after: &String| {
             metric(after, succeeded) >= metric(&before, succeeded) + 2.0
                 && metric(after, ok_calls) >= metric(&before, ok_calls) + 2.0
