@@ -51,6 +51,17 @@ pub struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+/// The values of `result` on `tocsin_attempts_total`.
+const RESULTS: [&str; 7] = [
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "timeout",
+    "connection",
+    "refused",
+];
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
@@ -120,6 +131,22 @@ impl Metrics {
             "The running version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        // Every label value known up front, at zero: a series exists before its first
+        // count, so rates and alerts see 0 rather than nothing.
+        for t in crate::domain::event_type::EVENT_TYPES {
+            events.get_or_create(&TypeLabel {
+                r#type: t.name.to_owned(),
+            });
+        }
+        for outcome in ["succeeded", "failed", "cancelled", "expired"] {
+            deliveries.get_or_create(&OutcomeLabel { outcome });
+        }
+        for result in RESULTS {
+            attempts.get_or_create(&ResultLabel { result });
+        }
+        for state in ["sent", "skipped", "failed"] {
+            notifications.get_or_create(&StateLabel { state });
+        }
         Self {
             registry,
             events,

@@ -724,14 +724,10 @@ async fn metrics_count_the_work(backend: Backend) {
         );
     }
     receiver.wait_for("/in", 2).await;
-    let after = crate::helpers::eventually(
-        "the counters grew",
-        scrape,
-        |after: &String| {
-            metric(after, succeeded) >= metric(&before, succeeded) + 2.0
-                && metric(after, ok_calls) >= metric(&before, ok_calls) + 2.0
-        },
-    )
+    let after = crate::helpers::eventually("the counters grew", scrape, |after: &String| {
+        metric(after, succeeded) >= metric(&before, succeeded) + 2.0
+            && metric(after, ok_calls) >= metric(&before, ok_calls) + 2.0
+    })
     .await;
     assert!(
         metric(&after, events) >= metric(&before, events) + 2.0,
@@ -757,6 +753,25 @@ async fn metrics_count_the_work(backend: Backend) {
         .await
         .unwrap()
         .contains("tocsin_events_total"));
+    // The Grafana dashboard asks only for metrics that exist.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/grafana/tocsin-dashboard.json"
+    ))
+    .unwrap();
+    let mut asked = 0;
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(name) = word.strip_prefix("tocsin_") {
+            // A family is declared by its TYPE line even before it has a sample.
+            let family = name.trim_end_matches("_bucket").trim_end_matches("_total");
+            asked += 1;
+            assert!(
+                after.contains(&format!("# TYPE tocsin_{family} ")),
+                "tocsin_{family} is not exported"
+            );
+        }
+    }
+    assert!(asked >= 8, "the dashboard queries the metrics");
 }
 
 both_backends!(
