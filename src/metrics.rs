@@ -134,18 +134,18 @@ impl Metrics {
         // Every label value known up front, at zero: a series exists before its first
         // count, so rates and alerts see 0 rather than nothing.
         for t in crate::domain::event_type::EVENT_TYPES {
-            events.get_or_create(&TypeLabel {
+            let _ = events.get_or_create(&TypeLabel {
                 r#type: t.name.to_owned(),
             });
         }
         for outcome in ["succeeded", "failed", "cancelled", "expired"] {
-            deliveries.get_or_create(&OutcomeLabel { outcome });
+            let _ = deliveries.get_or_create(&OutcomeLabel { outcome });
         }
         for result in RESULTS {
-            attempts.get_or_create(&ResultLabel { result });
+            let _ = attempts.get_or_create(&ResultLabel { result });
         }
         for state in ["sent", "skipped", "failed"] {
-            notifications.get_or_create(&StateLabel { state });
+            let _ = notifications.get_or_create(&StateLabel { state });
         }
         Self {
             registry,
