@@ -736,7 +736,78 @@ async fn finished_work_past_retention_is_deleted(backend: Backend) {
     receiver.wait_for("/ok", 4).await;
 }
 
+/// Two nodes on one PostgreSQL taking events of the same incident at the same moment: the
+/// lane is serialised in the database, so the second delivery starts only after the first
+/// finished, whichever node took it. (The receiver answers after 300 ms: deliveries of one
+/// incident that overlapped would arrive closer together. Whether the two nodes' intake
+/// transactions overlap at all is up to timing; `store_lanes_are_locked_across_nodes`
+/// holds a lane and shows the other intake waiting, deterministically.)
+async fn one_incident_on_two_nodes_is_still_one_at_a_time(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return; // one SQLite file serves one node
+    }
+    let Some(a) = spawn_app(backend).await else {
+        return;
+    };
+    let b = a.another_node().await;
+    let receiver = Receiver::start().await;
+    receiver.respond("/slow", |_, _| Reply {
+        delay: Some(Duration::from_millis(300)),
+        ..Reply::status(200)
+    });
+    a.create_webhook(&hook("slow", json!([{"url": receiver.url("/slow")}])))
+        .await;
+    // Node B knows the webhook once its events get a delivery.
+    let warm = event("triggered", "t", incident("warm-up", "triggered"));
+    eventually(
+        "node B sees the webhook",
+        || b.owner(Method::POST, "/v3/events", Some(&warm)),
+        |r| r.body["data"]["deliveries"] == 1,
+    )
+    .await;
+    let incidents = 16;
+    // Every post at once: each incident's two events race on the two nodes.
+    let firsts: Vec<Value> = (0..incidents)
+        .map(|i| event("triggered", "t", incident(&format!("inc-{i}"), "triggered")))
+        .collect();
+    let seconds: Vec<Value> = (0..incidents)
+        .map(|i| {
+            event(
+                "acknowledged",
+                "t",
+                incident(&format!("inc-{i}"), "acknowledged"),
+            )
+        })
+        .collect();
+    let posts = firsts
+        .iter()
+        .map(|e| a.owner(Method::POST, "/v3/events", Some(e)))
+        .chain(
+            seconds
+                .iter()
+                .map(|e| b.owner(Method::POST, "/v3/events", Some(e))),
+        );
+    let replies: Vec<_> = futures_join_all(posts).await;
+    assert!(replies.iter().all(|r| r.status == 202));
+    let got = receiver.wait_for("/slow", 2 * incidents + 1).await;
+    for i in 0..incidents {
+        let id = format!("inc-{i}");
+        let times: Vec<std::time::Instant> = got
+            .iter()
+            .filter(|r| r.json()["data"]["resource_data"]["id"] == id.as_str())
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(times.len(), 2, "{id}");
+        let apart = times[1].duration_since(times[0]);
+        assert!(
+            apart >= Duration::from_millis(290),
+            "{id}: the second started {apart:?} after the first, before it was answered"
+        );
+    }
+}
+
 both_backends!(
+    one_incident_on_two_nodes_is_still_one_at_a_time,
     finished_work_past_retention_is_deleted,
     a_webhook_rate_limit_spaces_its_calls,
     deliveries_pending_past_max_age_expire,
@@ -908,3 +979,31 @@ both_backends!(
     redirects_are_failures_and_not_followed,
     changing_urls_affects_only_later_deliveries,
 );
+
+/// Polls futures side by side until all are done (what `futures::join_all` does).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, future) in out.iter_mut().zip(pending.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *slot = Some(value),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}

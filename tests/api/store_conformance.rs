@@ -677,3 +677,119 @@ async fn store_rate_slots(backend: Backend) {
 }
 
 both_backends!(store_rate_slots);
+
+/// PostgreSQL: intake takes each lane's advisory lock before it decides whether the lane is
+/// busy, so a node whose transaction holds a lane makes another node's intake for that
+/// lane wait (seen in pg_locks) until it commits — and then see its delivery.
+async fn store_lanes_are_locked_across_nodes(backend: Backend) {
+    use tocsin::{
+        domain::{
+            delivery::{lane, NewDelivery},
+            event::{parse_event, Tenant},
+        },
+        store::Admission,
+    };
+    if backend == Backend::Sqlite {
+        return; // one writer serialises SQLite's transactions already
+    }
+    let Some((store, db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("l")).unwrap());
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    let url = "https://receiver.example/hook";
+    let event = parse_event(
+        &json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": "inc-l", "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
+        Tenant {
+            id: &org.id,
+            name: "Org",
+        },
+    )
+    .unwrap();
+    let delivery = NewDelivery {
+        id: tocsin::domain::ids::new_id("msg"),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.name,
+        incident_id: "inc-l".into(),
+        url: url.into(),
+        method: tocsin::domain::webhook::Method::Post,
+        payload: "{}".into(),
+        payload_id: Some(tocsin::domain::ids::new_id("pld")),
+        failure: None,
+        notify: false,
+        origin: Default::default(),
+        created_at: Timestamp::now(),
+    };
+    assert_eq!(
+        delivery.lane(),
+        lane(
+            &hook.id,
+            tocsin::domain::webhook::Method::Post,
+            url,
+            "inc-l"
+        )
+    );
+    // "The other node": a transaction holding the lane.
+    let pool = sqlx::postgres::PgPool::connect(&db.url).await.unwrap();
+    let mut other = pool.begin().await.unwrap();
+    // The lane's key as intake derives it: its first 16 hex digits.
+    let key = u64::from_str_radix(&delivery.lane()[..16], 16).unwrap() as i64;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let intake = {
+        let store = store.clone();
+        let delivery = delivery.clone();
+        tokio::spawn(async move {
+            let admission = Admission {
+                lease: Some(tocsin::store::Lease {
+                    owner: "node-b".into(),
+                    until: Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000),
+                }),
+                park_urls: Vec::new(),
+                park_until: Timestamp::now(),
+            };
+            store
+                .accept_events(&[(event, vec![delivery])], &admission)
+                .await
+                .unwrap()
+        })
+    };
+    crate::helpers::eventually(
+        "node B's intake waits for the lane",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        },
+        |waiting| *waiting >= 1,
+    )
+    .await;
+    assert!(
+        !intake.is_finished(),
+        "it has not decided while the lane is held"
+    );
+    other.commit().await.unwrap();
+    let answers = intake.await.unwrap();
+    assert_eq!(
+        answers[0].leased,
+        vec![delivery.id.clone()],
+        "free lane: leased"
+    );
+}
+
+both_backends!(store_lanes_are_locked_across_nodes);

@@ -18,6 +18,37 @@ const CHUNK: usize = 400;
 /// Inserts deliveries: parked when their URL is among `admission.park_urls`, else leased
 /// when they may start now (not failed, first in their lane: no earlier pending delivery, in
 /// the table or earlier in `deliveries`), else waiting, due now.
+/// Several nodes on one PostgreSQL may take events of one incident at the same moment:
+/// each transaction would see no pending delivery in the lane (the other's is not committed)
+/// and both would start theirs. A transaction-scoped advisory lock per lane makes the
+/// second wait for the first's commit and then see its delivery. Locks are taken in key
+/// order, so two batches sharing lanes cannot deadlock. (SQLite's one writer serialises
+/// these transactions already.)
+async fn lock_lanes(tx: &mut Transaction<'static, Any>, lanes: &[&String]) -> StoreResult<()> {
+    // A lane is hex of a hash: its first 16 digits make a well-spread 64-bit key.
+    let mut keys: Vec<i64> = lanes
+        .iter()
+        .map(|lane| u64::from_str_radix(&lane[..16.min(lane.len())], 16).unwrap_or(0) as i64)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(CHUNK) {
+        let values: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("(${i}::bigint)"))
+            .collect();
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(k) FROM (VALUES {}) AS v(k)",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
@@ -29,6 +60,9 @@ pub(super) async fn insert_deliveries(
     let mut busy: HashSet<String> = HashSet::new();
     let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
     distinct.sort();
+    if dialect == Dialect::Postgres {
+        lock_lanes(tx, &distinct).await?;
+    }
     for chunk in distinct.chunks(CHUNK) {
         let sql = format!(
             "SELECT DISTINCT lane FROM deliveries WHERE state = 'pending' AND lane IN ({})",

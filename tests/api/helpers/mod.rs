@@ -238,6 +238,17 @@ impl TestApp {
             .expect("server stopped cleanly");
     }
 
+    /// Another node on the same database (PostgreSQL), with the same settings and owner
+    /// token; the database stays this app's to drop.
+    pub async fn another_node(&self) -> TestApp {
+        let db = TestDb {
+            url: self.db.url.clone(),
+            _dir: None,
+            postgres: None,
+        };
+        start(db, self.config.clone(), Some(self.owner_token.clone())).await
+    }
+
     /// Stops the server (unless stopped already) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestApp {
         if self.server.is_some() {
