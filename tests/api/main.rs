@@ -14,5 +14,6 @@ mod secrets;
 mod server_limits;
 mod shaping;
 mod store_conformance;
+mod tls;
 mod ui_forms;
 mod webhooks;
