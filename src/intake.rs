@@ -476,7 +476,8 @@ pub async fn resend(
         url: old.url,
         method: old.method,
         payload: Arc::from(old.payload),
-        payload_id: Some(new_id("pld")),
+        // The same bytes: the original's payload row when it has one.
+        payload_id: old.payload_id.clone().or_else(|| Some(new_id("pld"))),
         failure: None,
         notify: !webhook.spec.mail_ids.is_empty(),
         origin: Origin::Resend(old.id.clone()),

@@ -136,6 +136,9 @@ pub struct Delivery {
     pub url: String,
     pub method: Method,
     pub payload: String,
+    /// Its row in `payloads`; `None` for one stored before payloads had rows, or never
+    /// rendered.
+    pub payload_id: Option<String>,
     pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: Option<Timestamp>,

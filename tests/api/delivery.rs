@@ -861,7 +861,17 @@ async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
         "a test is one attempt"
     );
 
-    // Resend the first successful one.
+    // Resend the first successful one: a new delivery of the same payload row.
+    let payloads = || async {
+        let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payloads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    let payloads_before = payloads().await;
     let original = ok["delivery_id"].as_str().unwrap();
     let reply = app
         .owner(
@@ -883,6 +893,11 @@ async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
         .await;
     assert_eq!(row.body["data"]["origin"], "resend");
     assert_eq!(row.body["data"]["resent_from"], original);
+    assert_eq!(
+        payloads().await,
+        payloads_before,
+        "no second copy of the bytes"
+    );
     let missing = app
         .owner(
             Method::POST,

@@ -26,7 +26,7 @@ use crate::{
 /// A delivery's columns, with its payload from `payloads` (or inline, from before).
 const DELIVERY_COLUMNS: &str = "seq, id, organization_id, webhook_id, event_id, event_type, incident_id, url, method, \
     COALESCE((SELECT body FROM payloads WHERE payloads.id = deliveries.payload_id), deliveries.payload) AS payload, \
-    state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at, origin, resent_from";
+    state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, completed_at, origin, resent_from, payload_id";
 
 fn method_from(text: &str) -> StoreResult<Method> {
     match text {
@@ -100,6 +100,7 @@ pub(crate) fn delivery_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<(i
         url: open_url(sealer, row.try_get("url")?)?,
         method: method_from(&method)?,
         payload: row.try_get("payload")?,
+        payload_id: row.try_get("payload_id")?,
         state: DeliveryState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery state {state}")))?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,

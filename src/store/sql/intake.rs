@@ -103,7 +103,11 @@ pub(super) async fn insert_deliveries(
         .filter(|(id, _)| seen_payloads.insert(*id))
         .collect();
     for chunk in payloads.chunks(CHUNK) {
-        let sql = dialect.insert("payloads", &["id", "body"], chunk.len());
+        // A resend refers to the payload row its original already has.
+        let sql = format!(
+            "{} ON CONFLICT (id) DO NOTHING",
+            dialect.insert("payloads", &["id", "body"], chunk.len())
+        );
         let mut query = sqlx::query(&sql);
         for (id, body) in chunk {
             query = query.bind(*id).bind(*body);
