@@ -133,6 +133,39 @@ async fn login_logout_and_cookie_flags(backend: Backend) {
     assert_eq!(page.headers["x-frame-options"], "DENY");
     assert!(page.text.contains(r#"name="email""#) && page.text.contains(r#"name="password""#));
 
+    // The login form's token must come back with its cookie: a login posted from another
+    // site (no token, or a token without this browser's cookie) is refused.
+    let token = page.login_token().expect("the form carries a login token");
+    let bare = v
+        .post_form(
+            "/login",
+            &[("email", "bo@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(bare.status, 403, "{}", bare.text);
+    assert!(bare.text.contains("came from another site"));
+    let mut elsewhere = Visitor::new(&app);
+    let forged = elsewhere
+        .post_form(
+            "/login",
+            &[
+                ("email", "bo@example.com"),
+                ("password", PASSWORD),
+                ("login_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "a token without its cookie");
+    assert!(elsewhere.cookie.is_none(), "no session was started");
+    let cookie = page.set_cookie();
+    assert!(
+        cookie.starts_with("tocsin_login=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/login"),
+        "{cookie}"
+    );
+
     // Wrong password and unknown email answer alike.
     let wrong = v.login("bo@example.com", "not the password").await;
     let nobody = v.login("nobody@example.com", PASSWORD).await;
@@ -187,17 +220,11 @@ async fn login_logout_and_cookie_flags(backend: Backend) {
     let home = Visitor::new(&app).get("/").await;
     assert_eq!((home.status, home.location()), (303, "/login?next=%2F"));
     let next = Visitor::new(&app)
-        .post_form(
-            "/login?next=%2Fwebhooks",
-            &[("email", "bo@example.com"), ("password", PASSWORD)],
-        )
+        .login_at("/login?next=%2Fwebhooks", "bo@example.com", PASSWORD)
         .await;
     assert_eq!(next.location(), "/webhooks");
     let offsite = Visitor::new(&app)
-        .post_form(
-            "/login?next=%2F%2Fevil.example",
-            &[("email", "bo@example.com"), ("password", PASSWORD)],
-        )
+        .login_at("/login?next=%2F%2Fevil.example", "bo@example.com", PASSWORD)
         .await;
     assert_eq!(offsite.location(), "/", "only local paths are followed");
 }

@@ -38,13 +38,20 @@ fn next_query(next: Option<&str>) -> String {
     .unwrap_or_default()
 }
 
+/// The login form's own CSRF defence (there is no session yet): a random token in a
+/// cookie only `/login` sees (SameSite=Strict) and in the form; a login posted by another
+/// site has no matching pair, so nobody can be logged into someone else's account unseen.
+const LOGIN_COOKIE: &str = "tocsin_login";
+
 fn login_page(
+    state: &AppState,
     status: StatusCode,
     email: &str,
     error: Option<&str>,
     next: Option<&str>,
 ) -> Response {
-    render(
+    let token = crate::domain::session::new_secret();
+    let mut response = render(
         status,
         "login.html",
         base_context(None),
@@ -53,8 +60,44 @@ fn login_page(
             email => email,
             error => error,
             next_query => next_query(next),
+            login_token => &token,
         },
-    )
+    );
+    let cookie = Cookie::build((LOGIN_COOKIE, token))
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.public_url().starts_with("https://"))
+        .max_age(CookieDuration::hours(1))
+        .build();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header"),
+    );
+    response
+}
+
+/// Whether the form's token matches the login cookie (compared in constant time).
+fn login_token_matches(headers: &HeaderMap, form: &FormBody) -> bool {
+    let sent = form.get("login_token");
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
+        .find(|c| c.name() == LOGIN_COOKIE)
+        .map(|c| c.value().to_owned());
+    match cookie {
+        Some(expected) if !sent.is_empty() && expected.len() == sent.len() => {
+            expected
+                .bytes()
+                .zip(sent.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        }
+        _ => false,
+    }
 }
 
 pub async fn show(
@@ -66,7 +109,7 @@ pub async fn show(
     if let Ok(Some(Caller::User { .. })) = authenticate(&headers, &state).await {
         return Redirect::to(next.as_deref().unwrap_or("/")).into_response();
     }
-    login_page(StatusCode::OK, "", None, next.as_deref())
+    login_page(&state, StatusCode::OK, "", None, next.as_deref())
 }
 
 /// The session cookie: HttpOnly, SameSite=Lax, Secure when people reach tocsin over https,
@@ -96,11 +139,21 @@ pub fn signed_in(state: &AppState, secret: &str, to: &str) -> Response {
 pub async fn submit(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     form: FormBody,
 ) -> Response {
     let next = safe_next(query.as_deref());
     let email = form.get("email").trim().to_owned();
+    if !login_token_matches(&headers, &form) {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &email,
+            Some("This form was stale or came from another site. Log in again here."),
+            next.as_deref(),
+        );
+    }
     let result = accounts::login(
         state.store.as_ref(),
         &state.login_throttle,
@@ -115,6 +168,7 @@ pub async fn submit(
             signed_in(&state, &secret, next.as_deref().unwrap_or("/"))
         }
         Err(e @ LoginError::Invalid) => login_page(
+            &state,
             StatusCode::UNAUTHORIZED,
             &email,
             Some(&e.to_string()),
@@ -123,6 +177,7 @@ pub async fn submit(
         Err(LoginError::Throttled(wait)) => {
             let text = LoginError::Throttled(wait).to_string();
             let mut response = login_page(
+                &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 &email,
                 Some(&text),
@@ -136,6 +191,7 @@ pub async fn submit(
         Err(LoginError::Store(e)) => {
             tracing::error!(error = %e, "login failed");
             login_page(
+                &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &email,
                 Some("tocsin cannot reach its database right now; try again in a moment"),

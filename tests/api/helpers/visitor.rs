@@ -40,6 +40,14 @@ impl Page {
             .unwrap_or("")
     }
 
+    /// The login form's hidden `login_token`.
+    pub fn login_token(&self) -> Option<String> {
+        let marker = r#"name="login_token" value=""#;
+        let start = self.text.find(marker)? + marker.len();
+        let end = self.text[start..].find('"')? + start;
+        Some(self.text[start..end].to_owned())
+    }
+
     /// The value of `<meta name="csrf-token" content="…">`.
     pub fn csrf(&self) -> Option<String> {
         let start = self.text.find(r#"<meta name="csrf-token" content=""#)? + 33;
@@ -52,6 +60,8 @@ pub struct Visitor {
     base: String,
     client: reqwest::Client,
     pub cookie: Option<String>,
+    /// The login form's own cookie (`tocsin_login`), kept from the last login page.
+    login_cookie: Option<String>,
 }
 
 impl Visitor {
@@ -68,6 +78,7 @@ impl Visitor {
                 .build()
                 .unwrap(),
             cookie: None,
+            login_cookie: None,
         }
     }
 
@@ -86,8 +97,17 @@ impl Visitor {
             format!("{}{path}", self.base)
         };
         let mut request = self.client.request(method, url);
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, format!("tocsin_session={cookie}"));
+        let cookies: Vec<String> = [
+            self.cookie.as_ref().map(|c| format!("tocsin_session={c}")),
+            self.login_cookie
+                .as_ref()
+                .map(|c| format!("tocsin_login={c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !cookies.is_empty() {
+            request = request.header(header::COOKIE, cookies.join("; "));
         }
         if let Some(csrf) = csrf {
             request = request.header("X-CSRF-Token", csrf);
@@ -112,12 +132,18 @@ impl Visitor {
             headers,
             text,
         };
-        if let Some(value) = page
-            .set_cookie()
-            .strip_prefix("tocsin_session=")
-            .and_then(|rest| rest.split(';').next())
-        {
-            self.cookie = (!value.is_empty()).then(|| value.to_owned());
+        for set in page.headers.get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap_or("");
+            let value = |name: &str| {
+                set.strip_prefix(name)
+                    .and_then(|rest| rest.split(';').next())
+                    .map(str::to_owned)
+            };
+            if let Some(v) = value("tocsin_session=") {
+                self.cookie = (!v.is_empty()).then_some(v);
+            } else if let Some(v) = value("tocsin_login=") {
+                self.login_cookie = (!v.is_empty()).then_some(v);
+            }
         }
         page
     }
@@ -151,9 +177,25 @@ impl Visitor {
         self.send(method, path, body, csrf).await
     }
 
+    /// Logs in as a browser does: the login page first (its token and cookie), then the
+    /// form.
     pub async fn login(&mut self, email: &str, password: &str) -> Page {
-        self.post_form("/login", &[("email", email), ("password", password)])
-            .await
+        self.login_at("/login", email, password).await
+    }
+
+    /// The same, posting to `path` (a `/login?next=…`).
+    pub async fn login_at(&mut self, path: &str, email: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let token = form.login_token().unwrap_or_default();
+        self.post_form(
+            path,
+            &[
+                ("email", email),
+                ("password", password),
+                ("login_token", &token),
+            ],
+        )
+        .await
     }
 
     /// Logs in (which must work) and returns the CSRF token of the home page.
