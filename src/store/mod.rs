@@ -421,9 +421,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn release_stale_leases(&self) -> StoreResult<u64>;
     /// Gives back every lease `owner` holds (graceful shutdown).
     async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
-    /// Fails pending deliveries made before `before` (none leased at `now`: an attempt in
-    /// flight finishes first) with `reason`, at most `limit`, oldest first; those of webhooks
-    /// with failure e-mails owe one. Returns how many expired.
+    /// Fails pending deliveries made, and last changed (an attempt, a bulk retry's re-queue),
+    /// before `before` — none leased at `now`: an attempt in flight finishes first — with
+    /// `reason`, at most `limit`, oldest first; those of webhooks with failure e-mails owe
+    /// one. Returns how many expired.
     async fn expire_pending(
         &self,
         before: Timestamp,

@@ -997,7 +997,70 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
     }
 }
 
+/// A bulk retry of deliveries older than `delivery.max_age` gives them a fresh start: they
+/// are sent, not failed as expired before their first new attempt.
+async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.max_age = std::time::Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = up.clone();
+    receiver.respond("/late", move |_, _| {
+        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            422
+        })
+    });
+    let created = app
+        .create_webhook(&patched(
+            hook("late", json!([{"url": receiver.url("/late")}])),
+            json!({"max_retry": 0}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    app.ingest_incidents(0..2).await;
+    app.settled_logs(id, 2).await;
+    // Wait until they are older than max_age.
+    eventually(
+        "the failed deliveries are older than max_age",
+        || async {
+            app.logs(id, "").await["result"][0]["created_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        },
+        |created: &String| {
+            let made = time::OffsetDateTime::parse(
+                created,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            time::OffsetDateTime::now_utc() - made > time::Duration::milliseconds(1500)
+        },
+    )
+    .await;
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = app
+        .owner(
+            Method::POST,
+            &format!("{HOOKS}/{id}/logs/retry"),
+            Some(&json!({"state": "failed"})),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    receiver.wait_for("/late", 4).await;
+    let rows = app.settled_logs(id, 2).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+}
+
 both_backends!(
+    a_bulk_retry_restarts_the_max_age_clock,
     a_bulk_retry_requeues_matching_deliveries_in_order,
     tests_and_resends_are_sent_now_and_logged,
     rotated_secrets_sign_together_during_the_grace_period,

@@ -348,7 +348,8 @@ impl DeliveryStore for SqlStore {
             "UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2, completed_at = $2, \
                next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, parked = 0 \
              WHERE seq IN (SELECT seq FROM deliveries \
-               WHERE state = 'pending' AND created_at < $3 AND (lease_owner IS NULL OR leased_until < $2) \
+               WHERE state = 'pending' AND created_at < $3 AND updated_at < $3 \
+                 AND (lease_owner IS NULL OR leased_until < $2) \
                ORDER BY created_at LIMIT $4) \
              RETURNING id, organization_id, webhook_id",
         )
