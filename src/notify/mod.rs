@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use crate::{
     config::Config,
     domain::{
-        notification::{FailureReport, Notice, Notification, NotificationOutcome},
+        notification::{FailureReport, NotificationOutcome},
         webhook::Webhook,
         Timestamp,
     },
@@ -62,14 +62,9 @@ impl Notifier {
         // Notices first: news about the webhook as a whole matters most, and delivery
         // failures of the same moment follow in the window's digest.
         let notices = self.store.claim_notices(now, now.plus(CLAIM), 500).await?;
-        let mut by_webhook: BTreeMap<(String, String), Vec<Notice>> = BTreeMap::new();
-        for notice in notices {
-            by_webhook
-                .entry((notice.organization_id.clone(), notice.webhook_id.clone()))
-                .or_default()
-                .push(notice);
-        }
-        for ((org, webhook_id), items) in by_webhook {
+        for ((org, webhook_id), items) in
+            by_webhook(notices, |n| (&n.organization_id, &n.webhook_id))
+        {
             let ids: Vec<String> = items.iter().map(|n| n.id.clone()).collect();
             let tries = items.iter().map(|n| n.attempts).max().unwrap_or(0);
             let outcome = match self.recipients(&org, &webhook_id, now).await? {
@@ -93,15 +88,9 @@ impl Notifier {
             .store
             .claim_notifications(now, now.plus(CLAIM), 500)
             .await?;
-        let mut by_webhook: BTreeMap<(String, String), Vec<(Notification, FailureReport)>> =
-            BTreeMap::new();
-        for item in claimed {
-            by_webhook
-                .entry((item.0.organization_id.clone(), item.0.webhook_id.clone()))
-                .or_default()
-                .push(item);
-        }
-        for ((org, webhook_id), items) in by_webhook {
+        for ((org, webhook_id), items) in
+            by_webhook(claimed, |(n, _)| (&n.organization_id, &n.webhook_id))
+        {
             let ids: Vec<String> = items.iter().map(|(n, _)| n.id.clone()).collect();
             let tries = items.iter().map(|(n, _)| n.attempts).max().unwrap_or(0);
             let outcome = match self.recipients(&org, &webhook_id, now).await? {
@@ -191,4 +180,18 @@ fn count(outcome: &NotificationOutcome, n: usize) {
         NotificationOutcome::Deferred(_) => return,
     };
     crate::metrics::metrics().notifications_finished(state, n as u64);
+}
+
+/// Claimed items grouped by (organization, webhook): one e-mail per webhook.
+fn by_webhook<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> (&String, &String),
+) -> BTreeMap<(String, String), Vec<T>> {
+    let mut groups: BTreeMap<(String, String), Vec<T>> = BTreeMap::new();
+    for item in items {
+        let (org, webhook) = key(&item);
+        let key = (org.clone(), webhook.clone());
+        groups.entry(key).or_default().push(item);
+    }
+    groups
 }

@@ -915,15 +915,7 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answer = up.clone();
-    receiver.respond("/flaky", move |_, _| {
-        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
-            200
-        } else {
-            422
-        })
-    });
+    let up = receiver.failing_until("/flaky", 422);
     let created = app
         .create_webhook(&patched(
             hook("flaky", json!([{"url": receiver.url("/flaky")}])),
@@ -939,7 +931,7 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
     }
     let rows = app.settled_logs(id, 9).await;
     assert!(rows.iter().all(|r| r["state"] == "failed"), "{rows:?}");
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
 
     let path = format!("{HOOKS}/{id}/logs/retry");
     let bad = app
@@ -1008,15 +1000,7 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answer = up.clone();
-    receiver.respond("/late", move |_, _| {
-        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
-            200
-        } else {
-            422
-        })
-    });
+    let up = receiver.failing_until("/late", 422);
     let created = app
         .create_webhook(&patched(
             hook("late", json!([{"url": receiver.url("/late")}])),
@@ -1045,7 +1029,7 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
         },
     )
     .await;
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let started = app
         .owner(
             Method::POST,

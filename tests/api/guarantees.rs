@@ -9,7 +9,7 @@ use tocsin::{domain::Timestamp, store::Lease};
 use crate::both_backends;
 use crate::delivery::{event, hook, incident, HOOKS};
 use crate::helpers::binary::Server;
-use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::receiver::{Receiver, Reply, Switch};
 use crate::helpers::{
     eventually, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb, DEADLINE,
 };
@@ -400,24 +400,10 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     );
 }
 
-/// A receiver whose `/down` answers 503 until the flag is set, and a webhook to it (its id).
-async fn url_down_until_up(
-    app: &TestApp,
-) -> (
-    Receiver,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    String,
-) {
+/// A receiver whose `/down` answers 503 until the switch is on, and a webhook to it (its id).
+async fn url_down_until_up(app: &TestApp) -> (Receiver, Switch, String) {
     let receiver = Receiver::start().await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answer = up.clone();
-    receiver.respond("/down", move |_, _| {
-        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
-            200
-        } else {
-            503
-        })
-    });
+    let up = receiver.failing_until("/down", 503);
     let created = app
         .create_webhook(&hook("down", json!([{"url": receiver.url("/down")}])))
         .await;
@@ -473,7 +459,7 @@ async fn a_failing_url_is_probed_not_hammered_and_drains_when_back(backend: Back
     assert!(untouched >= 20, "{untouched} deliveries parked unattempted");
 
     // Back up: the next probe succeeds and everything parked follows, each delivered once.
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let rows = app.settled_logs(id, 40).await;
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
     let received = receiver.received("/down");
@@ -527,7 +513,7 @@ async fn deliveries_parked_behind_an_open_circuit_survive_a_restart(backend: Bac
 
     // A new process knows nothing of the circuit: it finds the parked work in the store.
     let app = app.restart().await;
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let rows = app.settled_logs(&id, 30).await;
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
 }

@@ -260,15 +260,7 @@ async fn a_url_going_down_and_back_is_e_mailed(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answer = up.clone();
-    receiver.respond("/down", move |_, _| {
-        Reply::status(if answer.load(std::sync::atomic::Ordering::SeqCst) {
-            200
-        } else {
-            503
-        })
-    });
+    let up = receiver.failing_until("/down", 503);
     app.create_webhook(&json!({
         "name": "Bridge", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
         "urls": [{"url": receiver.url("/down")}], "is_all_teams_configured": true,
@@ -294,7 +286,7 @@ async fn a_url_going_down_and_back_is_e_mailed(backend: Backend) {
     // Parked behind the open circuit until a probe finds the URL back.
     app.ingest(&event("triggered", "t", incident("inc-late", "triggered")))
         .await;
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let back = mail_about(&smtp, "answers again").await;
     assert!(back.text.contains(&receiver.url("/down")), "{}", back.text);
 }

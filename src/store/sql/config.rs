@@ -576,16 +576,8 @@ impl ConfigStore for SqlStore {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        if row.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        bump_webhooks_version(&mut tx, organization_id).await?;
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        row.as_ref()
-            .map(|row| self.webhook_from_row(row))
-            .transpose()
+        self.finish_webhook_write(tx, organization_id, row, audit)
+            .await
     }
 }
 
@@ -637,13 +629,11 @@ impl SqlStore {
         .bind(answered)
         .execute(&mut *tx)
         .await?;
-        bump_webhooks_version(&mut tx, organization_id).await?;
-        insert_audit(&mut tx, audit).await?;
         if let Some(notice) = notice {
             super::notification::insert_notice(&mut tx, notice).await?;
         }
-        tx.commit().await?;
-        self.webhook_from_row(&row).map(Some)
+        self.finish_webhook_write(tx, organization_id, Some(row), audit)
+            .await
     }
 
     /// Sets one text column of a webhook (`column` is one of ours, never input; it may
@@ -667,16 +657,31 @@ impl SqlStore {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        if row.is_none() {
+        self.finish_webhook_write(tx, organization_id, row, audit)
+            .await
+    }
+}
+
+impl SqlStore {
+    /// The end of every write to one webhook, in its transaction: rolled back when the
+    /// webhook was not there (`row` is `None`); else the organization's webhooks_version
+    /// bumped (other nodes reload) and the audit entry written, committed, and the row
+    /// read back opened.
+    async fn finish_webhook_write(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        organization_id: &str,
+        row: Option<AnyRow>,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<Webhook>> {
+        let Some(row) = row else {
             tx.rollback().await?;
             return Ok(None);
-        }
+        };
         bump_webhooks_version(&mut tx, organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        row.as_ref()
-            .map(|row| self.webhook_from_row(row))
-            .transpose()
+        self.webhook_from_row(&row).map(Some)
     }
 }
 

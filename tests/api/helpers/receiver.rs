@@ -157,6 +157,20 @@ impl Receiver {
             .insert(path.to_owned(), Arc::new(decide));
     }
 
+    /// `path` answers `status` until the returned switch is turned on, then 200.
+    pub fn failing_until(&self, path: &str, status: u16) -> Switch {
+        let on = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = on.clone();
+        self.respond(path, move |_, _| {
+            Reply::status(if seen.load(std::sync::atomic::Ordering::SeqCst) {
+                200
+            } else {
+                status
+            })
+        });
+        Switch(on)
+    }
+
     pub fn received(&self, path: &str) -> Vec<Received> {
         self.inner
             .received
@@ -184,5 +198,15 @@ impl Receiver {
                 );
             }
         }
+    }
+}
+
+/// Turns a [`Receiver::failing_until`] path back to answering 200.
+#[derive(Clone)]
+pub struct Switch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Switch {
+    pub fn on(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
