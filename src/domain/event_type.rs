@@ -244,6 +244,22 @@ impl EventType {
             .find(|t| t.name == name || t.v1_name == Some(name))
     }
 
+    /// Every type grouped by resource (its title), in the registry's order: how the pages
+    /// list them.
+    pub fn by_resource() -> Vec<(&'static str, Vec<&'static EventType>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static EventType>)> = Vec::new();
+        for t in EVENT_TYPES {
+            match groups
+                .iter_mut()
+                .find(|(title, _)| *title == t.resource_title())
+            {
+                Some((_, types)) => types.push(t),
+                None => groups.push((t.resource_title(), vec![t])),
+            }
+        }
+        groups
+    }
+
     /// The allowed `event_class`/`event_type` pairs, for error messages.
     pub fn known_triggers() -> String {
         EVENT_TYPES
@@ -268,6 +284,31 @@ mod tests {
             Some(v2)
         );
         assert!(EventType::from_name("incident.exploded").is_none());
+    }
+
+    #[test]
+    fn types_group_by_resource_in_the_registrys_order() {
+        let groups = EventType::by_resource();
+        let titles: Vec<&str> = groups.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            titles,
+            [
+                "Incident",
+                "Tags",
+                "Notes",
+                "Tasks",
+                "Communication channels",
+                "SLO violations",
+                "Status page"
+            ]
+        );
+        assert_eq!(groups[0].1.len(), 4);
+        let flat: Vec<&str> = groups
+            .iter()
+            .flat_map(|(_, ts)| ts.iter().map(|t| t.name))
+            .collect();
+        let all: Vec<&str> = EVENT_TYPES.iter().map(|t| t.name).collect();
+        assert_eq!(flat, all);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{base_context, error_page, flash, render, FormBody, Person};
 use crate::{
     domain::{
         delivery::{Delivery, DeliveryState},
-        event_type::EVENT_TYPES,
+        event_type::{EventType, EVENT_TYPES},
         token::Ability,
     },
     http::{api::webhooks::existing, error::ApiError, extract::query_pairs, AppState},
@@ -153,7 +153,9 @@ pub async fn show(
             older => older,
             poll => poll,
             states => DeliveryState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            event_types => EVENT_TYPES.iter().map(|t| t.name).collect::<Vec<_>>(),
+            // Grouped by resource and named as the form names them: 23 raw type names
+            // made the filter wider than the page.
+            event_types => type_groups(),
             f_state => filter("state"),
             f_event_type => filter("event_type"),
             f_incident => filter("incident_id"),
@@ -352,4 +354,18 @@ pub async fn send_test(
             problem => problem,
         },
     )
+}
+
+/// The event types for the filter, grouped by resource.
+fn type_groups() -> Vec<Ctx> {
+    EventType::by_resource()
+        .into_iter()
+        .map(|(group, types)| {
+            let types: Vec<Ctx> = types
+                .iter()
+                .map(|t| context! { name => t.name, label => t.label })
+                .collect();
+            context! { group => group, types => types }
+        })
+        .collect()
 }

@@ -25,7 +25,7 @@ use super::{
     FormBody, Person,
 };
 use crate::{
-    domain::{directory::Kind, event_type::EVENT_TYPES, token::Ability, webhook::Webhook},
+    domain::{directory::Kind, event_type::EventType, token::Ability, webhook::Webhook},
     filter,
     http::{
         api::webhooks::{create_webhook, existing, update_webhook, webhook_json},
@@ -89,26 +89,20 @@ fn trigger_groups(values: &Value) -> Vec<Ctx> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut groups: Vec<(String, Vec<Ctx>)> = Vec::new();
-    for t in EVENT_TYPES {
-        let item = context! {
-            value => t.name,
-            label => t.label,
-            checked => chosen.iter().any(|c| c == t.name),
-        };
-        let title = t.resource_title();
-        match groups.iter_mut().find(|(group, _)| group == title) {
-            Some((_, items)) => items.push(item),
-            None => groups.push((title.to_owned(), vec![item])),
-        }
-    }
-    groups
+    EventType::by_resource()
         .into_iter()
-        .map(|(title, items)| {
-            let v2_only = EVENT_TYPES
+        .map(|(title, types)| {
+            let items: Vec<Ctx> = types
                 .iter()
-                .filter(|t| t.resource_title() == title)
-                .all(|t| t.v1_name.is_none());
+                .map(|t| {
+                    context! {
+                        value => t.name,
+                        label => t.label,
+                        checked => chosen.iter().any(|c| c == t.name),
+                    }
+                })
+                .collect();
+            let v2_only = types.iter().all(|t| t.v1_name.is_none());
             context! { resource => title, items => items, v2_only => v2_only }
         })
         .collect()
