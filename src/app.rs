@@ -19,7 +19,7 @@ use crate::{
     intake::IntakeQueue,
     notify::{self, Notifier},
     secret_key::KeyOrigin,
-    store::Store,
+    store::{Change, Store},
 };
 
 pub struct Application {
@@ -36,6 +36,8 @@ pub struct Application {
     expiry: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     auto_disable: Option<tokio::task::JoinHandle<()>>,
+    /// Hears other nodes' changes (PostgreSQL only).
+    changes: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the write-ahead log is moved into the database file (SQLite).
@@ -118,6 +120,34 @@ fn start_expiry(
             }
         }
     })
+}
+
+/// Acts on changes other nodes made as they are heard (PostgreSQL only): drops the cached
+/// webhooks of the organization concerned, or every trusted token, or wakes the poller.
+/// A missed stretch drops every cache; their own freshness checks remain the fallback.
+fn start_change_listener(
+    store: &dyn Store,
+    catalog: Arc<Catalog>,
+    tokens: Arc<http::auth::TokenCache>,
+    engine: Engine,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = store.subscribe()?;
+    Some(tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(Change::Webhooks(organization_id)) => catalog.invalidate(&organization_id),
+                Ok(Change::Tokens) => tokens.clear(),
+                Ok(Change::Work) => engine.wake(),
+                Ok(Change::Missed) | Err(RecvError::Lagged(_)) => {
+                    catalog.invalidate_all();
+                    tokens.clear();
+                    engine.wake();
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }))
 }
 
 /// Disables webhooks whose every URL has failed without a success for
@@ -322,6 +352,13 @@ impl Application {
             config.delivery.disable_after,
         );
         let rate_limits = Arc::new(http::RateLimits::new(&config.http));
+        let tokens: Arc<http::auth::TokenCache> = Arc::default();
+        let changes = start_change_listener(
+            store.as_ref(),
+            catalog.clone(),
+            tokens.clone(),
+            engine.clone(),
+        );
         Ok(Self {
             listener,
             address,
@@ -332,7 +369,7 @@ impl Application {
                 intake: IntakeQueue::start(store.clone(), engine.clone()),
                 engine,
                 catalog,
-                tokens: Arc::default(),
+                tokens,
                 login_throttle: Arc::default(),
                 rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
@@ -345,6 +382,7 @@ impl Application {
             expiry,
             retention,
             auto_disable,
+            changes,
         })
     }
 
@@ -411,6 +449,9 @@ impl Application {
         self.expiry.abort();
         self.retention.abort();
         if let Some(task) = &self.auto_disable {
+            task.abort();
+        }
+        if let Some(task) = &self.changes {
             task.abort();
         }
         Ok(())

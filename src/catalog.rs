@@ -1,7 +1,9 @@
 //! Webhooks as matching and sending need them: parsed filters, kept in memory per
 //! organization (whether a webhook is valid is `webhook_check`'s to say; this only caches
-//! and matches), invalidated by this node's writes and reloaded when the organization's
-//! `webhooks_version` moves (any node's change; checked at most every 100 ms).
+//! and matches), invalidated by this node's writes and by other nodes' as they are heard
+//! (PostgreSQL notifications, see `store/changes.rs`), and reloaded when the organization's
+//! `webhooks_version` moves (checked at most every 100 ms: the fallback should a
+//! notification be missed).
 
 use std::{
     collections::HashMap,
@@ -124,6 +126,11 @@ impl Catalog {
         self.cache.lock().expect("catalog").remove(organization_id);
     }
 
+    /// Forgets every organization (changes by other nodes may have been missed).
+    pub fn invalidate_all(&self) {
+        self.cache.lock().expect("catalog").clear();
+    }
+
     /// The organization's webhooks, parsed: from memory while fresh, then after one version
     /// read while nothing changed, else reloaded.
     pub async fn webhooks(&self, organization_id: &str) -> Result<Arc<Snapshot>, StoreError> {
@@ -161,12 +168,18 @@ impl Catalog {
         Ok(snapshot)
     }
 
-    /// One webhook, as matching sees it.
+    /// One webhook, as sending needs it. A webhook the cached snapshot lacks may be one
+    /// another node created a moment ago (its delivery claimed here before this node heard
+    /// of it): the organization is read again before the answer is `None`.
     pub async fn webhook(
         &self,
         organization_id: &str,
         id: &str,
     ) -> Result<Option<Webhook>, StoreError> {
+        if let Some(found) = self.webhooks(organization_id).await?.get(id) {
+            return Ok(Some(found.webhook.clone()));
+        }
+        self.invalidate(organization_id);
         Ok(self
             .webhooks(organization_id)
             .await?

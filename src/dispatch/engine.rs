@@ -272,6 +272,11 @@ impl Engine {
     }
 
     /// Starts leased deliveries now.
+    /// Another node made work claimable: the poller looks now instead of at its interval.
+    pub fn wake(&self) {
+        self.inner.wakeup.now();
+    }
+
     pub fn submit(&self, jobs: Vec<Job>) {
         submit(&self.inner, jobs);
     }

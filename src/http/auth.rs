@@ -276,6 +276,14 @@ impl TokenCache {
             .map(|(token, _)| token.clone())
     }
 
+    /// Forgets every token (one was revoked or changed somewhere): the next use reads again.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     fn put(&self, hash: String, token: ApiToken) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= TOKEN_CACHE_MAX {

@@ -2,8 +2,11 @@
 //! PostgreSQL through sqlx's `Any` driver; `sqlite.rs` and `postgres.rs` hold what differs
 //! (connecting, pragmas, migrations). All SQL lives in this module.
 
+mod changes;
 mod postgres;
 mod sql;
+
+pub use changes::Change;
 mod sqlite;
 
 use std::sync::Arc;
@@ -100,6 +103,9 @@ pub trait ActivityStore: Send + Sync + 'static {
 pub trait ConfigStore: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Changes made by any node, heard as they commit, where the database can tell
+    /// (PostgreSQL); `None` on SQLite, whose one process makes every change itself.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>>;
     /// Seals every sealed value again under `new`, and makes `new` the key the database
     /// expects, in one transaction (`tocsin rotate-key`). Returns how many values it
     /// sealed. This store keeps the old key: open the database again to use it.

@@ -1,6 +1,7 @@
 use sqlx::any::AnyPoolOptions;
 
 use super::{
+    changes::ChangeFeed,
     sql::{Dialect, SqlStore},
     Sealer, StoreResult,
 };
@@ -11,5 +12,6 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, sealer))
+    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, sealer)
+        .with_changes(ChangeFeed::new(url)))
 }

@@ -11,7 +11,8 @@ use crate::delivery::{event, hook, incident, HOOKS};
 use crate::helpers::binary::Server;
 use crate::helpers::receiver::{Receiver, Reply, Switch};
 use crate::helpers::{
-    eventually, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb, DEADLINE,
+    eventually, futures_join_all, patched, spawn_app, spawn_app_with, Backend, TestApp, TestDb,
+    DEADLINE,
 };
 
 /// A port where nothing listens (bound, then let go).
@@ -965,31 +966,3 @@ both_backends!(
     redirects_are_failures_and_not_followed,
     changing_urls_affects_only_later_deliveries,
 );
-
-/// Polls futures side by side until all are done (what `futures::join_all` does).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (slot, future) in out.iter_mut().zip(pending.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *slot = Some(value),
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|v| v.expect("every future finished"))
-        .collect()
-}

@@ -793,3 +793,120 @@ async fn store_lanes_are_locked_across_nodes(backend: Backend) {
 }
 
 both_backends!(store_lanes_are_locked_across_nodes);
+
+/// The next change heard other than a (re)connection, within the deadline.
+async fn next_change(
+    heard: &mut tokio::sync::broadcast::Receiver<tocsin::store::Change>,
+) -> tocsin::store::Change {
+    use tocsin::store::Change;
+    loop {
+        match tokio::time::timeout(crate::helpers::DEADLINE, heard.recv()).await {
+            Ok(Ok(Change::Missed)) => continue,
+            Ok(Ok(change)) => return change,
+            Ok(Err(e)) => panic!("the change feed failed: {e}"),
+            Err(_) => panic!("no change heard within {:?}", crate::helpers::DEADLINE),
+        }
+    }
+}
+
+/// Another node hears what this one changes as it commits (PostgreSQL's NOTIFY): webhook
+/// writes name their organization, a revoked token says so, and deliveries any node may
+/// claim now (released leases) wake pollers — work already leased to its node does not.
+/// SQLite has one process and no feed.
+async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
+    use tocsin::{
+        domain::{
+            delivery::NewDelivery,
+            event::{parse_event, Tenant},
+        },
+        store::{Admission, Change, Lease},
+    };
+    let Some((store, db)) = open_store(backend).await else {
+        return;
+    };
+    if backend == Backend::Sqlite {
+        assert!(store.subscribe().is_none(), "SQLite has no change feed");
+        return;
+    }
+    let other = tocsin::store::open(&db.url, &crate::helpers::test_key())
+        .await
+        .unwrap();
+    let mut heard = other.subscribe().expect("PostgreSQL has a change feed");
+    // Listening starts with a `Missed`: from then on nothing is missed.
+    let first = tokio::time::timeout(crate::helpers::DEADLINE, heard.recv()).await;
+    assert!(
+        matches!(first, Ok(Ok(Change::Missed))),
+        "the listener connects: {first:?}"
+    );
+
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("n")).unwrap());
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut heard).await,
+        Change::Webhooks(org.id.clone())
+    );
+
+    // Work leased to the node that accepted it is nobody else's business.
+    let event = parse_event(
+        &json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": "inc-n", "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
+        Tenant {
+            id: &org.id,
+            name: "Org",
+        },
+    )
+    .unwrap();
+    let delivery = NewDelivery {
+        id: tocsin::domain::ids::new_id("msg"),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.name,
+        incident_id: "inc-n".into(),
+        url: "https://receiver.example/hook".into(),
+        method: tocsin::domain::webhook::Method::Post,
+        payload: "{}".into(),
+        payload_id: Some(tocsin::domain::ids::new_id("pld")),
+        failure: None,
+        notify: false,
+        origin: Default::default(),
+        created_at: Timestamp::now(),
+    };
+    let admission = Admission {
+        lease: Some(Lease {
+            owner: "node-a".into(),
+            until: Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000),
+        }),
+        park_urls: Vec::new(),
+        park_until: Timestamp::now(),
+    };
+    let accepted = store
+        .accept_events(&[(event, vec![delivery.clone()])], &admission)
+        .await
+        .unwrap();
+    assert_eq!(accepted[0].leased, vec![delivery.id.clone()]);
+    // Notifications arrive in commit order: had the leased delivery woken anyone, `Work`
+    // would come before the token's change.
+    let token = NewToken::generate(&org.id, "t", vec![Ability::Read]);
+    store
+        .create_token(&token, &token_created(&token.token, &Actor::cli()))
+        .await
+        .unwrap();
+    store
+        .revoke_token(None, &token.token.id, Timestamp::now(), &Actor::cli())
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut heard).await, Change::Tokens);
+
+    // Node A stops and gives its delivery back: claimable by anyone now.
+    assert_eq!(store.release_leases("node-a").await.unwrap(), 1);
+    assert_eq!(next_change(&mut heard).await, Change::Work);
+}
+
+both_backends!(store_changes_are_heard_by_other_nodes);

@@ -17,6 +17,10 @@ async fn postgres_over_tls_verifies_the_server() {
         );
         return;
     };
+    assert!(
+        std::path::Path::new(&ca).is_file(),
+        "TEST_POSTGRES_TLS_CA names {ca}, which is not a readable file (run .ci/postgres-tls)"
+    );
     sqlx::any::install_default_drivers();
     let verified = |db: &str, root: &str| {
         format!(

@@ -14,7 +14,7 @@ use crate::domain::{
     webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
-use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult};
+use crate::store::{AuditQuery, Change, ConfigStore, Page, StoreError, StoreResult};
 
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
@@ -115,6 +115,10 @@ impl ConfigStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        self.changes.as_ref().map(|feed| feed.subscribe())
     }
 
     async fn rotate_key(&self, new: &SecretKey) -> StoreResult<u64> {

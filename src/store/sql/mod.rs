@@ -14,6 +14,7 @@ mod stored_webhook;
 
 use sqlx::AnyPool;
 
+use super::changes::ChangeFeed;
 use crate::domain::sealing::Sealer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub(crate) struct SqlStore {
     dialect: Dialect,
     /// Seals secrets on their way in and opens them on their way out (`sealing.rs`).
     sealer: Sealer,
+    /// Other nodes' changes, where the database can tell (PostgreSQL).
+    changes: Option<ChangeFeed>,
 }
 
 impl SqlStore {
@@ -74,7 +77,14 @@ impl SqlStore {
             writer,
             dialect,
             sealer,
+            changes: None,
         }
+    }
+
+    /// Hears other nodes' changes through `feed` (see `changes.rs`).
+    pub(crate) fn with_changes(mut self, feed: ChangeFeed) -> Self {
+        self.changes = Some(feed);
+        self
     }
 }
 

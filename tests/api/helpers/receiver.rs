@@ -184,7 +184,13 @@ impl Receiver {
 
     /// Waits (at most `DEADLINE`) until `path` received at least `n` requests.
     pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+        self.wait_for_within(path, n, crate::helpers::DEADLINE)
+            .await
+    }
+
+    /// Waits at most `within` until `path` received at least `n` requests.
+    pub async fn wait_for_within(&self, path: &str, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.inner.arrived.notified();
             let got = self.received(path);

@@ -1,0 +1,248 @@
+//! Several nodes on one database: what one node changes, the others act on, and losing a
+//! node loses nothing.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use tocsin::{
+    catalog::Catalog,
+    domain::{
+        audit::{webhook_object, Actor, AuditEntry},
+        organization::Organization,
+        webhook::{parse_spec, Webhook},
+    },
+};
+
+use crate::{
+    both_backends,
+    delivery::{event, hook, incident, HOOKS},
+    helpers::{
+        binary::Server,
+        futures_join_all, http_client, minimal_webhook, open_store, patched,
+        receiver::{Received, Receiver, Reply},
+        Backend, TestDb, DEADLINE,
+    },
+};
+
+/// A delivery claimed by a node whose cached webhooks predate the webhook (another node
+/// created it a moment ago) is sent with the webhook read again, not left to its lease.
+async fn a_webhook_made_by_another_node_is_read_when_its_delivery_comes(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let catalog = Catalog::new(store.clone());
+    assert!(catalog.webhooks(&org.id).await.unwrap().webhooks.is_empty());
+    // "Another node": a write straight to the store, which this catalog does not hear of.
+    let made = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("new")).unwrap());
+    let audit = AuditEntry::new(
+        &org.id,
+        &Actor::cli(),
+        "webhook.created",
+        webhook_object(&made.id, "new"),
+        Vec::new(),
+    );
+    store.insert_webhook(&made, &audit).await.unwrap();
+    let found = catalog.webhook(&org.id, &made.id).await.unwrap();
+    assert_eq!(found.map(|w| w.id), Some(made.id.clone()));
+    assert!(catalog
+        .webhook(&org.id, "whk_deleted_long_ago")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+both_backends!(a_webhook_made_by_another_node_is_read_when_its_delivery_comes);
+
+/// Incidents `i` with `i % FLAKY == 0` have the first attempt of each delivery refused.
+const FLAKY: usize = 4;
+const INCIDENTS: usize = 50;
+const ROUNDS: [&str; 4] = ["triggered", "reassigned", "acknowledged", "resolved"];
+
+/// Three `tocsin serve` processes on one PostgreSQL; events of 50 incidents go round-robin
+/// to them, four rounds, each event posted after its incident's previous one was accepted.
+/// The receiver refuses some first attempts and answers slowly enough that deliveries are
+/// in flight when, after two rounds, one node is killed with SIGKILL. Then: every accepted
+/// event's delivery arrives with success, each incident's deliveries arrive in order (every
+/// attempt of one before any of the next), and no delivery is answered 200 twice unless its
+/// first success came before the kill (in flight on the killed node, its result unrecorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let settings = [
+        ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+    ];
+    let first = Server::start_with(&db.url, &settings);
+    let token = first.owner_token();
+    let mut nodes = vec![
+        first,
+        Server::start_with(&db.url, &settings),
+        Server::start_with(&db.url, &settings),
+    ];
+    let receiver = Receiver::start().await;
+    receiver.respond("/h", |request, before| {
+        let body = request.json();
+        let incident = body["data"]["resource_data"]["id"].as_str().unwrap_or("");
+        let index: usize = incident
+            .trim_start_matches("inc-")
+            .parse()
+            .unwrap_or(usize::MAX);
+        let id = request.header("webhook-id");
+        let seen = before.iter().any(|r| r.header("webhook-id") == id);
+        Reply {
+            delay: Some(Duration::from_millis(30)),
+            ..Reply::status(if index % FLAKY == 0 && !seen {
+                503
+            } else {
+                200
+            })
+        }
+    });
+    let client = http_client();
+    let post = |base: String, path: &str, body: Value| {
+        let client = client.clone();
+        let token = token.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("a live node answers");
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let created = post(
+        nodes[0].url.clone(),
+        HOOKS,
+        patched(
+            hook("cluster", json!([{"url": receiver.url("/h")}])),
+            json!({"max_retry": 10}),
+        ),
+    )
+    .await;
+    assert_eq!(created.0, 201, "{}", created.1);
+
+    let mut killed_at = None;
+    for (round, kind) in ROUNDS.iter().enumerate() {
+        if round == 2 {
+            nodes.pop().unwrap().kill();
+            killed_at = Some(Instant::now());
+        }
+        let posts = (0..INCIDENTS).map(|i| {
+            let node = &nodes[(i + round) % nodes.len()];
+            post(
+                node.url.clone(),
+                "/v3/events",
+                event(kind, "t", incident(&format!("inc-{i}"), kind)),
+            )
+        });
+        for (status, body) in futures_join_all(posts).await {
+            assert_eq!(status, 202, "{body}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["data"]["deliveries"], 1, "{body}");
+        }
+    }
+    let killed_at = killed_at.unwrap();
+
+    // Every delivery answered 200 at least once. The killed node's leases run out after a
+    // minute before its deliveries are taken over.
+    let expected = INCIDENTS * ROUNDS.len();
+    let deadline = Instant::now() + Duration::from_secs(60) + DEADLINE * 2;
+    let got = loop {
+        let got = receiver.received("/h");
+        let succeeded: HashSet<&str> = answered_200(&got)
+            .map(|(r, _)| r.header("webhook-id"))
+            .collect();
+        if succeeded.len() >= expected {
+            break got;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "only {} of {expected} deliveries succeeded",
+            succeeded.len()
+        );
+        receiver.wait_for_within("/h", got.len() + 1, left).await;
+    };
+    for node in nodes {
+        node.stop();
+    }
+    // The killed node held work: some of it arrived only once its leases had run out.
+    let taken_over = got
+        .iter()
+        .filter(|r| r.at.duration_since(killed_at) >= Duration::from_secs(50))
+        .count();
+    assert!(
+        taken_over > 0,
+        "the killed node held no deliveries: the test proved nothing"
+    );
+
+    // Order per incident: the round of each request, in arrival order, never goes back.
+    let mut rounds_seen: HashMap<String, Vec<usize>> = HashMap::new();
+    for r in &got {
+        let body = r.json();
+        let incident = body["data"]["resource_data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let kind = body["event"]["type"].as_str().unwrap();
+        let round = ROUNDS
+            .iter()
+            .position(|k| kind == format!("incident.{k}"))
+            .unwrap();
+        rounds_seen.entry(incident).or_default().push(round);
+    }
+    assert_eq!(rounds_seen.len(), INCIDENTS);
+    for (incident, rounds) in &rounds_seen {
+        assert!(
+            rounds.windows(2).all(|w| w[0] <= w[1]),
+            "{incident}: deliveries out of order: {rounds:?}"
+        );
+    }
+
+    // Sent twice only what was in flight on the killed node.
+    let mut first_success: HashMap<&str, Instant> = HashMap::new();
+    for (r, _) in answered_200(&got) {
+        let id = r.header("webhook-id");
+        if let Some(first) = first_success.get(id) {
+            assert!(
+                *first < killed_at,
+                "{id} was answered 200 at {:?} and again at {:?}, the first after the kill",
+                first.duration_since(killed_at),
+                r.at.duration_since(killed_at)
+            );
+        } else {
+            first_success.insert(id, r.at);
+        }
+    }
+}
+
+/// The requests the receiver answered 200, with their position: the receiver refuses the
+/// first attempt of a delivery of a flaky incident, and answers everything else.
+fn answered_200(got: &[Received]) -> impl Iterator<Item = (&Received, usize)> {
+    let mut seen = HashSet::new();
+    got.iter()
+        .enumerate()
+        .filter(move |(_, r)| {
+            let id = r.header("webhook-id").to_owned();
+            let index: usize = r.json()["data"]["resource_data"]["id"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("inc-")
+                .parse()
+                .unwrap_or(usize::MAX);
+            let first = seen.insert(id);
+            !(index % FLAKY == 0 && first)
+        })
+        .map(|(i, r)| (r, i))
+}
