@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 use tokio::sync::Semaphore;
 
 use super::circuit::{Circuit, Gate, Health};
-use crate::domain::Timestamp;
+use crate::domain::{delivery::url_key, Timestamp};
 
 /// The book's bounds, from the delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +117,10 @@ pub(super) struct Book {
     urls: HashMap<String, Entry>,
     in_flight: usize,
     stopping: bool,
+    /// The circuits open in the cluster as last read (by URL key: the next probe's time),
+    /// and when: a URL this node meets anew starts with its circuit open if listed.
+    cluster_open: HashMap<String, Timestamp>,
+    cluster_read_at: Timestamp,
 }
 
 impl Book {
@@ -126,14 +130,21 @@ impl Book {
             urls: HashMap::new(),
             in_flight: 0,
             stopping: false,
+            cluster_open: HashMap::new(),
+            cluster_read_at: Timestamp::from_micros(0),
         }
     }
 
     fn entry(&mut self, url: &str) -> &mut Entry {
         let per_url = self.limits.per_url;
-        self.urls
-            .entry(url.to_owned())
-            .or_insert_with(|| Entry::new(per_url))
+        let (cluster_open, read_at) = (&self.cluster_open, self.cluster_read_at);
+        self.urls.entry(url.to_owned()).or_insert_with(|| {
+            let mut entry = Entry::new(per_url);
+            if let Some(&probe_at) = cluster_open.get(&url_key(url)) {
+                entry.circuit.adopt(probe_at, read_at);
+            }
+            entry
+        })
     }
 
     pub(super) fn in_flight(&self) -> usize {
@@ -247,6 +258,50 @@ impl Book {
         if let Some(entry) = self.urls.get_mut(url) {
             entry.circuit.probe_abandoned();
         }
+    }
+
+    /// The URL's next probe goes at `at` (another node's probe is out, or the cluster's
+    /// cool-down says so); this node's probe, if it held the slot, did not go.
+    pub(super) fn defer_probe(&mut self, url: &str, at: Timestamp, now: Timestamp) {
+        self.entry(url).circuit.defer(at, now);
+    }
+
+    /// The cluster says the URL's circuit is closed although this node's probe holds the
+    /// slot: the probe goes as an ordinary delivery and the URL's parked work may follow.
+    pub(super) fn closed_by_cluster(&mut self, url: &str) {
+        if let Some(entry) = self.urls.get_mut(url) {
+            entry.circuit = Default::default();
+        }
+    }
+
+    /// Brings this node's circuits in line with the cluster's open ones (`open`: by URL key,
+    /// the next probe's time), read at `read_at`: a URL open elsewhere waits here too, with
+    /// the cluster's probe time; one closed elsewhere closes here (see
+    /// [`Circuit::closed_elsewhere`]) and gets its parked work back: those refills are
+    /// returned.
+    pub(super) fn sync_circuits(
+        &mut self,
+        open: HashMap<String, Timestamp>,
+        read_at: Timestamp,
+        now: Timestamp,
+    ) -> Vec<Refill> {
+        let mut closed = Vec::new();
+        for (url, entry) in &mut self.urls {
+            match open.get(&url_key(url)) {
+                Some(&probe_at) => entry.circuit.adopt(probe_at, now),
+                None => {
+                    if entry.circuit.closed_elsewhere(read_at) {
+                        closed.push(url.clone());
+                    }
+                }
+            }
+        }
+        self.cluster_open = open;
+        self.cluster_read_at = read_at;
+        closed
+            .iter()
+            .filter_map(|url| self.refill_if_room(url))
+            .collect()
     }
 
     /// A started delivery is done with (sent, parked again, or dropped).
@@ -391,6 +446,51 @@ mod tests {
             b.finished(URL);
         }
         assert_eq!(b.open_circuits(), vec![URL.to_owned()]);
+    }
+
+    #[test]
+    fn the_cluster_opens_closes_and_times_probes() {
+        let mut b = book();
+        assert!(started(b.admit(URL, false, at(0))));
+        b.finished(URL);
+        // Open elsewhere: this node parks too, and probes when the cluster says.
+        let open = HashMap::from([(url_key(URL), at(2000))]);
+        assert!(b.sync_circuits(open, at(100), at(100)).is_empty());
+        assert!(matches!(b.admit(URL, false, at(100)), Admit::Park));
+        assert!(b.park_urls().contains(&URL.to_owned()));
+        let (probes, next) = b.due_probes(at(1999));
+        assert!(probes.is_empty());
+        assert_eq!(next, Some(at(2000)));
+        // Another node probes: wait for the time the store gives.
+        b.defer_probe(URL, at(6000), at(2000));
+        assert_eq!(b.due_probes(at(5999)).1, Some(at(6000)));
+        // Closed elsewhere: the parked work comes back.
+        let refills = b.sync_circuits(HashMap::new(), at(6100), at(6100));
+        assert_eq!(refills.len(), 1);
+        assert!(!refills[0].probe);
+        assert!(b.open_circuits().is_empty());
+        assert!(started(b.admit(URL, false, at(6200))));
+    }
+
+    #[test]
+    fn a_url_met_after_the_read_starts_open_if_the_cluster_says_so() {
+        let mut b = book();
+        let open = HashMap::from([(url_key(URL), at(2000))]);
+        b.sync_circuits(open, at(100), at(100));
+        assert!(matches!(b.admit(URL, false, at(200)), Admit::Park));
+        assert!(started(b.admit("https://other.example/", false, at(200))));
+    }
+
+    #[test]
+    fn a_probe_found_closed_goes_as_an_ordinary_delivery() {
+        let mut b = book();
+        open_circuit(&mut b, at(0));
+        b.parked(URL);
+        let (probes, _) = b.due_probes(at(5000));
+        assert!(probes[0].probe);
+        b.closed_by_cluster(URL);
+        assert!(b.open_circuits().is_empty());
+        assert!(started(b.admit(URL, false, at(5001))));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! A circuit breaker per URL: after a run of failures the URL gets one probe at a time,
 //! spaced by a growing cool-down, instead of one attempt per waiting delivery. Pure state
-//! transitions over explicit times, so they are tested without a clock.
+//! transitions over explicit times, so they are tested without a clock. Each node keeps its
+//! own; the store's `circuits` rows make them agree across nodes (the engine adopts a
+//! circuit another node opened, closes one another node's probe closed, and takes the time
+//! of the next probe from the row — see `engine.rs`).
 
 use std::time::Duration;
 
@@ -19,6 +22,8 @@ pub struct Circuit {
     open_until: Option<Timestamp>,
     cooldown: Duration,
     probing: bool,
+    /// When it opened (here, or when adopted from another node).
+    opened_at: Option<Timestamp>,
 }
 
 impl Default for Circuit {
@@ -28,6 +33,7 @@ impl Default for Circuit {
             open_until: None,
             cooldown: FIRST_COOLDOWN,
             probing: false,
+            opened_at: None,
         }
     }
 }
@@ -87,6 +93,38 @@ impl Circuit {
         self.probing = false;
     }
 
+    /// The next probe goes at `at`, not before (another node probes meanwhile, or the
+    /// cluster's cool-down says so). Opens the circuit if it was closed.
+    pub fn defer(&mut self, at: Timestamp, now: Timestamp) {
+        if !self.is_open() {
+            self.failures = self.failures.max(FAILURES_TO_OPEN);
+            self.opened_at = Some(now);
+        }
+        self.open_until = Some(at);
+        self.probing = false;
+    }
+
+    /// Another node opened the URL's circuit: deliveries wait here too, and the next probe
+    /// goes at `probe_at`. A probe of this node's in flight keeps its slot.
+    pub fn adopt(&mut self, probe_at: Timestamp, now: Timestamp) {
+        if !self.probing {
+            self.defer(probe_at, now);
+        }
+    }
+
+    /// The cluster holds no open circuit for the URL as read at `read_at`: another node's
+    /// probe was answered. Closes this one unless it opened after the read (its row may not
+    /// have been written yet) or its own probe is out. True when it closed.
+    pub fn closed_elsewhere(&mut self, read_at: Timestamp) -> bool {
+        let opened_before_read = self.opened_at.is_some_and(|at| at < read_at);
+        if self.is_open() && opened_before_read && !self.probing {
+            *self = Circuit::default();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes an attempt's result; true when it closed the circuit (parked work may flow).
     pub fn record(&mut self, health: Health, was_probe: bool, now: Timestamp) -> bool {
         match health {
@@ -109,6 +147,7 @@ impl Circuit {
                     self.open_until = Some(now.plus(self.cooldown));
                 } else if !self.is_open() && self.failures >= FAILURES_TO_OPEN {
                     self.open_until = Some(now.plus(self.cooldown));
+                    self.opened_at = Some(now);
                 }
                 false
             }
@@ -179,6 +218,44 @@ mod tests {
         assert!(c.is_pristine());
         assert_eq!(c.gate(at(1002)), Gate::Send);
         assert!(!c.record(Health::Answered, false, at(1003)), "was not open");
+    }
+
+    #[test]
+    fn another_nodes_circuit_is_adopted_deferred_and_closed() {
+        let mut c = Circuit::default();
+        c.adopt(at(500), at(100));
+        assert!(c.is_open(), "adopted: deliveries wait here too");
+        assert_eq!(c.gate(at(499)), Gate::Hold);
+        assert_eq!(c.gate(at(500)), Gate::Probe);
+        // This node's probe is out: adopting again leaves it alone, and so does a read
+        // that found no row.
+        c.adopt(at(9000), at(600));
+        assert_eq!(c.probe_due(), None, "still probing");
+        assert!(!c.closed_elsewhere(at(700)));
+        // Another node probes: this one waits for the time the cluster says.
+        c.defer(at(2000), at(700));
+        assert_eq!(c.gate(at(1999)), Gate::Hold);
+        assert_eq!(c.probe_due(), Some(at(2000)));
+        // A read from before the circuit opened says nothing about it.
+        assert!(!c.closed_elsewhere(at(50)));
+        assert!(c.is_open());
+        assert!(c.closed_elsewhere(at(800)), "answered elsewhere");
+        assert!(c.is_pristine());
+        assert!(!c.closed_elsewhere(at(900)), "closed already");
+    }
+
+    #[test]
+    fn a_circuit_opened_here_after_the_read_stays_open() {
+        let mut c = Circuit::default();
+        for _ in 0..FAILURES_TO_OPEN {
+            c.record(Health::Failing, false, at(1000));
+        }
+        assert!(
+            !c.closed_elsewhere(at(999)),
+            "its row may not be written yet"
+        );
+        assert!(c.is_open());
+        assert!(c.closed_elsewhere(at(1001)));
     }
 
     #[test]

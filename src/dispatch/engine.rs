@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{
     book::{Admit, Book, Limits, Refill},
-    circuit::{Gate, Health},
+    circuit::{Gate, Health, FIRST_COOLDOWN, MAX_COOLDOWN},
     guard::NetworkPolicy,
     recorder::{self, Message},
     send::{send, Call, Outcome},
@@ -26,7 +26,7 @@ use crate::{
     catalog::Catalog,
     config::DeliveryConfig,
     domain::{
-        delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
+        delivery::{url_key, Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::new_id,
         notification::{Notice, NoticeKind},
         rate_limit::RateLimiter,
@@ -34,7 +34,7 @@ use crate::{
         webhook::{Method, Webhook},
         Timestamp,
     },
-    store::{Admission, Lease, Store},
+    store::{Admission, Lease, ProbeClaim, Store},
 };
 
 /// How long a claim lasts. An attempt takes at most 30 s; a lease about to run out is
@@ -52,6 +52,11 @@ const PARK_SAFETY: Duration = Duration::from_secs(3600);
 /// node's from before a restart, or deliveries parked behind an earlier one of their lane
 /// that has since finished. One index probe per URL, so it can be often.
 const PARKED_RESCAN: Duration = Duration::from_secs(5);
+/// How often the poller reads the circuits open in the cluster (one small table).
+const CIRCUIT_SYNC: Duration = Duration::from_secs(1);
+/// A node that lost the probe to another asks again at least this often, in case that
+/// node is gone (its claim runs out after `LEASE`).
+const PROBE_RECHECK: Duration = Duration::from_millis(100);
 
 /// One delivery sent by [`Engine::send_now`], with its one attempt.
 #[derive(Debug, Clone)]
@@ -455,6 +460,53 @@ impl Drop for ProbeSlot {
     }
 }
 
+/// Claims the URL's probe in the store; `None` when the store cannot say now.
+async fn claim_probe(inner: &Inner, url: &str) -> Option<ProbeClaim> {
+    let now = Timestamp::now();
+    match inner
+        .store
+        .claim_probe(&url_key(url), &inner.owner, now, now.plus(LEASE))
+        .await
+    {
+        Ok(claim) => Some(claim),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim the URL's probe; trying again later");
+            None
+        }
+    }
+}
+
+/// Whether a write to the cluster's circuits changed it (this node opened or closed the
+/// circuit); a failed write changes nothing and is logged.
+async fn circuit_write(
+    write: impl std::future::Future<Output = crate::store::StoreResult<bool>>,
+) -> bool {
+    match write.await {
+        Ok(changed) => changed,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the URL's circuit for the other nodes");
+            false
+        }
+    }
+}
+
+/// Reads the circuits open in the cluster and brings this node's in line: refills the
+/// URLs closed elsewhere.
+async fn sync_circuits(inner: &Arc<Inner>) {
+    let read_at = Timestamp::now();
+    let open = match inner.store.open_circuits().await {
+        Ok(open) => open.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the cluster's open circuits; trying again");
+            return;
+        }
+    };
+    let refills = inner.book().sync_circuits(open, read_at, Timestamp::now());
+    for refill in refills {
+        start_refill(inner, refill);
+    }
+}
+
 /// What an attempt says about its URL.
 fn health(outcome: &Outcome) -> Health {
     match outcome.attempt.response_status {
@@ -505,6 +557,29 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     if !lease_covers(inner, &mut job, timeout).await {
         return; // lost to another node, cancelled, or done
     }
+    if let Some(slot) = probe.take() {
+        // One probe per URL for the whole cluster: the store says whose it is.
+        match claim_probe(inner, &job.url).await {
+            Some(ProbeClaim::Won) => probe = Some(slot),
+            Some(ProbeClaim::Closed) => {
+                slot.sent();
+                inner.book().closed_by_cluster(&job.url);
+            }
+            Some(ProbeClaim::Wait(at)) => {
+                slot.sent();
+                let now = Timestamp::now();
+                let at = at.max(now.plus(PROBE_RECHECK)).min(now.plus(MAX_COOLDOWN));
+                inner.book().defer_probe(&job.url, at, now);
+                inner.wakeup.at(at);
+                inner.park(vec![job.delivery_id]);
+                return;
+            }
+            None => {
+                inner.park(vec![job.delivery_id]);
+                return; // the slot is given back as it drops
+            }
+        }
+    }
 
     let number = job.attempts + 1;
     let outcome = send(
@@ -524,19 +599,37 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     .await;
 
     let was_probe = probe.take().map(ProbeSlot::sent).is_some();
+    let health = health(&outcome);
     let attempted = inner
         .book()
-        .attempted(&job.url, health(&outcome), was_probe, Timestamp::now());
-    if attempted.closed {
-        tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
-    }
+        .attempted(&job.url, health, was_probe, Timestamp::now());
+    // The cluster's circuit follows: only the node that opens or closes it tells people.
+    let key = url_key(&job.url);
+    let mut told = false;
     if attempted.opened {
         tracing::warn!(url = ?job.url, "the URL stopped answering; its deliveries wait and one probe at a time goes");
+        let first_probe = attempted.probe_due.unwrap_or_else(Timestamp::now);
+        told = circuit_write(inner.store.open_circuit(
+            &key,
+            first_probe,
+            FIRST_COOLDOWN,
+            Timestamp::now(),
+        ))
+        .await;
+    } else if attempted.closed {
+        tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
+        told = circuit_write(inner.store.close_circuit(&key)).await;
+    } else if was_probe && health == Health::Failing {
+        let now = Timestamp::now();
+        if let Ok(Some(at)) = inner.store.probe_failed(&key, now, MAX_COOLDOWN).await {
+            inner.book().defer_probe(&job.url, at, now);
+            inner.wakeup.at(at);
+        }
     }
     if let Some(at) = attempted.probe_due {
         inner.wakeup.at(at);
     }
-    if (attempted.opened || attempted.closed) && !webhook.spec.mail_ids.is_empty() {
+    if told && !webhook.spec.mail_ids.is_empty() {
         let notice = if attempted.opened {
             Notice::new(
                 &job.organization_id,
@@ -790,12 +883,17 @@ async fn adopt_parked(inner: &Arc<Inner>) {
 
 async fn poll(inner: Arc<Inner>) {
     let mut rescan_at = Timestamp::now(); // at start: parked work left from before
+    let mut sync_at = Timestamp::now();
     loop {
         if inner.book_is_stopping() {
             return;
         }
         inner.wakeup.next_due.store(i64::MAX, Ordering::SeqCst);
         let now = Timestamp::now();
+        if now >= sync_at {
+            sync_at = now.plus(CIRCUIT_SYNC);
+            sync_circuits(&inner).await;
+        }
         if now >= rescan_at {
             rescan_at = now.plus(PARKED_RESCAN);
             adopt_parked(&inner).await;
@@ -835,6 +933,7 @@ async fn poll(inner: Arc<Inner>) {
             continue; // more may be waiting
         }
         inner.wakeup.note_due(rescan_at);
+        inner.wakeup.note_due(sync_at);
         inner.wakeup.wait(POLL_INTERVAL).await;
         // Wake-ups come with every committed batch of results; claiming that often would
         // only re-read the same queue.

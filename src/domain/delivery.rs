@@ -124,6 +124,12 @@ pub fn lane(webhook_id: &str, method: Method, url: &str, incident_id: &str) -> S
     hex::encode(&h.finalize()[..16])
 }
 
+/// The key of a URL's shared circuit: the SHA-256 of the URL as sent (hex), so the row
+/// never holds the URL, which may carry a password.
+pub fn url_key(url: &str) -> String {
+    hex::encode(Sha256::digest(url.as_bytes()))
+}
+
 /// A stored delivery with its progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {

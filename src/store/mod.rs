@@ -53,11 +53,17 @@ pub struct Page<T> {
 
 /// Everything tocsin stores.
 pub trait Store:
-    ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore
+    ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore + CircuitStore
 {
 }
-impl<T: ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore> Store
-    for T
+impl<
+        T: ConfigStore
+            + AccountStore
+            + DeliveryStore
+            + NotificationStore
+            + ActivityStore
+            + CircuitStore,
+    > Store for T
 {
 }
 
@@ -507,6 +513,52 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &str,
         delivery_id: &str,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+}
+
+/// Whether a node may send a URL's circuit probe now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeClaim {
+    /// Yes: this node's probe is the cluster's one until the claim's time runs out.
+    Won,
+    /// Not before this time: the next probe is not due yet, or another node's is out.
+    Wait(Timestamp),
+    /// The circuit is closed (another node's probe, or an attempt, was answered).
+    Closed,
+}
+
+/// The circuits the nodes share: one row per URL whose circuit is open anywhere, keyed by
+/// a hash of the URL (`domain::delivery::url_key`).
+#[async_trait]
+pub trait CircuitStore: Send + Sync + 'static {
+    /// Opens the URL's circuit for the cluster with its first probe at `probe_at`; true
+    /// when this call opened it, false when it was open already.
+    async fn open_circuit(
+        &self,
+        url_key: &str,
+        probe_at: Timestamp,
+        cooldown: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Every open circuit, with when its next probe may go.
+    async fn open_circuits(&self) -> StoreResult<Vec<(String, Timestamp)>>;
+    /// Claims the URL's next probe for `owner` until `until`.
+    async fn claim_probe(
+        &self,
+        url_key: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<ProbeClaim>;
+    /// The URL answered: closes its circuit; true when this call closed it.
+    async fn close_circuit(&self, url_key: &str) -> StoreResult<bool>;
+    /// The probe failed: the next goes after twice the last cool-down, at most
+    /// `max_cooldown`; when, or `None` when the circuit was closed meanwhile.
+    async fn probe_failed(
+        &self,
+        url_key: &str,
+        now: Timestamp,
+        max_cooldown: std::time::Duration,
+    ) -> StoreResult<Option<Timestamp>>;
 }
 
 /// Failure notifications: recorded with the failure, claimed and reported by the notifier.

@@ -246,3 +246,110 @@ fn answered_200(got: &[Received]) -> impl Iterator<Item = (&Received, usize)> {
         })
         .map(|(i, r)| (r, i))
 }
+
+/// Rows of `notices` of one kind, read straight from the database.
+async fn notices_of(url: &str, kind: &str) -> i64 {
+    let pool = sqlx::postgres::PgPool::connect(url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM notices WHERE kind = $1")
+        .bind(kind)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+/// Two nodes with deliveries to one dead URL: the cluster keeps one circuit for it, so the
+/// URL gets one stream of probes (spaced by the growing cool-down, never two close
+/// together as two nodes' own circuits would send), one outage notice and, once it answers,
+/// one recovery notice; then every parked delivery on both nodes goes.
+async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return; // one SQLite file serves one node
+    }
+    let Some(a) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let b = a.another_node().await;
+    let receiver = Receiver::start().await;
+    let up = receiver.failing_until("/down", 503);
+    let created = a
+        .create_webhook(&patched(
+            hook("down", json!([{"url": receiver.url("/down")}])),
+            json!({"mail_ids": ["oncall@example.com"]}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Both nodes take events, so both hold deliveries to the dead URL.
+    for i in 0..20 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        let reply = on
+            .owner(
+                reqwest::Method::POST,
+                "/v3/events",
+                Some(&event(
+                    "triggered",
+                    "t",
+                    incident(&format!("inc-{i}"), "triggered"),
+                )),
+            )
+            .await;
+        assert_eq!(reply.status, 202);
+        assert_eq!(reply.body["data"]["deliveries"], 1, "{}", reply.body);
+    }
+    // The circuit is open for the cluster; from a second and a half on, only probes go.
+    crate::helpers::eventually(
+        "the cluster's circuit opens",
+        || async { a.store.open_circuits().await.unwrap().len() },
+        |open| *open == 1,
+    )
+    .await;
+    let opened = Instant::now();
+    let settled = opened + Duration::from_millis(1500);
+    let probes = crate::helpers::eventually(
+        "three probes after the circuit opened",
+        || async {
+            receiver
+                .received("/down")
+                .into_iter()
+                .filter(|r| r.at >= settled)
+                .map(|r| r.at)
+                .collect::<Vec<_>>()
+        },
+        |times| {
+            times.len() >= 2
+                && times.last().unwrap().duration_since(settled) >= Duration::from_secs(5)
+        },
+    )
+    .await;
+    for pair in probes.windows(2) {
+        assert!(
+            pair[1].duration_since(pair[0]) >= Duration::from_millis(900),
+            "two probes {:?} apart: {probes:?}",
+            pair[1].duration_since(pair[0])
+        );
+    }
+    assert_eq!(
+        notices_of(&a.db.url, "outage").await,
+        1,
+        "one outage notice"
+    );
+
+    up.on();
+    let rows = a.settled_logs(&id, 20).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+    crate::helpers::eventually(
+        "the circuit is closed for the cluster",
+        || async { a.store.open_circuits().await.unwrap().len() },
+        |open| *open == 0,
+    )
+    .await;
+    assert_eq!(
+        notices_of(&a.db.url, "recovered").await,
+        1,
+        "one recovery notice"
+    );
+    assert_eq!(notices_of(&a.db.url, "outage").await, 1);
+}
+
+both_backends!(a_dead_url_gets_one_probe_stream_from_the_cluster);

@@ -910,3 +910,108 @@ async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
 }
 
 both_backends!(store_changes_are_heard_by_other_nodes);
+
+/// The cluster's circuits: the first opener is told so, one claim of a due probe wins, a
+/// failed probe doubles the cool-down (capped), the first closer is told so, and a circuit
+/// nobody probed for the retention time is pruned.
+async fn store_circuits(backend: Backend) {
+    use std::time::Duration;
+    use tocsin::store::ProbeClaim;
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let t = |ms: i64| Timestamp::from_micros(1_800_000_000_000_000 + ms * 1000);
+    let key = tocsin::domain::delivery::url_key("https://dead.example/hook");
+    let second = Duration::from_secs(1);
+    assert!(store
+        .open_circuit(&key, t(1000), second, t(0))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .open_circuit(&key, t(5000), second, t(10))
+            .await
+            .unwrap(),
+        "open already: the first opener keeps it"
+    );
+    assert_eq!(
+        store.open_circuits().await.unwrap(),
+        vec![(key.clone(), t(1000))]
+    );
+    assert_eq!(
+        store
+            .claim_probe(&key, "a", t(999), t(60_999))
+            .await
+            .unwrap(),
+        ProbeClaim::Wait(t(1000)),
+        "not due yet"
+    );
+    assert_eq!(
+        store
+            .claim_probe(&key, "a", t(1000), t(61_000))
+            .await
+            .unwrap(),
+        ProbeClaim::Won
+    );
+    assert_eq!(
+        store
+            .claim_probe(&key, "b", t(1001), t(61_001))
+            .await
+            .unwrap(),
+        ProbeClaim::Wait(t(61_000)),
+        "node a's probe is out"
+    );
+    let max = Duration::from_secs(30);
+    assert_eq!(
+        store.probe_failed(&key, t(1500), max).await.unwrap(),
+        Some(t(3500)),
+        "twice the first cool-down"
+    );
+    assert_eq!(
+        store
+            .claim_probe(&key, "b", t(3500), t(63_500))
+            .await
+            .unwrap(),
+        ProbeClaim::Won,
+        "anyone may take the next one"
+    );
+    for _ in 0..6 {
+        store.probe_failed(&key, t(4000), max).await.unwrap();
+    }
+    assert_eq!(
+        store.probe_failed(&key, t(4000), max).await.unwrap(),
+        Some(t(34_000)),
+        "capped"
+    );
+    assert!(store.close_circuit(&key).await.unwrap());
+    assert!(!store.close_circuit(&key).await.unwrap(), "closed already");
+    assert_eq!(
+        store
+            .claim_probe(&key, "a", t(40_000), t(100_000))
+            .await
+            .unwrap(),
+        ProbeClaim::Closed
+    );
+    assert_eq!(
+        store.probe_failed(&key, t(40_000), max).await.unwrap(),
+        None
+    );
+
+    assert!(store
+        .open_circuit(&key, t(1000), second, t(0))
+        .await
+        .unwrap());
+    store.prune_records(t(999), 100).await.unwrap();
+    assert_eq!(
+        store.open_circuits().await.unwrap().len(),
+        1,
+        "recent: kept"
+    );
+    store.prune_records(t(1001), 100).await.unwrap();
+    assert!(
+        store.open_circuits().await.unwrap().is_empty(),
+        "stale: pruned"
+    );
+}
+
+both_backends!(store_circuits);

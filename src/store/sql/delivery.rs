@@ -397,10 +397,7 @@ impl DeliveryStore for SqlStore {
         burst: f64,
         now: Timestamp,
     ) -> StoreResult<Result<(), std::time::Duration>> {
-        let least = match self.dialect {
-            Dialect::Sqlite => "MIN",
-            Dialect::Postgres => "LEAST",
-        };
+        let least = self.dialect.least();
         // One statement: refill by the time passed, take one if there is one.
         let refilled =
             format!("{least}($4, rate_slots.tokens + ($3 - rate_slots.at) * $5 / 1000000.0)");
@@ -619,6 +616,12 @@ impl DeliveryStore for SqlStore {
             ("notices", "id", "state <> 'pending' AND created_at < $1"),
             ("audit_log", "id", "at < $1"),
             ("retry_jobs", "id", "state <> 'running' AND created_at < $1"),
+            // A circuit nobody has probed for that long has no work waiting behind it.
+            (
+                "circuits",
+                "url_key",
+                "probe_at < $1 AND probe_owner IS NULL",
+            ),
         ] {
             let done = sqlx::query(&format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT $2)"

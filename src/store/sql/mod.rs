@@ -5,6 +5,7 @@
 mod accounts;
 mod activity;
 mod audit;
+mod circuit;
 mod config;
 mod delivery;
 mod intake;
@@ -37,6 +38,14 @@ impl Dialect {
             })
             .collect();
         each.join(", ")
+    }
+
+    /// The smaller of two values (`LEAST` on PostgreSQL, `MIN` with two arguments on SQLite).
+    pub(crate) fn least(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MIN",
+            Dialect::Postgres => "LEAST",
+        }
     }
 
     /// `INSERT INTO table (a, b, …) VALUES (…), (…)` for `rows` rows, numbered from `$1`;
