@@ -33,6 +33,8 @@ pub struct Notifier {
     mailer: Option<Mailer>,
     window: Duration,
     public_url: String,
+    /// Names this notifier's mail reservations (one per process).
+    owner: String,
 }
 
 impl Notifier {
@@ -42,6 +44,7 @@ impl Notifier {
             mailer: Mailer::new(&config.smtp)?,
             window: config.notify.window,
             public_url: config.public_url(),
+            owner: crate::domain::ids::new_id("ntf"),
         })
     }
 
@@ -83,6 +86,7 @@ impl Notifier {
             };
             count(&outcome, ids.len());
             self.store.finish_notices(&ids, &outcome).await?;
+            self.store.release_mail(&webhook_id, &self.owner).await?;
         }
         let claimed = self
             .store
@@ -109,13 +113,16 @@ impl Notifier {
             };
             count(&outcome, ids.len());
             self.store.finish_notifications(&ids, &outcome).await?;
+            self.store.release_mail(&webhook_id, &self.owner).await?;
         }
 
         Ok(())
     }
 
     /// The webhook to e-mail about now, or why not: no SMTP, no webhook or no addresses
-    /// (skipped), or an e-mail to it went out within the window (deferred to its end).
+    /// (skipped), another node is e-mailing about it (deferred until its reservation ends),
+    /// or an e-mail to it went out within the window (deferred to its end). Leaves this
+    /// notifier's reservation, which the caller gives back after recording the outcome.
     async fn recipients(
         &self,
         organization_id: &str,
@@ -134,6 +141,15 @@ impl Notifier {
             return Ok(Err(NotificationOutcome::Skipped(
                 "the webhook has no mail_ids any more".to_owned(),
             )));
+        }
+        // One e-mail per window across nodes: reserve first, then look at the last one
+        // sent (a node that sent one records it before giving its reservation back).
+        if let Err(until) = self
+            .store
+            .reserve_mail(webhook_id, &self.owner, now, now.plus(CLAIM))
+            .await?
+        {
+            return Ok(Err(NotificationOutcome::Deferred(until)));
         }
         if let Some(last) = self.store.last_email_at(webhook_id).await? {
             let window_ends = last.plus(self.window);

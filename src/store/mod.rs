@@ -604,6 +604,17 @@ pub trait NotificationStore: Send + Sync + 'static {
     async fn pending_count(&self, webhook_id: &str) -> StoreResult<u64>;
     /// Whether any webhook anywhere has `mail_ids` (for the start-up warning).
     async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool>;
+    /// Reserves e-mailing about the webhook for `owner` until `until` (its e-mail is being
+    /// decided and sent): `Err` with the time another owner's reservation ends.
+    async fn reserve_mail(
+        &self,
+        webhook_id: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Result<(), Timestamp>>;
+    /// Gives a reservation back (once the e-mail's outcome is recorded).
+    async fn release_mail(&self, webhook_id: &str, owner: &str) -> StoreResult<()>;
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`), creating an SQLite

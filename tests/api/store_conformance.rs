@@ -1015,3 +1015,52 @@ async fn store_circuits(backend: Backend) {
 }
 
 both_backends!(store_circuits);
+
+/// E-mailing about a webhook is reserved by one notifier at a time: another waits for the
+/// reservation's end, the holder may renew it, a released or run-out one is free.
+async fn store_mail_reservations(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("m")).unwrap());
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    let t = |s: i64| Timestamp::from_micros(1_800_000_000_000_000 + s * 1_000_000);
+    let id = hook.id.as_str();
+    assert_eq!(
+        store.reserve_mail(id, "a", t(0), t(60)).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.reserve_mail(id, "b", t(1), t(61)).await.unwrap(),
+        Err(t(60)),
+        "node a is e-mailing"
+    );
+    assert_eq!(
+        store.reserve_mail(id, "a", t(2), t(62)).await.unwrap(),
+        Ok(()),
+        "renewed"
+    );
+    store.release_mail(id, "b").await.unwrap();
+    assert_eq!(
+        store.reserve_mail(id, "b", t(3), t(63)).await.unwrap(),
+        Err(t(62)),
+        "only the holder gives it back"
+    );
+    store.release_mail(id, "a").await.unwrap();
+    assert_eq!(
+        store.reserve_mail(id, "b", t(4), t(64)).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.reserve_mail(id, "a", t(64), t(124)).await.unwrap(),
+        Ok(()),
+        "a reservation that ran out (its node died) is free"
+    );
+}
+
+both_backends!(store_mail_reservations);

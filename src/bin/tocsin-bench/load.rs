@@ -10,7 +10,8 @@ use std::{
 };
 
 pub struct Load {
-    pub url: String,
+    /// Request `i` goes to `urls[i % urls.len()]` (several nodes: round-robin).
+    pub urls: Vec<String>,
     pub token: Option<String>,
     pub n: usize,
     pub concurrency: usize,
@@ -43,7 +44,7 @@ pub async fn run(
     let mut workers = Vec::new();
     for _ in 0..load.concurrency {
         let (client, body, next, done) = (client.clone(), body.clone(), next.clone(), done.clone());
-        let (url, token, n, rate) = (load.url.clone(), load.token.clone(), load.n, load.rate);
+        let (urls, token, n, rate) = (load.urls.clone(), load.token.clone(), load.n, load.rate);
         workers.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             loop {
@@ -60,7 +61,7 @@ pub async fn run(
                     None => Instant::now(),
                 };
                 let mut request = client
-                    .post(&url)
+                    .post(&urls[i % urls.len()])
                     .header("content-type", "application/json")
                     .body(body(i));
                 if let Some(token) = &token {

@@ -1,7 +1,7 @@
 //! tocsin-bench: measures tocsin end to end, as a separate process against its own fast
 //! receiver, with the raw baseline (the same load straight to the receiver) in the same run.
 //!
-//! `cargo run --release --bin tocsin-bench -- --scenario throughput [--database-url URL] [--json FILE]`
+//! `cargo run --release --bin tocsin-bench -- --scenario throughput [--database-url URL] [--nodes N] [--json FILE]`
 
 mod load;
 mod receiver;
@@ -60,6 +60,10 @@ struct Args {
     /// The tocsin binary (default: the one beside this program, built if missing).
     #[arg(long)]
     tocsin: Option<PathBuf>,
+    /// Runs this many `tocsin serve` processes on the one database (PostgreSQL only); the
+    /// load goes to them round-robin. CPU seconds are their sum, peak RSS their largest.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
 }
 
 struct Plan {
@@ -163,6 +167,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         "sqlite"
     };
+    anyhow::ensure!(
+        args.nodes == 1 || backend == "postgresql",
+        "--nodes {} needs --database-url postgres://…/tocsin_bench…: one SQLite file serves one node",
+        args.nodes
+    );
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -187,7 +196,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         eprintln!("baseline: {expected} requests straight to the receiver…");
         let load = Load {
-            url: format!("http://{receiver_address}/baseline"),
+            urls: vec![format!("http://{receiver_address}/baseline")],
             token: None,
             n: expected,
             concurrency: args.concurrency,
@@ -208,7 +217,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         settings.push(("TOCSIN_DELIVERY__RETRY_SCHEDULE", "5s".to_owned()));
     }
     let tocsin = Tocsin::start(&binary, &database_url, &settings)?;
-    eprintln!("tocsin {} on {} ({backend})", tocsin.url, database_url);
+    let mut nodes = vec![];
+    for _ in 1..args.nodes {
+        nodes.push(tocsin.another(&binary, &database_url, &settings)?);
+    }
+    let urls: Vec<String> = std::iter::once(&tocsin)
+        .chain(&nodes)
+        .map(|node| format!("{}/v3/events", node.url))
+        .collect();
+    eprintln!(
+        "tocsin {} on {} ({backend}, {} node(s))",
+        tocsin.url, database_url, args.nodes
+    );
     for w in 0..plan.webhooks {
         let urls: Vec<_> = (0..plan.urls)
             .map(|u| json!({"url": format!("http://{receiver_address}/hook/{}", w * plan.urls + u), "method": "POST"}))
@@ -229,7 +249,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let posted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let progress = spawn_progress(posted.clone(), inbox.clone(), plan.events, expected);
     let load = Load {
-        url: format!("{}/v3/events", tocsin.url),
+        urls,
         token: Some(tocsin.token.clone()),
         n: plan.events,
         concurrency: args.concurrency,
@@ -239,7 +259,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut pile_up_rss = None;
     let mut drain_started = intake.started;
     if plan.refuse_first {
-        pile_up_rss = Some(tocsin.peak_rss_mb());
+        pile_up_rss = Some(peak_rss_mb(&tocsin, &nodes));
         eprintln!(
             "all {} events accepted; peak RSS {:.0} MB; the receiver comes up now",
             plan.events,
@@ -261,24 +281,39 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let report = report::build(report::Inputs {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
-        backend,
+        backend: &if args.nodes == 1 {
+            backend.to_owned()
+        } else {
+            format!("{backend} × {} nodes", args.nodes)
+        },
         events: plan.events,
         expected,
         intake: &intake,
         drain_started,
         arrivals: &inbox.arrivals.lock().unwrap(),
         baseline,
-        peak_rss_mb: tocsin.peak_rss_mb(),
+        peak_rss_mb: peak_rss_mb(&tocsin, &nodes),
         pile_up_rss_mb: pile_up_rss,
-        cpu_seconds: tocsin.cpu_seconds(),
+        cpu_seconds: tocsin.cpu_seconds() + nodes.iter().map(Tocsin::cpu_seconds).sum::<f64>(),
     });
     tocsin.stop();
+    for node in nodes {
+        node.stop();
+    }
     let _ = std::fs::remove_dir_all(&temp);
     println!("{}", report::table(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(report["complete"] == true)
+}
+
+/// The largest peak resident memory of the run's nodes.
+fn peak_rss_mb(first: &Tocsin, others: &[Tocsin]) -> f64 {
+    others
+        .iter()
+        .map(Tocsin::peak_rss_mb)
+        .fold(first.peak_rss_mb(), f64::max)
 }
 
 async fn create_webhook(

@@ -12,6 +12,31 @@ pub struct Tocsin {
     child: Child,
     pub url: String,
     pub token: String,
+    /// The sealing key every node of the run shares.
+    key: String,
+}
+
+/// `token create` initialises an empty database and works on any; prints the token alone.
+fn create_token(binary: &Path, database_url: &str, key: &str) -> anyhow::Result<String> {
+    let out = Command::new(binary)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "bench",
+            "--abilities",
+            "admin",
+            "--database-url",
+            database_url,
+        ])
+        .env("TOCSIN_SECRET_KEY", key)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// The `tocsin` binary beside this one, built (release) if it is missing.
@@ -35,6 +60,7 @@ pub fn binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 impl Tocsin {
+    /// Starts one node on a fresh database, with a key and a token of the run's own.
     pub fn start(
         binary: &Path,
         database_url: &str,
@@ -43,27 +69,33 @@ impl Tocsin {
         // A key of the run's own, so no tocsin.key is left in the working directory (which
         // is where it would go for PostgreSQL).
         let key = tocsin::domain::sealing::SecretKey::generate().to_base64();
-        // A token first: `token create` initialises an empty database and works on any.
-        let out = Command::new(binary)
-            .args([
-                "token",
-                "create",
-                "--name",
-                "bench",
-                "--abilities",
-                "admin",
-                "--database-url",
-                database_url,
-            ])
-            .env("TOCSIN_SECRET_KEY", &key)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout)?.trim().to_owned();
+        let token = create_token(binary, database_url, &key)?;
+        Self::start_node(binary, database_url, settings, key, token)
+    }
 
+    /// Another node on the same database, with the first one's key and token.
+    pub fn another(
+        &self,
+        binary: &Path,
+        database_url: &str,
+        settings: &[(&str, String)],
+    ) -> anyhow::Result<Tocsin> {
+        Self::start_node(
+            binary,
+            database_url,
+            settings,
+            self.key.clone(),
+            self.token.clone(),
+        )
+    }
+
+    fn start_node(
+        binary: &Path,
+        database_url: &str,
+        settings: &[(&str, String)],
+        key: String,
+        token: String,
+    ) -> anyhow::Result<Tocsin> {
         let mut child = Command::new(binary)
             .args([
                 "serve",
@@ -95,7 +127,12 @@ impl Tocsin {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| anyhow::anyhow!("tocsin did not start within 60 s"))?;
-        Ok(Tocsin { child, url, token })
+        Ok(Tocsin {
+            child,
+            url,
+            token,
+            key,
+        })
     }
 
     pub fn pid(&self) -> u32 {

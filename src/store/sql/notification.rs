@@ -249,6 +249,45 @@ impl NotificationStore for SqlStore {
                 .unwrap_or(false)
         }))
     }
+
+    async fn reserve_mail(
+        &self,
+        webhook_id: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Result<(), Timestamp>> {
+        let taken = sqlx::query(
+            "INSERT INTO mail_reservations (webhook_id, owner, until) VALUES ($1, $2, $4) \
+             ON CONFLICT (webhook_id) DO UPDATE SET owner = $2, until = $4 \
+             WHERE mail_reservations.until <= $3 OR mail_reservations.owner = $2",
+        )
+        .bind(webhook_id)
+        .bind(owner)
+        .bind(now.as_micros())
+        .bind(until.as_micros())
+        .execute(&self.writer)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT until FROM mail_reservations WHERE webhook_id = $1")
+                .bind(webhook_id)
+                .fetch_optional(&self.writer)
+                .await?;
+        // Given back meanwhile: free now, the next pass takes it.
+        Ok(Err(held.map_or(now, Timestamp::from_micros)))
+    }
+
+    async fn release_mail(&self, webhook_id: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM mail_reservations WHERE webhook_id = $1 AND owner = $2")
+            .bind(webhook_id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }
 
 impl SqlStore {
