@@ -65,18 +65,8 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(api::health::healthz))
-        .route("/readyz", get(api::health::readyz))
-        .route("/metrics", get(api::health::metrics))
-        .merge(api::webhooks::routes())
-        .merge(api::filters::routes())
-        .merge(api::logs::routes())
-        .merge(api::events::routes())
-        .merge(api::users::routes())
-        .merge(api::tokens::routes())
-        .merge(api::audit::routes())
-        .merge(api::directory::routes())
+    api::routes()
+        .router
         .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

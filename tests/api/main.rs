@@ -9,6 +9,7 @@ mod cluster;
 mod delivery;
 mod guarantees;
 mod notifications;
+mod openapi;
 mod pages;
 mod people;
 mod secrets;

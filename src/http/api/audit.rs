@@ -2,10 +2,11 @@
 
 use axum::{
     extract::{Path, RawQuery, State},
-    routing::get,
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Value};
+
+use super::ApiRoutes;
 
 use super::paging;
 use crate::{
@@ -17,10 +18,10 @@ use crate::{
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v3/audit-logs", get(list))
-        .route("/v3/audit-logs/{id}", get(show))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .get("/v3/audit-logs", list)
+        .get("/v3/audit-logs/{id}", show)
 }
 
 pub fn entry_json(e: &AuditEntry) -> Value {

@@ -3,10 +3,11 @@
 
 use axum::{
     extract::{Path, State},
-    routing::{get, put},
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Value};
+
+use super::ApiRoutes;
 
 use crate::{
     domain::{
@@ -28,24 +29,18 @@ const PATHS: [(&str, Kind); 3] = [
     ("/v3/teams", Kind::Team),
 ];
 
-pub fn routes() -> Router<AppState> {
-    let mut router = Router::new();
+pub fn routes() -> ApiRoutes {
+    let mut router = ApiRoutes::new();
     for (path, kind) in PATHS {
         router = router
-            .route(
-                path,
-                get(move |state: State<AppState>, caller: Caller| list(state, caller, kind)),
-            )
-            .route(
+            .get(path, move |state: State<AppState>, caller: Caller| {
+                list(state, caller, kind)
+            })
+            .put(
                 &format!("{path}/{{id}}"),
-                put(
-                    move |state: State<AppState>,
-                          caller: Caller,
-                          id: Path<String>,
-                          body: JsonBody| {
-                        declare(state, caller, id, body, kind)
-                    },
-                ),
+                move |state: State<AppState>, caller: Caller, id: Path<String>, body: JsonBody| {
+                    declare(state, caller, id, body, kind)
+                },
             );
     }
     router

@@ -3,10 +3,11 @@
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    routing::post,
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Value};
+
+use super::ApiRoutes;
 
 use super::webhooks::webhook_json;
 use crate::{
@@ -15,10 +16,10 @@ use crate::{
     intake::{self, IntakeError},
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v3/events", post(ingest)).route(
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().post("/v3/events", ingest).post(
         "/v3/incidents/{incident_id}/actions/webhook/{webhook_id}",
-        post(trigger),
+        trigger,
     )
 }
 

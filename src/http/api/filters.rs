@@ -1,25 +1,21 @@
 //! Trying filters before saving them, and the payload presets.
 
-use axum::{
-    routing::{get, post},
-    Json, Router,
-};
+use axum::Json;
 use serde_json::{json, Map, Value};
+
+use super::ApiRoutes;
 
 use crate::{
     domain::{token::Ability, FieldError},
     filter,
-    http::{auth::Caller, error::ApiError, extract::JsonBody, AppState},
+    http::{auth::Caller, error::ApiError, extract::JsonBody},
     payload::{self, presets, template},
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v3/extensions/event-webhooks/filters/test",
-            post(test_filter),
-        )
-        .route("/v3/extensions/event-webhooks/templates", get(templates))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .post("/v3/extensions/event-webhooks/filters/test", test_filter)
+        .get("/v3/extensions/event-webhooks/templates", templates)
 }
 
 /// `{"filters": …, "incident": …, "team": {"id": …}, "resource": …}` (`resource` optional:

@@ -3,10 +3,11 @@
 
 use axum::{
     extract::{Path, RawQuery, State},
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Map, Value};
+
+use super::ApiRoutes;
 
 use crate::{
     domain::{
@@ -23,28 +24,26 @@ use crate::{
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v3/extensions/event-webhooks/{id}/logs", get(list))
-        .route(
+pub fn routes() -> ApiRoutes {
+    const LOGS: &str = "/v3/extensions/event-webhooks/{id}/logs";
+    ApiRoutes::new()
+        .get(LOGS, list)
+        .get(
             "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}",
-            get(show),
+            show,
         )
-        .route(
+        .post(
             "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}/resend",
-            post(resend),
+            resend,
         )
-        .route(
-            "/v3/extensions/event-webhooks/{id}/logs/retry",
-            post(bulk_retry),
-        )
-        .route(
+        .post("/v3/extensions/event-webhooks/{id}/logs/retry", bulk_retry)
+        .get(
             "/v3/extensions/event-webhooks/{id}/logs/retry/{job_id}",
-            get(retry_progress),
+            retry_progress,
         )
-        .route(
+        .get(
             "/v3/extensions/event-webhooks/{id}/notifications",
-            get(notifications),
+            notifications,
         )
 }
 

@@ -5,10 +5,11 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::{delete, get},
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Value};
+
+use super::ApiRoutes;
 
 use crate::{
     domain::{
@@ -24,10 +25,11 @@ use crate::{
     },
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v3/api-tokens", get(list).post(create))
-        .route("/v3/api-tokens/{id}", delete(revoke))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .get("/v3/api-tokens", list)
+        .post("/v3/api-tokens", create)
+        .delete("/v3/api-tokens/{id}", revoke)
 }
 
 const MAX_NAME: usize = 100;

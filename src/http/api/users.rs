@@ -5,10 +5,11 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Value};
+
+use super::ApiRoutes;
 
 use crate::{
     accounts::{self, AccountError, NewUser, UserChange},
@@ -25,12 +26,15 @@ use crate::{
     },
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v3/users", get(list).post(create))
-        .route("/v3/users/roles", get(roles))
-        .route("/v3/users/{id}", get(show).put(update).delete(remove))
-        .route("/v3/users/{id}/reset-password", post(reset_password))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .get("/v3/users", list)
+        .post("/v3/users", create)
+        .get("/v3/users/roles", roles)
+        .get("/v3/users/{id}", show)
+        .put("/v3/users/{id}", update)
+        .delete("/v3/users/{id}", remove)
+        .post("/v3/users/{id}/reset-password", reset_password)
 }
 
 pub fn user_json(u: &User) -> Value {

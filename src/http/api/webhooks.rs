@@ -4,8 +4,7 @@ use axum::{
     extract::{Path, RawQuery, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde_json::{json, Map, Value};
 
@@ -24,21 +23,24 @@ use crate::{
     },
 };
 
+use super::ApiRoutes;
+
 const DEFAULT_PAGE_LIMIT: u64 = 100;
 const MAX_PAGE_LIMIT: u64 = 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v3/extensions/event-webhooks", get(list).post(create))
-        .route(
-            "/v3/extensions/event-webhooks/{id}",
-            get(show).put(update).delete(remove),
-        )
-        .route(
+pub fn routes() -> ApiRoutes {
+    const ONE: &str = "/v3/extensions/event-webhooks/{id}";
+    ApiRoutes::new()
+        .get("/v3/extensions/event-webhooks", list)
+        .post("/v3/extensions/event-webhooks", create)
+        .get(ONE, show)
+        .put(ONE, update)
+        .delete(ONE, remove)
+        .post(
             "/v3/extensions/event-webhooks/{id}/rotate-secret",
-            post(rotate_secret),
+            rotate_secret,
         )
-        .route("/v3/extensions/event-webhooks/{id}/test", post(send_test))
+        .post("/v3/extensions/event-webhooks/{id}/test", send_test)
 }
 
 /// The webhook as the API shows it: Squadcast's fields, header credentials masked, and no

@@ -1,0 +1,749 @@
+//! `GET /v3/openapi.json`: the JSON API described as OpenAPI 3.1. Written here beside the
+//! handlers rather than derived from types, because the handlers build their answers as JSON
+//! values; the suite holds it to the code instead: every route [`super::routes`] serves must
+//! be described and every described one served, real answers are validated against these
+//! schemas, and Squadcast's paths are compared with Squadcast's own document.
+
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::domain::event_type::EVENT_TYPES;
+
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+/// `{"$ref": "#/components/schemas/<name>"}`.
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A `type` that may also be `null`.
+fn nullable(kind: &str) -> Value {
+    json!({"type": [kind, "null"]})
+}
+
+fn timestamp() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+fn nullable_timestamp() -> Value {
+    json!({"type": ["string", "null"], "format": "date-time"})
+}
+
+/// `{"data": <inner>}`, the envelope of every answer.
+fn data(inner: Value) -> Value {
+    json!({"type": "object", "required": ["data"], "properties": {"data": inner}})
+}
+
+fn array_of(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+/// A JSON answer.
+fn answer(description: &str, body: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": body}}})
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": "string"}})
+}
+
+fn query_param(name: &str, description: &str, kind: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description,
+           "schema": kind})
+}
+
+/// One operation. `ability` is what the caller's token or role must allow (`None`: open);
+/// the errors every authenticated call can meet are added.
+struct Op {
+    summary: &'static str,
+    description: &'static str,
+    ability: Option<&'static str>,
+    parameters: Vec<Value>,
+    body: Option<Value>,
+    responses: Vec<(&'static str, Value)>,
+}
+
+impl Op {
+    fn new(summary: &'static str, ability: Option<&'static str>) -> Self {
+        Self {
+            summary,
+            description: "",
+            ability,
+            parameters: Vec::new(),
+            body: None,
+            responses: Vec::new(),
+        }
+    }
+
+    fn describe(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
+    fn param(mut self, parameter: Value) -> Self {
+        self.parameters.push(parameter);
+        self
+    }
+
+    fn body(mut self, schema: Value) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    fn ok(mut self, status: &'static str, response: Value) -> Self {
+        self.responses.push((status, response));
+        self
+    }
+
+    fn build(self) -> Value {
+        let mut responses = Map::new();
+        for (status, response) in self.responses {
+            responses.insert(status.to_owned(), response);
+        }
+        let mut op = json!({"summary": self.summary});
+        if let Some(ability) = self.ability {
+            let text = if self.description.is_empty() {
+                format!("Needs the `{ability}` ability.")
+            } else {
+                format!("{}\n\nNeeds the `{ability}` ability.", self.description)
+            };
+            op["description"] = Value::String(text);
+            op["security"] = json!([{"bearer": []}, {"session": []}]);
+            for (status, text) in [
+                ("400", "Malformed JSON, an unknown query parameter or a bad value in one."),
+                ("401", "No, malformed, expired or revoked token, or an ended session."),
+                ("403", "The caller lacks the ability, or a cookie-authenticated write lacks its CSRF token."),
+                ("404", "No such object in the caller's organization."),
+                ("413", "The body is over 1 MiB."),
+                ("422", "The body breaks a rule; `error_message` and `errors` name each field."),
+                ("429", "Over the caller's rate limit; `Retry-After` says when to come back."),
+                ("500", "An error of tocsin's own (logged)."),
+                ("503", "The database cannot be reached."),
+            ] {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| answer(text, schema("Error")));
+            }
+        } else {
+            op["description"] = Value::String(self.description.to_owned());
+            op["security"] = json!([]);
+        }
+        op["responses"] = Value::Object(responses);
+        if !self.parameters.is_empty() {
+            op["parameters"] = Value::Array(self.parameters);
+        }
+        if let Some(body) = self.body {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        op
+    }
+}
+
+fn webhook_id() -> Value {
+    path_param("id", "The webhook's id.")
+}
+
+fn paths() -> Value {
+    let limit = json!({"type": "integer", "minimum": 1, "maximum": 200});
+    let webhook = data(schema("Webhook"));
+    let log_filters = |op: Op| {
+        op.param(query_param(
+            "state",
+            "pending, succeeded, failed or cancelled",
+            json!({"type": "string", "enum": ["pending", "succeeded", "failed", "cancelled"]}),
+        ))
+        .param(query_param(
+            "event_type",
+            "A v2 event type.",
+            json!({"type": "string"}),
+        ))
+        .param(query_param("incident_id", "", json!({"type": "string"})))
+        .param(query_param("since", "RFC 3339.", timestamp()))
+        .param(query_param("until", "RFC 3339.", timestamp()))
+    };
+    let directory = |kind: &'static str| {
+        (
+            Op::new(kind, Some("read"))
+                .describe("What accepted events named, and what was declared, for the filter builder.")
+                .ok("200", answer("The entries.", data(array_of(schema("DirectoryEntry")))))
+                .build(),
+            Op::new("Declare an entry (its name)", Some("manage-webhooks"))
+                .param(path_param("id", "The entry's id as events name it."))
+                .body(json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}))
+                .ok("200", answer("The entry.", data(schema("DirectoryEntry"))))
+                .build(),
+        )
+    };
+    let (services, service) = directory("Services");
+    let (sources, source) = directory("Alert sources");
+    let (teams, team) = directory("Teams");
+    json!({
+        "/healthz": {"get": Op::new("Liveness", None)
+            .describe("The process is up.")
+            .ok("200", answer("Up.", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})))
+            .build()},
+        "/readyz": {"get": Op::new("Readiness", None)
+            .describe("The database answers.")
+            .ok("200", answer("Ready.", schema("Readiness")))
+            .ok("503", answer("The database cannot be reached.", schema("Readiness")))
+            .build()},
+        "/metrics": {"get": Op::new("Prometheus metrics", Some("read"))
+            .describe("The OpenMetrics text format; also served without authentication on `metrics_listen` when set.")
+            .ok("200", json!({"description": "Metrics.", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}))
+            .build()},
+        "/v3/openapi.json": {"get": Op::new("This document", None)
+            .ok("200", answer("OpenAPI 3.1.", json!({"type": "object"})))
+            .build()},
+        "/v3/extensions/event-webhooks": {
+            "get": Op::new("List webhooks", Some("read"))
+                .describe("Oldest first.")
+                .param(query_param("page-limit", "1–1000, default 100.", json!({"type": "integer", "minimum": 1, "maximum": 1000})))
+                .param(query_param("offset", "Default 0.", json!({"type": "integer", "minimum": 0})))
+                .ok("200", answer("A page of webhooks.", data(json!({
+                    "type": "object", "required": ["result", "meta"],
+                    "properties": {
+                        "result": array_of(schema("WebhookListItem")),
+                        "meta": {"type": "object", "required": ["total_count"], "properties": {"total_count": {"type": "integer"}}}
+                    }
+                }))))
+                .build(),
+            "post": Op::new("Create a webhook", Some("manage-webhooks"))
+                .describe("The answer carries the signing `secret`, shown only here and at rotation.")
+                .body(schema("WebhookInput"))
+                .ok("201", answer("Created.", data(schema("WebhookWithSecret"))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}": {
+            "get": Op::new("Get a webhook", Some("read")).param(webhook_id())
+                .ok("200", answer("The webhook.", webhook.clone())).build(),
+            "put": Op::new("Replace a webhook's configuration", Some("manage-webhooks"))
+                .describe("Read-only fields sent back are ignored; masked credentials sent back keep the stored value unless a URL now points elsewhere.")
+                .param(webhook_id()).body(schema("WebhookInput"))
+                .ok("200", answer("The webhook.", webhook.clone())).build(),
+            "delete": Op::new("Delete a webhook", Some("manage-webhooks")).param(webhook_id())
+                .ok("204", json!({"description": "Deleted, with its pending deliveries."})).build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/rotate-secret": {
+            "post": Op::new("Rotate the signing secret", Some("manage-webhooks"))
+                .describe("The body is optional. Until `previous_secret_expires_at` every delivery is signed with both secrets.")
+                .param(webhook_id())
+                .body(json!({"type": "object", "properties": {"grace_period_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}}))
+                .ok("200", answer("The webhook with its new secret.", data(json!({
+                    "allOf": [schema("WebhookWithSecret")],
+                    "required": ["previous_secret_expires_at"],
+                    "properties": {"previous_secret_expires_at": nullable_timestamp()}
+                }))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/test": {
+            "post": Op::new("Send a test", Some("manage-webhooks"))
+                .describe("Sends Squadcast's sample of the webhook's first trigger (or of `event_type`) to every URL now, one attempt each; logged with `origin: test`.")
+                .param(webhook_id())
+                .body(json!({"type": "object", "properties": {"event_type": {"type": "string", "enum": event_type_names()}}}))
+                .ok("200", answer("Each URL's answer.", data(json!({
+                    "type": "object", "required": ["event_type", "results"],
+                    "properties": {"event_type": {"type": "string"}, "results": array_of(schema("TestResult"))}
+                }))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/filters/test": {
+            "post": Op::new("Test a filter", Some("read"))
+                .describe("Whether `filters` match the incident (and team, and resource), and which conditions did.")
+                .body(json!({"type": "object", "required": ["incident"], "properties": {
+                    "filters": nullable("object"), "incident": {"type": "object"},
+                    "team": {"type": "object", "properties": {"id": {"type": "string"}}},
+                    "resource": {"type": "object"}
+                }}))
+                .ok("200", answer("The verdict.", data(json!({
+                    "type": "object", "required": ["matches", "explanation"],
+                    "properties": {"matches": {"type": "boolean"}, "explanation": nullable("object")}
+                }))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/templates": {
+            "get": Op::new("Chat presets", Some("read"))
+                .describe("The presets for `custom_payload_template_slug`, each with what it sends for a sample incident.")
+                .ok("200", answer("The presets.", data(array_of(json!({
+                    "type": "object", "required": ["slug", "name", "description", "example"],
+                    "properties": {"slug": {"type": "string"}, "name": {"type": "string"},
+                                   "description": {"type": "string"}, "example": {}}
+                })))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/logs": {
+            "get": log_filters(Op::new("Delivery log", Some("read")).describe("Deliveries, newest first.").param(webhook_id()))
+                .param(query_param("limit", "1–200, default 50.", limit.clone()))
+                .param(query_param("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})))
+                .ok("200", answer("A page of deliveries.", data(json!({
+                    "type": "object", "required": ["result", "meta"],
+                    "properties": {
+                        "result": array_of(schema("Delivery")),
+                        "meta": {"type": "object", "required": ["next_cursor"], "properties": {"next_cursor": nullable("string")}}
+                    }
+                }))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}": {
+            "get": Op::new("One delivery", Some("read"))
+                .describe("With the exact payload sent, the request headers and every attempt.")
+                .param(webhook_id()).param(path_param("delivery_id", "The delivery's id (its `webhook-id`)."))
+                .ok("200", answer("The delivery.", data(schema("DeliveryDetail"))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/logs/{delivery_id}/resend": {
+            "post": Op::new("Resend a delivery", Some("manage-webhooks"))
+                .describe("A new delivery (new `webhook-id`) of the same URL, method and payload bytes.")
+                .param(webhook_id()).param(path_param("delivery_id", "The delivery to send again."))
+                .ok("201", answer("The new delivery.", data(json!({
+                    "type": "object", "required": ["id", "resent_from"],
+                    "properties": {"id": {"type": "string"}, "resent_from": {"type": "string"}}
+                }))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/logs/retry": {
+            "post": Op::new("Retry finished deliveries in bulk", Some("manage-webhooks"))
+                .describe("Every matching finished delivery is set pending again, oldest first, by a background job.")
+                .param(webhook_id())
+                .body(json!({"type": "object", "properties": {
+                    "state": {"type": "string", "enum": ["failed", "cancelled", "succeeded"]},
+                    "event_type": {"type": "string"}, "incident_id": {"type": "string"},
+                    "since": timestamp(), "until": timestamp()
+                }}))
+                .ok("202", answer("The job, started.", data(schema("RetryJob"))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/logs/retry/{job_id}": {
+            "get": Op::new("A bulk retry's progress", Some("read"))
+                .param(webhook_id()).param(path_param("job_id", "The job's id."))
+                .ok("200", answer("The job.", data(schema("RetryJob"))))
+                .build(),
+        },
+        "/v3/extensions/event-webhooks/{id}/notifications": {
+            "get": Op::new("Failure notifications", Some("read"))
+                .describe("Newest first.")
+                .param(webhook_id())
+                .ok("200", answer("The notifications.", data(json!({
+                    "type": "object", "required": ["result"],
+                    "properties": {"result": array_of(schema("Notification"))}
+                }))))
+                .build(),
+        },
+        "/v3/events": {
+            "post": Op::new("Send an event", Some("ingest"))
+                .describe("Answers once the event and all its deliveries are committed. Posting the same `id` again answers the same without sending anything.")
+                .body(schema("EventInput"))
+                .ok("202", answer("Accepted.", data(json!({
+                    "type": "object", "required": ["id", "deliveries"],
+                    "properties": {"id": {"type": "string"}, "deliveries": {"type": "integer", "minimum": 0}}
+                }))))
+                .build(),
+        },
+        "/v3/incidents/{incident_id}/actions/webhook/{webhook_id}": {
+            "post": Op::new("Trigger a webhook manually", Some("manage-webhooks"))
+                .describe("Sends the incident's latest snapshot to the webhook now.")
+                .param(path_param("incident_id", "The incident's id."))
+                .param(path_param("webhook_id", "The webhook's id."))
+                .ok("200", answer("The webhook.", webhook.clone()))
+                .build(),
+        },
+        "/v3/users": {
+            "get": Op::new("List people", Some("read"))
+                .ok("200", answer("The organization's people.", data(array_of(schema("User"))))).build(),
+            "post": Op::new("Invite a person", Some("admin"))
+                .body(json!({"type": "object", "required": ["email", "name"], "properties": {
+                    "email": {"type": "string"}, "name": {"type": "string"},
+                    "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]}
+                }}))
+                .ok("201", answer("The person, with their setup link.", data(schema("UserWithSetupUrl"))))
+                .ok("409", answer("The e-mail address is taken (in any case).", schema("Error")))
+                .build(),
+        },
+        "/v3/users/roles": {
+            "get": Op::new("Roles", Some("read"))
+                .ok("200", answer("The four roles.", data(array_of(json!({
+                    "type": "object", "required": ["slug", "name", "description", "abilities"],
+                    "properties": {"slug": {"type": "string"}, "name": {"type": "string"},
+                                   "description": {"type": "string"}, "abilities": array_of(schema("Ability"))}
+                })))))
+                .build(),
+        },
+        "/v3/users/{id}": {
+            "get": Op::new("Get a person", Some("read")).param(path_param("id", "The person's id."))
+                .ok("200", answer("The person.", data(schema("User")))).build(),
+            "put": Op::new("Change a person", Some("admin")).param(path_param("id", "The person's id."))
+                .describe("`name`, `role`, `disabled`; read-only fields sent back are ignored.")
+                .body(json!({"type": "object", "properties": {
+                    "name": {"type": "string"},
+                    "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]},
+                    "disabled": {"type": "boolean"}
+                }}))
+                .ok("200", answer("The person.", data(schema("User"))))
+                .ok("409", answer("The change would leave no enabled owner.", schema("Error")))
+                .build(),
+            "delete": Op::new("Delete a person", Some("admin")).param(path_param("id", "The person's id."))
+                .ok("204", json!({"description": "Deleted."}))
+                .ok("409", answer("The last enabled owner.", schema("Error")))
+                .build(),
+        },
+        "/v3/users/{id}/reset-password": {
+            "post": Op::new("Reset a password", Some("admin"))
+                .describe("Ends the password and every session; the answer carries a new setup link.")
+                .param(path_param("id", "The person's id."))
+                .ok("200", answer("The person.", data(schema("UserWithSetupUrl"))))
+                .build(),
+        },
+        "/v3/api-tokens": {
+            "get": Op::new("List tokens", Some("admin"))
+                .describe("Never their values.")
+                .ok("200", answer("The organization's tokens.", data(array_of(schema("Token"))))).build(),
+            "post": Op::new("Create a token", Some("admin"))
+                .body(json!({"type": "object", "required": ["name", "abilities"], "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "abilities": array_of(schema("Ability")),
+                    "expires_at": timestamp()
+                }}))
+                .ok("201", answer("The token; its value in `token`, shown only this once.", data(json!({
+                    "allOf": [schema("Token")], "required": ["token"],
+                    "properties": {"token": {"type": "string"}}
+                }))))
+                .build(),
+        },
+        "/v3/api-tokens/{id}": {
+            "delete": Op::new("Revoke a token", Some("admin")).param(path_param("id", "The token's id."))
+                .ok("204", json!({"description": "Revoked on every node within 100 ms."})).build(),
+        },
+        "/v3/audit-logs": {
+            "get": Op::new("Audit log", Some("read"))
+                .describe("Newest first.")
+                .param(query_param("actor", "An id, e-mail address or token name.", json!({"type": "string"})))
+                .param(query_param("object", "An object's id.", json!({"type": "string"})))
+                .param(query_param("action", "E.g. `webhook.updated`.", json!({"type": "string"})))
+                .param(query_param("since", "RFC 3339.", timestamp()))
+                .param(query_param("until", "RFC 3339.", timestamp()))
+                .param(query_param("limit", "1–200, default 50.", limit))
+                .param(query_param("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})))
+                .ok("200", answer("A page of entries.", data(json!({
+                    "type": "object", "required": ["result", "meta"],
+                    "properties": {
+                        "result": array_of(schema("AuditEntry")),
+                        "meta": {"type": "object", "required": ["next_cursor"], "properties": {"next_cursor": nullable("string")}}
+                    }
+                }))))
+                .build(),
+        },
+        "/v3/audit-logs/{id}": {
+            "get": Op::new("One audit entry", Some("read")).param(path_param("id", "The entry's id."))
+                .ok("200", answer("The entry.", data(schema("AuditEntry")))).build(),
+        },
+        "/v3/services": {"get": services},
+        "/v3/services/{id}": {"put": service},
+        "/v3/alert-sources": {"get": sources},
+        "/v3/alert-sources/{id}": {"put": source},
+        "/v3/teams": {"get": teams},
+        "/v3/teams/{id}": {"put": team},
+    })
+}
+
+fn event_type_names() -> Vec<&'static str> {
+    EVENT_TYPES.iter().map(|t| t.name).collect()
+}
+
+/// What intake takes as `type`: every v2 type, and the v1 names of the incident events.
+fn event_input_names() -> Vec<&'static str> {
+    let mut names = event_type_names();
+    names.extend(EVENT_TYPES.iter().filter_map(|t| t.v1_name));
+    names
+}
+
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let trigger = json!({
+        "type": "object", "required": ["event_class", "event_type"],
+        "properties": {"event_class": string, "event_type": string}
+    });
+    let url = json!({
+        "type": "object", "required": ["url"],
+        "properties": {"url": string, "method": {"type": "string", "enum": ["POST", "PUT", "PATCH"]}}
+    });
+    // The configuration, as sent (create, replace) and as shown (without the read-only
+    // fields); `null` means absent.
+    let settings = json!({
+        "name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": nullable("string"),
+        "triggers": {"type": "array", "minItems": 1, "items": schema("WebhookTrigger")},
+        "urls": {"type": "array", "minItems": 1, "maxItems": 10, "items": schema("WebhookUrl")},
+        "header": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "maxProperties": 20},
+        "filters": {"type": ["object", "null"], "description": "A filter tree: {\"op\": \"and\"|\"or\", \"conditions\": [{\"op\", \"lhs\", \"rhs\"} or a nested group]}."},
+        "teams": {"type": ["array", "null"], "items": {"type": "string"}},
+        "is_all_teams_configured": {"type": ["boolean", "null"]},
+        "max_retry": {"type": ["integer", "null"], "minimum": 0, "maximum": 10},
+        "timeout_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 30},
+        "rate_limit_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
+        "enabled": {"type": ["boolean", "null"]},
+        "mail_ids": {"type": ["array", "null"], "maxItems": 10, "items": {"type": "string"}},
+        "trigger_type": {"type": ["string", "null"], "enum": ["automatic", "manual", null]},
+        "payload_type": {"type": ["string", "null"], "enum": ["standard", "custom", null]},
+        "custom_payload": nullable("string"),
+        "custom_payload_template_slug": nullable("string"),
+        "language": nullable("string"),
+        "version": {"type": ["string", "null"], "enum": ["v1", "v2", null]}
+    });
+    let mut shown = settings.as_object().cloned().unwrap_or_default();
+    for (field, value) in [
+        ("id", string.clone()),
+        ("slug", string.clone()),
+        ("organization_id", string.clone()),
+        ("author_id", string.clone()),
+        ("author", schema("Author")),
+        ("created_at", timestamp()),
+        ("updated_at", timestamp()),
+        ("disabled_reason", nullable("string")),
+    ] {
+        shown.insert(field.to_owned(), value);
+    }
+    // As shown, the settings are never null: defaults are filled in.
+    for field in [
+        "name",
+        "triggers",
+        "urls",
+        "header",
+        "teams",
+        "is_all_teams_configured",
+        "max_retry",
+        "timeout_seconds",
+        "enabled",
+        "mail_ids",
+        "trigger_type",
+        "payload_type",
+        "version",
+        "custom_payload",
+        "custom_payload_template_slug",
+        "language",
+    ] {
+        if let Some(spec) = shown.get_mut(field) {
+            if let Some(kinds) = spec["type"].as_array() {
+                let kept: Vec<Value> = kinds.iter().filter(|k| *k != "null").cloned().collect();
+                spec["type"] = kept.into_iter().next().unwrap_or(Value::Null);
+            }
+            if let Some(values) = spec["enum"].as_array() {
+                let kept: Vec<Value> = values.iter().filter(|v| !v.is_null()).cloned().collect();
+                spec["enum"] = Value::Array(kept);
+            }
+        }
+    }
+    let shown_required = json!([
+        "id",
+        "name",
+        "description",
+        "slug",
+        "organization_id",
+        "author_id",
+        "created_at",
+        "updated_at",
+        "version",
+        "triggers",
+        "urls",
+        "header",
+        "filters",
+        "max_retry",
+        "timeout_seconds",
+        "rate_limit_per_second",
+        "enabled",
+        "disabled_reason",
+        "teams",
+        "is_all_teams_configured",
+        "mail_ids",
+        "trigger_type",
+        "payload_type",
+        "custom_payload",
+        "custom_payload_template_slug",
+        "language"
+    ]);
+    let delivery = json!({
+        "id": string, "event_id": string,
+        "event_type": {"type": "string", "enum": event_type_names()},
+        "incident_id": string, "url": string,
+        "method": {"type": "string", "enum": ["POST", "PUT", "PATCH"]},
+        "state": {"type": "string", "enum": ["pending", "succeeded", "failed", "cancelled"]},
+        "attempts": {"type": "integer", "minimum": 0},
+        "last_status": nullable("integer"), "last_error": nullable("string"),
+        "next_attempt_at": nullable_timestamp(),
+        "created_at": timestamp(), "updated_at": timestamp(),
+        "completed_at": nullable_timestamp(),
+        "origin": {"type": "string", "enum": ["event", "test", "resend"]},
+        "resent_from": nullable("string")
+    });
+    let delivery_required: Vec<String> = delivery
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut detail = delivery.as_object().cloned().unwrap_or_default();
+    detail.insert(
+        "payload".into(),
+        json!({"type": "string", "description": "The exact bytes sent."}),
+    );
+    detail.insert(
+        "request_headers".into(),
+        json!({"type": ["object", "null"], "additionalProperties": {"type": "string"}}),
+    );
+    detail.insert("attempts".into(), array_of(schema("Attempt")));
+    let mut detail_required = delivery_required.clone();
+    detail_required.extend(["payload".to_owned(), "request_headers".to_owned()]);
+    let user = json!({
+        "type": "object",
+        "required": ["id", "email", "name", "role", "status", "disabled", "organization_id", "created_at", "updated_at", "last_login_at"],
+        "properties": {
+            "id": string, "email": string, "name": string,
+            "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]},
+            "status": {"type": "string", "enum": ["active", "invited", "disabled"]},
+            "disabled": {"type": "boolean"}, "organization_id": string,
+            "created_at": timestamp(), "updated_at": timestamp(), "last_login_at": nullable_timestamp()
+        }
+    });
+    let directory_entry = json!({
+        "type": "object", "required": ["id", "name", "last_seen"],
+        "properties": {"id": string, "name": nullable("string"), "last_seen": nullable_timestamp()}
+    });
+    json!({
+        "Error": {
+            "type": "object", "required": ["meta"],
+            "properties": {"meta": {
+                "type": "object", "required": ["status", "error_message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "error_code": {"type": "string"},
+                    "error_message": {"type": "string"},
+                    "errors": array_of(json!({
+                        "type": "object", "required": ["field", "message"],
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}}
+                    }))
+                }
+            }}
+        },
+        "Ability": {"type": "string", "enum": ["read", "manage-webhooks", "ingest", "admin"]},
+        "Author": {
+            "type": "object", "required": ["type", "id", "name"],
+            "properties": {"type": {"type": "string", "enum": ["user", "token", "cli", "system"]}, "id": string, "name": nullable("string")}
+        },
+        "WebhookTrigger": trigger,
+        "WebhookUrl": url,
+        "WebhookInput": {
+            "type": "object", "required": ["name", "triggers", "urls"],
+            "description": "Unknown fields are refused by name; the read-only fields of an answer are ignored, so GET → edit → PUT works.",
+            "properties": settings
+        },
+        "Webhook": {"type": "object", "required": shown_required, "properties": Value::Object(shown)},
+        "WebhookWithSecret": {
+            "allOf": [schema("Webhook")], "required": ["secret"],
+            "properties": {"secret": {"type": "string", "description": "Standard Webhooks signing secret (whsec_…)."}}
+        },
+        "WebhookListItem": {
+            "allOf": [schema("Webhook")], "required": ["description", "custom_payload_template_name"],
+            "properties": {"custom_payload_template_name": string}
+        },
+        "EventInput": {
+            "type": "object", "required": ["type", "incident"],
+            "properties": {
+                "id": {"type": "string", "description": "The producer's id: an idempotency key."},
+                "type": {"type": "string", "description": "A v2 event type, or a v1 name of the four incident events.", "enum": event_input_names()},
+                "timestamp": timestamp(),
+                "organization": {"type": "object"},
+                "team": {"type": "object", "properties": {"id": string, "name": string}},
+                "incident": {"type": "object", "required": ["id"], "description": "Squadcast's incident object; unknown fields are kept."},
+                "resource": {"type": "object", "description": "The note, task, channel, SLO violation or status page an event is about."}
+            }
+        },
+        "Delivery": {"type": "object", "required": delivery_required, "properties": delivery},
+        "DeliveryDetail": {"type": "object", "required": detail_required, "properties": Value::Object(detail)},
+        "Attempt": {
+            "type": "object",
+            "required": ["number", "started_at", "duration_ms", "request_headers", "response_status", "response_headers", "response_body", "error"],
+            "properties": {
+                "number": {"type": "integer", "minimum": 1}, "started_at": timestamp(),
+                "duration_ms": {"type": "integer", "minimum": 0},
+                "request_headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "response_status": nullable("integer"),
+                "response_headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                "response_body": nullable("string"), "error": nullable("string")
+            }
+        },
+        "TestResult": {
+            "type": "object",
+            "required": ["delivery_id", "url", "method", "succeeded", "status", "duration_ms", "body", "error"],
+            "properties": {
+                "delivery_id": string, "url": string, "method": string, "succeeded": {"type": "boolean"},
+                "status": nullable("integer"), "duration_ms": nullable("integer"),
+                "body": nullable("string"), "error": nullable("string")
+            }
+        },
+        "RetryJob": {
+            "type": "object", "required": ["id", "state", "filters", "total", "done", "error", "created_at", "finished_at"],
+            "properties": {
+                "id": string,
+                "state": {"type": "string", "enum": ["running", "done", "failed", "interrupted"]},
+                "filters": {"type": "object"}, "total": {"type": "integer"}, "done": {"type": "integer"},
+                "error": nullable("string"), "created_at": timestamp(), "finished_at": nullable_timestamp()
+            }
+        },
+        "Notification": {
+            "type": "object", "required": ["id", "delivery_id", "state", "attempts", "last_error", "next_attempt_at", "created_at", "sent_at"],
+            "properties": {
+                "id": string, "delivery_id": string,
+                "state": {"type": "string", "enum": ["pending", "sent", "skipped"]},
+                "attempts": {"type": "integer"}, "last_error": nullable("string"),
+                "next_attempt_at": nullable_timestamp(), "created_at": timestamp(), "sent_at": nullable_timestamp()
+            }
+        },
+        "User": user,
+        "UserWithSetupUrl": {
+            "allOf": [schema("User")], "required": ["setup_url"],
+            "properties": {"setup_url": {"type": ["string", "null"], "description": "Shown once: the link that sets the password."}}
+        },
+        "Token": {
+            "type": "object", "required": ["id", "name", "abilities", "status", "created_at", "expires_at", "last_used_at", "revoked_at"],
+            "properties": {
+                "id": string, "name": string, "abilities": array_of(schema("Ability")),
+                "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+                "created_at": timestamp(), "expires_at": nullable_timestamp(),
+                "last_used_at": nullable_timestamp(), "revoked_at": nullable_timestamp()
+            }
+        },
+        "AuditEntry": {
+            "type": "object", "required": ["id", "at", "actor", "action", "object", "changes"],
+            "properties": {
+                "id": string, "at": timestamp(), "actor": schema("Author"), "action": string,
+                "object": {"type": "object", "required": ["type", "id", "name"], "properties": {"type": string, "id": string, "name": nullable("string")}},
+                "changes": {"type": "object", "additionalProperties": {"type": "object", "properties": {"before": {}, "after": {}}}}
+            }
+        },
+        "DirectoryEntry": directory_entry,
+        "Readiness": {
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ready", "unavailable"]}, "reason": string}
+        },
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tocsin",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Outgoing webhooks for incident events. The webhook configuration API is Squadcast's (`/v3/extensions/event-webhooks`, the manual trigger); the rest is tocsin's own. Answers are `{\"data\": …}`; errors are `{\"meta\": {\"status\", \"error_code\", \"error_message\", \"errors\"}}`."
+        },
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (`tocsin token create`, or the API-tokens page)."},
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::http::auth::SESSION_COOKIE, "description": "A logged-in person's session; writes also need the page's CSRF token."}
+            }
+        }
+    })
+}
