@@ -34,6 +34,8 @@ enum Scenario {
     Isolation,
     /// The receiver refuses connections while 1,000,000 deliveries pile up, then drains.
     Backlog,
+    /// Ordinary traffic: 200 events/s for 30 s, 1 webhook; what matters is CPU per event.
+    Steady,
 }
 
 #[derive(Parser)]
@@ -81,6 +83,7 @@ fn plan(args: &Args) -> Plan {
         Scenario::Fanout => (2_000, None, 10, 2),
         Scenario::Latency => (20_000, Some(1_000.0), 1, 1),
         Scenario::Backlog => (1_000_000, None, 1, 1),
+        Scenario::Steady => (6_000, Some(200.0), 1, 1),
     };
     Plan {
         events: args.events.unwrap_or(events),
@@ -255,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         concurrency: args.concurrency,
         rate: plan.rate,
     };
+    let cpu_before_load = cpu_seconds(&tocsin, &nodes);
     let intake = load::run(&client, &load, event_body, posted).await?;
     let mut pile_up_rss = None;
     let mut drain_started = intake.started;
@@ -275,6 +279,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     while inbox.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_during_load = cpu_seconds(&tocsin, &nodes) - cpu_before_load;
     // Anything more than expected (a duplicate) would arrive now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     progress.abort();
@@ -294,7 +299,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         baseline,
         peak_rss_mb: peak_rss_mb(&tocsin, &nodes),
         pile_up_rss_mb: pile_up_rss,
-        cpu_seconds: tocsin.cpu_seconds() + nodes.iter().map(Tocsin::cpu_seconds).sum::<f64>(),
+        cpu_seconds: cpu_seconds(&tocsin, &nodes),
+        cpu_seconds_during_load: cpu_during_load,
     });
     tocsin.stop();
     for node in nodes {
@@ -306,6 +312,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(report["complete"] == true)
+}
+
+/// The CPU time of the run's nodes so far, summed.
+fn cpu_seconds(first: &Tocsin, others: &[Tocsin]) -> f64 {
+    first.cpu_seconds() + others.iter().map(Tocsin::cpu_seconds).sum::<f64>()
 }
 
 /// The largest peak resident memory of the run's nodes.

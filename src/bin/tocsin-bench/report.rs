@@ -19,6 +19,8 @@ pub struct Inputs<'a> {
     pub peak_rss_mb: f64,
     pub pile_up_rss_mb: Option<f64>,
     pub cpu_seconds: f64,
+    /// From the first post to the last arrival.
+    pub cpu_seconds_during_load: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -83,6 +85,7 @@ pub fn build(i: Inputs<'_>) -> Value {
         "tocsin_peak_rss_mb": i.peak_rss_mb,
         "tocsin_peak_rss_mb_during_pile_up": i.pile_up_rss_mb,
         "tocsin_cpu_seconds": i.cpu_seconds,
+        "tocsin_cpu_ms_per_event": i.cpu_seconds_during_load * 1000.0 / i.events.max(1) as f64,
     })
 }
 
@@ -136,6 +139,12 @@ pub fn table(r: &Value) -> String {
             num(&r["tocsin_peak_rss_mb_during_pile_up"]),
         ),
         ("tocsin CPU seconds", num(&r["tocsin_cpu_seconds"])),
+        (
+            "tocsin CPU per event, under load (ms)",
+            r["tocsin_cpu_ms_per_event"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.3}")),
+        ),
         (
             "every delivery exactly once",
             if r["complete"] == true {
