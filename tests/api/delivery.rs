@@ -571,7 +571,12 @@ async fn manual_trigger_sends_the_latest_snapshot(backend: Backend) {
         .await;
     let mut later = incident("inc-9", "acknowledged");
     later["message"] = json!("updated message");
-    app.ingest(&event("acknowledged", "t", later)).await;
+    app.ingest(&event("acknowledged", "t", later.clone())).await;
+    // A note comes after: not the incident's state, so not what the trigger sends (a v1
+    // webhook has no payload for it).
+    let mut note = event("incident_notes_created", "t", later);
+    note["resource"] = json!({"id": "note-1", "message": "looking"});
+    app.ingest(&note).await;
     assert!(
         receiver.received("/manual").is_empty(),
         "manual webhooks do not fire by themselves"

@@ -324,15 +324,30 @@ pub(super) async fn accept_events(
         query.execute(&mut **tx).await?;
     }
 
-    // The latest event of each incident; a statement may touch a row only once.
-    let mut latest: HashMap<(&str, &str), &Event> = HashMap::new();
+    // Each incident's latest lifecycle event (triggered, acknowledged, resolved, reassigned:
+    // what the manual trigger sends again); an event about a note, task, … is kept only
+    // for an incident known by nothing else yet. A statement may touch a row only once.
+    let mut lifecycle: HashMap<(&str, &str), &Event> = HashMap::new();
+    let mut other: HashMap<(&str, &str), &Event> = HashMap::new();
     for (event, _) in &fresh {
-        latest.insert((event.organization_id.as_str(), event.incident_id()), event);
+        let key = (event.organization_id.as_str(), event.incident_id());
+        if event.event_type.v1_name.is_some() {
+            lifecycle.insert(key, event);
+        } else {
+            other.insert(key, event);
+        }
     }
-    let latest: Vec<&Event> = latest.into_values().collect();
-    for chunk in latest.chunks(CHUNK) {
+    other.retain(|key, _| !lifecycle.contains_key(key));
+    let lifecycle: Vec<&Event> = lifecycle.into_values().collect();
+    let other: Vec<&Event> = other.into_values().collect();
+    let replace = "DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at";
+    let chunks = lifecycle
+        .chunks(CHUNK)
+        .map(|c| (c, replace))
+        .chain(other.chunks(CHUNK).map(|c| (c, "DO NOTHING")));
+    for (chunk, on_conflict) in chunks {
         let sql = format!(
-            "{} ON CONFLICT (organization_id, incident_id) DO UPDATE SET event_id = excluded.event_id, updated_at = excluded.updated_at",
+            "{} ON CONFLICT (organization_id, incident_id) {on_conflict}",
             dialect.insert(
                 "incidents",
                 &["organization_id", "incident_id", "event_id", "updated_at"],
