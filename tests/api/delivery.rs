@@ -943,6 +943,22 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
         .owner(Method::POST, &path, Some(&json!({"state": "pending"})))
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
+    // A disabled webhook sends nothing, re-queued or not: enable it first.
+    let one = format!("{HOOKS}/{id}");
+    let mut off = app.owner(Method::GET, &one, None).await.body["data"].clone();
+    off["enabled"] = json!(false);
+    assert_eq!(app.owner(Method::PUT, &one, Some(&off)).await.status, 200);
+    let refused = app
+        .owner(Method::POST, &path, Some(&json!({"state": "failed"})))
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.message().contains("enable it first"),
+        "{}",
+        refused.body
+    );
+    off["enabled"] = json!(true);
+    assert_eq!(app.owner(Method::PUT, &one, Some(&off)).await.status, 200);
     let bad = app
         .owner(Method::POST, &path, Some(&json!({"colour": "red"})))
         .await;

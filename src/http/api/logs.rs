@@ -229,7 +229,23 @@ async fn bulk_retry(
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    require_webhook(&state, &caller, &id).await?;
+    let webhook = state
+        .store
+        .webhook(caller.organization_id(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("webhook {id}")))?;
+    // Re-queued deliveries are sent whatever the webhook's switch says: a disabled webhook
+    // (by a person, or by tocsin after 410 Gone) must be enabled first.
+    if !webhook.spec.enabled {
+        return Err(ApiError::Conflict(format!(
+            "webhook {id} is disabled{}; enable it first, then retry its deliveries",
+            webhook
+                .disabled_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )));
+    }
     let body = crate::http::extract::optional_json(&body)?;
     let filters = match &body {
         Value::Null => Map::new(),

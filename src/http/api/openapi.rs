@@ -314,6 +314,7 @@ fn paths() -> Value {
                     "since": timestamp(), "until": timestamp()
                 }}))
                 .ok("202", answer("The job, started.", data(schema("RetryJob"))))
+                .ok("409", answer("The webhook is disabled: enable it first.", schema("Error")))
                 .build(),
         },
         "/v3/extensions/event-webhooks/{id}/logs/retry/{job_id}": {
