@@ -395,8 +395,17 @@ async fn tocsin_bench_reports_completely_on_a_small_run() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let row = |label: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {label} row: {stdout}"))
+    };
+    assert_eq!(row("every delivery exactly once"), "yes");
     assert!(
-        stdout.contains("every delivery exactly once          yes"),
+        row("tocsin CPU per event, under load (ms)")
+            .parse::<f64>()
+            .is_ok(),
         "{stdout}"
     );
     let report: serde_json::Value =
@@ -414,6 +423,7 @@ async fn tocsin_bench_reports_completely_on_a_small_run() {
         "ratio_to_baseline",
         "tocsin_peak_rss_mb",
         "tocsin_cpu_seconds",
+        "tocsin_cpu_ms_per_event",
     ] {
         assert!(
             report[key].as_f64().is_some_and(|v| v > 0.0),

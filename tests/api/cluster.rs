@@ -107,19 +107,8 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     });
     let client = http_client();
     let post = |base: String, path: &str, body: Value| {
-        let client = client.clone();
-        let token = token.clone();
-        let url = format!("{base}{path}");
-        async move {
-            let response = client
-                .post(url)
-                .bearer_auth(token)
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("a live node answers");
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
+        let (client, token, url) = (client.clone(), token.clone(), format!("{base}{path}"));
+        async move { crate::helpers::binary::post_json(&client, url, &token, &body).await }
     };
     let created = post(
         nodes[0].url.clone(),
@@ -148,7 +137,6 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
         });
         for (status, body) in futures_join_all(posts).await {
             assert_eq!(status, 202, "{body}");
-            let body: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(body["data"]["deliveries"], 1, "{body}");
         }
     }

@@ -823,20 +823,8 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     let token = server.owner_token();
     let client = crate::helpers::http_client();
     let post = |url: String, body: Value| {
-        let client = client.clone();
-        let token = token.clone();
-        async move {
-            let response = client
-                .post(url)
-                .bearer_auth(token)
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap();
-            (status, serde_json::from_str::<Value>(&text).unwrap())
-        }
+        let (client, token) = (client.clone(), token.clone());
+        async move { crate::helpers::binary::post_json(&client, url, &token, &body).await }
     };
     let urls = json!([
         {"url": format!("http://127.0.0.1:{port}/a")},

@@ -8,7 +8,6 @@ use sqlx::Row;
 use tocsin::{
     domain::{
         delivery::NewDelivery,
-        event::{parse_event, Tenant},
         organization::Organization,
         sealing::SecretKey,
         webhook::{parse_spec, Webhook},
@@ -67,33 +66,8 @@ fn secret_webhook(org: &str, receiver_url: &str) -> Webhook {
 
 /// One parked delivery to the webhook's URL (with its password).
 async fn park_one(store: &dyn Store, org: &Organization, hook: &Webhook) -> NewDelivery {
-    let event = parse_event(
-        &json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": "inc", "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
-        Tenant {
-            id: &org.id,
-            name: "Org",
-        },
-    )
-    .unwrap();
     let url = hook.spec.urls[0].url.clone();
-    let delivery = NewDelivery {
-        id: tocsin::domain::ids::new_id("msg"),
-        organization_id: org.id.clone(),
-        webhook_id: hook.id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.name,
-        incident_id: "inc".into(),
-        url: url.clone(),
-        method: tocsin::domain::webhook::Method::Post,
-        payload: "{}".into(),
-        payload_id: Some(tocsin::domain::ids::new_id("pld")),
-        failure: None,
-        notify: false,
-        origin: Default::default(),
-        created_at: Timestamp::now(),
-    };
+    let (event, delivery) = crate::helpers::event_and_delivery(&org.id, &hook.id, "inc", &url);
     let admission = Admission {
         lease: None,
         park_urls: [url].into_iter().collect(),

@@ -682,13 +682,7 @@ both_backends!(store_rate_slots);
 /// busy, so a node whose transaction holds a lane makes another node's intake for that
 /// lane wait (seen in pg_locks) until it commits — and then see its delivery.
 async fn store_lanes_are_locked_across_nodes(backend: Backend) {
-    use tocsin::{
-        domain::{
-            delivery::{lane, NewDelivery},
-            event::{parse_event, Tenant},
-        },
-        store::Admission,
-    };
+    use tocsin::{domain::delivery::lane, store::Admission};
     if backend == Backend::Sqlite {
         return; // one writer serialises SQLite's transactions already
     }
@@ -703,32 +697,7 @@ async fn store_lanes_are_locked_across_nodes(backend: Backend) {
         .await
         .unwrap();
     let url = "https://receiver.example/hook";
-    let event = parse_event(
-        &json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": "inc-l", "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
-        Tenant {
-            id: &org.id,
-            name: "Org",
-        },
-    )
-    .unwrap();
-    let delivery = NewDelivery {
-        id: tocsin::domain::ids::new_id("msg"),
-        organization_id: org.id.clone(),
-        webhook_id: hook.id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.name,
-        incident_id: "inc-l".into(),
-        url: url.into(),
-        method: tocsin::domain::webhook::Method::Post,
-        payload: "{}".into(),
-        payload_id: Some(tocsin::domain::ids::new_id("pld")),
-        failure: None,
-        notify: false,
-        origin: Default::default(),
-        created_at: Timestamp::now(),
-    };
+    let (event, delivery) = crate::helpers::event_and_delivery(&org.id, &hook.id, "inc-l", url);
     assert_eq!(
         delivery.lane(),
         lane(
@@ -814,13 +783,7 @@ async fn next_change(
 /// claim now (released leases) wake pollers — work already leased to its node does not.
 /// SQLite has one process and no feed.
 async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
-    use tocsin::{
-        domain::{
-            delivery::NewDelivery,
-            event::{parse_event, Tenant},
-        },
-        store::{Admission, Change, Lease},
-    };
+    use tocsin::store::{Admission, Change, Lease};
     let Some((store, db)) = open_store(backend).await else {
         return;
     };
@@ -852,32 +815,12 @@ async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
     );
 
     // Work leased to the node that accepted it is nobody else's business.
-    let event = parse_event(
-        &json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": "inc-n", "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
-        Tenant {
-            id: &org.id,
-            name: "Org",
-        },
-    )
-    .unwrap();
-    let delivery = NewDelivery {
-        id: tocsin::domain::ids::new_id("msg"),
-        organization_id: org.id.clone(),
-        webhook_id: hook.id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.name,
-        incident_id: "inc-n".into(),
-        url: "https://receiver.example/hook".into(),
-        method: tocsin::domain::webhook::Method::Post,
-        payload: "{}".into(),
-        payload_id: Some(tocsin::domain::ids::new_id("pld")),
-        failure: None,
-        notify: false,
-        origin: Default::default(),
-        created_at: Timestamp::now(),
-    };
+    let (event, delivery) = crate::helpers::event_and_delivery(
+        &org.id,
+        &hook.id,
+        "inc-n",
+        "https://receiver.example/hook",
+    );
     let admission = Admission {
         lease: Some(Lease {
             owner: "node-a".into(),

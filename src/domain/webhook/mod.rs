@@ -7,7 +7,7 @@ pub use header::{
     is_credential_header, mask_url, mask_value, origin, restore_masked, restore_masked_url,
     RESERVED_HEADERS,
 };
-pub use parse::parse_spec;
+pub use parse::{parse_spec, KNOWN as FIELDS, READ_ONLY as READ_ONLY_FIELDS};
 
 use serde::{Deserialize, Serialize};
 

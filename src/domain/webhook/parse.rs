@@ -31,11 +31,11 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 const MAX_TEAMS: usize = 1000;
 
-/// Fields of a response that clients send back unchanged on GET → edit → PUT.
 /// The highest `rate_limit_per_second`: past it the limit means nothing.
 const MAX_RATE: u64 = 10_000;
 
-const READ_ONLY: &[&str] = &[
+/// Fields of a response that clients send back unchanged on GET → edit → PUT.
+pub const READ_ONLY: &[&str] = &[
     "id",
     "created_at",
     "updated_at",
@@ -47,7 +47,8 @@ const READ_ONLY: &[&str] = &[
     "disabled_reason",
 ];
 
-const KNOWN: &[&str] = &[
+/// The fields a webhook is configured with (create, replace).
+pub const KNOWN: &[&str] = &[
     "name",
     "description",
     "triggers",

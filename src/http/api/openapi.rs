@@ -7,7 +7,10 @@
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use crate::domain::event_type::EVENT_TYPES;
+use crate::domain::{
+    event_type::EVENT_TYPES,
+    webhook::{FIELDS, READ_ONLY_FIELDS},
+};
 
 pub async fn serve() -> Json<Value> {
     Json(document())
@@ -536,34 +539,14 @@ fn schemas() -> Value {
             }
         }
     }
-    let shown_required = json!([
-        "id",
-        "name",
-        "description",
-        "slug",
-        "organization_id",
-        "author_id",
-        "created_at",
-        "updated_at",
-        "version",
-        "triggers",
-        "urls",
-        "header",
-        "filters",
-        "max_retry",
-        "timeout_seconds",
-        "rate_limit_per_second",
-        "enabled",
-        "disabled_reason",
-        "teams",
-        "is_all_teams_configured",
-        "mail_ids",
-        "trigger_type",
-        "payload_type",
-        "custom_payload",
-        "custom_payload_template_slug",
-        "language"
-    ]);
+    // Every field, read-only or configured, is always in the answer (`null` when unset) —
+    // except the list's and create's extras.
+    let shown_required: Vec<&str> = READ_ONLY_FIELDS
+        .iter()
+        .chain(FIELDS)
+        .copied()
+        .filter(|f| !matches!(*f, "author" | "custom_payload_template_name"))
+        .collect();
     let delivery = json!({
         "id": string, "event_id": string,
         "event_type": {"type": "string", "enum": event_type_names()},
@@ -747,4 +730,37 @@ pub fn document() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_is_described_field_for_field() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let keys = |name: &str| -> std::collections::BTreeSet<String> {
+            schemas[name]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let configured: std::collections::BTreeSet<String> =
+            FIELDS.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            keys("WebhookInput"),
+            configured,
+            "what create and replace take"
+        );
+        let shown: std::collections::BTreeSet<String> = FIELDS
+            .iter()
+            .chain(READ_ONLY_FIELDS)
+            .map(|f| f.to_string())
+            .filter(|f| f != "custom_payload_template_name")
+            .collect();
+        assert_eq!(keys("Webhook"), shown, "what an answer shows");
+    }
 }

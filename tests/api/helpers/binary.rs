@@ -163,3 +163,23 @@ pub fn find_token(text: &str) -> Option<String> {
         .find(|w| tocsin::domain::token::looks_like_token(w))
         .map(str::to_owned)
 }
+
+/// POSTs a JSON body with a bearer token to a server process; its status and JSON answer.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer, got {text:?}"));
+    (status, body)
+}

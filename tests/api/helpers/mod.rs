@@ -398,3 +398,44 @@ pub async fn futures_join_all<F: std::future::Future>(
         .map(|v| v.expect("every future finished"))
         .collect()
 }
+
+/// An event of incident `incident` and one delivery of it to `url` for the webhook, as
+/// intake would make them: for tests of the store that write deliveries directly.
+pub fn event_and_delivery(
+    organization_id: &str,
+    webhook_id: &str,
+    incident: &str,
+    url: &str,
+) -> (
+    tocsin::domain::event::Event,
+    tocsin::domain::delivery::NewDelivery,
+) {
+    use tocsin::domain::event::{parse_event, Tenant};
+    let event = parse_event(
+        &serde_json::json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": incident, "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
+        Tenant {
+            id: organization_id,
+            name: "Org",
+        },
+    )
+    .unwrap();
+    let delivery = tocsin::domain::delivery::NewDelivery {
+        id: tocsin::domain::ids::new_id("msg"),
+        organization_id: organization_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.name,
+        incident_id: incident.to_owned(),
+        url: url.to_owned(),
+        method: tocsin::domain::webhook::Method::Post,
+        payload: "{}".into(),
+        payload_id: Some(tocsin::domain::ids::new_id("pld")),
+        failure: None,
+        notify: false,
+        origin: Default::default(),
+        created_at: tocsin::domain::Timestamp::now(),
+    };
+    (event, delivery)
+}
