@@ -305,7 +305,7 @@ async fn sqlite_files_are_private() {
 async fn store_delivery_queue(backend: Backend) {
     use tocsin::{
         domain::{
-            delivery::{Attempt, AttemptResult, DeliveryState, NewDelivery},
+            delivery::{Attempt, AttemptResult, DeliveryState},
             event::{parse_event, Tenant},
         },
         store::{Admission, Lease, LogQuery},
@@ -333,21 +333,8 @@ async fn store_delivery_queue(backend: Backend) {
         )
         .unwrap()
     };
-    let delivery = |e: &tocsin::domain::event::Event| NewDelivery {
-        id: tocsin::domain::ids::new_id("msg"),
-        organization_id: org.id.clone(),
-        webhook_id: hook.id.clone(),
-        event_id: e.id.clone(),
-        event_type: e.event_type.name,
-        incident_id: e.incident_id().to_owned(),
-        url: "https://receiver.example/hook".into(),
-        method: tocsin::domain::webhook::Method::Post,
-        payload: "{}".into(),
-        payload_id: Some(tocsin::domain::ids::new_id("pld")),
-        failure: None,
-        notify: false,
-        origin: Default::default(),
-        created_at: Timestamp::now(),
+    let delivery = |e: &tocsin::domain::event::Event| {
+        crate::helpers::delivery_of(e, &hook.id, "https://receiver.example/hook")
     };
     let far = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
     let mine = Lease {

@@ -509,26 +509,10 @@ fn schemas() -> Value {
     ] {
         shown.insert(field.to_owned(), value);
     }
-    // As shown, the settings are never null: defaults are filled in.
-    for field in [
-        "name",
-        "triggers",
-        "urls",
-        "header",
-        "teams",
-        "is_all_teams_configured",
-        "max_retry",
-        "timeout_seconds",
-        "enabled",
-        "mail_ids",
-        "trigger_type",
-        "payload_type",
-        "version",
-        "custom_payload",
-        "custom_payload_template_slug",
-        "language",
-    ] {
-        if let Some(spec) = shown.get_mut(field) {
+    // As shown, the settings are never null (defaults are filled in) but for these.
+    let may_be_null = ["description", "filters", "rate_limit_per_second"];
+    for field in FIELDS.iter().filter(|f| !may_be_null.contains(f)) {
+        if let Some(spec) = shown.get_mut(*field) {
             if let Some(kinds) = spec["type"].as_array() {
                 let kept: Vec<Value> = kinds.iter().filter(|k| *k != "null").cloned().collect();
                 spec["type"] = kept.into_iter().next().unwrap_or(Value::Null);

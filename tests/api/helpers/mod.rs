@@ -421,13 +421,23 @@ pub fn event_and_delivery(
         },
     )
     .unwrap();
-    let delivery = tocsin::domain::delivery::NewDelivery {
+    let delivery = delivery_of(&event, webhook_id, url);
+    (event, delivery)
+}
+
+/// A delivery of `event` to `url` for the webhook, as intake would make it.
+pub fn delivery_of(
+    event: &tocsin::domain::event::Event,
+    webhook_id: &str,
+    url: &str,
+) -> tocsin::domain::delivery::NewDelivery {
+    tocsin::domain::delivery::NewDelivery {
         id: tocsin::domain::ids::new_id("msg"),
-        organization_id: organization_id.to_owned(),
+        organization_id: event.organization_id.clone(),
         webhook_id: webhook_id.to_owned(),
         event_id: event.id.clone(),
         event_type: event.event_type.name,
-        incident_id: incident.to_owned(),
+        incident_id: event.incident_id().to_owned(),
         url: url.to_owned(),
         method: tocsin::domain::webhook::Method::Post,
         payload: "{}".into(),
@@ -436,6 +446,5 @@ pub fn event_and_delivery(
         notify: false,
         origin: Default::default(),
         created_at: tocsin::domain::Timestamp::now(),
-    };
-    (event, delivery)
+    }
 }
