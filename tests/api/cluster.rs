@@ -261,9 +261,13 @@ async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
     let b = a.another_node().await;
     let receiver = Receiver::start().await;
     let up = receiver.failing_until("/down", 503);
+    // A password in the URL: pages name the URL, never the password.
+    let url = receiver
+        .url("/down")
+        .replace("http://", "http://bridge:hunter2@");
     let created = a
         .create_webhook(&patched(
-            hook("down", json!([{"url": receiver.url("/down")}])),
+            hook("down", json!([{ "url": url }])),
             json!({"mail_ids": ["oncall@example.com"]}),
         ))
         .await;
@@ -322,6 +326,28 @@ async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
         1,
         "one outage notice"
     );
+
+    // A node that never called the URL shows it down too, on the overview and the list.
+    let c = a.another_node().await;
+    crate::helpers::visitor::person(&c, "ops@example.com", "viewer").await;
+    let mut visitor = crate::helpers::visitor::Visitor::new(&c);
+    visitor.login_ok("ops@example.com").await;
+    let overview = visitor.get("/").await;
+    let down = overview
+        .text
+        .split("URLs not answering")
+        .nth(1)
+        .expect("the overview lists URLs not answering");
+    assert!(
+        down.contains("circuit open") && down.contains("/down") && down.contains("****"),
+        "{down}"
+    );
+    assert!(
+        !overview.text.contains("hunter2"),
+        "the password stays hidden"
+    );
+    let list = visitor.get("/webhooks").await;
+    assert!(list.text.contains("circuit open"), "{}", list.text);
 
     up.on();
     let rows = a.settled_logs(&id, 20).await;

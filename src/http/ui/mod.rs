@@ -304,6 +304,29 @@ pub fn error_page(caller: &Caller, e: super::error::ApiError) -> Response {
 }
 
 /// A time as pages show it: `2026-11-27 08:00` (UTC).
+/// Which of `urls` have their circuit open anywhere in the cluster (the store's rows, by
+/// the hash of each URL): a page served by a node that never called a dead URL still says so.
+pub async fn open_urls(
+    state: &AppState,
+    urls: &[&str],
+) -> Result<std::collections::BTreeSet<String>, crate::store::StoreError> {
+    let open: std::collections::HashSet<String> = state
+        .store
+        .open_circuits()
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    if open.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(urls
+        .iter()
+        .filter(|url| open.contains(&crate::domain::delivery::url_key(url)))
+        .map(|url| (*url).to_owned())
+        .collect())
+}
+
 pub fn short_time(t: Option<crate::domain::Timestamp>) -> Option<String> {
     t.map(|t| t.to_rfc3339()[..16].replace('T', " "))
 }

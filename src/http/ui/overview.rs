@@ -90,7 +90,16 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
         .take(SHOWN_FAILING)
         .map(|(id, name, failed)| context! { id => id, name => name, failed => failed })
         .collect();
-    let open = state.engine.open_circuits();
+    let urls: Vec<&str> = snapshot
+        .webhooks
+        .iter()
+        .flat_map(|c| &c.webhook.spec.urls)
+        .map(|u| u.url.as_str())
+        .collect();
+    let open = match super::open_urls(&state, &urls).await {
+        Ok(open) => open,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
     let open_urls: Vec<Ctx> = open
         .iter()
         .map(|url| {
@@ -100,7 +109,7 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
                 .filter(|c| c.webhook.spec.urls.iter().any(|u| &u.url == url))
                 .map(|c| context! { id => &c.webhook.id, name => &c.webhook.spec.name })
                 .collect();
-            context! { url => url, hooks => hooks }
+            context! { url => crate::domain::webhook::mask_url(url), hooks => hooks }
         })
         .collect();
     render(

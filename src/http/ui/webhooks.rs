@@ -71,7 +71,15 @@ pub async fn list(
         Ok(l) => l,
         Err(e) => return error_page(person.caller(), e.into()),
     };
-    let open = state.engine.open_circuits();
+    let urls: Vec<&str> = shown
+        .iter()
+        .flat_map(|w| &w.spec.urls)
+        .map(|u| u.url.as_str())
+        .collect();
+    let open = match super::open_urls(&state, &urls).await {
+        Ok(open) => open,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
     let rows: Vec<Ctx> = shown
         .iter()
         .map(|w| {
