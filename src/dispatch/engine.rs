@@ -629,28 +629,26 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     if let Some(at) = attempted.probe_due {
         inner.wakeup.at(at);
     }
-    if told && !webhook.spec.mail_ids.is_empty() {
-        let notice = if attempted.opened {
-            Notice::new(
-                &job.organization_id,
-                &job.webhook_id,
-                NoticeKind::Outage,
-                &job.url,
-                last_answer(&outcome.attempt),
-            )
+    if told {
+        // Everyone whose webhook sends to this URL hears of it, not only the webhook whose
+        // delivery happened to open or close the circuit.
+        let (kind, detail) = if attempted.opened {
+            (NoticeKind::Outage, last_answer(&outcome.attempt))
         } else {
-            Notice::new(
-                &job.organization_id,
-                &job.webhook_id,
-                NoticeKind::Recovered,
-                &job.url,
-                String::new(),
-            )
+            (NoticeKind::Recovered, String::new())
         };
+        let notices: Vec<Notice> = webhooks_sending_to(inner, &job, &webhook)
+            .await
+            .iter()
+            .filter(|w| !w.spec.mail_ids.is_empty())
+            .map(|w| Notice::new(&w.organization_id, &w.id, kind, &job.url, detail.clone()))
+            .collect();
         let store = inner.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.insert_notice(&notice).await {
-                tracing::warn!(error = %e, "could not record the notice about the URL");
+            for notice in notices {
+                if let Err(e) = store.insert_notice(&notice).await {
+                    tracing::warn!(error = %e, "could not record the notice about the URL");
+                }
             }
         });
     }
@@ -659,6 +657,26 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
         disable_gone(inner, &job, &webhook).await;
     }
     record(inner, &job, &webhook, outcome, number);
+}
+
+/// The organization's webhooks with `job`'s URL among theirs (the job's own at least, also
+/// when the catalog cannot be read).
+async fn webhooks_sending_to(inner: &Inner, job: &Job, own: &Webhook) -> Vec<Webhook> {
+    let mut found = vec![own.clone()];
+    match inner.catalog.webhooks(&job.organization_id).await {
+        Ok(snapshot) => found.extend(
+            snapshot
+                .webhooks
+                .iter()
+                .map(|c| &c.webhook)
+                .filter(|w| w.id != own.id && w.spec.urls.iter().any(|u| u.url == job.url))
+                .cloned(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the webhooks sharing the URL; telling its own only")
+        }
+    }
+    found
 }
 
 /// "Last answer: HTTP 503." or "Last error: …." for a notice.

@@ -267,6 +267,13 @@ async fn a_url_going_down_and_back_is_e_mailed(backend: Backend) {
         "max_retry": 0, "mail_ids": ["oncall@example.com"]
     }))
     .await;
+    // Another webhook to the same URL, which sent nothing itself: its people hear too.
+    app.create_webhook(&json!({
+        "name": "Pager", "triggers": [{"event_class": "incident", "event_type": "resolved"}],
+        "urls": [{"url": receiver.url("/down")}], "is_all_teams_configured": true,
+        "mail_ids": ["pager@example.com"]
+    }))
+    .await;
     for i in 0..5 {
         app.ingest(&event(
             "triggered",
@@ -289,6 +296,20 @@ async fn a_url_going_down_and_back_is_e_mailed(backend: Backend) {
     up.on();
     let back = mail_about(&smtp, "answers again").await;
     assert!(back.text.contains(&receiver.url("/down")), "{}", back.text);
+    for subject in ["a URL is not answering", "answers again"] {
+        eventually(
+            "the other webhook's people hear of it",
+            || async { smtp.mails() },
+            |mails| {
+                mails.iter().any(|m| {
+                    m.subject.contains(subject)
+                        && m.subject.contains("Pager")
+                        && m.to.iter().any(|t| t.contains("pager@example.com"))
+                })
+            },
+        )
+        .await;
+    }
 }
 
 /// A URL answering 410 Gone disables the webhook with the reason, cancels what waits, and
