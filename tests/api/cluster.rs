@@ -75,9 +75,13 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
+    // One key for the three, as an operator sets it; without it the first node would write
+    // `tocsin.key` into the working directory (the source tree).
+    let key = crate::helpers::test_key().to_base64();
     let settings = [
         ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
         ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+        ("TOCSIN_SECRET_KEY", key.as_str()),
     ];
     let first = Server::start_with(&db.url, &settings);
     let token = first.owner_token();
