@@ -140,8 +140,11 @@ impl Book {
         let (cluster_open, read_at) = (&self.cluster_open, self.cluster_read_at);
         self.urls.entry(url.to_owned()).or_insert_with(|| {
             let mut entry = Entry::new(per_url);
-            if let Some(&probe_at) = cluster_open.get(&url_key(url)) {
-                entry.circuit.adopt(probe_at, read_at);
+            // Entries come and go with each burst to a URL: hash only when a circuit is open.
+            if !cluster_open.is_empty() {
+                if let Some(&probe_at) = cluster_open.get(&url_key(url)) {
+                    entry.circuit.adopt(probe_at, read_at);
+                }
             }
             entry
         })

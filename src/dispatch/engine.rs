@@ -276,12 +276,12 @@ impl Engine {
         }
     }
 
-    /// Starts leased deliveries now.
     /// Another node made work claimable: the poller looks now instead of at its interval.
     pub fn wake(&self) {
         self.inner.wakeup.now();
     }
 
+    /// Starts leased deliveries now.
     pub fn submit(&self, jobs: Vec<Job>) {
         submit(&self.inner, jobs);
     }
@@ -604,13 +604,14 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
         .book()
         .attempted(&job.url, health, was_probe, Timestamp::now());
     // The cluster's circuit follows: only the node that opens or closes it tells people.
-    let key = url_key(&job.url);
+    // (Most attempts change nothing here, and pay nothing.)
+    let key = || url_key(&job.url);
     let mut told = false;
     if attempted.opened {
         tracing::warn!(url = ?job.url, "the URL stopped answering; its deliveries wait and one probe at a time goes");
         let first_probe = attempted.probe_due.unwrap_or_else(Timestamp::now);
         told = circuit_write(inner.store.open_circuit(
-            &key,
+            &key(),
             first_probe,
             FIRST_COOLDOWN,
             Timestamp::now(),
@@ -618,10 +619,10 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
         .await;
     } else if attempted.closed {
         tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
-        told = circuit_write(inner.store.close_circuit(&key)).await;
+        told = circuit_write(inner.store.close_circuit(&key())).await;
     } else if was_probe && health == Health::Failing {
         let now = Timestamp::now();
-        if let Ok(Some(at)) = inner.store.probe_failed(&key, now, MAX_COOLDOWN).await {
+        if let Ok(Some(at)) = inner.store.probe_failed(&key(), now, MAX_COOLDOWN).await {
             inner.book().defer_probe(&job.url, at, now);
             inner.wakeup.at(at);
         }

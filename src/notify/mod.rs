@@ -70,7 +70,9 @@ impl Notifier {
         {
             let ids: Vec<String> = items.iter().map(|n| n.id.clone()).collect();
             let tries = items.iter().map(|n| n.attempts).max().unwrap_or(0);
-            let outcome = match self.recipients(&org, &webhook_id, now).await? {
+            let recipients = self.recipients(&org, &webhook_id, now).await?;
+            let reserved = recipients.is_ok();
+            let outcome = match recipients {
                 Err(outcome) => outcome,
                 Ok(webhook) => {
                     let waiting = self.store.pending_count(&webhook_id).await?;
@@ -86,7 +88,9 @@ impl Notifier {
             };
             count(&outcome, ids.len());
             self.store.finish_notices(&ids, &outcome).await?;
-            self.store.release_mail(&webhook_id, &self.owner).await?;
+            if reserved {
+                self.store.release_mail(&webhook_id, &self.owner).await?;
+            }
         }
         let claimed = self
             .store
@@ -97,7 +101,9 @@ impl Notifier {
         {
             let ids: Vec<String> = items.iter().map(|(n, _)| n.id.clone()).collect();
             let tries = items.iter().map(|(n, _)| n.attempts).max().unwrap_or(0);
-            let outcome = match self.recipients(&org, &webhook_id, now).await? {
+            let recipients = self.recipients(&org, &webhook_id, now).await?;
+            let reserved = recipients.is_ok();
+            let outcome = match recipients {
                 Err(outcome) => outcome,
                 Ok(webhook) => {
                     let failures: Vec<FailureReport> =
@@ -113,7 +119,9 @@ impl Notifier {
             };
             count(&outcome, ids.len());
             self.store.finish_notifications(&ids, &outcome).await?;
-            self.store.release_mail(&webhook_id, &self.owner).await?;
+            if reserved {
+                self.store.release_mail(&webhook_id, &self.owner).await?;
+            }
         }
 
         Ok(())
@@ -121,7 +129,7 @@ impl Notifier {
 
     /// The webhook to e-mail about now, or why not: no SMTP, no webhook or no addresses
     /// (skipped), another node is e-mailing about it (deferred until its reservation ends),
-    /// or an e-mail to it went out within the window (deferred to its end). Leaves this
+    /// or an e-mail to it went out within the window (deferred to its end). `Ok` leaves this
     /// notifier's reservation, which the caller gives back after recording the outcome.
     async fn recipients(
         &self,
@@ -154,6 +162,7 @@ impl Notifier {
         if let Some(last) = self.store.last_email_at(webhook_id).await? {
             let window_ends = last.plus(self.window);
             if window_ends > now {
+                self.store.release_mail(webhook_id, &self.owner).await?;
                 return Ok(Err(NotificationOutcome::Deferred(window_ends)));
             }
         }

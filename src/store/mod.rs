@@ -484,8 +484,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> StoreResult<Option<RetryJob>>;
     /// Deletes up to `limit` finished deliveries completed before `before`, oldest first,
     /// with their attempts and notifications, then those of their payloads and events
-    /// nothing refers to any more (an incident's latest event stays: the manual trigger
-    /// sends it), and events from before `before` that never had a delivery. Returns how
+    /// nothing refers to any more (the event an incident's row points at stays: the
+    /// manual trigger sends it), and events from before `before` that never had a delivery. Returns how
     /// many deliveries and events.
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
     /// Deletes up to `limit` each of sent or skipped notifications and notices, audit
