@@ -427,6 +427,7 @@ impl Application {
         let limits = http::serve::Limits {
             max_connections: self.state.config.http.max_connections as usize,
             header_read_timeout: self.state.config.http.header_read_timeout,
+            idle_timeout: self.state.config.http.idle_timeout,
             drain: grace,
         };
         let metrics = self.metrics_listener.map(|(listener, _)| {

@@ -62,6 +62,8 @@ pub struct HttpConfig {
     pub max_connections: u32,
     #[serde(with = "duration::one")]
     pub header_read_timeout: Duration,
+    #[serde(with = "duration::one")]
+    pub idle_timeout: Duration,
     pub rate_limit: u32,
     pub rate_burst: u32,
     pub intake_rate_limit: u32,
@@ -73,6 +75,7 @@ impl Default for HttpConfig {
         Self {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             rate_limit: 50,
             rate_burst: 200,
             intake_rate_limit: 20_000,
@@ -295,7 +298,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "http.header_read_timeout",
-        "A request's headers must arrive within this; an idle keep-alive connection is closed after it too.",
+        "A request's headers must arrive within this (from the connection's opening or the request's first byte).",
+    ),
+    (
+        "http.idle_timeout",
+        "A keep-alive connection resting between requests is closed after this.",
     ),
     (
         "http.rate_limit",
@@ -477,10 +484,13 @@ impl Config {
                 "must be above 0, like 24h: nothing should wait for ever".to_owned(),
             );
         }
-        if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {
+        if self.http.max_connections == 0
+            || self.http.header_read_timeout.is_zero()
+            || self.http.idle_timeout.is_zero()
+        {
             bad(
                 "http.max_connections",
-                "and http.header_read_timeout must be above 0".to_owned(),
+                "http.header_read_timeout and http.idle_timeout must be above 0".to_owned(),
             );
         }
         if problems.is_empty() {

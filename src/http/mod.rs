@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+mod conn_clock;
 pub mod error;
 pub mod extract;
 pub mod serve;

@@ -1,5 +1,6 @@
 //! The HTTP server's own limits: a connection that dribbles its headers is closed after the
-//! header-read timeout, and connections past the cap are closed at once.
+//! header-read timeout, a keep-alive connection resting between requests after the (longer)
+//! idle timeout, and connections past the cap are closed at once.
 
 use std::time::Duration;
 
@@ -57,6 +58,57 @@ async fn slow_headers_are_cut_off() {
     let mut answer = String::new();
     quick.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Sends one request on the connection and reads its whole (small) answer.
+async fn served(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let n = stream.read(&mut buffer).await.unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resting_connections_get_the_idle_timeout_and_requests_the_header_timeout() {
+    const HEADERS: Duration = Duration::from_millis(400);
+    const IDLE: Duration = Duration::from_millis(2500);
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.header_read_timeout = HEADERS;
+        c.http.idle_timeout = IDLE;
+    })
+    .await
+    else {
+        return;
+    };
+    // A keep-alive connection resting after its answer stays open well past the header
+    // timeout and is closed at the idle timeout.
+    let mut resting = TcpStream::connect(address(&app.address)).await.unwrap();
+    served(&mut resting).await;
+    let answered = std::time::Instant::now();
+    assert!(closed_by_server(&mut resting).await, "never closed");
+    let rested = answered.elapsed();
+    assert!(
+        rested >= IDLE - Duration::from_millis(100),
+        "closed after {rested:?}, before the idle timeout"
+    );
+    // Once the next request's first bytes arrive, its head is due within the header timeout.
+    let mut dribbling = TcpStream::connect(address(&app.address)).await.unwrap();
+    served(&mut dribbling).await;
+    dribbling
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_by_server(&mut dribbling).await, "never closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= HEADERS - Duration::from_millis(50) && waited < IDLE,
+        "a started request was cut off after {waited:?}, not the header timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
