@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
-use super::{optional_time, Bind, Conditions, Dialect, SqlStore};
+use super::{
+    chain::{Args, Chain},
+    optional_time, Bind, Conditions, Dialect, SqlStore,
+};
 use crate::{
     domain::{
         delivery::{
@@ -224,9 +227,11 @@ impl DeliveryStore for SqlStore {
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
+        let mut chain = Chain::new(self.dialect);
         let leased =
-            super::intake::insert_deliveries(&mut tx, self.dialect, &self.sealer, &all, admission)
+            super::intake::insert_deliveries(&mut tx, &mut chain, &self.sealer, &all, admission)
                 .await?;
+        chain.run(&mut tx).await?;
         tx.commit().await?;
         Ok(leased)
     }
@@ -361,6 +366,7 @@ impl DeliveryStore for SqlStore {
         .await?;
         let mut wants_mail: HashMap<String, bool> = HashMap::new();
         let mut finished = HashMap::new();
+        let mut chain = Chain::new(self.dialect);
         for (id, org, webhook) in &expired {
             if !wants_mail.contains_key(webhook) {
                 let spec: Option<String> =
@@ -374,7 +380,8 @@ impl DeliveryStore for SqlStore {
                 wants_mail.insert(webhook.clone(), mails);
             }
             if wants_mail[webhook] {
-                super::notification::insert_notification(&mut tx, id, now.as_micros()).await?;
+                super::notification::insert_notification(&mut tx, &mut chain, id, now.as_micros())
+                    .await?;
             }
             finished
                 .entry((
@@ -385,7 +392,8 @@ impl DeliveryStore for SqlStore {
                 .or_insert((0, 0))
                 .1 += 1;
         }
-        super::count_finished(&mut tx, self.dialect, &finished).await?;
+        super::count_finished(&mut tx, &mut chain, &finished).await?;
+        chain.run(&mut tx).await?;
         tx.commit().await?;
         Ok(expired.len() as u64)
     }
@@ -664,6 +672,8 @@ impl DeliveryStore for SqlStore {
     async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         let now = Timestamp::now().as_micros();
+        // The writes after each update go as one chain (see `chain.rs`).
+        let mut chain = Chain::new(self.dialect);
         for chunk in results.chunks(200) {
             // Only deliveries this node still holds change state (not cancelled, not reclaimed).
             // Holding implies pending (every change away from pending clears the lease), so
@@ -712,7 +722,13 @@ impl DeliveryStore for SqlStore {
                 *health.entry((org, webhook, url)).or_insert(false) |=
                     r.state == DeliveryState::Succeeded;
                 if r.state == DeliveryState::Failed && r.notify {
-                    super::notification::insert_notification(&mut tx, &r.delivery_id, now).await?;
+                    super::notification::insert_notification(
+                        &mut tx,
+                        &mut chain,
+                        &r.delivery_id,
+                        now,
+                    )
+                    .await?;
                 }
                 let (ok, failed) = match r.state {
                     DeliveryState::Succeeded => (1, 0),
@@ -725,8 +741,8 @@ impl DeliveryStore for SqlStore {
                 counts.0 += ok;
                 counts.1 += failed;
             }
-            super::count_finished(&mut tx, self.dialect, &finished).await?;
-            record_url_health(&mut tx, self.dialect, &health, now).await?;
+            super::count_finished(&mut tx, &mut chain, &finished).await?;
+            record_url_health(&mut tx, &mut chain, &health, now).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
                 "{} ON CONFLICT (delivery_id, number) DO NOTHING",
@@ -746,10 +762,10 @@ impl DeliveryStore for SqlStore {
                     chunk.len()
                 )
             );
-            let mut insert = sqlx::query(&sql);
+            let mut args = Args::default();
             for r in chunk {
                 let a = &r.attempt;
-                insert = insert
+                args = args
                     .bind(&r.delivery_id)
                     .bind(a.number as i64)
                     .bind(a.started_at.as_micros())
@@ -760,8 +776,11 @@ impl DeliveryStore for SqlStore {
                     .bind(a.response_body.as_deref())
                     .bind(a.error.as_deref());
             }
-            insert.execute(&mut *tx).await?;
+            chain.push(&mut tx, &sql, args).await?;
         }
+        // On SQLite the chained writes run after every chunk's update: they read only
+        // `deliveries` rows' ids, organization and webhook, which no update changes.
+        chain.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -869,10 +888,11 @@ impl DeliveryStore for SqlStore {
 /// been failing since now if it was not already.
 async fn record_url_health(
     tx: &mut Transaction<'static, Any>,
-    dialect: Dialect,
+    chain: &mut Chain<'_>,
     health: &HashMap<(&str, &str, &str), bool>,
     now: i64,
 ) -> StoreResult<()> {
+    let dialect = chain.dialect();
     let rows: Vec<_> = health.iter().collect();
     for chunk in rows.chunks(200) {
         let sql = format!(
@@ -886,16 +906,16 @@ async fn record_url_health(
                 chunk.len()
             )
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = Args::default();
         for ((org, webhook, url), ok) in chunk {
-            query = query
-                .bind(*webhook)
-                .bind(*url)
-                .bind(*org)
+            args = args
+                .bind(webhook.to_string())
+                .bind(url.to_string())
+                .bind(org.to_string())
                 .bind(ok.then_some(now))
                 .bind((!**ok).then_some(now));
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
     Ok(())
 }

@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Row, Transaction};
 
-use super::Dialect;
+use super::{
+    chain::{Args, Chain},
+    Dialect,
+};
 use crate::{
     domain::{delivery::NewDelivery, event::Event, sealing::Sealer},
     store::{Accepted, Admission, StoreResult},
@@ -49,13 +52,15 @@ async fn lock_lanes(tx: &mut Transaction<'static, Any>, lanes: &[&String]) -> St
     Ok(())
 }
 
-pub(super) async fn insert_deliveries(
+/// The writes go into `chain` (run them before committing).
+pub(super) async fn insert_deliveries<'q>(
     tx: &mut Transaction<'static, Any>,
-    dialect: Dialect,
+    chain: &mut Chain<'q>,
     sealer: &Sealer,
-    deliveries: &[&NewDelivery],
+    deliveries: &[&'q NewDelivery],
     admission: &Admission,
 ) -> StoreResult<Vec<String>> {
+    let dialect = chain.dialect();
     let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
     let mut busy: HashSet<String> = HashSet::new();
     let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
@@ -97,7 +102,7 @@ pub(super) async fn insert_deliveries(
 
     // Each distinct payload once; deliveries refer to it.
     let mut seen_payloads = HashSet::new();
-    let payloads: Vec<(&str, &str)> = deliveries
+    let payloads: Vec<(&'q str, &'q str)> = deliveries
         .iter()
         .filter_map(|d| d.payload_id.as_deref().map(|id| (id, &*d.payload)))
         .filter(|(id, _)| seen_payloads.insert(*id))
@@ -108,11 +113,11 @@ pub(super) async fn insert_deliveries(
             "{} ON CONFLICT (id) DO NOTHING",
             dialect.insert("payloads", &["id", "body"], chunk.len())
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = Args::default();
         for (id, body) in chunk {
-            query = query.bind(*id).bind(*body);
+            args = args.bind(*id).bind(*body);
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
 
     const COLUMNS: &[&str] = &[
@@ -143,7 +148,7 @@ pub(super) async fn insert_deliveries(
     let rows: Vec<(usize, &&NewDelivery)> = deliveries.iter().enumerate().collect();
     for chunk in rows.chunks(CHUNK) {
         let sql = dialect.insert("deliveries", COLUMNS, chunk.len());
-        let mut query = sqlx::query(&sql);
+        let mut args = Args::default();
         for (i, d) in chunk {
             let failed = d.failure.is_some();
             let created = d.created_at.as_micros();
@@ -154,7 +159,7 @@ pub(super) async fn insert_deliveries(
             } else {
                 created
             };
-            query = query
+            args = args
                 .bind(&d.id)
                 .bind(&d.organization_id)
                 .bind(&d.webhook_id)
@@ -164,12 +169,12 @@ pub(super) async fn insert_deliveries(
                 .bind(sealer.seal_url(&d.url))
                 .bind(d.method.as_str())
                 .bind("")
-                .bind(&lanes[*i])
+                .bind(lanes[*i].clone())
                 .bind(if failed { "failed" } else { "pending" })
                 .bind(0i64)
                 .bind((!failed).then_some(due))
                 .bind(lease.map(|l| l.until.as_micros()))
-                .bind(lease.map(|l| l.owner.as_str()))
+                .bind(lease.map(|l| l.owner.clone()))
                 .bind(d.failure.as_deref())
                 .bind(created)
                 .bind(created)
@@ -179,13 +184,14 @@ pub(super) async fn insert_deliveries(
                 .bind(d.origin.as_str())
                 .bind(d.origin.resent_from());
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
     for d in deliveries
         .iter()
         .filter(|d| d.failure.is_some() && d.notify)
     {
-        super::notification::insert_notification(tx, &d.id, d.created_at.as_micros()).await?;
+        super::notification::insert_notification(tx, chain, &d.id, d.created_at.as_micros())
+            .await?;
     }
     // Failed at intake (the payload could not be rendered): finished now.
     let mut counts = HashMap::new();
@@ -197,7 +203,7 @@ pub(super) async fn insert_deliveries(
         );
         counts.entry(key).or_insert((0, 0)).1 += 1;
     }
-    super::count_finished(tx, dialect, &counts).await?;
+    super::count_finished(tx, chain, &counts).await?;
     Ok(leased)
 }
 
@@ -254,6 +260,8 @@ pub(super) async fn accept_events(
     batch: &[(Event, Vec<NewDelivery>)],
     admission: &Admission,
 ) -> StoreResult<Vec<Accepted>> {
+    // Every write of the batch goes as one chain after the reads (see `chain.rs`).
+    let mut chain = Chain::new(dialect);
     let mut seen = seen_before(tx, dialect, batch).await?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut fresh: Vec<&(Event, Vec<NewDelivery>)> = Vec::new();
@@ -307,9 +315,9 @@ pub(super) async fn accept_events(
             ],
             chunk.len(),
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = Args::default();
         for (event, deliveries) in chunk {
-            query = query
+            args = args
                 .bind(&event.id)
                 .bind(&event.organization_id)
                 .bind(event.producer_id.as_deref())
@@ -321,7 +329,7 @@ pub(super) async fn accept_events(
                 .bind(deliveries.len() as i64)
                 .bind(event.received_at.as_micros());
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
 
     // Each incident's latest lifecycle event (triggered, acknowledged, resolved, reassigned:
@@ -354,22 +362,23 @@ pub(super) async fn accept_events(
                 chunk.len()
             )
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = Args::default();
         for event in chunk {
-            query = query
+            args = args
                 .bind(&event.organization_id)
                 .bind(event.incident_id())
                 .bind(&event.id)
                 .bind(event.received_at.as_micros());
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<String> = insert_deliveries(tx, dialect, sealer, &deliveries, admission)
+    let leased: HashSet<String> = insert_deliveries(tx, &mut chain, sealer, &deliveries, admission)
         .await?
         .into_iter()
         .collect();
+    chain.run(tx).await?;
     for (answer, (_, deliveries)) in answers
         .iter_mut()
         .filter(|a| !a.duplicate)

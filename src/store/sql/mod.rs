@@ -5,6 +5,7 @@
 mod accounts;
 mod activity;
 mod audit;
+mod chain;
 mod circuit;
 mod config;
 mod delivery;
@@ -106,33 +107,30 @@ pub(crate) fn hour_of(micros: i64) -> i64 {
 /// transaction that finished them: `(organization, webhook, hour) → (succeeded, failed)`.
 pub(crate) async fn count_finished(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    dialect: Dialect,
+    chain: &mut chain::Chain<'_>,
     counts: &std::collections::HashMap<(String, String, i64), (i64, i64)>,
 ) -> Result<(), sqlx::Error> {
-    if counts.is_empty() {
-        return Ok(());
-    }
     let entries: Vec<_> = counts.iter().collect();
     for chunk in entries.chunks(100) {
         let sql = format!(
             "{} ON CONFLICT (organization_id, webhook_id, hour) DO UPDATE SET \
              succeeded = delivery_hours.succeeded + excluded.succeeded, failed = delivery_hours.failed + excluded.failed",
-            dialect.insert(
+            chain.dialect().insert(
                 "delivery_hours",
                 &["organization_id", "webhook_id", "hour", "succeeded", "failed"],
                 chunk.len()
             )
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = chain::Args::default();
         for ((org, webhook, hour), (succeeded, failed)) in chunk {
-            query = query
-                .bind(org)
-                .bind(webhook)
+            args = args
+                .bind(org.clone())
+                .bind(webhook.clone())
                 .bind(*hour)
                 .bind(*succeeded)
                 .bind(*failed);
         }
-        query.execute(&mut **tx).await?;
+        chain.push(tx, &sql, args).await?;
     }
     Ok(())
 }

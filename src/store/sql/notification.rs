@@ -20,19 +20,23 @@ use crate::{
 /// Records that a failed delivery owes an e-mail; the notifier takes it from there.
 pub(super) async fn insert_notification(
     tx: &mut Transaction<'static, Any>,
+    chain: &mut super::chain::Chain<'_>,
     delivery_id: &str,
     at: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
-         SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
-         ON CONFLICT (delivery_id) DO NOTHING",
-    )
-    .bind(new_id("ntf"))
-    .bind(at)
-    .bind(delivery_id)
-    .execute(&mut **tx)
-    .await?;
+    let args = super::chain::Args::default()
+        .bind(new_id("ntf"))
+        .bind(at)
+        .bind(delivery_id.to_owned());
+    chain
+        .push(
+            tx,
+            "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
+             SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
+             ON CONFLICT (delivery_id) DO NOTHING",
+            args,
+        )
+        .await?;
     Ok(())
 }
 
