@@ -123,7 +123,7 @@ impl Metrics {
         let circuits_open = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "tocsin_circuits_open",
-            "URLs whose circuit is open on this node",
+            "URLs whose circuit is open, for the whole cluster (every node reports the same)",
             circuits_open.clone(),
         );
         registry.register(

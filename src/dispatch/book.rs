@@ -181,8 +181,9 @@ impl Book {
             .collect()
     }
 
-    /// URLs whose circuit is open, sorted.
-    pub(super) fn open_circuits(&self) -> Vec<String> {
+    /// URLs whose circuit is open on this node, sorted (the cluster's are in the store).
+    #[cfg(test)]
+    fn open_circuits(&self) -> Vec<String> {
         let mut open: Vec<String> = self
             .urls
             .iter()

@@ -236,11 +236,6 @@ impl Engine {
         Ok(Engine { inner })
     }
 
-    /// The URLs whose circuit is open on this node (for the pages), sorted.
-    pub fn open_circuits(&self) -> Vec<String> {
-        self.inner.book().open_circuits()
-    }
-
     /// How intake should store new deliveries: leased to this node while it has room,
     /// parked for URLs whose queue is full or whose circuit is open.
     pub fn admission(&self) -> Admission {

@@ -352,6 +352,20 @@ async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
     );
     let list = visitor.get("/webhooks").await;
     assert!(list.text.contains("circuit open"), "{}", list.text);
+    // Its metrics count the cluster's circuit as well.
+    let metrics = crate::helpers::http_client()
+        .get(format!("{}/metrics", c.address))
+        .bearer_auth(&c.owner_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "tocsin_circuits_open 1"),
+        "{metrics}"
+    );
 
     up.on();
     let rows = a.settled_logs(&id, 20).await;

@@ -33,9 +33,14 @@ pub async fn metrics_text(state: &AppState) -> axum::response::Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the queue"),
     }
-    counted
-        .circuits_open
-        .set(state.engine.open_circuits().len() as i64);
+    // The cluster's circuits (one row per open URL, whichever node opened it), so every
+    // node reports the same number and a node that never called a dead URL counts it too.
+    match state.store.open_circuits().await {
+        Ok(open) => {
+            counted.circuits_open.set(open.len() as i64);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the open circuits"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
