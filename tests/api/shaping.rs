@@ -93,6 +93,54 @@ async fn filtered_webhooks_receive_exactly_their_events(backend: Backend) {
     }
 }
 
+/// `resource.<path>` filters look at a note's (task's, …) own fields; the incident's fields
+/// still work on the same event; an incident event has no resource, so it never matches.
+async fn resource_filters_choose_resource_events(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let filters = json!({"op": "and", "conditions": [
+        cond("contains", "resource.message", "rollback"),
+        cond("is", "service", "svc-1"),
+    ]});
+    app.create_webhook(&patched(
+        hook("notes", json!([{"url": receiver.url("/notes")}])),
+        json!({"filters": filters, "triggers": [
+            {"event_class": "incident", "event_type": "triggered"},
+            {"event_class": "incident", "event_type": "incident_notes_created"}
+        ]}),
+    ))
+    .await;
+    let incident = crate::delivery::incident("inc-r", "triggered");
+    let triggered = app
+        .ingest(&crate::delivery::event("triggered", "t", incident.clone()))
+        .await;
+    assert_eq!(triggered["deliveries"], 0, "no resource: {triggered}");
+    let mut sent = Vec::new();
+    for (n, message) in [(1, "looking"), (2, "rollback started"), (3, "done")] {
+        let mut note = crate::delivery::event("incident_notes_created", "t", incident.clone());
+        note["resource"] = json!({"id": format!("note-{n}"), "message": message});
+        let accepted = app.ingest(&note).await;
+        let wanted = message.contains("rollback");
+        assert_eq!(accepted["deliveries"], u64::from(wanted), "note {n}");
+        if wanted {
+            sent.push(format!("note-{n}"));
+        }
+    }
+    let got = receiver.wait_for("/notes", sent.len()).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| {
+            r.json()["data"]["resource_data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, sent);
+}
+
 async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -456,6 +504,7 @@ async fn incident_text_reaches_receivers_exactly(backend: Backend) {
 }
 
 both_backends!(
+    resource_filters_choose_resource_events,
     incident_text_reaches_receivers_exactly,
     regex_work_per_event_is_bounded,
     templates_have_no_escape_hatch,
