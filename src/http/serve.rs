@@ -78,11 +78,14 @@ pub async fn serve(
         let service = router
             .clone()
             .layer(Extension(ConnectInfo::<SocketAddr>(client)));
-        let clock = Arc::new(Mutex::new(ConnectionClock::new(
-            Instant::now(),
-            limits.header_read_timeout,
-            limits.idle_timeout,
-        )));
+        let clock = Arc::new(Mutex::new(Shared {
+            clock: ConnectionClock::new(
+                Instant::now(),
+                limits.header_read_timeout,
+                limits.idle_timeout,
+            ),
+            reader: None,
+        }));
         let connection = http.serve_connection(
             TokioIo::new(Timed::new(stream, clock.clone())),
             Clocked {
@@ -105,22 +108,31 @@ pub async fn serve(
     }
 }
 
-fn lock(clock: &Mutex<ConnectionClock>) -> std::sync::MutexGuard<'_, ConnectionClock> {
-    // The clock's methods cannot panic; a poisoned lock still holds a usable clock.
-    clock.lock().unwrap_or_else(PoisonError::into_inner)
+/// What the socket and the service of one connection share.
+struct Shared {
+    clock: ConnectionClock,
+    /// A read left waiting without a deadline while a request was served: woken when the
+    /// answer is given, so that the rest's deadline gets its timer (hyper may not read
+    /// again on its own before the client sends something).
+    reader: Option<std::task::Waker>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // Nothing under this lock can panic; a poisoned lock still holds a usable clock.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The client socket, telling the clock when bytes arrive and failing a read that waits past
 /// the clock's deadline (hyper then closes the connection).
 struct Timed {
     io: TcpStream,
-    clock: Arc<Mutex<ConnectionClock>>,
+    clock: Arc<Mutex<Shared>>,
     timer: Pin<Box<Sleep>>,
     armed_for: Option<Instant>,
 }
 
 impl Timed {
-    fn new(io: TcpStream, clock: Arc<Mutex<ConnectionClock>>) -> Self {
+    fn new(io: TcpStream, clock: Arc<Mutex<Shared>>) -> Self {
         Self {
             io,
             clock,
@@ -141,13 +153,21 @@ impl AsyncRead for Timed {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    lock(&this.clock).bytes_arrived(Instant::now());
+                    lock(&this.clock).clock.bytes_arrived(Instant::now());
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let Some(deadline) = lock(&this.clock).deadline() else {
+                let deadline = {
+                    let mut shared = lock(&this.clock);
+                    let deadline = shared.clock.deadline();
+                    if deadline.is_none() {
+                        shared.reader = Some(cx.waker().clone());
+                    }
+                    deadline
+                };
+                let Some(deadline) = deadline else {
                     return Poll::Pending;
                 };
                 if this.armed_for != Some(deadline) {
@@ -199,7 +219,7 @@ impl AsyncWrite for Timed {
 /// The service, telling the clock when a request starts being served and when it is answered.
 struct Clocked<S> {
     inner: S,
-    clock: Arc<Mutex<ConnectionClock>>,
+    clock: Arc<Mutex<Shared>>,
 }
 
 impl<S, R> hyper::service::Service<R> for Clocked<S>
@@ -212,12 +232,19 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn call(&self, request: R) -> Self::Future {
-        lock(&self.clock).request_started();
+        lock(&self.clock).clock.request_started();
         let answer = self.inner.call(request);
         let clock = self.clock.clone();
         Box::pin(async move {
             let response = answer.await;
-            lock(&clock).answered(Instant::now());
+            let reader = {
+                let mut shared = lock(&clock);
+                shared.clock.answered(Instant::now());
+                shared.reader.take()
+            };
+            if let Some(reader) = reader {
+                reader.wake();
+            }
             response
         })
     }
