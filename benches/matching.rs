@@ -36,7 +36,7 @@ fn main() {
             }))
             .expect("valid");
             CompiledWebhook {
-                webhook: Webhook::new("org", "tok", checked.spec),
+                webhook: Webhook::new(&"org".into(), "tok", checked.spec),
                 filter: checked.filter,
             }
         })

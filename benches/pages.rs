@@ -32,7 +32,7 @@ const FANOUT: usize = 10;
 const ROUNDS: usize = 30;
 const PASSWORD: &str = "plum orbit candle ferry";
 
-async fn seed(store: &Arc<dyn Store>) -> (String, Vec<Webhook>) {
+async fn seed(store: &Arc<dyn Store>) -> (tocsin::domain::ids::OrganizationId, Vec<Webhook>) {
     let first = app::bootstrap(store.as_ref())
         .await
         .unwrap()

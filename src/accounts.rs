@@ -1,6 +1,7 @@
 //! People: creating, changing and removing users, setup links and logins. The JSON API, the
 //! pages and the command line all come here, so each rule and each message exists once.
 
+use crate::domain::ids::OrganizationId;
 use std::{net::IpAddr, sync::Mutex, time::Duration};
 
 use crate::{
@@ -55,7 +56,7 @@ fn written(result: UserWrite, id: &str, email: &str) -> Result<User, AccountErro
 
 async fn existing(
     store: &dyn Store,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     id: &str,
 ) -> Result<User, AccountError> {
     store
@@ -77,7 +78,7 @@ pub struct NewUser {
 /// to hand to the person.
 pub async fn create_user(
     store: &dyn Store,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     input: NewUser,
     manager: Manager,
     actor: &Actor,
@@ -131,7 +132,7 @@ pub struct UserChange {
 
 pub async fn update_user(
     store: &dyn Store,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     id: &str,
     change: UserChange,
     manager: Manager,
@@ -190,7 +191,7 @@ pub async fn update_user(
 
 pub async fn delete_user(
     store: &dyn Store,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     id: &str,
     manager: Manager,
     actor: &Actor,
@@ -211,7 +212,7 @@ pub async fn delete_user(
 /// Ends the user's password and sessions and returns the code of a new setup link.
 pub async fn reset_password(
     store: &dyn Store,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     id: &str,
     manager: Manager,
     actor: &Actor,

@@ -5,6 +5,7 @@
 //! `webhooks_version` moves (checked at most every 100 ms: the fallback should a
 //! notification be missed).
 
+use crate::domain::ids::{OrganizationId, WebhookId};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -76,7 +77,7 @@ pub struct Snapshot {
     /// Some filter uses a regular expression: matching may take real CPU time, so intake
     /// runs it off the async workers.
     pub has_regex: bool,
-    by_id: HashMap<String, usize>,
+    by_id: HashMap<WebhookId, usize>,
 }
 
 impl Snapshot {
@@ -110,7 +111,7 @@ struct Cached {
 
 pub struct Catalog {
     store: Arc<dyn Store>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<OrganizationId, Cached>>,
 }
 
 impl Catalog {
@@ -122,7 +123,7 @@ impl Catalog {
     }
 
     /// Forgets an organization after a write through this node, so the next read reloads.
-    pub fn invalidate(&self, organization_id: &str) {
+    pub fn invalidate(&self, organization_id: &OrganizationId) {
         self.cache.lock().expect("catalog").remove(organization_id);
     }
 
@@ -133,7 +134,10 @@ impl Catalog {
 
     /// The organization's webhooks, parsed: from memory while fresh, then after one version
     /// read while nothing changed, else reloaded.
-    pub async fn webhooks(&self, organization_id: &str) -> Result<Arc<Snapshot>, StoreError> {
+    pub async fn webhooks(
+        &self,
+        organization_id: &OrganizationId,
+    ) -> Result<Arc<Snapshot>, StoreError> {
         if let Some(c) = self.cache.lock().expect("catalog").get(organization_id) {
             if c.checked.elapsed() < FRESH {
                 return Ok(c.snapshot.clone());
@@ -164,7 +168,7 @@ impl Catalog {
         self.cache
             .lock()
             .expect("catalog")
-            .insert(organization_id.to_owned(), cached);
+            .insert(organization_id.clone(), cached);
         Ok(snapshot)
     }
 
@@ -173,7 +177,7 @@ impl Catalog {
     /// of it): the organization is read again before the answer is `None`.
     pub async fn webhook(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
     ) -> Result<Option<Webhook>, StoreError> {
         if let Some(found) = self.webhooks(organization_id).await?.get(id) {
@@ -215,7 +219,7 @@ mod tests {
         }
         let checked = crate::webhook_check::check(&body).unwrap();
         CompiledWebhook {
-            webhook: Webhook::new("o", "t", checked.spec),
+            webhook: Webhook::new(&"o".into(), "t", checked.spec),
             filter: checked.filter,
         }
     }

@@ -2,6 +2,7 @@
 //! a request only checks an in-memory map; what is new (or not written for a while) goes
 //! to one background task that stores it.
 
+use crate::domain::ids::OrganizationId;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -22,18 +23,17 @@ const MAX_REMEMBERED: usize = 100_000;
 /// Observations waiting for the writer; past this, they are dropped (the next event names
 /// them again).
 const QUEUE: usize = 1024;
-
-type Key = (String, Kind, String);
+type Key = (OrganizationId, Kind, String);
 
 #[derive(Clone)]
 pub struct Directory {
     written: Arc<Mutex<HashMap<Key, (String, Instant)>>>,
-    queue: mpsc::Sender<(String, Vec<Entry>)>,
+    queue: mpsc::Sender<(OrganizationId, Vec<Entry>)>,
 }
 
 impl Directory {
     pub fn start(store: Arc<dyn Store>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<(String, Vec<Entry>)>(QUEUE);
+        let (queue, mut rx) = mpsc::channel::<(OrganizationId, Vec<Entry>)>(QUEUE);
         tokio::spawn(async move {
             while let Some((org, entries)) = rx.recv().await {
                 if let Err(e) = store.observe_directory(&org, &entries).await {
@@ -48,7 +48,7 @@ impl Directory {
     }
 
     /// Notes what an accepted event names; cheap when nothing is new.
-    pub fn observe(&self, organization_id: &str, entries: Vec<Entry>) {
+    pub fn observe(&self, organization_id: &OrganizationId, entries: Vec<Entry>) {
         let now = Instant::now();
         let fresh: Vec<Entry> = {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -58,7 +58,7 @@ impl Directory {
             entries
                 .into_iter()
                 .filter(|e| {
-                    let key = (organization_id.to_owned(), e.kind, e.id.clone());
+                    let key = (organization_id.clone(), e.kind, e.id.clone());
                     let stale = written.get(&key).is_none_or(|(name, at)| {
                         *name != e.name || now.duration_since(*at) > REFRESH
                     });
@@ -70,7 +70,7 @@ impl Directory {
                 .collect()
         };
         if !fresh.is_empty() {
-            let _ = self.queue.try_send((organization_id.to_owned(), fresh));
+            let _ = self.queue.try_send((organization_id.clone(), fresh));
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     domain::{
         delivery::{NewDelivery, Origin},
         event::{parse_event_text, Event, Tenant},
-        ids::new_id,
+        ids::{new_id, DeliveryId, OrganizationId, WebhookId},
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
     },
@@ -74,7 +74,7 @@ pub fn plan_deliveries<'a>(
         };
         for url in &spec.urls {
             out.push(NewDelivery {
-                id: new_id("msg"),
+                id: DeliveryId::generate(),
                 organization_id: event.organization_id.clone(),
                 webhook_id: webhook.id.clone(),
                 event_id: event.id.clone(),
@@ -192,7 +192,7 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
 fn start_leased(
     engine: &Engine,
     deliveries: &[NewDelivery],
-    leased: &[String],
+    leased: &[DeliveryId],
     admission: &Admission,
 ) {
     let Some(lease) = &admission.lease else {
@@ -210,7 +210,7 @@ fn start_leased(
 pub async fn accept(
     catalog: &Catalog,
     queue: &IntakeQueue,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     body: &Value,
     text: &[u8],
 ) -> Result<Accepted, IntakeError> {
@@ -262,9 +262,9 @@ pub async fn accept(
 pub async fn trigger_manually(
     store: &Arc<dyn Store>,
     engine: &Engine,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     incident_id: &str,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
 ) -> Result<Webhook, IntakeError> {
     let webhook = store
         .webhook(organization_id, webhook_id)
@@ -353,7 +353,7 @@ pub async fn send_test(
 pub enum TestOutcome {
     Sent(crate::dispatch::SentNow),
     NotSent {
-        delivery_id: String,
+        delivery_id: DeliveryId,
         url: String,
         method: crate::domain::webhook::Method,
         reason: String,
@@ -368,8 +368,8 @@ const RETRY_BATCH: u32 = 500;
 /// row tells how far it got.
 pub async fn start_bulk_retry(
     store: &Arc<dyn Store>,
-    organization_id: &str,
-    webhook_id: &str,
+    organization_id: &OrganizationId,
+    webhook_id: &WebhookId,
     filters: Value,
     q: crate::store::LogQuery,
 ) -> Result<crate::domain::delivery::RetryJob, IntakeError> {
@@ -379,8 +379,8 @@ pub async fn start_bulk_retry(
         .await?;
     let mut job = RetryJob {
         id: new_id("rtj"),
-        organization_id: organization_id.to_owned(),
-        webhook_id: webhook_id.to_owned(),
+        organization_id: organization_id.clone(),
+        webhook_id: webhook_id.clone(),
         filters,
         state: RetryJobState::Running,
         total,
@@ -438,10 +438,10 @@ pub async fn start_bulk_retry(
 pub async fn resend(
     store: &Arc<dyn Store>,
     engine: &Engine,
-    organization_id: &str,
-    webhook_id: &str,
-    delivery_id: &str,
-) -> Result<String, IntakeError> {
+    organization_id: &OrganizationId,
+    webhook_id: &WebhookId,
+    delivery_id: &DeliveryId,
+) -> Result<DeliveryId, IntakeError> {
     let not_found =
         || IntakeError::NotFound(format!("delivery {delivery_id} of webhook {webhook_id}"));
     let (old, _) = store
@@ -467,9 +467,9 @@ pub async fn resend(
         )]));
     }
     let delivery = NewDelivery {
-        id: new_id("msg"),
-        organization_id: organization_id.to_owned(),
-        webhook_id: webhook_id.to_owned(),
+        id: DeliveryId::generate(),
+        organization_id: organization_id.clone(),
+        webhook_id: webhook_id.clone(),
         event_id: old.event_id,
         event_type: event_type.name,
         incident_id: old.incident_id,
@@ -480,7 +480,7 @@ pub async fn resend(
         payload_id: old.payload_id.clone().or_else(|| Some(new_id("pld"))),
         failure: None,
         notify: !webhook.spec.mail_ids.is_empty(),
-        origin: Origin::Resend(old.id.clone()),
+        origin: Origin::Resend(old.id.to_string()),
         created_at: Timestamp::now(),
     };
     let deliveries = [delivery];
@@ -510,7 +510,7 @@ mod tests {
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
-        Webhook::new("o", "t", parse_spec(&body).unwrap())
+        Webhook::new(&"o".into(), "t", parse_spec(&body).unwrap())
     }
 
     #[test]

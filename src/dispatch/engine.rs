@@ -27,7 +27,7 @@ use crate::{
     config::DeliveryConfig,
     domain::{
         delivery::{url_key, Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
-        ids::new_id,
+        ids::{new_id, DeliveryId, OrganizationId, WebhookId},
         notification::{Notice, NoticeKind},
         rate_limit::RateLimiter,
         retry::{retry_delay, verdict, Verdict},
@@ -61,7 +61,7 @@ const PROBE_RECHECK: Duration = Duration::from_millis(100);
 /// One delivery sent by [`Engine::send_now`], with its one attempt.
 #[derive(Debug, Clone)]
 pub struct SentNow {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub url: String,
     pub method: Method,
     pub attempt: Attempt,
@@ -71,9 +71,9 @@ pub struct SentNow {
 /// A leased delivery, ready to attempt.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub delivery_id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
+    pub delivery_id: DeliveryId,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
     pub url: String,
     pub method: Method,
     pub payload: Arc<str>,
@@ -192,7 +192,7 @@ impl Inner {
     }
 
     /// Gives deliveries back to the store parked, without an attempt.
-    fn park(&self, delivery_ids: Vec<String>) {
+    fn park(&self, delivery_ids: Vec<DeliveryId>) {
         let until = Timestamp::now().plus(PARK_SAFETY);
         let _ = self.recorder.send(Message::Park(delivery_ids, until));
     }

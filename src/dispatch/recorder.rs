@@ -25,7 +25,7 @@ pub(super) enum Message {
     Result(AttemptResult),
     /// Deliveries to give back to the store parked (their URL has no room, or its circuit
     /// is open), without an attempt, until at most this time.
-    Park(Vec<String>, Timestamp),
+    Park(Vec<crate::domain::ids::DeliveryId>, Timestamp),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
 }

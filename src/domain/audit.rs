@@ -1,6 +1,7 @@
 //! The audit log: who changed what, when, and which fields — with credentials masked and
 //! passwords and secrets never recorded.
 
+use crate::domain::ids::OrganizationId;
 use serde_json::{Map, Value};
 
 use super::{
@@ -84,7 +85,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub id: String,
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     pub at: Timestamp,
     pub actor: Actor,
     /// `webhook.created`, `user.role_changed`, `token.revoked`, …
@@ -95,7 +96,7 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     pub fn new(
-        organization_id: &str,
+        organization_id: &OrganizationId,
         actor: &Actor,
         action: &str,
         object: AuditObject,
@@ -103,7 +104,7 @@ impl AuditEntry {
     ) -> Self {
         Self {
             id: super::ids::new_id("aud"),
-            organization_id: organization_id.to_owned(),
+            organization_id: organization_id.clone(),
             at: Timestamp::now(),
             actor: actor.clone(),
             action: action.to_owned(),
@@ -281,7 +282,7 @@ mod tests {
     #[test]
     fn changes_round_trip_through_json() {
         let entry = AuditEntry::new(
-            "org",
+            &"org".into(),
             &Actor::cli(),
             "user.created",
             AuditObject {

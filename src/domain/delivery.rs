@@ -1,5 +1,6 @@
 //! Deliveries (one event to one URL of one webhook) and their attempts.
 
+use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -43,9 +44,9 @@ impl DeliveryState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
     /// Also the `webhook-id` header: stable across attempts.
-    pub id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
+    pub id: DeliveryId,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
     pub event_id: String,
     pub event_type: &'static str,
     pub incident_id: String,
@@ -115,7 +116,7 @@ impl NewDelivery {
     }
 }
 
-pub fn lane(webhook_id: &str, method: Method, url: &str, incident_id: &str) -> String {
+pub fn lane(webhook_id: &WebhookId, method: Method, url: &str, incident_id: &str) -> String {
     let mut h = Sha256::new();
     for part in [webhook_id, method.as_str(), url, incident_id] {
         h.update(part.as_bytes());
@@ -133,9 +134,9 @@ pub fn url_key(url: &str) -> String {
 /// A stored delivery with its progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    pub id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
+    pub id: DeliveryId,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
     pub event_id: String,
     pub event_type: String,
     pub incident_id: String,
@@ -175,7 +176,7 @@ pub struct Attempt {
 /// What to write after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptResult {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub attempt: Attempt,
     pub state: DeliveryState,
     /// When pending: the time of the next attempt.
@@ -189,8 +190,8 @@ pub struct AttemptResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryJob {
     pub id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
     /// The filters as given (`state`, `event_type`, `incident_id`, `since`, `until`).
     pub filters: serde_json::Value,
     pub state: RetryJobState,

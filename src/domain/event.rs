@@ -14,7 +14,7 @@ const MAX_PRODUCER_ID: usize = 255;
 pub struct Event {
     /// tocsin's own id (`evt_…`).
     pub id: String,
-    pub organization_id: String,
+    pub organization_id: crate::domain::ids::OrganizationId,
     /// The producer's `id`, the idempotency key, when given.
     pub producer_id: Option<String>,
     pub event_type: &'static EventType,
@@ -329,7 +329,7 @@ fn parse(
     Ok(Event {
         payload_event_id: producer_id.clone().unwrap_or_else(|| id.clone()),
         id,
-        organization_id: tenant.id.to_owned(),
+        organization_id: tenant.id.into(),
         producer_id,
         event_type: event_type.expect("checked above"),
         timestamp,

@@ -1,6 +1,105 @@
-//! Identifiers: a short type prefix and a ULID (time-ordered, so ids sort by creation).
+//! Identifiers: a short type prefix and a ULID (time-ordered, so ids sort by creation), and
+//! one type per kind of id that travels together, so that an organization's id cannot be
+//! passed where a webhook's is expected (they are all text, and functions take several).
 
 use rand::Rng;
+
+/// A type for one kind of id: text underneath (stored, serialized and formatted as the
+/// text), read as `&str` where text is wanted, but not interchangeable with another kind.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default,
+            serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new id with this kind's prefix.
+            pub fn generate() -> Self {
+                Self(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                Self(text)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                Self(text.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An organization (tenant): every other row belongs to one.
+    OrganizationId,
+    "org"
+);
+id_type!(
+    /// A webhook of an organization.
+    WebhookId,
+    "wh"
+);
+id_type!(
+    /// A delivery of an event to one URL; also its `webhook-id` header.
+    DeliveryId,
+    "msg"
+);
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -33,6 +132,18 @@ mod tests {
         let id = new_id("wh");
         assert!(id.starts_with("wh_"));
         assert_eq!(id.len(), 3 + 26);
+    }
+
+    #[test]
+    fn id_types_carry_their_prefix_and_read_as_text() {
+        let org = OrganizationId::generate();
+        assert!(org.starts_with("org_"), "{org}");
+        assert_eq!(org.as_str(), format!("{org}"));
+        assert_eq!(
+            serde_json::to_string(&WebhookId::from("wh_1")).unwrap(),
+            "\"wh_1\""
+        );
+        assert_eq!(DeliveryId::from("msg_1"), "msg_1");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Failure notifications: one per finally failed delivery of a webhook with `mail_ids`; and
 //! notices about a webhook as a whole (a URL down or back, the webhook disabled).
 
+use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use serde::Serialize;
 
 use super::Timestamp;
@@ -34,9 +35,9 @@ impl NotificationState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     pub id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
-    pub delivery_id: String,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
+    pub delivery_id: DeliveryId,
     pub state: NotificationState,
     pub attempts: u32,
     pub next_attempt_at: Option<Timestamp>,
@@ -49,7 +50,7 @@ pub struct Notification {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureReport {
     pub notification_id: String,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub url: String,
     pub method: String,
     pub event_type: String,
@@ -109,8 +110,8 @@ impl NoticeKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     pub id: String,
-    pub organization_id: String,
-    pub webhook_id: String,
+    pub organization_id: OrganizationId,
+    pub webhook_id: WebhookId,
     pub kind: NoticeKind,
     /// The URL concerned, its password masked (a notice never holds a secret).
     pub url: String,
@@ -122,16 +123,16 @@ pub struct Notice {
 
 impl Notice {
     pub fn new(
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         kind: NoticeKind,
         url: &str,
         detail: String,
     ) -> Self {
         Self {
             id: super::ids::new_id("ntc"),
-            organization_id: organization_id.to_owned(),
-            webhook_id: webhook_id.to_owned(),
+            organization_id: organization_id.clone(),
+            webhook_id: webhook_id.clone(),
             kind,
             url: super::webhook::mask_url(url),
             detail,

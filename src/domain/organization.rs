@@ -2,7 +2,7 @@ use super::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organization {
-    pub id: String,
+    pub id: super::ids::OrganizationId,
     pub name: String,
     pub created_at: Timestamp,
 }
@@ -10,7 +10,7 @@ pub struct Organization {
 impl Organization {
     pub fn new(name: &str) -> Self {
         Self {
-            id: super::ids::new_id("org"),
+            id: super::ids::OrganizationId::generate(),
             name: name.to_owned(),
             created_at: Timestamp::now(),
         }

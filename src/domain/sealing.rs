@@ -10,6 +10,7 @@
 //! from the value (a synthetic IV): deliveries are found by their URL, so one URL must
 //! always seal the same way; that tells only which stored URLs are equal.
 
+use crate::domain::ids::WebhookId;
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Nonce,
@@ -221,16 +222,16 @@ impl Sealer {
         }
     }
 
-    pub fn seal_secret(&self, webhook_id: &str, secret: &str) -> String {
+    pub fn seal_secret(&self, webhook_id: &WebhookId, secret: &str) -> String {
         self.seal(&secret_place(webhook_id), secret)
     }
 
-    pub fn seal_previous_secret(&self, webhook_id: &str, secret: &str) -> String {
+    pub fn seal_previous_secret(&self, webhook_id: &WebhookId, secret: &str) -> String {
         self.seal(&previous_secret_place(webhook_id), secret)
     }
 
     /// A webhook's settings with credential header values and URL passwords sealed.
-    pub fn seal_spec(&self, webhook_id: &str, spec: &WebhookSpec) -> WebhookSpec {
+    pub fn seal_spec(&self, webhook_id: &WebhookId, spec: &WebhookSpec) -> WebhookSpec {
         let mut sealed = spec.clone();
         for header in &mut sealed.header {
             if is_credential_header(&header.name) {
@@ -269,15 +270,15 @@ impl Sealer {
     }
 }
 
-fn secret_place(webhook_id: &str) -> String {
+fn secret_place(webhook_id: &WebhookId) -> String {
     format!("webhook/{webhook_id}/secret")
 }
 
-fn previous_secret_place(webhook_id: &str) -> String {
+fn previous_secret_place(webhook_id: &WebhookId) -> String {
     format!("webhook/{webhook_id}/previous-secret")
 }
 
-fn header_place(webhook_id: &str) -> String {
+fn header_place(webhook_id: &WebhookId) -> String {
     format!("webhook/{webhook_id}/header")
 }
 
@@ -350,7 +351,7 @@ mod tests {
             "header": {"Authorization": "Bearer t0ken", "X-Team": "sre"}
         }))
         .unwrap();
-        let mut webhook = Webhook::new("org", "tok", spec);
+        let mut webhook = Webhook::new(&"org".into(), "tok", spec);
         webhook.previous_secret = Some(crate::domain::webhook::PreviousSecret {
             secret: "whsec_previous-one".into(),
             until: crate::domain::Timestamp::from_micros(1),

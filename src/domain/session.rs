@@ -1,6 +1,7 @@
 //! Browser sessions and one-time links: random secrets handed out once and stored only as
 //! hashes, and the pure rules for when a session ends.
 
+use crate::domain::ids::OrganizationId;
 use std::time::Duration;
 
 use base64::Engine;
@@ -111,7 +112,7 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupLink {
     pub code_hash: String,
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     pub user_id: Option<String>,
     pub role: super::user::Role,
     pub created_at: Timestamp,
@@ -121,7 +122,7 @@ pub struct SetupLink {
 
 /// A fresh link: the code to hand out once, and what is stored.
 pub fn new_setup_link(
-    organization_id: &str,
+    organization_id: &OrganizationId,
     user_id: Option<&str>,
     role: super::user::Role,
     now: Timestamp,
@@ -129,7 +130,7 @@ pub fn new_setup_link(
     let code = new_secret();
     let link = SetupLink {
         code_hash: hash_secret(&code),
-        organization_id: organization_id.to_owned(),
+        organization_id: organization_id.clone(),
         user_id: user_id.map(str::to_owned),
         role,
         created_at: now,
@@ -214,7 +215,8 @@ mod tests {
     #[test]
     fn setup_links_work_once_and_for_a_day() {
         let now = Timestamp::from_micros(1_000 * HOUR);
-        let (code, mut link) = new_setup_link("org", None, super::super::user::Role::Owner, now);
+        let (code, mut link) =
+            new_setup_link(&"org".into(), None, super::super::user::Role::Owner, now);
         assert_eq!(link.code_hash, hash_secret(&code));
         assert_eq!(link.check(now), Ok(()));
         assert_eq!(

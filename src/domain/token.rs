@@ -1,5 +1,6 @@
 //! API tokens: long random strings shown once, stored as a SHA-256 hash, carrying abilities.
 
+use crate::domain::ids::OrganizationId;
 use rand::{distr::Alphanumeric, Rng};
 use sha2::{Digest, Sha256};
 
@@ -76,7 +77,7 @@ impl Ability {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
     pub id: String,
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     pub name: String,
     pub abilities: Vec<Ability>,
     pub created_at: Timestamp,
@@ -127,7 +128,7 @@ pub struct NewToken {
 }
 
 impl NewToken {
-    pub fn generate(organization_id: &str, name: &str, abilities: Vec<Ability>) -> Self {
+    pub fn generate(organization_id: &OrganizationId, name: &str, abilities: Vec<Ability>) -> Self {
         let random: String = rand::rng()
             .sample_iter(&Alphanumeric)
             .take(TOKEN_RANDOM_LEN)
@@ -138,7 +139,7 @@ impl NewToken {
         Self {
             token: ApiToken {
                 id: super::ids::new_id("tok"),
-                organization_id: organization_id.to_owned(),
+                organization_id: organization_id.clone(),
                 name: name.to_owned(),
                 abilities,
                 created_at: Timestamp::now(),
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn generated_tokens_are_well_formed_and_hash_consistently() {
-        let t = NewToken::generate("org_1", "ci", vec![Ability::Read]);
+        let t = NewToken::generate(&"org_1".into(), "ci", vec![Ability::Read]);
         assert!(looks_like_token(&t.plaintext));
         assert_eq!(hash_token(&t.plaintext), t.hash);
         assert_ne!(t.plaintext, t.hash);
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn admin_allows_everything() {
-        let mut t = NewToken::generate("o", "n", vec![Ability::Admin]).token;
+        let mut t = NewToken::generate(&"o".into(), "n", vec![Ability::Admin]).token;
         assert!(Ability::ALL.iter().all(|a| t.allows(*a)));
         t.abilities = vec![Ability::Read];
         assert!(t.allows(Ability::Read));

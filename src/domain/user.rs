@@ -1,6 +1,7 @@
 //! People who log in: their roles, what each role may do, and the rules for their input.
 
 use super::{token::Ability, FieldError, Timestamp};
+use crate::domain::ids::OrganizationId;
 
 /// A person's role in an organization. Each is a set of the abilities tokens carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,7 +79,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     /// As the person typed it; unique per organization without regard to case.
     pub email: String,
     pub name: String,
@@ -92,11 +93,11 @@ pub struct User {
 }
 
 impl User {
-    pub fn new(organization_id: &str, email: &str, name: &str, role: Role) -> Self {
+    pub fn new(organization_id: &OrganizationId, email: &str, name: &str, role: Role) -> Self {
         let now = Timestamp::now();
         Self {
             id: super::ids::new_id("usr"),
-            organization_id: organization_id.to_owned(),
+            organization_id: organization_id.clone(),
             email: email.to_owned(),
             name: name.to_owned(),
             role,

@@ -59,7 +59,7 @@ impl Caller {
         }))
     }
 
-    pub fn organization_id(&self) -> &str {
+    pub fn organization_id(&self) -> &crate::domain::ids::OrganizationId {
         match self {
             Caller::Token(token) => &token.organization_id,
             Caller::User { user, .. } => &user.organization_id,

@@ -1,6 +1,7 @@
 //! What a failure e-mail says: which webhook, which deliveries failed and why, where to
 //! look, and how to stop these e-mails. Pure text building.
 
+use crate::domain::ids::WebhookId;
 use crate::domain::notification::{FailureReport, Notice, NoticeKind};
 
 /// At most this many failures are listed one by one; the rest are counted.
@@ -15,7 +16,7 @@ pub struct Email {
 
 pub fn compose(
     webhook_name: &str,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
     public_url: &str,
     failures: &[FailureReport],
 ) -> Email {
@@ -90,7 +91,7 @@ pub fn compose(
 /// disabled the webhook. `waiting` is how many of its deliveries are pending now.
 pub fn compose_notices(
     webhook_name: &str,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
     public_url: &str,
     notices: &[Notice],
     waiting: u64,
@@ -199,7 +200,7 @@ mod tests {
     fn failure(i: usize) -> FailureReport {
         FailureReport {
             notification_id: format!("ntf_{i}"),
-            delivery_id: format!("msg_{i}"),
+            delivery_id: format!("msg_{i}").into(),
             url: "https://hooks.example/x".into(),
             method: "POST".into(),
             event_type: "incident.triggered".into(),
@@ -215,7 +216,12 @@ mod tests {
 
     #[test]
     fn says_what_failed_why_and_where_to_look() {
-        let e = compose("Ops", "wh_1", "https://tocsin.example", &[failure(1)]);
+        let e = compose(
+            "Ops",
+            &"wh_1".into(),
+            "https://tocsin.example",
+            &[failure(1)],
+        );
         assert_eq!(e.subject, "[tocsin] Webhook \"Ops\": 1 failed delivery");
         for needle in [
             "https://hooks.example/x",
@@ -234,14 +240,14 @@ mod tests {
     #[test]
     fn notices_say_which_url_since_when_and_what_waits() {
         let mut down = Notice::new(
-            "o",
-            "wh_1",
+            &"o".into(),
+            &"wh_1".into(),
             NoticeKind::Outage,
             "https://u:secret@hooks.example/x",
             "Last error: HTTP 503.".into(),
         );
         down.created_at = Timestamp::from_micros(1_795_766_400_000_000);
-        let e = compose_notices("Ops", "wh_1", "https://t", &[down.clone()], 7);
+        let e = compose_notices("Ops", &"wh_1".into(), "https://t", &[down.clone()], 7);
         assert_eq!(
             e.subject,
             "[tocsin] Webhook \"Ops\": a URL is not answering"
@@ -256,22 +262,22 @@ mod tests {
         }
         assert!(!e.text.contains("secret"));
         let back = Notice::new(
-            "o",
-            "wh_1",
+            &"o".into(),
+            &"wh_1".into(),
             NoticeKind::Recovered,
             "https://hooks.example/x",
             String::new(),
         );
-        let e = compose_notices("Ops", "wh_1", "https://t", &[down.clone(), back], 0);
+        let e = compose_notices("Ops", &"wh_1".into(), "https://t", &[down.clone(), back], 0);
         assert!(e.subject.contains("answers again"), "{}", e.subject);
         let gone = Notice::new(
-            "o",
-            "wh_1",
+            &"o".into(),
+            &"wh_1".into(),
             NoticeKind::Disabled,
             "https://hooks.example/x",
             "it answered 410 Gone.".into(),
         );
-        let e = compose_notices("Ops", "wh_1", "https://t", &[down, gone], 0);
+        let e = compose_notices("Ops", &"wh_1".into(), "https://t", &[down, gone], 0);
         assert!(e.subject.ends_with("was disabled"), "{}", e.subject);
         assert!(e.text.contains("410 Gone"));
     }
@@ -279,7 +285,7 @@ mod tests {
     #[test]
     fn lists_twenty_then_counts_the_rest() {
         let failures: Vec<FailureReport> = (0..25).map(failure).collect();
-        let e = compose("Ops", "wh_1", "http://t", &failures);
+        let e = compose("Ops", &"wh_1".into(), "http://t", &failures);
         assert!(e.subject.contains("25 failed deliveries"));
         assert!(
             e.text.contains("inc-19") && !e.text.contains("inc-20 "),

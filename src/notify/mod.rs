@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use crate::{
     config::Config,
     domain::{
+        ids::{OrganizationId, WebhookId},
         notification::{FailureReport, NotificationOutcome},
         webhook::Webhook,
         Timestamp,
@@ -133,8 +134,8 @@ impl Notifier {
     /// notifier's reservation, which the caller gives back after recording the outcome.
     async fn recipients(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         now: Timestamp,
     ) -> anyhow::Result<Result<Webhook, NotificationOutcome>> {
         if self.mailer.is_none() {
@@ -210,9 +211,9 @@ fn count(outcome: &NotificationOutcome, n: usize) {
 /// Claimed items grouped by (organization, webhook): one e-mail per webhook.
 fn by_webhook<T>(
     items: Vec<T>,
-    key: impl Fn(&T) -> (&String, &String),
-) -> BTreeMap<(String, String), Vec<T>> {
-    let mut groups: BTreeMap<(String, String), Vec<T>> = BTreeMap::new();
+    key: impl Fn(&T) -> (&OrganizationId, &WebhookId),
+) -> BTreeMap<(OrganizationId, WebhookId), Vec<T>> {
+    let mut groups: BTreeMap<(OrganizationId, WebhookId), Vec<T>> = BTreeMap::new();
     for item in items {
         let (org, webhook) = key(&item);
         let key = (org.clone(), webhook.clone());

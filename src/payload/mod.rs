@@ -123,14 +123,14 @@ mod tests {
             "payload_type": "custom",
             "custom_payload": "{\"hook\": {{ webhook.name }}, \"team\": {{ team.name }}, \"id\": {{ incident.id }}, \"type\": {{ event.type }}}"
         })).unwrap();
-        let webhook = Webhook::new("org", "tok", spec.clone());
+        let webhook = Webhook::new(&"org".into(), "tok", spec.clone());
         let out: Value = serde_json::from_str(&render(&webhook, &sample_event()).unwrap()).unwrap();
         assert_eq!(
             out,
             json!({"hook": "Custom", "team": "Yash", "id": "633e670ae998089239c9f293", "type": "incident.triggered"})
         );
         spec.custom_payload = Some("{{ incident.nope.deeper }}".into());
-        let broken = Webhook::new("org", "tok", spec);
+        let broken = Webhook::new(&"org".into(), "tok", spec);
         assert!(render(&broken, &sample_event()).is_err());
     }
 }

@@ -23,7 +23,7 @@ const RECONNECT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The organization's webhooks changed (its `webhooks_version` moved).
-    Webhooks(String),
+    Webhooks(crate::domain::ids::OrganizationId),
     /// A token was revoked or changed.
     Tokens,
     /// Deliveries any node may claim now.
@@ -41,7 +41,7 @@ impl Change {
             _ => payload
                 .strip_prefix("webhooks:")
                 .filter(|id| !id.is_empty())
-                .map(|id| Change::Webhooks(id.to_owned())),
+                .map(|id| Change::Webhooks(id.into())),
         }
     }
 }

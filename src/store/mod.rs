@@ -17,6 +17,7 @@ use crate::domain::{
     audit::{Actor, AuditEntry},
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, RetryJob},
     event::Event,
+    ids::{DeliveryId, OrganizationId, WebhookId},
     notification::{FailureReport, Notice, Notification, NotificationOutcome},
     organization::Organization,
     sealing::{Sealer, SecretKey},
@@ -76,30 +77,34 @@ pub trait ActivityStore: Send + Sync + 'static {
     /// Deliveries finished since `since` (by hour) per webhook: `(succeeded, failed)`.
     async fn webhook_counts(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         since: Timestamp,
-    ) -> StoreResult<std::collections::HashMap<String, (u64, u64)>>;
+    ) -> StoreResult<std::collections::HashMap<WebhookId, (u64, u64)>>;
     /// The newest delivery of each of these webhooks (those that have one).
     async fn last_deliveries(
         &self,
-        organization_id: &str,
-        webhook_ids: &[String],
-    ) -> StoreResult<std::collections::HashMap<String, LastDelivery>>;
+        organization_id: &OrganizationId,
+        webhook_ids: &[WebhookId],
+    ) -> StoreResult<std::collections::HashMap<WebhookId, LastDelivery>>;
     /// The organization's deliveries finished since `since`, per hour (start, micros):
     /// `(hour, succeeded, failed)`.
     async fn hourly_deliveries(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         since: Timestamp,
     ) -> StoreResult<Vec<(i64, u64, u64)>>;
     /// Forgets hourly counts older than `before`.
     async fn prune_hourly(&self, before: Timestamp) -> StoreResult<u64>;
     /// The latest event of each of the most recently updated incidents.
-    async fn recent_incidents(&self, organization_id: &str, limit: u32) -> StoreResult<Vec<Event>>;
+    async fn recent_incidents(
+        &self,
+        organization_id: &OrganizationId,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
     /// The incident message of each event (for log rows), by event id.
     async fn event_messages(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         event_ids: &[String],
     ) -> StoreResult<std::collections::HashMap<String, String>>;
 }
@@ -137,12 +142,15 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// The token with this hash, revoked or not.
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
     /// Every token of one organization (or of all), oldest first.
-    async fn list_tokens(&self, organization_id: Option<&str>) -> StoreResult<Vec<ApiToken>>;
+    async fn list_tokens(
+        &self,
+        organization_id: Option<&OrganizationId>,
+    ) -> StoreResult<Vec<ApiToken>>;
     /// Marks a token revoked, with its audit entry by `actor`; `None` when no unrevoked token
     /// has this id (in `organization_id`, when given).
     async fn revoke_token(
         &self,
-        organization_id: Option<&str>,
+        organization_id: Option<&OrganizationId>,
         id: &str,
         at: Timestamp,
         actor: &Actor,
@@ -151,32 +159,36 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()>;
 
     async fn insert_webhook(&self, webhook: &Webhook, audit: &AuditEntry) -> StoreResult<()>;
-    async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
+    async fn webhook(
+        &self,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<Webhook>>;
     /// Changes with every write to the organization's webhooks (for caches).
-    async fn webhooks_version(&self, organization_id: &str) -> StoreResult<i64>;
+    async fn webhooks_version(&self, organization_id: &OrganizationId) -> StoreResult<i64>;
     /// Every webhook of the organization, for matching.
-    async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>>;
-    async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;
+    async fn all_webhooks(&self, organization_id: &OrganizationId) -> StoreResult<Vec<Webhook>>;
+    async fn organization(&self, id: &OrganizationId) -> StoreResult<Option<Organization>>;
     /// Oldest first.
     async fn list_webhooks(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         limit: u64,
         offset: u64,
     ) -> StoreResult<Page<Webhook>>;
     /// Replaces the configuration; `None` when the webhook does not exist in the organization.
     async fn update_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         spec: &WebhookSpec,
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;
     async fn delete_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
     /// Enabled webhooks whose every URL has failed, without a success, since before
@@ -189,8 +201,8 @@ pub trait ConfigStore: Send + Sync + 'static {
     #[allow(clippy::too_many_arguments)]
     async fn disable_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         reason: &str,
         at: Timestamp,
         audit: &AuditEntry,
@@ -200,8 +212,8 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// A new signing secret; `previous` keeps the old one signing until its time.
     async fn set_webhook_secret(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         secret: &str,
         previous: Option<&PreviousSecret>,
         at: Timestamp,
@@ -211,31 +223,34 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Records services, alert sources and teams seen in events (names updated).
     async fn observe_directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         entries: &[crate::domain::directory::Entry],
     ) -> StoreResult<()>;
     /// Declares one by an operator (before any event names it).
     async fn declare_directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         entry: &crate::domain::directory::Entry,
         at: Timestamp,
     ) -> StoreResult<()>;
     /// Everything known of one kind, by name.
     async fn directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         kind: crate::domain::directory::Kind,
     ) -> StoreResult<Vec<crate::domain::directory::Entry>>;
 
     /// Audit entries, newest first, with each one's position for paging.
     async fn list_audit(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         query: &AuditQuery,
     ) -> StoreResult<Vec<(i64, AuditEntry)>>;
-    async fn audit_entry(&self, organization_id: &str, id: &str)
-        -> StoreResult<Option<AuditEntry>>;
+    async fn audit_entry(
+        &self,
+        organization_id: &OrganizationId,
+        id: &str,
+    ) -> StoreResult<Option<AuditEntry>>;
 }
 
 /// Which audit entries to list.
@@ -283,20 +298,24 @@ pub trait AccountStore: Send + Sync + 'static {
         link: Option<&SetupLink>,
         audit: &AuditEntry,
     ) -> StoreResult<UserWrite>;
-    async fn user(&self, organization_id: &str, id: &str) -> StoreResult<Option<User>>;
+    async fn user(&self, organization_id: &OrganizationId, id: &str) -> StoreResult<Option<User>>;
     /// By email, in any case.
-    async fn user_by_email(&self, organization_id: &str, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_email(
+        &self,
+        organization_id: &OrganizationId,
+        email: &str,
+    ) -> StoreResult<Option<User>>;
     /// The users of every organization with this email, with their password hashes.
     async fn login_candidates(&self, email: &str) -> StoreResult<Vec<(User, Option<String>)>>;
     /// Oldest first.
-    async fn list_users(&self, organization_id: &str) -> StoreResult<Vec<User>>;
+    async fn list_users(&self, organization_id: &OrganizationId) -> StoreResult<Vec<User>>;
     /// Stores `user`'s name, role and disabled flag. Disabling ends the user's sessions.
     /// Refused when it would leave the organization without an enabled owner.
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> StoreResult<UserWrite>;
     /// Deletes a user and their sessions; refused for the last enabled owner.
     async fn delete_user(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<UserWrite>;
@@ -354,7 +373,7 @@ pub struct Accepted {
     /// The event was seen before: nothing was written and this is the first answer.
     pub duplicate: bool,
     /// Deliveries leased to the caller, to start at once; the rest wait for their lane.
-    pub leased: Vec<String>,
+    pub leased: Vec<DeliveryId>,
 }
 
 /// Which log entries to list.
@@ -390,11 +409,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         deliveries: &[NewDelivery],
         admission: &Admission,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Vec<DeliveryId>>;
     /// The latest event received for an incident.
     async fn latest_incident_event(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         incident_id: &str,
     ) -> StoreResult<Option<Event>>;
     /// Leases up to `limit` pending deliveries that are due, not leased (or whose lease
@@ -417,12 +436,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
         fresh_first: bool,
     ) -> StoreResult<Vec<Delivery>>;
     /// Parks deliveries `owner` holds, releasing their leases, without counting an attempt.
-    async fn park(&self, owner: &str, delivery_ids: &[String], until: Timestamp)
-        -> StoreResult<()>;
+    async fn park(
+        &self,
+        owner: &str,
+        delivery_ids: &[DeliveryId],
+        until: Timestamp,
+    ) -> StoreResult<()>;
     /// The URLs that have parked deliveries (at start, to take them back).
     async fn parked_urls(&self) -> StoreResult<Vec<String>>;
     /// Extends a lease still held by `lease.owner`; false when it was lost.
-    async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool>;
+    async fn renew_lease(&self, delivery_id: &DeliveryId, lease: &Lease) -> StoreResult<bool>;
     /// Records attempts and the resulting states in one transaction. A delivery whose
     /// lease `owner` no longer holds (cancelled, or reclaimed) keeps its state; the attempt
     /// is recorded all the same.
@@ -457,8 +480,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// names one).
     async fn count_finished_matching(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<u64>;
     /// Sets up to `limit` of those, oldest first after position `after_seq`, pending again
@@ -466,8 +489,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// and the position of the last one.
     async fn requeue_finished(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         q: &LogQuery,
         after_seq: i64,
         limit: u32,
@@ -478,8 +501,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// reported `interrupted` (its process stopped).
     async fn retry_job(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         id: &str,
     ) -> StoreResult<Option<RetryJob>>;
     /// Deletes up to `limit` finished deliveries completed before `before`, oldest first,
@@ -496,22 +519,22 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Cancels a webhook's pending deliveries.
     async fn cancel_pending(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         at: Timestamp,
     ) -> StoreResult<u64>;
     /// A webhook's deliveries, newest first, with each one's position for paging.
     async fn list_deliveries(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         query: &LogQuery,
     ) -> StoreResult<Vec<(i64, Delivery)>>;
     async fn delivery(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
-        delivery_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
 }
 
@@ -573,7 +596,7 @@ pub trait NotificationStore: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(Notification, FailureReport)>>;
     /// When the webhook's last failure e-mail went out.
-    async fn last_email_at(&self, webhook_id: &str) -> StoreResult<Option<Timestamp>>;
+    async fn last_email_at(&self, webhook_id: &WebhookId) -> StoreResult<Option<Timestamp>>;
     async fn finish_notifications(
         &self,
         ids: &[String],
@@ -582,8 +605,8 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// A webhook's notifications, newest first.
     async fn list_notifications(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<Notification>>;
     /// Records a notice, due at once.
@@ -601,20 +624,20 @@ pub trait NotificationStore: Send + Sync + 'static {
         outcome: &NotificationOutcome,
     ) -> StoreResult<()>;
     /// How many of a webhook's deliveries are pending.
-    async fn pending_count(&self, webhook_id: &str) -> StoreResult<u64>;
+    async fn pending_count(&self, webhook_id: &WebhookId) -> StoreResult<u64>;
     /// Whether any webhook anywhere has `mail_ids` (for the start-up warning).
     async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool>;
     /// Reserves e-mailing about the webhook for `owner` until `until` (its e-mail is being
     /// decided and sent): `Err` with the time another owner's reservation ends.
     async fn reserve_mail(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         owner: &str,
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Result<(), Timestamp>>;
     /// Gives a reservation back (once the e-mail's outcome is recorded).
-    async fn release_mail(&self, webhook_id: &str, owner: &str) -> StoreResult<()>;
+    async fn release_mail(&self, webhook_id: &WebhookId, owner: &str) -> StoreResult<()>;
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`), creating an SQLite

@@ -49,7 +49,7 @@ async fn auth_matrix(backend: Backend) {
         assert_eq!(reply.status, 401, "{bad:?}");
     }
     // Well-formed but unknown.
-    let stranger = NewToken::generate("org_x", "x", vec![Ability::Admin]);
+    let stranger = NewToken::generate(&"org_x".into(), "x", vec![Ability::Admin]);
     assert_eq!(
         app.call(Method::GET, BASE, Some(&stranger.plaintext), None)
             .await

@@ -274,7 +274,7 @@ async fn csrf_guards_cookie_writes(backend: Backend) {
     let org = data["organization_id"].as_str().unwrap();
     let me = app
         .store
-        .user_by_email(org, "di@example.com")
+        .user_by_email(&org.into(), "di@example.com")
         .await
         .unwrap()
         .unwrap();
@@ -460,7 +460,10 @@ async fn setup_links_expire_and_work_once(backend: Backend) {
 
     // A link older than 24 hours says it expired.
     let fay = created.body["data"]["id"].as_str().unwrap();
-    let org = created.body["data"]["organization_id"].as_str().unwrap();
+    let org = &created.body["data"]["organization_id"]
+        .as_str()
+        .unwrap()
+        .into();
     let long_ago = Timestamp::from_micros(Timestamp::now().as_micros() - 25 * 3_600_000_000);
     let (code, old) = new_setup_link(org, Some(fay), Role::Member, long_ago);
     let entry = tocsin::domain::audit::AuditEntry::new(

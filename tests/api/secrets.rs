@@ -54,7 +54,7 @@ async fn raw(url: &str, sql: &str) {
     pool.close().await;
 }
 
-fn secret_webhook(org: &str, receiver_url: &str) -> Webhook {
+fn secret_webhook(org: &tocsin::domain::ids::OrganizationId, receiver_url: &str) -> Webhook {
     let spec = parse_spec(&json!({
         "name": "sealed", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
         "urls": [{"url": receiver_url}], "is_all_teams_configured": true,

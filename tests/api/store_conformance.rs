@@ -14,7 +14,7 @@ use tocsin::store::AuditQuery;
 use crate::both_backends;
 
 /// An audit entry for a webhook write made in a test.
-fn entry(org: &str, hook: &str) -> AuditEntry {
+fn entry(org: &tocsin::domain::ids::OrganizationId, hook: &str) -> AuditEntry {
     AuditEntry::new(
         org,
         &Actor::cli(),
@@ -88,7 +88,7 @@ async fn store_tokens(backend: Backend) {
     assert_eq!(listed, vec![a.token.clone(), b.token.clone()]);
     assert_eq!(store.list_tokens(Some(&org.id)).await.unwrap().len(), 2);
     assert!(store
-        .list_tokens(Some("org_other"))
+        .list_tokens(Some(&"org_other".into()))
         .await
         .unwrap()
         .is_empty());
@@ -97,7 +97,7 @@ async fn store_tokens(backend: Backend) {
     let cli = Actor::cli();
     assert!(
         store
-            .revoke_token(Some("org_other"), &a.token.id, at, &cli)
+            .revoke_token(Some(&"org_other".into()), &a.token.id, at, &cli)
             .await
             .unwrap()
             .is_none(),
@@ -253,7 +253,7 @@ async fn store_webhooks(backend: Backend) {
         .unwrap()
         .is_none());
 
-    let gone = |org: &str| entry(org, &hooks[0].id);
+    let gone = |org: &tocsin::domain::ids::OrganizationId| entry(org, &hooks[0].id);
     assert!(!store
         .delete_webhook(&other.id, &hooks[0].id, &gone(&other.id))
         .await
@@ -388,8 +388,8 @@ async fn store_delivery_queue(backend: Backend) {
         "only the holder renews"
     );
 
-    let result = |id: &str, state| AttemptResult {
-        delivery_id: id.to_owned(),
+    let result = |id: &tocsin::domain::ids::DeliveryId, state| AttemptResult {
+        delivery_id: id.clone(),
         attempt: Attempt {
             number: 1,
             started_at: now,
@@ -960,7 +960,7 @@ async fn store_mail_reservations(backend: Backend) {
         .await
         .unwrap();
     let t = |s: i64| Timestamp::from_micros(1_800_000_000_000_000 + s * 1_000_000);
-    let id = hook.id.as_str();
+    let id = &hook.id;
     assert_eq!(
         store.reserve_mail(id, "a", t(0), t(60)).await.unwrap(),
         Ok(())

@@ -553,8 +553,8 @@ async fn pages_count_deliveries_as_they_finish(backend: Backend) {
     let since = tocsin::domain::Timestamp::from_micros(
         tocsin::domain::Timestamp::now().as_micros() - 3_600_000_000,
     );
-    let org = good["organization_id"].as_str().unwrap();
-    let hours = app.store.hourly_deliveries(org, since).await.unwrap();
+    let org = good["organization_id"].as_str().unwrap().into();
+    let hours = app.store.hourly_deliveries(&org, since).await.unwrap();
     let totals = hours
         .iter()
         .fold((0, 0), |(a, b), (_, ok, failed)| (a + ok, b + failed));
@@ -667,13 +667,12 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
     let user = app
         .store
         .user_by_email(
-            app.store
+            &app.store
                 .installation_organization()
                 .await
                 .unwrap()
                 .unwrap()
-                .id
-                .as_str(),
+                .id,
             "new@example.com",
         )
         .await

@@ -376,7 +376,10 @@ async fn credential_headers_are_masked_and_round_trip(backend: Backend) {
     assert_eq!(put.status, 200, "{}", put.body);
     let stored = app
         .store
-        .webhook(created["organization_id"].as_str().unwrap(), &id)
+        .webhook(
+            &created["organization_id"].as_str().unwrap().into(),
+            &id.as_str().into(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -415,7 +418,10 @@ async fn secret_is_shown_at_creation_and_rotation_only(backend: Backend) {
     assert!(second.starts_with("whsec_") && second != first);
     let stored = app
         .store
-        .webhook(created["organization_id"].as_str().unwrap(), &id)
+        .webhook(
+            &created["organization_id"].as_str().unwrap().into(),
+            &id.as_str().into(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -526,8 +532,8 @@ async fn masked_credentials_do_not_follow_a_new_url(backend: Backend) {
     let kept = app
         .store
         .webhook(
-            hook["organization_id"].as_str().unwrap(),
-            hook["id"].as_str().unwrap(),
+            &hook["organization_id"].as_str().unwrap().into(),
+            &hook["id"].as_str().unwrap().into(),
         )
         .await
         .unwrap()

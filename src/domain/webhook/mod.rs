@@ -9,6 +9,7 @@ pub use header::{
 };
 pub use parse::{parse_spec, KNOWN as FIELDS, READ_ONLY as READ_ONLY_FIELDS};
 
+use crate::domain::ids::{OrganizationId, WebhookId};
 use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
@@ -104,8 +105,8 @@ pub struct WebhookSpec {
 /// A stored webhook.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
-    pub id: String,
-    pub organization_id: String,
+    pub id: WebhookId,
+    pub organization_id: OrganizationId,
     pub slug: String,
     pub author_id: String,
     pub spec: WebhookSpec,
@@ -121,11 +122,11 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(organization_id: &str, author_id: &str, spec: WebhookSpec) -> Self {
+    pub fn new(organization_id: &OrganizationId, author_id: &str, spec: WebhookSpec) -> Self {
         let now = Timestamp::now();
         Self {
-            id: super::ids::new_id("wh"),
-            organization_id: organization_id.to_owned(),
+            id: super::ids::WebhookId::generate(),
+            organization_id: organization_id.clone(),
             slug: slugify(&spec.name),
             author_id: author_id.to_owned(),
             spec,

@@ -73,7 +73,7 @@ async fn ingest(
 async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
-    Path((incident_id, webhook_id)): Path<(String, String)>,
+    Path((incident_id, webhook_id)): Path<(String, crate::domain::ids::WebhookId)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let webhook = intake::trigger_manually(

@@ -1,6 +1,7 @@
 //! `/v3/extensions/event-webhooks/{id}/logs`: every delivery of a webhook, and each one's
 //! payload and attempts.
 
+use crate::domain::ids::{DeliveryId, WebhookId};
 use axum::{
     extract::{Path, RawQuery, State},
     Json,
@@ -132,7 +133,11 @@ fn parse_pairs(pairs: Vec<(String, String)>) -> Result<LogQuery, ApiError> {
     Ok(q)
 }
 
-async fn require_webhook(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+async fn require_webhook(
+    state: &AppState,
+    caller: &Caller,
+    id: &WebhookId,
+) -> Result<(), ApiError> {
     state
         .store
         .webhook(caller.organization_id(), id)
@@ -144,7 +149,7 @@ async fn require_webhook(state: &AppState, caller: &Caller, id: &str) -> Result<
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
@@ -166,7 +171,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     let (delivery, attempts) = state
@@ -188,7 +193,7 @@ async fn show(
 async fn resend(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let new_id = crate::intake::resend(
@@ -225,7 +230,7 @@ fn job_json(job: &RetryJob) -> Value {
 async fn bulk_retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
@@ -306,7 +311,7 @@ async fn bulk_retry(
 async fn retry_progress(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, job_id)): Path<(String, String)>,
+    Path((id, job_id)): Path<(WebhookId, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     let job = state
@@ -322,7 +327,7 @@ async fn retry_progress(
 async fn notifications(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     require_webhook(&state, &caller, &id).await?;

@@ -1,5 +1,6 @@
 //! `/v3/extensions/event-webhooks`: Squadcast's webhook configuration API.
 
+use crate::domain::ids::{OrganizationId, WebhookId};
 use axum::{
     extract::{Path, RawQuery, State},
     http::StatusCode,
@@ -94,7 +95,7 @@ pub fn webhook_json(w: &Webhook) -> Value {
 struct Authors(std::collections::HashMap<String, Value>);
 
 impl Authors {
-    async fn load(state: &AppState, organization_id: &str) -> Result<Self, ApiError> {
+    async fn load(state: &AppState, organization_id: &OrganizationId) -> Result<Self, ApiError> {
         let mut map = std::collections::HashMap::new();
         for u in state.store.list_users(organization_id).await? {
             map.insert(u.id.clone(), author(ActorKind::User, &u.id, &u.email));
@@ -140,7 +141,11 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The caller's organization's webhook `id`, or 404.
-pub async fn existing(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+pub async fn existing(
+    state: &AppState,
+    caller: &Caller,
+    id: &WebhookId,
+) -> Result<Webhook, ApiError> {
     state
         .store
         .webhook(caller.organization_id(), id)
@@ -257,7 +262,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     let hook = existing(&state, &caller, &id).await?;
@@ -273,7 +278,7 @@ async fn show(
 pub async fn update_webhook(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &WebhookId,
     body: &Value,
 ) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
@@ -320,7 +325,7 @@ pub async fn update_webhook(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let hook = update_webhook(&state, &caller, &id, &body).await?;
@@ -332,7 +337,11 @@ async fn update(
 }
 
 /// Deletes a webhook (its deliveries go with it).
-pub async fn delete_webhook(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+pub async fn delete_webhook(
+    state: &AppState,
+    caller: &Caller,
+    id: &WebhookId,
+) -> Result<(), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let current = existing(state, caller, id).await?;
     let entry = audit_entry(
@@ -357,7 +366,7 @@ pub async fn delete_webhook(state: &AppState, caller: &Caller, id: &str) -> Resu
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
     delete_webhook(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -390,7 +399,7 @@ pub fn grace_period(
 pub async fn rotate_webhook_secret(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &WebhookId,
     grace: std::time::Duration,
 ) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
@@ -432,7 +441,7 @@ pub async fn rotate_webhook_secret(
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = crate::http::extract::optional_json(&body)?;
@@ -522,7 +531,7 @@ pub fn test_outcome_json(outcome: &crate::intake::TestOutcome) -> Value {
 pub async fn run_test(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &WebhookId,
     requested: Option<&str>,
 ) -> Result<(String, Vec<crate::intake::TestOutcome>), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
@@ -544,7 +553,7 @@ pub async fn run_test(
 async fn send_test(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = crate::http::extract::optional_json(&body)?;

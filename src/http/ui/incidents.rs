@@ -60,7 +60,7 @@ pub async fn list(
             .webhooks
             .iter()
             .filter(|c| c.webhook.spec.trigger_type == TriggerType::Manual)
-            .map(|c| context! { id => &c.webhook.id, name => &c.webhook.spec.name })
+            .map(|c| context! { id => c.webhook.id.as_str(), name => &c.webhook.spec.name })
             .collect(),
         Err(e) => return error_page(person.caller(), e.into()),
     };
@@ -100,7 +100,7 @@ pub async fn send(
         &state.engine,
         &org,
         &incident_id,
-        form.get("webhook_id"),
+        &form.get("webhook_id").into(),
     )
     .await
     {

@@ -2,6 +2,7 @@
 //! polling), each expandable to the exact payload, the request headers (masked) and every
 //! attempt; "Send again" makes a new delivery of the same payload.
 
+use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
@@ -70,7 +71,7 @@ fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String 
 
 async fn rows_context(
     state: &AppState,
-    org: &str,
+    org: &OrganizationId,
     rows: &[(i64, Delivery)],
 ) -> Result<Vec<Ctx>, ApiError> {
     let event_ids: Vec<String> = rows.iter().map(|(_, d)| d.event_id.clone()).collect();
@@ -80,7 +81,7 @@ async fn rows_context(
         .map(|(seq, d)| {
             context! {
                 seq => seq,
-                id => &d.id,
+                id => d.id.as_str(),
                 state => d.state.as_str(),
                 event_type => &d.event_type,
                 incident_id => &d.incident_id,
@@ -100,7 +101,7 @@ async fn rows_context(
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let hook = match person.webhook(&state, &id).await {
@@ -148,7 +149,7 @@ pub async fn show(
             nav => "webhooks",
             tab => "logs",
             flash => flash(raw.as_deref()),
-            hook => context! { id => &hook.id, name => &hook.spec.name, enabled => hook.spec.enabled },
+            hook => context! { id => hook.id.as_str(), name => &hook.spec.name, enabled => hook.spec.enabled },
             rows => items,
             older => older,
             poll => poll,
@@ -176,7 +177,7 @@ pub async fn show(
 pub async fn rows(
     State(state): State<AppState>,
     person: Person,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let org = person.caller().organization_id().to_owned();
@@ -201,7 +202,7 @@ pub async fn rows(
         "log_rows.html",
         base_context(Some(person.caller())),
         context! {
-            hook => context! { id => &id },
+            hook => context! { id => id.as_str() },
             rows => items,
             oob => true,
             poll => format!("/webhooks/{id}/logs/rows?{}", query_string(&kept, &[("after", newest.to_string())])),
@@ -221,7 +222,7 @@ fn pretty(payload: &str) -> String {
 pub async fn detail(
     State(state): State<AppState>,
     person: Person,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Response {
     let found = state
         .store
@@ -262,9 +263,9 @@ pub async fn detail(
         "log_detail.html",
         base_context(Some(person.caller())),
         context! {
-            hook => context! { id => &id },
+            hook => context! { id => id.as_str() },
             d => context! {
-                id => &d.id, state => d.state.as_str(), url => crate::domain::webhook::mask_url(&d.url), method => d.method.as_str(),
+                id => d.id.as_str(), state => d.state.as_str(), url => crate::domain::webhook::mask_url(&d.url), method => d.method.as_str(),
                 event_id => &d.event_id, next_attempt_at => d.next_attempt_at.map(|t| t.to_rfc3339()),
             },
             payload => pretty(&d.payload),
@@ -279,7 +280,7 @@ pub async fn resend(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
     form: FormBody,
 ) -> Response {
     if let Err(r) = person.permit(
@@ -303,7 +304,7 @@ pub async fn send_test(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
     if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "sending tests") {

@@ -17,6 +17,7 @@ mod webhook_body;
 mod webhook_form;
 mod webhooks;
 
+use crate::domain::ids::WebhookId;
 use std::sync::OnceLock;
 
 use axum::{
@@ -250,7 +251,7 @@ impl Person {
     pub async fn webhook(
         &self,
         state: &AppState,
-        id: &str,
+        id: &WebhookId,
     ) -> Result<crate::domain::webhook::Webhook, Response> {
         super::api::webhooks::existing(state, &self.0, id)
             .await
@@ -264,7 +265,7 @@ impl Person {
         state: &AppState,
         headers: &axum::http::HeaderMap,
         form: &FormBody,
-        id: &str,
+        id: &WebhookId,
     ) -> Result<crate::domain::webhook::Webhook, Response> {
         self.verify(headers, form)?;
         self.webhook(state, id).await

@@ -107,7 +107,7 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
                 .webhooks
                 .iter()
                 .filter(|c| c.webhook.spec.urls.iter().any(|u| &u.url == url))
-                .map(|c| context! { id => &c.webhook.id, name => &c.webhook.spec.name })
+                .map(|c| context! { id => c.webhook.id.as_str(), name => &c.webhook.spec.name })
                 .collect();
             context! { url => crate::domain::webhook::mask_url(url), hooks => hooks }
         })

@@ -2,6 +2,7 @@
 //! signing secret (revealed on click to admins, rotated with confirmation); the failure
 //! notifications; deleting with the webhook's name typed as confirmation.
 
+use crate::domain::ids::WebhookId;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
@@ -51,7 +52,7 @@ async fn page(
                 created_at => n.created_at.to_rfc3339(),
                 sent_at => n.sent_at.map(|t| t.to_rfc3339()),
                 last_error => &n.last_error,
-                delivery_id => &n.delivery_id,
+                delivery_id => n.delivery_id.as_str(),
             }
         })
         .collect();
@@ -73,7 +74,7 @@ async fn page(
             nav => "webhooks",
             tab => "settings",
             flash => flash(query),
-            hook => context! { id => &hook.id, name => &hook.spec.name, enabled => hook.spec.enabled },
+            hook => context! { id => hook.id.as_str(), name => &hook.spec.name, enabled => hook.spec.enabled },
             v => Ctx::from(minijinja::value::Serde(values)),
             mail_ids => mail_ids,
             errors => Ctx::from(errors),
@@ -88,7 +89,7 @@ async fn page(
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     RawQuery(query): RawQuery,
 ) -> Response {
     match existing(&state, person.caller(), &id).await {
@@ -114,7 +115,7 @@ pub async fn save(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
     let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
@@ -166,7 +167,7 @@ pub async fn reveal_secret(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
     if let Err(r) = person.permit(&headers, &form, Ability::Admin, "seeing signing secrets") {
@@ -177,7 +178,7 @@ pub async fn reveal_secret(
             StatusCode::OK,
             "secret.html",
             context! {},
-            context! { secret => hook.secret, id => hook.id },
+            context! { secret => hook.secret, id => hook.id.as_str() },
         ),
         Err(e) => error_page(person.caller(), e),
     }
@@ -187,7 +188,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
     let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
@@ -240,7 +241,7 @@ pub async fn delete(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
     let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {

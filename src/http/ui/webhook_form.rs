@@ -4,6 +4,7 @@
 //! and that goes through the same code as `POST`/`PUT /v3/extensions/event-webhooks`, so
 //! rules and messages are the API's; they are shown next to their fields.
 
+use crate::domain::ids::{OrganizationId, WebhookId};
 use std::collections::BTreeMap;
 
 use axum::{
@@ -57,7 +58,7 @@ fn errors_by_field(e: &ApiError) -> (BTreeMap<String, String>, Vec<String>) {
     }
 }
 
-async fn directory(state: &AppState, organization_id: &str) -> Ctx {
+async fn directory(state: &AppState, organization_id: &OrganizationId) -> Ctx {
     let mut out = BTreeMap::new();
     for kind in Kind::ALL {
         let entries = state
@@ -195,7 +196,7 @@ async fn page(
             title => title,
             nav => "webhooks",
             tab => tab,
-            hook => hook.map(|h| context! { id => &h.id, name => &h.spec.name, enabled => h.spec.enabled }),
+            hook => hook.map(|h| context! { id => h.id.as_str(), name => &h.spec.name, enabled => h.spec.enabled }),
             sections => sections,
             flash => flash(query),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
@@ -257,7 +258,7 @@ pub async fn create(
 async fn show_tab(
     state: AppState,
     person: Person,
-    id: String,
+    id: WebhookId,
     tab: &str,
     query: Option<String>,
 ) -> Response {
@@ -284,7 +285,7 @@ async fn save_tab(
     state: AppState,
     person: Person,
     headers: HeaderMap,
-    id: String,
+    id: WebhookId,
     tab: &'static str,
     form: FormBody,
 ) -> Response {
@@ -325,7 +326,7 @@ fn tab_of(tab: &str) -> Option<&'static str> {
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
-    Path((id, tab)): Path<(String, String)>,
+    Path((id, tab)): Path<(WebhookId, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
     match tab_of(&tab) {
@@ -339,7 +340,7 @@ pub async fn save(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path((id, tab)): Path<(String, String)>,
+    Path((id, tab)): Path<(WebhookId, String)>,
     form: FormBody,
 ) -> Response {
     match tab_of(&tab) {

@@ -62,7 +62,7 @@ pub async fn list(
         .skip((page - 1) * PAGE)
         .take(PAGE)
         .collect();
-    let ids: Vec<String> = shown.iter().map(|w| w.id.clone()).collect();
+    let ids: Vec<_> = shown.iter().map(|w| w.id.clone()).collect();
     let counts = match state.store.webhook_counts(&org, day_ago()).await {
         Ok(c) => c,
         Err(e) => return error_page(person.caller(), e.into()),
@@ -94,7 +94,7 @@ pub async fn list(
                 .map(|t| t.event_type.clone())
                 .collect();
             context! {
-                id => &w.id,
+                id => w.id.as_str(),
                 name => &w.spec.name,
                 enabled => w.spec.enabled,
                 manual => w.spec.trigger_type == crate::domain::webhook::TriggerType::Manual,
@@ -147,7 +147,7 @@ pub async fn set_enabled(
     State(state): State<AppState>,
     person: Person,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<crate::domain::ids::WebhookId>,
     form: FormBody,
 ) -> Response {
     if let Err(r) = person.verify(&headers, &form) {

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::{any::AnyRow, Row, Transaction};
 
 use super::{audit::insert_audit, optional_time, SqlStore};
+use crate::domain::ids::OrganizationId;
 use crate::domain::{
     audit::AuditEntry,
     session::{LinkProblem, Session, SetupLink},
@@ -88,7 +89,11 @@ async fn insert_user(tx: &mut Tx, user: &User, password_hash: Option<&str>) -> S
     Ok(())
 }
 
-async fn email_taken(tx: &mut Tx, organization_id: &str, email: &str) -> StoreResult<bool> {
+async fn email_taken(
+    tx: &mut Tx,
+    organization_id: &OrganizationId,
+    email: &str,
+) -> StoreResult<bool> {
     let found: Option<String> =
         sqlx::query_scalar("SELECT id FROM users WHERE organization_id = $1 AND email_key = $2")
             .bind(organization_id)
@@ -98,7 +103,11 @@ async fn email_taken(tx: &mut Tx, organization_id: &str, email: &str) -> StoreRe
     Ok(found.is_some())
 }
 
-async fn user_in(tx: &mut Tx, organization_id: &str, id: &str) -> StoreResult<Option<User>> {
+async fn user_in(
+    tx: &mut Tx,
+    organization_id: &OrganizationId,
+    id: &str,
+) -> StoreResult<Option<User>> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE organization_id = $1 AND id = $2"
     ))
@@ -111,7 +120,7 @@ async fn user_in(tx: &mut Tx, organization_id: &str, id: &str) -> StoreResult<Op
 
 /// Serialises changes to an organization's users (a row lock on PostgreSQL; SQLite has one
 /// writer anyway), so two admins demoting the last two owners at once cannot both succeed.
-async fn lock_organization(tx: &mut Tx, organization_id: &str) -> StoreResult<()> {
+async fn lock_organization(tx: &mut Tx, organization_id: &OrganizationId) -> StoreResult<()> {
     sqlx::query("UPDATE organizations SET name = name WHERE id = $1")
         .bind(organization_id)
         .execute(&mut **tx)
@@ -120,7 +129,11 @@ async fn lock_organization(tx: &mut Tx, organization_id: &str) -> StoreResult<()
 }
 
 /// Whether an enabled owner other than `except` remains.
-async fn other_owner_exists(tx: &mut Tx, organization_id: &str, except: &str) -> StoreResult<bool> {
+async fn other_owner_exists(
+    tx: &mut Tx,
+    organization_id: &OrganizationId,
+    except: &str,
+) -> StoreResult<bool> {
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM users WHERE organization_id = $1 AND role = 'owner' AND disabled = 0 AND id <> $2",
     )
@@ -186,7 +199,7 @@ impl AccountStore for SqlStore {
         Ok(stored.map_or(UserWrite::NotFound, UserWrite::Done))
     }
 
-    async fn user(&self, organization_id: &str, id: &str) -> StoreResult<Option<User>> {
+    async fn user(&self, organization_id: &OrganizationId, id: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE organization_id = $1 AND id = $2"
         ))
@@ -197,7 +210,11 @@ impl AccountStore for SqlStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn user_by_email(&self, organization_id: &str, email: &str) -> StoreResult<Option<User>> {
+    async fn user_by_email(
+        &self,
+        organization_id: &OrganizationId,
+        email: &str,
+    ) -> StoreResult<Option<User>> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE organization_id = $1 AND email_key = $2"
         ))
@@ -220,7 +237,7 @@ impl AccountStore for SqlStore {
             .collect()
     }
 
-    async fn list_users(&self, organization_id: &str) -> StoreResult<Vec<User>> {
+    async fn list_users(&self, organization_id: &OrganizationId) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE organization_id = $1 ORDER BY created_at, id"
         ))
@@ -268,7 +285,7 @@ impl AccountStore for SqlStore {
 
     async fn delete_user(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<UserWrite> {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{delivery::event_from_row, hour_of, Dialect, SqlStore};
+use crate::domain::ids::{OrganizationId, WebhookId};
 use crate::domain::{delivery::DeliveryState, event::Event, Timestamp};
 use crate::store::{ActivityStore, LastDelivery, StoreError, StoreResult};
 
@@ -19,9 +20,9 @@ fn state(text: &str) -> StoreResult<DeliveryState> {
 impl ActivityStore for SqlStore {
     async fn webhook_counts(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         since: Timestamp,
-    ) -> StoreResult<HashMap<String, (u64, u64)>> {
+    ) -> StoreResult<HashMap<WebhookId, (u64, u64)>> {
         let rows = sqlx::query(
             "SELECT webhook_id, CAST(SUM(succeeded) AS BIGINT) AS ok, CAST(SUM(failed) AS BIGINT) AS failed FROM delivery_hours \
              WHERE organization_id = $1 AND hour >= $2 GROUP BY webhook_id",
@@ -45,9 +46,9 @@ impl ActivityStore for SqlStore {
 
     async fn last_deliveries(
         &self,
-        organization_id: &str,
-        webhook_ids: &[String],
-    ) -> StoreResult<HashMap<String, LastDelivery>> {
+        organization_id: &OrganizationId,
+        webhook_ids: &[WebhookId],
+    ) -> StoreResult<HashMap<WebhookId, LastDelivery>> {
         let mut out = HashMap::new();
         for id in webhook_ids {
             // `ORDER BY webhook_id DESC, seq DESC` is the (webhook_id, seq) index read
@@ -76,7 +77,7 @@ impl ActivityStore for SqlStore {
 
     async fn hourly_deliveries(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         since: Timestamp,
     ) -> StoreResult<Vec<(i64, u64, u64)>> {
         let rows = sqlx::query(
@@ -106,7 +107,11 @@ impl ActivityStore for SqlStore {
         Ok(done.rows_affected())
     }
 
-    async fn recent_incidents(&self, organization_id: &str, limit: u32) -> StoreResult<Vec<Event>> {
+    async fn recent_incidents(
+        &self,
+        organization_id: &OrganizationId,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
         let rows = sqlx::query(
             "SELECT e.id, e.producer_id, e.event_type, e.payload_event_id, e.timestamp, e.body, e.received_at \
              FROM incidents i JOIN events e ON e.id = i.event_id WHERE i.organization_id = $1 \
@@ -123,7 +128,7 @@ impl ActivityStore for SqlStore {
 
     async fn event_messages(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         event_ids: &[String],
     ) -> StoreResult<HashMap<String, String>> {
         if event_ids.is_empty() {
@@ -150,7 +155,7 @@ impl ActivityStore for SqlStore {
         for row in rows {
             let org: String = row.try_get("organization_id")?;
             let message: Option<String> = row.try_get("message")?;
-            if let (true, Some(message)) = (org == organization_id, message) {
+            if let (true, Some(message)) = (org == organization_id.as_str(), message) {
                 out.insert(row.try_get("id")?, message);
             }
         }

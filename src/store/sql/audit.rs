@@ -3,6 +3,7 @@
 use sqlx::{any::AnyRow, AnyPool, Row};
 
 use super::{Bind, Conditions};
+use crate::domain::ids::OrganizationId;
 use crate::domain::{
     audit::{Actor, ActorKind, AuditEntry, AuditObject},
     Timestamp,
@@ -74,7 +75,7 @@ fn entry_from_row(row: &AnyRow) -> StoreResult<(i64, AuditEntry)> {
 
 pub(crate) async fn list(
     reader: &AnyPool,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     q: &AuditQuery,
 ) -> StoreResult<Vec<(i64, AuditEntry)>> {
     let mut conditions = Conditions::default();
@@ -113,7 +114,7 @@ pub(crate) async fn list(
 
 pub(crate) async fn one(
     reader: &AnyPool,
-    organization_id: &str,
+    organization_id: &OrganizationId,
     id: &str,
 ) -> StoreResult<Option<AuditEntry>> {
     let row = sqlx::query(&format!(

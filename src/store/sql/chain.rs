@@ -11,6 +11,7 @@
 //! takes one statement per call when it has parameters, so there each statement runs as
 //! it is added.
 
+use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use sqlx::{Any, Transaction};
 
 use super::Dialect;
@@ -39,6 +40,23 @@ impl<'q> From<Option<&'q str>> for Arg<'q> {
         Arg::Text(v)
     }
 }
+/// Ids bind as their text.
+macro_rules! id_args {
+    ($($id:ty),*) => {$(
+        impl<'q> From<&'q $id> for Arg<'q> {
+            fn from(v: &'q $id) -> Self {
+                Arg::Text(Some(v.as_str()))
+            }
+        }
+        impl From<$id> for Arg<'_> {
+            fn from(v: $id) -> Self {
+                Arg::Owned(Some(v.into()))
+            }
+        }
+    )*};
+}
+id_args!(OrganizationId, WebhookId, DeliveryId);
+
 impl From<String> for Arg<'_> {
     fn from(v: String) -> Self {
         Arg::Owned(Some(v))

@@ -5,6 +5,7 @@ use sqlx::{any::AnyRow, Row};
 
 use super::audit::insert_audit;
 use super::{Dialect, SqlStore};
+use crate::domain::ids::{OrganizationId, WebhookId};
 use crate::domain::{
     audit::{token_created, token_object, Actor, AuditEntry},
     organization::Organization,
@@ -50,7 +51,7 @@ pub(super) fn sealed_webhook_from_row(row: &AnyRow) -> StoreResult<Webhook> {
     Ok(Webhook {
         spec: super::stored_webhook::from_text(&spec)
             .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?,
-        id,
+        id: id.into(),
         organization_id: row.try_get("organization_id")?,
         slug: row.try_get("slug")?,
         author_id: row.try_get("author_id")?,
@@ -196,7 +197,10 @@ impl ConfigStore for SqlStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn list_tokens(&self, organization_id: Option<&str>) -> StoreResult<Vec<ApiToken>> {
+    async fn list_tokens(
+        &self,
+        organization_id: Option<&OrganizationId>,
+    ) -> StoreResult<Vec<ApiToken>> {
         let rows = match organization_id {
             Some(org) => {
                 sqlx::query(&format!(
@@ -219,7 +223,7 @@ impl ConfigStore for SqlStore {
 
     async fn revoke_token(
         &self,
-        organization_id: Option<&str>,
+        organization_id: Option<&OrganizationId>,
         id: &str,
         at: Timestamp,
         actor: &Actor,
@@ -230,7 +234,7 @@ impl ConfigStore for SqlStore {
         ))
         .bind(at.as_micros())
         .bind(id)
-        .bind(organization_id.unwrap_or(""))
+        .bind(organization_id.map_or("", |o| o.as_str()))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(token) = row.as_ref().map(token_from_row).transpose()? else {
@@ -265,7 +269,7 @@ impl ConfigStore for SqlStore {
 
     async fn observe_directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         entries: &[crate::domain::directory::Entry],
     ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
@@ -288,7 +292,7 @@ impl ConfigStore for SqlStore {
 
     async fn declare_directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         e: &crate::domain::directory::Entry,
         at: Timestamp,
     ) -> StoreResult<()> {
@@ -308,7 +312,7 @@ impl ConfigStore for SqlStore {
 
     async fn directory(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         kind: crate::domain::directory::Kind,
     ) -> StoreResult<Vec<crate::domain::directory::Entry>> {
         let rows = sqlx::query(
@@ -332,7 +336,7 @@ impl ConfigStore for SqlStore {
 
     async fn list_audit(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         query: &AuditQuery,
     ) -> StoreResult<Vec<(i64, AuditEntry)>> {
         super::audit::list(&self.reader, organization_id, query).await
@@ -340,7 +344,7 @@ impl ConfigStore for SqlStore {
 
     async fn audit_entry(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
     ) -> StoreResult<Option<AuditEntry>> {
         super::audit::one(&self.reader, organization_id, id).await
@@ -374,7 +378,7 @@ impl ConfigStore for SqlStore {
         Ok(())
     }
 
-    async fn webhooks_version(&self, organization_id: &str) -> StoreResult<i64> {
+    async fn webhooks_version(&self, organization_id: &OrganizationId) -> StoreResult<i64> {
         let version: Option<i64> =
             sqlx::query_scalar("SELECT webhooks_version FROM organizations WHERE id = $1")
                 .bind(organization_id)
@@ -383,7 +387,11 @@ impl ConfigStore for SqlStore {
         Ok(version.unwrap_or(0))
     }
 
-    async fn webhook(&self, organization_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+    async fn webhook(
+        &self,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<Webhook>> {
         let row = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 AND id = $2"
         ))
@@ -396,7 +404,7 @@ impl ConfigStore for SqlStore {
             .transpose()
     }
 
-    async fn all_webhooks(&self, organization_id: &str) -> StoreResult<Vec<Webhook>> {
+    async fn all_webhooks(&self, organization_id: &OrganizationId) -> StoreResult<Vec<Webhook>> {
         let rows = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 ORDER BY created_at, id"
         ))
@@ -406,7 +414,7 @@ impl ConfigStore for SqlStore {
         rows.iter().map(|row| self.webhook_from_row(row)).collect()
     }
 
-    async fn organization(&self, id: &str) -> StoreResult<Option<Organization>> {
+    async fn organization(&self, id: &OrganizationId) -> StoreResult<Option<Organization>> {
         let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
@@ -416,7 +424,7 @@ impl ConfigStore for SqlStore {
 
     async fn list_webhooks(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         limit: u64,
         offset: u64,
     ) -> StoreResult<Page<Webhook>> {
@@ -444,8 +452,8 @@ impl ConfigStore for SqlStore {
 
     async fn update_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         spec: &WebhookSpec,
         at: Timestamp,
         audit: &AuditEntry,
@@ -481,8 +489,8 @@ impl ConfigStore for SqlStore {
 
     async fn delete_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
@@ -503,7 +511,7 @@ impl ConfigStore for SqlStore {
 
     async fn failing_webhooks(&self, cutoff: Timestamp) -> StoreResult<Vec<(Webhook, Timestamp)>> {
         // Candidates: every URL row of the webhook failing since before the cutoff.
-        let candidates: Vec<(String, String)> = sqlx::query_as(
+        let candidates: Vec<(OrganizationId, WebhookId)> = sqlx::query_as(
             "SELECT organization_id, webhook_id FROM url_health GROUP BY organization_id, webhook_id \
              HAVING COUNT(*) = COUNT(CASE WHEN failing_since IS NOT NULL AND failing_since < $1 THEN 1 END)",
         )
@@ -546,8 +554,8 @@ impl ConfigStore for SqlStore {
     #[allow(clippy::too_many_arguments)]
     async fn disable_webhook(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         reason: &str,
         at: Timestamp,
         audit: &AuditEntry,
@@ -560,8 +568,8 @@ impl ConfigStore for SqlStore {
 
     async fn set_webhook_secret(
         &self,
-        organization_id: &str,
-        id: &str,
+        organization_id: &OrganizationId,
+        id: &WebhookId,
         secret: &str,
         previous: Option<&PreviousSecret>,
         at: Timestamp,
@@ -589,7 +597,7 @@ impl SqlStore {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn disable(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
         reason: &str,
         at: Timestamp,
@@ -644,7 +652,7 @@ impl SqlStore {
     /// start with other fixed assignments).
     async fn update_column(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         id: &str,
         column: &'static str,
         value: String,
@@ -674,7 +682,7 @@ impl SqlStore {
     async fn finish_webhook_write(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Any>,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         row: Option<AnyRow>,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
@@ -691,7 +699,7 @@ impl SqlStore {
 
 async fn bump_webhooks_version(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    organization_id: &str,
+    organization_id: &OrganizationId,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
         .bind(organization_id)

@@ -18,6 +18,7 @@ use crate::{
         },
         event::{member_texts, Event, Resource},
         event_type::EventType,
+        ids::{DeliveryId, OrganizationId, WebhookId},
         json_text::JsonText,
         sealing::Sealer,
         webhook::Method,
@@ -42,7 +43,7 @@ fn method_from(text: &str) -> StoreResult<Method> {
 
 /// An event as stored (columns `id, producer_id, event_type, payload_event_id, timestamp,
 /// body, received_at`).
-pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult<Event> {
+pub(crate) fn event_from_row(organization_id: &OrganizationId, row: &AnyRow) -> StoreResult<Event> {
     let id: String = row.try_get("id")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
     let type_name: String = row.try_get("event_type")?;
@@ -65,7 +66,7 @@ pub(crate) fn event_from_row(organization_id: &str, row: &AnyRow) -> StoreResult
         _ => None,
     };
     Ok(Event {
-        organization_id: organization_id.to_owned(),
+        organization_id: organization_id.clone(),
         producer_id: row.try_get("producer_id")?,
         event_type: EventType::from_name(&type_name).ok_or_else(|| corrupt("unknown type"))?,
         payload_event_id: row.try_get("payload_event_id")?,
@@ -224,7 +225,7 @@ impl DeliveryStore for SqlStore {
         &self,
         deliveries: &[NewDelivery],
         admission: &Admission,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Vec<DeliveryId>> {
         let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
         let mut chain = Chain::new(self.dialect);
@@ -238,7 +239,7 @@ impl DeliveryStore for SqlStore {
 
     async fn latest_incident_event(
         &self,
-        organization_id: &str,
+        organization_id: &OrganizationId,
         incident_id: &str,
     ) -> StoreResult<Option<Event>> {
         let row = sqlx::query(
@@ -300,7 +301,7 @@ impl DeliveryStore for SqlStore {
     async fn park(
         &self,
         owner: &str,
-        delivery_ids: &[String],
+        delivery_ids: &[DeliveryId],
         until: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
@@ -349,7 +350,7 @@ impl DeliveryStore for SqlStore {
         limit: u32,
     ) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await?;
-        let expired: Vec<(String, String, String)> = sqlx::query_as(
+        let expired: Vec<(DeliveryId, OrganizationId, WebhookId)> = sqlx::query_as(
             "UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2, completed_at = $2, \
                next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, parked = 0 \
              WHERE seq IN (SELECT seq FROM deliveries \
@@ -364,7 +365,7 @@ impl DeliveryStore for SqlStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut wants_mail: HashMap<String, bool> = HashMap::new();
+        let mut wants_mail: HashMap<WebhookId, bool> = HashMap::new();
         let mut finished = HashMap::new();
         let mut chain = Chain::new(self.dialect);
         for (id, org, webhook) in &expired {
@@ -437,8 +438,8 @@ impl DeliveryStore for SqlStore {
 
     async fn count_finished_matching(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<u64> {
         let conditions = finished_conditions(q);
@@ -459,8 +460,8 @@ impl DeliveryStore for SqlStore {
 
     async fn requeue_finished(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         q: &LogQuery,
         after_seq: i64,
         limit: u32,
@@ -513,8 +514,8 @@ impl DeliveryStore for SqlStore {
 
     async fn retry_job(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         id: &str,
     ) -> StoreResult<Option<RetryJob>> {
         let row = sqlx::query(
@@ -657,7 +658,7 @@ impl DeliveryStore for SqlStore {
         Ok((pending as u64, parked as u64))
     }
 
-    async fn renew_lease(&self, delivery_id: &str, lease: &Lease) -> StoreResult<bool> {
+    async fn renew_lease(&self, delivery_id: &DeliveryId, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
         )
@@ -690,7 +691,8 @@ impl DeliveryStore for SqlStore {
                 self.dialect.rows(1, chunk.len(), 8),
                 self.dialect.params(chunk.len() * 8 + 1, 1)
             );
-            let mut update = sqlx::query_as::<_, (String, String, String, String)>(&sql);
+            let mut update =
+                sqlx::query_as::<_, (DeliveryId, OrganizationId, WebhookId, String)>(&sql);
             for r in chunk {
                 let a = &r.attempt;
                 let terminal = r.state != DeliveryState::Pending;
@@ -706,7 +708,7 @@ impl DeliveryStore for SqlStore {
             }
             let update = update.bind(owner);
             // The deliveries whose state this changed, with their webhook and URL.
-            let updated: HashMap<String, (String, String, String)> = update
+            let updated: HashMap<DeliveryId, (OrganizationId, WebhookId, String)> = update
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -719,8 +721,9 @@ impl DeliveryStore for SqlStore {
                 let Some((org, webhook, url)) = updated.get(&r.delivery_id) else {
                     continue;
                 };
-                *health.entry((org, webhook, url)).or_insert(false) |=
-                    r.state == DeliveryState::Succeeded;
+                *health
+                    .entry((org.as_str(), webhook.as_str(), url.as_str()))
+                    .or_insert(false) |= r.state == DeliveryState::Succeeded;
                 if r.state == DeliveryState::Failed && r.notify {
                     super::notification::insert_notification(
                         &mut tx,
@@ -809,8 +812,8 @@ impl DeliveryStore for SqlStore {
 
     async fn cancel_pending(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         at: Timestamp,
     ) -> StoreResult<u64> {
         let done = sqlx::query(
@@ -827,8 +830,8 @@ impl DeliveryStore for SqlStore {
 
     async fn list_deliveries(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<Vec<(i64, Delivery)>> {
         let mut conditions = log_conditions(q);
@@ -855,9 +858,9 @@ impl DeliveryStore for SqlStore {
 
     async fn delivery(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
-        delivery_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
         let row = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND webhook_id = $2 AND id = $3"

@@ -11,7 +11,12 @@ use super::{
     Dialect,
 };
 use crate::{
-    domain::{delivery::NewDelivery, event::Event, sealing::Sealer},
+    domain::{
+        delivery::NewDelivery,
+        event::Event,
+        ids::{DeliveryId, OrganizationId},
+        sealing::Sealer,
+    },
     store::{Accepted, Admission, StoreResult},
 };
 
@@ -59,7 +64,7 @@ pub(super) async fn insert_deliveries<'q>(
     sealer: &Sealer,
     deliveries: &[&'q NewDelivery],
     admission: &Admission,
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<DeliveryId>> {
     let dialect = chain.dialect();
     let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
     let mut busy: HashSet<String> = HashSet::new();
@@ -212,18 +217,14 @@ async fn seen_before(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
     batch: &[(Event, Vec<NewDelivery>)],
-) -> StoreResult<HashMap<(String, String), Accepted>> {
-    let keyed: Vec<(&str, &str)> = batch
+) -> StoreResult<HashMap<(OrganizationId, String), Accepted>> {
+    let keyed: Vec<(&OrganizationId, &str)> = batch
         .iter()
-        .filter_map(|(e, _)| {
-            e.producer_id
-                .as_deref()
-                .map(|p| (e.organization_id.as_str(), p))
-        })
+        .filter_map(|(e, _)| e.producer_id.as_deref().map(|p| (&e.organization_id, p)))
         .collect();
     // By organization, so the lookup uses the (organization_id, producer_id) index: on
     // producer_id alone it would scan every event ever received, once per batch.
-    let mut by_org: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut by_org: HashMap<&OrganizationId, Vec<&str>> = HashMap::new();
     for (org, producer_id) in keyed {
         by_org.entry(org).or_default().push(producer_id);
     }
@@ -246,7 +247,7 @@ async fn seen_before(
                     duplicate: true,
                     leased: Vec::new(),
                 };
-                seen.insert((org.to_owned(), row.try_get("producer_id")?), answer);
+                seen.insert((org.clone(), row.try_get("producer_id")?), answer);
             }
         }
     }
@@ -374,10 +375,11 @@ pub(super) async fn accept_events(
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<String> = insert_deliveries(tx, &mut chain, sealer, &deliveries, admission)
-        .await?
-        .into_iter()
-        .collect();
+    let leased: HashSet<DeliveryId> =
+        insert_deliveries(tx, &mut chain, sealer, &deliveries, admission)
+            .await?
+            .into_iter()
+            .collect();
     chain.run(tx).await?;
     for (answer, (_, deliveries)) in answers
         .iter_mut()

@@ -14,6 +14,7 @@ mod notification;
 mod sealing;
 mod stored_webhook;
 
+use crate::domain::ids::{OrganizationId, WebhookId};
 use sqlx::AnyPool;
 
 use super::changes::ChangeFeed;
@@ -108,7 +109,7 @@ pub(crate) fn hour_of(micros: i64) -> i64 {
 pub(crate) async fn count_finished(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     chain: &mut chain::Chain<'_>,
-    counts: &std::collections::HashMap<(String, String, i64), (i64, i64)>,
+    counts: &std::collections::HashMap<(OrganizationId, WebhookId, i64), (i64, i64)>,
 ) -> Result<(), sqlx::Error> {
     let entries: Vec<_> = counts.iter().collect();
     for chunk in entries.chunks(100) {

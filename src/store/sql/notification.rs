@@ -8,6 +8,7 @@ use super::{optional_time, Dialect, SqlStore};
 use crate::{
     domain::{
         ids::new_id,
+        ids::{DeliveryId, OrganizationId, WebhookId},
         notification::{
             FailureReport, Notice, NoticeKind, Notification, NotificationOutcome, NotificationState,
         },
@@ -21,7 +22,7 @@ use crate::{
 pub(super) async fn insert_notification(
     tx: &mut Transaction<'static, Any>,
     chain: &mut super::chain::Chain<'_>,
-    delivery_id: &str,
+    delivery_id: &DeliveryId,
     at: i64,
 ) -> StoreResult<()> {
     let args = super::chain::Args::default()
@@ -136,7 +137,7 @@ impl NotificationStore for SqlStore {
             .collect()
     }
 
-    async fn last_email_at(&self, webhook_id: &str) -> StoreResult<Option<Timestamp>> {
+    async fn last_email_at(&self, webhook_id: &WebhookId) -> StoreResult<Option<Timestamp>> {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(at) FROM ( \
            SELECT MAX(sent_at) AS at FROM notifications WHERE webhook_id = $1 AND state = 'sent' \
@@ -214,7 +215,7 @@ impl NotificationStore for SqlStore {
         self.finish("notices", ids, outcome).await
     }
 
-    async fn pending_count(&self, webhook_id: &str) -> StoreResult<u64> {
+    async fn pending_count(&self, webhook_id: &WebhookId) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1 AND state = 'pending'",
         )
@@ -226,8 +227,8 @@ impl NotificationStore for SqlStore {
 
     async fn list_notifications(
         &self,
-        organization_id: &str,
-        webhook_id: &str,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<Notification>> {
         let rows = sqlx::query(&format!(
@@ -256,7 +257,7 @@ impl NotificationStore for SqlStore {
 
     async fn reserve_mail(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         owner: &str,
         now: Timestamp,
         until: Timestamp,
@@ -284,7 +285,7 @@ impl NotificationStore for SqlStore {
         Ok(Err(held.map_or(now, Timestamp::from_micros)))
     }
 
-    async fn release_mail(&self, webhook_id: &str, owner: &str) -> StoreResult<()> {
+    async fn release_mail(&self, webhook_id: &WebhookId, owner: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM mail_reservations WHERE webhook_id = $1 AND owner = $2")
             .bind(webhook_id)
             .bind(owner)

@@ -403,7 +403,7 @@ pub async fn futures_join_all<F: std::future::Future>(
 /// intake would make them: for tests of the store that write deliveries directly.
 pub fn event_and_delivery(
     organization_id: &str,
-    webhook_id: &str,
+    webhook_id: &tocsin::domain::ids::WebhookId,
     incident: &str,
     url: &str,
 ) -> (
@@ -428,13 +428,13 @@ pub fn event_and_delivery(
 /// A delivery of `event` to `url` for the webhook, as intake would make it.
 pub fn delivery_of(
     event: &tocsin::domain::event::Event,
-    webhook_id: &str,
+    webhook_id: &tocsin::domain::ids::WebhookId,
     url: &str,
 ) -> tocsin::domain::delivery::NewDelivery {
     tocsin::domain::delivery::NewDelivery {
-        id: tocsin::domain::ids::new_id("msg"),
+        id: tocsin::domain::ids::DeliveryId::generate(),
         organization_id: event.organization_id.clone(),
-        webhook_id: webhook_id.to_owned(),
+        webhook_id: webhook_id.clone(),
         event_id: event.id.clone(),
         event_type: event.event_type.name,
         incident_id: event.incident_id().to_owned(),
