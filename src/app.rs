@@ -33,6 +33,7 @@ pub struct Application {
     notifier: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    retry_adopter: tokio::task::JoinHandle<()>,
     expiry: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     auto_disable: Option<tokio::task::JoinHandle<()>>,
@@ -73,6 +74,24 @@ fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
             );
             if let Err(e) = store.prune_hourly(before).await {
                 tracing::warn!(error = %e, "could not prune hourly delivery counts");
+            }
+        }
+    })
+}
+
+/// How often a node looks for bulk retries whose runner stopped.
+const ADOPT_RETRIES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes up bulk retries left by a node that died or restarted (`intake::adopt_bulk_retries`);
+/// a failure is logged and tried next time.
+fn start_retry_adopter(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ADOPT_RETRIES_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = crate::intake::adopt_bulk_retries(&store).await {
+                tracing::warn!(error = %e, "could not look for interrupted bulk retries");
             }
         }
     })
@@ -344,6 +363,7 @@ impl Application {
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
+        let retry_adopter = start_retry_adopter(store.clone());
         let expiry = start_expiry(store.clone(), config.delivery.max_age);
         let retention = start_retention(store.clone(), config.retention.clone());
         let auto_disable = start_auto_disable(
@@ -379,6 +399,7 @@ impl Application {
             notifier,
             checkpointer,
             housekeeping,
+            retry_adopter,
             expiry,
             retention,
             auto_disable,
@@ -447,6 +468,7 @@ impl Application {
         self.notifier.abort();
         self.checkpointer.abort();
         self.housekeeping.abort();
+        self.retry_adopter.abort();
         self.expiry.abort();
         self.retention.abort();
         if let Some(task) = &self.auto_disable {

@@ -365,7 +365,7 @@ const RETRY_BATCH: u32 = 500;
 
 /// Starts a bulk retry of a webhook's finished deliveries matching `q`: counted now, then
 /// set pending again oldest first, one batch per transaction, in the background; the job
-/// row tells how far it got.
+/// row tells how far it got, and lets another node finish it should this one stop.
 pub async fn start_bulk_retry(
     store: &Arc<dyn Store>,
     organization_id: &OrganizationId,
@@ -377,7 +377,7 @@ pub async fn start_bulk_retry(
     let total = store
         .count_finished_matching(organization_id, webhook_id, &q)
         .await?;
-    let mut job = RetryJob {
+    let job = RetryJob {
         id: new_id("rtj"),
         organization_id: organization_id.clone(),
         webhook_id: webhook_id.clone(),
@@ -385,52 +385,89 @@ pub async fn start_bulk_retry(
         state: RetryJobState::Running,
         total,
         done: 0,
+        after_seq: 0,
         error: None,
         created_at: Timestamp::now(),
         finished_at: None,
     };
-    store.save_retry_job(&job).await?;
-    let started = job.clone();
-    let store = store.clone();
-    tokio::spawn(async move {
-        let mut after = 0;
-        loop {
-            match store
-                .requeue_finished(
-                    &job.organization_id,
-                    &job.webhook_id,
-                    &q,
-                    after,
-                    RETRY_BATCH,
-                    Timestamp::now(),
-                )
-                .await
-            {
-                Ok((0, _)) => {
-                    job.state = RetryJobState::Done;
-                    break;
-                }
-                Ok((n, last)) => {
-                    job.done += n;
-                    after = last.unwrap_or(after);
-                    if let Err(e) = store.save_retry_job(&job).await {
-                        tracing::warn!(error = %e, job = %job.id, "could not save bulk retry progress");
+    let runner = new_id("run");
+    store.create_retry_job(&job, &q, &runner).await?;
+    tokio::spawn(run_bulk_retry(store.clone(), job.clone(), q, runner));
+    Ok(job)
+}
+
+/// Takes up the bulk retries whose runner stopped (silent for
+/// [`RETRY_JOB_SILENCE`](crate::domain::delivery::RETRY_JOB_SILENCE): its node died or
+/// restarted), each from where it stopped. Returns how many it took.
+pub async fn adopt_bulk_retries(store: &Arc<dyn Store>) -> Result<usize, StoreError> {
+    let mut taken = 0;
+    loop {
+        let now = Timestamp::now();
+        let silent_since = Timestamp::from_micros(
+            now.as_micros() - crate::domain::delivery::RETRY_JOB_SILENCE.as_micros() as i64,
+        );
+        let runner = new_id("run");
+        let Some((job, q)) = store.adopt_retry_job(&runner, silent_since, now).await? else {
+            return Ok(taken);
+        };
+        tracing::info!(job = %job.id, done = job.done, "taking up a bulk retry whose runner stopped");
+        tokio::spawn(run_bulk_retry(store.clone(), job, q, runner));
+        taken += 1;
+    }
+}
+
+/// Re-queues a job's deliveries batch by batch from its position, saving progress after
+/// each (the heartbeat other nodes watch), until none is left; stops early when another
+/// runner took the job over.
+async fn run_bulk_retry(
+    store: Arc<dyn Store>,
+    mut job: crate::domain::delivery::RetryJob,
+    q: crate::store::LogQuery,
+    runner: String,
+) {
+    use crate::domain::delivery::RetryJobState;
+    loop {
+        match store
+            .requeue_finished(
+                &job.organization_id,
+                &job.webhook_id,
+                &q,
+                job.after_seq,
+                RETRY_BATCH,
+                Timestamp::now(),
+            )
+            .await
+        {
+            Ok((0, _)) => {
+                job.state = RetryJobState::Done;
+                break;
+            }
+            Ok((n, last)) => {
+                job.done += n;
+                job.after_seq = last.unwrap_or(job.after_seq);
+                match store.save_retry_job(&job, &runner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, job = %job.id, "could not save bulk retry progress")
                     }
                 }
-                Err(e) => {
-                    job.state = RetryJobState::Failed;
-                    job.error = Some(e.to_string());
-                    break;
-                }
+            }
+            Err(e) => {
+                job.state = RetryJobState::Failed;
+                job.error = Some(e.to_string());
+                break;
             }
         }
-        job.finished_at = Some(Timestamp::now());
-        if let Err(e) = store.save_retry_job(&job).await {
-            tracing::warn!(error = %e, job = %job.id, "could not save the end of a bulk retry");
-        }
-        tracing::info!(job = %job.id, done = job.done, state = job.state.as_str(), "bulk retry finished");
-    });
-    Ok(started)
+    }
+    job.finished_at = Some(Timestamp::now());
+    if let Err(e) = store.save_retry_job(&job, &runner).await {
+        tracing::warn!(error = %e, job = %job.id, "could not save the end of a bulk retry");
+    }
+    tracing::info!(job = %job.id, done = job.done, state = job.state.as_str(), "bulk retry finished");
 }
 
 /// "Send again": a new delivery (a new `webhook-id`) of a logged one, with the same URL,

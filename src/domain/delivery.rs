@@ -185,6 +185,10 @@ pub struct AttemptResult {
     pub notify: bool,
 }
 
+/// A bulk retry that saves no progress for this long has lost its runner: it is reported
+/// interrupted, and a running node takes it up again from where it stopped.
+pub const RETRY_JOB_SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A bulk retry: a webhook's finished deliveries matching filters, set pending again in
 /// order, batch by batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +203,9 @@ pub struct RetryJob {
     pub total: u64,
     /// Re-queued so far.
     pub done: u64,
+    /// The position (`seq`) of the last delivery re-queued: a runner taking the job up
+    /// again goes on after it.
+    pub after_seq: i64,
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
@@ -208,8 +215,8 @@ pub struct RetryJob {
 pub enum RetryJobState {
     Running,
     Done,
-    /// Its process stopped while it ran (no progress for a minute); what it re-queued
-    /// stays so, and running it again re-queues the rest.
+    /// Its runner stopped (no progress for [`RETRY_JOB_SILENCE`]); a running node takes it
+    /// up again from where it stopped, and it is `running` once more.
     Interrupted,
     Failed,
 }

@@ -496,9 +496,24 @@ pub trait DeliveryStore: Send + Sync + 'static {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<(u64, Option<i64>)>;
-    async fn save_retry_job(&self, job: &RetryJob) -> StoreResult<()>;
-    /// A bulk retry; one still `running` that has not saved progress for a minute is
-    /// reported `interrupted` (its process stopped).
+    /// Records a new bulk retry held by `runner`, with its query (so that another runner
+    /// can take it up).
+    async fn create_retry_job(&self, job: &RetryJob, q: &LogQuery, runner: &str)
+        -> StoreResult<()>;
+    /// Saves a job's progress or end, if `runner` still holds it; false when another
+    /// runner took it over (this one must stop).
+    async fn save_retry_job(&self, job: &RetryJob, runner: &str) -> StoreResult<bool>;
+    /// Takes over the oldest `running` job that saved nothing since `silent_since` (its
+    /// runner stopped): it becomes `runner`'s, heard of `now`. One node gets it.
+    async fn adopt_retry_job(
+        &self,
+        runner: &str,
+        silent_since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<(RetryJob, LogQuery)>>;
+    /// A bulk retry; one still `running` that has not saved progress for
+    /// [`RETRY_JOB_SILENCE`](crate::domain::delivery::RETRY_JOB_SILENCE) is reported
+    /// `interrupted` (its runner stopped; a node will take it up).
     async fn retry_job(
         &self,
         organization_id: &OrganizationId,

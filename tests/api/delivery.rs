@@ -1010,6 +1010,114 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
     }
 }
 
+/// A bulk retry whose node died mid-way (its job row left `running`, silent, half done) is
+/// taken up by a running node from where it stopped: the rest goes again, in order, and
+/// what was already re-queued is not sent twice.
+async fn a_bulk_retry_left_by_a_dead_node_is_finished(backend: Backend) {
+    use tocsin::domain::delivery::{DeliveryState, RetryJob, RetryJobState};
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let up = receiver.failing_until("/flaky", 422);
+    let created = app
+        .create_webhook(&patched(
+            hook("flaky", json!([{"url": receiver.url("/flaky")}])),
+            json!({"max_retry": 0}),
+        ))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    for incident_id in ["inc-a", "inc-b"] {
+        for status in ["triggered", "acknowledged", "resolved"] {
+            app.ingest(&event(status, "t", incident(incident_id, status)))
+                .await;
+        }
+    }
+    let rows = app.settled_logs(id, 6).await;
+    assert!(rows.iter().all(|r| r["state"] == "failed"), "{rows:?}");
+    up.on();
+
+    // The dead node had re-queued inc-a's three (position: the third delivery) when it
+    // stopped; its job has been silent for five minutes.
+    let org: tocsin::domain::ids::OrganizationId =
+        created["organization_id"].as_str().unwrap().into();
+    let hook_id: tocsin::domain::ids::WebhookId = id.into();
+    let failed = tocsin::store::LogQuery {
+        state: Some(DeliveryState::Failed),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut seqs: Vec<i64> = app
+        .store
+        .list_deliveries(&org, &hook_id, &failed)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    seqs.sort();
+    let job = RetryJob {
+        id: "rtj_left".into(),
+        organization_id: org.clone(),
+        webhook_id: hook_id.clone(),
+        filters: json!({"state": "failed"}),
+        state: RetryJobState::Running,
+        total: 6,
+        done: 3,
+        after_seq: seqs[2],
+        error: None,
+        created_at: tocsin::domain::Timestamp::from_micros(
+            tocsin::domain::Timestamp::now().as_micros() - 300_000_000,
+        ),
+        finished_at: None,
+    };
+    let q = tocsin::store::LogQuery {
+        state: Some(DeliveryState::Failed),
+        ..Default::default()
+    };
+    app.store
+        .create_retry_job(&job, &q, "run_dead")
+        .await
+        .unwrap();
+
+    let progress_path = format!("{HOOKS}/{id}/logs/retry/rtj_left");
+    let progress = eventually(
+        "another runner finishes the bulk retry",
+        || app.owner(Method::GET, &progress_path, None),
+        |r| r.body["data"]["state"] == "done",
+    )
+    .await;
+    assert_eq!(progress.body["data"]["done"], 6, "{}", progress.body);
+    let got = receiver.wait_for("/flaky", 9).await;
+    let again: Vec<(String, String)> = got[6..]
+        .iter()
+        .map(|r| {
+            let data = &r.json()["data"]["resource_data"];
+            (
+                data["id"].as_str().unwrap().to_owned(),
+                data["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        again,
+        [
+            ("inc-b".to_owned(), "triggered".to_owned()),
+            ("inc-b".to_owned(), "acknowledged".to_owned()),
+            ("inc-b".to_owned(), "resolved".to_owned()),
+        ]
+    );
+    let rows = app.settled_logs(id, 6).await;
+    for row in &rows {
+        let again = row["incident_id"] == "inc-b";
+        assert_eq!(
+            row["state"],
+            if again { "succeeded" } else { "failed" },
+            "{row}"
+        );
+    }
+}
+
 /// A bulk retry of deliveries older than `delivery.max_age` gives them a fresh start: they
 /// are sent, not failed as expired before their first new attempt.
 async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
@@ -1065,6 +1173,7 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
 }
 
 both_backends!(
+    a_bulk_retry_left_by_a_dead_node_is_finished,
     a_bulk_retry_restarts_the_max_age_clock,
     a_bulk_retry_requeues_matching_deliveries_in_order,
     tests_and_resends_are_sent_now_and_logged,

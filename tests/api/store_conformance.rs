@@ -994,3 +994,99 @@ async fn store_mail_reservations(backend: Backend) {
 }
 
 both_backends!(store_mail_reservations);
+
+/// A bulk retry's runner holds it while it saves progress; once silent, one other runner
+/// takes it over with its query and position, and the first one's saves are refused.
+async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
+    use tocsin::domain::delivery::{DeliveryState, RetryJob, RetryJobState};
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("m")).unwrap());
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let minutes_ago = |m: i64| Timestamp::from_micros(now.as_micros() - m * 60_000_000);
+    let q = tocsin::store::LogQuery {
+        state: Some(DeliveryState::Failed),
+        event_type: Some("incident.triggered".into()),
+        incident_id: Some("inc-7".into()),
+        since: Some(minutes_ago(90)),
+        until: Some(minutes_ago(30)),
+        ..Default::default()
+    };
+    let mut job = RetryJob {
+        id: "rtj_1".into(),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        filters: json!({"state": "failed"}),
+        state: RetryJobState::Running,
+        total: 10,
+        done: 0,
+        after_seq: 0,
+        error: None,
+        created_at: minutes_ago(5),
+        finished_at: None,
+    };
+    store.create_retry_job(&job, &q, "run_a").await.unwrap();
+    let read = |job_id: &'static str| {
+        let store = store.clone();
+        let (org, hook) = (org.id.clone(), hook.id.clone());
+        async move { store.retry_job(&org, &hook, job_id).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        read("rtj_1").await.state,
+        RetryJobState::Interrupted,
+        "silent for five minutes"
+    );
+
+    // Its runner saves progress: heard of, not taken.
+    job.done = 4;
+    job.after_seq = 40;
+    assert!(store.save_retry_job(&job, "run_a").await.unwrap());
+    assert_eq!(read("rtj_1").await.state, RetryJobState::Running);
+    assert_eq!(
+        store
+            .adopt_retry_job("run_b", minutes_ago(1), now)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Silent since: run_b takes it with query and position; only once.
+    let later = Timestamp::from_micros(now.as_micros() + 120_000_000);
+    let (taken, taken_q) = store
+        .adopt_retry_job("run_b", minutes_ago(-1), later)
+        .await
+        .unwrap()
+        .expect("a silent job is taken over");
+    assert_eq!((taken.done, taken.after_seq), (4, 40));
+    assert_eq!(taken_q, q);
+    assert_eq!(
+        store
+            .adopt_retry_job("run_c", minutes_ago(-1), later)
+            .await
+            .unwrap(),
+        None,
+        "one runner takes it"
+    );
+    // The old runner's saves are refused; the new one's count.
+    assert!(!store.save_retry_job(&job, "run_a").await.unwrap());
+    let mut finished = taken;
+    finished.state = RetryJobState::Done;
+    finished.done = 10;
+    assert!(store.save_retry_job(&finished, "run_b").await.unwrap());
+    let done = read("rtj_1").await;
+    assert_eq!((done.state, done.done), (RetryJobState::Done, 10));
+    assert_eq!(
+        store.adopt_retry_job("run_c", later, later).await.unwrap(),
+        None,
+        "a finished job is nobody's to take"
+    );
+}
+
+both_backends!(store_retry_jobs_are_taken_over_when_silent);

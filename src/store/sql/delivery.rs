@@ -14,7 +14,7 @@ use crate::{
     domain::{
         delivery::{
             Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, Origin, RetryJob,
-            RetryJobState,
+            RetryJobState, RETRY_JOB_SILENCE,
         },
         event::{member_texts, Event, Resource},
         event_type::EventType,
@@ -489,12 +489,15 @@ impl DeliveryStore for SqlStore {
         Ok((seqs.len() as u64, seqs.into_iter().max()))
     }
 
-    async fn save_retry_job(&self, job: &RetryJob) -> StoreResult<()> {
+    async fn create_retry_job(
+        &self,
+        job: &RetryJob,
+        q: &LogQuery,
+        runner: &str,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO retry_jobs (id, organization_id, webhook_id, filters, state, total, done, error, created_at, finished_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, done = excluded.done, \
-               error = excluded.error, finished_at = excluded.finished_at, updated_at = excluded.updated_at",
+            "INSERT INTO retry_jobs (id, organization_id, webhook_id, filters, state, total, done, error, created_at, finished_at, updated_at, query, after_seq, runner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&job.id)
         .bind(&job.organization_id)
@@ -506,10 +509,57 @@ impl DeliveryStore for SqlStore {
         .bind(job.error.as_deref())
         .bind(job.created_at.as_micros())
         .bind(job.finished_at.map(Timestamp::as_micros))
-        .bind(Timestamp::now().as_micros())
+        .bind(job.created_at.as_micros())
+        .bind(query_text(q))
+        .bind(job.after_seq)
+        .bind(runner)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn save_retry_job(&self, job: &RetryJob, runner: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE retry_jobs SET state = $1, done = $2, after_seq = $3, error = $4, finished_at = $5, updated_at = $6 \
+             WHERE id = $7 AND runner = $8",
+        )
+        .bind(job.state.as_str())
+        .bind(job.done as i64)
+        .bind(job.after_seq)
+        .bind(job.error.as_deref())
+        .bind(job.finished_at.map(Timestamp::as_micros))
+        .bind(Timestamp::now().as_micros())
+        .bind(&job.id)
+        .bind(runner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn adopt_retry_job(
+        &self,
+        runner: &str,
+        silent_since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<(RetryJob, LogQuery)>> {
+        // The silence is checked again by the update itself: of two nodes that picked the
+        // same job, the second finds it heard of and takes nothing.
+        let row = sqlx::query(&format!(
+            "UPDATE retry_jobs SET runner = $1, updated_at = $2 \
+             WHERE id = (SELECT id FROM retry_jobs WHERE state = 'running' AND updated_at < $3 AND query IS NOT NULL \
+                         ORDER BY created_at LIMIT 1) \
+               AND state = 'running' AND updated_at < $3 \
+             RETURNING {RETRY_JOB_COLUMNS}"
+        ))
+        .bind(runner)
+        .bind(now.as_micros())
+        .bind(silent_since.as_micros())
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let job = retry_job_from_row(&row, now)?;
+        let text: String = row.try_get("query")?;
+        Ok(Some((job, query_from_text(&text)?)))
     }
 
     async fn retry_job(
@@ -518,37 +568,16 @@ impl DeliveryStore for SqlStore {
         webhook_id: &WebhookId,
         id: &str,
     ) -> StoreResult<Option<RetryJob>> {
-        let row = sqlx::query(
-            "SELECT id, organization_id, webhook_id, filters, state, total, done, error, created_at, finished_at, updated_at \
-             FROM retry_jobs WHERE organization_id = $1 AND webhook_id = $2 AND id = $3",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {RETRY_JOB_COLUMNS} FROM retry_jobs WHERE organization_id = $1 AND webhook_id = $2 AND id = $3"
+        ))
         .bind(organization_id)
         .bind(webhook_id)
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state")?;
-        let filters: String = row.try_get("filters")?;
-        let mut state = RetryJobState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown retry job state {state}")))?;
-        // Saved after every batch: silent for a minute, its process stopped.
-        let heard: i64 = row.try_get("updated_at")?;
-        if state == RetryJobState::Running && heard < Timestamp::now().as_micros() - 60_000_000 {
-            state = RetryJobState::Interrupted;
-        }
-        Ok(Some(RetryJob {
-            id: row.try_get("id")?,
-            organization_id: row.try_get("organization_id")?,
-            webhook_id: row.try_get("webhook_id")?,
-            filters: serde_json::from_str(&filters).unwrap_or(Value::Null),
-            state,
-            total: row.try_get::<i64, _>("total")? as u64,
-            done: row.try_get::<i64, _>("done")? as u64,
-            error: row.try_get("error")?,
-            created_at: Timestamp::from_micros(row.try_get("created_at")?),
-            finished_at: optional_time(&row, "finished_at")?,
-        }))
+        row.map(|row| retry_job_from_row(&row, Timestamp::now()))
+            .transpose()
     }
 
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
@@ -885,6 +914,66 @@ impl DeliveryStore for SqlStore {
             .collect::<StoreResult<_>>()?;
         Ok(Some((delivery, attempts)))
     }
+}
+
+const RETRY_JOB_COLUMNS: &str = "id, organization_id, webhook_id, filters, state, total, done, after_seq, error, created_at, finished_at, updated_at, query";
+
+/// A retry job as stored; one `running` but silent for [`RETRY_JOB_SILENCE`] at `now` is
+/// reported interrupted.
+fn retry_job_from_row(row: &AnyRow, now: Timestamp) -> StoreResult<RetryJob> {
+    let state: String = row.try_get("state")?;
+    let filters: String = row.try_get("filters")?;
+    let mut state = RetryJobState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown retry job state {state}")))?;
+    let heard: i64 = row.try_get("updated_at")?;
+    if state == RetryJobState::Running
+        && heard < now.as_micros() - RETRY_JOB_SILENCE.as_micros() as i64
+    {
+        state = RetryJobState::Interrupted;
+    }
+    Ok(RetryJob {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        filters: serde_json::from_str(&filters).unwrap_or(Value::Null),
+        state,
+        total: row.try_get::<i64, _>("total")? as u64,
+        done: row.try_get::<i64, _>("done")? as u64,
+        after_seq: row.try_get("after_seq")?,
+        error: row.try_get("error")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        finished_at: optional_time(row, "finished_at")?,
+    })
+}
+
+/// A bulk retry's filters in the store's own form (the log query's filter fields).
+fn query_text(q: &LogQuery) -> String {
+    serde_json::json!({
+        "state": q.state.map(DeliveryState::as_str),
+        "event_type": q.event_type,
+        "incident_id": q.incident_id,
+        "since": q.since.map(Timestamp::as_micros),
+        "until": q.until.map(Timestamp::as_micros),
+    })
+    .to_string()
+}
+
+fn query_from_text(text: &str) -> StoreResult<LogQuery> {
+    let corrupt = || StoreError::Corrupt(format!("unreadable retry job query {text}"));
+    let v: Value = serde_json::from_str(text).map_err(|_| corrupt())?;
+    let text_of = |key: &str| v[key].as_str().map(str::to_owned);
+    let time_of = |key: &str| v[key].as_i64().map(Timestamp::from_micros);
+    Ok(LogQuery {
+        state: match v["state"].as_str() {
+            Some(s) => Some(DeliveryState::parse(s).ok_or_else(corrupt)?),
+            None => None,
+        },
+        event_type: text_of("event_type"),
+        incident_id: text_of("incident_id"),
+        since: time_of("since"),
+        until: time_of("until"),
+        ..LogQuery::default()
+    })
 }
 
 /// Notes, per webhook and URL, a success (which ends any failing stretch) or that it has
