@@ -102,6 +102,10 @@ pub struct DeliveryConfig {
     /// never.
     #[serde(with = "duration::one")]
     pub disable_after: Duration,
+    /// How long the recorder waits for more attempt results to commit with one it has;
+    /// 0 commits each batch at once.
+    #[serde(with = "duration::one")]
+    pub record_linger: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +200,7 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(10),
             max_age: Duration::from_secs(24 * 3600),
             disable_after: Duration::from_secs(5 * 24 * 3600),
+            record_linger: Duration::from_millis(20),
         }
     }
 }
@@ -272,6 +277,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "delivery.disable_after",
         "A webhook whose every URL has failed this long without one success is disabled (and its failure addresses told); 0s never.",
+    ),
+    (
+        "delivery.record_linger",
+        "How long attempt results wait for company before they are written (one commit for many at low rates); a lane's next delivery may start that much later.",
     ),
     (
         "smtp.host",

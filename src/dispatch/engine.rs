@@ -214,7 +214,12 @@ impl Engine {
         let concurrency = config.concurrency as usize;
         let owner = new_id("node");
         let wakeup = Arc::new(Wakeup::new());
-        let recorder = recorder::start(store.clone(), owner.clone(), wakeup.clone());
+        let recorder = recorder::start(
+            store.clone(),
+            owner.clone(),
+            wakeup.clone(),
+            config.record_linger,
+        );
         let inner = Arc::new(Inner {
             store,
             catalog,

@@ -1,5 +1,7 @@
 //! End to end: intake → matching → payload → a real receiver, and the delivery logs.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -1010,6 +1012,40 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
     }
 }
 
+/// `delivery.record_linger`: results wait that long for company before they are written,
+/// and an incident's next event goes once its previous one is recorded, so it follows no
+/// sooner; with `0s` it follows at once.
+async fn results_wait_for_company_as_configured(backend: Backend) {
+    for (linger, at_least, at_most) in [
+        (Duration::from_millis(600), Duration::from_millis(550), None),
+        (
+            Duration::ZERO,
+            Duration::ZERO,
+            Some(Duration::from_millis(450)),
+        ),
+    ] {
+        let Some(app) = spawn_app_with(backend, |c| c.delivery.record_linger = linger).await else {
+            return;
+        };
+        let receiver = Receiver::start().await;
+        app.create_webhook(&hook("one", json!([{"url": receiver.url("/in")}])))
+            .await;
+        for status in ["triggered", "acknowledged"] {
+            app.ingest(&event(status, "t", incident("inc-l", status)))
+                .await;
+        }
+        let got = receiver.wait_for("/in", 2).await;
+        let gap = got[1].at.duration_since(got[0].at);
+        assert!(
+            gap >= at_least,
+            "linger {linger:?}: the next came after {gap:?}"
+        );
+        if let Some(most) = at_most {
+            assert!(gap < most, "linger {linger:?}: the next came after {gap:?}");
+        }
+    }
+}
+
 /// A bulk retry whose node died mid-way (its job row left `running`, silent, half done) is
 /// taken up by a running node from where it stopped: the rest goes again, in order, and
 /// what was already re-queued is not sent twice.
@@ -1173,6 +1209,7 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
 }
 
 both_backends!(
+    results_wait_for_company_as_configured,
     a_bulk_retry_left_by_a_dead_node_is_finished,
     a_bulk_retry_restarts_the_max_age_clock,
     a_bulk_retry_requeues_matching_deliveries_in_order,
