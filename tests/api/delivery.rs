@@ -915,12 +915,19 @@ async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
     assert_eq!(missing.status, 404);
 }
 
-/// A bulk retry re-queues every matching finished delivery, in order, in the background;
-/// its progress can be read, and each re-queued delivery gets one more attempt.
-async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+/// Waits for a bulk retry's progress (at `progress_path`) to say `done`; returns it.
+async fn retry_done(app: &TestApp, progress_path: &str) -> crate::helpers::Reply {
+    eventually(
+        "the bulk retry finishes",
+        || app.owner(Method::GET, progress_path, None),
+        |r| r.body["data"]["state"] == "done",
+    )
+    .await
+}
+
+/// A webhook without retries whose URL refused every call until now: the three lifecycle
+/// events of each of `incidents` failed, in order. The URL answers from now on.
+async fn failed_lifecycles(app: &TestApp, incidents: &[&str]) -> (Receiver, Value) {
     let receiver = Receiver::start().await;
     let up = receiver.failing_until("/flaky", 422);
     let created = app
@@ -929,16 +936,27 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
             json!({"max_retry": 0}),
         ))
         .await;
-    let id = created["id"].as_str().unwrap();
-    for incident_id in ["inc-a", "inc-b", "inc-c"] {
+    for incident_id in incidents {
         for status in ["triggered", "acknowledged", "resolved"] {
             app.ingest(&event(status, "t", incident(incident_id, status)))
                 .await;
         }
     }
-    let rows = app.settled_logs(id, 9).await;
+    let id = created["id"].as_str().unwrap();
+    let rows = app.settled_logs(id, incidents.len() * 3).await;
     assert!(rows.iter().all(|r| r["state"] == "failed"), "{rows:?}");
     up.on();
+    (receiver, created)
+}
+
+/// A bulk retry re-queues every matching finished delivery, in order, in the background;
+/// its progress can be read, and each re-queued delivery gets one more attempt.
+async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (receiver, created) = failed_lifecycles(&app, &["inc-a", "inc-b", "inc-c"]).await;
+    let id = created["id"].as_str().unwrap();
 
     let path = format!("{HOOKS}/{id}/logs/retry");
     let bad = app
@@ -977,12 +995,7 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
     assert_eq!(started.body["data"]["total"], 3);
     let job = started.body["data"]["id"].as_str().unwrap().to_owned();
     let progress_path = format!("{path}/{job}");
-    let progress = eventually(
-        "the bulk retry finishes",
-        || app.owner(Method::GET, &progress_path, None),
-        |r| r.body["data"]["state"] == "done",
-    )
-    .await;
+    let progress = retry_done(&app, &progress_path).await;
     assert_eq!(progress.body["data"]["done"], 3);
 
     // The three of inc-b go again, in their order; the others stay failed.
@@ -1054,24 +1067,8 @@ async fn a_bulk_retry_left_by_a_dead_node_is_finished(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    let up = receiver.failing_until("/flaky", 422);
-    let created = app
-        .create_webhook(&patched(
-            hook("flaky", json!([{"url": receiver.url("/flaky")}])),
-            json!({"max_retry": 0}),
-        ))
-        .await;
+    let (receiver, created) = failed_lifecycles(&app, &["inc-a", "inc-b"]).await;
     let id = created["id"].as_str().unwrap();
-    for incident_id in ["inc-a", "inc-b"] {
-        for status in ["triggered", "acknowledged", "resolved"] {
-            app.ingest(&event(status, "t", incident(incident_id, status)))
-                .await;
-        }
-    }
-    let rows = app.settled_logs(id, 6).await;
-    assert!(rows.iter().all(|r| r["state"] == "failed"), "{rows:?}");
-    up.on();
 
     // The dead node had re-queued inc-a's three (position: the third delivery) when it
     // stopped; its job has been silent for five minutes.
@@ -1117,12 +1114,7 @@ async fn a_bulk_retry_left_by_a_dead_node_is_finished(backend: Backend) {
         .unwrap();
 
     let progress_path = format!("{HOOKS}/{id}/logs/retry/rtj_left");
-    let progress = eventually(
-        "another runner finishes the bulk retry",
-        || app.owner(Method::GET, &progress_path, None),
-        |r| r.body["data"]["state"] == "done",
-    )
-    .await;
+    let progress = retry_done(&app, &progress_path).await;
     assert_eq!(progress.body["data"]["done"], 6, "{}", progress.body);
     let got = receiver.wait_for("/flaky", 9).await;
     let again: Vec<(String, String)> = got[6..]

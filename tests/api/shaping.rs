@@ -20,6 +20,18 @@ fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Valu
     })
 }
 
+/// The `resource_data.id` of each v2 body received, in order.
+fn resource_ids(got: &[crate::helpers::receiver::Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| {
+            r.json()["data"]["resource_data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn cond(op: &str, lhs: &str, rhs: &str) -> Value {
     json!({"op": op, "lhs": lhs, "rhs": rhs})
 }
@@ -77,15 +89,7 @@ async fn filtered_webhooks_receive_exactly_their_events(backend: Backend) {
     }
     for (path, incidents) in expected {
         let got = receiver.wait_for(path, incidents.len()).await;
-        let mut ids: Vec<String> = got
-            .iter()
-            .map(|r| {
-                r.json()["data"]["resource_data"]["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let mut ids = resource_ids(&got);
         ids.sort();
         let mut want = incidents.clone();
         want.sort();
@@ -129,16 +133,7 @@ async fn resource_filters_choose_resource_events(backend: Backend) {
         }
     }
     let got = receiver.wait_for("/notes", sent.len()).await;
-    let ids: Vec<String> = got
-        .iter()
-        .map(|r| {
-            r.json()["data"]["resource_data"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(ids, sent);
+    assert_eq!(resource_ids(&got), sent);
 }
 
 async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {

@@ -25,6 +25,18 @@ fn entry(org: &tocsin::domain::ids::OrganizationId, hook: &str) -> AuditEntry {
 }
 use crate::helpers::{minimal_webhook, open_store, Backend};
 
+/// An organization with one minimal webhook named `name`, stored.
+async fn org_with_webhook(store: &dyn tocsin::store::Store, name: &str) -> (Organization, Webhook) {
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook(name)).unwrap());
+    store
+        .insert_webhook(&hook, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    (org, hook)
+}
+
 async fn store_ping_and_bootstrap_once(backend: Backend) {
     let Some((store, _db)) = open_store(backend).await else {
         return;
@@ -313,13 +325,7 @@ async fn store_delivery_queue(backend: Backend) {
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
-    let org = Organization::new("Org");
-    store.create_organization(&org).await.unwrap();
-    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("q")).unwrap());
-    store
-        .insert_webhook(&hook, &entry(&org.id, &hook.id))
-        .await
-        .unwrap();
+    let (org, hook) = org_with_webhook(store.as_ref(), "q").await;
     let event = |incident: &str| {
         let body = json!({"type": "incident.triggered", "team": {"id": "t"},
             "incident": {"id": incident, "message": "m", "status": "triggered",
@@ -676,13 +682,7 @@ async fn store_lanes_are_locked_across_nodes(backend: Backend) {
     let Some((store, db)) = open_store(backend).await else {
         return;
     };
-    let org = Organization::new("Org");
-    store.create_organization(&org).await.unwrap();
-    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("l")).unwrap());
-    store
-        .insert_webhook(&hook, &entry(&org.id, &hook.id))
-        .await
-        .unwrap();
+    let (org, hook) = org_with_webhook(store.as_ref(), "l").await;
     let url = "https://receiver.example/hook";
     let (event, delivery) = crate::helpers::event_and_delivery(&org.id, &hook.id, "inc-l", url);
     assert_eq!(
@@ -789,13 +789,7 @@ async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
         "the listener connects: {first:?}"
     );
 
-    let org = Organization::new("Org");
-    store.create_organization(&org).await.unwrap();
-    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("n")).unwrap());
-    store
-        .insert_webhook(&hook, &entry(&org.id, &hook.id))
-        .await
-        .unwrap();
+    let (org, hook) = org_with_webhook(store.as_ref(), "n").await;
     assert_eq!(
         next_change(&mut heard).await,
         Change::Webhooks(org.id.clone())
@@ -952,13 +946,7 @@ async fn store_mail_reservations(backend: Backend) {
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
-    let org = Organization::new("Org");
-    store.create_organization(&org).await.unwrap();
-    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("m")).unwrap());
-    store
-        .insert_webhook(&hook, &entry(&org.id, &hook.id))
-        .await
-        .unwrap();
+    let (_, hook) = org_with_webhook(store.as_ref(), "m").await;
     let t = |s: i64| Timestamp::from_micros(1_800_000_000_000_000 + s * 1_000_000);
     let id = &hook.id;
     assert_eq!(
@@ -1002,13 +990,7 @@ async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
-    let org = Organization::new("Org");
-    store.create_organization(&org).await.unwrap();
-    let hook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("m")).unwrap());
-    store
-        .insert_webhook(&hook, &entry(&org.id, &hook.id))
-        .await
-        .unwrap();
+    let (org, hook) = org_with_webhook(store.as_ref(), "m").await;
     let now = Timestamp::now();
     let minutes_ago = |m: i64| Timestamp::from_micros(now.as_micros() - m * 60_000_000);
     let q = tocsin::store::LogQuery {
