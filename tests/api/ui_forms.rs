@@ -275,6 +275,13 @@ async fn configure_keeps_masked_credentials_and_switches_work(backend: Backend) 
         .clone();
     assert_eq!(shown["enabled"], false);
     assert_eq!(shown["name"], "Creds renamed");
+    // Its Logs tab says what still goes out.
+    let logs = v.get(&format!("/webhooks/{id}/logs")).await;
+    assert!(
+        logs.text.contains("This webhook is off:") && logs.text.contains("still send once, now"),
+        "{}",
+        logs.text
+    );
 
     // Delete needs the name typed.
     let wrong = v
