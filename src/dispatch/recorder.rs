@@ -33,11 +33,12 @@ pub(super) enum Message {
 /// Starts the recorder; once a batch of results is committed it wakes the poller: a lane's
 /// next delivery became claimable, or a retry has a time.
 ///
-/// A batch waits up to `linger` from its first message for more (unless it is full or a
-/// flush is asked for). At ordinary rates each result would otherwise be a transaction of
-/// its own, and a commit rewrites every page it touched: waiting 20 ms cut CPU per event
-/// at 200 events/s by a quarter (BENCHMARKS.md). Recording is not on the way to the
-/// receiver; what waits is a lane's next delivery, and a retry's schedule by that much.
+/// A batch of results may wait up to `linger` from its first message for more (not when
+/// it is full, holds parks, or a flush is asked for). At ordinary rates each result would
+/// otherwise be a transaction of its own, and a commit rewrites every page it touched:
+/// waiting 20 ms cut CPU per event at 200 events/s by a quarter (BENCHMARKS.md).
+/// Recording is not on the way to the receiver; what waits is a lane's next delivery, and
+/// a retry's schedule by that much. Off by default (see `delivery.record_linger`).
 pub(super) fn start(
     store: Arc<dyn Store>,
     owner: String,
@@ -65,10 +66,15 @@ pub(super) fn start(
                 if batch.len() + parks.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
+                // Never with parks: the engine counts on a park reaching the store at once
+                // (an attempt of that delivery already under way must then find its lease
+                // gone and not send; a park kept waiting let it send, and the park, landing
+                // first, made its result unrecordable: the delivery went again elsewhere).
                 if next.is_none()
                     && !linger.is_zero()
                     && flushes.is_empty()
-                    && batch.len() + parks.len() < MAX_BATCH
+                    && parks.is_empty()
+                    && batch.len() < MAX_BATCH
                 {
                     if let Some(left) =
                         linger_until.checked_duration_since(std::time::Instant::now())
