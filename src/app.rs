@@ -69,9 +69,7 @@ fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let before = Timestamp::from_micros(
-                Timestamp::now().as_micros() - KEEP_HOURLY.as_micros() as i64,
-            );
+            let before = Timestamp::now().minus(KEEP_HOURLY);
             if let Err(e) = store.prune_hourly(before).await {
                 tracing::warn!(error = %e, "could not prune hourly delivery counts");
             }
@@ -118,7 +116,7 @@ fn start_expiry(
             every.tick().await;
             loop {
                 let now = Timestamp::now();
-                let before = Timestamp::from_micros(now.as_micros() - max_age.as_micros() as i64);
+                let before = now.minus(max_age);
                 match store.expire_pending(before, now, &reason, 500).await {
                     Ok(0) => break,
                     Ok(n) => {
@@ -190,7 +188,7 @@ fn start_auto_disable(
         loop {
             every.tick().await;
             let now = Timestamp::now();
-            let cutoff = Timestamp::from_micros(now.as_micros() - after.as_micros() as i64);
+            let cutoff = now.minus(after);
             let failing = match store.failing_webhooks(cutoff).await {
                 Ok(f) => f,
                 Err(e) => {
@@ -280,9 +278,7 @@ fn start_retention(
                 }
                 let mut total = 0;
                 loop {
-                    let before = Timestamp::from_micros(
-                        Timestamp::now().as_micros() - keep.as_micros() as i64,
-                    );
+                    let before = Timestamp::now().minus(keep);
                     let pruned = if deliveries {
                         store.prune_deliveries(before, 500).await
                     } else {

@@ -403,9 +403,7 @@ pub async fn adopt_bulk_retries(store: &Arc<dyn Store>) -> Result<usize, StoreEr
     let mut taken = 0;
     loop {
         let now = Timestamp::now();
-        let silent_since = Timestamp::from_micros(
-            now.as_micros() - crate::domain::delivery::RETRY_JOB_SILENCE.as_micros() as i64,
-        );
+        let silent_since = now.minus(crate::domain::delivery::RETRY_JOB_SILENCE);
         let runner = new_id("run");
         let Some((job, q)) = store.adopt_retry_job(&runner, silent_since, now).await? else {
             return Ok(taken);

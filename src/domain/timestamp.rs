@@ -31,6 +31,14 @@ impl Timestamp {
         )
     }
 
+    /// This time minus a duration (saturating far in the past).
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// RFC 3339 in UTC, e.g. `2026-11-27T08:00:00.123456Z`.
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000)

@@ -23,7 +23,7 @@ const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Since when "the last 24 hours" counts.
 pub fn day_ago() -> Timestamp {
-    Timestamp::from_micros(Timestamp::now().as_micros() - DAY.as_micros() as i64)
+    Timestamp::now().minus(DAY)
 }
 
 pub async fn list(

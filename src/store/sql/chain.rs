@@ -158,6 +158,9 @@ impl<'q> Chain<'q> {
 /// order of the parameters' appearance: `?` takes the next value, `$n` the n-th (again,
 /// where a statement uses one twice). Text in single quotes is copied as it is.
 fn anonymize<'q>(sql: &str, args: Vec<Arg<'q>>, out: &mut String, values: &mut Vec<Arg<'q>>) {
+    // Each value moves to its first use; only a repeat copies it (from where it went).
+    let mut args: Vec<Option<Arg<'q>>> = args.into_iter().map(Some).collect();
+    let mut placed: Vec<usize> = vec![0; args.len()];
     let mut next = 0;
     let mut chars = sql.chars().peekable();
     let mut quoted = false;
@@ -188,7 +191,12 @@ fn anonymize<'q>(sql: &str, args: Vec<Arg<'q>>, out: &mut String, values: &mut V
             }
         };
         out.push('?');
-        values.push(args[index].clone());
+        let value = match args[index].take() {
+            Some(value) => value,
+            None => values[placed[index]].clone(),
+        };
+        placed[index] = values.len();
+        values.push(value);
     }
 }
 

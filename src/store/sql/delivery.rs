@@ -926,9 +926,7 @@ fn retry_job_from_row(row: &AnyRow, now: Timestamp) -> StoreResult<RetryJob> {
     let mut state = RetryJobState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown retry job state {state}")))?;
     let heard: i64 = row.try_get("updated_at")?;
-    if state == RetryJobState::Running
-        && heard < now.as_micros() - RETRY_JOB_SILENCE.as_micros() as i64
-    {
+    if state == RetryJobState::Running && heard < now.minus(RETRY_JOB_SILENCE).as_micros() {
         state = RetryJobState::Interrupted;
     }
     Ok(RetryJob {
