@@ -426,33 +426,21 @@ async fn run_bulk_retry(
     use crate::domain::delivery::RetryJobState;
     loop {
         match store
-            .requeue_finished(
-                &job.organization_id,
-                &job.webhook_id,
-                &q,
-                job.after_seq,
-                RETRY_BATCH,
-                Timestamp::now(),
-            )
+            .requeue_finished(&job, &runner, &q, RETRY_BATCH, Timestamp::now())
             .await
         {
-            Ok((0, _)) => {
+            Ok(None) => {
+                tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
+                return;
+            }
+            Ok(Some((0, _))) => {
                 job.state = RetryJobState::Done;
                 break;
             }
-            Ok((n, last)) => {
+            // The store saved this step's progress with it.
+            Ok(Some((n, last))) => {
                 job.done += n;
                 job.after_seq = last.unwrap_or(job.after_seq);
-                match store.save_retry_job(&job, &runner).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, job = %job.id, "could not save bulk retry progress")
-                    }
-                }
             }
             Err(e) => {
                 job.state = RetryJobState::Failed;

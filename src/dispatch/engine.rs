@@ -798,15 +798,25 @@ async fn webhook_of(inner: &Inner, job: &Job) -> Option<Webhook> {
 }
 
 /// Renews the lease when it could run out during the attempt; false when it was lost.
+/// A job that waited in memory past its lease (a slow URL's queue) finds it claimed again,
+/// by another node or by this node's poller for a second job, and must not send.
 async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
     let margin = (timeout + Duration::from_secs(30)).as_micros() as i64;
     if job.lease_until.as_micros() - Timestamp::now().as_micros() >= margin {
         return true;
     }
-    let lease = inner.lease();
-    match inner.store.renew_lease(&job.delivery_id, &lease).await {
+    let held = Lease {
+        owner: inner.owner.clone(),
+        until: job.lease_until,
+    };
+    let until = inner.lease().until;
+    match inner
+        .store
+        .renew_lease(&job.delivery_id, &held, until)
+        .await
+    {
         Ok(true) => {
-            job.lease_until = lease.until;
+            job.lease_until = until;
             true
         }
         _ => false,

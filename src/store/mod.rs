@@ -444,8 +444,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The URLs that have parked deliveries (at start, to take them back).
     async fn parked_urls(&self) -> StoreResult<Vec<String>>;
-    /// Extends a lease still held by `lease.owner`; false when it was lost.
-    async fn renew_lease(&self, delivery_id: &DeliveryId, lease: &Lease) -> StoreResult<bool>;
+    /// Extends to `until` the lease `held` (its owner and expiry, as claimed or last
+    /// renewed); false when it was lost. The expiry must match too: a lease that ran out
+    /// and was claimed again, by another node or by this one for another attempt, is not
+    /// the one `held` names, and renewing it would let two attempts send.
+    async fn renew_lease(
+        &self,
+        delivery_id: &DeliveryId,
+        held: &Lease,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
     /// Records attempts and the resulting states in one transaction. A delivery whose
     /// lease `owner` no longer holds (cancelled, or reclaimed) keeps its state; the attempt
     /// is recorded all the same.
@@ -484,18 +492,20 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<u64>;
-    /// Sets up to `limit` of those, oldest first after position `after_seq`, pending again
-    /// (due now; their attempts so far are kept, so each gets one more). Returns how many
-    /// and the position of the last one.
+    /// One step of bulk retry `job`, if `runner` still holds it: sets up to `limit` of the
+    /// deliveries `q` finds, oldest first after the job's position, pending again (due
+    /// now; their attempts so far are kept, so each gets one more), and saves the job's new
+    /// count and position in the same transaction, so that a runner taking the job over
+    /// goes on exactly where this step ended. Returns how many and the position of the
+    /// last one; `None` (and nothing re-queued) when another runner took the job over.
     async fn requeue_finished(
         &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
+        job: &RetryJob,
+        runner: &str,
         q: &LogQuery,
-        after_seq: i64,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<(u64, Option<i64>)>;
+    ) -> StoreResult<Option<(u64, Option<i64>)>>;
     /// Records a new bulk retry held by `runner`, with its query (so that another runner
     /// can take it up).
     async fn create_retry_job(&self, job: &RetryJob, q: &LogQuery, runner: &str)

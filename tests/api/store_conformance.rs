@@ -388,11 +388,27 @@ async fn store_delivery_queue(backend: Backend) {
         store.claim_due(&probe, now, 10).await.unwrap().is_empty(),
         "leased or waiting for its lane"
     );
-    assert!(store.renew_lease(&d1.id, &mine).await.unwrap());
+    let later = far.plus(std::time::Duration::from_secs(1));
     assert!(
-        !store.renew_lease(&d1.id, &probe).await.unwrap(),
+        !store.renew_lease(&d1.id, &probe, later).await.unwrap(),
         "only the holder renews"
     );
+    assert!(store.renew_lease(&d1.id, &mine, later).await.unwrap());
+    // `mine` names the lease as first claimed; it now runs to `later`. A job holding the
+    // old expiry stands for a lease that ran out and was claimed again (same owner, new
+    // expiry): it must not renew, or two attempts of one delivery would send.
+    assert!(
+        !store
+            .renew_lease(&d1.id, &mine, later.plus(std::time::Duration::from_secs(1)))
+            .await
+            .unwrap(),
+        "a lease is renewed only by the claim that holds it"
+    );
+    let renewed = Lease {
+        owner: mine.owner.clone(),
+        until: later,
+    };
+    assert!(store.renew_lease(&d1.id, &renewed, later).await.unwrap());
 
     let result = |id: &tocsin::domain::ids::DeliveryId, state| AttemptResult {
         delivery_id: id.clone(),
@@ -1056,8 +1072,24 @@ async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
         None,
         "one runner takes it"
     );
-    // The old runner's saves are refused; the new one's count.
+    // The old runner's saves and steps are refused (a step re-queues nothing); the new
+    // one's count.
     assert!(!store.save_retry_job(&job, "run_a").await.unwrap());
+    assert_eq!(
+        store
+            .requeue_finished(&job, "run_a", &q, 10, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .requeue_finished(&taken, "run_b", &q, 10, later)
+            .await
+            .unwrap(),
+        Some((0, None)),
+        "the new runner's step runs (nothing matches the query)"
+    );
     let mut finished = taken;
     finished.state = RetryJobState::Done;
     finished.done = 10;

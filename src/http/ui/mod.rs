@@ -140,6 +140,13 @@ fn environment() -> &'static Environment<'static> {
                 })
                 .collect()
         });
+        // An attempt's duration, whole milliseconds: "0 ms" would read as not timed at all.
+        env.add_filter("millis", |ms: u64| -> String {
+            match ms {
+                0 => "under 1 ms".to_owned(),
+                ms => format!("{ms} ms"),
+            }
+        });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
@@ -431,5 +438,30 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("a &amp; b"));
+    }
+
+    #[test]
+    fn durations_under_a_millisecond_say_so() {
+        let env = environment();
+        let render = |ms: u64| {
+            env.render_str("{{ ms | millis }}", context! { ms => ms })
+                .unwrap()
+        };
+        assert_eq!(render(0), "under 1 ms");
+        assert_eq!(render(1), "1 ms");
+        assert_eq!(render(1250), "1250 ms");
+        let panel = env
+            .get_template("test_result.html")
+            .unwrap()
+            .render(context! {
+                event_type => "incident.triggered",
+                results => vec![context! { succeeded => true, method => "POST",
+                    url => "https://r.example/h", status => 200, duration_ms => 0 }],
+            })
+            .unwrap();
+        assert!(
+            panel.contains("under 1 ms") && !panel.contains(">0 ms"),
+            "{panel}"
+        );
     }
 }

@@ -460,15 +460,28 @@ impl DeliveryStore for SqlStore {
 
     async fn requeue_finished(
         &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
+        job: &RetryJob,
+        runner: &str,
         q: &LogQuery,
-        after_seq: i64,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<(u64, Option<i64>)> {
+    ) -> StoreResult<Option<(u64, Option<i64>)>> {
+        let mut tx = self.writer.begin().await?;
+        // First the job's row: on PostgreSQL this locks it, so a node adopting the job
+        // meanwhile waits for this step and then finds it heard of.
+        let held = sqlx::query(
+            "UPDATE retry_jobs SET updated_at = $1 WHERE id = $2 AND runner = $3 AND state = 'running'",
+        )
+        .bind(now.as_micros())
+        .bind(&job.id)
+        .bind(runner)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() != 1 {
+            return Ok(None);
+        }
         let mut conditions = finished_conditions(q);
-        conditions.push("seq > ?", Bind::Int(after_seq));
+        conditions.push("seq > ?", Bind::Int(job.after_seq));
         let sql = format!(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = {now}, completed_at = NULL, \
                updated_at = {now}, leased_until = NULL, lease_owner = NULL, parked = 0 \
@@ -481,12 +494,22 @@ impl DeliveryStore for SqlStore {
         let seqs: Vec<i64> = conditions
             .bind_scalar(
                 sqlx::query_scalar(&sql)
-                    .bind(organization_id)
-                    .bind(webhook_id),
+                    .bind(&job.organization_id)
+                    .bind(&job.webhook_id),
             )
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *tx)
             .await?;
-        Ok((seqs.len() as u64, seqs.into_iter().max()))
+        let last = seqs.iter().copied().max();
+        if let Some(last) = last {
+            sqlx::query("UPDATE retry_jobs SET done = done + $1, after_seq = $2 WHERE id = $3")
+                .bind(seqs.len() as i64)
+                .bind(last)
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some((seqs.len() as u64, last)))
     }
 
     async fn create_retry_job(
@@ -687,13 +710,20 @@ impl DeliveryStore for SqlStore {
         Ok((pending as u64, parked as u64))
     }
 
-    async fn renew_lease(&self, delivery_id: &DeliveryId, lease: &Lease) -> StoreResult<bool> {
+    async fn renew_lease(
+        &self,
+        delivery_id: &DeliveryId,
+        held: &Lease,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE deliveries SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+            "UPDATE deliveries SET leased_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND leased_until = $4 AND state = 'pending'",
         )
-        .bind(lease.until.as_micros())
+        .bind(until.as_micros())
         .bind(delivery_id)
-        .bind(&lease.owner)
+        .bind(&held.owner)
+        .bind(held.until.as_micros())
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
