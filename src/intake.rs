@@ -503,7 +503,7 @@ pub async fn resend(
         payload_id: old.payload_id.clone().or_else(|| Some(new_id("pld"))),
         failure: None,
         notify: !webhook.spec.mail_ids.is_empty(),
-        origin: Origin::Resend(old.id.to_string()),
+        origin: Origin::Resend(old.id.clone()),
         created_at: Timestamp::now(),
     };
     let deliveries = [delivery];

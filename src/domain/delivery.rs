@@ -74,7 +74,7 @@ pub enum Origin {
     /// Sent by hand to try the webhook (`POST …/test`): one attempt, now, in no lane.
     Test,
     /// Sending the logged delivery with this id again.
-    Resend(String),
+    Resend(DeliveryId),
 }
 
 impl Origin {
@@ -86,7 +86,7 @@ impl Origin {
         }
     }
 
-    pub fn resent_from(&self) -> Option<&str> {
+    pub fn resent_from(&self) -> Option<&DeliveryId> {
         match self {
             Origin::Resend(id) => Some(id),
             _ => None,
@@ -94,7 +94,7 @@ impl Origin {
     }
 
     /// From the stored `origin` and `resent_from` columns.
-    pub fn parse(kind: &str, resent_from: Option<String>) -> Option<Self> {
+    pub fn parse(kind: &str, resent_from: Option<DeliveryId>) -> Option<Self> {
         match (kind, resent_from) {
             ("event", _) => Some(Origin::Event),
             ("test", _) => Some(Origin::Test),

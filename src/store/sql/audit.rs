@@ -2,7 +2,7 @@
 
 use sqlx::{any::AnyRow, AnyPool, Row};
 
-use super::{Bind, Conditions};
+use super::{args::Arg, Conditions};
 use crate::domain::ids::OrganizationId;
 use crate::domain::{
     audit::{Actor, ActorKind, AuditEntry, AuditObject},
@@ -80,25 +80,22 @@ pub(crate) async fn list(
 ) -> StoreResult<Vec<(i64, AuditEntry)>> {
     let mut conditions = Conditions::default();
     if let Some(actor) = &q.actor {
-        conditions.push(
-            "(actor_id = ? OR actor_name = ?)",
-            Bind::Text(actor.clone()),
-        );
+        conditions.push("(actor_id = ? OR actor_name = ?)", Arg::from(actor.clone()));
     }
     if let Some(object) = &q.object {
-        conditions.push("object_id = ?", Bind::Text(object.clone()));
+        conditions.push("object_id = ?", Arg::from(object.clone()));
     }
     if let Some(action) = &q.action {
-        conditions.push("action = ?", Bind::Text(action.clone()));
+        conditions.push("action = ?", Arg::from(action.clone()));
     }
     if let Some(t) = q.since {
-        conditions.push("at >= ?", Bind::Int(t.as_micros()));
+        conditions.push("at >= ?", Arg::from(t.as_micros()));
     }
     if let Some(t) = q.until {
-        conditions.push("at < ?", Bind::Int(t.as_micros()));
+        conditions.push("at < ?", Arg::from(t.as_micros()));
     }
     if let Some(seq) = q.before_seq {
-        conditions.push("seq < ?", Bind::Int(seq));
+        conditions.push("seq < ?", Arg::from(seq));
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE organization_id = $1{} ORDER BY seq DESC LIMIT {}",

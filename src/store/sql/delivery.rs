@@ -7,8 +7,9 @@ use serde_json::Value;
 use sqlx::{any::AnyRow, Any, Row, Transaction};
 
 use super::{
+    args::Arg,
     chain::{Args, Chain},
-    optional_time, Bind, Conditions, Dialect, SqlStore,
+    optional_time, Conditions, Dialect, SqlStore,
 };
 use crate::{
     domain::{
@@ -481,7 +482,7 @@ impl DeliveryStore for SqlStore {
             return Ok(None);
         }
         let mut conditions = finished_conditions(q);
-        conditions.push("seq > ?", Bind::Int(job.after_seq));
+        conditions.push("seq > ?", Arg::from(job.after_seq));
         let sql = format!(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = {now}, completed_at = NULL, \
                updated_at = {now}, leased_until = NULL, lease_owner = NULL, parked = 0 \
@@ -895,10 +896,10 @@ impl DeliveryStore for SqlStore {
     ) -> StoreResult<Vec<(i64, Delivery)>> {
         let mut conditions = log_conditions(q);
         if let Some(seq) = q.before_seq {
-            conditions.push("seq < ?", Bind::Int(seq));
+            conditions.push("seq < ?", Arg::from(seq));
         }
         if let Some(seq) = q.after_seq {
-            conditions.push("seq > ?", Bind::Int(seq));
+            conditions.push("seq > ?", Arg::from(seq));
         }
         let sql = format!(
             // `webhook_id DESC, seq DESC` is the (webhook_id, seq) index read backwards. With
@@ -1044,19 +1045,19 @@ async fn record_url_health(
 fn log_conditions(q: &LogQuery) -> Conditions {
     let mut conditions = Conditions::default();
     if let Some(state) = q.state {
-        conditions.push("state = ?", Bind::Text(state.as_str().to_owned()));
+        conditions.push("state = ?", Arg::from(state.as_str().to_owned()));
     }
     if let Some(t) = &q.event_type {
-        conditions.push("event_type = ?", Bind::Text(t.clone()));
+        conditions.push("event_type = ?", Arg::from(t.clone()));
     }
     if let Some(i) = &q.incident_id {
-        conditions.push("incident_id = ?", Bind::Text(i.clone()));
+        conditions.push("incident_id = ?", Arg::from(i.clone()));
     }
     if let Some(t) = q.since {
-        conditions.push("created_at >= ?", Bind::Int(t.as_micros()));
+        conditions.push("created_at >= ?", Arg::from(t.as_micros()));
     }
     if let Some(t) = q.until {
-        conditions.push("created_at < ?", Bind::Int(t.as_micros()));
+        conditions.push("created_at < ?", Arg::from(t.as_micros()));
     }
     conditions
 }

@@ -187,7 +187,7 @@ pub(super) async fn insert_deliveries<'q>(
                 .bind(i64::from(park))
                 .bind(d.payload_id.as_deref())
                 .bind(d.origin.as_str())
-                .bind(d.origin.resent_from());
+                .bind(d.origin.resent_from().map(DeliveryId::as_str));
         }
         chain.push(tx, &sql, args).await?;
     }

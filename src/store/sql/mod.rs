@@ -4,6 +4,7 @@
 
 mod accounts;
 mod activity;
+mod args;
 mod audit;
 mod chain;
 mod circuit;
@@ -136,25 +137,19 @@ pub(crate) async fn count_finished(
     Ok(())
 }
 
-/// A value bound to a filter condition.
-pub(crate) enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 /// The optional conditions of a list query, added only when given so the planner sees
 /// just the ones that apply. Each clause marks its one parameter with `?` (it may appear
 /// more than once: `(actor_id = ? OR actor_name = ?)`).
 #[derive(Default)]
 pub(crate) struct Conditions {
-    items: Vec<(&'static str, Bind)>,
+    items: Vec<(&'static str, args::Arg<'static>)>,
     /// Clauses without a parameter.
     fixed: Vec<&'static str>,
 }
 
 impl Conditions {
-    pub(crate) fn push(&mut self, clause: &'static str, value: Bind) {
-        self.items.push((clause, value));
+    pub(crate) fn push(&mut self, clause: &'static str, value: impl Into<args::Arg<'static>>) {
+        self.items.push((clause, value.into()));
     }
 
     pub(crate) fn push_fixed(&mut self, clause: &'static str) {
@@ -174,29 +169,21 @@ impl Conditions {
     /// [`Self::bind`] for a query of one value.
     pub(crate) fn bind_scalar<'q, O>(
         self,
-        mut query: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+        query: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
     ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
-        for (_, value) in self.items {
-            query = match value {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
-        query
+        args::bound_scalar(query, self.values())
     }
 
     /// Binds the values in order, after whatever `query` has bound already.
     pub(crate) fn bind<'q>(
         self,
-        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        for (_, value) in self.items {
-            query = match value {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
-        query
+        args::bound(query, self.values())
+    }
+
+    fn values<'q>(self) -> Vec<args::Arg<'q>> {
+        self.items.into_iter().map(|(_, value)| value).collect()
     }
 }
 
