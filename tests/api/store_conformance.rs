@@ -639,6 +639,83 @@ async fn store_delivery_queue(backend: Backend) {
 
 both_backends!(store_delivery_queue);
 
+/// A write transaction that fails part-way leaves nothing behind and the store usable: on
+/// SQLite its BEGIN and COMMIT ride on its statements, so the failure must roll it back
+/// (the connection is closed and replaced) before the next write.
+async fn store_a_failed_write_leaves_nothing_behind(backend: Backend) {
+    use tocsin::{
+        domain::event::{parse_event, Tenant},
+        store::Admission,
+    };
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "f").await;
+    let event = |incident: &str| {
+        let body = json!({"type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": incident, "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+        parse_event(
+            &body,
+            Tenant {
+                id: &org.id,
+                name: "Org",
+            },
+        )
+        .unwrap()
+    };
+    let admission = Admission {
+        lease: None,
+        park_urls: Default::default(),
+        park_until: Timestamp::now(),
+    };
+    let url = "https://receiver.example/hook";
+    // Two deliveries with one id: the event, incident and payload rows are written before
+    // the deliveries' insert fails on its primary key.
+    let doomed = event("inc-doomed");
+    let first = crate::helpers::delivery_of(&doomed, &hook.id, url);
+    let mut twin = crate::helpers::delivery_of(&doomed, &hook.id, url);
+    twin.id = first.id.clone();
+    let failed = store
+        .accept_events(&[(doomed.clone(), vec![first, twin])], &admission)
+        .await;
+    assert!(
+        failed.is_err(),
+        "a repeated delivery id must fail the batch"
+    );
+    assert_eq!(
+        store
+            .latest_incident_event(&org.id, "inc-doomed")
+            .await
+            .unwrap(),
+        None,
+        "the failed batch's incident and event were rolled back"
+    );
+
+    // The next write goes through, on a connection without the failed transaction.
+    let fine = event("inc-fine");
+    let delivery = crate::helpers::delivery_of(&fine, &hook.id, url);
+    store
+        .accept_events(&[(fine.clone(), vec![delivery.clone()])], &admission)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .latest_incident_event(&org.id, "inc-fine")
+            .await
+            .unwrap()
+            .map(|e| e.id),
+        Some(fine.id.clone())
+    );
+    assert!(store
+        .delivery(&org.id, &hook.id, &delivery.id)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+both_backends!(store_a_failed_write_leaves_nothing_behind);
+
 /// Rate slots are a token bucket in the database: every node (every store on it) shares
 /// it, and the time is the caller's.
 async fn store_rate_slots(backend: Backend) {

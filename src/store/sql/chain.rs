@@ -1,17 +1,26 @@
-//! Write statements of one transaction whose results nobody reads, sent together.
+//! A write transaction that sends its writes together, and on SQLite its BEGIN and COMMIT
+//! with them.
 //!
-//! On SQLite every statement is a round trip between an async worker and sqlx's database
+//! On SQLite every call is a round trip between an async worker and sqlx's database
 //! thread: two thread wake-ups, which at ordinary rates (a batch of one event) cost more
-//! than the statement itself. A chain sends its statements as one multi-statement call,
-//! which sqlx's SQLite driver runs in order, each statement binding as many values of the
-//! call's one list as it has anonymous parameters, from where the one before stopped. So
-//! a statement's parameters are made anonymous as it is added (`$n` becomes `?`, its value
-//! repeated where it appears twice; numbered parameters would be looked up in the whole
-//! list, and the driver stops binding at gaps in their numbers). PostgreSQL's protocol
-//! takes one statement per call when it has parameters, so there each statement runs as
-//! it is added.
+//! than the statement itself. So a chain:
+//! - keeps the writes whose results nobody reads and sends them as one multi-statement
+//!   call, which sqlx's SQLite driver runs in order, each statement binding as many values
+//!   of the call's one list as it has anonymous parameters, from where the one before
+//!   stopped. A statement's parameters are made anonymous as it is added (`$n` becomes `?`,
+//!   its value repeated where it appears twice; numbered parameters would be looked up in
+//!   the whole list, and the driver stops binding at gaps in their numbers);
+//! - opens the transaction with its first call (`BEGIN` ahead of the first statement sent,
+//!   a read or the writes) and ends it with its last (`COMMIT` after the writes), instead
+//!   of one call each. sqlx does not know of such a transaction, so a chain dropped before
+//!   it committed (an error, a cancelled task) closes its connection, which rolls it back;
+//!   the pool opens a new one.
+//!
+//! So a transaction that reads once and then writes is two calls instead of four or more.
+//! PostgreSQL's protocol takes one statement per call when it has parameters, so there a
+//! chain is an ordinary transaction and each statement runs as it is added.
 
-use sqlx::{Any, Transaction};
+use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Transaction};
 
 pub(crate) use super::args::Args;
 use super::{
@@ -20,38 +29,81 @@ use super::{
 };
 
 pub(crate) struct Chain<'q> {
-    dialect: Dialect,
+    conn: Conn,
+    /// SQLite: the writes not sent yet, anonymized, with their values.
     sql: String,
     args: Vec<Arg<'q>>,
 }
 
+enum Conn {
+    Postgres(Transaction<'static, Any>),
+    /// Committed (PostgreSQL's transaction is consumed by its commit).
+    Done,
+    Sqlite {
+        conn: PoolConnection<Any>,
+        /// `BEGIN` was sent.
+        begun: bool,
+        /// `COMMIT` was sent and answered.
+        committed: bool,
+    },
+}
+
 impl<'q> Chain<'q> {
-    pub(crate) fn new(dialect: Dialect) -> Self {
-        Self {
-            dialect,
+    /// Starts a write transaction on `pool` (on SQLite nothing is sent yet).
+    pub(crate) async fn begin(pool: &AnyPool, dialect: Dialect) -> Result<Self, sqlx::Error> {
+        let conn = match dialect {
+            Dialect::Postgres => Conn::Postgres(pool.begin().await?),
+            Dialect::Sqlite => Conn::Sqlite {
+                conn: pool.acquire().await?,
+                begun: false,
+                committed: false,
+            },
+        };
+        Ok(Self {
+            conn,
             sql: String::new(),
             args: Vec::new(),
-        }
+        })
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
-        self.dialect
+        match self.conn {
+            Conn::Postgres(_) | Conn::Done => Dialect::Postgres,
+            Conn::Sqlite { .. } => Dialect::Sqlite,
+        }
     }
 
-    /// Adds a statement: on PostgreSQL it runs now, on SQLite with the rest at [`Self::run`].
-    /// Its parameters are anonymous (`?`, from [`Dialect::params`]) or numbered `$n` from
-    /// `$1` within the statement, not both.
-    pub(crate) async fn push(
-        &mut self,
-        tx: &mut Transaction<'static, Any>,
-        sql: &str,
-        args: Args<'q>,
-    ) -> Result<(), sqlx::Error> {
-        match self.dialect {
-            Dialect::Postgres => {
+    /// A statement whose results are read, as it must be sent now, and the connection to
+    /// send it on: on SQLite the transaction's first call carries its `BEGIN`. The writes
+    /// added so far are not sent before it: a read must not depend on them.
+    pub(crate) fn read(&mut self, sql: &str) -> (String, &mut AnyConnection) {
+        match &mut self.conn {
+            Conn::Postgres(tx) => (sql.to_owned(), &mut **tx),
+            Conn::Done => unreachable!("a chain is consumed by its commit"),
+            Conn::Sqlite { conn, begun, .. } => {
+                let sql = if *begun {
+                    sql.to_owned()
+                } else {
+                    // Counted as sent from here: should the call fail, the connection is
+                    // closed (see `Drop`), whatever state it left.
+                    *begun = true;
+                    format!("BEGIN;\n{sql}")
+                };
+                (sql, &mut **conn)
+            }
+        }
+    }
+
+    /// Adds a write: on PostgreSQL it runs now, on SQLite with the rest at
+    /// [`Self::commit`]. Its parameters are anonymous (`?`, from [`Dialect::params`]) or
+    /// numbered `$n` from `$1` within the statement, not both.
+    pub(crate) async fn push(&mut self, sql: &str, args: Args<'q>) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            Conn::Postgres(tx) => {
                 bound(sqlx::query(sql), args.0).execute(&mut **tx).await?;
             }
-            Dialect::Sqlite => {
+            Conn::Done => unreachable!("a chain is consumed by its commit"),
+            Conn::Sqlite { .. } => {
                 anonymize(sql, args.0, &mut self.sql, &mut self.args);
                 self.sql.push_str(";\n");
             }
@@ -59,14 +111,48 @@ impl<'q> Chain<'q> {
         Ok(())
     }
 
-    /// Runs what is left to run, in the order it was added.
-    pub(crate) async fn run(self, tx: &mut Transaction<'static, Any>) -> Result<(), sqlx::Error> {
-        if !self.sql.is_empty() {
-            bound(sqlx::query(&self.sql), self.args)
-                .execute(&mut **tx)
-                .await?;
+    /// Sends the writes not sent yet and commits: on SQLite one call, with the `BEGIN`
+    /// too if nothing was read.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let sql = std::mem::take(&mut self.sql);
+        let args = std::mem::take(&mut self.args);
+        match &mut self.conn {
+            Conn::Postgres(_) => {
+                let Conn::Postgres(tx) = std::mem::replace(&mut self.conn, Conn::Done) else {
+                    unreachable!()
+                };
+                tx.commit().await
+            }
+            Conn::Sqlite {
+                conn,
+                begun,
+                committed,
+            } => {
+                let begin = if *begun { "" } else { "BEGIN;\n" };
+                *begun = true;
+                bound(sqlx::query(&format!("{begin}{sql}COMMIT")), args)
+                    .execute(&mut **conn)
+                    .await?;
+                *committed = true;
+                Ok(())
+            }
+            Conn::Done => Ok(()),
         }
-        Ok(())
+    }
+}
+
+impl Drop for Chain<'_> {
+    fn drop(&mut self) {
+        if let Conn::Sqlite {
+            conn,
+            begun: true,
+            committed: false,
+        } = &mut self.conn
+        {
+            // A transaction sqlx does not know of may still be open on this connection:
+            // closing it rolls that back, and the pool opens a fresh one.
+            conn.close_on_drop();
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{any::AnyRow, Any, Row, Transaction};
+use sqlx::{any::AnyRow, Row};
 
 use super::{
     args::Arg,
@@ -214,11 +214,10 @@ impl DeliveryStore for SqlStore {
         batch: &[(Event, Vec<NewDelivery>)],
         admission: &Admission,
     ) -> StoreResult<Vec<Accepted>> {
-        let mut tx = self.writer.begin().await?;
+        let mut chain = Chain::begin(&self.writer, self.dialect).await?;
         let answers =
-            super::intake::accept_events(&mut tx, self.dialect, &self.sealer, batch, admission)
-                .await?;
-        tx.commit().await?;
+            super::intake::accept_events(&mut chain, &self.sealer, batch, admission).await?;
+        chain.commit().await?;
         Ok(answers)
     }
 
@@ -227,14 +226,11 @@ impl DeliveryStore for SqlStore {
         deliveries: &[NewDelivery],
         admission: &Admission,
     ) -> StoreResult<Vec<DeliveryId>> {
-        let mut tx = self.writer.begin().await?;
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
-        let mut chain = Chain::new(self.dialect);
+        let mut chain = Chain::begin(&self.writer, self.dialect).await?;
         let leased =
-            super::intake::insert_deliveries(&mut tx, &mut chain, &self.sealer, &all, admission)
-                .await?;
-        chain.run(&mut tx).await?;
-        tx.commit().await?;
+            super::intake::insert_deliveries(&mut chain, &self.sealer, &all, admission).await?;
+        chain.commit().await?;
         Ok(leased)
     }
 
@@ -350,8 +346,8 @@ impl DeliveryStore for SqlStore {
         reason: &str,
         limit: u32,
     ) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
-        let expired: Vec<(DeliveryId, OrganizationId, WebhookId)> = sqlx::query_as(
+        let mut chain = Chain::begin(&self.writer, self.dialect).await?;
+        let (sql, conn) = chain.read(
             "UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2, completed_at = $2, \
                next_attempt_at = NULL, leased_until = NULL, lease_owner = NULL, parked = 0 \
              WHERE seq IN (SELECT seq FROM deliveries \
@@ -359,31 +355,30 @@ impl DeliveryStore for SqlStore {
                  AND (lease_owner IS NULL OR leased_until < $2) \
                ORDER BY created_at LIMIT $4) \
              RETURNING id, organization_id, webhook_id",
-        )
-        .bind(reason)
-        .bind(now.as_micros())
-        .bind(before.as_micros())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let expired: Vec<(DeliveryId, OrganizationId, WebhookId)> = sqlx::query_as(&sql)
+            .bind(reason)
+            .bind(now.as_micros())
+            .bind(before.as_micros())
+            .bind(i64::from(limit))
+            .fetch_all(conn)
+            .await?;
         let mut wants_mail: HashMap<WebhookId, bool> = HashMap::new();
         let mut finished = HashMap::new();
-        let mut chain = Chain::new(self.dialect);
         for (id, org, webhook) in &expired {
             if !wants_mail.contains_key(webhook) {
-                let spec: Option<String> =
-                    sqlx::query_scalar("SELECT spec FROM webhooks WHERE id = $1")
-                        .bind(webhook)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let (sql, conn) = chain.read("SELECT spec FROM webhooks WHERE id = $1");
+                let spec: Option<String> = sqlx::query_scalar(&sql)
+                    .bind(webhook)
+                    .fetch_optional(conn)
+                    .await?;
                 let mails = spec
                     .and_then(|s| super::stored_webhook::from_text(&s).ok())
                     .is_some_and(|s| !s.mail_ids.is_empty());
                 wants_mail.insert(webhook.clone(), mails);
             }
             if wants_mail[webhook] {
-                super::notification::insert_notification(&mut tx, &mut chain, id, now.as_micros())
-                    .await?;
+                super::notification::insert_notification(&mut chain, id, now.as_micros()).await?;
             }
             finished
                 .entry((
@@ -394,9 +389,8 @@ impl DeliveryStore for SqlStore {
                 .or_insert((0, 0))
                 .1 += 1;
         }
-        super::count_finished(&mut tx, &mut chain, &finished).await?;
-        chain.run(&mut tx).await?;
-        tx.commit().await?;
+        super::count_finished(&mut chain, &finished).await?;
+        chain.commit().await?;
         Ok(expired.len() as u64)
     }
 
@@ -731,10 +725,9 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
         let now = Timestamp::now().as_micros();
         // The writes after each update go as one chain (see `chain.rs`).
-        let mut chain = Chain::new(self.dialect);
+        let mut chain = Chain::begin(&self.writer, self.dialect).await?;
         for chunk in results.chunks(200) {
             // Only deliveries this node still holds change state (not cancelled, not reclaimed).
             // Holding implies pending (every change away from pending clears the lease), so
@@ -751,6 +744,7 @@ impl DeliveryStore for SqlStore {
                 self.dialect.rows(1, chunk.len(), 8),
                 self.dialect.params(chunk.len() * 8 + 1, 1)
             );
+            let (sql, conn) = chain.read(&sql);
             let mut update =
                 sqlx::query_as::<_, (DeliveryId, OrganizationId, WebhookId, String)>(&sql);
             for r in chunk {
@@ -769,7 +763,7 @@ impl DeliveryStore for SqlStore {
             let update = update.bind(owner);
             // The deliveries whose state this changed, with their webhook and URL.
             let updated: HashMap<DeliveryId, (OrganizationId, WebhookId, String)> = update
-                .fetch_all(&mut *tx)
+                .fetch_all(conn)
                 .await?
                 .into_iter()
                 .map(|(id, org, webhook, url)| (id, (org, webhook, url)))
@@ -785,13 +779,8 @@ impl DeliveryStore for SqlStore {
                     .entry((org.as_str(), webhook.as_str(), url.as_str()))
                     .or_insert(false) |= r.state == DeliveryState::Succeeded;
                 if r.state == DeliveryState::Failed && r.notify {
-                    super::notification::insert_notification(
-                        &mut tx,
-                        &mut chain,
-                        &r.delivery_id,
-                        now,
-                    )
-                    .await?;
+                    super::notification::insert_notification(&mut chain, &r.delivery_id, now)
+                        .await?;
                 }
                 let (ok, failed) = match r.state {
                     DeliveryState::Succeeded => (1, 0),
@@ -804,8 +793,8 @@ impl DeliveryStore for SqlStore {
                 counts.0 += ok;
                 counts.1 += failed;
             }
-            super::count_finished(&mut tx, &mut chain, &finished).await?;
-            record_url_health(&mut tx, &mut chain, &health, now).await?;
+            super::count_finished(&mut chain, &finished).await?;
+            record_url_health(&mut chain, &health, now).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
                 "{} ON CONFLICT (delivery_id, number) DO NOTHING",
@@ -839,12 +828,11 @@ impl DeliveryStore for SqlStore {
                     .bind(a.response_body.as_deref())
                     .bind(a.error.as_deref());
             }
-            chain.push(&mut tx, &sql, args).await?;
+            chain.push(&sql, args).await?;
         }
         // On SQLite the chained writes run after every chunk's update: they read only
         // `deliveries` rows' ids, organization and webhook, which no update changes.
-        chain.run(&mut tx).await?;
-        tx.commit().await?;
+        chain.commit().await?;
         Ok(())
     }
 
@@ -1008,7 +996,6 @@ fn query_from_text(text: &str) -> StoreResult<LogQuery> {
 /// Notes, per webhook and URL, a success (which ends any failing stretch) or that it has
 /// been failing since now if it was not already.
 async fn record_url_health(
-    tx: &mut Transaction<'static, Any>,
     chain: &mut Chain<'_>,
     health: &HashMap<(&str, &str, &str), bool>,
     now: i64,
@@ -1036,7 +1023,7 @@ async fn record_url_health(
                 .bind(ok.then_some(now))
                 .bind((!**ok).then_some(now));
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::{
     chain::{Args, Chain},
@@ -32,7 +32,7 @@ const CHUNK: usize = 400;
 /// second wait for the first's commit and then see its delivery. Locks are taken in key
 /// order, so two batches sharing lanes cannot deadlock. (SQLite's one writer serialises
 /// these transactions already.)
-async fn lock_lanes(tx: &mut Transaction<'static, Any>, lanes: &[&String]) -> StoreResult<()> {
+async fn lock_lanes(chain: &mut Chain<'_>, lanes: &[&String]) -> StoreResult<()> {
     // A lane is hex of a hash: its first 16 digits make a well-spread 64-bit key.
     let mut keys: Vec<i64> = lanes
         .iter()
@@ -48,18 +48,18 @@ async fn lock_lanes(tx: &mut Transaction<'static, Any>, lanes: &[&String]) -> St
             "SELECT pg_advisory_xact_lock(k) FROM (VALUES {}) AS v(k)",
             values.join(", ")
         );
+        let (sql, conn) = chain.read(&sql);
         let mut query = sqlx::query(&sql);
         for key in chunk {
             query = query.bind(*key);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(conn).await?;
     }
     Ok(())
 }
 
-/// The writes go into `chain` (run them before committing).
+/// The writes go into `chain` (they are sent as it commits).
 pub(super) async fn insert_deliveries<'q>(
-    tx: &mut Transaction<'static, Any>,
     chain: &mut Chain<'q>,
     sealer: &Sealer,
     deliveries: &[&'q NewDelivery],
@@ -71,18 +71,19 @@ pub(super) async fn insert_deliveries<'q>(
     let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
     distinct.sort();
     if dialect == Dialect::Postgres {
-        lock_lanes(tx, &distinct).await?;
+        lock_lanes(chain, &distinct).await?;
     }
     for chunk in distinct.chunks(CHUNK) {
         let sql = format!(
             "SELECT DISTINCT lane FROM deliveries WHERE state = 'pending' AND lane IN ({})",
             dialect.params(1, chunk.len())
         );
+        let (sql, conn) = chain.read(&sql);
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for lane in chunk {
             query = query.bind(*lane);
         }
-        busy.extend(query.fetch_all(&mut **tx).await?);
+        busy.extend(query.fetch_all(conn).await?);
     }
 
     let mut leased = Vec::new();
@@ -122,7 +123,7 @@ pub(super) async fn insert_deliveries<'q>(
         for (id, body) in chunk {
             args = args.bind(*id).bind(*body);
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
 
     const COLUMNS: &[&str] = &[
@@ -189,14 +190,13 @@ pub(super) async fn insert_deliveries<'q>(
                 .bind(d.origin.as_str())
                 .bind(d.origin.resent_from().map(DeliveryId::as_str));
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
     for d in deliveries
         .iter()
         .filter(|d| d.failure.is_some() && d.notify)
     {
-        super::notification::insert_notification(tx, chain, &d.id, d.created_at.as_micros())
-            .await?;
+        super::notification::insert_notification(chain, &d.id, d.created_at.as_micros()).await?;
     }
     // Failed at intake (the payload could not be rendered): finished now.
     let mut counts = HashMap::new();
@@ -208,16 +208,16 @@ pub(super) async fn insert_deliveries<'q>(
         );
         counts.entry(key).or_insert((0, 0)).1 += 1;
     }
-    super::count_finished(tx, chain, &counts).await?;
+    super::count_finished(chain, &counts).await?;
     Ok(leased)
 }
 
 /// Events already accepted under these producer ids: (organization, producer id) → answer.
 async fn seen_before(
-    tx: &mut Transaction<'static, Any>,
-    dialect: Dialect,
+    chain: &mut Chain<'_>,
     batch: &[(Event, Vec<NewDelivery>)],
 ) -> StoreResult<HashMap<(OrganizationId, String), Accepted>> {
+    let dialect = chain.dialect();
     let keyed: Vec<(&OrganizationId, &str)> = batch
         .iter()
         .filter_map(|(e, _)| e.producer_id.as_deref().map(|p| (&e.organization_id, p)))
@@ -236,11 +236,12 @@ async fn seen_before(
                 dialect.params(1, 1),
                 dialect.params(2, chunk.len())
             );
+            let (sql, conn) = chain.read(&sql);
             let mut query = sqlx::query(&sql).bind(org);
             for producer_id in chunk {
                 query = query.bind(*producer_id);
             }
-            for row in query.fetch_all(&mut **tx).await? {
+            for row in query.fetch_all(conn).await? {
                 let answer = Accepted {
                     event_id: row.try_get("id")?,
                     deliveries: row.try_get::<i64, _>("delivery_count")? as u64,
@@ -254,16 +255,16 @@ async fn seen_before(
     Ok(seen)
 }
 
-pub(super) async fn accept_events(
-    tx: &mut Transaction<'static, Any>,
-    dialect: Dialect,
+/// Writes the batch into `chain`'s transaction; the writes are sent as it commits, after
+/// the reads (see `chain.rs`).
+pub(super) async fn accept_events<'q>(
+    chain: &mut Chain<'q>,
     sealer: &Sealer,
-    batch: &[(Event, Vec<NewDelivery>)],
+    batch: &'q [(Event, Vec<NewDelivery>)],
     admission: &Admission,
 ) -> StoreResult<Vec<Accepted>> {
-    // Every write of the batch goes as one chain after the reads (see `chain.rs`).
-    let mut chain = Chain::new(dialect);
-    let mut seen = seen_before(tx, dialect, batch).await?;
+    let dialect = chain.dialect();
+    let mut seen = seen_before(chain, batch).await?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut fresh: Vec<&(Event, Vec<NewDelivery>)> = Vec::new();
     for item in batch {
@@ -330,7 +331,7 @@ pub(super) async fn accept_events(
                 .bind(deliveries.len() as i64)
                 .bind(event.received_at.as_micros());
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
 
     // Each incident's latest lifecycle event (triggered, acknowledged, resolved, reassigned:
@@ -371,16 +372,14 @@ pub(super) async fn accept_events(
                 .bind(&event.id)
                 .bind(event.received_at.as_micros());
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
-    let leased: HashSet<DeliveryId> =
-        insert_deliveries(tx, &mut chain, sealer, &deliveries, admission)
-            .await?
-            .into_iter()
-            .collect();
-    chain.run(tx).await?;
+    let leased: HashSet<DeliveryId> = insert_deliveries(chain, sealer, &deliveries, admission)
+        .await?
+        .into_iter()
+        .collect();
     for (answer, (_, deliveries)) in answers
         .iter_mut()
         .filter(|a| !a.duplicate)

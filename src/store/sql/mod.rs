@@ -108,7 +108,6 @@ pub(crate) fn hour_of(micros: i64) -> i64 {
 /// Adds finished deliveries to their webhook's hourly counts (`delivery_hours`), in the
 /// transaction that finished them: `(organization, webhook, hour) → (succeeded, failed)`.
 pub(crate) async fn count_finished(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     chain: &mut chain::Chain<'_>,
     counts: &std::collections::HashMap<(OrganizationId, WebhookId, i64), (i64, i64)>,
 ) -> Result<(), sqlx::Error> {
@@ -132,7 +131,7 @@ pub(crate) async fn count_finished(
                 .bind(*succeeded)
                 .bind(*failed);
         }
-        chain.push(tx, &sql, args).await?;
+        chain.push(&sql, args).await?;
     }
     Ok(())
 }

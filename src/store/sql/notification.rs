@@ -20,7 +20,6 @@ use crate::{
 
 /// Records that a failed delivery owes an e-mail; the notifier takes it from there.
 pub(super) async fn insert_notification(
-    tx: &mut Transaction<'static, Any>,
     chain: &mut super::chain::Chain<'_>,
     delivery_id: &DeliveryId,
     at: i64,
@@ -31,7 +30,6 @@ pub(super) async fn insert_notification(
         .bind(delivery_id.to_owned());
     chain
         .push(
-            tx,
             "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
              SELECT $1, organization_id, webhook_id, id, 'pending', 0, $2, $2 FROM deliveries WHERE id = $3 \
              ON CONFLICT (delivery_id) DO NOTHING",
