@@ -12,6 +12,11 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, sealer)
-        .with_changes(ChangeFeed::new(url)))
+    Ok(SqlStore::new(
+        pool.clone(),
+        super::sql::writer::Writer::Pool(pool),
+        Dialect::Postgres,
+        sealer,
+    )
+    .with_changes(ChangeFeed::new(url)))
 }

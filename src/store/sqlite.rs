@@ -1,13 +1,14 @@
 use sqlx::{any::AnyPoolOptions, Executor};
 
 use super::{
-    sql::{Dialect, SqlStore},
+    sql::{writer::Writer, Dialect, SqlStore},
     Sealer, StoreResult,
 };
 
-/// SQLite allows one writer at a time. Giving writes their own single-connection pool
-/// queues them in-process instead of failing with SQLITE_BUSY when a read transaction
-/// tries to upgrade; reads keep a pool of their own.
+/// SQLite allows one writer at a time. Giving writes their own single connection queues
+/// them in-process instead of failing with SQLITE_BUSY when a read transaction tries to
+/// upgrade; reads keep a pool of their own. The writer's connection is made by a pool of
+/// one (same settings as the readers') and then held outside it (see `sql/writer.rs`).
 pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
     create_private(url);
     let url = with_create_mode(url);
@@ -50,6 +51,7 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
         .connect(&url)
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+    let writer = Writer::held(writer.acquire().await?.detach());
     let reader = setup(8 * 1024, 1000)
         .max_connections(8)
         .connect(&url)

@@ -17,7 +17,7 @@ const USER_COLUMNS: &str = "id, organization_id, email, name, role, disabled, cr
 const LINK_COLUMNS: &str =
     "code_hash, organization_id, user_id, role, created_at, expires_at, used_at";
 
-type Tx = Transaction<'static, sqlx::Any>;
+type Tx<'c> = Transaction<'c, sqlx::Any>;
 
 fn role(text: &str) -> StoreResult<Role> {
     Role::parse(text).map_err(StoreError::Corrupt)
@@ -53,7 +53,7 @@ fn link_from_row(row: &AnyRow) -> StoreResult<SetupLink> {
     })
 }
 
-pub(crate) async fn insert_setup_link(tx: &mut Tx, link: &SetupLink) -> StoreResult<()> {
+pub(crate) async fn insert_setup_link(tx: &mut Tx<'_>, link: &SetupLink) -> StoreResult<()> {
     sqlx::query(&format!(
         "INSERT INTO setup_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ))
@@ -69,7 +69,7 @@ pub(crate) async fn insert_setup_link(tx: &mut Tx, link: &SetupLink) -> StoreRes
     Ok(())
 }
 
-async fn insert_user(tx: &mut Tx, user: &User, password_hash: Option<&str>) -> StoreResult<()> {
+async fn insert_user(tx: &mut Tx<'_>, user: &User, password_hash: Option<&str>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO users (id, organization_id, email, email_key, name, role, password_hash, disabled, created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
@@ -90,7 +90,7 @@ async fn insert_user(tx: &mut Tx, user: &User, password_hash: Option<&str>) -> S
 }
 
 async fn email_taken(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     organization_id: &OrganizationId,
     email: &str,
 ) -> StoreResult<bool> {
@@ -104,7 +104,7 @@ async fn email_taken(
 }
 
 async fn user_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     organization_id: &OrganizationId,
     id: &str,
 ) -> StoreResult<Option<User>> {
@@ -120,7 +120,7 @@ async fn user_in(
 
 /// Serialises changes to an organization's users (a row lock on PostgreSQL; SQLite has one
 /// writer anyway), so two admins demoting the last two owners at once cannot both succeed.
-async fn lock_organization(tx: &mut Tx, organization_id: &OrganizationId) -> StoreResult<()> {
+async fn lock_organization(tx: &mut Tx<'_>, organization_id: &OrganizationId) -> StoreResult<()> {
     sqlx::query("UPDATE organizations SET name = name WHERE id = $1")
         .bind(organization_id)
         .execute(&mut **tx)
@@ -130,7 +130,7 @@ async fn lock_organization(tx: &mut Tx, organization_id: &OrganizationId) -> Sto
 
 /// Whether an enabled owner other than `except` remains.
 async fn other_owner_exists(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     organization_id: &OrganizationId,
     except: &str,
 ) -> StoreResult<bool> {
@@ -144,7 +144,7 @@ async fn other_owner_exists(
     Ok(count > 0)
 }
 
-async fn end_sessions_of(tx: &mut Tx, user_id: &str) -> StoreResult<()> {
+async fn end_sessions_of(tx: &mut Tx<'_>, user_id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
@@ -153,7 +153,7 @@ async fn end_sessions_of(tx: &mut Tx, user_id: &str) -> StoreResult<()> {
 }
 
 async fn store_password(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     hash: Option<&str>,
     at: Timestamp,
@@ -180,7 +180,8 @@ impl AccountStore for SqlStore {
         link: Option<&SetupLink>,
         audit: &AuditEntry,
     ) -> StoreResult<UserWrite> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         lock_organization(&mut tx, &user.organization_id).await?;
         if email_taken(&mut tx, &user.organization_id, &user.email).await? {
             tx.rollback().await?;
@@ -248,7 +249,8 @@ impl AccountStore for SqlStore {
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> StoreResult<UserWrite> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         lock_organization(&mut tx, &user.organization_id).await?;
         let Some(current) = user_in(&mut tx, &user.organization_id, &user.id).await? else {
             tx.rollback().await?;
@@ -289,7 +291,8 @@ impl AccountStore for SqlStore {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<UserWrite> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         lock_organization(&mut tx, organization_id).await?;
         let Some(current) = user_in(&mut tx, organization_id, id).await? else {
             tx.rollback().await?;
@@ -319,7 +322,8 @@ impl AccountStore for SqlStore {
         let Some(user_id) = link.user_id.as_deref() else {
             return Ok(UserWrite::NotFound);
         };
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let Some(user) = user_in(&mut tx, &link.organization_id, user_id).await? else {
             tx.rollback().await?;
             return Ok(UserWrite::NotFound);
@@ -363,7 +367,8 @@ impl AccountStore for SqlStore {
         new_user: Option<&User>,
         audit: &AuditEntry,
     ) -> StoreResult<LinkUse> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         // Claiming the link is the first write: of two uses at once, one finds it taken.
         let claimed = sqlx::query(&format!(
             "UPDATE setup_links SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING {LINK_COLUMNS}"
@@ -406,7 +411,8 @@ impl AccountStore for SqlStore {
     }
 
     async fn start_session(&self, session: &Session) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let idle_cutoff = session.created_at.as_micros()
             - crate::domain::session::IDLE_TIMEOUT.as_micros() as i64;
         let absolute_cutoff = session.created_at.as_micros()
@@ -460,7 +466,7 @@ impl AccountStore for SqlStore {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
             .bind(at.as_micros())
             .bind(id_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }
@@ -468,7 +474,7 @@ impl AccountStore for SqlStore {
     async fn end_session(&self, id_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }

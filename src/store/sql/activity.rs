@@ -102,7 +102,7 @@ impl ActivityStore for SqlStore {
     async fn prune_hourly(&self, before: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM delivery_hours WHERE hour < $1")
             .bind(before.as_micros())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(done.rows_affected())
     }

@@ -13,7 +13,7 @@ use crate::store::{AuditQuery, StoreError, StoreResult};
 const COLUMNS: &str = "seq, id, organization_id, at, actor_kind, actor_id, actor_name, action, object_kind, object_id, object_name, changes";
 
 pub(crate) async fn insert_audit(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     entry: &AuditEntry,
 ) -> StoreResult<()> {
     sqlx::query(

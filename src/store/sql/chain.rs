@@ -13,97 +13,82 @@
 //! - opens the transaction with its first call (`BEGIN` ahead of the first statement sent,
 //!   a read or the writes) and ends it with its last (`COMMIT` after the writes), instead
 //!   of one call each. sqlx does not know of such a transaction, so a chain dropped before
-//!   it committed (an error, a cancelled task) closes its connection, which rolls it back;
-//!   the pool opens a new one.
+//!   it committed (an error, a cancelled task) has it rolled back before the connection
+//!   writes again (see `writer.rs`).
 //!
 //! So a transaction that reads once and then writes is two calls instead of four or more.
 //! PostgreSQL's protocol takes one statement per call when it has parameters, so there a
-//! chain is an ordinary transaction and each statement runs as it is added.
+//! chain begins at once, each statement runs as it is added, and `COMMIT` is a call.
 
-use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Transaction};
+use sqlx::{AnyConnection, Executor};
 
 pub(crate) use super::args::Args;
 use super::{
     args::{bound, Arg},
+    writer::{Writer, WriterConn},
     Dialect,
 };
 
 pub(crate) struct Chain<'q> {
-    conn: Conn,
+    conn: WriterConn,
+    dialect: Dialect,
+    /// `BEGIN` was sent.
+    begun: bool,
+    /// `COMMIT` was sent and answered.
+    committed: bool,
     /// SQLite: the writes not sent yet, anonymized, with their values.
     sql: String,
     args: Vec<Arg<'q>>,
 }
 
-enum Conn {
-    Postgres(Transaction<'static, Any>),
-    /// Committed (PostgreSQL's transaction is consumed by its commit).
-    Done,
-    Sqlite {
-        conn: PoolConnection<Any>,
-        /// `BEGIN` was sent.
-        begun: bool,
-        /// `COMMIT` was sent and answered.
-        committed: bool,
-    },
-}
-
 impl<'q> Chain<'q> {
-    /// Starts a write transaction on `pool` (on SQLite nothing is sent yet).
-    pub(crate) async fn begin(pool: &AnyPool, dialect: Dialect) -> Result<Self, sqlx::Error> {
-        let conn = match dialect {
-            Dialect::Postgres => Conn::Postgres(pool.begin().await?),
-            Dialect::Sqlite => Conn::Sqlite {
-                conn: pool.acquire().await?,
-                begun: false,
-                committed: false,
-            },
-        };
-        Ok(Self {
-            conn,
+    /// Starts a write transaction (on SQLite nothing is sent yet).
+    pub(crate) async fn begin(writer: &Writer, dialect: Dialect) -> Result<Self, sqlx::Error> {
+        let mut chain = Self {
+            conn: writer.acquire().await?,
+            dialect,
+            begun: false,
+            committed: false,
             sql: String::new(),
             args: Vec::new(),
-        })
+        };
+        if dialect == Dialect::Postgres {
+            chain.begun = true;
+            chain.conn.execute("BEGIN").await?;
+        }
+        Ok(chain)
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
-        match self.conn {
-            Conn::Postgres(_) | Conn::Done => Dialect::Postgres,
-            Conn::Sqlite { .. } => Dialect::Sqlite,
-        }
+        self.dialect
     }
 
     /// A statement whose results are read, as it must be sent now, and the connection to
     /// send it on: on SQLite the transaction's first call carries its `BEGIN`. The writes
     /// added so far are not sent before it: a read must not depend on them.
     pub(crate) fn read(&mut self, sql: &str) -> (String, &mut AnyConnection) {
-        match &mut self.conn {
-            Conn::Postgres(tx) => (sql.to_owned(), &mut **tx),
-            Conn::Done => unreachable!("a chain is consumed by its commit"),
-            Conn::Sqlite { conn, begun, .. } => {
-                let sql = if *begun {
-                    sql.to_owned()
-                } else {
-                    // Counted as sent from here: should the call fail, the connection is
-                    // closed (see `Drop`), whatever state it left.
-                    *begun = true;
-                    format!("BEGIN;\n{sql}")
-                };
-                (sql, &mut **conn)
-            }
-        }
+        let sql = if self.begun {
+            sql.to_owned()
+        } else {
+            // Counted as sent from here: should the call fail, the transaction is
+            // abandoned (see `Drop`), whatever state it left.
+            self.begun = true;
+            format!("BEGIN;\n{sql}")
+        };
+        (sql, &mut *self.conn)
     }
 
     /// Adds a write: on PostgreSQL it runs now, on SQLite with the rest at
     /// [`Self::commit`]. Its parameters are anonymous (`?`, from [`Dialect::params`]) or
     /// numbered `$n` from `$1` within the statement, not both.
     pub(crate) async fn push(&mut self, sql: &str, args: Args<'q>) -> Result<(), sqlx::Error> {
-        match &mut self.conn {
-            Conn::Postgres(tx) => {
-                bound(sqlx::query(sql), args.0).execute(&mut **tx).await?;
+        match self.dialect {
+            Dialect::Postgres => {
+                bound(sqlx::query(sql), args.0)
+                    .execute(&mut *self.conn)
+                    .await?;
             }
-            Conn::Done => unreachable!("a chain is consumed by its commit"),
-            Conn::Sqlite { .. } => {
+            Dialect::Sqlite => {
                 anonymize(sql, args.0, &mut self.sql, &mut self.args);
                 self.sql.push_str(";\n");
             }
@@ -116,42 +101,22 @@ impl<'q> Chain<'q> {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let sql = std::mem::take(&mut self.sql);
         let args = std::mem::take(&mut self.args);
-        match &mut self.conn {
-            Conn::Postgres(_) => {
-                let Conn::Postgres(tx) = std::mem::replace(&mut self.conn, Conn::Done) else {
-                    unreachable!()
-                };
-                tx.commit().await
-            }
-            Conn::Sqlite {
-                conn,
-                begun,
-                committed,
-            } => {
-                let begin = if *begun { "" } else { "BEGIN;\n" };
-                *begun = true;
-                bound(sqlx::query(&format!("{begin}{sql}COMMIT")), args)
-                    .execute(&mut **conn)
-                    .await?;
-                *committed = true;
-                Ok(())
-            }
-            Conn::Done => Ok(()),
-        }
+        let begin = if self.begun { "" } else { "BEGIN;\n" };
+        self.begun = true;
+        bound(sqlx::query(&format!("{begin}{sql}COMMIT")), args)
+            .execute(&mut *self.conn)
+            .await?;
+        self.committed = true;
+        Ok(())
     }
 }
 
 impl Drop for Chain<'_> {
     fn drop(&mut self) {
-        if let Conn::Sqlite {
-            conn,
-            begun: true,
-            committed: false,
-        } = &mut self.conn
-        {
-            // A transaction sqlx does not know of may still be open on this connection:
-            // closing it rolls that back, and the pool opens a fresh one.
-            conn.close_on_drop();
+        if self.begun && !self.committed {
+            // sqlx does not know of this transaction: it must not stay open for the next
+            // writer on this connection.
+            self.conn.abandon();
         }
     }
 }

@@ -27,7 +27,7 @@ impl CircuitStore for SqlStore {
         .bind(now.as_micros())
         .bind(probe_at.as_micros())
         .bind(cooldown.as_millis() as i64)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(opened.rows_affected() == 1)
     }
@@ -57,7 +57,7 @@ impl CircuitStore for SqlStore {
         .bind(owner)
         .bind(now.as_micros())
         .bind(until.as_micros())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         if won.rows_affected() == 1 {
             return Ok(ProbeClaim::Won);
@@ -65,7 +65,7 @@ impl CircuitStore for SqlStore {
         let row: Option<(i64, Option<i64>)> =
             sqlx::query_as("SELECT probe_at, probe_until FROM circuits WHERE url_key = $1")
                 .bind(url_key)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.writer.acquire().await?)
                 .await?;
         Ok(match row {
             None => ProbeClaim::Closed,
@@ -78,7 +78,7 @@ impl CircuitStore for SqlStore {
     async fn close_circuit(&self, url_key: &str) -> StoreResult<bool> {
         let closed = sqlx::query("DELETE FROM circuits WHERE url_key = $1")
             .bind(url_key)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(closed.rows_affected() == 1)
     }
@@ -97,7 +97,7 @@ impl CircuitStore for SqlStore {
         .bind(url_key)
         .bind(now.as_micros())
         .bind(max_cooldown.as_millis() as i64)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.acquire().await?)
         .await?;
         Ok(at.map(Timestamp::from_micros))
     }

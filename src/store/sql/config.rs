@@ -141,7 +141,8 @@ impl ConfigStore for SqlStore {
         owner: &NewToken,
         owner_link: Option<&SetupLink>,
     ) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         // The first statement writes, so SQLite takes its write lock at once.
         insert_organization(org).execute(&mut *tx).await?;
         let claimed = sqlx::query(
@@ -175,12 +176,15 @@ impl ConfigStore for SqlStore {
     }
 
     async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
-        insert_organization(org).execute(&self.writer).await?;
+        insert_organization(org)
+            .execute(&mut *self.writer.acquire().await?)
+            .await?;
         Ok(())
     }
 
     async fn create_token(&self, token: &NewToken, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         insert_token(token).execute(&mut *tx).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -228,7 +232,8 @@ impl ConfigStore for SqlStore {
         at: Timestamp,
         actor: &Actor,
     ) -> StoreResult<Option<ApiToken>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND ($3 = '' OR organization_id = $3) RETURNING {TOKEN_COLUMNS}"
         ))
@@ -262,7 +267,7 @@ impl ConfigStore for SqlStore {
         .bind(at.as_micros())
         .bind(id)
         .bind(stale_before)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(())
     }
@@ -272,7 +277,8 @@ impl ConfigStore for SqlStore {
         organization_id: &OrganizationId,
         entries: &[crate::domain::directory::Entry],
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         for e in entries {
             sqlx::query(
                 "INSERT INTO directory (organization_id, kind, id, name, last_seen) VALUES ($1, $2, $3, $4, $5) \
@@ -305,7 +311,7 @@ impl ConfigStore for SqlStore {
         .bind(&e.id)
         .bind(&e.name)
         .bind(at.as_micros())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(())
     }
@@ -351,7 +357,8 @@ impl ConfigStore for SqlStore {
     }
 
     async fn insert_webhook(&self, w: &Webhook, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
@@ -481,7 +488,7 @@ impl ConfigStore for SqlStore {
         if spec.enabled && !was_enabled && updated.is_some() {
             sqlx::query("UPDATE url_health SET failing_since = NULL WHERE webhook_id = $1")
                 .bind(id)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.acquire().await?)
                 .await?;
         }
         Ok(updated)
@@ -493,7 +500,8 @@ impl ConfigStore for SqlStore {
         id: &WebhookId,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND id = $2")
             .bind(organization_id)
             .bind(id)
@@ -575,7 +583,8 @@ impl ConfigStore for SqlStore {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE webhooks SET secret = $1, previous_secret = $2, previous_secret_until = $3, updated_at = $4 \
              WHERE organization_id = $5 AND id = $6 RETURNING {WEBHOOK_COLUMNS}"
@@ -605,7 +614,8 @@ impl SqlStore {
         notice: Option<&crate::domain::notification::Notice>,
         answered: &str,
     ) -> StoreResult<Option<Webhook>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let spec: Option<String> =
             sqlx::query_scalar("SELECT spec FROM webhooks WHERE organization_id = $1 AND id = $2")
                 .bind(organization_id)
@@ -659,7 +669,8 @@ impl SqlStore {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE webhooks SET {column} = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4 RETURNING {WEBHOOK_COLUMNS}"
         ))
@@ -681,7 +692,7 @@ impl SqlStore {
     /// read back opened.
     async fn finish_webhook_write(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
         organization_id: &OrganizationId,
         row: Option<AnyRow>,
         audit: &AuditEntry,
@@ -698,7 +709,7 @@ impl SqlStore {
 }
 
 async fn bump_webhooks_version(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     organization_id: &OrganizationId,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")

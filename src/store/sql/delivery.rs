@@ -197,7 +197,10 @@ impl SqlStore {
             ClaimArg::Time(t) => query.bind(t.as_micros()),
             ClaimArg::Url(url) => query.bind(self.sealer.seal_url(url)),
         };
-        let rows = query.bind(limit as i64).fetch_all(&self.writer).await?;
+        let rows = query
+            .bind(limit as i64)
+            .fetch_all(&mut *self.writer.acquire().await?)
+            .await?;
         let mut claimed = rows
             .iter()
             .map(|row| delivery_from_row(row, &self.sealer))
@@ -301,7 +304,8 @@ impl DeliveryStore for SqlStore {
         delivery_ids: &[DeliveryId],
         until: Timestamp,
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         for chunk in delivery_ids.chunks(400) {
             // Holding implies pending (see `record_attempts`).
             let sql = format!(
@@ -416,7 +420,7 @@ impl DeliveryStore for SqlStore {
         .bind(now.as_micros())
         .bind(burst)
         .bind(per_second)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.acquire().await?)
         .await?;
         if taken.is_some() {
             return Ok(Ok(()));
@@ -461,7 +465,8 @@ impl DeliveryStore for SqlStore {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Option<(u64, Option<i64>)>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         // First the job's row: on PostgreSQL this locks it, so a node adopting the job
         // meanwhile waits for this step and then finds it heard of.
         let held = sqlx::query(
@@ -531,7 +536,7 @@ impl DeliveryStore for SqlStore {
         .bind(query_text(q))
         .bind(job.after_seq)
         .bind(runner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(())
     }
@@ -549,7 +554,7 @@ impl DeliveryStore for SqlStore {
         .bind(Timestamp::now().as_micros())
         .bind(&job.id)
         .bind(runner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -572,7 +577,7 @@ impl DeliveryStore for SqlStore {
         .bind(runner)
         .bind(now.as_micros())
         .bind(silent_since.as_micros())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.acquire().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let job = retry_job_from_row(&row, now)?;
@@ -599,7 +604,8 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         // Oldest first by position: old finished rows lead the table, so the scan stops
         // after about `limit` rows.
         let gone: Vec<(String, Option<String>)> = sqlx::query_as(
@@ -684,7 +690,7 @@ impl DeliveryStore for SqlStore {
             ))
             .bind(before.as_micros())
             .bind(i64::from(limit))
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
             pruned += done.rows_affected();
         }
@@ -719,7 +725,7 @@ impl DeliveryStore for SqlStore {
         .bind(delivery_id)
         .bind(&held.owner)
         .bind(held.until.as_micros())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -843,7 +849,7 @@ impl DeliveryStore for SqlStore {
         let done = sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner IS NOT NULL AND state = 'pending'",
         )
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -853,7 +859,7 @@ impl DeliveryStore for SqlStore {
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner = $1 AND state = 'pending'",
         )
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -871,7 +877,7 @@ impl DeliveryStore for SqlStore {
         .bind(at.as_micros())
         .bind(organization_id)
         .bind(webhook_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }

@@ -14,6 +14,7 @@ mod intake;
 mod notification;
 mod sealing;
 mod stored_webhook;
+pub(crate) mod writer;
 
 use crate::domain::ids::{OrganizationId, WebhookId};
 use sqlx::AnyPool;
@@ -74,7 +75,7 @@ impl Dialect {
 pub(crate) struct SqlStore {
     reader: AnyPool,
     /// For SQLite a single connection (see `sqlite.rs`); for PostgreSQL the same pool.
-    writer: AnyPool,
+    writer: writer::Writer,
     dialect: Dialect,
     /// Seals secrets on their way in and opens them on their way out (`sealing.rs`).
     sealer: Sealer,
@@ -83,7 +84,12 @@ pub(crate) struct SqlStore {
 }
 
 impl SqlStore {
-    pub(crate) fn new(reader: AnyPool, writer: AnyPool, dialect: Dialect, sealer: Sealer) -> Self {
+    pub(crate) fn new(
+        reader: AnyPool,
+        writer: writer::Writer,
+        dialect: Dialect,
+        sealer: Sealer,
+    ) -> Self {
         Self {
             reader,
             writer,

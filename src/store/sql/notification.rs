@@ -106,7 +106,7 @@ impl NotificationStore for SqlStore {
         .bind(lease_until.as_micros())
         .bind(now.as_micros())
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.acquire().await?)
         .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -156,7 +156,8 @@ impl NotificationStore for SqlStore {
     }
 
     async fn insert_notice(&self, notice: &Notice) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         insert_notice(&mut tx, notice).await?;
         tx.commit().await?;
         Ok(())
@@ -181,7 +182,7 @@ impl NotificationStore for SqlStore {
         .bind(lease_until.as_micros())
         .bind(now.as_micros())
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.acquire().await?)
         .await?;
         let mut notices = rows
             .iter()
@@ -269,7 +270,7 @@ impl NotificationStore for SqlStore {
         .bind(owner)
         .bind(now.as_micros())
         .bind(until.as_micros())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         if taken.rows_affected() == 1 {
             return Ok(Ok(()));
@@ -277,7 +278,7 @@ impl NotificationStore for SqlStore {
         let held: Option<i64> =
             sqlx::query_scalar("SELECT until FROM mail_reservations WHERE webhook_id = $1")
                 .bind(webhook_id)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.writer.acquire().await?)
                 .await?;
         // Given back meanwhile: free now, the next pass takes it.
         Ok(Err(held.map_or(now, Timestamp::from_micros)))
@@ -287,7 +288,7 @@ impl NotificationStore for SqlStore {
         sqlx::query("DELETE FROM mail_reservations WHERE webhook_id = $1 AND owner = $2")
             .bind(webhook_id)
             .bind(owner)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }
@@ -337,14 +338,14 @@ impl SqlStore {
         for id in ids {
             query = query.bind(id);
         }
-        query.execute(&self.writer).await?;
+        query.execute(&mut *self.writer.acquire().await?).await?;
         Ok(())
     }
 }
 
 /// Records a notice in `tx`, due at once.
 pub(super) async fn insert_notice(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     notice: &Notice,
 ) -> StoreResult<()> {
     sqlx::query(

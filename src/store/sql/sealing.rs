@@ -36,7 +36,8 @@ impl SqlStore {
                 ))),
             };
         }
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let recorded = record_key(&mut tx, &self.sealer, "ON CONFLICT (id) DO NOTHING").await?;
         if !recorded {
             tx.rollback().await?;
@@ -55,7 +56,8 @@ impl SqlStore {
     }
 
     pub(super) async fn rotate(&self, new: &Sealer) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let sealed = reseal(&mut tx, &self.sealer, new).await?;
         sqlx::query("DELETE FROM key_check WHERE id = 1")
             .execute(&mut *tx)
@@ -68,7 +70,7 @@ impl SqlStore {
 
 /// Records `sealer`'s key as the database's; false when `on_conflict` skipped it.
 async fn record_key(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     sealer: &Sealer,
     on_conflict: &str,
 ) -> StoreResult<bool> {
@@ -86,11 +88,7 @@ async fn record_key(
 /// Opens every sealed value with `from` (values in clear are taken as they are) and seals it
 /// with `to`: webhook secrets, credential headers and URL passwords, and the URLs of
 /// deliveries. Returns how many rows changed.
-async fn reseal(
-    tx: &mut Transaction<'static, Any>,
-    from: &Sealer,
-    to: &Sealer,
-) -> StoreResult<u64> {
+async fn reseal(tx: &mut Transaction<'_, Any>, from: &Sealer, to: &Sealer) -> StoreResult<u64> {
     let mut changed = 0;
     let rows = sqlx::query(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks"))
         .fetch_all(&mut **tx)
