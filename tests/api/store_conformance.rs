@@ -716,6 +716,81 @@ async fn store_a_failed_write_leaves_nothing_behind(backend: Backend) {
 
 both_backends!(store_a_failed_write_leaves_nothing_behind);
 
+/// A batch larger than one statement's chunk of lanes and producer ids: repeats are still
+/// found, and every fresh delivery first in its lane is leased, the rest are not.
+async fn store_large_batches_read_in_chunks(backend: Backend) {
+    use tocsin::{
+        domain::event::{parse_event, Tenant},
+        store::{Admission, Lease},
+    };
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "c").await;
+    let event = |incident: String, producer: String| {
+        let body = json!({"id": producer, "type": "incident.triggered", "team": {"id": "t"},
+            "incident": {"id": incident, "message": "m", "status": "triggered",
+                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+        parse_event(
+            &body,
+            Tenant {
+                id: &org.id,
+                name: "Org",
+            },
+        )
+        .unwrap()
+    };
+    let url = "https://receiver.example/hook";
+    let admission = Admission {
+        lease: Some(Lease {
+            owner: "node-a".into(),
+            until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
+        }),
+        park_urls: Default::default(),
+        park_until: Timestamp::now(),
+    };
+    // inc-0 has a pending delivery already: its lane is busy.
+    let early = event("inc-0".into(), "early".into());
+    store
+        .accept_events(
+            &[(
+                early.clone(),
+                vec![crate::helpers::delivery_of(&early, &hook.id, url)],
+            )],
+            &Admission {
+                lease: None,
+                ..admission.clone()
+            },
+        )
+        .await
+        .unwrap();
+    // 900 events over 900 incidents (more than two chunks of lanes and of producer ids),
+    // the last a repeat of the first one's producer id.
+    let mut batch: Vec<_> = (0..900)
+        .map(|i| {
+            let e = event(format!("inc-{i}"), format!("p-{i}"));
+            let d = crate::helpers::delivery_of(&e, &hook.id, url);
+            (e, vec![d])
+        })
+        .collect();
+    let repeat = event("inc-x".into(), "early".into());
+    batch.push((
+        repeat.clone(),
+        vec![crate::helpers::delivery_of(&repeat, &hook.id, url)],
+    ));
+    let answers = store.accept_events(&batch, &admission).await.unwrap();
+    assert!(answers[..900].iter().all(|a| !a.duplicate));
+    assert!(answers[900].duplicate, "the repeat is found in any chunk");
+    assert_eq!(answers[900].event_id, early.id);
+    assert!(answers[0].leased.is_empty(), "inc-0's lane was busy");
+    assert!(
+        answers[1..900].iter().all(|a| a.leased.len() == 1),
+        "every other fresh delivery is first in its lane"
+    );
+}
+
+both_backends!(store_large_batches_read_in_chunks);
+
 /// Rate slots are a token bucket in the database: every node (every store on it) shares
 /// it, and the time is the caller's.
 async fn store_rate_slots(backend: Backend) {

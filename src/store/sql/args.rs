@@ -76,6 +76,10 @@ impl<'q> Args<'q> {
         self.0.push(value.into());
         self
     }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 pub(crate) fn bound<'q>(

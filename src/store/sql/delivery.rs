@@ -231,8 +231,10 @@ impl DeliveryStore for SqlStore {
     ) -> StoreResult<Vec<DeliveryId>> {
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
         let mut chain = Chain::begin(&self.writer, self.dialect).await?;
+        let busy = super::intake::busy_lanes(&mut chain, &all).await?;
         let leased =
-            super::intake::insert_deliveries(&mut chain, &self.sealer, &all, admission).await?;
+            super::intake::insert_deliveries(&mut chain, &self.sealer, &all, admission, busy)
+                .await?;
         chain.commit().await?;
         Ok(leased)
     }
