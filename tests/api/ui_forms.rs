@@ -743,6 +743,7 @@ async fn a_delivery_that_never_rendered_is_not_sent_again(backend: Backend) {
     let receiver = Receiver::start().await;
     let mut body = minimal_webhook("fragile");
     body["urls"] = json!([{"url": receiver.url("/in")}]);
+    body["mail_ids"] = json!(["oncall@example.com"]);
     body["payload_type"] = json!("custom");
     // JSON for the sample incident (checked at save), not for a message "boom".
     body["custom_payload"] =
@@ -762,6 +763,14 @@ async fn a_delivery_that_never_rendered_is_not_sent_again(backend: Backend) {
         .await;
     let delivery = logs.body["data"]["result"][0].clone();
     assert_eq!(delivery["state"], "failed");
+    // Failed at intake, it owes its e-mail like any failure: the notification is written
+    // in intake's transaction, reading the delivery written just before it.
+    let owed = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}/notifications"), None)
+        .await;
+    let owed = owed.body["data"]["result"].as_array().unwrap().clone();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["delivery_id"], delivery["id"], "{owed:?}");
     person(&app, "rex@example.com", "member").await;
     let mut v = Visitor::new(&app);
     let csrf = v.login_ok("rex@example.com").await;

@@ -18,7 +18,11 @@
 //!
 //! So a transaction that reads once and then writes is two calls instead of four or more.
 //! PostgreSQL's protocol takes one statement per call when it has parameters, so there a
-//! chain begins at once, each statement runs as it is added, and `COMMIT` is a call.
+//! chain begins at once and sends its writes as one statement: every write but the last
+//! becomes a data-modifying `WITH` part of the last (their parameters renumbered after the
+//! ones before), each a round trip to the server saved. Those parts share one snapshot, so
+//! a write that reads rows an earlier write of the chain made is added after
+//! [`Chain::send_writes`].
 
 use sqlx::{AnyConnection, Executor};
 
@@ -39,7 +43,12 @@ pub(crate) struct Chain<'q> {
     /// SQLite: the writes not sent yet, anonymized, with their values.
     sql: String,
     args: Vec<Arg<'q>>,
+    /// PostgreSQL: the writes not sent yet, each with its values.
+    writes: Vec<(String, Vec<Arg<'q>>)>,
 }
+
+/// Values per statement at most when PostgreSQL's writes are joined (its limit is 65,535).
+const MAX_JOINED_VALUES: usize = 30_000;
 
 impl<'q> Chain<'q> {
     /// Starts a write transaction (on SQLite nothing is sent yet).
@@ -51,6 +60,7 @@ impl<'q> Chain<'q> {
             committed: false,
             sql: String::new(),
             args: Vec::new(),
+            writes: Vec::new(),
         };
         if dialect == Dialect::Postgres {
             chain.begun = true;
@@ -78,15 +88,16 @@ impl<'q> Chain<'q> {
         (sql, &mut *self.conn)
     }
 
-    /// Adds a write: on PostgreSQL it runs now, on SQLite with the rest at
-    /// [`Self::commit`]. Its parameters are anonymous (`?`, from [`Dialect::params`]) or
-    /// numbered `$n` from `$1` within the statement, not both.
+    /// Adds a write, sent with the rest at [`Self::commit`] (or [`Self::send_writes`]). Its parameters are anonymous (`?`, from
+    /// [`Dialect::params`]) or numbered `$n` from `$1` within the statement, not both.
     pub(crate) async fn push(&mut self, sql: &str, args: Args<'q>) -> Result<(), sqlx::Error> {
         match self.dialect {
             Dialect::Postgres => {
-                bound(sqlx::query(sql), args.0)
-                    .execute(&mut *self.conn)
-                    .await?;
+                let waiting: usize = self.writes.iter().map(|(_, a)| a.len()).sum();
+                if waiting + args.len() > MAX_JOINED_VALUES {
+                    self.send_writes().await?;
+                }
+                self.writes.push((sql.to_owned(), args.0));
             }
             Dialect::Sqlite => {
                 anonymize(sql, args.0, &mut self.sql, &mut self.args);
@@ -96,9 +107,28 @@ impl<'q> Chain<'q> {
         Ok(())
     }
 
+    /// Sends the writes added so far, for a write to come that reads rows they made: on
+    /// PostgreSQL as one statement; on SQLite nothing (its statements run in order).
+    pub(crate) async fn send_writes(&mut self) -> Result<(), sqlx::Error> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let (sql, args) = joined(std::mem::take(&mut self.writes));
+        bound(sqlx::query(&sql), args)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
     /// Sends the writes not sent yet and commits: on SQLite one call, with the `BEGIN`
-    /// too if nothing was read.
+    /// too if nothing was read; on PostgreSQL the writes as one statement, then `COMMIT`.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            self.send_writes().await?;
+            self.conn.execute("COMMIT").await?;
+            self.committed = true;
+            return Ok(());
+        }
         let sql = std::mem::take(&mut self.sql);
         let args = std::mem::take(&mut self.args);
         let begin = if self.begun { "" } else { "BEGIN;\n" };
@@ -109,6 +139,52 @@ impl<'q> Chain<'q> {
         self.committed = true;
         Ok(())
     }
+}
+
+/// PostgreSQL: writes as one statement, every one but the last a `WITH` part of the last,
+/// their `$n` parameters renumbered after the values of the ones before.
+fn joined<'q>(writes: Vec<(String, Vec<Arg<'q>>)>) -> (String, Vec<Arg<'q>>) {
+    let last = writes.len() - 1;
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (i, (statement, args)) in writes.into_iter().enumerate() {
+        let offset = values.len();
+        let renumbered = renumber(&statement, offset);
+        match i {
+            0 if last == 0 => sql.push_str(&renumbered),
+            0 => sql.push_str(&format!("WITH w0 AS ({renumbered})")),
+            _ if i == last => sql.push_str(&format!(" {renumbered}")),
+            _ => sql.push_str(&format!(", w{i} AS ({renumbered})")),
+        }
+        values.extend(args);
+    }
+    (sql, values)
+}
+
+/// `sql` with each `$n` parameter (outside single quotes) made `$n+offset`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        out.push(c);
+        if quoted || c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
 }
 
 impl Drop for Chain<'_> {
@@ -169,7 +245,26 @@ fn anonymize<'q>(sql: &str, args: Vec<Arg<'q>>, out: &mut String, values: &mut V
 
 #[cfg(test)]
 mod tests {
-    use super::{anonymize, Arg};
+    use super::{anonymize, joined, Arg};
+
+    #[test]
+    fn postgres_writes_join_as_with_parts_with_their_parameters_renumbered() {
+        let one = |sql: &str, n: i64| (sql.to_owned(), vec![Arg::Int(Some(n)); 2]);
+        let (sql, values) = joined(vec![
+            one("INSERT INTO a VALUES ($1, $2)", 1),
+            one("INSERT INTO b VALUES ($1, '$1', $2)", 2),
+            one("UPDATE c SET x = $2 WHERE y = $1", 3),
+        ]);
+        assert_eq!(
+            sql,
+            "WITH w0 AS (INSERT INTO a VALUES ($1, $2)), \
+             w1 AS (INSERT INTO b VALUES ($3, '$1', $4)) \
+             UPDATE c SET x = $6 WHERE y = $5"
+        );
+        assert_eq!(values.len(), 6);
+        let (alone, _) = joined(vec![one("DELETE FROM d WHERE id = $1", 1)]);
+        assert_eq!(alone, "DELETE FROM d WHERE id = $1");
+    }
 
     fn anonymized(sql: &str, args: Vec<Arg<'static>>) -> (String, Vec<String>) {
         let mut out = String::new();

@@ -186,10 +186,15 @@ pub(super) async fn insert_deliveries<'q>(
         }
         chain.push(&sql, args).await?;
     }
-    for d in deliveries
+    let owe_mail: Vec<&&NewDelivery> = deliveries
         .iter()
         .filter(|d| d.failure.is_some() && d.notify)
-    {
+        .collect();
+    if !owe_mail.is_empty() {
+        // The notifications read the deliveries written above.
+        chain.send_writes().await?;
+    }
+    for d in owe_mail {
         super::notification::insert_notification(chain, &d.id, d.created_at.as_micros()).await?;
     }
     // Failed at intake (the payload could not be rendered): finished now.

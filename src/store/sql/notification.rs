@@ -28,6 +28,7 @@ pub(super) async fn insert_notification(
         .bind(new_id("ntf"))
         .bind(at)
         .bind(delivery_id.to_owned());
+    // It reads the delivery: one added in this chain must have been sent (`send_writes`).
     chain
         .push(
             "INSERT INTO notifications (id, organization_id, webhook_id, delivery_id, state, attempts, next_attempt_at, created_at) \
