@@ -316,29 +316,14 @@ async fn sqlite_files_are_private() {
 /// claims until released or expired, renewals need the holder, results need the lease.
 async fn store_delivery_queue(backend: Backend) {
     use tocsin::{
-        domain::{
-            delivery::{Attempt, AttemptResult, DeliveryState},
-            event::{parse_event, Tenant},
-        },
+        domain::delivery::{Attempt, AttemptResult, DeliveryState},
         store::{Admission, Lease, LogQuery},
     };
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
     let (org, hook) = org_with_webhook(store.as_ref(), "q").await;
-    let event = |incident: &str| {
-        let body = json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": incident, "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
-        parse_event(
-            &body,
-            Tenant {
-                id: &org.id,
-                name: "Org",
-            },
-        )
-        .unwrap()
-    };
+    let event = |incident: &str| crate::helpers::incident_event(&org.id, incident, None);
     let delivery = |e: &tocsin::domain::event::Event| {
         crate::helpers::delivery_of(e, &hook.id, "https://receiver.example/hook")
     };
@@ -643,27 +628,12 @@ both_backends!(store_delivery_queue);
 /// SQLite its BEGIN and COMMIT ride on its statements, so the failure must roll it back
 /// (the connection is closed and replaced) before the next write.
 async fn store_a_failed_write_leaves_nothing_behind(backend: Backend) {
-    use tocsin::{
-        domain::event::{parse_event, Tenant},
-        store::Admission,
-    };
+    use tocsin::store::Admission;
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
     let (org, hook) = org_with_webhook(store.as_ref(), "f").await;
-    let event = |incident: &str| {
-        let body = json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": incident, "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
-        parse_event(
-            &body,
-            Tenant {
-                id: &org.id,
-                name: "Org",
-            },
-        )
-        .unwrap()
-    };
+    let event = |incident: &str| crate::helpers::incident_event(&org.id, incident, None);
     let admission = Admission {
         lease: None,
         park_urls: Default::default(),
@@ -719,26 +689,13 @@ both_backends!(store_a_failed_write_leaves_nothing_behind);
 /// A batch larger than one statement's chunk of lanes and producer ids: repeats are still
 /// found, and every fresh delivery first in its lane is leased, the rest are not.
 async fn store_large_batches_read_in_chunks(backend: Backend) {
-    use tocsin::{
-        domain::event::{parse_event, Tenant},
-        store::{Admission, Lease},
-    };
+    use tocsin::store::{Admission, Lease};
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
     let (org, hook) = org_with_webhook(store.as_ref(), "c").await;
     let event = |incident: String, producer: String| {
-        let body = json!({"id": producer, "type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": incident, "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}});
-        parse_event(
-            &body,
-            Tenant {
-                id: &org.id,
-                name: "Org",
-            },
-        )
-        .unwrap()
+        crate::helpers::incident_event(&org.id, &incident, Some(&producer))
     };
     let url = "https://receiver.example/hook";
     let admission = Admission {

@@ -95,18 +95,3 @@ pub(crate) fn bound<'q>(
     }
     query
 }
-
-/// [`bound`] for a query of one value.
-pub(crate) fn bound_scalar<'q, O>(
-    mut query: sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments<'q>>,
-    args: Vec<Arg<'q>>,
-) -> sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments<'q>> {
-    for arg in args {
-        query = match arg {
-            Arg::Text(v) => query.bind(v),
-            Arg::Owned(v) => query.bind(v),
-            Arg::Int(v) => query.bind(v),
-        };
-    }
-    query
-}

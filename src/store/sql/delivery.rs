@@ -449,13 +449,10 @@ impl DeliveryStore for SqlStore {
             conditions.sql(3)
         );
         let n: i64 = conditions
-            .bind_scalar(
-                sqlx::query_scalar(&sql)
-                    .bind(organization_id)
-                    .bind(webhook_id),
-            )
+            .bind(sqlx::query(&sql).bind(organization_id).bind(webhook_id))
             .fetch_one(&self.reader)
-            .await?;
+            .await?
+            .try_get(0)?;
         Ok(n as u64)
     }
 
@@ -493,14 +490,17 @@ impl DeliveryStore for SqlStore {
             conditions.sql(3),
             now = now.as_micros(),
         );
-        let seqs: Vec<i64> = conditions
-            .bind_scalar(
-                sqlx::query_scalar(&sql)
+        let seqs = conditions
+            .bind(
+                sqlx::query(&sql)
                     .bind(&job.organization_id)
                     .bind(&job.webhook_id),
             )
             .fetch_all(&mut *tx)
-            .await?;
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
         let last = seqs.iter().copied().max();
         if let Some(last) = last {
             sqlx::query("UPDATE retry_jobs SET done = done + $1, after_seq = $2 WHERE id = $3")

@@ -171,14 +171,6 @@ impl Conditions {
             .collect()
     }
 
-    /// [`Self::bind`] for a query of one value.
-    pub(crate) fn bind_scalar<'q, O>(
-        self,
-        query: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
-        args::bound_scalar(query, self.values())
-    }
-
     /// Binds the values in order, after whatever `query` has bound already.
     pub(crate) fn bind<'q>(
         self,

@@ -399,6 +399,30 @@ pub async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
+/// A triggered event of incident `incident`, with the producer's own id if given, as
+/// intake would parse it.
+pub fn incident_event(
+    organization_id: &str,
+    incident: &str,
+    producer_id: Option<&str>,
+) -> tocsin::domain::event::Event {
+    use tocsin::domain::event::{parse_event, Tenant};
+    let mut body = serde_json::json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": incident, "message": "m", "status": "triggered",
+                     "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    if let Some(id) = producer_id {
+        body["id"] = serde_json::json!(id);
+    }
+    parse_event(
+        &body,
+        Tenant {
+            id: organization_id,
+            name: "Org",
+        },
+    )
+    .unwrap()
+}
+
 /// An event of incident `incident` and one delivery of it to `url` for the webhook, as
 /// intake would make them: for tests of the store that write deliveries directly.
 pub fn event_and_delivery(
@@ -410,17 +434,7 @@ pub fn event_and_delivery(
     tocsin::domain::event::Event,
     tocsin::domain::delivery::NewDelivery,
 ) {
-    use tocsin::domain::event::{parse_event, Tenant};
-    let event = parse_event(
-        &serde_json::json!({"type": "incident.triggered", "team": {"id": "t"},
-            "incident": {"id": incident, "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}}),
-        Tenant {
-            id: organization_id,
-            name: "Org",
-        },
-    )
-    .unwrap();
+    let event = incident_event(organization_id, incident, None);
     let delivery = delivery_of(&event, webhook_id, url);
     (event, delivery)
 }
