@@ -748,6 +748,84 @@ async fn store_large_batches_read_in_chunks(backend: Backend) {
 
 both_backends!(store_large_batches_read_in_chunks);
 
+/// Several nodes claiming at once the work a dead node leased: each delivery goes to one
+/// of them only. (On PostgreSQL a claim that read the work before another node's claim
+/// committed must not take it over once that commit lands.)
+async fn store_expired_leases_are_claimed_once(backend: Backend) {
+    use tocsin::store::{Admission, Lease};
+    let Some((store, db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "x").await;
+    let url = "https://receiver.example/hook";
+    let now = Timestamp::now();
+    // Leased to a node that is gone: the leases ran out a second ago.
+    let dead = Admission {
+        lease: Some(Lease {
+            owner: "dead-node".into(),
+            until: now.minus(std::time::Duration::from_secs(1)),
+        }),
+        park_urls: Default::default(),
+        park_until: now,
+    };
+    let batch: Vec<_> = (0..1000)
+        .map(|i| {
+            let (e, d) =
+                crate::helpers::event_and_delivery(&org.id, &hook.id, &format!("inc-{i}"), url);
+            (e, vec![d])
+        })
+        .collect();
+    store.accept_events(&batch, &dead).await.unwrap();
+
+    let mut nodes = vec![store.clone()];
+    for _ in 0..3 {
+        nodes.push(
+            tocsin::store::open(&db.url, &crate::helpers::test_key())
+                .await
+                .unwrap(),
+        );
+    }
+    // All at once, so that their claims overlap.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(nodes.len()));
+    let claimers: Vec<_> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let lease = Lease {
+                    owner: format!("node-{n}"),
+                    until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
+                };
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = node.claim_due(&lease, Timestamp::now(), 50).await.unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|d| d.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for (node, claimer) in claimers.into_iter().enumerate() {
+        let claimed = tokio::time::timeout(std::time::Duration::from_secs(30), claimer)
+            .await
+            .expect("claims finish within 30 s (claimers waiting on each other?)")
+            .unwrap();
+        for id in claimed {
+            if let Some(other) = seen.insert(id.clone(), node) {
+                panic!("{id} was claimed by node {other} and again by node {node}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 1000, "every delivery is claimed");
+}
+
+both_backends!(store_expired_leases_are_claimed_once);
+
 /// Rate slots are a token bucket in the database: every node (every store on it) shares
 /// it, and the time is the caller's.
 async fn store_rate_slots(backend: Backend) {

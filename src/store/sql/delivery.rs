@@ -262,11 +262,17 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        // Two partial indexes, one per kind of due work.
+        // Two partial indexes, one per kind of due work. The same conditions on `d` itself
+        // too: on PostgreSQL a row another node claimed and committed while this statement
+        // ran is locked in its new version and checked again, but only against conditions
+        // on `d`; the subquery's answer is from before that claim, and alone it let two
+        // nodes take one expired lease (store test `store_expired_leases_are_claimed_once`).
         let due = "d.seq IN (\
             SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
             UNION ALL \
-            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3)";
+            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3) \
+            AND d.state = 'pending' \
+            AND ((d.lease_owner IS NULL AND d.next_attempt_at <= $3) OR (d.lease_owner IS NOT NULL AND d.leased_until < $3))";
         self.claim(
             lease,
             due,
