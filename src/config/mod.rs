@@ -200,7 +200,7 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(10),
             max_age: Duration::from_secs(24 * 3600),
             disable_after: Duration::from_secs(5 * 24 * 3600),
-            record_linger: Duration::ZERO,
+            record_linger: Duration::from_millis(20),
         }
     }
 }
@@ -280,7 +280,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "delivery.record_linger",
-        "How long attempt results wait for company before they are written (one commit for many at low rates; 0s, the default, writes each at once); a lane's next delivery may start that much later.",
+        "How long attempt results wait for company before they are written (one commit for many at low rates; 0s writes each at once); a lane's next delivery may start that much later.",
     ),
     (
         "smtp.host",

@@ -38,7 +38,7 @@ pub(super) enum Message {
 /// otherwise be a transaction of its own, and a commit rewrites every page it touched:
 /// waiting 20 ms cut CPU per event at 200 events/s by a quarter (BENCHMARKS.md).
 /// Recording is not on the way to the receiver; what waits is a lane's next delivery, and
-/// a retry's schedule by that much. Off by default (see `delivery.record_linger`).
+/// a retry's schedule by that much (`delivery.record_linger`, 20 ms by default).
 pub(super) fn start(
     store: Arc<dyn Store>,
     owner: String,
