@@ -88,8 +88,9 @@ impl<'q> Chain<'q> {
         (sql, &mut *self.conn)
     }
 
-    /// Adds a write, sent with the rest at [`Self::commit`] (or [`Self::send_writes`]). Its parameters are anonymous (`?`, from
-    /// [`Dialect::params`]) or numbered `$n` from `$1` within the statement, not both.
+    /// Adds a write, sent with the rest at [`Self::commit`] (or [`Self::send_writes`]).
+    /// Its parameters are anonymous (`?`, from [`Dialect::params`]) or numbered `$n` from
+    /// `$1` within the statement, not both.
     pub(crate) async fn push(&mut self, sql: &str, args: Args<'q>) -> Result<(), sqlx::Error> {
         match self.dialect {
             Dialect::Postgres => {
@@ -161,29 +162,16 @@ fn joined<'q>(writes: Vec<(String, Vec<Arg<'q>>)>) -> (String, Vec<Arg<'q>>) {
     (sql, values)
 }
 
-/// `sql` with each `$n` parameter (outside single quotes) made `$n+offset`.
+/// `sql` with each `$n` parameter made `$n+offset`.
 fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
-    let mut chars = sql.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            quoted = !quoted;
+    each_parameter(sql, &mut out, |out, parameter| match parameter {
+        Parameter::Numbered(n) => {
+            out.push_str(&format!("${}", n + offset));
+            true
         }
-        out.push(c);
-        if quoted || c != '$' {
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-            digits.push(d);
-            chars.next();
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&digits),
-        }
-    }
+        Parameter::Anonymous => false,
+    });
     out
 }
 
@@ -199,12 +187,46 @@ impl Drop for Chain<'_> {
 
 /// Appends `sql` to `out` with every parameter anonymous, and `args` to `values` in the
 /// order of the parameters' appearance: `?` takes the next value, `$n` the n-th (again,
-/// where a statement uses one twice). Text in single quotes is copied as it is.
+/// where a statement uses one twice).
 fn anonymize<'q>(sql: &str, args: Vec<Arg<'q>>, out: &mut String, values: &mut Vec<Arg<'q>>) {
     // Each value moves to its first use; only a repeat copies it (from where it went).
     let mut args: Vec<Option<Arg<'q>>> = args.into_iter().map(Some).collect();
     let mut placed: Vec<usize> = vec![0; args.len()];
     let mut next = 0;
+    each_parameter(sql, out, |out, parameter| {
+        let index = match parameter {
+            Parameter::Numbered(n) => n - 1,
+            Parameter::Anonymous => {
+                next += 1;
+                next - 1
+            }
+        };
+        out.push('?');
+        let value = match args[index].take() {
+            Some(value) => value,
+            None => values[placed[index]].clone(),
+        };
+        placed[index] = values.len();
+        values.push(value);
+        true
+    });
+}
+
+enum Parameter {
+    /// `?`
+    Anonymous,
+    /// `$n`, from 1
+    Numbered(usize),
+}
+
+/// Copies `sql` to `out`, letting `write` put each parameter (`?` or `$n`) in its place;
+/// where `write` answers false the parameter is copied as it is. Text in single quotes is
+/// copied as it is, and so is anything else that starts with `?` or `$`.
+fn each_parameter(
+    sql: &str,
+    out: &mut String,
+    mut write: impl FnMut(&mut String, Parameter) -> bool,
+) {
     let mut chars = sql.chars().peekable();
     let mut quoted = false;
     while let Some(c) = chars.next() {
@@ -220,26 +242,15 @@ fn anonymize<'q>(sql: &str, args: Vec<Arg<'q>>, out: &mut String, values: &mut V
             digits.push(d);
             chars.next();
         }
-        let index = match (c, digits.parse::<usize>()) {
-            ('$', Ok(n)) if n >= 1 => n - 1,
-            ('?', Err(_)) => {
-                next += 1;
-                next - 1
-            }
-            _ => {
-                // Not a parameter of the two forms used here: copy it unchanged.
-                out.push(c);
-                out.push_str(&digits);
-                continue;
-            }
+        let parameter = match (c, digits.parse::<usize>()) {
+            ('$', Ok(n)) if n >= 1 => Some(Parameter::Numbered(n)),
+            ('?', Err(_)) => Some(Parameter::Anonymous),
+            _ => None,
         };
-        out.push('?');
-        let value = match args[index].take() {
-            Some(value) => value,
-            None => values[placed[index]].clone(),
-        };
-        placed[index] = values.len();
-        values.push(value);
+        if !parameter.is_some_and(|p| write(out, p)) {
+            out.push(c);
+            out.push_str(&digits);
+        }
     }
 }
 

@@ -230,11 +230,18 @@ impl DeliveryStore for SqlStore {
         admission: &Admission,
     ) -> StoreResult<Vec<DeliveryId>> {
         let all: Vec<&NewDelivery> = deliveries.iter().collect();
+        let lanes: Vec<String> = deliveries.iter().map(NewDelivery::lane).collect();
         let mut chain = Chain::begin(&self.writer, self.dialect).await?;
-        let busy = super::intake::busy_lanes(&mut chain, &all).await?;
-        let leased =
-            super::intake::insert_deliveries(&mut chain, &self.sealer, &all, admission, busy)
-                .await?;
+        let busy = super::intake::busy_lanes(&mut chain, &lanes).await?;
+        let leased = super::intake::insert_deliveries(
+            &mut chain,
+            &self.sealer,
+            &all,
+            lanes,
+            admission,
+            busy,
+        )
+        .await?;
         chain.commit().await?;
         Ok(leased)
     }
@@ -262,20 +269,24 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        // Two partial indexes, one per kind of due work. The same conditions on `d` itself
-        // too: on PostgreSQL a row another node claimed and committed while this statement
-        // ran is locked in its new version and checked again, but only against conditions
-        // on `d`; the subquery's answer is from before that claim, and alone it let two
-        // nodes take one expired lease (store test `store_expired_leases_are_claimed_once`).
-        let due = "d.seq IN (\
-            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3 \
-            UNION ALL \
-            SELECT seq FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3) \
-            AND d.state = 'pending' \
-            AND ((d.lease_owner IS NULL AND d.next_attempt_at <= $3) OR (d.lease_owner IS NOT NULL AND d.leased_until < $3))";
+        // Two partial indexes, one per kind of due work. The same conditions hold on `d`
+        // itself too: on PostgreSQL a row another node claimed and committed while this
+        // statement ran is locked in its new version and checked again, but only against
+        // conditions on `d`; the subquery's answer is from before that claim, and alone it
+        // let two nodes take one expired lease (store test
+        // `store_expired_leases_are_claimed_once`). Unqualified, the columns are `d`'s.
+        const UNLEASED_DUE: &str =
+            "state = 'pending' AND lease_owner IS NULL AND next_attempt_at <= $3";
+        const LEASE_EXPIRED: &str =
+            "state = 'pending' AND lease_owner IS NOT NULL AND leased_until < $3";
+        let due = format!(
+            "d.seq IN (SELECT seq FROM deliveries WHERE {UNLEASED_DUE} \
+               UNION ALL SELECT seq FROM deliveries WHERE {LEASE_EXPIRED}) \
+             AND (({UNLEASED_DUE}) OR ({LEASE_EXPIRED}))"
+        );
         self.claim(
             lease,
-            due,
+            &due,
             ClaimArg::Time(now),
             "d.next_attempt_at, d.seq",
             limit,

@@ -59,27 +59,27 @@ async fn lock_lanes(chain: &mut Chain<'_>, lanes: &[&String]) -> StoreResult<()>
     Ok(())
 }
 
-/// Which of the deliveries' lanes have a pending delivery, read as one call per chunk (on
-/// PostgreSQL after locking them, see [`lock_lanes`]).
+/// Which of `lanes` have a pending delivery, read as one call per chunk (on PostgreSQL
+/// after locking them, see [`lock_lanes`]).
 pub(super) async fn busy_lanes(
     chain: &mut Chain<'_>,
-    deliveries: &[&NewDelivery],
+    lanes: &[String],
 ) -> StoreResult<HashSet<String>> {
-    let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
+    let lanes: Vec<&String> = lanes.iter().collect();
     Ok(look_up(chain, &[], &lanes).await?.1)
 }
 
-/// The writes go into `chain` (they are sent as it commits). `busy`: the deliveries' lanes
-/// that have a pending delivery (see [`busy_lanes`]).
+/// The writes go into `chain` (they are sent as it commits). `lanes`: each delivery's
+/// lane, in order; `busy`: those that have a pending delivery (see [`busy_lanes`]).
 pub(super) async fn insert_deliveries<'q>(
     chain: &mut Chain<'q>,
     sealer: &Sealer,
     deliveries: &[&'q NewDelivery],
+    lanes: Vec<String>,
     admission: &Admission,
     mut busy: HashSet<String>,
 ) -> StoreResult<Vec<DeliveryId>> {
     let dialect = chain.dialect();
-    let lanes: Vec<String> = deliveries.iter().map(|d| d.lane()).collect();
     let mut leased = Vec::new();
     let mut leases = Vec::with_capacity(deliveries.len());
     let mut parks = Vec::with_capacity(deliveries.len());
@@ -219,10 +219,15 @@ pub(super) async fn insert_deliveries<'q>(
 async fn look_up(
     chain: &mut Chain<'_>,
     batch: &[(Event, Vec<NewDelivery>)],
-    lanes: &[String],
+    lanes: &[&String],
 ) -> StoreResult<(HashMap<(OrganizationId, String), Accepted>, HashSet<String>)> {
     let dialect = chain.dialect();
-    let mut distinct: Vec<&String> = lanes.iter().collect::<HashSet<_>>().into_iter().collect();
+    let mut distinct: Vec<&String> = lanes
+        .iter()
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     distinct.sort();
     if dialect == Dialect::Postgres {
         lock_lanes(chain, &distinct).await?;
@@ -311,14 +316,17 @@ pub(super) async fn accept_events<'q>(
     let dialect = chain.dialect();
     // Every delivery's lane, a repeated event's too: reading more lanes than the fresh
     // deliveries need changes nothing, and the reads go together (see `look_up`).
-    let lanes: Vec<String> = batch
+    // Each lane is a hash, made once per delivery.
+    let lanes: Vec<Vec<String>> = batch
         .iter()
-        .flat_map(|(_, deliveries)| deliveries.iter().map(NewDelivery::lane))
+        .map(|(_, deliveries)| deliveries.iter().map(NewDelivery::lane).collect())
         .collect();
-    let (mut seen, busy) = look_up(chain, batch, &lanes).await?;
+    let all: Vec<&String> = lanes.iter().flatten().collect();
+    let (mut seen, busy) = look_up(chain, batch, &all).await?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut fresh: Vec<&(Event, Vec<NewDelivery>)> = Vec::new();
-    for item in batch {
+    let mut fresh_lanes: Vec<String> = Vec::new();
+    for (item, item_lanes) in batch.iter().zip(lanes) {
         let (event, deliveries) = item;
         let key = event
             .producer_id
@@ -346,6 +354,7 @@ pub(super) async fn accept_events<'q>(
         }
         answers.push(accepted);
         fresh.push(item);
+        fresh_lanes.extend(item_lanes);
     }
     if fresh.is_empty() {
         return Ok(answers);
@@ -428,7 +437,7 @@ pub(super) async fn accept_events<'q>(
 
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
     let leased: HashSet<DeliveryId> =
-        insert_deliveries(chain, sealer, &deliveries, admission, busy)
+        insert_deliveries(chain, sealer, &deliveries, fresh_lanes, admission, busy)
             .await?
             .into_iter()
             .collect();
