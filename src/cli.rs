@@ -118,17 +118,38 @@ enum TokenCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut overrides = Overrides {
+        config_path: cli.config.clone(),
+        database_url: cli.database_url.clone(),
+        listen: None,
+    };
+    // `serve` sizes the runtime from its settings, so they are read before it starts; the
+    // other commands are one conversation with the database and need one thread.
+    let (mut builder, serving) = match &cli.command {
+        Command::Serve { listen } => {
+            overrides.listen = listen.clone();
+            let config = match Config::load(&overrides) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(config.async_workers(cores));
+            (builder, Some(config))
+        }
+        _ => (tokio::runtime::Builder::new_current_thread(), None),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, overrides, serving)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -158,26 +179,19 @@ fn init_logging(quiet: bool, format: LogFormat) {
         .init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut overrides = Overrides {
-        config_path: cli.config,
-        database_url: cli.database_url,
-        listen: None,
-    };
-    if !matches!(cli.command, Command::Serve { .. }) {
-        init_logging(true, LogFormat::Text);
+/// `serving`: `serve`'s settings, read before the runtime started.
+async fn run(cli: Cli, overrides: Overrides, serving: Option<Config>) -> anyhow::Result<()> {
+    if let Some(config) = serving {
+        init_logging(false, config.log_format);
+        return serve(config).await;
     }
+    init_logging(true, LogFormat::Text);
     match cli.command {
         Command::Config => {
             print!("{}", Config::describe_defaults());
             Ok(())
         }
-        Command::Serve { listen } => {
-            overrides.listen = listen;
-            let config = Config::load(&overrides)?;
-            init_logging(false, config.log_format);
-            serve(config).await
-        }
+        Command::Serve { .. } => unreachable!("serve's settings are read in main"),
         Command::Migrate => {
             let config = Config::load(&overrides)?;
             secret_key::open_store(&config).await?;
@@ -221,10 +235,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             path.display()
         );
     }
+    // The runtime's own count, so what was asked for (`worker_threads`) can be checked.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let plural = if workers == 1 { "" } else { "s" };
     if config.log_format == LogFormat::Json {
-        tracing::info!(url = %url, "tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+        tracing::info!(url = %url, workers, "tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
     } else {
-        eprintln!("tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+        eprintln!(
+            "tocsin {} listening on {url} ({workers} async worker thread{plural})",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     app.run_until(shutdown).await
 }

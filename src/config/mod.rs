@@ -27,6 +27,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where `/metrics` is also served without authentication; empty: off.
     pub metrics_listen: String,
+    /// Threads running the async work; 0: see [`Config::async_workers`].
+    pub worker_threads: u16,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
@@ -173,6 +175,7 @@ impl Default for Config {
             secret_key: String::new(),
             log_format: LogFormat::Text,
             metrics_listen: String::new(),
+            worker_threads: 0,
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig::default(),
             notify: NotifyConfig::default(),
@@ -226,6 +229,9 @@ impl Default for NotifyConfig {
     }
 }
 
+/// More async workers than this is a typo, not a machine.
+const MAX_WORKER_THREADS: u16 = 1024;
+
 /// Every key with its one-line meaning. `tocsin config` prints these; a unit test keeps
 /// this list and the struct in step.
 pub const KEYS: &[(&str, &str)] = &[
@@ -249,6 +255,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "secret_key",
         "Key that seals webhook secrets, credential headers and URL passwords in the database (base64 of 32 bytes); empty means tocsin.key beside the SQLite file, generated on first start. Nodes on one PostgreSQL must share it.",
+    ),
+    (
+        "worker_threads",
+        "Threads running the async work (HTTP, matching, rendering, sending); 0 means half the machine's cores, at least one, leaving the rest to the database and the network.",
     ),
     (
         "delivery.allowed_networks",
@@ -475,6 +485,15 @@ impl Config {
                 bad("secret_key", e);
             }
         }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            bad(
+                "worker_threads",
+                format!(
+                    "must be at most {MAX_WORKER_THREADS} (0 means half the cores), got {}",
+                    self.worker_threads
+                ),
+            );
+        }
         if self.delivery.retry_schedule.is_empty() {
             bad(
                 "delivery.retry_schedule",
@@ -506,6 +525,19 @@ impl Config {
             Ok(())
         } else {
             Err(problems)
+        }
+    }
+
+    /// How many async worker threads `serve` starts: `worker_threads`, or when that is 0
+    /// half of `cores`, at least one. The other half is left to the work beside them:
+    /// SQLite's writer thread or a PostgreSQL server on the same machine, and the kernel's
+    /// network work. On two cores one worker costs a sixth less CPU per event than two, at
+    /// a lower p99 and no less throughput (BENCHMARKS.md): two workers mostly wake each
+    /// other.
+    pub fn async_workers(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => (cores / 2).max(1),
+            n => usize::from(n),
         }
     }
 
@@ -720,6 +752,28 @@ mod tests {
             load(None, &[], overrides),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn worker_threads_default_to_half_the_cores() {
+        let auto = Config::default();
+        assert_eq!(auto.async_workers(1), 1);
+        assert_eq!(auto.async_workers(2), 1);
+        assert_eq!(auto.async_workers(3), 1);
+        assert_eq!(auto.async_workers(8), 4);
+        let set = Config {
+            worker_threads: 3,
+            ..Config::default()
+        };
+        assert_eq!(set.async_workers(2), 3);
+        let env = [("TOCSIN_WORKER_THREADS", "5000")];
+        let message = load(None, &env, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("worker_threads") && message.contains("at most 1024"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -361,6 +361,45 @@ fn config_prints_every_key_and_unknown_keys_are_named() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_the_async_workers_its_settings_ask_for() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (setting, workers) in [(None, (cores / 2).max(1)), (Some("3"), 3)] {
+        let db = TestDb::new(Backend::Sqlite).await.unwrap();
+        let env: Vec<(&str, &str)> = setting
+            .map(|n| ("TOCSIN_WORKER_THREADS", n))
+            .into_iter()
+            .collect();
+        let server = Server::start_with(&db.url, &env);
+        // The runtime's own count, as the start line reports it.
+        let plural = if workers == 1 { "" } else { "s" };
+        let said = format!("({workers} async worker thread{plural})");
+        assert!(
+            server.stderr().contains(&said),
+            "worker_threads {setting:?} on {cores} cores: {}",
+            server.stderr()
+        );
+        server.stop();
+    }
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "sqlite::memory:",
+        ])
+        .env("TOCSIN_WORKER_THREADS", "5000")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("worker_threads") && stderr.contains("at most 1024"),
+        "{stderr}"
+    );
+}
+
 /// A check of the instrument, not of speed: a small tocsin-bench run reports every field
 /// and sees every delivery exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

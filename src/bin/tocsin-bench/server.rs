@@ -117,8 +117,10 @@ impl Tocsin {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    // The address, then "(N async worker threads)".
+                    let url = rest.split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(url.to_owned());
                 } else {
                     eprintln!("tocsin: {line}");
                 }
