@@ -339,6 +339,18 @@ async fn user_supplied_strings_cannot_forge_log_lines() {
     server.stop();
 }
 
+/// Runs the binary with one setting in its environment, which it must refuse: its
+/// standard error.
+fn refused(args: &[&str], (var, value): (&str, &str)) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env(var, value)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{var}={value} refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn config_prints_every_key_and_unknown_keys_are_named() {
     let (ok, stdout, _) = tocsin(&["config"]);
@@ -348,13 +360,10 @@ fn config_prints_every_key_and_unknown_keys_are_named() {
         assert!(stdout.contains(&format!("\n{name} = ")), "{key} printed");
         assert!(stdout.contains(meaning), "{key} explained");
     }
-    let out = Command::new(BIN)
-        .args(["migrate", "--database-url", "sqlite::memory:"])
-        .env("TOCSIN_DELIVERY__RETRY", "1s")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(
+        &["migrate", "--database-url", "sqlite::memory:"],
+        ("TOCSIN_DELIVERY__RETRY", "1s"),
+    );
     assert!(
         stderr.contains("TOCSIN_DELIVERY__RETRY") && stderr.contains("delivery.retry"),
         "{stderr}"
@@ -381,19 +390,16 @@ async fn serve_starts_the_async_workers_its_settings_ask_for() {
         );
         server.stop();
     }
-    let out = Command::new(BIN)
-        .args([
+    let stderr = refused(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--database-url",
             "sqlite::memory:",
-        ])
-        .env("TOCSIN_WORKER_THREADS", "5000")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ],
+        ("TOCSIN_WORKER_THREADS", "5000"),
+    );
     assert!(
         stderr.contains("worker_threads") && stderr.contains("at most 1024"),
         "{stderr}"
