@@ -423,12 +423,16 @@ async fn run_bulk_retry(
     q: crate::store::LogQuery,
     runner: String,
 ) {
-    use crate::domain::delivery::RetryJobState;
+    use crate::domain::delivery::{bulk_retry_backoff, RetryJobState};
+    let mut failures = 0;
     loop {
-        match store
+        let step = store
             .requeue_finished(&job, &runner, &q, RETRY_BATCH, Timestamp::now())
-            .await
-        {
+            .await;
+        if step.is_ok() {
+            failures = 0;
+        }
+        match step {
             Ok(None) => {
                 tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
                 return;
@@ -443,6 +447,14 @@ async fn run_bulk_retry(
                 job.after_seq = last.unwrap_or(job.after_seq);
             }
             Err(e) => {
+                failures += 1;
+                // A step is one transaction that starts from the position the store
+                // holds, so trying it again neither skips nor repeats deliveries.
+                if let Some(wait) = bulk_retry_backoff(failures) {
+                    tracing::warn!(error = %e, job = %job.id, wait = ?wait, "a bulk retry step failed; trying it again");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
                 job.state = RetryJobState::Failed;
                 job.error = Some(e.to_string());
                 break;

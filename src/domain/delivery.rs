@@ -189,6 +189,18 @@ pub struct AttemptResult {
 /// interrupted, and a running node takes it up again from where it stopped.
 pub const RETRY_JOB_SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a bulk retry's runner waits before trying a step again after `failures` failed
+/// steps in a row (a store that hiccups: a PostgreSQL failover, a lock held past the busy
+/// timeout); `None` once it gives up and reports the job failed, with the error. The waits
+/// add up to 15 s, well inside [`RETRY_JOB_SILENCE`], so no other node takes the job over
+/// while its runner waits.
+pub fn bulk_retry_backoff(failures: u32) -> Option<std::time::Duration> {
+    match failures {
+        1..=4 => Some(std::time::Duration::from_secs(1 << (failures - 1))),
+        _ => None,
+    }
+}
+
 /// A bulk retry: a webhook's finished deliveries matching filters, set pending again in
 /// order, batch by batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,5 +247,25 @@ impl RetryJobState {
         [Self::Running, Self::Done, Self::Interrupted, Self::Failed]
             .into_iter()
             .find(|s| s.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_retry_waits_longer_after_each_failed_step_then_gives_up() {
+        let waits: Vec<u64> = (1..=4)
+            .map(|n| bulk_retry_backoff(n).expect("tries again").as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8]);
+        assert_eq!(bulk_retry_backoff(5), None);
+        assert_eq!(bulk_retry_backoff(0), None, "no failure, no wait");
+        let total: u64 = waits.iter().sum();
+        assert!(
+            std::time::Duration::from_secs(total) < RETRY_JOB_SILENCE,
+            "the runner tries again before other nodes think it gone"
+        );
     }
 }

@@ -493,7 +493,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
         q: &LogQuery,
     ) -> StoreResult<u64>;
     /// One step of bulk retry `job`, if `runner` still holds it: sets up to `limit` of the
-    /// deliveries `q` finds, oldest first after the job's position, pending again (due
+    /// deliveries `q` finds, oldest first after the position the job's row holds (not
+    /// `job.after_seq`: a runner that lost a step's answer tries it again), pending again (due
     /// now; their attempts so far are kept, so each gets one more), and saves the job's new
     /// count and position in the same transaction, so that a runner taking the job over
     /// goes on exactly where this step ended. Returns how many and the position of the

@@ -1291,3 +1291,117 @@ async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
 }
 
 both_backends!(store_retry_jobs_are_taken_over_when_silent);
+
+/// A bulk retry's step starts from the position the store holds: a runner whose step
+/// committed but whose answer was lost (its copy of the job still says where it was
+/// before) tries the step again without taking the same deliveries a second time.
+async fn store_bulk_retry_steps_start_where_the_store_says(backend: Backend) {
+    use tocsin::domain::delivery::{
+        Attempt, AttemptResult, DeliveryState, RetryJob, RetryJobState,
+    };
+    use tocsin::domain::ids::DeliveryId;
+    use tocsin::store::{Admission, Lease};
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "s").await;
+    let now = Timestamp::now();
+    let lease = Lease {
+        owner: "node-a".into(),
+        until: now.plus(std::time::Duration::from_secs(60)),
+    };
+    let admission = Admission {
+        lease: Some(lease.clone()),
+        park_urls: Default::default(),
+        park_until: now,
+    };
+    let batch: Vec<_> = (0..4)
+        .map(|i| {
+            let (e, d) = crate::helpers::event_and_delivery(
+                &org.id,
+                &hook.id,
+                &format!("inc-{i}"),
+                "https://receiver.example/hook",
+            );
+            (e, vec![d])
+        })
+        .collect();
+    store.accept_events(&batch, &admission).await.unwrap();
+    let ids: Vec<DeliveryId> = batch.iter().map(|(_, d)| d[0].id.clone()).collect();
+    let fail = |ids: &[DeliveryId], number| -> Vec<AttemptResult> {
+        ids.iter()
+            .map(|id| AttemptResult {
+                delivery_id: id.clone(),
+                attempt: Attempt {
+                    number,
+                    started_at: now,
+                    response_status: Some(500),
+                    ..Attempt::default()
+                },
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
+                notify: false,
+            })
+            .collect()
+    };
+    store
+        .record_attempts("node-a", &fail(&ids, 1))
+        .await
+        .unwrap();
+
+    let q = tocsin::store::LogQuery {
+        state: Some(DeliveryState::Failed),
+        ..Default::default()
+    };
+    let job = RetryJob {
+        id: "rtj_s".into(),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        filters: json!({"state": "failed"}),
+        state: RetryJobState::Running,
+        total: 4,
+        done: 0,
+        after_seq: 0,
+        error: None,
+        created_at: now,
+        finished_at: None,
+    };
+    store.create_retry_job(&job, &q, "run").await.unwrap();
+    let step = store
+        .requeue_finished(&job, "run", &q, 2, now)
+        .await
+        .unwrap()
+        .expect("the runner holds the job");
+    assert_eq!(step.0, 2, "the first step takes two");
+
+    // Those two are sent again and fail again before the runner, which never heard its
+    // step's answer, tries the step again from its old copy of the job.
+    let again = store.claim_due(&lease, Timestamp::now(), 10).await.unwrap();
+    let again: Vec<DeliveryId> = again.into_iter().map(|d| d.id).collect();
+    assert_eq!(again, ids[..2].to_vec(), "the oldest two were re-queued");
+    store
+        .record_attempts("node-a", &fail(&again, 2))
+        .await
+        .unwrap();
+    let step = store
+        .requeue_finished(&job, "run", &q, 2, now)
+        .await
+        .unwrap()
+        .expect("the runner holds the job");
+    assert_eq!(step.0, 2);
+    for (i, id) in ids.iter().enumerate() {
+        let (d, _) = store
+            .delivery(&org.id, &hook.id, id)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = if i < 2 {
+            DeliveryState::Failed
+        } else {
+            DeliveryState::Pending
+        };
+        assert_eq!(d.state, expected, "delivery {i} after the second step");
+    }
+}
+
+both_backends!(store_bulk_retry_steps_start_where_the_store_says);

@@ -497,7 +497,12 @@ impl DeliveryStore for SqlStore {
             return Ok(None);
         }
         let mut conditions = finished_conditions(q);
-        conditions.push("seq > ?", Arg::from(job.after_seq));
+        // From the position the store holds, not the runner's copy: a step whose commit
+        // went through but whose answer was lost must not be taken again.
+        conditions.push(
+            "seq > (SELECT after_seq FROM retry_jobs WHERE id = ?)",
+            Arg::from(job.id.clone()),
+        );
         let sql = format!(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = {now}, completed_at = NULL, \
                updated_at = {now}, leased_until = NULL, lease_owner = NULL, parked = 0 \
