@@ -437,14 +437,14 @@ async fn run_bulk_retry(
                 tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
                 return;
             }
-            Ok(Some((0, _))) => {
-                job.state = RetryJobState::Done;
-                break;
-            }
-            // The store saved this step's progress with it.
-            Ok(Some((n, last))) => {
-                job.done += n;
-                job.after_seq = last.unwrap_or(job.after_seq);
+            Ok(Some(step)) => {
+                // The store's count and position: right even after a lost answer.
+                job.done = step.done;
+                job.after_seq = step.after_seq;
+                if step.requeued == 0 {
+                    job.state = RetryJobState::Done;
+                    break;
+                }
             }
             Err(e) => {
                 failures += 1;

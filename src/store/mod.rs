@@ -377,6 +377,16 @@ pub struct Accepted {
 }
 
 /// Which log entries to list.
+/// One step of a bulk retry, as the store saved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryStep {
+    /// Deliveries this step set pending again; 0 when none is left.
+    pub requeued: u64,
+    /// The job's count and position after the step, from its row.
+    pub done: u64,
+    pub after_seq: i64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogQuery {
     pub state: Option<DeliveryState>,
@@ -497,8 +507,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// `job.after_seq`: a runner that lost a step's answer tries it again), pending again (due
     /// now; their attempts so far are kept, so each gets one more), and saves the job's new
     /// count and position in the same transaction, so that a runner taking the job over
-    /// goes on exactly where this step ended. Returns how many and the position of the
-    /// last one; `None` (and nothing re-queued) when another runner took the job over.
+    /// goes on exactly where this step ended. Returns what the step did and where the job
+    /// now stands; `None` (and nothing re-queued) when another runner took the job over.
     async fn requeue_finished(
         &self,
         job: &RetryJob,
@@ -506,7 +516,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         q: &LogQuery,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<Option<(u64, Option<i64>)>>;
+    ) -> StoreResult<Option<RetryStep>>;
     /// Records a new bulk retry held by `runner`, with its query (so that another runner
     /// can take it up).
     async fn create_retry_job(&self, job: &RetryJob, q: &LogQuery, runner: &str)

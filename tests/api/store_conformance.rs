@@ -1274,8 +1274,12 @@ async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
             .requeue_finished(&taken, "run_b", &q, 10, later)
             .await
             .unwrap(),
-        Some((0, None)),
-        "the new runner's step runs (nothing matches the query)"
+        Some(tocsin::store::RetryStep {
+            requeued: 0,
+            done: 4,
+            after_seq: 40
+        }),
+        "the new runner's step runs from the saved position (nothing matches the query)"
     );
     let mut finished = taken;
     finished.state = RetryJobState::Done;
@@ -1372,7 +1376,11 @@ async fn store_bulk_retry_steps_start_where_the_store_says(backend: Backend) {
         .await
         .unwrap()
         .expect("the runner holds the job");
-    assert_eq!(step.0, 2, "the first step takes two");
+    assert_eq!(
+        (step.requeued, step.done),
+        (2, 2),
+        "the first step takes two"
+    );
 
     // Those two are sent again and fail again before the runner, which never heard its
     // step's answer, tries the step again from its old copy of the job.
@@ -1388,7 +1396,11 @@ async fn store_bulk_retry_steps_start_where_the_store_says(backend: Backend) {
         .await
         .unwrap()
         .expect("the runner holds the job");
-    assert_eq!(step.0, 2);
+    assert_eq!(
+        (step.requeued, step.done),
+        (2, 4),
+        "the count is the store's, not the old copy's 0 + 2"
+    );
     for (i, id) in ids.iter().enumerate() {
         let (d, _) = store
             .delivery(&org.id, &hook.id, id)

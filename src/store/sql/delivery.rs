@@ -25,7 +25,9 @@ use crate::{
         webhook::Method,
         Timestamp,
     },
-    store::{Accepted, Admission, DeliveryStore, Lease, LogQuery, StoreError, StoreResult},
+    store::{
+        Accepted, Admission, DeliveryStore, Lease, LogQuery, RetryStep, StoreError, StoreResult,
+    },
 };
 
 /// A delivery's columns, with its payload from `payloads` (or inline, from before).
@@ -480,29 +482,28 @@ impl DeliveryStore for SqlStore {
         q: &LogQuery,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<Option<(u64, Option<i64>)>> {
+    ) -> StoreResult<Option<RetryStep>> {
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
         // First the job's row: on PostgreSQL this locks it, so a node adopting the job
         // meanwhile waits for this step and then finds it heard of.
-        let held = sqlx::query(
-            "UPDATE retry_jobs SET updated_at = $1 WHERE id = $2 AND runner = $3 AND state = 'running'",
+        let Some(row) = sqlx::query(
+            "UPDATE retry_jobs SET updated_at = $1 WHERE id = $2 AND runner = $3 AND state = 'running' \
+             RETURNING done, after_seq",
         )
         .bind(now.as_micros())
         .bind(&job.id)
         .bind(runner)
-        .execute(&mut *tx)
-        .await?;
-        if held.rows_affected() != 1 {
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
             return Ok(None);
-        }
+        };
+        let (done, after_seq): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         let mut conditions = finished_conditions(q);
-        // From the position the store holds, not the runner's copy: a step whose commit
+        // From the position the row holds, not the runner's copy: a step whose commit
         // went through but whose answer was lost must not be taken again.
-        conditions.push(
-            "seq > (SELECT after_seq FROM retry_jobs WHERE id = ?)",
-            Arg::from(job.id.clone()),
-        );
+        conditions.push("seq > ?", Arg::from(after_seq));
         let sql = format!(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = {now}, completed_at = NULL, \
                updated_at = {now}, leased_until = NULL, lease_owner = NULL, parked = 0 \
@@ -523,17 +524,23 @@ impl DeliveryStore for SqlStore {
             .iter()
             .map(|row| row.try_get::<i64, _>(0))
             .collect::<Result<Vec<_>, _>>()?;
-        let last = seqs.iter().copied().max();
-        if let Some(last) = last {
-            sqlx::query("UPDATE retry_jobs SET done = done + $1, after_seq = $2 WHERE id = $3")
-                .bind(seqs.len() as i64)
+        let mut step = RetryStep {
+            requeued: seqs.len() as u64,
+            done: done as u64,
+            after_seq,
+        };
+        if let Some(last) = seqs.iter().copied().max() {
+            step.done += step.requeued;
+            step.after_seq = last;
+            sqlx::query("UPDATE retry_jobs SET done = $1, after_seq = $2 WHERE id = $3")
+                .bind(step.done as i64)
                 .bind(last)
                 .bind(&job.id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(Some((seqs.len() as u64, last)))
+        Ok(Some(step))
     }
 
     async fn create_retry_job(
