@@ -426,18 +426,16 @@ async fn run_bulk_retry(
     use crate::domain::delivery::{bulk_retry_backoff, RetryJobState};
     let mut failures = 0;
     loop {
-        let step = store
+        match store
             .requeue_finished(&job, &runner, &q, RETRY_BATCH, Timestamp::now())
-            .await;
-        if step.is_ok() {
-            failures = 0;
-        }
-        match step {
+            .await
+        {
             Ok(None) => {
                 tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
                 return;
             }
             Ok(Some(step)) => {
+                failures = 0;
                 // The store's count and position: right even after a lost answer.
                 job.done = step.done;
                 job.after_seq = step.after_seq;

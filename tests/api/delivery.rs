@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::receiver::{resource_data, Receiver, Reply};
 use crate::helpers::{eventually, patched, spawn_app, spawn_app_with, Backend, TestApp};
 
 pub(crate) const HOOKS: &str = "/v3/extensions/event-webhooks";
@@ -1000,16 +1000,10 @@ async fn a_bulk_retry_requeues_matching_deliveries_in_order(backend: Backend) {
 
     // The three of inc-b go again, in their order; the others stay failed.
     let got = receiver.wait_for("/flaky", 12).await;
-    let resent: Vec<String> = got[9..]
-        .iter()
-        .map(|r| {
-            r.json()["data"]["resource_data"]["status"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(resent, ["triggered", "acknowledged", "resolved"]);
+    assert_eq!(
+        resource_data(&got[9..], "status"),
+        ["triggered", "acknowledged", "resolved"]
+    );
     assert!(got[9..]
         .iter()
         .all(|r| r.json()["data"]["resource_data"]["id"] == "inc-b"));
@@ -1200,7 +1194,82 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
 }
 
+/// A bulk retry whose steps fail for a while (the store refuses them, as during a
+/// failover) tries again and finishes, instead of giving up at the first error.
+async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (receiver, created) = failed_lifecycles(&app, &["inc-h"]).await;
+    let id = created["id"].as_str().unwrap();
+
+    // Every update of a bulk retry's row fails until `until` (seconds since the epoch);
+    // a step begins with one.
+    let hiccup = Duration::from_millis(2500);
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        + hiccup;
+    let fault: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TABLE fault (until REAL NOT NULL)",
+            "CREATE TRIGGER fault BEFORE UPDATE ON retry_jobs \
+             WHEN (SELECT until FROM fault) > unixepoch('subsec') \
+             BEGIN SELECT RAISE(ABORT, 'injected: the store hiccups'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE TABLE fault (until DOUBLE PRECISION NOT NULL)",
+            "CREATE FUNCTION fault() RETURNS trigger AS $$ BEGIN \
+               IF (SELECT until FROM fault) > extract(epoch FROM clock_timestamp()) THEN \
+                 RAISE EXCEPTION 'injected: the store hiccups'; \
+               END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fault BEFORE UPDATE ON retry_jobs \
+             FOR EACH ROW EXECUTE FUNCTION fault()",
+        ],
+    };
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    for sql in fault {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    sqlx::query(&format!(
+        "INSERT INTO fault (until) VALUES ({})",
+        until.as_secs_f64()
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let path = format!("{HOOKS}/{id}/logs/retry");
+    let started_at = std::time::Instant::now();
+    let started = app
+        .owner(Method::POST, &path, Some(&json!({"state": "failed"})))
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let job = started.body["data"]["id"].as_str().unwrap().to_owned();
+    let progress_path = format!("{path}/{job}");
+    let ended = eventually(
+        "the bulk retry ends",
+        || app.owner(Method::GET, &progress_path, None),
+        |r| r.body["data"]["state"] != "running",
+    )
+    .await;
+    assert_eq!(ended.body["data"]["state"], "done", "{}", ended.body);
+    assert_eq!(ended.body["data"]["done"], 3, "{}", ended.body);
+    assert!(
+        started_at.elapsed() >= hiccup - Duration::from_millis(500),
+        "the steps were refused until the fault ended ({:?})",
+        started_at.elapsed()
+    );
+    // Sent again once each, in order.
+    let got = receiver.wait_for("/flaky", 6).await;
+    assert_eq!(
+        resource_data(&got[3..], "status"),
+        ["triggered", "acknowledged", "resolved"]
+    );
+}
+
 both_backends!(
+    a_bulk_retry_outlasts_a_store_that_hiccups,
     results_wait_for_company_as_configured,
     a_bulk_retry_left_by_a_dead_node_is_finished,
     a_bulk_retry_restarts_the_max_age_clock,

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::delivery::{hook, HOOKS};
-use crate::helpers::receiver::Receiver;
+use crate::helpers::receiver::{resource_data, Receiver};
 use crate::helpers::{patched, spawn_app, Backend};
 
 fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Value {
@@ -18,18 +18,6 @@ fn incident_event(n: usize, service: &str, source: &str, severity: &str) -> Valu
             "tags": {"severity": {"value": severity, "color": "#000"}}
         }
     })
-}
-
-/// The `resource_data.id` of each v2 body received, in order.
-fn resource_ids(got: &[crate::helpers::receiver::Received]) -> Vec<String> {
-    got.iter()
-        .map(|r| {
-            r.json()["data"]["resource_data"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
 }
 
 fn cond(op: &str, lhs: &str, rhs: &str) -> Value {
@@ -89,7 +77,7 @@ async fn filtered_webhooks_receive_exactly_their_events(backend: Backend) {
     }
     for (path, incidents) in expected {
         let got = receiver.wait_for(path, incidents.len()).await;
-        let mut ids = resource_ids(&got);
+        let mut ids = resource_data(&got, "id");
         ids.sort();
         let mut want = incidents.clone();
         want.sort();
@@ -133,7 +121,7 @@ async fn resource_filters_choose_resource_events(backend: Backend) {
         }
     }
     let got = receiver.wait_for("/notes", sent.len()).await;
-    assert_eq!(resource_ids(&got), sent);
+    assert_eq!(resource_data(&got, "id"), sent);
 }
 
 async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {

@@ -38,6 +38,19 @@ impl Received {
     }
 }
 
+/// One text field of `data.resource_data` (the incident) in each v2 body received, in
+/// arrival order.
+pub fn resource_data(got: &[Received], field: &str) -> Vec<String> {
+    got.iter()
+        .map(|r| {
+            r.json()["data"]["resource_data"][field]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
