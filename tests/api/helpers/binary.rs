@@ -47,14 +47,18 @@ impl Server {
         let log_sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the address is handed over, so the start line is in the
+                // log once `start` returns.
+                {
+                    let mut log = log_sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 // A text line ends with the address; in a JSON line a quote follows it.
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let url = rest.split(['"', ' ']).next().unwrap_or("").trim();
                     let _ = tx.send(url.to_owned());
                 }
-                let mut log = log_sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let stdout = Arc::new(Mutex::new(String::new()));
