@@ -531,9 +531,9 @@ impl Config {
     /// How many async worker threads `serve` starts: `worker_threads`, or when that is 0
     /// half of `cores`, at least one. The other half is left to the work beside them:
     /// SQLite's writer thread or a PostgreSQL server on the same machine, and the kernel's
-    /// network work. On two cores one worker costs a sixth less CPU per event than two, at
-    /// a lower p99 and no less throughput (BENCHMARKS.md): two workers mostly wake each
-    /// other.
+    /// network work. On two cores one worker costs a sixth less CPU per event than two at
+    /// 1,000 events/s, at no higher p99 and no less throughput (BENCHMARKS.md): two
+    /// workers mostly wake each other.
     pub fn async_workers(&self, cores: usize) -> usize {
         match self.worker_threads {
             0 => (cores / 2).max(1),

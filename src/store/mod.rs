@@ -376,7 +376,6 @@ pub struct Accepted {
     pub leased: Vec<DeliveryId>,
 }
 
-/// Which log entries to list.
 /// One step of a bulk retry, as the store saved it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryStep {
@@ -387,6 +386,7 @@ pub struct RetryStep {
     pub after_seq: i64,
 }
 
+/// Which log entries to list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogQuery {
     pub state: Option<DeliveryState>,

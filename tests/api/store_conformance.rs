@@ -37,6 +37,45 @@ async fn org_with_webhook(store: &dyn tocsin::store::Store, name: &str) -> (Orga
     (org, hook)
 }
 
+/// Intake's admission when this node takes work at once under `lease` (nothing parked).
+fn leasing(lease: tocsin::store::Lease) -> tocsin::store::Admission {
+    tocsin::store::Admission {
+        lease: Some(lease),
+        park_urls: Vec::new(),
+        park_until: Timestamp::now(),
+    }
+}
+
+/// A lease held by `owner` for another minute.
+fn for_a_minute(owner: &str) -> tocsin::store::Lease {
+    tocsin::store::Lease {
+        owner: owner.into(),
+        until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
+    }
+}
+
+/// `n` events, each of its own incident (inc-0, inc-1, …) with one delivery to one URL.
+fn one_per_incident(
+    org: &Organization,
+    hook: &Webhook,
+    n: usize,
+) -> Vec<(
+    tocsin::domain::event::Event,
+    Vec<tocsin::domain::delivery::NewDelivery>,
+)> {
+    (0..n)
+        .map(|i| {
+            let (e, d) = crate::helpers::event_and_delivery(
+                &org.id,
+                &hook.id,
+                &format!("inc-{i}"),
+                "https://receiver.example/hook",
+            );
+            (e, vec![d])
+        })
+        .collect()
+}
+
 async fn store_ping_and_bootstrap_once(backend: Backend) {
     let Some((store, _db)) = open_store(backend).await else {
         return;
@@ -689,7 +728,7 @@ both_backends!(store_a_failed_write_leaves_nothing_behind);
 /// A batch larger than one statement's chunk of lanes and producer ids: repeats are still
 /// found, and every fresh delivery first in its lane is leased, the rest are not.
 async fn store_large_batches_read_in_chunks(backend: Backend) {
-    use tocsin::store::{Admission, Lease};
+    use tocsin::store::Admission;
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
@@ -698,14 +737,7 @@ async fn store_large_batches_read_in_chunks(backend: Backend) {
         crate::helpers::incident_event(&org.id, &incident, Some(&producer))
     };
     let url = "https://receiver.example/hook";
-    let admission = Admission {
-        lease: Some(Lease {
-            owner: "node-a".into(),
-            until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
-        }),
-        park_urls: Default::default(),
-        park_until: Timestamp::now(),
-    };
+    let admission = leasing(for_a_minute("node-a"));
     // inc-0 has a pending delivery already: its lane is busy.
     let early = event("inc-0".into(), "early".into());
     store
@@ -752,29 +784,17 @@ both_backends!(store_large_batches_read_in_chunks);
 /// of them only. (On PostgreSQL a claim that read the work before another node's claim
 /// committed must not take it over once that commit lands.)
 async fn store_expired_leases_are_claimed_once(backend: Backend) {
-    use tocsin::store::{Admission, Lease};
+    use tocsin::store::Lease;
     let Some((store, db)) = open_store(backend).await else {
         return;
     };
     let (org, hook) = org_with_webhook(store.as_ref(), "x").await;
-    let url = "https://receiver.example/hook";
-    let now = Timestamp::now();
     // Leased to a node that is gone: the leases ran out a second ago.
-    let dead = Admission {
-        lease: Some(Lease {
-            owner: "dead-node".into(),
-            until: now.minus(std::time::Duration::from_secs(1)),
-        }),
-        park_urls: Default::default(),
-        park_until: now,
-    };
-    let batch: Vec<_> = (0..1000)
-        .map(|i| {
-            let (e, d) =
-                crate::helpers::event_and_delivery(&org.id, &hook.id, &format!("inc-{i}"), url);
-            (e, vec![d])
-        })
-        .collect();
+    let dead = leasing(Lease {
+        owner: "dead-node".into(),
+        until: Timestamp::now().minus(std::time::Duration::from_secs(1)),
+    });
+    let batch = one_per_incident(&org, &hook, 1000);
     store.accept_events(&batch, &dead).await.unwrap();
 
     let mut nodes = vec![store.clone()];
@@ -878,7 +898,7 @@ both_backends!(store_rate_slots);
 /// busy, so a node whose transaction holds a lane makes another node's intake for that
 /// lane wait (seen in pg_locks) until it commits — and then see its delivery.
 async fn store_lanes_are_locked_across_nodes(backend: Backend) {
-    use tocsin::{domain::delivery::lane, store::Admission};
+    use tocsin::domain::delivery::lane;
     if backend == Backend::Sqlite {
         return; // one writer serialises SQLite's transactions already
     }
@@ -911,16 +931,8 @@ async fn store_lanes_are_locked_across_nodes(backend: Backend) {
         let store = store.clone();
         let delivery = delivery.clone();
         tokio::spawn(async move {
-            let admission = Admission {
-                lease: Some(tocsin::store::Lease {
-                    owner: "node-b".into(),
-                    until: Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000),
-                }),
-                park_urls: Vec::new(),
-                park_until: Timestamp::now(),
-            };
             store
-                .accept_events(&[(event, vec![delivery])], &admission)
+                .accept_events(&[(event, vec![delivery])], &leasing(for_a_minute("node-b")))
                 .await
                 .unwrap()
         })
@@ -973,7 +985,7 @@ async fn next_change(
 /// claim now (released leases) wake pollers — work already leased to its node does not.
 /// SQLite has one process and no feed.
 async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
-    use tocsin::store::{Admission, Change, Lease};
+    use tocsin::store::Change;
     let Some((store, db)) = open_store(backend).await else {
         return;
     };
@@ -1005,16 +1017,11 @@ async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
         "inc-n",
         "https://receiver.example/hook",
     );
-    let admission = Admission {
-        lease: Some(Lease {
-            owner: "node-a".into(),
-            until: Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000),
-        }),
-        park_urls: Vec::new(),
-        park_until: Timestamp::now(),
-    };
     let accepted = store
-        .accept_events(&[(event, vec![delivery.clone()])], &admission)
+        .accept_events(
+            &[(event, vec![delivery.clone()])],
+            &leasing(for_a_minute("node-a")),
+        )
         .await
         .unwrap();
     assert_eq!(accepted[0].leased, vec![delivery.id.clone()]);
@@ -1304,33 +1311,17 @@ async fn store_bulk_retry_steps_start_where_the_store_says(backend: Backend) {
         Attempt, AttemptResult, DeliveryState, RetryJob, RetryJobState,
     };
     use tocsin::domain::ids::DeliveryId;
-    use tocsin::store::{Admission, Lease};
     let Some((store, _db)) = open_store(backend).await else {
         return;
     };
     let (org, hook) = org_with_webhook(store.as_ref(), "s").await;
     let now = Timestamp::now();
-    let lease = Lease {
-        owner: "node-a".into(),
-        until: now.plus(std::time::Duration::from_secs(60)),
-    };
-    let admission = Admission {
-        lease: Some(lease.clone()),
-        park_urls: Default::default(),
-        park_until: now,
-    };
-    let batch: Vec<_> = (0..4)
-        .map(|i| {
-            let (e, d) = crate::helpers::event_and_delivery(
-                &org.id,
-                &hook.id,
-                &format!("inc-{i}"),
-                "https://receiver.example/hook",
-            );
-            (e, vec![d])
-        })
-        .collect();
-    store.accept_events(&batch, &admission).await.unwrap();
+    let lease = for_a_minute("node-a");
+    let batch = one_per_incident(&org, &hook, 4);
+    store
+        .accept_events(&batch, &leasing(lease.clone()))
+        .await
+        .unwrap();
     let ids: Vec<DeliveryId> = batch.iter().map(|(_, d)| d[0].id.clone()).collect();
     let fail = |ids: &[DeliveryId], number| -> Vec<AttemptResult> {
         ids.iter()
