@@ -1403,3 +1403,70 @@ async fn store_bulk_retry_steps_start_where_the_store_says(backend: Backend) {
 }
 
 both_backends!(store_bulk_retry_steps_start_where_the_store_says);
+
+/// A recording batch larger than one statement's chunk (200 results) is recorded whole:
+/// its per-webhook counts and URL health are one upsert each. Written per chunk, the second
+/// chunk's upsert touched the same rows again, which PostgreSQL refuses within one
+/// statement; the batch failed for good and its deliveries were sent again (seen under
+/// load, when results pile up faster than they are recorded).
+async fn store_records_a_batch_of_several_chunks(backend: Backend) {
+    use tocsin::domain::delivery::{Attempt, AttemptResult, DeliveryState};
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "big").await;
+    let batch = one_per_incident(&org, &hook, 450);
+    store
+        .accept_events(&batch, &leasing(for_a_minute("node-a")))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let results: Vec<AttemptResult> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (_, d))| AttemptResult {
+            delivery_id: d[0].id.clone(),
+            attempt: Attempt {
+                number: 1,
+                started_at: now,
+                response_status: Some(if i < 300 { 200 } else { 500 }),
+                ..Attempt::default()
+            },
+            // Successes in the first chunk and the second, failures in the second and third.
+            state: if i < 300 {
+                DeliveryState::Succeeded
+            } else {
+                DeliveryState::Failed
+            },
+            next_attempt_at: None,
+            notify: false,
+        })
+        .collect();
+    store.record_attempts("node-a", &results).await.unwrap();
+
+    let counts = store
+        .webhook_counts(&org.id, now.minus(std::time::Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(
+        counts.get(&hook.id),
+        Some(&(300, 150)),
+        "every chunk counted"
+    );
+    for (i, (_, d)) in batch.iter().enumerate() {
+        let (delivery, attempts) = store
+            .delivery(&org.id, &hook.id, &d[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = if i < 300 {
+            DeliveryState::Succeeded
+        } else {
+            DeliveryState::Failed
+        };
+        assert_eq!(delivery.state, expected, "delivery {i}");
+        assert_eq!(attempts.len(), 1, "delivery {i}'s attempt is kept");
+    }
+}
+
+both_backends!(store_records_a_batch_of_several_chunks);

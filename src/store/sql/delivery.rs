@@ -765,6 +765,13 @@ impl DeliveryStore for SqlStore {
         let now = Timestamp::now().as_micros();
         // The writes after each update go as one chain (see `chain.rs`).
         let mut chain = Chain::begin(&self.writer, self.dialect).await?;
+        // Counts and URL health of the whole batch, written once after every chunk: an
+        // upsert per chunk would touch one row twice, and on PostgreSQL a chain's writes
+        // are one statement, where that is an error ("ON CONFLICT DO UPDATE command cannot
+        // affect row a second time"), so a batch of more than one chunk never recorded.
+        let mut finished = HashMap::new();
+        // Per (organization, webhook, stored URL): whether any attempt succeeded.
+        let mut health: HashMap<(String, String, String), bool> = HashMap::new();
         for chunk in results.chunks(200) {
             // Only deliveries this node still holds change state (not cancelled, not reclaimed).
             // Holding implies pending (every change away from pending clears the lease), so
@@ -805,15 +812,12 @@ impl DeliveryStore for SqlStore {
                 .into_iter()
                 .map(|(id, org, webhook, url)| (id, (org, webhook, url)))
                 .collect();
-            let mut finished = HashMap::new();
-            // Per (organization, webhook, stored URL): whether any attempt succeeded.
-            let mut health: HashMap<(&str, &str, &str), bool> = HashMap::new();
             for r in chunk {
                 let Some((org, webhook, url)) = updated.get(&r.delivery_id) else {
                     continue;
                 };
                 *health
-                    .entry((org.as_str(), webhook.as_str(), url.as_str()))
+                    .entry((org.to_string(), webhook.to_string(), url.clone()))
                     .or_insert(false) |= r.state == DeliveryState::Succeeded;
                 if r.state == DeliveryState::Failed && r.notify {
                     super::notification::insert_notification(&mut chain, &r.delivery_id, now)
@@ -830,8 +834,6 @@ impl DeliveryStore for SqlStore {
                 counts.0 += ok;
                 counts.1 += failed;
             }
-            super::count_finished(&mut chain, &finished).await?;
-            record_url_health(&mut chain, &health, now).await?;
             // ON CONFLICT: an attempt recorded before a crash is not recorded twice.
             let sql = format!(
                 "{} ON CONFLICT (delivery_id, number) DO NOTHING",
@@ -867,6 +869,8 @@ impl DeliveryStore for SqlStore {
             }
             chain.push(&sql, args).await?;
         }
+        super::count_finished(&mut chain, &finished).await?;
+        record_url_health(&mut chain, &health, now).await?;
         // On SQLite the chained writes run after every chunk's update: they read only
         // `deliveries` rows' ids, organization and webhook, which no update changes.
         chain.commit().await?;
@@ -1034,7 +1038,7 @@ fn query_from_text(text: &str) -> StoreResult<LogQuery> {
 /// been failing since now if it was not already.
 async fn record_url_health(
     chain: &mut Chain<'_>,
-    health: &HashMap<(&str, &str, &str), bool>,
+    health: &HashMap<(String, String, String), bool>,
     now: i64,
 ) -> StoreResult<()> {
     let dialect = chain.dialect();
