@@ -406,6 +406,35 @@ async fn serve_starts_the_async_workers_its_settings_ask_for() {
     );
 }
 
+/// PostgreSQL without autovacuum never refreshes the planner's statistics, and tocsin's
+/// queries slow down as its tables grow: `serve` says so at start, naming the setting, and
+/// says nothing when it is on. The test server's own setting decides which is checked (CI's
+/// PostgreSQL runs without autovacuum).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_when_postgresql_runs_without_autovacuum() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let setting: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let server = Server::start(&db.url);
+    let warned = server.stderr().contains("autovacuum is off")
+        && server.stderr().contains("autovacuum = on");
+    assert_eq!(
+        warned,
+        setting == "off",
+        "autovacuum {setting}: {}",
+        server.stderr()
+    );
+    server.stop();
+}
+
 /// A check of the instrument, not of speed: a small tocsin-bench run reports every field
 /// and sees every delivery exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
