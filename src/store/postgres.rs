@@ -27,9 +27,11 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
     .with_changes(ChangeFeed::new(url)))
 }
 
-/// Without autovacuum nothing refreshes the planner's statistics, and the queue's tables
-/// grow from empty: the plans made for a few rows stay. Measured with a backlog of parked
-/// deliveries, intake fell from about 2,000 to 300 events/s by 50,000 (BENCHMARKS.md).
+/// Without autovacuum the dead rows the queue's updates leave are never reclaimed, and
+/// nothing refreshes the planner's statistics of tables that grow from empty: plans made
+/// for a few rows may stay (BENCHMARKS.md has a backlog run where intake's lookups took
+/// 40 ms each, most likely so).
 const AUTOVACUUM_OFF: &str = "PostgreSQL's autovacuum is off: the planner's statistics of \
-    tocsin's tables are never refreshed, and queries slow down as the queue grows; set \
-    autovacuum = on in postgresql.conf (or run ANALYZE on this database regularly)";
+    tocsin's tables are never refreshed and dead rows are not reclaimed, so queries may slow \
+    down as the queue grows; set autovacuum = on in postgresql.conf (or run VACUUM ANALYZE \
+    on this database regularly)";
