@@ -24,9 +24,6 @@ use crate::{
 /// Rows per multi-row statement, well under SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 400;
 
-/// Inserts deliveries: parked when their URL is among `admission.park_urls`, else leased
-/// when they may start now (not failed, first in their lane: no earlier pending delivery, in
-/// the table or earlier in `deliveries`), else waiting, due now.
 /// Several nodes on one PostgreSQL may take events of one incident at the same moment:
 /// each transaction would see no pending delivery in the lane (the other's is not committed)
 /// and both would start theirs. A transaction-scoped advisory lock per lane makes the
@@ -69,6 +66,9 @@ pub(super) async fn busy_lanes(
     Ok(look_up(chain, &[], &lanes).await?.1)
 }
 
+/// Inserts deliveries: parked when their URL is among `admission.park_urls`, else leased
+/// when they may start now (not failed, first in their lane: no earlier pending delivery, in
+/// the table or earlier in `deliveries`), else waiting, due now.
 /// The writes go into `chain` (they are sent as it commits). `lanes`: each delivery's
 /// lane, in order; `busy`: those that have a pending delivery (see [`busy_lanes`]).
 pub(super) async fn insert_deliveries<'q>(
