@@ -1421,6 +1421,14 @@ async fn store_records_a_batch_of_several_chunks(backend: Backend) {
         .await
         .unwrap();
     let now = Timestamp::now();
+    // Successes in the first chunk and the second, failures in the second and third.
+    let state_of = |i: usize| {
+        if i < 300 {
+            DeliveryState::Succeeded
+        } else {
+            DeliveryState::Failed
+        }
+    };
     let results: Vec<AttemptResult> = batch
         .iter()
         .enumerate()
@@ -1432,12 +1440,7 @@ async fn store_records_a_batch_of_several_chunks(backend: Backend) {
                 response_status: Some(if i < 300 { 200 } else { 500 }),
                 ..Attempt::default()
             },
-            // Successes in the first chunk and the second, failures in the second and third.
-            state: if i < 300 {
-                DeliveryState::Succeeded
-            } else {
-                DeliveryState::Failed
-            },
+            state: state_of(i),
             next_attempt_at: None,
             notify: false,
         })
@@ -1459,12 +1462,7 @@ async fn store_records_a_batch_of_several_chunks(backend: Backend) {
             .await
             .unwrap()
             .unwrap();
-        let expected = if i < 300 {
-            DeliveryState::Succeeded
-        } else {
-            DeliveryState::Failed
-        };
-        assert_eq!(delivery.state, expected, "delivery {i}");
+        assert_eq!(delivery.state, state_of(i), "delivery {i}");
         assert_eq!(attempts.len(), 1, "delivery {i}'s attempt is kept");
     }
 }
