@@ -142,7 +142,9 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
                 }
             }
             body.truncate(MAX_RESPONSE_KEPT);
-            attempt.response_body = Some(String::from_utf8_lossy(&body).into_owned());
+            // Kept as text, with U+FFFD for what is not: invalid UTF-8 and NUL, which
+            // PostgreSQL's text cannot store (it failed the whole recording batch).
+            attempt.response_body = Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}"));
             attempt.duration_ms = clock.elapsed().as_millis() as u64;
             let succeeded = status.is_success() && !stalled;
             if stalled {

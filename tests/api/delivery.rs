@@ -522,6 +522,80 @@ async fn logs_show_what_the_receiver_got(backend: Backend) {
     assert_eq!(missing.status, 404);
 }
 
+/// A receiver's answer may hold a NUL byte (a binary body), which PostgreSQL's text cannot
+/// store. It is logged with U+FFFD in its place, as invalid UTF-8 is. Before, the whole
+/// recording batch failed on PostgreSQL, so this delivery and another webhook's recorded
+/// with it stayed pending until their leases expired and were sent again.
+async fn an_answer_with_a_nul_byte_is_logged(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/binary", |_, _| Reply {
+        body: b"ok\0\xffbin",
+        ..Reply::status(200)
+    });
+    let binary = app
+        .create_webhook(&hook("binary", json!([{"url": receiver.url("/binary")}])))
+        .await;
+    let plain = app
+        .create_webhook(&hook("plain", json!([{"url": receiver.url("/plain")}])))
+        .await;
+    app.ingest(&event("triggered", "t", incident("inc-nul", "triggered")))
+        .await;
+    for (created, body) in [
+        (&binary, "ok\u{fffd}\u{fffd}bin"),
+        (&plain, "receiver says hi"),
+    ] {
+        let id = created["id"].as_str().unwrap();
+        let rows = app.settled_logs(id, 1).await;
+        assert_eq!(rows[0]["state"], "succeeded", "{rows:?}");
+        assert_eq!(rows[0]["attempts"], 1, "recorded at once, not sent again");
+        let detail = app.log_entry(id, rows[0]["id"].as_str().unwrap()).await;
+        assert_eq!(detail["attempts"][0]["response_body"], body);
+    }
+    assert_eq!(receiver.received("/binary").len(), 1);
+    assert_eq!(receiver.received("/plain").len(), 1);
+}
+
+/// JSON text holding a NUL character (`\u0000`) is refused with a 400 that says so, on
+/// both backends alike: PostgreSQL's text cannot store it, and an event carrying one
+/// failed its whole intake batch first (then itself, as a 500 its producer would retry).
+async fn text_with_a_nul_character_is_refused_at_the_door(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let refused = app
+        .owner(
+            Method::POST,
+            "/v3/events",
+            Some(&event("triggered", "t", incident("inc\u{0}x", "triggered"))),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("NUL character"),
+        "{}",
+        refused.body
+    );
+    let mut body = hook("n\u{0}ame", json!([{"url": "https://example.com/h"}]));
+    let refused = app.owner(Method::POST, HOOKS, Some(&body)).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    body["name"] = json!("name");
+    body["header"] = json!({"X-K\u{0}ey": "v"});
+    let refused = app.owner(Method::POST, HOOKS, Some(&body)).await;
+    assert_eq!(refused.status, 400, "a key too: {}", refused.body);
+    assert_eq!(app.webhook_count().await, 0);
+    let org = app
+        .store
+        .installation_organization()
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = app.store.recent_incidents(&org.id, 10).await.unwrap();
+    assert!(stored.is_empty(), "no event stored: {stored:?}");
+}
+
 async fn log_pages_walk_every_delivery_once(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -1284,6 +1358,8 @@ both_backends!(
     a_repeated_producer_id_is_accepted_once,
     invalid_events_are_refused_and_store_nothing,
     logs_show_what_the_receiver_got,
+    an_answer_with_a_nul_byte_is_logged,
+    text_with_a_nul_character_is_refused_at_the_door,
     log_pages_walk_every_delivery_once,
     manual_trigger_sends_the_latest_snapshot,
     private_addresses_are_refused_by_default,

@@ -271,9 +271,8 @@ async fn a_hanging_url_does_not_delay_a_healthy_one(backend: Backend) {
     };
     let receiver = Receiver::start().await;
     receiver.respond("/hang", |_, _| Reply {
-        status: 200,
-        headers: Vec::new(),
         delay: Some(Duration::from_secs(120)),
+        ..Reply::status(200)
     });
     let body = patched(
         hook(
@@ -366,9 +365,8 @@ async fn graceful_shutdown_gives_back_claimed_deliveries(backend: Backend) {
     };
     let receiver = Receiver::start().await;
     let hanging = Reply {
-        status: 200,
-        headers: Vec::new(),
         delay: Some(Duration::from_secs(60)),
+        ..Reply::status(200)
     };
     receiver.script("/slow", vec![hanging.clone(), hanging.clone(), hanging]);
     let created = app

@@ -90,6 +90,24 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     );
     assert_eq!(app.webhook_count().await, 0);
 
+    // PostgreSQL's text cannot hold NUL: refused at the door on either backend.
+    let nul = v
+        .post_form(
+            "/webhooks/new",
+            &new_webhook_form(&csrf, "Pa\0ger", "https://example.com/h"),
+        )
+        .await;
+    assert_eq!(nul.status, 400, "{}", nul.text);
+    assert!(
+        nul.text.contains("Nothing was saved")
+            && nul
+                .text
+                .contains("The field &quot;name&quot; holds a NUL character"),
+        "a page that names the field: {}",
+        nul.text
+    );
+    assert_eq!(app.webhook_count().await, 0);
+
     let ok = v
         .post_form(
             "/webhooks/new",

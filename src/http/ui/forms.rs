@@ -3,9 +3,9 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
+    http::StatusCode,
+    response::Response,
 };
-
-use crate::http::error::ApiError;
 
 /// The fields of a submitted form, in order. Field names are the API's (`urls[0].url`),
 /// so a repeated or indexed name is kept as sent.
@@ -22,15 +22,37 @@ impl FormBody {
 }
 
 impl<S: Send + Sync> FromRequest<S> for FormBody {
-    type Rejection = ApiError;
+    /// A page saying nothing was saved, and why (a person sent the form).
+    type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
-        Ok(FormBody(
-            url::form_urlencoded::parse(&bytes).into_owned().collect(),
-        ))
+        let refused = |status, text: &str| {
+            super::message(
+                status,
+                None,
+                "Nothing was saved",
+                text,
+                Some(("/", "Overview")),
+            )
+        };
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form was larger than tocsin accepts. Shorten what was typed and send it again.",
+            )
+        })?;
+        let fields: Vec<(String, String)> =
+            url::form_urlencoded::parse(&bytes).into_owned().collect();
+        if let Some((name, _)) = fields
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                &format!("The field {name:?} {}.", crate::http::extract::HOLDS_NUL),
+            ));
+        }
+        Ok(FormBody(fields))
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// Answer only after this long (a slow or hanging receiver).
     pub delay: Option<Duration>,
+    /// The answer's body (default: a short text).
+    pub body: &'static [u8],
 }
 
 impl Reply {
@@ -65,6 +67,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             delay: None,
+            body: b"receiver says hi",
         }
     }
 }
@@ -116,11 +119,7 @@ async fn record(
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap(),
-        "receiver says hi",
-    )
-        .into_response();
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
