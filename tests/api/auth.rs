@@ -14,12 +14,7 @@ use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
 const BASE: &str = "/v3/extensions/event-webhooks";
 
 async fn token_with(app: &TestApp, abilities: &[Ability]) -> NewToken {
-    let org = app
-        .store
-        .installation_organization()
-        .await
-        .unwrap()
-        .unwrap();
+    let org = app.organization().await;
     let token = NewToken::generate(&org.id, "test", abilities.to_vec());
     app.store
         .create_token(&token, &token_created(&token.token, &Actor::cli()))

@@ -416,12 +416,7 @@ async fn invalid_events_are_refused_and_store_nothing(backend: Backend) {
             .unwrap()
             .is_empty()
     );
-    let org = app
-        .store
-        .installation_organization()
-        .await
-        .unwrap()
-        .unwrap();
+    let org = app.organization().await;
     assert!(
         app.store
             .latest_incident_event(&org.id, "inc-bad")
@@ -586,12 +581,7 @@ async fn text_with_a_nul_character_is_refused_at_the_door(backend: Backend) {
     let refused = app.owner(Method::POST, HOOKS, Some(&body)).await;
     assert_eq!(refused.status, 400, "a key too: {}", refused.body);
     assert_eq!(app.webhook_count().await, 0);
-    let org = app
-        .store
-        .installation_organization()
-        .await
-        .unwrap()
-        .unwrap();
+    let org = app.organization().await;
     let stored = app.store.recent_incidents(&org.id, 10).await.unwrap();
     assert!(stored.is_empty(), "no event stored: {stored:?}");
 }

@@ -797,12 +797,7 @@ async fn tokens_api(backend: Backend) {
     assert_eq!(fields, ["name", "abilities", "expires_at"], "{}", bad.body);
 
     // An expired token is refused with the reason.
-    let owner_org = app
-        .store
-        .installation_organization()
-        .await
-        .unwrap()
-        .unwrap();
+    let owner_org = app.organization().await;
     let mut short = tocsin::domain::token::NewToken::generate(
         &owner_org.id,
         "short",

@@ -691,15 +691,7 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
     assert!(invited.text.contains("/setup/"), "the setup link is shown");
     let user = app
         .store
-        .user_by_email(
-            &app.store
-                .installation_organization()
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            "new@example.com",
-        )
+        .user_by_email(&app.organization().await.id, "new@example.com")
         .await
         .unwrap()
         .unwrap();

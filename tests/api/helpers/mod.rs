@@ -227,7 +227,15 @@ impl Reply {
 }
 
 impl TestApp {
-    /// Stops the server and starts a new one on the same database.
+    /// The installation's organization (made at the first start).
+    pub async fn organization(&self) -> tocsin::domain::organization::Organization {
+        self.store
+            .installation_organization()
+            .await
+            .unwrap()
+            .expect("the first start made the organization")
+    }
+
     /// Stops the server gracefully (as on SIGTERM) and waits until it has.
     pub async fn stop(&mut self) {
         let _ = self.stop.take().expect("running").send(());

@@ -210,12 +210,7 @@ impl Visitor {
 
 /// A user with the test password, made as the command line would.
 pub async fn person(app: &TestApp, email: &str, role: &str) -> User {
-    let org = app
-        .store
-        .installation_organization()
-        .await
-        .unwrap()
-        .unwrap();
+    let org = app.organization().await;
     let input = NewUser {
         email: email.to_owned(),
         name: format!("{role} person"),
