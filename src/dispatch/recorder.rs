@@ -84,10 +84,13 @@ pub(super) fn start(
                 }
             }
             if !batch.is_empty() {
-                retrying("recording attempts", batch.len(), || {
+                let recorded = retrying("recording attempts", batch.len(), || {
                     store.record_attempts(&owner, &batch)
                 })
                 .await;
+                if !recorded && batch.len() > 1 {
+                    one_by_one(store.as_ref(), &owner, &batch).await;
+                }
                 for result in &batch {
                     match result.next_attempt_at {
                         Some(at) => wakeup.at(at),
@@ -110,8 +113,8 @@ pub(super) fn start(
 }
 
 /// Runs a write, trying again after each of [`RETRY_WAITS`]; past them the deliveries are
-/// left to lease expiry (attempted again: at-least-once).
-async fn retrying<F, Fut>(what: &str, count: usize, mut write: F)
+/// left to lease expiry (attempted again: at-least-once). Whether it was written.
+async fn retrying<F, Fut>(what: &str, count: usize, mut write: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::store::StoreResult<()>>,
@@ -119,7 +122,7 @@ where
     let mut waits = RETRY_WAITS.iter();
     loop {
         match write().await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => match waits.next() {
                 Some(wait) => {
                     tracing::warn!(error = %e, deliveries = count, "{what} failed; trying again");
@@ -127,9 +130,45 @@ where
                 }
                 None => {
                     tracing::error!(error = %e, deliveries = count, "{what} failed for good; these deliveries will be attempted again when their leases expire");
-                    return;
+                    return false;
                 }
             },
         }
     }
+}
+
+/// Consecutive results that fail alone before the rest are given up: then the store
+/// itself is failing, not one result, and each try could wait for a connection.
+const GIVE_UP_AFTER: usize = 3;
+
+/// A batch that failed for good is recorded a result at a time, once each, so that one
+/// result the store refuses (seen twice: a chunked upsert, a NUL in an answer) leaves only
+/// its own delivery to lease expiry and is not sent again with up to 255 others. Stops
+/// after [`GIVE_UP_AFTER`] failures in a row.
+async fn one_by_one(store: &dyn Store, owner: &str, batch: &[AttemptResult]) {
+    let mut recorded = 0;
+    let mut failed_in_a_row = 0;
+    for result in batch {
+        match store
+            .record_attempts(owner, std::slice::from_ref(result))
+            .await
+        {
+            Ok(()) => {
+                recorded += 1;
+                failed_in_a_row = 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, delivery = %result.delivery_id, "recording this attempt failed; the delivery will be attempted again when its lease expires");
+                failed_in_a_row += 1;
+                if failed_in_a_row == GIVE_UP_AFTER {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(
+        recorded,
+        of = batch.len(),
+        "a batch that failed was recorded result by result"
+    );
 }

@@ -1260,6 +1260,63 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
 
 /// A bulk retry whose steps fail for a while (the store refuses them, as during a
 /// failover) tries again and finishes, instead of giving up at the first error.
+/// A result the store refuses (here a trigger refuses one answer's attempt) costs only its
+/// own delivery: once its batch has failed for good, the results are recorded one by one,
+/// so another webhook's delivery recorded in the same batch is not left to its lease's
+/// expiry and sent again (as it was when a chunked upsert or a NUL failed whole batches).
+async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Backend) {
+    // Long enough that both results share one batch.
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.record_linger = Duration::from_millis(500)
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/poison", |_, _| Reply {
+        body: b"poison",
+        ..Reply::status(200)
+    });
+    let poison = app
+        .create_webhook(&hook("poison", json!([{"url": receiver.url("/poison")}])))
+        .await;
+    let fine = app
+        .create_webhook(&hook("fine", json!([{"url": receiver.url("/fine")}])))
+        .await;
+    let refuse: &[&str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON attempts \
+             WHEN NEW.response_body = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'injected: this attempt cannot be stored'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.response_body = 'poison' THEN \
+                 RAISE EXCEPTION 'injected: this attempt cannot be stored'; \
+               END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER poison BEFORE INSERT ON attempts \
+             FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    for sql in refuse {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    app.ingest(&event("triggered", "t", incident("inc-p", "triggered")))
+        .await;
+    receiver.wait_for("/poison", 1).await;
+    receiver.wait_for("/fine", 1).await;
+
+    let rows = app.settled_logs(fine["id"].as_str().unwrap(), 1).await;
+    assert_eq!(rows[0]["state"], "succeeded", "{rows:?}");
+    assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(receiver.received("/fine").len(), 1, "sent once");
+    let refused = app.logs(poison["id"].as_str().unwrap(), "").await;
+    assert_eq!(
+        refused["result"][0]["state"], "pending",
+        "the refused result alone waits for its lease: {refused}"
+    );
+}
+
 async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -1333,6 +1390,7 @@ async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
 }
 
 both_backends!(
+    a_result_the_store_refuses_does_not_take_its_batch_with_it,
     a_bulk_retry_outlasts_a_store_that_hiccups,
     results_wait_for_company_as_configured,
     a_bulk_retry_left_by_a_dead_node_is_finished,
