@@ -517,6 +517,22 @@ async fn logs_show_what_the_receiver_got(backend: Backend) {
     assert_eq!(missing.status, 404);
 }
 
+/// Two webhooks: "odd", whose receiver answers 200 with `body`, and "plain", answered as
+/// usual. Returns them as created, in that order.
+async fn one_odd_answer(app: &TestApp, receiver: &Receiver, body: &'static [u8]) -> (Value, Value) {
+    receiver.respond("/odd", move |_, _| Reply {
+        body,
+        ..Reply::status(200)
+    });
+    let odd = app
+        .create_webhook(&hook("odd", json!([{"url": receiver.url("/odd")}])))
+        .await;
+    let plain = app
+        .create_webhook(&hook("plain", json!([{"url": receiver.url("/plain")}])))
+        .await;
+    (odd, plain)
+}
+
 /// A receiver's answer may hold a NUL byte (a binary body), which PostgreSQL's text cannot
 /// store. It is logged with U+FFFD in its place, as invalid UTF-8 is. Before, the whole
 /// recording batch failed on PostgreSQL, so this delivery and another webhook's recorded
@@ -526,16 +542,7 @@ async fn an_answer_with_a_nul_byte_is_logged(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    receiver.respond("/binary", |_, _| Reply {
-        body: b"ok\0\xffbin",
-        ..Reply::status(200)
-    });
-    let binary = app
-        .create_webhook(&hook("binary", json!([{"url": receiver.url("/binary")}])))
-        .await;
-    let plain = app
-        .create_webhook(&hook("plain", json!([{"url": receiver.url("/plain")}])))
-        .await;
+    let (binary, plain) = one_odd_answer(&app, &receiver, b"ok\0\xffbin").await;
     app.ingest(&event("triggered", "t", incident("inc-nul", "triggered")))
         .await;
     for (created, body) in [
@@ -549,7 +556,7 @@ async fn an_answer_with_a_nul_byte_is_logged(backend: Backend) {
         let detail = app.log_entry(id, rows[0]["id"].as_str().unwrap()).await;
         assert_eq!(detail["attempts"][0]["response_body"], body);
     }
-    assert_eq!(receiver.received("/binary").len(), 1);
+    assert_eq!(receiver.received("/odd").len(), 1);
     assert_eq!(receiver.received("/plain").len(), 1);
 }
 
@@ -1274,16 +1281,7 @@ async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Bac
         return;
     };
     let receiver = Receiver::start().await;
-    receiver.respond("/poison", |_, _| Reply {
-        body: b"poison",
-        ..Reply::status(200)
-    });
-    let poison = app
-        .create_webhook(&hook("poison", json!([{"url": receiver.url("/poison")}])))
-        .await;
-    let fine = app
-        .create_webhook(&hook("fine", json!([{"url": receiver.url("/fine")}])))
-        .await;
+    let (poison, fine) = one_odd_answer(&app, &receiver, b"poison").await;
     let refuse: &[&str] = match backend {
         Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON attempts \
              WHEN NEW.response_body = 'poison' \
@@ -1303,13 +1301,13 @@ async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Bac
     }
     app.ingest(&event("triggered", "t", incident("inc-p", "triggered")))
         .await;
-    receiver.wait_for("/poison", 1).await;
-    receiver.wait_for("/fine", 1).await;
+    receiver.wait_for("/odd", 1).await;
+    receiver.wait_for("/plain", 1).await;
 
     let rows = app.settled_logs(fine["id"].as_str().unwrap(), 1).await;
     assert_eq!(rows[0]["state"], "succeeded", "{rows:?}");
     assert_eq!(rows[0]["attempts"], 1);
-    assert_eq!(receiver.received("/fine").len(), 1, "sent once");
+    assert_eq!(receiver.received("/plain").len(), 1, "sent once");
     let refused = app.logs(poison["id"].as_str().unwrap(), "").await;
     assert_eq!(
         refused["result"][0]["state"], "pending",
