@@ -62,12 +62,13 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
     serde_json::from_slice::<Strict>(bytes)
         .map(|s| s.0)
         .map_err(|e| {
-            if e.to_string().starts_with("duplicate key") {
-                format!("{e}: give each key once")
-            } else if e.to_string().starts_with("a string holds") {
-                e.to_string()
+            let said = e.to_string();
+            if said.starts_with("duplicate key") {
+                format!("{said}: give each key once")
+            } else if said.contains(HOLDS_NUL) {
+                said
             } else {
-                format!("malformed JSON: {e}")
+                format!("malformed JSON: {said}")
             }
         })
 }

@@ -517,6 +517,14 @@ async fn logs_show_what_the_receiver_got(backend: Backend) {
     assert_eq!(missing.status, 404);
 }
 
+/// Runs statements on the app's database directly, in order (to inject a fault).
+async fn run_sql(app: &TestApp, statements: &[&str]) {
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    for sql in statements {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+}
+
 /// Two webhooks: "odd", whose receiver answers 200 with `body`, and "plain", answered as
 /// usual. Returns them as created, in that order.
 async fn one_odd_answer(app: &TestApp, receiver: &Receiver, body: &'static [u8]) -> (Value, Value) {
@@ -1265,8 +1273,6 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
 }
 
-/// A bulk retry whose steps fail for a while (the store refuses them, as during a
-/// failover) tries again and finishes, instead of giving up at the first error.
 /// A result the store refuses (here a trigger refuses one answer's attempt) costs only its
 /// own delivery: once its batch has failed for good, the results are recorded one by one,
 /// so another webhook's delivery recorded in the same batch is not left to its lease's
@@ -1295,10 +1301,7 @@ async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Bac
              FOR EACH ROW EXECUTE FUNCTION poison()",
         ],
     };
-    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
-    for sql in refuse {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
+    run_sql(&app, refuse).await;
     app.ingest(&event("triggered", "t", incident("inc-p", "triggered")))
         .await;
     receiver.wait_for("/odd", 1).await;
@@ -1315,6 +1318,8 @@ async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Bac
     );
 }
 
+/// A bulk retry whose steps fail for a while (the store refuses them, as during a
+/// failover) tries again and finishes, instead of giving up at the first error.
 async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -1346,17 +1351,8 @@ async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
              FOR EACH ROW EXECUTE FUNCTION fault()",
         ],
     };
-    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
-    for sql in fault {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    sqlx::query(&format!(
-        "INSERT INTO fault (until) VALUES ({})",
-        until.as_secs_f64()
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
+    let fill = format!("INSERT INTO fault (until) VALUES ({})", until.as_secs_f64());
+    run_sql(&app, &[fault, &[fill.as_str()]].concat()).await;
 
     let path = format!("{HOOKS}/{id}/logs/retry");
     let started_at = std::time::Instant::now();
