@@ -9,6 +9,11 @@ use super::{
 pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
     let pool = AnyPoolOptions::new()
         .max_connections(16)
+        // sqlx's default, kept on purpose: each connection is tested (a round trip) before
+        // it is handed out. Skipping that saved a sixth of tocsin's CPU at 200 events/s,
+        // but after PostgreSQL dropped every connection the next calls failed, one per dead
+        // connection: refused events (BENCHMARKS.md, tenth session; a test holds this).
+        .test_before_acquire(true)
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;

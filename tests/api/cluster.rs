@@ -21,7 +21,7 @@ use crate::{
     delivery::{event, hook, incident, HOOKS},
     helpers::{
         binary::Server,
-        futures_join_all, http_client, minimal_webhook, open_store, patched,
+        eventually, futures_join_all, http_client, minimal_webhook, open_store, patched,
         receiver::{Received, Receiver, Reply},
         Backend, TestDb, DEADLINE,
     },
@@ -100,8 +100,11 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
             .unwrap_or(usize::MAX);
         let id = request.header("webhook-id");
         let seen = before.iter().any(|r| r.header("webhook-id") == id);
+        // The second round's first attempts are answered slowly, so that every node has
+        // requests in flight when one is killed (see `wait_until_every_node_holds_work`).
+        let slow = body["event"]["type"] == format!("incident.{}", ROUNDS[1]) && !seen;
         Reply {
-            delay: Some(Duration::from_millis(30)),
+            delay: Some(Duration::from_millis(if slow { 2000 } else { 30 })),
             ..Reply::status(if index % FLAKY == 0 && !seen {
                 503
             } else {
@@ -128,6 +131,7 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     let mut killed_at = None;
     for (round, kind) in ROUNDS.iter().enumerate() {
         if round == 2 {
+            wait_until_every_node_holds_work(&db.url, nodes.len()).await;
             nodes.pop().unwrap().kill();
             killed_at = Some(Instant::now());
         }
@@ -217,6 +221,28 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
             first_success.insert(id, r.at);
         }
     }
+}
+
+/// Waits until `nodes` different nodes hold leases on deliveries still pending, so that
+/// whichever node is killed next has work in flight. Without it the kill could fall in a
+/// moment when that node held nothing, and the test would prove nothing.
+async fn wait_until_every_node_holds_work(url: &str, nodes: usize) {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    eventually(
+        "every node holding deliveries at once",
+        || async {
+            let (holders,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(DISTINCT lease_owner) FROM deliveries \
+                 WHERE state = 'pending' AND lease_owner IS NOT NULL",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            holders
+        },
+        |holders| *holders as usize >= nodes,
+    )
+    .await;
 }
 
 /// The requests the receiver answered 200, with their position: the receiver refuses the

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::receiver::{resource_data, Receiver, Reply};
-use crate::helpers::{eventually, patched, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::helpers::{
+    eventually, http_client, patched, spawn_app, spawn_app_with, Backend, TestApp,
+};
 
 pub(crate) const HOOKS: &str = "/v3/extensions/event-webhooks";
 const EVENTS: &[&str] = &["triggered", "reassigned", "acknowledged", "resolved"];
@@ -596,6 +598,25 @@ async fn text_with_a_nul_character_is_refused_at_the_door(backend: Backend) {
     let refused = app.owner(Method::POST, HOOKS, Some(&body)).await;
     assert_eq!(refused.status, 400, "a key too: {}", refused.body);
     assert_eq!(app.webhook_count().await, 0);
+    // In an address (a path parameter or a filter looked up in the store), too: before,
+    // a 500 on PostgreSQL.
+    for path in [&format!("{HOOKS}/whk%00x"), "/v3/audit-logs?object=a%00b"] {
+        let refused = app.owner(Method::GET, path, None).await;
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        let said = refused.body["meta"]["error_message"].to_string();
+        assert!(said.contains("NUL character"), "{path}: {said}");
+    }
+    let page = http_client()
+        .get(format!("{}/webhooks/whk%00x/logs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<html") && page.contains("NUL character"),
+        "{page}"
+    );
     let org = app.organization().await;
     let stored = app.store.recent_incidents(&org.id, 10).await.unwrap();
     assert!(stored.is_empty(), "no event stored: {stored:?}");
