@@ -179,7 +179,7 @@ pub async fn refuse_nul_in_address(
             None,
             "This address cannot be read",
             &text,
-            Some(("/", "Go to the overview")),
+            Some(("/", "Overview")),
         )
     }
 }
