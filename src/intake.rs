@@ -28,9 +28,15 @@ pub enum IntakeError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The intake batch could not be written, or intake is shutting down.
+    /// Something on our side failed (the organization vanished, matching panicked).
     #[error("{0}")]
     Unavailable(String),
+    /// The event could not be written (its batch failed, then it failed alone): nothing of
+    /// it was kept, and sending it again may well succeed.
+    #[error("{0}")]
+    NotStored(String),
+    #[error("intake is shutting down")]
+    ShuttingDown,
 }
 
 /// One delivery per URL of each webhook. Each distinct payload is rendered and stored once:
@@ -135,7 +141,7 @@ impl IntakeQueue {
         deliveries: Vec<NewDelivery>,
     ) -> Result<Accepted, IntakeError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || IntakeError::Unavailable("intake is shutting down".into());
+        let stopped = || IntakeError::ShuttingDown;
         self.requests
             .send(Request {
                 event,
@@ -147,7 +153,7 @@ impl IntakeQueue {
         answer
             .await
             .map_err(|_| stopped())?
-            .map_err(IntakeError::Unavailable)
+            .map_err(IntakeError::NotStored)
     }
 }
 

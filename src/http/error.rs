@@ -32,6 +32,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{}", join(.1))]
     Invalid(&'static str, Vec<FieldError>),
+    /// Not done now, nothing kept, and the same request may succeed in a moment (sent with
+    /// `Retry-After: 1`): the database could not be written, the server is stopping.
+    #[error("{0}")]
+    Unavailable(String),
     /// Logged with detail; the caller sees only that something went wrong on our side.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -56,6 +60,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +76,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Invalid(code, _) => code,
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -96,7 +102,12 @@ impl IntoResponse for ApiError {
             meta["errors"] = json!(errors);
         }
         let mut response = (self.status(), Json(json!({ "meta": meta }))).into_response();
-        if let ApiError::TooManyRequests(seconds) = self {
+        let retry_after = match self {
+            ApiError::TooManyRequests(seconds) => Some(seconds),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(seconds),

@@ -1294,6 +1294,56 @@ async fn a_bulk_retry_restarts_the_max_age_clock(backend: Backend) {
     assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
 }
 
+/// An event the database refuses to take is answered 503 with `Retry-After` and words that
+/// say nothing was kept and to send it again (a sender's cue to retry), not a 500 that
+/// reads as a bug; the database's own words stay in the log. Other events go through.
+async fn an_event_the_store_cannot_write_is_answered_503(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    app.create_webhook(&hook("h", json!([{"url": receiver.url("/h")}])))
+        .await;
+    let refuse: &[&str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER refuse BEFORE INSERT ON events \
+             WHEN NEW.incident_id = 'inc-refused' \
+             BEGIN SELECT RAISE(ABORT, 'injected: this event cannot be stored'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+               IF NEW.incident_id = 'inc-refused' THEN \
+                 RAISE EXCEPTION 'injected: this event cannot be stored'; \
+               END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse BEFORE INSERT ON events \
+             FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ],
+    };
+    run_sql(&app, refuse).await;
+    let refused = http_client()
+        .post(format!("{}/v3/events", app.address))
+        .bearer_auth(&app.owner_token)
+        .header("content-type", "application/json")
+        .body(event("triggered", "t", incident("inc-refused", "triggered")).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(body["meta"]["error_code"], "unavailable", "{body}");
+    let said = body["meta"]["error_message"].as_str().unwrap();
+    assert!(
+        said.contains("nothing of it was kept: send it again") && !said.contains("injected"),
+        "{said}"
+    );
+    app.ingest(&event("triggered", "t", incident("inc-ok", "triggered")))
+        .await;
+    let got = receiver.wait_for("/h", 1).await;
+    assert_eq!(got[0].json()["data"]["resource_data"]["id"], "inc-ok");
+    let org = app.organization().await;
+    let stored = app.store.recent_incidents(&org.id, 10).await.unwrap();
+    assert_eq!(stored.len(), 1, "only inc-ok: {stored:?}");
+}
+
 /// A result the store refuses (here a trigger refuses one answer's attempt) costs only its
 /// own delivery: once its batch has failed for good, the results are recorded one by one,
 /// so another webhook's delivery recorded in the same batch is not left to its lease's
@@ -1405,6 +1455,7 @@ async fn a_bulk_retry_outlasts_a_store_that_hiccups(backend: Backend) {
 }
 
 both_backends!(
+    an_event_the_store_cannot_write_is_answered_503,
     a_result_the_store_refuses_does_not_take_its_batch_with_it,
     a_bulk_retry_outlasts_a_store_that_hiccups,
     results_wait_for_company_as_configured,

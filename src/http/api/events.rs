@@ -30,6 +30,23 @@ impl From<IntakeError> for ApiError {
             IntakeError::NotFound(what) => ApiError::NotFound(what),
             IntakeError::Store(e) => e.into(),
             IntakeError::Unavailable(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
+            IntakeError::NotStored(reason) => {
+                // The cause is the store's, worded for an operator: logged, not returned.
+                tracing::warn!(
+                    reason,
+                    "an event was not stored; its sender was told to send it again"
+                );
+                ApiError::Unavailable(
+                    "the event was not stored (tocsin could not write it to its database just \
+                     now) and nothing of it was kept: send it again"
+                        .to_owned(),
+                )
+            }
+            IntakeError::ShuttingDown => ApiError::Unavailable(
+                "tocsin is shutting down and did not take the event: send it again (to another \
+                 node, or once this one is back)"
+                    .to_owned(),
+            ),
         }
     }
 }
