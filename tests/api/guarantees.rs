@@ -903,6 +903,38 @@ async fn events_are_accepted_right_after_postgresql_drops_every_connection() {
     receiver.wait_for("/h", 21).await;
 }
 
+/// Another process writing the SQLite file while the server runs (an operator's `tocsin
+/// token create`, say) holds the write lock for a moment: the server's writes wait for it
+/// instead of failing. Before, a transaction that had read first could not take the lock
+/// once the other process had committed ("database is locked" at once, whatever the busy
+/// timeout), and the event was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_while_another_process_writes_the_sqlite_file() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let receiver = Receiver::start().await;
+    app.create_webhook(&hook("h", json!([{"url": receiver.url("/h")}])))
+        .await;
+    app.ingest_incidents(0..1).await;
+    let outside = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    let mut outside = outside.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *outside)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE organizations SET name = name")
+        .execute(&mut *outside)
+        .await
+        .unwrap();
+    // The other process commits a moment later (a hold, not a wait for an outcome).
+    let other = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut *outside).await.unwrap();
+    });
+    app.ingest_incidents(1..3).await;
+    other.await.unwrap();
+    receiver.wait_for("/h", 3).await;
+}
+
 async fn redirects_are_failures_and_not_followed(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;

@@ -14,7 +14,7 @@
 //!   a read or the writes) and ends it with its last (`COMMIT` after the writes), instead
 //!   of one call each. sqlx does not know of such a transaction, so a chain dropped before
 //!   it committed (an error, a cancelled task) has it rolled back before the connection
-//!   writes again (see `writer.rs`).
+//!   writes again (see `writer.rs`). It begins `IMMEDIATE` (see [`SQLITE_BEGIN`]).
 //!
 //! So a transaction that reads once and then writes is two calls instead of four or more.
 //! PostgreSQL's protocol takes one statement per call when it has parameters, so there a
@@ -46,6 +46,13 @@ pub(crate) struct Chain<'q> {
     /// PostgreSQL: the writes not sent yet, each with its values.
     writes: Vec<(String, Vec<Arg<'q>>)>,
 }
+
+/// How SQLite's writer begins a transaction: taking the write lock at once, waiting (the
+/// busy timeout) while another process (the CLI, while the server runs) holds it. A
+/// deferred transaction that read first could not take it once that process had committed:
+/// SQLite refuses at once ("database is locked", the busy timeout not applied), as its
+/// snapshot is stale, and the intake batch or recording failed.
+pub(crate) const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 /// Values per statement at most when PostgreSQL's writes are joined (its limit is 65,535).
 const MAX_JOINED_VALUES: usize = 30_000;
@@ -83,7 +90,7 @@ impl<'q> Chain<'q> {
             // Counted as sent from here: should the call fail, the transaction is
             // abandoned (see `Drop`), whatever state it left.
             self.begun = true;
-            format!("BEGIN;\n{sql}")
+            format!("{SQLITE_BEGIN};\n{sql}")
         };
         (sql, &mut *self.conn)
     }
@@ -132,7 +139,11 @@ impl<'q> Chain<'q> {
         }
         let sql = std::mem::take(&mut self.sql);
         let args = std::mem::take(&mut self.args);
-        let begin = if self.begun { "" } else { "BEGIN;\n" };
+        let begin = if self.begun {
+            String::new()
+        } else {
+            format!("{SQLITE_BEGIN};\n")
+        };
         self.begun = true;
         bound(sqlx::query(&format!("{begin}{sql}COMMIT")), args)
             .execute(&mut *self.conn)

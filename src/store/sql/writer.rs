@@ -15,6 +15,8 @@ use std::{
 };
 
 use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Executor, Transaction};
+
+use super::chain::SQLITE_BEGIN;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub(crate) enum Writer {
@@ -67,9 +69,14 @@ pub(crate) enum WriterConn {
 
 impl WriterConn {
     /// A transaction sqlx manages on this connection (rolled back when dropped
-    /// uncommitted).
+    /// uncommitted); on SQLite's held writer begun as [`SQLITE_BEGIN`] says.
     pub(crate) async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
-        sqlx::Connection::begin(&mut **self).await
+        match self {
+            WriterConn::Pooled(_) => sqlx::Connection::begin(&mut **self).await,
+            WriterConn::Held { .. } => {
+                sqlx::Connection::begin_with(&mut **self, SQLITE_BEGIN).await
+            }
+        }
     }
 
     /// A transaction begun by hand on this connection is given up (an error, a
