@@ -30,8 +30,14 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
                     conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str())
                         .await?;
                     // The server checkpoints from a reader every 200 ms (`Store::checkpoint`),
-                    // so the writer's commits do not stall copying the log; the writer
-                    // checkpoints itself only past ~400 MiB of WAL, should that fall behind.
+                    // so the writer's commits do not stall copying the log. But the log
+                    // starts over from its beginning only when a write begins with every
+                    // frame copied, and under steady writes some commit always lands while
+                    // the reader's checkpoint runs: the file grew until the writer's own
+                    // checkpoint (then past ~400 MiB), by 16 MiB/s at 200 events/s, each new
+                    // block allocated and zeroed. The writer checkpoints itself past ~64 MiB
+                    // (the reader has copied nearly all of it by then), and the log starts
+                    // over: bounded there, its blocks reused (BENCHMARKS.md, tenth session).
                     conn.execute(
                         format!("PRAGMA wal_autocheckpoint = {autocheckpoint_pages}").as_str(),
                     )
@@ -45,8 +51,9 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
                 })
             })
     };
-    // 8 MiB of page cache per connection (32 MiB for the writer measured no better).
-    let writer = setup(8 * 1024, 100_000)
+    // 8 MiB of page cache per connection (32 MiB for the writer measured no better); the
+    // writer checkpoints past 16,000 pages (~64 MiB) of log.
+    let writer = setup(8 * 1024, 16_000)
         .max_connections(1)
         .connect(&url)
         .await?;

@@ -223,21 +223,23 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     }
 }
 
-/// Waits until `nodes` different nodes hold leases on deliveries still pending, so that
-/// whichever node is killed next has work in flight. Without it the kill could fall in a
-/// moment when that node held nothing, and the test would prove nothing.
+/// Waits until `nodes` different nodes hold leases on second-round deliveries, whose first
+/// attempts the receiver answers only after 2 s: whichever node is killed next then has a
+/// request in flight, its lease stays behind, and its incident's later rounds wait in their
+/// lane until another node takes the lease over. Without it the kill could fall in a moment
+/// when that node held nothing, or only a delivery about to be answered, and the test
+/// would prove nothing (it did, in CI and here).
 async fn wait_until_every_node_holds_work(url: &str, nodes: usize) {
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let sql = format!(
+        "SELECT COUNT(DISTINCT lease_owner) FROM deliveries \
+         WHERE state = 'pending' AND lease_owner IS NOT NULL AND event_type = 'incident.{}'",
+        ROUNDS[1]
+    );
     eventually(
-        "every node holding deliveries at once",
+        "every node holding a slow second-round delivery at once",
         || async {
-            let (holders,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(DISTINCT lease_owner) FROM deliveries \
-                 WHERE state = 'pending' AND lease_owner IS NOT NULL",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+            let (holders,): (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
             holders
         },
         |holders| *holders as usize >= nodes,
