@@ -527,6 +527,31 @@ async fn run_sql(app: &TestApp, statements: &[&str]) {
     }
 }
 
+/// Makes the app's database refuse to insert into `table` any row for which `condition`
+/// (SQL on `NEW`) holds, with an error saying it was injected; on either backend.
+async fn refuse_inserts(app: &TestApp, backend: Backend, table: &str, condition: &str) {
+    let refusal = format!("injected: this row of {table} cannot be stored");
+    let statements = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} WHEN {condition} \
+             BEGIN SELECT RAISE(ABORT, '{refusal}'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN \
+                 IF {condition} THEN RAISE EXCEPTION '{refusal}'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+            ),
+        ],
+    };
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    run_sql(app, &statements).await;
+}
+
 /// Two webhooks: "odd", whose receiver answers 200 with `body`, and "plain", answered as
 /// usual. Returns them as created, in that order.
 async fn one_odd_answer(app: &TestApp, receiver: &Receiver, body: &'static [u8]) -> (Value, Value) {
@@ -1304,20 +1329,7 @@ async fn an_event_the_store_cannot_write_is_answered_503(backend: Backend) {
     let receiver = Receiver::start().await;
     app.create_webhook(&hook("h", json!([{"url": receiver.url("/h")}])))
         .await;
-    let refuse: &[&str] = match backend {
-        Backend::Sqlite => &["CREATE TRIGGER refuse BEFORE INSERT ON events \
-             WHEN NEW.incident_id = 'inc-refused' \
-             BEGIN SELECT RAISE(ABORT, 'injected: this event cannot be stored'); END"],
-        Backend::Postgres => &[
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
-               IF NEW.incident_id = 'inc-refused' THEN \
-                 RAISE EXCEPTION 'injected: this event cannot be stored'; \
-               END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse BEFORE INSERT ON events \
-             FOR EACH ROW EXECUTE FUNCTION refuse()",
-        ],
-    };
-    run_sql(&app, refuse).await;
+    refuse_inserts(&app, backend, "events", "NEW.incident_id = 'inc-refused'").await;
     let refused = http_client()
         .post(format!("{}/v3/events", app.address))
         .bearer_auth(&app.owner_token)
@@ -1359,20 +1371,7 @@ async fn a_result_the_store_refuses_does_not_take_its_batch_with_it(backend: Bac
     };
     let receiver = Receiver::start().await;
     let (poison, fine) = one_odd_answer(&app, &receiver, b"poison").await;
-    let refuse: &[&str] = match backend {
-        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON attempts \
-             WHEN NEW.response_body = 'poison' \
-             BEGIN SELECT RAISE(ABORT, 'injected: this attempt cannot be stored'); END"],
-        Backend::Postgres => &[
-            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
-               IF NEW.response_body = 'poison' THEN \
-                 RAISE EXCEPTION 'injected: this attempt cannot be stored'; \
-               END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER poison BEFORE INSERT ON attempts \
-             FOR EACH ROW EXECUTE FUNCTION poison()",
-        ],
-    };
-    run_sql(&app, refuse).await;
+    refuse_inserts(&app, backend, "attempts", "NEW.response_body = 'poison'").await;
     app.ingest(&event("triggered", "t", incident("inc-p", "triggered")))
         .await;
     receiver.wait_for("/odd", 1).await;
