@@ -30,7 +30,7 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     /// Something on our side failed (the organization vanished, matching panicked).
     #[error("{0}")]
-    Unavailable(String),
+    Internal(String),
     /// The event could not be written (its batch failed, then it failed alone): nothing of
     /// it was kept, and sending it again may well succeed.
     #[error("{0}")]
@@ -222,7 +222,7 @@ pub async fn accept(
 ) -> Result<Accepted, IntakeError> {
     let webhooks = catalog.webhooks(organization_id).await?;
     let organization = webhooks.organization.as_ref().ok_or_else(|| {
-        IntakeError::Unavailable(format!("organization {organization_id} is missing"))
+        IntakeError::Internal(format!("organization {organization_id} is missing"))
     })?;
     let tenant = Tenant {
         id: &organization.id,
@@ -255,7 +255,7 @@ pub async fn accept(
             (event, deliveries)
         })
         .await
-        .map_err(|e| IntakeError::Unavailable(format!("matching failed: {e}")))?
+        .map_err(|e| IntakeError::Internal(format!("matching failed: {e}")))?
     } else {
         let deliveries = plan(&webhooks, &event);
         (event, deliveries)

@@ -156,8 +156,8 @@ fn storable<E: serde::de::Error>(v: &str) -> Result<(), E> {
 
 /// Refuses an address whose path or query holds an encoded NUL (`%00`), the only way one
 /// can appear in a URI, with a 400 that says so. Path parameters and filters are looked up
-/// in the store, and PostgreSQL refuses NUL in text: without this, `?name=%00` was a 500 on
-/// PostgreSQL and an empty answer on SQLite. API addresses (`/v…`) get the JSON error, pages
+/// in the store, and PostgreSQL refuses NUL in text: without this, `…/whk%00x` was a 500 on
+/// PostgreSQL (a misleading 404 on SQLite). API addresses (`/v…`) get the JSON error, pages
 /// a page.
 pub async fn refuse_nul_in_address(
     request: axum::extract::Request,
@@ -170,18 +170,16 @@ pub async fn refuse_nul_in_address(
     if !address.as_str().contains("%00") {
         return next.run(request).await;
     }
-    let text = format!("The address {HOLDS_NUL}.");
     if request.uri().path().starts_with("/v") {
-        ApiError::BadRequest(format!("the address {HOLDS_NUL}")).into_response()
-    } else {
-        super::ui::message(
-            axum::http::StatusCode::BAD_REQUEST,
-            None,
-            "This address cannot be read",
-            &text,
-            Some(("/", "Overview")),
-        )
+        return ApiError::BadRequest(format!("the address {HOLDS_NUL}")).into_response();
     }
+    super::ui::message(
+        axum::http::StatusCode::BAD_REQUEST,
+        None,
+        "This address cannot be read",
+        &format!("The address {HOLDS_NUL}."),
+        Some(("/", "Overview")),
+    )
 }
 
 /// The query string as name/value pairs, for parameters whose errors we word ourselves.

@@ -29,7 +29,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::Invalid(errors) => ApiError::Invalid("invalid_event", errors),
             IntakeError::NotFound(what) => ApiError::NotFound(what),
             IntakeError::Store(e) => e.into(),
-            IntakeError::Unavailable(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
+            IntakeError::Internal(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
             IntakeError::NotStored(reason) => {
                 // The cause is the store's, worded for an operator: logged, not returned.
                 tracing::warn!(

@@ -15,9 +15,9 @@ use std::{
 };
 
 use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::chain::SQLITE_BEGIN;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub(crate) enum Writer {
     Pool(AnyPool),
