@@ -31,8 +31,8 @@ pub enum IntakeError {
     /// Something on our side failed (the organization vanished, matching panicked).
     #[error("{0}")]
     Internal(String),
-    /// The event could not be written (its batch failed, then it failed alone): nothing of
-    /// it was kept, and sending it again may well succeed.
+    /// The event could not be written (its batch failed, and so did the event alone when the
+    /// batch held others): nothing of it was kept, and sending it again may well succeed.
     #[error("{0}")]
     NotStored(String),
     #[error("intake is shutting down")]
@@ -141,7 +141,6 @@ impl IntakeQueue {
         deliveries: Vec<NewDelivery>,
     ) -> Result<Accepted, IntakeError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || IntakeError::ShuttingDown;
         self.requests
             .send(Request {
                 event,
@@ -149,10 +148,10 @@ impl IntakeQueue {
                 reply,
             })
             .await
-            .map_err(|_| stopped())?;
+            .map_err(|_| IntakeError::ShuttingDown)?;
         answer
             .await
-            .map_err(|_| stopped())?
+            .map_err(|_| IntakeError::ShuttingDown)?
             .map_err(IntakeError::NotStored)
     }
 }
