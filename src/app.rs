@@ -433,6 +433,11 @@ impl Application {
         self.state.store.clone()
     }
 
+    /// The name this start's deliveries are leased under (see [`Engine::node`]).
+    pub fn node(&self) -> &str {
+        self.state.engine.node()
+    }
+
     /// Serves until `shutdown` completes: then stops taking requests, lets attempts in
     /// flight finish for up to `delivery.shutdown_grace`, and releases the leases of the rest.
     pub async fn run_until(

@@ -238,11 +238,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The runtime's own count, so what was asked for (`worker_threads`) can be checked.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let plural = if workers == 1 { "" } else { "s" };
+    // The node's name is what `deliveries.lease_owner` holds for the work it has taken, so
+    // an operator can tell which node holds what.
+    let node = app.node();
     if config.log_format == LogFormat::Json {
-        tracing::info!(url = %url, workers, "tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
+        tracing::info!(url = %url, workers, node, "tocsin {} listening on {url}", env!("CARGO_PKG_VERSION"));
     } else {
         eprintln!(
-            "tocsin {} listening on {url} ({workers} async worker thread{plural})",
+            "tocsin {} listening on {url} ({workers} async worker thread{plural}; node {node})",
             env!("CARGO_PKG_VERSION")
         );
     }

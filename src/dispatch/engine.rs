@@ -276,6 +276,11 @@ impl Engine {
         }
     }
 
+    /// This node's name, as the `lease_owner` of the deliveries it holds (random per start).
+    pub fn node(&self) -> &str {
+        &self.inner.owner
+    }
+
     /// Another node made work claimable: the poller looks now instead of at its interval.
     pub fn wake(&self) {
         self.inner.wakeup.now();

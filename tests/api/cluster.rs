@@ -62,14 +62,17 @@ both_backends!(a_webhook_made_by_another_node_is_read_when_its_delivery_comes);
 const FLAKY: usize = 4;
 const INCIDENTS: usize = 50;
 const ROUNDS: [&str; 4] = ["triggered", "reassigned", "acknowledged", "resolved"];
+/// How long after a process's death the receiver may still be reading what it wrote.
+const ARRIVAL_LAG: Duration = Duration::from_secs(1);
 
 /// Three `tocsin serve` processes on one PostgreSQL; events of 50 incidents go round-robin
 /// to them, four rounds, each event posted after its incident's previous one was accepted.
-/// The receiver refuses some first attempts and answers slowly enough that deliveries are
-/// in flight when, after two rounds, one node is killed with SIGKILL. Then: every accepted
-/// event's delivery arrives with success, each incident's deliveries arrive in order (every
-/// attempt of one before any of the next), and no delivery is answered 200 twice unless its
-/// first success came before the kill (in flight on the killed node, its result unrecorded).
+/// The receiver refuses some first attempts and answers the second round's slowly; after
+/// two rounds, a node is killed with SIGKILL while one of its requests waits for its answer.
+/// Then: that delivery is sent again once its lease has run out, every accepted event's
+/// delivery arrives with success, each incident's deliveries arrive in order (every attempt
+/// of one before any of the next), and no delivery is answered 200 twice unless its first
+/// success came before the kill (in flight on the killed node, its result unrecorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
@@ -100,8 +103,8 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
             .unwrap_or(usize::MAX);
         let id = request.header("webhook-id");
         let seen = before.iter().any(|r| r.header("webhook-id") == id);
-        // The second round's first attempts are answered slowly, so that every node has
-        // requests in flight when one is killed (see `wait_until_every_node_holds_work`).
+        // The second round's first attempts are answered slowly, so that a node can be
+        // killed while it waits for one (see `a_node_waiting_for_an_answer`).
         let slow = body["event"]["type"] == format!("incident.{}", ROUNDS[1]) && !seen;
         Reply {
             delay: Some(Duration::from_millis(if slow { 2000 } else { 30 })),
@@ -128,12 +131,12 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     .await;
     assert_eq!(created.0, 201, "{}", created.1);
 
-    let mut killed_at = None;
+    let mut killed = None;
     for (round, kind) in ROUNDS.iter().enumerate() {
         if round == 2 {
-            wait_until_every_node_holds_work(&db.url, nodes.len()).await;
-            nodes.pop().unwrap().kill();
-            killed_at = Some(Instant::now());
+            let (node, in_flight) = a_node_waiting_for_an_answer(&db.url, &nodes, &receiver).await;
+            nodes.remove(node).kill();
+            killed = Some((Instant::now(), in_flight));
         }
         let posts = (0..INCIDENTS).map(|i| {
             let node = &nodes[(i + round) % nodes.len()];
@@ -148,7 +151,7 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
             assert_eq!(body["data"]["deliveries"], 1, "{body}");
         }
     }
-    let killed_at = killed_at.unwrap();
+    let (killed_at, in_flight) = killed.unwrap();
 
     // Every delivery answered 200 at least once. The killed node's leases run out after a
     // minute before its deliveries are taken over.
@@ -173,14 +176,18 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     for node in nodes {
         node.stop();
     }
-    // The killed node held work: some of it arrived only once its leases had run out.
-    let taken_over = got
+    // The request the killed node was waiting on went again, from another node, once its
+    // lease had run out: not before (its lease is 60 s from its claim, which came at most a
+    // few seconds before the kill; 30 s leaves room for that), and not never.
+    let sent_again: Vec<Duration> = got
         .iter()
-        .filter(|r| r.at.duration_since(killed_at) >= Duration::from_secs(50))
-        .count();
+        .filter(|r| r.header("webhook-id") == in_flight && r.at > killed_at)
+        .map(|r| r.at.duration_since(killed_at))
+        .collect();
     assert!(
-        taken_over > 0,
-        "the killed node held no deliveries: the test proved nothing"
+        !sent_again.is_empty() && sent_again[0] >= Duration::from_secs(30),
+        "{in_flight}, in flight on the killed node, was sent again at {sent_again:?} after the \
+         kill: it should have waited for its lease to run out"
     );
 
     // Order per incident: the round of each request, in arrival order, never goes back.
@@ -206,14 +213,18 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
         );
     }
 
-    // Sent twice only what was in flight on the killed node.
+    // Sent twice only what was in flight on the killed node. The receiver stamps a request
+    // once it has read it, so one the killed node wrote just before it died can be stamped
+    // just after (it was, in CI); a second after the kill no request of it is left unread.
+    let sent_by_the_killed_node_until = killed_at + ARRIVAL_LAG;
     let mut first_success: HashMap<&str, Instant> = HashMap::new();
     for (r, _) in answered_200(&got) {
         let id = r.header("webhook-id");
         if let Some(first) = first_success.get(id) {
             assert!(
-                *first < killed_at,
-                "{id} was answered 200 at {:?} and again at {:?}, the first after the kill",
+                *first < sent_by_the_killed_node_until,
+                "{id} was answered 200 at {:?} and again at {:?} after the kill: the first \
+                 came from a node still alive",
                 first.duration_since(killed_at),
                 r.at.duration_since(killed_at)
             );
@@ -223,28 +234,44 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     }
 }
 
-/// Waits until `nodes` different nodes hold leases on second-round deliveries, whose first
-/// attempts the receiver answers only after 2 s: whichever node is killed next then has a
-/// request in flight, its lease stays behind, and its incident's later rounds wait in their
-/// lane until another node takes the lease over. Without it the kill could fall in a moment
-/// when that node held nothing, or only a delivery about to be answered, and the test
-/// would prove nothing (it did, in CI and here).
-async fn wait_until_every_node_holds_work(url: &str, nodes: usize) {
+/// Waits until a node holds a second-round delivery whose first attempt the receiver got
+/// less than a second ago, and so answers only in more than a second: killed now, that node
+/// dies with the request unanswered and its lease left behind, which others must wait out.
+/// Returns the node's index and the delivery's id. Killing a node picked in advance could
+/// fall in a moment when it held nothing, or only a request about to be answered, and the
+/// test would prove nothing (it did, in CI and here).
+async fn a_node_waiting_for_an_answer(
+    url: &str,
+    nodes: &[Server],
+    receiver: &Receiver,
+) -> (usize, String) {
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let sql = format!(
-        "SELECT COUNT(DISTINCT lease_owner) FROM deliveries \
+        "SELECT id, lease_owner FROM deliveries \
          WHERE state = 'pending' AND lease_owner IS NOT NULL AND event_type = 'incident.{}'",
         ROUNDS[1]
     );
-    eventually(
-        "every node holding a slow second-round delivery at once",
+    let names: Vec<String> = nodes.iter().map(Server::node).collect();
+    let found = eventually(
+        "a node waiting for the answer to a slow second-round request",
         || async {
-            let (holders,): (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
-            holders
+            let held: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            let got = receiver.received("/h");
+            let waiting = |id: &str| {
+                let mut attempts = got.iter().filter(|r| r.header("webhook-id") == id);
+                let first = attempts.next();
+                attempts.next().is_none()
+                    && first.is_some_and(|r| r.at.elapsed() < Duration::from_secs(1))
+            };
+            held.into_iter()
+                .find(|(id, _)| waiting(id))
+                .and_then(|(id, owner)| Some((names.iter().position(|n| *n == owner)?, id)))
         },
-        |holders| *holders as usize >= nodes,
+        Option::is_some,
     )
     .await;
+    pool.close().await;
+    found.unwrap()
 }
 
 /// The requests the receiver answered 200, with their position: the receiver refuses the

@@ -97,6 +97,20 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The node's name from its start line (what `deliveries.lease_owner` holds for it).
+    pub fn node(&self) -> String {
+        let log = self.stderr();
+        let line = log
+            .lines()
+            .find(|l| l.contains("listening on "))
+            .expect("the start line is logged before `start` returns");
+        let rest = line
+            .split("; node ")
+            .nth(1)
+            .expect("the start line names the node");
+        rest.trim_end_matches(')').to_owned()
+    }
+
     /// The owner token a first start prints (waits for it with a deadline).
     pub fn owner_token(&self) -> String {
         let deadline = std::time::Instant::now() + DEADLINE;
