@@ -382,7 +382,7 @@ async fn serve_starts_the_async_workers_its_settings_ask_for() {
         let server = Server::start_with(&db.url, &env);
         // The runtime's own count, as the start line reports it.
         let plural = if workers == 1 { "" } else { "s" };
-        let said = format!("({workers} async worker thread{plural}; node node-");
+        let said = format!("({workers} async worker thread{plural}; node node_");
         assert!(
             server.stderr().contains(&said),
             "worker_threads {setting:?} on {cores} cores: {}",
