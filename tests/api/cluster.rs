@@ -215,7 +215,7 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
 
     // Sent twice only what was in flight on the killed node. The receiver stamps a request
     // once it has read it, so one the killed node wrote just before it died can be stamped
-    // just after (it was, in CI); a second after the kill no request of it is left unread.
+    // just after; a second after the kill no request of it is left unread.
     let sent_by_the_killed_node_until = killed_at + ARRIVAL_LAG;
     let mut first_success: HashMap<&str, Instant> = HashMap::new();
     for (r, _) in answered_200(&got) {
