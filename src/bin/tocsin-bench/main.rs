@@ -259,6 +259,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         rate: plan.rate,
     };
     let cpu_before_load = cpu_seconds(&tocsin, &nodes);
+    // PostgreSQL's backends spend as much CPU per event as tocsin or more (BENCHMARKS.md).
+    let postgres_before_load = (backend == "postgresql")
+        .then(server::postgres_cpu_seconds)
+        .flatten();
     let intake = load::run(&client, &load, event_body, posted).await?;
     let mut pile_up_rss = None;
     let mut drain_started = intake.started;
@@ -280,6 +284,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_during_load = cpu_seconds(&tocsin, &nodes) - cpu_before_load;
+    let postgres_during_load =
+        postgres_before_load.and_then(|before| Some(server::postgres_cpu_seconds()? - before));
     // Anything more than expected (a duplicate) would arrive now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     progress.abort();
@@ -301,6 +307,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         pile_up_rss_mb: pile_up_rss,
         cpu_seconds: cpu_seconds(&tocsin, &nodes),
         cpu_seconds_during_load: cpu_during_load,
+        postgres_cpu_seconds_during_load: postgres_during_load,
     });
     tocsin.stop();
     for node in nodes {

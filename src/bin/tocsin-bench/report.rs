@@ -21,6 +21,8 @@ pub struct Inputs<'a> {
     pub cpu_seconds: f64,
     /// From the first post to the last arrival.
     pub cpu_seconds_during_load: f64,
+    /// PostgreSQL's, over the same time, when it runs on this machine.
+    pub postgres_cpu_seconds_during_load: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -86,6 +88,9 @@ pub fn build(i: Inputs<'_>) -> Value {
         "tocsin_peak_rss_mb_during_pile_up": i.pile_up_rss_mb,
         "tocsin_cpu_seconds": i.cpu_seconds,
         "tocsin_cpu_ms_per_event": i.cpu_seconds_during_load * 1000.0 / i.events.max(1) as f64,
+        "postgresql_cpu_ms_per_event": i
+            .postgres_cpu_seconds_during_load
+            .map(|s| s * 1000.0 / i.events.max(1) as f64),
     })
 }
 
@@ -142,6 +147,12 @@ pub fn table(r: &Value) -> String {
         (
             "tocsin CPU per event, under load (ms)",
             r["tocsin_cpu_ms_per_event"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.3}")),
+        ),
+        (
+            "PostgreSQL CPU per event, under load (ms)",
+            r["postgresql_cpu_ms_per_event"]
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.3}")),
         ),

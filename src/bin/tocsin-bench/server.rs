@@ -155,22 +155,8 @@ impl Tocsin {
 
     /// User plus system CPU time so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which may contain spaces) start at state.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / clock_ticks()
+        let t = proc_times(self.pid()).unwrap_or_default();
+        t.own / clock_ticks()
     }
 
     pub fn stop(mut self) {
@@ -179,6 +165,47 @@ impl Tocsin {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// A process's CPU time in clock ticks: its own, and that of its children it has waited
+/// for (which is where an exited child's time goes).
+#[derive(Default)]
+struct ProcTimes {
+    own: f64,
+    children: f64,
+    parent: u32,
+}
+
+fn proc_times(pid: u32) -> Option<ProcTimes> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some(ProcTimes {
+        own: number(11)? + number(12)?,
+        children: number(13)? + number(14)?,
+        parent: number(1)? as u32,
+    })
+}
+
+/// PostgreSQL's CPU time so far on this machine, in seconds: every `postgres` process's
+/// own, plus the postmaster's exited children (backends that have ended). `None` when no
+/// PostgreSQL runs here (a remote server cannot be measured this way). It counts every
+/// database's work, so nothing else should use this PostgreSQL during a run.
+pub fn postgres_cpu_seconds() -> Option<f64> {
+    let processes: Vec<(u32, ProcTimes)> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .filter_map(|pid| Some((pid, proc_times(pid)?)))
+        .collect();
+    let pids: Vec<u32> = processes.iter().map(|(pid, _)| *pid).collect();
+    let postmaster = processes.iter().find(|(_, t)| !pids.contains(&t.parent))?;
+    let own: f64 = processes.iter().map(|(_, t)| t.own).sum();
+    Some((own + postmaster.1.children) / clock_ticks())
 }
 
 fn clock_ticks() -> f64 {
