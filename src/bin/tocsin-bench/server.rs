@@ -189,7 +189,7 @@ fn proc_times(pid: u32) -> Option<ProcTimes> {
 }
 
 /// PostgreSQL's CPU time so far on this machine, in seconds: every `postgres` process's
-/// own, plus the postmaster's exited children (backends that have ended). `None` when no
+/// own, plus each postmaster's exited children (backends that have ended). `None` when no
 /// PostgreSQL runs here (a remote server cannot be measured this way). It counts every
 /// database's work, so nothing else should use this PostgreSQL during a run.
 pub fn postgres_cpu_seconds() -> Option<f64> {
@@ -203,9 +203,14 @@ pub fn postgres_cpu_seconds() -> Option<f64> {
         .filter_map(|pid| Some((pid, proc_times(pid)?)))
         .collect();
     let pids: Vec<u32> = processes.iter().map(|(pid, _)| *pid).collect();
-    let postmaster = processes.iter().find(|(_, t)| !pids.contains(&t.parent))?;
+    // Each cluster's postmaster: a `postgres` process whose parent is not one.
+    let ended: f64 = processes
+        .iter()
+        .filter(|(_, t)| !pids.contains(&t.parent))
+        .map(|(_, t)| t.children)
+        .sum();
     let own: f64 = processes.iter().map(|(_, t)| t.own).sum();
-    Some((own + postmaster.1.children) / clock_ticks())
+    (!processes.is_empty()).then(|| (own + ended) / clock_ticks())
 }
 
 fn clock_ticks() -> f64 {
