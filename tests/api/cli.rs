@@ -519,9 +519,8 @@ async fn small_bench_run(extra: &[&str]) -> (impl Fn(&str) -> String, serde_json
             .unwrap_or_else(|| panic!("no {label} row: {stdout}"))
     };
     assert_eq!(row("every delivery exactly once"), "yes");
-    assert!(row("tocsin CPU per event, under load (ms)")
-        .parse::<f64>()
-        .is_ok());
+    let cpu = row("tocsin CPU per event, under load (ms)");
+    assert!(cpu.parse::<f64>().is_ok(), "tocsin CPU per event: {cpu}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["deliveries_expected"], 20 * 10 * 2);

@@ -96,6 +96,8 @@ pub fn build(i: Inputs<'_>) -> Value {
 
 pub fn table(r: &Value) -> String {
     let num = |v: &Value| v.as_f64().map_or("-".to_owned(), |n| format!("{n:.1}"));
+    // CPU per event is a fraction of a millisecond.
+    let ms = |v: &Value| v.as_f64().map_or("-".to_owned(), |n| format!("{n:.3}"));
     let rows = [
         (
             "scenario",
@@ -146,15 +148,11 @@ pub fn table(r: &Value) -> String {
         ("tocsin CPU seconds", num(&r["tocsin_cpu_seconds"])),
         (
             "tocsin CPU per event, under load (ms)",
-            r["tocsin_cpu_ms_per_event"]
-                .as_f64()
-                .map_or("-".into(), |x| format!("{x:.3}")),
+            ms(&r["tocsin_cpu_ms_per_event"]),
         ),
         (
             "PostgreSQL CPU per event, under load (ms)",
-            r["postgresql_cpu_ms_per_event"]
-                .as_f64()
-                .map_or("-".into(), |x| format!("{x:.3}")),
+            ms(&r["postgresql_cpu_ms_per_event"]),
         ),
         (
             "every delivery exactly once",
