@@ -375,6 +375,8 @@ impl Application {
             tokens.clone(),
             engine.clone(),
         );
+        let intake =
+            IntakeQueue::start(store.clone(), engine.clone(), config.delivery.intake_linger);
         Ok(Self {
             listener,
             address,
@@ -382,7 +384,7 @@ impl Application {
             state: AppState {
                 store: store.clone(),
                 config: Arc::new(config),
-                intake: IntakeQueue::start(store.clone(), engine.clone()),
+                intake,
                 engine,
                 catalog,
                 tokens,

@@ -108,6 +108,10 @@ pub struct DeliveryConfig {
     /// 0 commits each batch at once.
     #[serde(with = "duration::one")]
     pub record_linger: Duration,
+    /// How long a batch of one received event may wait for company before it commits,
+    /// when events come often (see `intake/company.rs`); 0 never waits.
+    #[serde(with = "duration::one")]
+    pub intake_linger: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +208,7 @@ impl Default for DeliveryConfig {
             max_age: Duration::from_secs(24 * 3600),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             record_linger: Duration::from_millis(20),
+            intake_linger: Duration::from_millis(2),
         }
     }
 }
@@ -231,6 +236,10 @@ impl Default for NotifyConfig {
 
 /// More async workers than this is a typo, not a machine.
 const MAX_WORKER_THREADS: u16 = 1024;
+/// An event's answer waits up to `delivery.intake_linger`: beyond this it would be felt.
+const MAX_INTAKE_LINGER: Duration = Duration::from_millis(100);
+/// A lane's next delivery and a retry's schedule wait up to `delivery.record_linger`.
+const MAX_RECORD_LINGER: Duration = Duration::from_secs(1);
 
 /// Every key with its one-line meaning. `tocsin config` prints these; a unit test keeps
 /// this list and the struct in step.
@@ -290,7 +299,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "delivery.record_linger",
-        "How long attempt results wait for company before they are written (one commit for many at low rates; 0s writes each at once); a lane's next delivery may start that much later.",
+        "How long attempt results wait for company before they are written (one commit for many at low rates; 0s writes each at once); a lane's next delivery may start that much later (at most 1s).",
+    ),
+    (
+        "delivery.intake_linger",
+        "How long a received event may wait for the next one so that both are stored in one commit; only when the last tenth of a second's rate brings half an event to four within one wait (250 to 2,000 events/s at 2ms), and not right after a wait that caught none; the sender's answer waits that much longer (0s never waits; at most 100ms).",
     ),
     (
         "smtp.host",
@@ -512,6 +525,26 @@ impl Config {
                 "must be above 0, like 24h: nothing should wait for ever".to_owned(),
             );
         }
+        if self.delivery.record_linger > MAX_RECORD_LINGER {
+            bad(
+                "delivery.record_linger",
+                format!(
+                    "must be at most {}ms (a lane's next delivery waits it), got {}ms",
+                    MAX_RECORD_LINGER.as_millis(),
+                    self.delivery.record_linger.as_millis()
+                ),
+            );
+        }
+        if self.delivery.intake_linger > MAX_INTAKE_LINGER {
+            bad(
+                "delivery.intake_linger",
+                format!(
+                    "must be at most {}ms (every sender's answer waits it), got {}ms",
+                    MAX_INTAKE_LINGER.as_millis(),
+                    self.delivery.intake_linger.as_millis()
+                ),
+            );
+        }
         if self.http.max_connections == 0
             || self.http.header_read_timeout.is_zero()
             || self.http.idle_timeout.is_zero()
@@ -722,6 +755,32 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string().lines().count(), 2, "{err}");
+    }
+
+    #[test]
+    fn the_waits_for_company_are_bounded() {
+        let err = load(
+            None,
+            &[
+                ("TOCSIN_DELIVERY__INTAKE_LINGER", "1s"),
+                ("TOCSIN_DELIVERY__RECORD_LINGER", "1h"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        for expected in [
+            "`delivery.intake_linger` must be at most 100ms (every sender's answer waits it), got 1000ms",
+            "`delivery.record_linger` must be at most 1000ms (a lane's next delivery waits it), got 3600000ms",
+        ] {
+            assert!(err.to_string().contains(expected), "{expected} in:\n{err}");
+        }
+        let c = load(
+            None,
+            &[("TOCSIN_DELIVERY__INTAKE_LINGER", "0s")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.intake_linger, Duration::ZERO);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! From a received event to started deliveries: match webhooks, render each payload once,
 //! store everything in one transaction, hand what was leased to the engine.
 
-use std::sync::Arc;
+mod company;
+
+use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 
@@ -18,7 +20,11 @@ use crate::{
     filter, payload,
     store::{Accepted, Admission, Lease, Store, StoreError},
 };
-use tokio::sync::{mpsc, oneshot};
+use company::Company;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -111,6 +117,7 @@ pub struct IntakeQueue {
 struct Request {
     event: Event,
     deliveries: Vec<NewDelivery>,
+    arrived: Instant,
     reply: oneshot::Sender<Result<Accepted, String>>,
 }
 
@@ -118,17 +125,13 @@ struct Request {
 const MAX_BATCH: usize = 256;
 
 impl IntakeQueue {
-    pub fn start(store: Arc<dyn Store>, engine: Engine) -> IntakeQueue {
+    /// `linger`: how long a batch of one may wait for company when events come often
+    /// (`delivery.intake_linger`; see `company.rs`).
+    pub fn start(store: Arc<dyn Store>, engine: Engine, linger: Duration) -> IntakeQueue {
         let (requests, mut incoming) = mpsc::channel::<Request>(4 * MAX_BATCH);
         tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            let mut company = Company::new(linger);
+            while let Some(batch) = next_batch(&mut incoming, &mut company, |r| r.arrived).await {
                 commit(&store, &engine, batch).await;
             }
         });
@@ -145,6 +148,7 @@ impl IntakeQueue {
             .send(Request {
                 event,
                 deliveries,
+                arrived: Instant::now(),
                 reply,
             })
             .await
@@ -154,6 +158,43 @@ impl IntakeQueue {
             .map_err(|_| IntakeError::ShuttingDown)?
             .map_err(IntakeError::NotStored)
     }
+}
+
+/// The next batch to commit: what has arrived (up to [`MAX_BATCH`]), and, when `company`
+/// says so, what arrives within its wait. `None` once the queue is closed and empty.
+async fn next_batch<T>(
+    incoming: &mut mpsc::Receiver<T>,
+    company: &mut Company,
+    arrived: impl Fn(&T) -> Instant,
+) -> Option<Vec<T>> {
+    let first = incoming.recv().await?;
+    company.arrived(arrived(&first));
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match incoming.try_recv() {
+            Ok(next) => {
+                company.arrived(arrived(&next));
+                batch.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    let wait = company.wait_until(arrived(&batch[0]), batch.len());
+    let held = batch.len();
+    if let Some(until) = wait {
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, incoming.recv()).await {
+                Ok(Some(next)) => {
+                    company.arrived(arrived(&next));
+                    batch.push(next);
+                }
+                // Time is up, or the queue closed (this batch still commits).
+                _ => break,
+            }
+        }
+    }
+    company.committed(wait.is_some(), batch.len() - held);
+    Some(batch)
 }
 
 /// Writes a batch; if it fails as a whole, each request is tried alone so that one bad
@@ -537,6 +578,40 @@ mod tests {
         webhook::parse_spec,
     };
     use serde_json::json;
+
+    /// `n` arrivals `every` apart, sent into a queue that `next_batch` takes from with a
+    /// wait of `linger`: the sizes of the batches it made.
+    async fn batch_sizes(linger: Duration, every: Duration, n: u32) -> Vec<usize> {
+        let (tx, mut rx) = mpsc::channel::<Instant>(MAX_BATCH);
+        let producer = tokio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..n {
+                tokio::time::sleep_until(start + every * i).await;
+                tx.send(Instant::now()).await.unwrap();
+            }
+        });
+        let mut company = Company::new(linger);
+        let mut sizes = Vec::new();
+        while let Some(batch) = next_batch(&mut rx, &mut company, |at| *at).await {
+            sizes.push(batch.len());
+        }
+        producer.await.unwrap();
+        sizes
+    }
+
+    #[tokio::test]
+    async fn events_that_come_often_share_commits_and_without_a_wait_do_not() {
+        // 100 events/s, a 20 ms wait: two expected within it. Nothing waits in the first
+        // tenth of a second (no rate yet); after it, a batch takes the events that come
+        // within its first event's wait.
+        let every = Duration::from_millis(10);
+        let sizes = batch_sizes(Duration::from_millis(20), every, 40).await;
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+        assert!(sizes.len() <= 30, "batches {sizes:?}");
+        assert!(sizes.iter().any(|&n| n >= 2), "batches {sizes:?}");
+        let sizes = batch_sizes(Duration::ZERO, every, 40).await;
+        assert!(sizes.len() > 35, "with no wait, batches {sizes:?}");
+    }
 
     fn hook(name: &str, patch: Value) -> Webhook {
         let mut body = json!({
