@@ -43,6 +43,7 @@ pub struct Metrics {
     attempts: Family<ResultLabel, Counter>,
     attempt_duration: Histogram,
     intake_duration: Histogram,
+    intake_batch: Histogram,
     notifications: Family<StateLabel, Counter>,
     pub pending: Gauge<i64, AtomicI64>,
     pub parked: Gauge<i64, AtomicI64>,
@@ -102,6 +103,13 @@ impl Metrics {
             "Time from receiving an event to its 202 (committed)",
             intake_duration.clone(),
         );
+        // 1 to 256 (a batch's most).
+        let intake_batch = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        registry.register(
+            "tocsin_intake_batch_events",
+            "Events stored per intake commit (group commit; see delivery.intake_linger)",
+            intake_batch.clone(),
+        );
         let notifications = Family::<StateLabel, Counter>::default();
         registry.register(
             "tocsin_notifications",
@@ -154,6 +162,7 @@ impl Metrics {
             attempts,
             attempt_duration,
             intake_duration,
+            intake_batch,
             notifications,
             pending,
             parked,
@@ -194,6 +203,11 @@ impl Metrics {
 
     pub fn intake(&self, seconds: f64) {
         self.intake_duration.observe(seconds);
+    }
+
+    /// An intake commit of `events`.
+    pub fn intake_batch(&self, events: usize) {
+        self.intake_batch.observe(events as f64);
     }
 
     /// `state`: sent, skipped or failed (an SMTP failure; it is tried again).

@@ -132,6 +132,7 @@ impl IntakeQueue {
         tokio::spawn(async move {
             let mut company = Company::new(linger);
             while let Some(batch) = next_batch(&mut incoming, &mut company, |r| r.arrived).await {
+                crate::metrics::metrics().intake_batch(batch.len());
                 commit(&store, &engine, batch).await;
             }
         });

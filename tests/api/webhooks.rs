@@ -701,6 +701,7 @@ async fn metrics_count_the_work(backend: Backend) {
         "tocsin_build_info{version=",
         "# TYPE tocsin_attempt_duration_seconds histogram",
         "# TYPE tocsin_intake_duration_seconds histogram",
+        "# TYPE tocsin_intake_batch_events histogram",
         "tocsin_deliveries_pending ",
         "tocsin_deliveries_parked ",
         "tocsin_circuits_open ",
@@ -735,6 +736,11 @@ async fn metrics_count_the_work(backend: Backend) {
             && metric(after, ok_calls) >= metric(&before, ok_calls) + 2.0
     })
     .await;
+    let batches = "tocsin_intake_batch_events_sum ";
+    assert!(
+        metric(&after, batches) >= metric(&before, batches) + 2.0,
+        "the two events were counted in intake batches: {after}"
+    );
     assert!(
         metric(&after, events) >= metric(&before, events) + 2.0,
         "{after}"
@@ -769,7 +775,10 @@ async fn metrics_count_the_work(backend: Backend) {
     for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if let Some(name) = word.strip_prefix("tocsin_") {
             // A family is declared by its TYPE line even before it has a sample.
-            let family = name.trim_end_matches("_bucket").trim_end_matches("_total");
+            let family = ["_bucket", "_sum", "_count", "_total"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
             asked += 1;
             assert!(
                 after.contains(&format!("# TYPE tocsin_{family} ")),
