@@ -7,10 +7,10 @@
 //! the wait in latency. So a batch waits, up to the wait from its first event's arrival,
 //! only when that is likely to pay:
 //! - events come at a rate that brings between half an event and four within one wait
-//!   (the last tenth of a second's count): at 1,000 events/s and a 1 ms wait, yes; at
-//!   200/s a wait would rarely catch one, and above four commits are slower than arrivals
-//!   and batches form by themselves (a wait would only idle the writer while senders wait
-//!   for their answers);
+//!   (the last tenth of a second's count): at 1,000 events/s and the default 2 ms wait,
+//!   two: yes; at 200/s, 0.4: a wait would rarely catch one; above four, commits are
+//!   slower than arrivals and batches form by themselves (a wait would only idle the
+//!   writer while senders wait for their answers);
 //! - the batch holds one event (more: it formed by itself);
 //! - the last wait caught company, or the last batch did not wait. A sender that posts one
 //!   event at a time, each after the answer to the last, on a fast link, would otherwise
