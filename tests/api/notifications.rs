@@ -494,12 +494,8 @@ async fn send_test_email_works_and_explains_failures() {
     assert_eq!(mails[0].to, ["ops@example.com"]);
     assert!(mails[0].subject.contains("test e-mail"));
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let (_refusing, closed) = crate::helpers::refusing_port();
+    let closed = closed.to_string();
     let failed = tokio::task::spawn_blocking(move || run(closed))
         .await
         .unwrap();

@@ -470,3 +470,13 @@ pub fn delivery_of(
         created_at: tocsin::domain::Timestamp::now(),
     }
 }
+
+/// A port that refuses connections for as long as the socket is held: bound, so that no
+/// other test's listener can be given it meanwhile (a port merely found free could be, and
+/// deliveries would then reach that listener), and not listening.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
