@@ -525,25 +525,30 @@ impl Config {
                 "must be above 0, like 24h: nothing should wait for ever".to_owned(),
             );
         }
-        if self.delivery.record_linger > MAX_RECORD_LINGER {
-            bad(
+        for (key, wait, most, who_waits) in [
+            (
                 "delivery.record_linger",
-                format!(
-                    "must be at most {}ms (a lane's next delivery waits it), got {}ms",
-                    MAX_RECORD_LINGER.as_millis(),
-                    self.delivery.record_linger.as_millis()
-                ),
-            );
-        }
-        if self.delivery.intake_linger > MAX_INTAKE_LINGER {
-            bad(
+                self.delivery.record_linger,
+                MAX_RECORD_LINGER,
+                "a lane's next delivery",
+            ),
+            (
                 "delivery.intake_linger",
-                format!(
-                    "must be at most {}ms (every sender's answer waits it), got {}ms",
-                    MAX_INTAKE_LINGER.as_millis(),
-                    self.delivery.intake_linger.as_millis()
-                ),
-            );
+                self.delivery.intake_linger,
+                MAX_INTAKE_LINGER,
+                "every sender's answer",
+            ),
+        ] {
+            if wait > most {
+                bad(
+                    key,
+                    format!(
+                        "must be at most {}ms ({who_waits} waits it), got {}ms",
+                        most.as_millis(),
+                        wait.as_millis()
+                    ),
+                );
+            }
         }
         if self.http.max_connections == 0
             || self.http.header_read_timeout.is_zero()
