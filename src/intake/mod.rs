@@ -3,7 +3,7 @@
 
 mod company;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::Value;
 
@@ -198,42 +198,113 @@ async fn next_batch<T>(
     Some(batch)
 }
 
-/// Writes a batch; if it fails as a whole, each request is tried alone so that one bad
-/// event cannot fail the others.
+/// Writes a batch. Should that fail, the events stored all the same are answered as
+/// accepted (the failure came after the commit: the connection dropped while `COMMIT` was
+/// answered, and a 503 would have the sender post a copy), and each other event is tried
+/// alone, so that one bad event cannot fail the others and a connection that died in the
+/// pool costs no event.
 async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
     let admission = engine.admission();
     let (items, replies): (Vec<(Event, Vec<NewDelivery>)>, Vec<_>) = batch
         .into_iter()
         .map(|r| ((r.event, r.deliveries), r.reply))
         .unzip();
-    match store.accept_events(&items, &admission).await {
+    let error = match store.accept_events(&items, &admission).await {
         Ok(answers) => {
             engine.parked(&admission, items.iter().flat_map(|(_, d)| d));
             for (((_, deliveries), reply), answer) in items.iter().zip(replies).zip(answers) {
                 start_leased(engine, deliveries, &answer.leased, &admission);
                 let _ = reply.send(Ok(answer));
             }
+            return;
         }
-        Err(e) if items.len() > 1 => {
-            tracing::warn!(error = %e, events = items.len(), "intake batch failed; writing its events one by one");
-            for (item, reply) in items.iter().zip(replies) {
-                let answer = store
-                    .accept_events(std::slice::from_ref(item), &admission)
-                    .await
-                    .map(|mut answers| answers.remove(0));
-                if let Ok(answer) = &answer {
-                    engine.parked(&admission, &item.1);
-                    start_leased(engine, &item.1, &answer.leased, &admission);
-                }
-                let _ = reply.send(answer.map_err(|e| e.to_string()));
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.to_string()));
-            }
-        }
+        Err(e) => e,
+    };
+    tracing::warn!(error = %error, events = items.len(), "intake batch failed; writing its events one by one");
+    let stored = stored_anyway(store, engine, &admission, &items).await;
+    for (item, reply) in items.iter().zip(replies) {
+        let answer = match &stored {
+            Some(stored) => match stored.get(&item.0.id) {
+                Some(answer) => Ok(answer.clone()),
+                None => alone(store, engine, &admission, item, true).await,
+            },
+            // The store did not answer: each event is tried once more, no more asked of it.
+            None => alone(store, engine, &admission, item, false).await,
+        };
+        let _ = reply.send(answer);
     }
+}
+
+/// One event written alone after its batch failed; when that fails too and `ask` is set,
+/// the store is asked whether it was stored all the same.
+async fn alone(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    admission: &Admission,
+    item: &(Event, Vec<NewDelivery>),
+    ask: bool,
+) -> Result<Accepted, String> {
+    let one = std::slice::from_ref(item);
+    match store.accept_events(one, admission).await {
+        Ok(mut answers) => {
+            let answer = answers.remove(0);
+            engine.parked(admission, &item.1);
+            start_leased(engine, &item.1, &answer.leased, admission);
+            Ok(answer)
+        }
+        Err(e) if ask => match stored_anyway(store, engine, admission, one).await {
+            Some(mut stored) => stored.remove(&item.0.id).ok_or_else(|| e.to_string()),
+            None => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Of `items`, whose write failed, those stored all the same, by event id, answered as
+/// accepted; their deliveries this node leased are given back and the poller woken to claim
+/// them (the answer that named them was lost). `None` when the store could not say.
+async fn stored_anyway(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    admission: &Admission,
+    items: &[(Event, Vec<NewDelivery>)],
+) -> Option<HashMap<String, Accepted>> {
+    let ids: Vec<&str> = items.iter().map(|(e, _)| e.id.as_str()).collect();
+    let found = match store.stored_anyway(engine.node(), &ids).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether events whose write failed were stored");
+            return None;
+        }
+    };
+    if !found.is_empty() {
+        tracing::warn!(
+            events = found.len(),
+            "events whose write seemed to fail had been stored: answered as accepted"
+        );
+        engine.parked(
+            admission,
+            items
+                .iter()
+                .filter(|(e, _)| found.contains_key(&e.id))
+                .flat_map(|(_, d)| d),
+        );
+        engine.wake();
+    }
+    Some(
+        found
+            .into_iter()
+            .map(|(event_id, deliveries)| {
+                let answer = Accepted {
+                    event_id: event_id.clone(),
+                    deliveries,
+                    duplicate: false,
+                    leased: Vec::new(),
+                };
+                (event_id, answer)
+            })
+            .collect(),
+    )
 }
 
 fn start_leased(

@@ -414,6 +414,15 @@ pub trait DeliveryStore: Send + Sync + 'static {
         batch: &[(Event, Vec<NewDelivery>)],
         admission: &Admission,
     ) -> StoreResult<Vec<Accepted>>;
+    /// After a write of events failed in a way that may have come after its commit (the
+    /// connection dropped while `COMMIT` was answered): which of `event_ids` are stored,
+    /// each with its delivery count. The deliveries of those that `owner` leased are given
+    /// back, to be claimed by the poller: the node that leased them never started them.
+    async fn stored_anyway(
+        &self,
+        owner: &str,
+        event_ids: &[&str],
+    ) -> StoreResult<std::collections::HashMap<String, u64>>;
     /// More deliveries of a stored event (the manual trigger), with the same rules.
     async fn add_deliveries(
         &self,

@@ -9,6 +9,7 @@ use tocsin::{domain::Timestamp, store::Lease};
 use crate::both_backends;
 use crate::delivery::{event, hook, incident, HOOKS};
 use crate::helpers::binary::Server;
+use crate::helpers::commit_cutter::CommitCutter;
 use crate::helpers::receiver::{Receiver, Reply, Switch};
 use crate::helpers::{
     eventually, futures_join_all, patched, refusing_port, spawn_app, spawn_app_with, Backend,
@@ -909,6 +910,49 @@ async fn events_are_accepted_right_after_postgresql_drops_every_connection() {
     // Each must be accepted (202) at once.
     app.ingest_incidents(1..21).await;
     receiver.wait_for("/h", 21).await;
+}
+
+/// The connection to PostgreSQL drops just after the server committed an intake batch,
+/// before its answer arrived: the event is stored, so it is answered as accepted (202) and
+/// delivered once, promptly (its delivery, leased in that transaction, is given back at once
+/// instead of waiting out its lease). Before, the sender was told 503 "not stored" and would
+/// post a copy, and the delivery waited a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_commit_was_answered_to_nobody_is_accepted_and_delivered_once() {
+    let cutter = CommitCutter::start().await;
+    let Some(app) = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .create_webhook(&hook("cut", json!([{"url": receiver.url("/h")}])))
+        .await;
+    app.ingest_incidents(0..1).await;
+    receiver.wait_for("/h", 1).await;
+
+    cutter.arm("inc-cut-after-commit");
+    let answer = app
+        .ingest(&event(
+            "triggered",
+            "t",
+            incident("inc-cut-after-commit", "triggered"),
+        ))
+        .await;
+    assert_eq!(
+        cutter.cuts(),
+        1,
+        "the intake batch's connection was cut after its commit"
+    );
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+    // Within the test's deadline (20 s), well inside the minute a lease lasts.
+    let received = receiver.wait_for("/h", 2).await;
+    assert!(String::from_utf8_lossy(&received[1].body).contains("inc-cut-after-commit"));
+    let logs = app.logs(webhook["id"].as_str().unwrap(), "").await;
+    assert_eq!(
+        logs["result"].as_array().map(Vec::len),
+        Some(2),
+        "stored once: {logs}"
+    );
 }
 
 /// Another process writing the SQLite file while the server runs (an operator's `tocsin

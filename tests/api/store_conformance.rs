@@ -725,6 +725,56 @@ async fn store_a_failed_write_leaves_nothing_behind(backend: Backend) {
 
 both_backends!(store_a_failed_write_leaves_nothing_behind);
 
+/// After a write whose answer was lost, the store says which events it holds, with their
+/// delivery counts, and gives back the deliveries the writer leased (it never started
+/// them) so that they can be claimed at once; another node's leases stay.
+async fn store_events_stored_anyway_are_found_and_their_leases_given_back(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "s").await;
+    let batch = one_per_incident(&org, &hook, 2);
+    store
+        .accept_events(&batch[..1], &leasing(for_a_minute("writer")))
+        .await
+        .unwrap();
+    store
+        .accept_events(&batch[1..], &leasing(for_a_minute("other")))
+        .await
+        .unwrap();
+    let probe = for_a_minute("probe");
+    assert!(store
+        .claim_due(&probe, Timestamp::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let (mine, theirs) = (&batch[0].0, &batch[1].0);
+    let found = store
+        .stored_anyway("writer", &[mine.id.as_str(), "evt_never_stored"])
+        .await
+        .unwrap();
+    assert_eq!(found, [(mine.id.clone(), 1)].into_iter().collect());
+    let claimed = store.claim_due(&probe, Timestamp::now(), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| &d.event_id).collect::<Vec<_>>(),
+        [&mine.id],
+        "only the writer's lease was given back"
+    );
+    let found = store
+        .stored_anyway("writer", &[theirs.id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(found.get(&theirs.id), Some(&1));
+    assert!(store
+        .claim_due(&probe, Timestamp::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+both_backends!(store_events_stored_anyway_are_found_and_their_leases_given_back);
+
 /// A batch larger than one statement's chunk of lanes and producer ids: repeats are still
 /// found, and every fresh delivery first in its lane is leased, the rest are not.
 async fn store_large_batches_read_in_chunks(backend: Backend) {

@@ -226,6 +226,42 @@ impl DeliveryStore for SqlStore {
         Ok(answers)
     }
 
+    async fn stored_anyway(
+        &self,
+        owner: &str,
+        event_ids: &[&str],
+    ) -> StoreResult<HashMap<String, u64>> {
+        if event_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let sql = format!(
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL \
+             WHERE lease_owner = $1 AND state = 'pending' AND event_id IN ({})",
+            self.dialect.params(2, event_ids.len())
+        );
+        let mut release = sqlx::query(&sql).bind(owner);
+        for id in event_ids {
+            release = release.bind(*id);
+        }
+        release.execute(&mut *tx).await?;
+        let sql = format!(
+            "SELECT id, delivery_count FROM events WHERE id IN ({})",
+            self.dialect.params(1, event_ids.len())
+        );
+        let mut find = sqlx::query_as::<_, (String, i64)>(&sql);
+        for id in event_ids {
+            find = find.bind(*id);
+        }
+        let stored = find.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(stored
+            .into_iter()
+            .map(|(id, count)| (id, count as u64))
+            .collect())
+    }
+
     async fn add_deliveries(
         &self,
         deliveries: &[NewDelivery],

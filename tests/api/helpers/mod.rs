@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod browser;
+pub mod commit_cutter;
 pub mod receiver;
 pub mod smtp_server;
 pub mod visitor;
