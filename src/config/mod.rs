@@ -240,6 +240,10 @@ const MAX_WORKER_THREADS: u16 = 1024;
 const MAX_INTAKE_LINGER: Duration = Duration::from_millis(100);
 /// A lane's next delivery and a retry's schedule wait up to `delivery.record_linger`.
 const MAX_RECORD_LINGER: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Attempts a retry schedule may list (the last wait repeats past them).
+const MAX_RETRY_SCHEDULE: usize = 100;
 
 /// Every key with its one-line meaning. `tocsin config` prints these; a unit test keeps
 /// this list and the struct in step.
@@ -525,27 +529,82 @@ impl Config {
                 "must be above 0, like 24h: nothing should wait for ever".to_owned(),
             );
         }
-        for (key, wait, most, who_waits) in [
+        if self.delivery.retry_schedule.len() > MAX_RETRY_SCHEDULE {
+            bad(
+                "delivery.retry_schedule",
+                format!(
+                    "must hold at most {MAX_RETRY_SCHEDULE} durations, got {}",
+                    self.delivery.retry_schedule.len()
+                ),
+            );
+        }
+        // Past these a value is a slip of the unit (`10h` for `10s`), felt as a stop that
+        // hangs, a delivery sent weeks late, a webhook never disabled.
+        let d = &self.delivery;
+        let longest_retry = d.retry_schedule.iter().max().copied().unwrap_or_default();
+        for (key, value, most, why) in [
             (
                 "delivery.record_linger",
-                self.delivery.record_linger,
+                d.record_linger,
                 MAX_RECORD_LINGER,
-                "a lane's next delivery",
+                "a lane's next delivery waits it",
             ),
             (
                 "delivery.intake_linger",
-                self.delivery.intake_linger,
+                d.intake_linger,
                 MAX_INTAKE_LINGER,
-                "every sender's answer",
+                "every sender's answer waits it",
+            ),
+            (
+                "delivery.shutdown_grace",
+                d.shutdown_grace,
+                10 * MINUTE,
+                "a stop waits it for attempts in flight, each at most 30s",
+            ),
+            (
+                "delivery.max_age",
+                d.max_age,
+                30 * DAY,
+                "news of an incident older than that is no news",
+            ),
+            (
+                "delivery.disable_after",
+                d.disable_after,
+                30 * DAY,
+                "0 never disables",
+            ),
+            (
+                "delivery.retry_schedule",
+                longest_retry,
+                DAY,
+                "each wait between two attempts",
+            ),
+            (
+                "notify.window",
+                self.notify.window,
+                DAY,
+                "a digest of later failures waits it",
+            ),
+            (
+                "http.header_read_timeout",
+                self.http.header_read_timeout,
+                5 * MINUTE,
+                "a slow client holds a connection this long",
+            ),
+            (
+                "http.idle_timeout",
+                self.http.idle_timeout,
+                60 * MINUTE,
+                "a resting connection is held this long",
             ),
         ] {
-            if wait > most {
+            if value > most {
                 bad(
                     key,
                     format!(
-                        "must be at most {}ms ({who_waits} waits it), got {}ms",
-                        most.as_millis(),
-                        wait.as_millis()
+                        "must be at most {} ({why}), got {}",
+                        format_duration(most),
+                        format_duration(value)
                     ),
                 );
             }
@@ -774,8 +833,8 @@ mod tests {
         )
         .unwrap_err();
         for expected in [
-            "`delivery.intake_linger` must be at most 100ms (every sender's answer waits it), got 1000ms",
-            "`delivery.record_linger` must be at most 1000ms (a lane's next delivery waits it), got 3600000ms",
+            "`delivery.intake_linger` must be at most 100ms (every sender's answer waits it), got 1s",
+            "`delivery.record_linger` must be at most 1s (a lane's next delivery waits it), got 1h",
         ] {
             assert!(err.to_string().contains(expected), "{expected} in:\n{err}");
         }
@@ -786,6 +845,61 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.delivery.intake_linger, Duration::ZERO);
+    }
+
+    #[test]
+    fn every_duration_setting_is_bounded() {
+        let err = load(
+            Some("[delivery]\nretry_schedule = [\"10s\", \"2d\", \"1m\"]\n"),
+            &[
+                ("TOCSIN_DELIVERY__SHUTDOWN_GRACE", "10h"),
+                ("TOCSIN_DELIVERY__MAX_AGE", "31d"),
+                ("TOCSIN_DELIVERY__DISABLE_AFTER", "365d"),
+                ("TOCSIN_NOTIFY__WINDOW", "25h"),
+                ("TOCSIN_HTTP__HEADER_READ_TIMEOUT", "1h"),
+                ("TOCSIN_HTTP__IDLE_TIMEOUT", "2h"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        for expected in [
+            "`delivery.shutdown_grace` must be at most 10m (a stop waits it for attempts in flight, each at most 30s), got 10h",
+            "`delivery.max_age` must be at most 30d (news of an incident older than that is no news), got 31d",
+            "`delivery.disable_after` must be at most 30d (0 never disables), got 365d",
+            "`delivery.retry_schedule` must be at most 1d (each wait between two attempts), got 2d",
+            "`notify.window` must be at most 1d (a digest of later failures waits it), got 25h",
+            "`http.header_read_timeout` must be at most 5m (a slow client holds a connection this long), got 1h",
+            "`http.idle_timeout` must be at most 1h (a resting connection is held this long), got 2h",
+        ] {
+            assert!(err.to_string().contains(expected), "{expected} in:\n{err}");
+        }
+        // At the limits, all is taken.
+        let c = load(
+            Some("[delivery]\nretry_schedule = [\"1d\"]\n"),
+            &[
+                ("TOCSIN_DELIVERY__SHUTDOWN_GRACE", "10m"),
+                ("TOCSIN_DELIVERY__MAX_AGE", "30d"),
+                ("TOCSIN_DELIVERY__DISABLE_AFTER", "30d"),
+                ("TOCSIN_NOTIFY__WINDOW", "1d"),
+                ("TOCSIN_HTTP__HEADER_READ_TIMEOUT", "5m"),
+                ("TOCSIN_HTTP__IDLE_TIMEOUT", "1h"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.max_age, Duration::from_secs(30 * 24 * 3600));
+        let many = vec!["\"1s\""; MAX_RETRY_SCHEDULE + 1].join(", ");
+        let err = load(
+            Some(&format!("[delivery]\nretry_schedule = [{many}]\n")),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`delivery.retry_schedule` must hold at most 100 durations, got 101"),
+            "{err}"
+        );
     }
 
     #[test]
