@@ -2,13 +2,12 @@
 //! pages and the command line all come here, so each rule and each message exists once.
 
 use crate::domain::ids::OrganizationId;
-use std::{net::IpAddr, sync::Mutex, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use crate::{
     domain::{
         audit::{self, unmasked, Actor, AuditEntry},
-        login_throttle::LoginThrottle,
-        password,
+        login_throttle, password,
         session::{self, new_setup_link, LinkProblem, Session},
         user::{self, may_manage, Manager, Role, User},
         FieldError, Timestamp,
@@ -345,9 +344,10 @@ pub enum LoginError {
 }
 
 /// Checks an email and password and starts a session: the cookie's value and the user.
+/// Refused without a look at the password while the email or the client address has had
+/// too many failures lately, on any node (see `domain/login_throttle.rs`).
 pub async fn login(
     store: &dyn Store,
-    throttle: &Mutex<LoginThrottle>,
     email: &str,
     password: &str,
     client: Option<IpAddr>,
@@ -357,13 +357,14 @@ pub async fn login(
     let keys: Vec<&str> = std::iter::once(email_key.as_str())
         .chain(ip_key.as_deref())
         .collect();
-    let lock = |t: &Mutex<LoginThrottle>| {
-        // A panic elsewhere must not lock everyone out: the counts are still usable.
-        t.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refused(&keys, std::time::Instant::now())
-    };
-    if let Some(wait) = lock(throttle) {
+    // Counted as a failure before the password is checked (see `login_attempt`), and taken
+    // back when refused or right.
+    let now = Timestamp::now();
+    let failures = store
+        .login_attempt(&keys, now, now.minus(login_throttle::WINDOW))
+        .await?;
+    if let Some(wait) = login_throttle::refused(&failures, now) {
+        store.forget_login_attempt(&keys, now).await?;
         return Err(LoginError::Throttled(wait));
     }
     let candidates = if password.len() > user::MAX_PASSWORD || email.len() > 254 {
@@ -387,11 +388,12 @@ pub async fn login(
     .await
     .expect("verifying does not panic")
     .filter(|user| !user.disabled);
-    {
-        let mut throttle = throttle.lock().unwrap_or_else(|e| e.into_inner());
-        match &matched {
-            Some(_) => throttle.record_success(&email_key),
-            None => throttle.record_failure(&keys, std::time::Instant::now()),
+    if matched.is_some() {
+        // The email's failures are forgotten, not the address's: one good password must
+        // not reset a guesser's count for other accounts.
+        store.clear_login_failures(&email_key).await?;
+        if let Some(ip_key) = &ip_key {
+            store.forget_login_attempt(&[ip_key], now).await?;
         }
     }
     let user = matched.ok_or(LoginError::Invalid)?;

@@ -388,7 +388,6 @@ impl Application {
                 engine,
                 catalog,
                 tokens,
-                login_throttle: Arc::default(),
                 rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
             },

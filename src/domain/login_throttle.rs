@@ -1,129 +1,138 @@
 //! Login throttling: after too many failed logins for one email or from one client address
-//! within a window, further attempts are refused until the window has passed. Pure: the
-//! caller passes the time, so every rule is unit-tested without a clock.
+//! within a window, further attempts are refused until the window has passed. The failures
+//! live in the store, so every node behind a load balancer counts the same ones (counted per
+//! node, N nodes gave a guesser N times the tries); the decision is pure: the caller passes
+//! the failures and the time, so every rule is unit-tested without a clock.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
+
+use super::Timestamp;
 
 pub const MAX_FAILURES: usize = 10;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Past this many tracked keys the oldest quiet ones are dropped; memory stays bounded
-/// even when an attacker invents addresses.
-const MAX_KEYS: usize = 100_000;
 
-/// Failures per key (`email:…` or `ip:…`), oldest first, each within the window.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    failures: HashMap<String, VecDeque<Instant>>,
-}
+/// Failures of some keys (`email:…` or `ip:…`), each with its time.
+pub type Failures = [(String, Timestamp)];
 
-impl LoginThrottle {
-    /// `Some(wait)` when any of `keys` has had [`MAX_FAILURES`] failures within the window:
-    /// the attempt is refused without checking the password, and may come back after `wait`.
-    pub fn refused(&mut self, keys: &[&str], now: Instant) -> Option<Duration> {
-        keys.iter()
-            .filter_map(|key| {
-                let list = self.failures.get_mut(*key)?;
-                prune(list, now);
-                (list.len() >= MAX_FAILURES).then(|| {
-                    let oldest = list[list.len() - MAX_FAILURES];
-                    (oldest + WINDOW).saturating_duration_since(now)
-                })
-            })
-            .max()
-            .map(|wait| wait.max(Duration::from_secs(1)))
+/// `Some(wait)` when, before the attempt being made at `now`, a key among `failures` had
+/// [`MAX_FAILURES`] failures within the window: the attempt is refused without checking
+/// the password, and may come back after `wait` (at least a second). `failures` holds the
+/// attempt itself too: the store counts each attempt as a failure before its password is
+/// checked, so that guesses sent at once see each other (more than the limit at once then
+/// refuses some that came first, never lets through more than the limit).
+pub fn refused(failures: &Failures, now: Timestamp) -> Option<Duration> {
+    let since = now.minus(WINDOW);
+    let mut by_key: HashMap<&str, Vec<Timestamp>> = HashMap::new();
+    for (key, at) in failures.iter().filter(|(_, at)| *at > since) {
+        by_key.entry(key).or_default().push(*at);
     }
-
-    pub fn record_failure(&mut self, keys: &[&str], now: Instant) {
-        if self.failures.len() >= MAX_KEYS {
-            self.failures.retain(|_, list| {
-                prune(list, now);
-                !list.is_empty()
-            });
-            if self.failures.len() >= MAX_KEYS {
-                self.failures.clear();
-            }
-        }
-        for key in keys {
-            let list = self.failures.entry((*key).to_owned()).or_default();
-            prune(list, now);
-            list.push_back(now);
-            // Only the last MAX_FAILURES matter for the decision.
-            while list.len() > MAX_FAILURES {
-                list.pop_front();
-            }
-        }
-    }
-
-    /// A successful login clears its email's failures (not the address's: one good
-    /// password must not reset a guesser's count for other accounts).
-    pub fn record_success(&mut self, key: &str) {
-        self.failures.remove(key);
-    }
-}
-
-fn prune(list: &mut VecDeque<Instant>, now: Instant) {
-    while list
-        .front()
-        .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
-    {
-        list.pop_front();
-    }
+    by_key
+        .into_values()
+        .filter(|times| times.len() > MAX_FAILURES)
+        .map(|mut times| {
+            times.sort_unstable();
+            // The failure whose leaving the window leaves the limit's worth before an
+            // attempt made then.
+            let leaving = times[times.len() - 1 - MAX_FAILURES];
+            let micros = leaving.plus(WINDOW).as_micros() - now.as_micros();
+            Duration::from_micros(micros.max(0) as u64)
+        })
+        .max()
+        .map(|wait| wait.max(Duration::from_secs(1)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn failed(failures: &mut Vec<(String, Timestamp)>, keys: &[&str], at: Timestamp) {
+        failures.extend(keys.iter().map(|k| ((*k).to_owned(), at)));
+    }
+
+    /// The failures of `keys` with an attempt at `at` added, as the store returns them.
+    fn attempt(
+        failures: &[(String, Timestamp)],
+        keys: &[&str],
+        at: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        let mut seen: Vec<(String, Timestamp)> = failures
+            .iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        failed(&mut seen, keys, at);
+        seen
+    }
+
     #[test]
     fn ten_failures_lock_the_key_until_the_window_passes() {
-        let start = Instant::now();
-        let mut t = LoginThrottle::default();
+        let start = Timestamp::from_micros(1_000_000_000_000);
+        let at = |s: u64| start.plus(Duration::from_secs(s));
+        let mut failures = Vec::new();
         for i in 0..9 {
-            t.record_failure(&["email:a", "ip:1"], start + Duration::from_secs(i));
+            failed(&mut failures, &["email:a", "ip:1"], at(i));
         }
         assert_eq!(
-            t.refused(&["email:a", "ip:1"], start + Duration::from_secs(9)),
+            refused(&attempt(&failures, &["email:a", "ip:1"], at(9)), at(9)),
             None
         );
-        t.record_failure(&["email:a", "ip:1"], start + Duration::from_secs(9));
-        let wait = t
-            .refused(&["email:a"], start + Duration::from_secs(10))
-            .expect("locked");
+        failed(&mut failures, &["email:a", "ip:1"], at(9));
+        let wait = refused(&attempt(&failures, &["email:a"], at(10)), at(10)).expect("locked");
         assert_eq!(wait, WINDOW - Duration::from_secs(10));
         // Another email from the same address is refused too; another address for a fresh
         // email is not.
-        assert!(t
-            .refused(&["email:b", "ip:1"], start + Duration::from_secs(10))
-            .is_some());
-        assert!(t
-            .refused(&["email:b", "ip:2"], start + Duration::from_secs(10))
-            .is_none());
+        assert!(refused(&attempt(&failures, &["email:b", "ip:1"], at(10)), at(10)).is_some());
+        assert!(refused(&attempt(&failures, &["email:b", "ip:2"], at(10)), at(10)).is_none());
         // Once the first failure leaves the window, nine remain: allowed again.
-        assert!(t.refused(&["email:a"], start + WINDOW).is_none());
+        let later = start.plus(WINDOW);
+        assert!(refused(&attempt(&failures, &["email:a"], later), later).is_none());
     }
 
     #[test]
-    fn success_clears_the_email_but_not_the_address() {
-        let now = Instant::now();
-        let mut t = LoginThrottle::default();
-        for _ in 0..10 {
-            t.record_failure(&["email:a", "ip:1"], now);
+    fn the_wait_is_for_the_tenth_latest_failure_and_at_least_a_second() {
+        let start = Timestamp::from_micros(1_000_000_000_000);
+        let mut failures = Vec::new();
+        // Twelve failures a minute apart, in no particular order.
+        for i in (0..12).rev() {
+            failed(
+                &mut failures,
+                &["email:a"],
+                start.plus(Duration::from_secs(60 * i)),
+            );
         }
-        t.record_success("email:a");
-        assert!(t.refused(&["email:a"], now).is_none());
-        assert!(t.refused(&["ip:1"], now).is_some());
+        let now = start.plus(Duration::from_secs(60 * 12));
+        // The tenth latest is at minute 2: it leaves the window at minute 17.
+        assert_eq!(
+            refused(&attempt(&failures, &["email:a"], now), now),
+            Some(Duration::from_secs(5 * 60))
+        );
+        let just_before = start
+            .plus(WINDOW)
+            .plus(Duration::from_secs(2 * 60))
+            .minus(Duration::from_millis(1));
+        assert_eq!(
+            refused(&attempt(&failures, &["email:a"], just_before), just_before),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]
-    fn memory_stays_bounded() {
-        let now = Instant::now();
-        let mut t = LoginThrottle::default();
-        for i in 0..(MAX_KEYS + 10) {
-            t.record_failure(&[&format!("ip:{i}")], now);
+    fn guesses_sent_at_once_see_each_other() {
+        let now = Timestamp::from_micros(1_000_000_000_000);
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            failed(
+                &mut failures,
+                &["email:a"],
+                now.minus(Duration::from_secs(60)),
+            );
         }
-        assert!(t.failures.len() <= MAX_KEYS);
+        // Six more at once, each counted before any password is checked: every one of them
+        // sees eleven, so none goes through (five of them would have been allowed one at a
+        // time, but never more than the limit).
+        for _ in 0..6 {
+            failed(&mut failures, &["email:a"], now);
+        }
+        assert!(refused(&failures, now).is_some());
     }
 }

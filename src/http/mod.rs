@@ -36,8 +36,6 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Services, alert sources and teams learnt from events.
     pub directory: crate::directory::Directory,
-    /// Failed logins per email and client address (per node).
-    pub login_throttle: Arc<std::sync::Mutex<crate::domain::login_throttle::LoginThrottle>>,
 }
 
 /// The two request budgets per caller (`[http]` settings).

@@ -342,6 +342,22 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> StoreResult<Option<(Session, User)>>;
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> StoreResult<()>;
     async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    /// A login attempt, counted as a failure under each of `keys` (`email:…`, `ip:…`) before
+    /// its password is checked, so that concurrent guesses see each other: records it at
+    /// `at`, forgets every failure (of any key) from before `since` (the table holds one
+    /// window's worth), and returns the failures of `keys` since then, this one's too, as
+    /// every node recorded them.
+    async fn login_attempt(
+        &self,
+        keys: &[&str],
+        at: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(String, Timestamp)>>;
+    /// Takes back an attempt's failure under `keys` (it was refused, or it succeeded).
+    async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()>;
+    /// Forgets every failure of `key` (an email's, after a good password).
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
 }
 
 /// A claim on deliveries: who holds them and until when.

@@ -417,6 +417,59 @@ async fn login_throttling(backend: Backend) {
     assert_eq!(other.status, 429);
 }
 
+/// Failed logins are counted in the store: once the limit is reached through any node,
+/// every node refuses. Before, each node counted its own, and N nodes behind a load balancer
+/// gave a guesser N times the tries.
+async fn login_throttling_is_shared_by_every_node(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "eve@example.com", "viewer").await;
+    let other = app.another_node().await;
+    let (mut a, mut b) = (Visitor::new(&app), Visitor::new(&other));
+    for i in 0..10 {
+        let v = if i % 2 == 0 { &mut a } else { &mut b };
+        assert_eq!(
+            v.login("eve@example.com", "guess guess guess").await.status,
+            401
+        );
+    }
+    assert_eq!(b.login("eve@example.com", PASSWORD).await.status, 429);
+    assert_eq!(a.login("eve@example.com", PASSWORD).await.status, 429);
+}
+
+/// Guesses sent at once see each other: each is counted before its password is checked, so
+/// no more than the limit's worth are checked however many come together. Before, all of
+/// them were checked (each looked before any had been counted).
+async fn guesses_sent_at_once_are_throttled_together(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "mallory-target@example.com", "viewer").await;
+    let guesses = (0..25).map(|i| {
+        let mut v = Visitor::new(&app);
+        async move {
+            v.login("mallory-target@example.com", &format!("guess number {i}"))
+                .await
+                .status
+        }
+    });
+    let statuses = crate::helpers::futures_join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, 25, "{statuses:?}");
+    assert!(
+        (1..=10).contains(&checked),
+        "at most ten guesses checked, got {checked}: {statuses:?}"
+    );
+    let mut v = Visitor::new(&app);
+    assert_eq!(
+        v.login("mallory-target@example.com", PASSWORD).await.status,
+        429,
+        "the right password waits too"
+    );
+}
+
 async fn setup_links_expire_and_work_once(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -1031,6 +1084,8 @@ both_backends!(
     csrf_guards_cookie_writes,
     roles_allow_and_refuse,
     login_throttling,
+    login_throttling_is_shared_by_every_node,
+    guesses_sent_at_once_are_throttled_together,
     setup_links_expire_and_work_once,
     sessions_end_on_password_change_and_disable,
     users_api_rules,

@@ -750,8 +750,14 @@ async fn store_events_stored_anyway_are_found_and_their_leases_given_back(backen
         .is_empty());
 
     let (mine, theirs) = (&batch[0].0, &batch[1].0);
+    assert!(store
+        .stored_anyway("writer", &["evt_never_stored"])
+        .await
+        .unwrap()
+        .is_empty());
+    // One id alone (the usual case: a batch of one).
     let found = store
-        .stored_anyway("writer", &[mine.id.as_str(), "evt_never_stored"])
+        .stored_anyway("writer", &[mine.id.as_str()])
         .await
         .unwrap();
     assert_eq!(found, [(mine.id.clone(), 1)].into_iter().collect());
@@ -774,6 +780,57 @@ async fn store_events_stored_anyway_are_found_and_their_leases_given_back(backen
 }
 
 both_backends!(store_events_stored_anyway_are_found_and_their_leases_given_back);
+
+/// Login failures: an attempt is recorded and read back with the key's others; those from
+/// before the window are forgotten as attempts come (the table stays one window's worth);
+/// an attempt can be taken back, and an email's failures cleared.
+async fn store_login_failures_hold_one_window(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let minute = std::time::Duration::from_secs(60);
+    let now = Timestamp::now();
+    let old = now.minus(20 * minute);
+    let seen = store
+        .login_attempt(&["email:a", "ip:1"], old, old.minus(15 * minute))
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let seen = store
+        .login_attempt(&["email:a"], now, now.minus(15 * minute))
+        .await
+        .unwrap();
+    assert_eq!(seen, vec![("email:a".to_owned(), now)]);
+    // Read from the beginning of time: the old rows of both keys are gone, not just unread.
+    let next = now.plus(std::time::Duration::from_micros(1));
+    let mut seen = store
+        .login_attempt(&["email:a", "ip:1"], next, Timestamp::from_micros(0))
+        .await
+        .unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("email:a".to_owned(), now),
+            ("email:a".to_owned(), next),
+            ("ip:1".to_owned(), next)
+        ]
+    );
+    store.forget_login_attempt(&["ip:1"], next).await.unwrap();
+    store.clear_login_failures("email:a").await.unwrap();
+    let later = next.plus(std::time::Duration::from_micros(1));
+    let seen = store
+        .login_attempt(&["email:a", "ip:1"], later, Timestamp::from_micros(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the last attempt's rows remain: {seen:?}"
+    );
+}
+
+both_backends!(store_login_failures_hold_one_window);
 
 /// A batch larger than one statement's chunk of lanes and producer ids: repeats are still
 /// found, and every fresh delivery first in its lane is leased, the rest are not.

@@ -156,7 +156,6 @@ pub async fn submit(
     }
     let result = accounts::login(
         state.store.as_ref(),
-        &state.login_throttle,
         &email,
         form.get("password"),
         Some(client.ip()),

@@ -478,4 +478,86 @@ impl AccountStore for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn login_attempt(
+        &self,
+        keys: &[&str],
+        at: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(String, Timestamp)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
+        if self.dialect == super::Dialect::Postgres {
+            // Attempts at once on several connections would each count before the others
+            // committed, and all pass: each key's attempts take turns (SQLite's one writer
+            // serialises them already). Keys in order, so two attempts cannot deadlock; the
+            // two-number form of the lock, a key space apart from the lanes' (one number).
+            let mut sorted = keys.to_vec();
+            sorted.sort_unstable();
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(1, hashtext(k)) FROM (VALUES {}) AS v(k)",
+                self.dialect.rows(1, sorted.len(), 1)
+            );
+            let mut lock = sqlx::query(&sql);
+            for key in sorted {
+                lock = lock.bind(key);
+            }
+            lock.execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM login_failures WHERE at <= $1")
+            .bind(since.as_micros())
+            .execute(&mut *tx)
+            .await?;
+        let sql = self
+            .dialect
+            .insert("login_failures", &["subject", "at"], keys.len());
+        let mut insert = sqlx::query(&sql);
+        for key in keys {
+            insert = insert.bind(*key).bind(at.as_micros());
+        }
+        insert.execute(&mut *tx).await?;
+        let sql = format!(
+            "SELECT subject, at FROM login_failures WHERE at > {} AND subject IN ({})",
+            self.dialect.params(1, 1),
+            self.dialect.params(2, keys.len())
+        );
+        let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
+        for key in keys {
+            select = select.bind(*key);
+        }
+        let failures = select.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(failures
+            .into_iter()
+            .map(|(key, at)| (key, Timestamp::from_micros(at)))
+            .collect())
+    }
+
+    async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "DELETE FROM login_failures WHERE at = {} AND subject IN ({})",
+            self.dialect.params(1, 1),
+            self.dialect.params(2, keys.len())
+        );
+        let mut delete = sqlx::query(&sql).bind(at.as_micros());
+        for key in keys {
+            delete = delete.bind(*key);
+        }
+        delete.execute(&mut *self.writer.acquire().await?).await?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE subject = $1")
+            .bind(key)
+            .execute(&mut *self.writer.acquire().await?)
+            .await?;
+        Ok(())
+    }
 }

@@ -236,9 +236,12 @@ impl DeliveryStore for SqlStore {
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        // Every parameter from `params`: SQLite's are anonymous, and one numbered among
+        // them would be bound again in the first anonymous one's place.
         let sql = format!(
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL \
-             WHERE lease_owner = $1 AND state = 'pending' AND event_id IN ({})",
+             WHERE lease_owner = {} AND state = 'pending' AND event_id IN ({})",
+            self.dialect.params(1, 1),
             self.dialect.params(2, event_ids.len())
         );
         let mut release = sqlx::query(&sql).bind(owner);
