@@ -160,6 +160,7 @@ fn storable<E: serde::de::Error>(v: &str) -> Result<(), E> {
 /// PostgreSQL (a misleading 404 on SQLite). API addresses (`/v…`) get the JSON error, pages
 /// a page.
 pub async fn refuse_nul_in_address(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -173,9 +174,14 @@ pub async fn refuse_nul_in_address(
     if request.uri().path().starts_with("/v") {
         return ApiError::BadRequest(format!("the address {HOLDS_NUL}")).into_response();
     }
+    // The person's navigation, as on every page.
+    let caller = super::auth::authenticate(request.headers(), &state)
+        .await
+        .ok()
+        .flatten();
     super::ui::message(
         axum::http::StatusCode::BAD_REQUEST,
-        None,
+        caller.as_ref(),
         "This address cannot be read",
         &format!("The address {HOLDS_NUL}."),
         Some(("/", "Overview")),

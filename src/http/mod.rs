@@ -70,7 +70,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(extract::refuse_nul_in_address))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::refuse_nul_in_address,
+        ))
         .layer(axum::middleware::from_fn(ui::security_headers))
         .layer(axum::middleware::from_fn(request_log::request_log))
         .with_state(state)

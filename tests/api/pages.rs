@@ -251,6 +251,11 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.goto("/").await;
     b.wait_text("Deliveries per hour").await;
     b.screenshot("08-overview").await;
+    // A refused address keeps the person's navigation, as every page does.
+    b.goto("/webhooks/whk%00x/logs").await;
+    b.wait_text("This address cannot be read").await;
+    b.wait_text("Log out").await;
+    b.screenshot("08b-address-refused").await;
     b.goto("/incidents").await;
     b.wait_text("inc-42").await;
     b.screenshot("09-incidents").await;

@@ -106,7 +106,20 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
         "a page that names the field: {}",
         nul.text
     );
+    assert!(
+        nul.text.contains("Log out"),
+        "the person's navigation, as on every page: {}",
+        nul.text
+    );
     assert_eq!(app.webhook_count().await, 0);
+    // An address holding NUL: the same, on a page of its own.
+    let address = v.get("/webhooks/whk%00x/logs").await;
+    assert_eq!(address.status, 400, "{}", address.text);
+    assert!(
+        address.text.contains("cannot be read") && address.text.contains("Log out"),
+        "{}",
+        address.text
+    );
 
     let ok = v
         .post_form(

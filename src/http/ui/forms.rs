@@ -7,6 +7,8 @@ use axum::{
     response::Response,
 };
 
+use crate::http::{auth::authenticate, AppState};
+
 /// The fields of a submitted form, in order. Field names are the API's (`urls[0].url`),
 /// so a repeated or indexed name is kept as sent.
 pub struct FormBody(pub Vec<(String, String)>);
@@ -21,26 +23,34 @@ impl FormBody {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for FormBody {
-    /// A page saying nothing was saved, and why (a person sent the form).
+impl FromRequest<AppState> for FormBody {
+    /// A page saying nothing was saved, and why (a person sent the form), with their
+    /// navigation as on every page.
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let refused = |status, text: &str| {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let refused = |status, text: String| async move {
+            let caller = authenticate(&headers, state).await.ok().flatten();
             super::message(
                 status,
-                None,
+                caller.as_ref(),
                 "Nothing was saved",
-                text,
+                &text,
                 Some(("/", "Overview")),
             )
         };
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            refused(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form was larger than tocsin accepts. Shorten what was typed and send it again.",
-            )
-        })?;
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return Err(refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The form was larger than tocsin accepts. Shorten what was typed and send it again."
+                        .to_owned(),
+                )
+                .await)
+            }
+        };
         let fields: Vec<(String, String)> =
             url::form_urlencoded::parse(&bytes).into_owned().collect();
         if let Some((name, _)) = fields
@@ -49,8 +59,9 @@ impl<S: Send + Sync> FromRequest<S> for FormBody {
         {
             return Err(refused(
                 StatusCode::BAD_REQUEST,
-                &format!("The field {name:?} {}.", crate::http::extract::HOLDS_NUL),
-            ));
+                format!("The field {name:?} {}.", crate::http::extract::HOLDS_NUL),
+            )
+            .await);
         }
         Ok(FormBody(fields))
     }
