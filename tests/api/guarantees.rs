@@ -955,6 +955,47 @@ async fn an_event_whose_commit_was_answered_to_nobody_is_accepted_and_delivered_
     );
 }
 
+/// The connection an intake batch of one event was given dies before the batch reaches
+/// PostgreSQL (as a pooled connection can, between its ping and its use): nothing was
+/// stored, so the event is written again on another connection and answered 202. Before,
+/// a batch of one was not tried again, and its sender was told 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_connection_died_before_its_write_is_written_again() {
+    let cutter = CommitCutter::start().await;
+    let Some(app) = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .create_webhook(&hook("died", json!([{"url": receiver.url("/h")}])))
+        .await;
+    app.ingest_incidents(0..1).await;
+    receiver.wait_for("/h", 1).await;
+
+    cutter.arm_before("inc-connection-died");
+    let answer = app
+        .ingest(&event(
+            "triggered",
+            "t",
+            incident("inc-connection-died", "triggered"),
+        ))
+        .await;
+    assert_eq!(
+        cutter.cuts(),
+        1,
+        "the intake batch's connection was cut before its write"
+    );
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+    let received = receiver.wait_for("/h", 2).await;
+    assert!(String::from_utf8_lossy(&received[1].body).contains("inc-connection-died"));
+    let logs = app.logs(webhook["id"].as_str().unwrap(), "").await;
+    assert_eq!(
+        logs["result"].as_array().map(Vec::len),
+        Some(2),
+        "stored once: {logs}"
+    );
+}
+
 /// Another process writing the SQLite file while the server runs (an operator's `tocsin
 /// token create`, say) holds the write lock for a moment: the server's writes wait for it
 /// instead of failing. Before, a transaction that had read first could not take the lock

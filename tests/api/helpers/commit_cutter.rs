@@ -2,7 +2,8 @@
 //! transaction that sends it (a value bound to a statement: prepared statements are sent by
 //! name, so their text may not be on the wire) commit on the server, and then drops the
 //! client's connection before the answer to its `COMMIT` reaches it: a connection lost at
-//! the one moment where the client cannot know whether its write happened.
+//! the one moment where the client cannot know whether its write happened. Or, armed to
+//! cut before, drops the connection instead of passing the marked message on.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -20,6 +21,8 @@ struct Shared {
     /// Where PostgreSQL listens (`host:port`), taken from the configuration it routes.
     upstream: Mutex<String>,
     marker: Mutex<Vec<u8>>,
+    /// Cut before the marked message reaches the server, instead of after the commit.
+    before: AtomicBool,
     armed: AtomicBool,
     cuts: AtomicUsize,
 }
@@ -67,11 +70,22 @@ impl CommitCutter {
 
     /// The next transaction that sends `marker` is cut once its `COMMIT` was answered.
     pub fn arm(&self, marker: &str) {
+        self.arm_cut(marker, false);
+    }
+
+    /// The next connection that sends `marker` is cut before it reaches the server: a
+    /// connection that died in the pool, found dead on its next use.
+    pub fn arm_before(&self, marker: &str) {
+        self.arm_cut(marker, true);
+    }
+
+    fn arm_cut(&self, marker: &str, before: bool) {
         *self.shared.marker.lock().unwrap() = marker.as_bytes().to_vec();
+        self.shared.before.store(before, Ordering::SeqCst);
         self.shared.armed.store(true, Ordering::SeqCst);
     }
 
-    /// How many connections were cut after a commit.
+    /// How many connections were cut.
     pub fn cuts(&self) -> usize {
         self.shared.cuts.load(Ordering::SeqCst)
     }
@@ -93,6 +107,12 @@ async fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
                 if shared.armed.load(Ordering::SeqCst)
                     && contains(chunk, &shared.marker.lock().unwrap())
                 {
+                    if shared.before.load(Ordering::SeqCst)
+                        && shared.armed.swap(false, Ordering::SeqCst)
+                    {
+                        shared.cuts.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
                     marked = true;
                 }
                 // The simple protocol's `Query` message: the text, NUL-terminated.
