@@ -230,6 +230,58 @@ pub async fn reset_password(
     Ok((written(result, id, &current.email)?, code))
 }
 
+/// Lets a user whom failed logins locked out (see `domain/login_throttle.rs`) try again at
+/// once: takes back every attempt made with their email, on every node, under the email
+/// and the addresses they came from (the person's own address was most often locked by the
+/// same tries). Tries from those addresses at other emails stay counted: they are a
+/// guesser's, whose count one unlock must not reset. Owners are unlocked only by
+/// owners, as every other change to them (an admin who could unlock an owner at will could
+/// guess at their password without limit).
+pub async fn unlock_login(
+    store: &dyn Store,
+    organization_id: &OrganizationId,
+    id: &str,
+    manager: Manager,
+    actor: &Actor,
+) -> Result<User, AccountError> {
+    let current = existing(store, organization_id, id).await?;
+    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let entry = AuditEntry::new(
+        organization_id,
+        actor,
+        "user.unlocked",
+        audit::user_object(&current),
+        Vec::new(),
+    );
+    store
+        .unlock_login(&login_throttle::email_key(&current.email), &entry)
+        .await?;
+    Ok(current)
+}
+
+/// Which of `users` failed logins lock out now, each with how long until they may try
+/// again: what the users page and the API show beside each person.
+pub async fn lockouts(
+    store: &dyn Store,
+    users: &[User],
+) -> Result<std::collections::HashMap<String, Duration>, StoreError> {
+    let now = Timestamp::now();
+    let keys: Vec<(&str, String)> = users
+        .iter()
+        .map(|u| (u.id.as_str(), login_throttle::email_key(&u.email)))
+        .collect();
+    let key_refs: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+    let failures = store
+        .login_failures(&key_refs, now.minus(login_throttle::WINDOW))
+        .await?;
+    Ok(keys
+        .iter()
+        .filter_map(|(id, key)| {
+            login_throttle::locked(key, &failures, now).map(|wait| ((*id).to_owned(), wait))
+        })
+        .collect())
+}
+
 /// What a setup page asks for: a password, and for the first start's link (which has no
 /// user yet) the new owner's email and name.
 pub struct SetupInput {
@@ -337,7 +389,7 @@ pub enum LoginError {
     /// Never says whether the email exists, is disabled or has no password yet.
     #[error("wrong email or password")]
     Invalid,
-    #[error("too many failed logins: try again in {} seconds", .0.as_secs())]
+    #[error("too many failed logins: try again in {} seconds, or ask whoever manages users to unlock you (Users page)", .0.as_secs())]
     Throttled(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -352,7 +404,7 @@ pub async fn login(
     password: &str,
     client: Option<IpAddr>,
 ) -> Result<(String, User), LoginError> {
-    let email_key = format!("email:{}", user::email_key(email));
+    let email_key = login_throttle::email_key(email);
     let ip_key = client.map(|ip| format!("ip:{ip}"));
     let keys: Vec<&str> = std::iter::once(email_key.as_str())
         .chain(ip_key.as_deref())

@@ -98,6 +98,8 @@ enum UserCommand {
     Enable { user: String },
     /// End a user's password and sessions and print a new setup link.
     ResetPassword { user: String },
+    /// Let a user whom failed logins locked out (10 in 15 minutes) log in again at once.
+    Unlock { user: String },
 }
 
 #[derive(Subcommand)]
@@ -462,6 +464,15 @@ async fn user(config: Config, action: UserCommand) -> anyhow::Result<()> {
                 u.email
             );
             println!("{}", link(&code));
+        }
+        UserCommand::Unlock { user } => {
+            let u = find(user).await?;
+            let u = accounts::unlock_login(store.as_ref(), &org.id, &u.id, Manager::Cli, &actor)
+                .await?;
+            eprintln!(
+                "{}'s failed logins are forgotten: they may log in again now",
+                u.email
+            );
         }
     }
     Ok(())

@@ -41,6 +41,21 @@ pub fn refused(failures: &Failures, now: Timestamp) -> Option<Duration> {
         .map(|wait| wait.max(Duration::from_secs(1)))
 }
 
+/// The key an email's failures are counted under.
+pub fn email_key(email: &str) -> String {
+    format!("email:{}", super::user::email_key(email))
+}
+
+/// `Some(wait)` when `key` is locked at `now`: an attempt made then would be refused, and
+/// may come back after `wait`. `failures` are the store's, without an attempt of `now`
+/// (what an owner sees on the users page: the rule of [`refused`], asked without trying).
+pub fn locked(key: &str, failures: &Failures, now: Timestamp) -> Option<Duration> {
+    let mut with_attempt: Vec<(String, Timestamp)> =
+        failures.iter().filter(|(k, _)| k == key).cloned().collect();
+    with_attempt.push((key.to_owned(), now));
+    refused(&with_attempt, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +129,35 @@ mod tests {
             refused(&attempt(&failures, &["email:a"], just_before), just_before),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_key_is_locked_while_an_attempt_would_be_refused() {
+        let start = Timestamp::from_micros(1_000_000_000_000);
+        let at = |s: u64| start.plus(Duration::from_secs(s));
+        let mut failures = Vec::new();
+        for i in 0..9 {
+            failed(&mut failures, &["email:a", "ip:1"], at(i));
+        }
+        // Nine failures: the tenth attempt is still allowed, so not locked.
+        assert_eq!(locked("email:a", &failures, at(9)), None);
+        failed(&mut failures, &["email:a", "ip:1"], at(9));
+        // Ten: locked until the first leaves the window; another key is not.
+        assert_eq!(
+            locked("email:a", &failures, at(10)),
+            Some(WINDOW - Duration::from_secs(10))
+        );
+        assert_eq!(locked("email:b", &failures, at(10)), None);
+        // The address's failures do not lock the email, only its own.
+        let address_only: Vec<_> = failures
+            .iter()
+            .filter(|(k, _)| k == "ip:1")
+            .cloned()
+            .collect();
+        assert_eq!(locked("email:a", &address_only, at(10)), None);
+        assert!(locked("ip:1", &address_only, at(10)).is_some());
+        assert_eq!(locked("email:a", &failures, start.plus(WINDOW)), None);
+        assert_eq!(email_key("  Ann@Example.COM "), "email:ann@example.com");
     }
 
     #[test]

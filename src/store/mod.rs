@@ -358,6 +358,16 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()>;
     /// Forgets every failure of `key` (an email's, after a good password).
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+    /// The failures of `keys` after `since`, as every node recorded them; counts nothing.
+    async fn login_failures(
+        &self,
+        keys: &[&str],
+        since: Timestamp,
+    ) -> StoreResult<Vec<(String, Timestamp)>>;
+    /// Takes back every attempt counted under `key` (an email an owner unlocked): its
+    /// failures, and the ones the same attempts counted under other keys (the addresses
+    /// they came from); writes `audit` in the same transaction.
+    async fn unlock_login(&self, key: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 
 /// A claim on deliveries: who holds them and until when.

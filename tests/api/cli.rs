@@ -291,6 +291,21 @@ async fn user_commands_and_the_first_start_setup_link() {
         401,
         "the old password ended"
     );
+
+    // Ten wrong passwords lock ann out (the last ones refused already: this address failed
+    // twice above); the command line lets her in again at once.
+    let mut ann = Visitor::at(&server.url);
+    for _ in 0..10 {
+        let status = ann
+            .login("ann@example.com", "wrong wrong wrong")
+            .await
+            .status;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(ann.login("ann@example.com", PASSWORD).await.status, 429);
+    let (ok, _, stderr) = run(&["user", "unlock", "ann@example.com"]);
+    assert!(ok && stderr.contains("may log in again now"), "{stderr}");
+    assert_eq!(ann.login("ann@example.com", PASSWORD).await.status, 303);
     server.stop();
 }
 

@@ -524,6 +524,13 @@ async fn answers_match_the_described_schemas(backend: Backend) {
         None,
     )
     .await;
+    c.call(
+        &app,
+        post.clone(),
+        &format!("/v3/users/{user_id}/unlock"),
+        None,
+    )
+    .await;
     let token = c
         .call(
             &app,

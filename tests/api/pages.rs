@@ -39,7 +39,8 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     };
     let receiver = Receiver::start().await;
     person(&app, "maya@example.com", "member").await;
-    person(&app, "vic@example.com", "viewer").await;
+    let vic = person(&app, "vic@example.com", "viewer").await;
+    person(&app, "olga@example.com", "owner").await;
     // tocsin learns services and alert sources from events; declare two more by API.
     for (path, body) in [
         ("/v3/services/svc-db", json!({"name": "Database"})),
@@ -286,6 +287,31 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.goto("/webhooks/new").await;
     b.wait_text("Not allowed").await;
     b.screenshot("11-viewer-refused").await;
+
+    // An owner sees who failed logins lock out, and unlocks them. (The failures are
+    // written to the store directly: from this browser's address they would lock it too.)
+    let now = tocsin::domain::Timestamp::now();
+    for i in 0..10 {
+        let at = now.minus(std::time::Duration::from_secs(60 - i));
+        app.store
+            .login_attempt(
+                &["email:vic@example.com"],
+                at,
+                tocsin::domain::Timestamp::from_micros(0),
+            )
+            .await
+            .unwrap();
+    }
+    b.click("form[action='/logout'] button").await;
+    b.find("#email").await;
+    login(&b, "olga@example.com").await;
+    b.goto("/users").await;
+    b.wait_text("locked · 14 min").await;
+    b.screenshot("13-users-locked").await;
+    b.click(&format!("form[action='/users/{}/unlock'] button", vic.id))
+        .await;
+    b.wait_text("they may log in again now").await;
+    assert_eq!(b.count("form[action$='/unlock']").await, 0);
 
     // Small screens.
     b.client.set_window_size(360, 800).await.unwrap();

@@ -417,6 +417,146 @@ async fn login_throttling(backend: Backend) {
     assert_eq!(other.status, 429);
 }
 
+/// A person whom ten wrong passwords locked out is shown as locked to the people who
+/// manage users, and an owner lets them in again before the 15 minutes pass (before,
+/// nobody could: the person waited, mid-incident). The unlock takes back the attempts under
+/// the address they came from too, else the same ten tries would still refuse the person's
+/// own machine. Only owners unlock owners; the unlock is audited.
+async fn an_owner_unlocks_a_person_locked_out_by_failed_logins(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let eve = person(&app, "eve@example.com", "viewer").await;
+    let boss = person(&app, "boss@example.com", "owner").await;
+    person(&app, "own@example.com", "owner").await;
+    let adm = person(&app, "adm@example.com", "admin").await;
+    // The managers log in first: every visitor here comes from one address.
+    let mut owner = Visitor::new(&app);
+    let owner_csrf = owner.login_ok("own@example.com").await;
+    let mut admin = Visitor::new(&app);
+    let admin_csrf = admin.login_ok("adm@example.com").await;
+    let locked_until = |app_reply: &Value| app_reply["data"]["login_locked_until"].clone();
+    let show = |id: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::GET,
+                &format!("/v3/users/{id}"),
+                Some(&app.owner_token),
+                None,
+            )
+            .await
+            .body
+        }
+    };
+    assert_eq!(locked_until(&show(eve.id.clone()).await), Value::Null);
+
+    let mut v = Visitor::new(&app);
+    for _ in 0..10 {
+        assert_eq!(
+            v.login("eve@example.com", "guess guess guess").await.status,
+            401
+        );
+    }
+    assert_eq!(v.login("eve@example.com", PASSWORD).await.status, 429);
+
+    // Shown locked: in the API, with a time about 15 minutes away, and on the users page.
+    let until = locked_until(&show(eve.id.clone()).await);
+    let until = Timestamp::parse_rfc3339(until.as_str().expect("a time")).unwrap();
+    let left = until.as_micros() - Timestamp::now().as_micros();
+    assert!(
+        (14 * 60_000_000..=15 * 60_000_000).contains(&left),
+        "{left} µs left"
+    );
+    let list = app
+        .call(Method::GET, "/v3/users", Some(&app.owner_token), None)
+        .await;
+    let locked: Vec<&str> = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| !u["login_locked_until"].is_null())
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(locked, ["eve@example.com"]);
+    let page = owner.get("/users").await;
+    assert!(page.text.contains("locked · 15 min"), "{}", page.text);
+    let unlock = format!("/users/{}/unlock", eve.id);
+    assert!(page.text.contains(&unlock), "{}", page.text);
+
+    // Without the CSRF token nothing happens; an admin may not unlock an owner.
+    assert_eq!(owner.post_form(&unlock, &[]).await.status, 403);
+    let refused = admin
+        .post_form(
+            &format!("/users/{}/unlock", boss.id),
+            &[("csrf_token", &admin_csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("only an owner"), "{}", refused.text);
+    assert_eq!(v.login("eve@example.com", PASSWORD).await.status, 429);
+
+    let done = owner
+        .post_form(&unlock, &[("csrf_token", &owner_csrf)])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.location(), "/users?done=unlocked");
+    let page = owner.get("/users?done=unlocked").await;
+    assert!(
+        page.text.contains("they may log in again now"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("locked · "), "{}", page.text);
+    assert_eq!(locked_until(&show(eve.id.clone()).await), Value::Null);
+    assert_eq!(
+        v.login("eve@example.com", PASSWORD).await.status,
+        303,
+        "from the same address, at once"
+    );
+
+    // The API's unlock, by a token (which, like an admin, may not unlock owners), and the
+    // audit log's entries.
+    let owners_only = app
+        .call(
+            Method::POST,
+            &format!("/v3/users/{}/unlock", boss.id),
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(owners_only.status, 403, "{:?}", owners_only.body);
+    let unlocked = app
+        .call(
+            Method::POST,
+            &format!("/v3/users/{}/unlock", adm.id),
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(unlocked.status, 200, "{:?}", unlocked.body);
+    assert_eq!(unlocked.body["data"]["email"], "adm@example.com");
+    let missing = app
+        .call(
+            Method::POST,
+            "/v3/users/usr-nobody/unlock",
+            Some(&app.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let audit = app
+        .call(Method::GET, "/v3/audit-logs", Some(&app.owner_token), None)
+        .await;
+    let unlocks = audit.body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.unlocked")
+        .count();
+    assert_eq!(unlocks, 2, "{:?}", audit.body);
+}
+
 /// Failed logins are counted in the store: once the limit is reached through any node,
 /// every node refuses. Before, each node counted its own, and N nodes behind a load balancer
 /// gave a guesser N times the tries.
@@ -1086,6 +1226,7 @@ both_backends!(
     login_throttling,
     login_throttling_is_shared_by_every_node,
     guesses_sent_at_once_are_throttled_together,
+    an_owner_unlocks_a_person_locked_out_by_failed_logins,
     setup_links_expire_and_work_once,
     sessions_end_on_password_change_and_disable,
     users_api_rules,

@@ -828,6 +828,59 @@ async fn store_login_failures_hold_one_window(backend: Backend) {
         2,
         "only the last attempt's rows remain: {seen:?}"
     );
+    // Read without counting, and unlocked with its audit entry.
+    let read = |keys: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let mut seen = store
+                .login_failures(keys, Timestamp::from_micros(0))
+                .await
+                .unwrap();
+            seen.sort();
+            seen
+        }
+    };
+    let both = vec![("email:a".to_owned(), later), ("ip:1".to_owned(), later)];
+    assert_eq!(read(&["email:a", "ip:1", "email:b"]).await, both);
+    assert_eq!(
+        read(&["email:a", "ip:1"]).await,
+        both,
+        "reading counted nothing"
+    );
+    assert!(read(&[]).await.is_empty());
+    let org = Organization::new("Unlocking");
+    store.create_organization(&org).await.unwrap();
+    let entry = AuditEntry::new(
+        &org.id,
+        &Actor::cli(),
+        "user.unlocked",
+        tocsin::domain::audit::user_object(&tocsin::domain::user::User::new(
+            &org.id,
+            "a@example.com",
+            "A",
+            tocsin::domain::user::Role::Viewer,
+        )),
+        Vec::new(),
+    );
+    // An attempt at another email from the same address, later: it stays.
+    let last = later.plus(std::time::Duration::from_micros(1));
+    store
+        .login_attempt(&["email:b", "ip:1"], last, Timestamp::from_micros(0))
+        .await
+        .unwrap();
+    store.unlock_login("email:a", &entry).await.unwrap();
+    assert_eq!(
+        read(&["email:a", "ip:1", "email:b"]).await,
+        vec![("email:b".to_owned(), last), ("ip:1".to_owned(), last)],
+        "the attempts made with email:a are taken back under ip:1 too"
+    );
+    let query = AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let audit = store.list_audit(&org.id, &query).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|(_, e)| e.action.as_str()).collect();
+    assert_eq!(actions, ["user.unlocked"], "audited with the unlock");
 }
 
 both_backends!(store_login_failures_hold_one_window);

@@ -400,6 +400,13 @@ fn paths() -> Value {
                 .ok("200", answer("The person.", data(schema("UserWithSetupUrl"))))
                 .build(),
         },
+        "/v3/users/{id}/unlock": {
+            "post": Op::new("Unlock a login", Some("admin"))
+                .describe("Takes back the failed logins made with the person's e-mail address, on every node (under the address and the client addresses they came from), so they may log in at once. Only owners unlock owners.")
+                .param(path_param("id", "The person's id."))
+                .ok("200", answer("The person.", data(schema("User"))))
+                .build(),
+        },
         "/v3/api-tokens": {
             "get": Op::new("List tokens", Some("admin"))
                 .describe("Never their values.")
@@ -563,13 +570,17 @@ fn schemas() -> Value {
     detail_required.extend(["payload".to_owned(), "request_headers".to_owned()]);
     let user = json!({
         "type": "object",
-        "required": ["id", "email", "name", "role", "status", "disabled", "organization_id", "created_at", "updated_at", "last_login_at"],
+        "required": ["id", "email", "name", "role", "status", "disabled", "organization_id", "created_at", "updated_at", "last_login_at", "login_locked_until"],
         "properties": {
             "id": string, "email": string, "name": string,
             "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]},
             "status": {"type": "string", "enum": ["active", "invited", "disabled"]},
             "disabled": {"type": "boolean"}, "organization_id": string,
-            "created_at": timestamp(), "updated_at": timestamp(), "last_login_at": nullable_timestamp()
+            "created_at": timestamp(), "updated_at": timestamp(), "last_login_at": nullable_timestamp(),
+            "login_locked_until": {
+                "type": ["string", "null"], "format": "date-time",
+                "description": "Until when too many failed logins refuse this e-mail address (POST …/unlock ends it); null when they do not."
+            }
         }
     });
     let directory_entry = json!({

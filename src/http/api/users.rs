@@ -8,6 +8,7 @@ use axum::{
     Json,
 };
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use super::ApiRoutes;
 
@@ -16,7 +17,7 @@ use crate::{
     domain::{
         token::Ability,
         user::{Manager, Role, User},
-        FieldError,
+        FieldError, Timestamp,
     },
     http::{
         auth::Caller,
@@ -35,9 +36,11 @@ pub fn routes() -> ApiRoutes {
         .put("/v3/users/{id}", update)
         .delete("/v3/users/{id}", remove)
         .post("/v3/users/{id}/reset-password", reset_password)
+        .post("/v3/users/{id}/unlock", unlock)
 }
 
-pub fn user_json(u: &User) -> Value {
+/// A user as the API shows them; `locked` is how long failed logins still lock them out.
+pub fn user_json(u: &User, locked: Option<Duration>) -> Value {
     json!({
         "id": u.id,
         "email": u.email,
@@ -49,7 +52,14 @@ pub fn user_json(u: &User) -> Value {
         "created_at": u.created_at.to_rfc3339(),
         "updated_at": u.updated_at.to_rfc3339(),
         "last_login_at": u.last_login_at.map(|t| t.to_rfc3339()),
+        "login_locked_until": locked.map(|wait| Timestamp::now().plus(wait).to_rfc3339()),
     })
+}
+
+/// One user's JSON, with whether failed logins lock them out now.
+async fn one_user_json(state: &AppState, user: &User) -> Result<Value, ApiError> {
+    let locked = accounts::lockouts(state.store.as_ref(), std::slice::from_ref(user)).await?;
+    Ok(user_json(user, locked.get(&user.id).copied()))
 }
 
 /// Who is managing, for the owners rule.
@@ -81,14 +91,18 @@ const READ_ONLY: &[&str] = &[
     "created_at",
     "updated_at",
     "last_login_at",
+    "login_locked_until",
 ];
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::Read)?;
     let users = state.store.list_users(caller.organization_id()).await?;
-    Ok(Json(
-        json!({"data": users.iter().map(user_json).collect::<Vec<_>>()}),
-    ))
+    let locked = accounts::lockouts(state.store.as_ref(), &users).await?;
+    let data: Vec<Value> = users
+        .iter()
+        .map(|u| user_json(u, locked.get(&u.id).copied()))
+        .collect();
+    Ok(Json(json!({"data": data})))
 }
 
 async fn roles(caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -135,7 +149,7 @@ async fn create(
         &caller.actor(),
     )
     .await?;
-    let mut body = user_json(&user);
+    let mut body = user_json(&user, None);
     body["setup_url"] = code.map_or(Value::Null, |c| {
         Value::String(accounts::setup_url(&state.config.public_url(), &c))
     });
@@ -153,7 +167,7 @@ async fn show(
         .user(caller.organization_id(), &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
-    Ok(Json(json!({"data": user_json(&user)})))
+    Ok(Json(json!({"data": one_user_json(&state, &user).await?})))
 }
 
 async fn update(
@@ -204,7 +218,7 @@ async fn update(
         &caller.actor(),
     )
     .await?;
-    Ok(Json(json!({"data": user_json(&user)})))
+    Ok(Json(json!({"data": one_user_json(&state, &user).await?})))
 }
 
 async fn remove(
@@ -239,7 +253,25 @@ async fn reset_password(
         &caller.actor(),
     )
     .await?;
-    let mut body = user_json(&user);
+    let mut body = one_user_json(&state, &user).await?;
     body["setup_url"] = Value::String(accounts::setup_url(&state.config.public_url(), &code));
     Ok(Json(json!({"data": body})))
+}
+
+/// Lets a person whom failed logins locked out try again at once.
+async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Ability::Admin)?;
+    let user = accounts::unlock_login(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(&caller),
+        &caller.actor(),
+    )
+    .await?;
+    Ok(Json(json!({"data": user_json(&user, None)})))
 }

@@ -81,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{id}/role", post(users::set_role))
         .route("/users/{id}/disabled", post(users::set_disabled))
         .route("/users/{id}/reset-password", post(users::reset_password))
+        .route("/users/{id}/unlock", post(users::unlock))
         .route("/audit", get(audit::show))
         .route(assets::ROUTE, get(assets::serve))
 }
@@ -355,6 +356,7 @@ pub fn flash(query: Option<&str>) -> Option<&'static str> {
         "sent" => "Sent to the webhook.",
         "revoked" => "Token revoked.",
         "updated" => "User updated.",
+        "unlocked" => "Unlocked: they may log in again now.",
         _ => return None,
     })
 }

@@ -32,6 +32,10 @@ async fn users_page(
         Ok(u) => u,
         Err(e) => return error_page(person.caller(), e.into()),
     };
+    let locked = match accounts::lockouts(state.store.as_ref(), &users).await {
+        Ok(l) => l,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
     let me = person
         .caller()
         .user()
@@ -43,6 +47,8 @@ async fn users_page(
             context! {
                 id => &u.id, email => &u.email, name => &u.name, role => u.role.as_str(),
                 status => u.status(), last_login_at => ts(u.last_login_at), me => u.id == me,
+                // Whole minutes, rounded up: "locked · 1 min" until the last second.
+                locked_minutes => locked.get(&u.id).map(|wait| wait.as_secs().div_ceil(60).max(1)),
             }
         })
         .collect();
@@ -221,6 +227,31 @@ pub async fn set_disabled(
         ..UserChange::default()
     };
     change_user(state, person, headers, id, form, change).await
+}
+
+pub async fn unlock(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "unlocking logins") {
+        return r;
+    }
+    let caller = person.caller();
+    match accounts::unlock_login(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(caller),
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/users?done=unlocked").into_response(),
+        Err(e) => refused(&state, &person, e).await,
+    }
 }
 
 pub async fn reset_password(

@@ -519,21 +519,9 @@ impl AccountStore for SqlStore {
             insert = insert.bind(*key).bind(at.as_micros());
         }
         insert.execute(&mut *tx).await?;
-        let sql = format!(
-            "SELECT subject, at FROM login_failures WHERE at > {} AND subject IN ({})",
-            self.dialect.params(1, 1),
-            self.dialect.params(2, keys.len())
-        );
-        let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
-        for key in keys {
-            select = select.bind(*key);
-        }
-        let failures = select.fetch_all(&mut *tx).await?;
+        let failures = select_failures(self.dialect, keys, since, &mut tx).await?;
         tx.commit().await?;
-        Ok(failures
-            .into_iter()
-            .map(|(key, at)| (key, Timestamp::from_micros(at)))
-            .collect())
+        Ok(failures)
     }
 
     async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()> {
@@ -560,4 +548,65 @@ impl AccountStore for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn login_failures(
+        &self,
+        keys: &[&str],
+        since: Timestamp,
+    ) -> StoreResult<Vec<(String, Timestamp)>> {
+        let mut conn = self.reader.acquire().await?;
+        let mut failures = Vec::new();
+        // A users page asks for every person's email at once: a statement's parameters
+        // are bounded (SQLite's 32,766).
+        for keys in keys.chunks(1_000) {
+            failures.extend(select_failures(self.dialect, keys, since, &mut conn).await?);
+        }
+        Ok(failures)
+    }
+
+    async fn unlock_login(&self, key: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
+        // An attempt's rows share its time: the other keys' rows of this key's attempts
+        // are the addresses they came from (the person's own, most often, locked by the
+        // same ten tries).
+        sqlx::query(
+            "DELETE FROM login_failures WHERE subject <> $1 \
+             AND at IN (SELECT at FROM login_failures WHERE subject = $1)",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM login_failures WHERE subject = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The failures of `keys` after `since`.
+async fn select_failures(
+    dialect: super::Dialect,
+    keys: &[&str],
+    since: Timestamp,
+    conn: &mut sqlx::AnyConnection,
+) -> StoreResult<Vec<(String, Timestamp)>> {
+    let sql = format!(
+        "SELECT subject, at FROM login_failures WHERE at > {} AND subject IN ({})",
+        dialect.params(1, 1),
+        dialect.params(2, keys.len())
+    );
+    let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
+    for key in keys {
+        select = select.bind(*key);
+    }
+    Ok(select
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(key, at)| (key, Timestamp::from_micros(at)))
+        .collect())
 }
