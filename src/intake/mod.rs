@@ -307,6 +307,46 @@ async fn stored_anyway(
     )
 }
 
+/// Writes deliveries made outside intake (a manual trigger, a "send again") and starts
+/// them. A write that seems to fail may have landed (the connection dropped while `COMMIT`
+/// was answered): the store is asked, and deliveries it holds are reported as made, their
+/// leases given back to the poller, so that a person told "failed" does not press again and
+/// send twice. A write that did not land is tried once more (a pooled connection may have
+/// died between its ping and its use).
+async fn add_deliveries(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    deliveries: &[NewDelivery],
+) -> Result<(), IntakeError> {
+    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let admission = engine.admission();
+        let error = match store.add_deliveries(deliveries, &admission).await {
+            Ok(leased) => {
+                engine.parked(&admission, deliveries);
+                start_leased(engine, deliveries, &leased, &admission);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        // One transaction: all of them are stored, or none.
+        match store.deliveries_stored_anyway(engine.node(), &ids).await {
+            Ok(found) if !found.is_empty() => {
+                tracing::warn!(error = %error, deliveries = found.len(), "deliveries whose write seemed to fail had been stored");
+                engine.parked(&admission, deliveries);
+                engine.wake();
+                return Ok(());
+            }
+            Ok(_) if tries < 2 => {
+                tracing::warn!(error = %error, "writing deliveries failed; trying once more");
+            }
+            _ => return Err(error.into()),
+        }
+    }
+}
+
 fn start_leased(
     engine: &Engine,
     deliveries: &[NewDelivery],
@@ -397,10 +437,7 @@ pub async fn trigger_manually(
             ))
         })?;
     let deliveries = plan_deliveries(&event, [&webhook]);
-    let admission = engine.admission();
-    let leased = store.add_deliveries(&deliveries, &admission).await?;
-    engine.parked(&admission, &deliveries);
-    start_leased(engine, &deliveries, &leased, &admission);
+    add_deliveries(store, engine, &deliveries).await?;
     Ok(webhook)
 }
 
@@ -635,10 +672,7 @@ pub async fn resend(
         created_at: Timestamp::now(),
     };
     let deliveries = [delivery];
-    let admission = engine.admission();
-    let leased = store.add_deliveries(&deliveries, &admission).await?;
-    engine.parked(&admission, &deliveries);
-    start_leased(engine, &deliveries, &leased, &admission);
+    add_deliveries(store, engine, &deliveries).await?;
     Ok(deliveries[0].id.clone())
 }
 

@@ -449,6 +449,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
         owner: &str,
         event_ids: &[&str],
     ) -> StoreResult<std::collections::HashMap<String, u64>>;
+    /// The same for a write of deliveries ([`Self::add_deliveries`]): which of
+    /// `delivery_ids` are stored, their leases held by `owner` given back.
+    async fn deliveries_stored_anyway(
+        &self,
+        owner: &str,
+        delivery_ids: &[&str],
+    ) -> StoreResult<Vec<String>>;
     /// More deliveries of a stored event (the manual trigger), with the same rules.
     async fn add_deliveries(
         &self,

@@ -968,6 +968,78 @@ async fn an_event_whose_connection_died_before_its_write_is_written_again() {
     an_event_through_a_cut_connection_is_accepted_once(false).await;
 }
 
+/// A delivery made outside intake whose connection to PostgreSQL is cut: "send again" of
+/// a logged delivery with its `COMMIT` answered to nobody (`after_commit`), or the manual
+/// trigger with its write cut before it reaches the server. Either way the person is told
+/// it was done, and exactly one new delivery goes out, promptly (within the test's
+/// deadline, inside the minute a lease lasts).
+async fn a_delivery_made_through_a_cut_connection_is_made_once(after_commit: bool) {
+    let cutter = CommitCutter::start().await;
+    let Some(app) = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .create_webhook(&hook("cut", json!([{"url": receiver.url("/h")}])))
+        .await;
+    let id = webhook["id"].as_str().unwrap();
+    let answer = app
+        .ingest(&event("triggered", "t", incident("inc-cut", "triggered")))
+        .await;
+    let first = app.settled_logs(id, 1).await;
+    let reply = if after_commit {
+        // The original's id is bound as the new delivery's `resent_from`.
+        let original = first[0]["id"].as_str().unwrap();
+        cutter.arm(original);
+        app.owner(
+            Method::POST,
+            &format!("{HOOKS}/{id}/logs/{original}/resend"),
+            None,
+        )
+        .await
+    } else {
+        // The event's id is bound first by the new delivery's write.
+        cutter.arm_before(answer["id"].as_str().unwrap());
+        app.owner(
+            Method::POST,
+            &format!("/v3/incidents/inc-cut/actions/webhook/{id}"),
+            None,
+        )
+        .await
+    };
+    assert_eq!(cutter.cuts(), 1, "the write's connection was cut");
+    assert!(
+        reply.status == 200 || reply.status == 201,
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
+    receiver.wait_for("/h", 2).await;
+    let rows = app.settled_logs(id, 2).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+    assert_eq!(
+        receiver.received("/h").len(),
+        2,
+        "sent once more, not twice"
+    );
+}
+
+/// "Send again" whose commit was answered to nobody: the new delivery is stored, so the
+/// person is told so (201) instead of an error that has them press again and send twice,
+/// and it goes out at once (its lease, taken in that transaction, given back). Before: 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_whose_commit_was_answered_to_nobody_is_reported_and_sent_once() {
+    a_delivery_made_through_a_cut_connection_is_made_once(true).await;
+}
+
+/// The manual trigger's connection dies before its write reaches PostgreSQL (a pooled
+/// connection dead between its ping and its use): the write is made again on another
+/// connection. Before: 500, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_trigger_whose_connection_died_before_its_write_is_written_again() {
+    a_delivery_made_through_a_cut_connection_is_made_once(false).await;
+}
+
 /// Another process writing the SQLite file while the server runs (an operator's `tocsin
 /// token create`, say) holds the write lock for a moment: the server's writes wait for it
 /// instead of failing. Before, a transaction that had read first could not take the lock

@@ -777,6 +777,41 @@ async fn store_events_stored_anyway_are_found_and_their_leases_given_back(backen
         .await
         .unwrap()
         .is_empty());
+
+    // The same for deliveries added to a stored event (a resend, a manual trigger), by
+    // their own ids; another node's lease on the event's first delivery stays.
+    let more = crate::helpers::delivery_of(theirs, &hook.id, "https://receiver.example/more");
+    store
+        .add_deliveries(
+            std::slice::from_ref(&more),
+            &leasing(for_a_minute("writer")),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .deliveries_stored_anyway("writer", &["dlv_never_stored"])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .claim_due(&probe, Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased by the writer"
+    );
+    let found = store
+        .deliveries_stored_anyway("writer", &[more.id.as_str(), "dlv_never_stored"])
+        .await
+        .unwrap();
+    assert_eq!(found, [more.id.as_str().to_owned()]);
+    let claimed = store.claim_due(&probe, Timestamp::now(), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [more.id.as_str()],
+        "only the added delivery's lease was given back"
+    );
 }
 
 both_backends!(store_events_stored_anyway_are_found_and_their_leases_given_back);

@@ -236,19 +236,7 @@ impl DeliveryStore for SqlStore {
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        // Every parameter from `params`: SQLite's are anonymous, and one numbered among
-        // them would be bound again in the first anonymous one's place.
-        let sql = format!(
-            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL \
-             WHERE lease_owner = {} AND state = 'pending' AND event_id IN ({})",
-            self.dialect.params(1, 1),
-            self.dialect.params(2, event_ids.len())
-        );
-        let mut release = sqlx::query(&sql).bind(owner);
-        for id in event_ids {
-            release = release.bind(*id);
-        }
-        release.execute(&mut *tx).await?;
+        give_back_leases(self.dialect, &mut tx, owner, "event_id", event_ids).await?;
         let sql = format!(
             "SELECT id, delivery_count FROM events WHERE id IN ({})",
             self.dialect.params(1, event_ids.len())
@@ -263,6 +251,30 @@ impl DeliveryStore for SqlStore {
             .into_iter()
             .map(|(id, count)| (id, count as u64))
             .collect())
+    }
+
+    async fn deliveries_stored_anyway(
+        &self,
+        owner: &str,
+        delivery_ids: &[&str],
+    ) -> StoreResult<Vec<String>> {
+        if delivery_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        give_back_leases(self.dialect, &mut tx, owner, "id", delivery_ids).await?;
+        let sql = format!(
+            "SELECT id FROM deliveries WHERE id IN ({})",
+            self.dialect.params(1, delivery_ids.len())
+        );
+        let mut find = sqlx::query_scalar::<_, String>(&sql);
+        for id in delivery_ids {
+            find = find.bind(*id);
+        }
+        let stored = find.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     async fn add_deliveries(
@@ -1136,4 +1148,30 @@ fn finished_conditions(q: &LogQuery) -> Conditions {
         conditions.push_fixed("state IN ('succeeded', 'failed', 'cancelled')");
     }
     conditions
+}
+
+/// Gives back the leases `owner` holds on the pending deliveries whose `column` (`id` or
+/// `event_id`) is among `ids`: a write whose answer was lost leased them, and the node never
+/// started them.
+async fn give_back_leases(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owner: &str,
+    column: &str,
+    ids: &[&str],
+) -> StoreResult<()> {
+    // Every parameter from `params`: SQLite's are anonymous, and one numbered among them
+    // would be bound again in the first anonymous one's place.
+    let sql = format!(
+        "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL \
+         WHERE lease_owner = {} AND state = 'pending' AND {column} IN ({})",
+        dialect.params(1, 1),
+        dialect.params(2, ids.len())
+    );
+    let mut release = sqlx::query(&sql).bind(owner);
+    for id in ids {
+        release = release.bind(*id);
+    }
+    release.execute(&mut **tx).await?;
+    Ok(())
 }
