@@ -64,6 +64,18 @@ async fn existing(
         .ok_or_else(|| AccountError::NotFound(id.to_owned()))
 }
 
+/// The user `id`, when `manager` may change or remove them as they are (the owners rule).
+async fn manageable(
+    store: &dyn Store,
+    organization_id: &OrganizationId,
+    id: &str,
+    manager: Manager,
+) -> Result<User, AccountError> {
+    let current = existing(store, organization_id, id).await?;
+    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    Ok(current)
+}
+
 /// What a new user is given.
 pub struct NewUser {
     pub email: String,
@@ -195,8 +207,7 @@ pub async fn delete_user(
     manager: Manager,
     actor: &Actor,
 ) -> Result<User, AccountError> {
-    let current = existing(store, organization_id, id).await?;
-    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let current = manageable(store, organization_id, id, manager).await?;
     let entry = AuditEntry::new(
         organization_id,
         actor,
@@ -216,8 +227,7 @@ pub async fn reset_password(
     manager: Manager,
     actor: &Actor,
 ) -> Result<(User, String), AccountError> {
-    let current = existing(store, organization_id, id).await?;
-    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let current = manageable(store, organization_id, id, manager).await?;
     let (code, link) = new_setup_link(organization_id, Some(id), current.role, Timestamp::now());
     let entry = AuditEntry::new(
         organization_id,
@@ -244,8 +254,7 @@ pub async fn unlock_login(
     manager: Manager,
     actor: &Actor,
 ) -> Result<User, AccountError> {
-    let current = existing(store, organization_id, id).await?;
-    may_manage(manager, Some(current.role), current.role).map_err(AccountError::Forbidden)?;
+    let current = manageable(store, organization_id, id, manager).await?;
     let entry = AuditEntry::new(
         organization_id,
         actor,

@@ -912,19 +912,26 @@ async fn events_are_accepted_right_after_postgresql_drops_every_connection() {
     receiver.wait_for("/h", 21).await;
 }
 
+/// An app on PostgreSQL behind a [`CommitCutter`], with a receiver and one webhook to it
+/// (`/h`); `None` without PostgreSQL.
+async fn behind_a_cutter() -> Option<(CommitCutter, TestApp, Receiver, Value)> {
+    let cutter = CommitCutter::start().await;
+    let app = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await?;
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .create_webhook(&hook("cut", json!([{"url": receiver.url("/h")}])))
+        .await;
+    Some((cutter, app, receiver, webhook))
+}
+
 /// Posts an event whose intake connection to PostgreSQL is cut (after its commit when
 /// `after_commit`, else before its write reaches the server), and checks that it is
 /// answered 202, delivered promptly (within the test's 20 s deadline, well inside the
 /// minute a lease lasts) and stored once.
 async fn an_event_through_a_cut_connection_is_accepted_once(after_commit: bool) {
-    let cutter = CommitCutter::start().await;
-    let Some(app) = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await else {
+    let Some((cutter, app, receiver, webhook)) = behind_a_cutter().await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    let webhook = app
-        .create_webhook(&hook("cut", json!([{"url": receiver.url("/h")}])))
-        .await;
     app.ingest_incidents(0..1).await;
     receiver.wait_for("/h", 1).await;
 
@@ -974,14 +981,9 @@ async fn an_event_whose_connection_died_before_its_write_is_written_again() {
 /// it was done, and exactly one new delivery goes out, promptly (within the test's
 /// deadline, inside the minute a lease lasts).
 async fn a_delivery_made_through_a_cut_connection_is_made_once(after_commit: bool) {
-    let cutter = CommitCutter::start().await;
-    let Some(app) = spawn_app_with(Backend::Postgres, |c| cutter.route(c)).await else {
+    let Some((cutter, app, receiver, webhook)) = behind_a_cutter().await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    let webhook = app
-        .create_webhook(&hook("cut", json!([{"url": receiver.url("/h")}])))
-        .await;
     let id = webhook["id"].as_str().unwrap();
     let answer = app
         .ingest(&event("triggered", "t", incident("inc-cut", "triggered")))
