@@ -286,7 +286,7 @@ pub async fn lockouts(
     Ok(keys
         .iter()
         .filter_map(|(id, key)| {
-            login_throttle::locked(key, &failures, now).map(|wait| ((*id).to_owned(), wait))
+            login_throttle::locked_out(key, &failures, now).map(|wait| ((*id).to_owned(), wait))
         })
         .collect())
 }

@@ -423,11 +423,19 @@ async fn user(config: Config, action: UserCommand) -> anyhow::Result<()> {
             if users.is_empty() {
                 eprintln!("no users yet: open the setup link `tocsin serve` printed on its first start, or run `tocsin user create`");
             }
+            let locked = accounts::lockouts(store.as_ref(), &users).await?;
             for u in users {
-                let last = u.last_login_at.map_or_else(
+                let mut last = u.last_login_at.map_or_else(
                     || "never logged in".to_owned(),
                     |t| format!("last login {}", t.to_rfc3339()),
                 );
+                if let Some(wait) = locked.get(&u.id) {
+                    last.push_str(&format!(
+                        "; locked by failed logins for {} more min (tocsin user unlock {})",
+                        wait.as_secs().div_ceil(60).max(1),
+                        u.email
+                    ));
+                }
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{last}",
                     u.id,

@@ -4,7 +4,10 @@
 //! node, N nodes gave a guesser N times the tries); the decision is pure: the caller passes
 //! the failures and the time, so every rule is unit-tested without a clock.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    time::Duration,
+};
 
 use super::Timestamp;
 
@@ -54,6 +57,29 @@ pub fn locked(key: &str, failures: &Failures, now: Timestamp) -> Option<Duration
         failures.iter().filter(|(k, _)| k == key).cloned().collect();
     with_attempt.push((key.to_owned(), now));
     refused(&with_attempt, now)
+}
+
+/// How long the person with `email_key` is locked out at `now`: by their email's own
+/// failures, or by those of an address their attempts came from (an attempt's rows share
+/// its time), which refuses them just the same. `failures` hold the email's and those
+/// addresses' failures (the store's [`login_failures`]), without an attempt of `now`.
+///
+/// [`login_failures`]: crate::store::AccountStore::login_failures
+pub fn locked_out(email_key: &str, failures: &Failures, now: Timestamp) -> Option<Duration> {
+    let times: HashSet<Timestamp> = failures
+        .iter()
+        .filter(|(k, _)| k == email_key)
+        .map(|(_, at)| *at)
+        .collect();
+    let mut keys: BTreeSet<&str> = failures
+        .iter()
+        .filter(|(k, at)| !k.starts_with("email:") && times.contains(at))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    keys.insert(email_key);
+    keys.into_iter()
+        .filter_map(|k| locked(k, failures, now))
+        .max()
 }
 
 #[cfg(test)]
@@ -158,6 +184,37 @@ mod tests {
         assert!(locked("ip:1", &address_only, at(10)).is_some());
         assert_eq!(locked("email:a", &failures, start.plus(WINDOW)), None);
         assert_eq!(email_key("  Ann@Example.COM "), "email:ann@example.com");
+    }
+
+    #[test]
+    fn a_person_is_locked_out_by_an_address_their_attempts_came_from() {
+        let start = Timestamp::from_micros(1_000_000_000_000);
+        let at = |s: u64| start.plus(Duration::from_secs(s));
+        let mut failures = Vec::new();
+        // Five of ann's tries and five at other emails, all from one office address, and
+        // one of ann's from home.
+        for i in 0..5 {
+            failed(&mut failures, &["email:ann", "ip:office"], at(i));
+            failed(&mut failures, &["email:bo", "ip:office"], at(10 + i));
+        }
+        failed(&mut failures, &["email:ann", "ip:home"], at(20));
+        let now = at(30);
+        assert_eq!(locked("email:ann", &failures, now), None, "six of her own");
+        assert_eq!(
+            locked_out("email:ann", &failures, now),
+            Some(WINDOW - Duration::from_secs(30)),
+            "the office address she tried from is locked"
+        );
+        assert!(locked_out("email:bo", &failures, now).is_some());
+        assert_eq!(locked_out("email:cy", &failures, now), None, "no tries");
+        // Ann's tries taken back from the office (an unlock): nobody is locked out.
+        let unlocked: Vec<_> = failures
+            .iter()
+            .filter(|(k, t)| k != "email:ann" && !(k == "ip:office" && *t < at(5)))
+            .filter(|(k, t)| !(k == "ip:home" && *t == at(20)))
+            .cloned()
+            .collect();
+        assert_eq!(locked_out("email:bo", &unlocked, now), None);
     }
 
     #[test]

@@ -358,7 +358,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()>;
     /// Forgets every failure of `key` (an email's, after a good password).
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
-    /// The failures of `keys` after `since`, as every node recorded them; counts nothing.
+    /// The failures of `keys` after `since`, and of the other keys their attempts were
+    /// counted under (the client addresses they came from), as every node recorded them;
+    /// counts nothing.
     async fn login_failures(
         &self,
         keys: &[&str],

@@ -292,8 +292,9 @@ async fn user_commands_and_the_first_start_setup_link() {
         "the old password ended"
     );
 
-    // Ten wrong passwords lock ann out (the last ones refused already: this address failed
-    // twice above); the command line lets her in again at once.
+    // Ten wrong passwords lock ann out: by this address, which failed twice above, so her
+    // last tries were refused without counting. The listing says so; the command line lets
+    // her in again at once.
     let mut ann = Visitor::at(&server.url);
     for _ in 0..10 {
         let status = ann
@@ -303,9 +304,20 @@ async fn user_commands_and_the_first_start_setup_link() {
         assert!(status == 401 || status == 429, "{status}");
     }
     assert_eq!(ann.login("ann@example.com", PASSWORD).await.status, 429);
+    let (_, listing, _) = run(&["user", "list"]);
+    let ann_line = listing
+        .lines()
+        .find(|l| l.contains("ann@example.com"))
+        .unwrap();
+    assert!(
+        ann_line.contains("locked by failed logins for 15 more min"),
+        "{listing}"
+    );
     let (ok, _, stderr) = run(&["user", "unlock", "ann@example.com"]);
     assert!(ok && stderr.contains("may log in again now"), "{stderr}");
     assert_eq!(ann.login("ann@example.com", PASSWORD).await.status, 303);
+    let (_, listing, _) = run(&["user", "list"]);
+    assert!(!listing.contains("locked"), "{listing}");
     server.stop();
 }
 

@@ -909,6 +909,25 @@ async fn store_login_failures_hold_one_window(backend: Backend) {
         vec![("email:b".to_owned(), last), ("ip:1".to_owned(), last)],
         "the attempts made with email:a are taken back under ip:1 too"
     );
+    // Asked for an email alone, the addresses its attempts came from come with it (all of
+    // their failures).
+    store
+        .login_attempt(
+            &["email:c", "ip:1"],
+            last.plus(std::time::Duration::from_micros(1)),
+            Timestamp::from_micros(0),
+        )
+        .await
+        .unwrap();
+    let with_address = read(&["email:b"]).await;
+    assert_eq!(
+        with_address
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["email:b", "ip:1", "ip:1"],
+        "{with_address:?}"
+    );
     let query = AuditQuery {
         limit: 10,
         ..AuditQuery::default()

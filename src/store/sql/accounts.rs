@@ -558,8 +558,42 @@ impl AccountStore for SqlStore {
         let mut failures = Vec::new();
         // A users page asks for every person's email at once: a statement's parameters
         // are bounded (SQLite's 32,766).
-        for keys in keys.chunks(1_000) {
-            failures.extend(select_failures(self.dialect, keys, since, &mut conn).await?);
+        let chunks = keys.chunks(1_000);
+        let several = chunks.len() > 1;
+        for keys in chunks {
+            // An attempt's rows share its time: the other keys at those times are the
+            // addresses the attempts came from.
+            let n = keys.len();
+            let sql = format!(
+                "SELECT subject, at FROM login_failures WHERE at > {} AND (subject IN ({}) \
+                 OR subject IN (SELECT o.subject FROM login_failures k \
+                   JOIN login_failures o ON o.at = k.at AND o.subject <> k.subject \
+                   WHERE k.at > {} AND k.subject IN ({})))",
+                self.dialect.params(1, 1),
+                self.dialect.params(2, n),
+                self.dialect.params(n + 2, 1),
+                self.dialect.params(n + 3, n)
+            );
+            let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
+            for key in keys {
+                select = select.bind(*key);
+            }
+            select = select.bind(since.as_micros());
+            for key in keys {
+                select = select.bind(*key);
+            }
+            failures.extend(
+                select
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .map(|(key, at)| (key, Timestamp::from_micros(at))),
+            );
+        }
+        if several {
+            // An address paired with two chunks' emails came with each.
+            failures.sort_unstable();
+            failures.dedup();
         }
         Ok(failures)
     }
