@@ -860,17 +860,30 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
             // What became of the rest, for a failure seen only in CI.
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-            let rest: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
-                "SELECT id, state, attempts, parked, last_error FROM deliveries \
-                 WHERE state <> 'succeeded' ORDER BY seq",
+            let rest: Vec<String> = sqlx::query_scalar(
+                "SELECT id || ' ' || state || ' attempts=' || attempts || ' parked=' || parked \
+                   || ' lease=' || COALESCE(lease_owner, '-') \
+                   || ' until=' || COALESCE(CAST(leased_until AS TEXT), '-') \
+                   || ' next=' || COALESCE(CAST(next_attempt_at AS TEXT), '-') \
+                   || ' created=' || created_at || ' error=' || COALESCE(last_error, '-') \
+                 FROM deliveries WHERE state <> 'succeeded' ORDER BY seq",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let circuits: Vec<String> = sqlx::query_scalar(
+                "SELECT 'opened=' || opened_at || ' probe_at=' || probe_at || ' cooldown_ms=' \
+                   || cooldown_ms || ' probe_owner=' || COALESCE(probe_owner, '-') FROM circuits",
             )
             .fetch_all(&pool)
             .await
             .unwrap();
             panic!(
                 "only {} of 1000 deliveries arrived (the 500 events were posted in {posted_in:?}); \
-                 not succeeded: {rest:?}\nthe restarted server's log:\n{}",
+                 not succeeded: {rest:#?}\ncircuits: {circuits:#?}\nnow: {}\n\
+                 the restarted server's log:\n{}",
                 ids.len(),
+                Timestamp::now().as_micros(),
                 server.stderr()
             );
         }

@@ -816,6 +816,66 @@ async fn store_events_stored_anyway_are_found_and_their_leases_given_back(backen
 
 both_backends!(store_events_stored_anyway_are_found_and_their_leases_given_back);
 
+/// A delivery taken back from the parked ones (a refill, a circuit's probe) and then given
+/// back unsent (the node restarted or stopped) is due at once. Before, it kept its park's
+/// far time (an hour away) and was no longer parked: neither claim found it for that hour
+/// (the kill -9 test's two missing deliveries).
+async fn store_deliveries_taken_from_parked_and_given_back_are_due_at_once(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "p").await;
+    let batch = one_per_incident(&org, &hook, 3);
+    store
+        .accept_events(&batch, &leasing(for_a_minute("node-a")))
+        .await
+        .unwrap();
+    let ids: Vec<_> = batch.iter().map(|(_, d)| d[0].id.clone()).collect();
+    let url = batch[0].1[0].url.clone();
+    let an_hour = Timestamp::now().plus(std::time::Duration::from_secs(3600));
+    store.park("node-a", &ids, an_hour).await.unwrap();
+    let probe = for_a_minute("probe");
+    let due = |store: std::sync::Arc<dyn tocsin::store::Store>| async move {
+        let mut ids: Vec<String> = store
+            .claim_due(&for_a_minute("probe"), Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id.as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(due(store.clone()).await.is_empty(), "parked for an hour");
+
+    // Each way a lease is given back: a graceful stop (the owner's), a write whose answer
+    // was lost (by delivery id), and, on SQLite, a start after a crash (every lease).
+    let taken = store.claim_parked(&probe, &url, 3, false).await.unwrap();
+    assert_eq!(taken.len(), 3);
+    store.release_leases("probe").await.unwrap();
+    let mut expected: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+    expected.sort();
+    assert_eq!(due(store.clone()).await, expected, "due once given back");
+
+    store.park("probe", &ids, an_hour).await.unwrap();
+    store.claim_parked(&probe, &url, 3, false).await.unwrap();
+    let one = [ids[0].as_str()];
+    assert_eq!(
+        store.deliveries_stored_anyway("probe", &one).await.unwrap(),
+        one
+    );
+    assert_eq!(due(store.clone()).await, [ids[0].as_str()]);
+
+    if backend == Backend::Sqlite {
+        store.park("probe", &ids, an_hour).await.unwrap();
+        store.claim_parked(&probe, &url, 3, false).await.unwrap();
+        assert_eq!(store.release_stale_leases().await.unwrap(), 3);
+        assert_eq!(due(store.clone()).await, expected, "due after a restart");
+    }
+}
+
+both_backends!(store_deliveries_taken_from_parked_and_given_back_are_due_at_once);
+
 /// Login failures: an attempt is recorded and read back with the key's others; those from
 /// before the window are forgotten as attempts come (the table stays one window's worth);
 /// an attempt can be taken back, and an email's failures cleared.

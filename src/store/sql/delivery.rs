@@ -184,8 +184,13 @@ impl SqlStore {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
+        // A claimed delivery is due now. One taken from the parked ones still bore its
+        // park's far time (an hour away); had its lease been given back (a restart, a
+        // graceful stop), it was neither parked nor due, and waited that hour.
         let sql = format!(
-            "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0 WHERE seq IN ( \
+            "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0, \
+               next_attempt_at = CASE WHEN next_attempt_at > $5 THEN $5 ELSE next_attempt_at END \
+             WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
                WHERE {filter} \
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
@@ -201,6 +206,7 @@ impl SqlStore {
         };
         let rows = query
             .bind(limit as i64)
+            .bind(Timestamp::now().as_micros())
             .fetch_all(&mut *self.writer.acquire().await?)
             .await?;
         let mut claimed = rows
@@ -211,6 +217,11 @@ impl SqlStore {
         Ok(claimed.into_iter().map(|(_, d)| d).collect())
     }
 }
+
+/// A delivery whose lease is given back is due at once: it was taken to be sent now, and
+/// one taken from the parked ones still bore its park's far time (see `claim`).
+const DUE_NOW: &str =
+    "next_attempt_at = CASE WHEN next_attempt_at > $1 THEN $1 ELSE next_attempt_at END";
 
 #[async_trait]
 impl DeliveryStore for SqlStore {
@@ -932,18 +943,22 @@ impl DeliveryStore for SqlStore {
         if self.dialect == Dialect::Postgres {
             return Ok(0);
         }
-        let done = sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner IS NOT NULL AND state = 'pending'",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
+             WHERE lease_owner IS NOT NULL AND state = 'pending'"
+        ))
+        .bind(Timestamp::now().as_micros())
         .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(done.rows_affected())
     }
 
     async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL WHERE lease_owner = $1 AND state = 'pending'",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
+             WHERE lease_owner = $2 AND state = 'pending'"
+        ))
+        .bind(Timestamp::now().as_micros())
         .bind(owner)
         .execute(&mut *self.writer.acquire().await?)
         .await?;
@@ -1163,12 +1178,17 @@ async fn give_back_leases(
     // Every parameter from `params`: SQLite's are anonymous, and one numbered among them
     // would be bound again in the first anonymous one's place.
     let sql = format!(
-        "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL \
+        "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, \
+           next_attempt_at = CASE WHEN next_attempt_at > {} THEN {} ELSE next_attempt_at END \
          WHERE lease_owner = {} AND state = 'pending' AND {column} IN ({})",
         dialect.params(1, 1),
-        dialect.params(2, ids.len())
+        dialect.params(2, 1),
+        dialect.params(3, 1),
+        dialect.params(4, ids.len()),
     );
-    let mut release = sqlx::query(&sql).bind(owner);
+    // Given back, a delivery is due at once (see `claim`).
+    let now = Timestamp::now().as_micros();
+    let mut release = sqlx::query(&sql).bind(now).bind(now).bind(owner);
     for id in ids {
         release = release.bind(*id);
     }
