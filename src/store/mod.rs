@@ -513,10 +513,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// is recorded all the same.
     async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> StoreResult<()>;
     /// At start: SQLite serves a single node, so every lease left in it belongs to a process
-    /// that is gone and is given back. On PostgreSQL other nodes may be alive; their
-    /// leases are left to expire.
+    /// that is gone and is given back, the deliveries' (due at once) and the circuits'
+    /// probes' (the next probe goes when due). On PostgreSQL other nodes may be alive;
+    /// their leases are left to expire. Returns the deliveries given back.
     async fn release_stale_leases(&self) -> StoreResult<u64>;
-    /// Gives back every lease `owner` holds (graceful shutdown).
+    /// Gives back every lease `owner` holds (graceful shutdown): its deliveries, due at
+    /// once, and its circuits' probes.
     async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Fails pending deliveries made, and last changed (an attempt, a bulk retry's re-queue),
     /// before `before` — none leased at `now`: an attempt in flight finishes first — with

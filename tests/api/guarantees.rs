@@ -897,6 +897,93 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     server.stop();
 }
 
+/// kill -9 while a dead URL's circuit probe is out (a delivery taken back from the parked
+/// ones): after a restart every delivery goes, that one at once. Before, the probe's
+/// delivery kept its park's safety hour once its lease was given back, was no longer
+/// parked, and waited that hour (seen in CI as the kill -9 test's two missing deliveries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_out_when_its_node_dies_goes_at_once_after_a_restart() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let receiver = Receiver::start().await;
+    // Five failures open the circuit; the probe after them hangs until the node is gone;
+    // from then on the URL answers.
+    let mut replies = vec![Reply::status(500); 5];
+    replies.push(Reply {
+        delay: Some(Duration::from_secs(600)),
+        ..Reply::status(200)
+    });
+    receiver.script("/h", replies);
+    let settings = [
+        ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+    ];
+    let server = Server::start_with(&db.url, &settings);
+    let token = server.owner_token();
+    let client = crate::helpers::http_client();
+    let post = |url: String, body: Value| {
+        let (client, token) = (client.clone(), token.clone());
+        async move { crate::helpers::binary::post_json(&client, url, &token, &body).await }
+    };
+    let urls = json!([{"url": receiver.url("/h")}]);
+    let (status, _) = post(
+        format!("{}{HOOKS}", server.url),
+        patched(hook("probe", urls), json!({"max_retry": 10})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let ingest = |range: std::ops::Range<usize>| {
+        let post = &post;
+        let url = format!("{}/v3/events", server.url);
+        async move {
+            for i in range {
+                let body = event("triggered", "t", incident(&format!("inc-{i}"), "triggered"));
+                assert_eq!(post(url.clone(), body).await.0, 202);
+            }
+        }
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    ingest(0..5).await;
+    // The five failures recorded: the circuit is open, so what comes next is parked.
+    eventually(
+        "five failed attempts recorded",
+        || count("SELECT COUNT(*) FROM deliveries WHERE attempts = 1"),
+        |n| *n == 5,
+    )
+    .await;
+    ingest(5..8).await;
+    receiver.wait_for("/h", 6).await;
+    let out: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT attempts, parked, lease_owner FROM deliveries WHERE attempts = 0 AND parked = 0",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        out.len() == 1 && out[0].2.is_some(),
+        "one delivery out as the probe, taken from the parked ones: {out:?}"
+    );
+    server.kill();
+
+    let server = Server::start_with(&db.url, &settings);
+    eventually(
+        "every delivery succeeded after the restart",
+        || count("SELECT COUNT(*) FROM deliveries WHERE state = 'succeeded'"),
+        |n| *n == 8,
+    )
+    .await;
+    server.stop();
+}
+
 /// PostgreSQL dropping every connection at once (a failover behind a proxy, an operator's
 /// `pg_terminate_backend`) costs no call: the pool tests each connection before handing it
 /// out and replaces a dead one. Without that test, measured as a saving at low rates,

@@ -1319,8 +1319,8 @@ async fn store_changes_are_heard_by_other_nodes(backend: Backend) {
 
 both_backends!(store_changes_are_heard_by_other_nodes);
 
-/// The cluster's circuits: the first opener is told so, one claim of a due probe wins, a
-/// failed probe doubles the cool-down (capped), the first closer is told so, and a circuit
+/// The cluster's circuits: the first opener is told so, one claim of a due probe wins (and
+/// is given back with the node's leases), a failed probe doubles the cool-down (capped), the first closer is told so, and a circuit
 /// nobody probed for the retention time is pruned.
 async fn store_circuits(backend: Backend) {
     use std::time::Duration;
@@ -1368,6 +1368,28 @@ async fn store_circuits(backend: Backend) {
             .unwrap(),
         ProbeClaim::Wait(t(61_000)),
         "node a's probe is out"
+    );
+    // Node a stops (or, on SQLite, a start finds it gone): its probe's claim is given
+    // back, and the next probe may go at once, not when the claim would have run out.
+    if backend == Backend::Sqlite {
+        store.release_stale_leases().await.unwrap();
+    } else {
+        store.release_leases("a").await.unwrap();
+    }
+    assert_eq!(
+        store
+            .claim_probe(&key, "b", t(1002), t(61_002))
+            .await
+            .unwrap(),
+        ProbeClaim::Won
+    );
+    store.release_leases("b").await.unwrap();
+    assert_eq!(
+        store
+            .claim_probe(&key, "a", t(1003), t(61_003))
+            .await
+            .unwrap(),
+        ProbeClaim::Won
     );
     let max = Duration::from_secs(30);
     assert_eq!(

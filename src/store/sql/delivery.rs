@@ -943,25 +943,42 @@ impl DeliveryStore for SqlStore {
         if self.dialect == Dialect::Postgres {
             return Ok(0);
         }
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let done = sqlx::query(&format!(
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
              WHERE lease_owner IS NOT NULL AND state = 'pending'"
         ))
         .bind(Timestamp::now().as_micros())
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&mut *tx)
         .await?;
+        // The circuits' probes that process was sending: the next may go when due, not
+        // when the dead one's claim would have run out.
+        sqlx::query("UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
     async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let done = sqlx::query(&format!(
             "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
              WHERE lease_owner = $2 AND state = 'pending'"
         ))
         .bind(Timestamp::now().as_micros())
         .bind(owner)
-        .execute(&mut *self.writer.acquire().await?)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner = $1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
