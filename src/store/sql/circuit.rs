@@ -102,3 +102,23 @@ impl CircuitStore for SqlStore {
         Ok(at.map(Timestamp::from_micros))
     }
 }
+
+/// Gives back the claims on circuits' probes that `owner` holds (all of them with `None`:
+/// a start on SQLite, whose one process is gone), so the next probe goes when due instead
+/// of when the claim would have run out. With the deliveries' leases, in their transaction.
+pub(super) async fn release_probe_claims(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owner: Option<&str>,
+) -> StoreResult<()> {
+    let query = match owner {
+        Some(owner) => sqlx::query(
+            "UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner = $1",
+        )
+        .bind(owner),
+        None => sqlx::query(
+            "UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner IS NOT NULL",
+        ),
+    };
+    query.execute(&mut **tx).await?;
+    Ok(())
+}

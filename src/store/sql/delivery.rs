@@ -952,11 +952,7 @@ impl DeliveryStore for SqlStore {
         .bind(Timestamp::now().as_micros())
         .execute(&mut *tx)
         .await?;
-        // The circuits' probes that process was sending: the next may go when due, not
-        // when the dead one's claim would have run out.
-        sqlx::query("UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
+        super::circuit::release_probe_claims(&mut tx, None).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -972,12 +968,7 @@ impl DeliveryStore for SqlStore {
         .bind(owner)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE circuits SET probe_owner = NULL, probe_until = NULL WHERE probe_owner = $1",
-        )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+        super::circuit::release_probe_claims(&mut tx, Some(owner)).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
