@@ -273,5 +273,6 @@ async fn unlock(
         &caller.actor(),
     )
     .await?;
-    Ok(Json(json!({"data": user_json(&user, None)})))
+    // Still locked if an address they tried from is, by a guesser's tries at other emails.
+    Ok(Json(json!({"data": one_user_json(&state, &user).await?})))
 }
