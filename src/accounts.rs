@@ -414,7 +414,7 @@ pub async fn login(
     client: Option<IpAddr>,
 ) -> Result<(String, User), LoginError> {
     let email_key = login_throttle::email_key(email);
-    let ip_key = client.map(|ip| format!("ip:{ip}"));
+    let ip_key = client.map(login_throttle::address_key);
     let keys: Vec<&str> = std::iter::once(email_key.as_str())
         .chain(ip_key.as_deref())
         .collect();

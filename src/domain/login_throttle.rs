@@ -49,6 +49,12 @@ pub fn email_key(email: &str) -> String {
     format!("email:{}", super::user::email_key(email))
 }
 
+/// The key a client address's failures are counted under (`ip:` is what the store pairs
+/// an email's attempts with, see `AccountStore::login_failures`).
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
 /// `Some(wait)` when `key` is locked at `now`: an attempt made then would be refused, and
 /// may come back after `wait`. `failures` are the store's, without an attempt of `now`
 /// (what an owner sees on the users page: the rule of [`refused`], asked without trying).
@@ -73,7 +79,7 @@ pub fn locked_out(email_key: &str, failures: &Failures, now: Timestamp) -> Optio
         .collect();
     let mut keys: BTreeSet<&str> = failures
         .iter()
-        .filter(|(k, at)| !k.starts_with("email:") && times.contains(at))
+        .filter(|(k, at)| k.starts_with("ip:") && times.contains(at))
         .map(|(k, _)| k.as_str())
         .collect();
     keys.insert(email_key);

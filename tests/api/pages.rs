@@ -295,7 +295,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         let at = now.minus(std::time::Duration::from_secs(60 - i));
         app.store
             .login_attempt(
-                &["email:vic@example.com"],
+                &[tocsin::domain::login_throttle::email_key("vic@example.com").as_str()],
                 at,
                 tocsin::domain::Timestamp::from_micros(0),
             )
@@ -312,6 +312,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         .await;
     b.wait_text("they may log in again now").await;
     assert_eq!(b.count("form[action$='/unlock']").await, 0);
+    b.screenshot("13b-users-unlocked").await;
 
     // Small screens.
     b.client.set_window_size(360, 800).await.unwrap();

@@ -149,7 +149,8 @@ async fn create(
         &caller.actor(),
     )
     .await?;
-    let mut body = user_json(&user, None);
+    // Failures may predate the account: someone tried the address before it existed.
+    let mut body = one_user_json(&state, &user).await?;
     body["setup_url"] = code.map_or(Value::Null, |c| {
         Value::String(accounts::setup_url(&state.config.public_url(), &c))
     });

@@ -519,9 +519,21 @@ impl AccountStore for SqlStore {
             insert = insert.bind(*key).bind(at.as_micros());
         }
         insert.execute(&mut *tx).await?;
-        let failures = select_failures(self.dialect, keys, since, &mut tx).await?;
+        let sql = format!(
+            "SELECT subject, at FROM login_failures WHERE at > {} AND subject IN ({})",
+            self.dialect.params(1, 1),
+            self.dialect.params(2, keys.len())
+        );
+        let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
+        for key in keys {
+            select = select.bind(*key);
+        }
+        let failures = select.fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(failures)
+        Ok(failures
+            .into_iter()
+            .map(|(key, at)| (key, Timestamp::from_micros(at)))
+            .collect())
     }
 
     async fn forget_login_attempt(&self, keys: &[&str], at: Timestamp) -> StoreResult<()> {
@@ -567,7 +579,7 @@ impl AccountStore for SqlStore {
             let sql = format!(
                 "SELECT subject, at FROM login_failures WHERE at > {} AND (subject IN ({}) \
                  OR subject IN (SELECT o.subject FROM login_failures k \
-                   JOIN login_failures o ON o.at = k.at AND o.subject <> k.subject \
+                   JOIN login_failures o ON o.at = k.at AND o.subject LIKE 'ip:%' \
                    WHERE k.at > {} AND k.subject IN ({})))",
                 self.dialect.params(1, 1),
                 self.dialect.params(2, n),
@@ -601,46 +613,19 @@ impl AccountStore for SqlStore {
     async fn unlock_login(&self, key: &str, audit: &AuditEntry) -> StoreResult<()> {
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
-        // An attempt's rows share its time: the other keys' rows of this key's attempts
-        // are the addresses they came from (the person's own, most often, locked by the
+        // An attempt's rows share its time: the address rows at this key's times are the
+        // addresses its attempts came from (the person's own, most often, locked by the
         // same ten tries).
         sqlx::query(
-            "DELETE FROM login_failures WHERE subject <> $1 \
-             AND at IN (SELECT at FROM login_failures WHERE subject = $1)",
+            "DELETE FROM login_failures \
+             WHERE at IN (SELECT at FROM login_failures WHERE subject = $1) \
+               AND (subject = $1 OR subject LIKE 'ip:%')",
         )
         .bind(key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM login_failures WHERE subject = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// The failures of `keys` after `since`.
-async fn select_failures(
-    dialect: super::Dialect,
-    keys: &[&str],
-    since: Timestamp,
-    conn: &mut sqlx::AnyConnection,
-) -> StoreResult<Vec<(String, Timestamp)>> {
-    let sql = format!(
-        "SELECT subject, at FROM login_failures WHERE at > {} AND subject IN ({})",
-        dialect.params(1, 1),
-        dialect.params(2, keys.len())
-    );
-    let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(since.as_micros());
-    for key in keys {
-        select = select.bind(*key);
-    }
-    Ok(select
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(|(key, at)| (key, Timestamp::from_micros(at)))
-        .collect())
 }

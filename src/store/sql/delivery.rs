@@ -184,18 +184,16 @@ impl SqlStore {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
-        // A claimed delivery is due now. One taken from the parked ones still bore its
-        // park's far time (an hour away); had its lease been given back (a restart, a
-        // graceful stop), it was neither parked nor due, and waited that hour.
+        // A claimed delivery is due now (see `due_now`).
         let sql = format!(
-            "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0, \
-               next_attempt_at = CASE WHEN next_attempt_at > $5 THEN $5 ELSE next_attempt_at END \
+            "UPDATE deliveries SET lease_owner = $1, leased_until = $2, parked = 0, {} \
              WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
                WHERE {filter} \
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.lane = d.lane AND e.state = 'pending' AND e.seq < d.seq) \
                ORDER BY {order} LIMIT $4 {lock}) \
-             RETURNING {DELIVERY_COLUMNS}"
+             RETURNING {DELIVERY_COLUMNS}",
+            due_now("$5", "$5")
         );
         let query = sqlx::query(&sql)
             .bind(&lease.owner)
@@ -218,10 +216,16 @@ impl SqlStore {
     }
 }
 
-/// A delivery whose lease is given back is due at once: it was taken to be sent now, and
-/// one taken from the parked ones still bore its park's far time (see `claim`).
-const DUE_NOW: &str =
-    "next_attempt_at = CASE WHEN next_attempt_at > $1 THEN $1 ELSE next_attempt_at END";
+/// The assignment that makes a delivery due by now (`now` given twice: SQLite's anonymous
+/// parameters are bound once per place). Set when a delivery is claimed (it is being sent
+/// now) and when its lease is given back (it was taken to be sent now): one taken from the
+/// parked ones still bore its park's far time, and given back unsent it was then neither
+/// parked nor due for that hour.
+fn due_now(now: &str, again: &str) -> String {
+    format!(
+        "next_attempt_at = CASE WHEN next_attempt_at > {now} THEN {again} ELSE next_attempt_at END"
+    )
+}
 
 #[async_trait]
 impl DeliveryStore for SqlStore {
@@ -946,8 +950,9 @@ impl DeliveryStore for SqlStore {
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
         let done = sqlx::query(&format!(
-            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
-             WHERE lease_owner IS NOT NULL AND state = 'pending'"
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {} \
+             WHERE lease_owner IS NOT NULL AND state = 'pending'",
+            due_now("$1", "$1")
         ))
         .bind(Timestamp::now().as_micros())
         .execute(&mut *tx)
@@ -961,8 +966,9 @@ impl DeliveryStore for SqlStore {
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
         let done = sqlx::query(&format!(
-            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {DUE_NOW} \
-             WHERE lease_owner = $2 AND state = 'pending'"
+            "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {} \
+             WHERE lease_owner = $2 AND state = 'pending'",
+            due_now("$1", "$1")
         ))
         .bind(Timestamp::now().as_micros())
         .bind(owner)
@@ -1186,15 +1192,12 @@ async fn give_back_leases(
     // Every parameter from `params`: SQLite's are anonymous, and one numbered among them
     // would be bound again in the first anonymous one's place.
     let sql = format!(
-        "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, \
-           next_attempt_at = CASE WHEN next_attempt_at > {} THEN {} ELSE next_attempt_at END \
+        "UPDATE deliveries SET lease_owner = NULL, leased_until = NULL, {} \
          WHERE lease_owner = {} AND state = 'pending' AND {column} IN ({})",
-        dialect.params(1, 1),
-        dialect.params(2, 1),
+        due_now(&dialect.params(1, 1), &dialect.params(2, 1)),
         dialect.params(3, 1),
         dialect.params(4, ids.len()),
     );
-    // Given back, a delivery is due at once (see `claim`).
     let now = Timestamp::now().as_micros();
     let mut release = sqlx::query(&sql).bind(now).bind(now).bind(owner);
     for id in ids {
