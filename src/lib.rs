@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod notify;
 pub mod payload;
 pub mod secret_key;
+pub mod sources;
 pub mod store;
 pub mod webhook_check;

@@ -101,6 +101,12 @@ id_type!(
     "msg"
 );
 
+id_type!(
+    /// An event source of an organization: where an alerting or incident tool posts.
+    SourceId,
+    "src"
+);
+
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new id such as `wh_01JD9Z6V4N8Q3T0M2K5R7X1C9B`: 48 bits of milliseconds, 80 random bits.

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod retry;
 pub mod sealing;
 pub mod session;
+pub mod source;
 pub mod timestamp;
 pub mod token;
 pub mod user;

@@ -372,6 +372,18 @@ pub async fn accept(
     body: &Value,
     text: &[u8],
 ) -> Result<Accepted, IntakeError> {
+    let event = parse(catalog, organization_id, body, text).await?;
+    accept_event(catalog, queue, event).await
+}
+
+/// A `POST /v3/events` body as the organization's event (its name fills in a missing
+/// `organization`).
+pub async fn parse(
+    catalog: &Catalog,
+    organization_id: &OrganizationId,
+    body: &Value,
+    text: &[u8],
+) -> Result<Event, IntakeError> {
     let webhooks = catalog.webhooks(organization_id).await?;
     let organization = webhooks.organization.as_ref().ok_or_else(|| {
         IntakeError::Internal(format!("organization {organization_id} is missing"))
@@ -380,7 +392,17 @@ pub async fn accept(
         id: &organization.id,
         name: &organization.name,
     };
-    let event = parse_event_text(body, text, tenant).map_err(IntakeError::Invalid)?;
+    parse_event_text(body, text, tenant).map_err(IntakeError::Invalid)
+}
+
+/// Matches, renders and stores a parsed event with its deliveries (answered after the
+/// commit).
+pub async fn accept_event(
+    catalog: &Catalog,
+    queue: &IntakeQueue,
+    event: Event,
+) -> Result<Accepted, IntakeError> {
+    let webhooks = catalog.webhooks(&event.organization_id).await?;
     // Matching is bounded in regex work per event; when any filter has a regex it runs on
     // the blocking pool, so a heavy event cannot hold an async worker (and /healthz).
     let plan = move |webhooks: &Snapshot, event: &Event| {

@@ -17,11 +17,12 @@ use crate::domain::{
     audit::{Actor, AuditEntry},
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, RetryJob},
     event::Event,
-    ids::{DeliveryId, OrganizationId, WebhookId},
+    ids::{DeliveryId, OrganizationId, SourceId, WebhookId},
     notification::{FailureReport, Notice, Notification, NotificationOutcome},
     organization::Organization,
     sealing::{Sealer, SecretKey},
     session::{LinkProblem, Session, SetupLink},
+    source::{DayCounts, IncidentState, Receipt, Source},
     token::{ApiToken, NewToken},
     user::User,
     webhook::{PreviousSecret, Webhook, WebhookSpec},
@@ -54,7 +55,13 @@ pub struct Page<T> {
 
 /// Everything tocsin stores.
 pub trait Store:
-    ConfigStore + AccountStore + DeliveryStore + NotificationStore + ActivityStore + CircuitStore
+    ConfigStore
+    + AccountStore
+    + DeliveryStore
+    + NotificationStore
+    + ActivityStore
+    + CircuitStore
+    + SourceStore
 {
 }
 impl<
@@ -63,9 +70,66 @@ impl<
             + DeliveryStore
             + NotificationStore
             + ActivityStore
-            + CircuitStore,
+            + CircuitStore
+            + SourceStore,
     > Store for T
 {
+}
+
+/// What the sources list shows of each source's traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceActivity {
+    pub last_received_at: Option<Timestamp>,
+    pub today: DayCounts,
+    /// The newest refusal among the kept receipts: when, and its first line.
+    pub last_error: Option<(Timestamp, String)>,
+}
+
+/// Event sources: their settings, the state of the incidents they spoke of, what they
+/// received.
+#[async_trait]
+pub trait SourceStore: Send + Sync + 'static {
+    async fn insert_source(&self, source: &Source, audit: &AuditEntry) -> StoreResult<()>;
+    async fn source(
+        &self,
+        organization_id: &OrganizationId,
+        id: &SourceId,
+    ) -> StoreResult<Option<Source>>;
+    /// The source an ingest request names, whatever its organization (the credential then
+    /// decides).
+    async fn source_by_id(&self, id: &SourceId) -> StoreResult<Option<Source>>;
+    async fn list_sources(&self, organization_id: &OrganizationId) -> StoreResult<Vec<Source>>;
+    /// Saves the spec and, when given, a new credential hash; false when no such source.
+    async fn update_source(&self, source: &Source, audit: &AuditEntry) -> StoreResult<bool>;
+    async fn delete_source(
+        &self,
+        organization_id: &OrganizationId,
+        id: &SourceId,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// The kept states of these incident keys of a source.
+    async fn source_incidents(
+        &self,
+        source_id: &SourceId,
+        keys: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, IncidentState>>;
+    /// Records a received payload in one transaction: the incidents' new states, the receipt
+    /// (the source's oldest beyond [`crate::domain::source::RECEIPTS_KEPT`] forgotten) and the
+    /// day's count.
+    async fn record_receipt(
+        &self,
+        source_id: &SourceId,
+        states: &[IncidentState],
+        receipt: &Receipt,
+    ) -> StoreResult<()>;
+    /// A source's kept receipts, newest first.
+    async fn receipts(&self, source_id: &SourceId, limit: u32) -> StoreResult<Vec<Receipt>>;
+    /// Every source's activity, for the organization's list.
+    async fn source_activity(
+        &self,
+        organization_id: &OrganizationId,
+        day: Timestamp,
+    ) -> StoreResult<std::collections::HashMap<SourceId, SourceActivity>>;
 }
 
 /// A webhook's newest delivery: its state, last change and last error.

@@ -559,6 +559,72 @@ async fn answers_match_the_described_schemas(backend: Backend) {
         .await;
     }
 
+    // Event sources, and a tool posting to one with the source's own credential.
+    let source = c
+        .call(
+            &app,
+            post.clone(),
+            "/v3/sources",
+            Some(json!({"name": "prom", "kind": "alertmanager"})),
+        )
+        .await;
+    let source_id = source.body["data"]["id"].as_str().unwrap().to_owned();
+    let source_token = source.body["data"]["token"].as_str().unwrap().to_owned();
+    let one_source = format!("/v3/sources/{source_id}");
+    c.call(&app, get.clone(), "/v3/sources", None).await;
+    c.call(&app, get.clone(), &one_source, None).await;
+    c.call(
+        &app,
+        put.clone(),
+        &one_source,
+        Some(
+            json!({"name": "prom 2", "kind": "alertmanager", "team": {"id": "t1", "name": "SRE"}}),
+        ),
+    )
+    .await;
+    let ingest = format!("{one_source}/events");
+    let firing = json!({"version": "4", "groupKey": "{}:{alertname=\"Disk\"}", "status": "firing",
+        "receiver": "tocsin", "groupLabels": {"alertname": "Disk"}, "commonLabels": {"alertname": "Disk", "service": "db"},
+        "commonAnnotations": {"summary": "Disk full"}, "externalURL": "http://am.example",
+        "alerts": [{"status": "firing", "labels": {"alertname": "Disk", "service": "db"}, "annotations": {"summary": "Disk full"},
+                    "startsAt": "2026-12-07T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom.example", "fingerprint": "f1"}]});
+    let reply = app
+        .call(
+            post.clone(),
+            &ingest,
+            Some(&source_token),
+            Some(firing.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    c.check(&post, &ingest, &reply);
+    let refused = app
+        .call(
+            post.clone(),
+            &ingest,
+            Some("tsrc_wrong"),
+            Some(firing.to_string()),
+        )
+        .await;
+    c.check(&post, &ingest, &refused);
+    c.call(&app, get.clone(), &format!("{one_source}/receipts"), None)
+        .await;
+    c.call(
+        &app,
+        post.clone(),
+        "/v3/sources/preview",
+        Some(json!({"kind": "alertmanager", "payload": firing})),
+    )
+    .await;
+    c.call(
+        &app,
+        post.clone(),
+        &format!("{one_source}/rotate-token"),
+        None,
+    )
+    .await;
+    c.call(&app, Method::DELETE, &one_source, None).await;
+
     // Errors are described too.
     c.call(&app, get.clone(), &format!("{HOOKS}/whk_missing"), None)
         .await;

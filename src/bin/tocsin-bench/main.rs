@@ -1,7 +1,7 @@
 //! tocsin-bench: measures tocsin end to end, as a separate process against its own fast
 //! receiver, with the raw baseline (the same load straight to the receiver) in the same run.
 //!
-//! `cargo run --release --bin tocsin-bench -- --scenario throughput [--database-url URL] [--nodes N] [--json FILE]`
+//! `cargo run --release --bin tocsin-bench -- --scenario throughput [--source KIND] [--database-url URL] [--nodes N] [--json FILE]`
 
 mod load;
 mod receiver;
@@ -66,6 +66,64 @@ struct Args {
     /// load goes to them round-robin. CPU seconds are their sum, peak RSS their largest.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     nodes: u32,
+    /// Posts the events through an event source of this kind (its own body shape, its
+    /// URL and credential) instead of `/v3/events`.
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    Alertmanager,
+    Squadcast,
+}
+
+impl SourceKind {
+    fn name(self) -> &'static str {
+        match self {
+            SourceKind::Alertmanager => "alertmanager",
+            SourceKind::Squadcast => "squadcast",
+        }
+    }
+
+    /// What the tool posts for event `i`: the same incident as [`event_body`], one firing
+    /// alert group (Alertmanager) or Squadcast's v2 webhook body.
+    fn body(self) -> fn(usize) -> String {
+        match self {
+            SourceKind::Alertmanager => alertmanager_body,
+            SourceKind::Squadcast => squadcast_body,
+        }
+    }
+}
+
+fn alertmanager_body(i: usize) -> String {
+    json!({
+        "version": "4", "groupKey": format!("{{}}:{{alertname=\"CPUThrottling\", instance=\"host-{i}\"}}"),
+        "status": "firing", "receiver": "tocsin", "truncatedAlerts": 0,
+        "groupLabels": {"alertname": "CPUThrottling", "instance": format!("host-{i}")},
+        "commonLabels": {"alertname": "CPUThrottling", "instance": format!("host-{i}"), "service": "api", "severity": "critical"},
+        "commonAnnotations": {"summary": "CPU Throttling: Over 90% of cpu is being utilized",
+            "description": "Over 90% of cpu is being utilized from the past 2 hours which is a drastic increase from before."},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{"status": "firing",
+            "labels": {"alertname": "CPUThrottling", "instance": format!("host-{i}"), "service": "api", "severity": "critical"},
+            "annotations": {"summary": "CPU Throttling: Over 90% of cpu is being utilized"},
+            "startsAt": "2026-11-27T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example:9090/graph?g0.expr=cpu", "fingerprint": format!("{i:016x}")}]
+    })
+    .to_string()
+}
+
+fn squadcast_body(i: usize) -> String {
+    let event: serde_json::Value = serde_json::from_str(&event_body(i)).expect("JSON");
+    json!({
+        "version": "v2",
+        "event": {"id": format!("bench-{i}"), "type": "incident.triggered", "resource": "incident",
+                  "timestamp": "2026-11-27T08:00:00.000000000Z"},
+        "data": {"resource_data": event["incident"], "resource_type": "incident",
+                 "organization": {"id": "org-bench", "name": "Bench"}, "team": event["team"]}
+    })
+    .to_string()
 }
 
 struct Plan {
@@ -224,9 +282,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     for _ in 1..args.nodes {
         nodes.push(tocsin.another(&binary, &database_url, &settings)?);
     }
+    let source = match args.source {
+        Some(kind) => Some(create_source(&client, &tocsin, kind).await?),
+        None => None,
+    };
     let urls: Vec<String> = std::iter::once(&tocsin)
         .chain(&nodes)
-        .map(|node| format!("{}/v3/events", node.url))
+        .map(|node| match &source {
+            Some((path, _)) => format!("{}{path}", node.url),
+            None => format!("{}/v3/events", node.url),
+        })
         .collect();
     eprintln!(
         "tocsin {} on {} ({backend}, {} node(s))",
@@ -253,7 +318,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let progress = spawn_progress(posted.clone(), inbox.clone(), plan.events, expected);
     let load = Load {
         urls,
-        token: Some(tocsin.token.clone()),
+        token: Some(match &source {
+            Some((_, token)) => token.clone(),
+            None => tocsin.token.clone(),
+        }),
         n: plan.events,
         concurrency: args.concurrency,
         rate: plan.rate,
@@ -263,7 +331,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let postgres_before_load = (backend == "postgresql")
         .then(server::postgres_cpu_seconds)
         .flatten();
-    let intake = load::run(&client, &load, event_body, posted).await?;
+    let body = args
+        .source
+        .map_or(event_body as fn(usize) -> String, SourceKind::body);
+    let intake = load::run(&client, &load, body, posted).await?;
     let mut pile_up_rss = None;
     let mut drain_started = intake.started;
     if plan.refuse_first {
@@ -291,7 +362,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     progress.abort();
 
     let report = report::build(report::Inputs {
-        scenario: format!("{:?}", args.scenario).to_lowercase(),
+        scenario: match args.source {
+            Some(kind) => format!("{:?} via {} source", args.scenario, kind.name()).to_lowercase(),
+            None => format!("{:?}", args.scenario).to_lowercase(),
+        },
         backend: &if args.nodes == 1 {
             backend.to_owned()
         } else {
@@ -360,6 +434,29 @@ async fn create_webhook(
         response.text().await?
     );
     Ok(())
+}
+
+/// An event source of `kind`: the path of its ingest URL and its credential.
+async fn create_source(
+    client: &reqwest::Client,
+    tocsin: &Tocsin,
+    kind: SourceKind,
+) -> anyhow::Result<(String, String)> {
+    let response = client
+        .post(format!("{}/v3/sources", tocsin.url))
+        .bearer_auth(&tocsin.token)
+        .body(json!({"name": "bench", "kind": kind.name(), "team": {"id": "team-bench", "name": "Bench"}}).to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().as_u16() == 201,
+        "creating a source failed: {}",
+        response.text().await?
+    );
+    let created: serde_json::Value = serde_json::from_str(&response.text().await?)?;
+    let id = created["data"]["id"].as_str().unwrap_or_default();
+    let token = created["data"]["token"].as_str().unwrap_or_default();
+    Ok((format!("/v3/sources/{id}/events"), token.to_owned()))
 }
 
 fn spawn_progress(

@@ -7,7 +7,9 @@ pub mod filters;
 pub mod health;
 pub mod logs;
 pub mod openapi;
+mod openapi_sources;
 pub mod paging;
+pub mod sources;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
@@ -76,6 +78,7 @@ pub fn routes() -> ApiRoutes {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(directory::routes())
+        .merge(sources::routes())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

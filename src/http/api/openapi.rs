@@ -17,50 +17,50 @@ pub async fn serve() -> Json<Value> {
 }
 
 /// `{"$ref": "#/components/schemas/<name>"}`.
-fn schema(name: &str) -> Value {
+pub(super) fn schema(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 /// A `type` that may also be `null`.
-fn nullable(kind: &str) -> Value {
+pub(super) fn nullable(kind: &str) -> Value {
     json!({"type": [kind, "null"]})
 }
 
-fn timestamp() -> Value {
+pub(super) fn timestamp() -> Value {
     json!({"type": "string", "format": "date-time"})
 }
 
-fn nullable_timestamp() -> Value {
+pub(super) fn nullable_timestamp() -> Value {
     json!({"type": ["string", "null"], "format": "date-time"})
 }
 
 /// `{"data": <inner>}`, the envelope of every answer.
-fn data(inner: Value) -> Value {
+pub(super) fn data(inner: Value) -> Value {
     json!({"type": "object", "required": ["data"], "properties": {"data": inner}})
 }
 
-fn array_of(items: Value) -> Value {
+pub(super) fn array_of(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
 
 /// A JSON answer.
-fn answer(description: &str, body: Value) -> Value {
+pub(super) fn answer(description: &str, body: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": body}}})
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+pub(super) fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
            "schema": {"type": "string"}})
 }
 
-fn query_param(name: &str, description: &str, kind: Value) -> Value {
+pub(super) fn query_param(name: &str, description: &str, kind: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description,
            "schema": kind})
 }
 
 /// One operation. `ability` is what the caller's token or role must allow (`None`: open);
 /// the errors every authenticated call can meet are added.
-struct Op {
+pub(super) struct Op {
     summary: &'static str,
     description: &'static str,
     ability: Option<&'static str>,
@@ -70,7 +70,7 @@ struct Op {
 }
 
 impl Op {
-    fn new(summary: &'static str, ability: Option<&'static str>) -> Self {
+    pub(super) fn new(summary: &'static str, ability: Option<&'static str>) -> Self {
         Self {
             summary,
             description: "",
@@ -81,27 +81,27 @@ impl Op {
         }
     }
 
-    fn describe(mut self, description: &'static str) -> Self {
+    pub(super) fn describe(mut self, description: &'static str) -> Self {
         self.description = description;
         self
     }
 
-    fn param(mut self, parameter: Value) -> Self {
+    pub(super) fn param(mut self, parameter: Value) -> Self {
         self.parameters.push(parameter);
         self
     }
 
-    fn body(mut self, schema: Value) -> Self {
+    pub(super) fn body(mut self, schema: Value) -> Self {
         self.body = Some(schema);
         self
     }
 
-    fn ok(mut self, status: &'static str, response: Value) -> Self {
+    pub(super) fn ok(mut self, status: &'static str, response: Value) -> Self {
         self.responses.push((status, response));
         self
     }
 
-    fn build(self) -> Value {
+    pub(super) fn build(self) -> Value {
         let mut responses = Map::new();
         for (status, response) in self.responses {
             responses.insert(status.to_owned(), response);
@@ -707,6 +707,14 @@ fn schemas() -> Value {
     })
 }
 
+/// `base` with the members of `more` added.
+fn with(mut base: Value, more: Value) -> Value {
+    if let (Some(base), Value::Object(more)) = (base.as_object_mut(), more) {
+        base.extend(more);
+    }
+    base
+}
+
 /// The whole document.
 pub fn document() -> Value {
     json!({
@@ -716,11 +724,12 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Outgoing webhooks for incident events. The webhook configuration API is Squadcast's (`/v3/extensions/event-webhooks`, the manual trigger); the rest is tocsin's own. Answers are `{\"data\": …}`; errors are `{\"meta\": {\"status\", \"error_code\", \"error_message\", \"errors\"}}`."
         },
-        "paths": paths(),
+        "paths": with(paths(), super::openapi_sources::paths()),
         "components": {
-            "schemas": schemas(),
+            "schemas": with(schemas(), super::openapi_sources::schemas()),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (`tocsin token create`, or the API-tokens page)."},
+                "source": {"type": "http", "scheme": "bearer", "description": "An event source's own credential (shown when the source is created or its token rotated); also accepted as the password of HTTP basic auth."},
                 "session": {"type": "apiKey", "in": "cookie", "name": crate::http::auth::SESSION_COOKIE, "description": "A logged-in person's session; writes also need the page's CSRF token."}
             }
         }

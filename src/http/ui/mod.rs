@@ -11,6 +11,9 @@ mod logs;
 mod overview;
 mod settings;
 mod setup;
+mod source_form;
+mod source_setup;
+mod sources;
 mod tokens;
 mod users;
 mod webhook_body;
@@ -73,6 +76,24 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/{id}/secret", post(settings::reveal_secret))
         .route("/webhooks/{id}/rotate-secret", post(settings::rotate))
         .route("/webhooks/{id}/delete", post(settings::delete))
+        .route("/sources", get(sources::list))
+        .route(
+            "/sources/new",
+            get(source_form::new).post(source_form::create),
+        )
+        .route("/sources/preview", post(source_form::preview))
+        .route(
+            "/sources/{id}",
+            get(source_form::show).post(source_form::save),
+        )
+        .route("/sources/{id}/enabled", post(sources::set_enabled))
+        .route("/sources/{id}/rotate-token", post(source_form::rotate))
+        .route("/sources/{id}/delete", post(source_form::delete))
+        .route("/sources/{id}/receipts", get(sources::receipts))
+        .route(
+            "/sources/{id}/receipts/{receipt_id}",
+            get(sources::receipt),
+        )
         .route("/incidents", get(incidents::list))
         .route("/incidents/{incident_id}/send", post(incidents::send))
         .route("/tokens", get(tokens::list).post(tokens::create))
@@ -123,6 +144,23 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tokens.html", include_str!("templates/tokens.html")),
     ("users.html", include_str!("templates/users.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("sources.html", include_str!("templates/sources.html")),
+    ("source_kinds.html", include_str!("templates/source_kinds.html")),
+    ("source_form.html", include_str!("templates/source_form.html")),
+    ("source_tabs.html", include_str!("templates/source_tabs.html")),
+    ("source_setup.html", include_str!("templates/source_setup.html")),
+    (
+        "source_preview.html",
+        include_str!("templates/source_preview.html"),
+    ),
+    (
+        "source_receipts.html",
+        include_str!("templates/source_receipts.html"),
+    ),
+    (
+        "source_receipt.html",
+        include_str!("templates/source_receipt.html"),
+    ),
 ];
 
 /// The templates, parsed once. HTML auto-escaping applies (names end in `.html`).
@@ -357,6 +395,7 @@ pub fn flash(query: Option<&str>) -> Option<&'static str> {
         "revoked" => "Token revoked.",
         "updated" => "User updated.",
         "unlocked" => "Unlocked: they may log in again now.",
+        "source-deleted" => "Source deleted: its URL takes nothing any more.",
         _ => return None,
     })
 }

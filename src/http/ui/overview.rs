@@ -1,5 +1,6 @@
 //! `/`: the last 24 hours at a glance — deliveries per hour (succeeded and failed, drawn
-//! server-side as SVG), webhooks failing now, URLs whose circuit is open.
+//! server-side as SVG), webhooks failing now, URLs whose circuit is open; at first, where
+//! to start (a source for events in, a webhook for events out).
 
 use axum::{extract::State, http::StatusCode, response::Response};
 use minijinja::{context, Value as Ctx};
@@ -112,6 +113,15 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
             context! { url => crate::domain::webhook::mask_url(url), hooks => hooks }
         })
         .collect();
+    // The first-start card offers connecting a source until there is one.
+    let sources = if snapshot.webhooks.is_empty() {
+        match state.store.list_sources(&org).await {
+            Ok(s) => s.len(),
+            Err(e) => return error_page(person.caller(), e.into()),
+        }
+    } else {
+        0
+    };
     render(
         StatusCode::OK,
         "overview.html",
@@ -129,6 +139,7 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
             failing_more => failing_total.saturating_sub(SHOWN_FAILING),
             open_urls => open_urls,
             webhooks => snapshot.webhooks.len(),
+            sources => sources,
         },
     )
 }

@@ -791,6 +791,18 @@ impl DeliveryStore for SqlStore {
             .await?;
             pruned += done.rows_affected();
         }
+        // What sources knew of incidents resolved that long ago (a group firing again later
+        // is a new incident either way), and their old daily counts.
+        for statement in [
+            "DELETE FROM source_incidents WHERE status = 'resolved' AND updated_at < $1",
+            "DELETE FROM source_days WHERE day < $1",
+        ] {
+            let done = sqlx::query(statement)
+                .bind(before.as_micros())
+                .execute(&mut *self.writer.acquire().await?)
+                .await?;
+            pruned += done.rows_affected();
+        }
         Ok(pruned)
     }
 

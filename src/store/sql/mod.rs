@@ -13,6 +13,7 @@ mod delivery;
 mod intake;
 mod notification;
 mod sealing;
+mod source;
 mod stored_webhook;
 pub(crate) mod writer;
 

@@ -111,6 +111,33 @@ async fn reseal(tx: &mut Transaction<'_, Any>, from: &Sealer, to: &Sealer) -> St
         .await?;
         changed += 1;
     }
+    // Sources' signing secrets, sealed inside their settings.
+    let rows = sqlx::query("SELECT id, settings FROM sources")
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let text: String = row.try_get("settings")?;
+        let mut settings: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("source {id}: settings: {e}")))?;
+        let Some(sealed) = settings.get("signing_secret").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let place = format!("source:{id}:signing_secret");
+        let secret = if Sealer::is_sealed(sealed) {
+            from.open(&place, sealed)
+                .map_err(|e| StoreError::Corrupt(format!("source {id}: signing secret: {e}")))?
+        } else {
+            sealed.to_owned()
+        };
+        settings["signing_secret"] = serde_json::Value::String(to.seal(&place, &secret));
+        sqlx::query("UPDATE sources SET settings = $1 WHERE id = $2")
+            .bind(settings.to_string())
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        changed += 1;
+    }
     // Only a URL with user information can hold a password.
     let urls: Vec<String> = sqlx::query("SELECT DISTINCT url FROM deliveries WHERE url LIKE '%@%'")
         .fetch_all(&mut **tx)

@@ -1,0 +1,551 @@
+//! Event sources: where an alerting or incident tool (Alertmanager, Grafana, PagerDuty,
+//! Opsgenie, Squadcast, or any JSON) posts, and what tocsin keeps about each: its settings,
+//! its credential's hash, the state of every incident it spoke of, and what it received.
+//! Parsed once into a valid [`SourceSpec`]; the mapping of payloads lives in `sources/`.
+
+pub mod expression;
+mod settings;
+
+use serde_json::{json, Map, Value};
+
+pub use settings::{AlertSettings, GenericMapping, IncidentPer, SourceSettings};
+
+use super::{field_error::json_kind as kind, ids::OrganizationId, ids::SourceId, FieldError};
+use crate::domain::Timestamp;
+
+pub const MAX_NAME: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2000;
+/// A source's receipts kept: the newest this many.
+pub const RECEIPTS_KEPT: usize = 100;
+/// A receipt keeps at most this much of the body it records.
+pub const RECEIPT_BODY_MAX: usize = 16 * 1024;
+
+/// Which tool posts to a source, and so how its payloads are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Squadcast,
+    Alertmanager,
+    Grafana,
+    PagerDuty,
+    Opsgenie,
+    Generic,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 6] = [
+        SourceKind::Alertmanager,
+        SourceKind::Grafana,
+        SourceKind::PagerDuty,
+        SourceKind::Opsgenie,
+        SourceKind::Squadcast,
+        SourceKind::Generic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Squadcast => "squadcast",
+            SourceKind::Alertmanager => "alertmanager",
+            SourceKind::Grafana => "grafana",
+            SourceKind::PagerDuty => "pagerduty",
+            SourceKind::Opsgenie => "opsgenie",
+            SourceKind::Generic => "generic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// What people call the tool.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceKind::Squadcast => "Squadcast",
+            SourceKind::Alertmanager => "Prometheus Alertmanager",
+            SourceKind::Grafana => "Grafana Alerting",
+            SourceKind::PagerDuty => "PagerDuty",
+            SourceKind::Opsgenie => "Opsgenie / Jira Service Management",
+            SourceKind::Generic => "Any JSON (generic mapping)",
+        }
+    }
+
+    fn names() -> String {
+        Self::ALL.map(|k| k.as_str()).join(", ")
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a person configures: valid by construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub name: String,
+    pub kind: SourceKind,
+    pub description: String,
+    pub enabled: bool,
+    /// `{id, name}`: the team of incidents whose payload names none.
+    pub team: Option<Value>,
+    pub settings: SourceSettings,
+}
+
+/// A stored source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: SourceId,
+    pub organization_id: OrganizationId,
+    pub spec: SourceSpec,
+    /// SHA-256 (hex) of the credential; the credential itself is shown once.
+    pub token_hash: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The team used when neither the payload nor the source names one: Squadcast's name for
+/// an organization's first team.
+pub fn default_team() -> Value {
+    json!({"id": "default", "name": "Default Team"})
+}
+
+impl Source {
+    /// The team of this source's incidents when their payload names none.
+    pub fn team(&self) -> Value {
+        self.spec.team.clone().unwrap_or_else(default_team)
+    }
+}
+
+/// A source's credential: `tsrc_` and 43 base62 characters, shown once, stored hashed.
+pub fn new_token() -> String {
+    use rand::{distr::Alphanumeric, Rng};
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    format!("tsrc_{random}")
+}
+
+pub fn hash_token(token: &str) -> String {
+    super::token::hash_token(token)
+}
+
+const FIELDS: [&str; 6] = ["name", "kind", "description", "enabled", "team", "settings"];
+/// What a response adds, accepted and ignored on input so GET → edit → PUT works.
+const READ_ONLY: [&str; 10] = [
+    "id",
+    "token",
+    "url",
+    "organization_id",
+    "created_at",
+    "updated_at",
+    "kind_label",
+    "last_received_at",
+    "counts_today",
+    "last_error",
+];
+
+impl SourceSpec {
+    /// Parses a create or update body. On update, `kind` must be the source's own: a
+    /// source's URL is given to one tool, so changing what it expects would break it.
+    pub fn parse(input: &Value, existing: Option<&SourceSpec>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let Some(obj) = input.as_object() else {
+            return Err(vec![FieldError::new(
+                "body",
+                format!("must be a JSON object, got {}", kind(input)),
+            )]);
+        };
+        for key in obj.keys() {
+            if !FIELDS.contains(&key.as_str()) && !READ_ONLY.contains(&key.as_str()) {
+                errors.push(FieldError::new(
+                    key.clone(),
+                    format!("unknown field; a source has {}", FIELDS.join(", ")),
+                ));
+            }
+        }
+        let name = match obj.get("name") {
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.chars().count() <= MAX_NAME && !has_control(s) =>
+            {
+                s.trim().to_owned()
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                errors.push(FieldError::new("name", "must not be empty"));
+                String::new()
+            }
+            Some(Value::String(_)) => {
+                errors.push(FieldError::new(
+                    "name",
+                    format!("must be at most {MAX_NAME} characters, without control characters"),
+                ));
+                String::new()
+            }
+            None | Some(Value::Null) => {
+                errors.push(FieldError::new(
+                    "name",
+                    "is required: what people call this source, like \"Prometheus production\"",
+                ));
+                String::new()
+            }
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "name",
+                    format!("must be a string, got {}", kind(other)),
+                ));
+                String::new()
+            }
+        };
+        let source_kind = match obj.get("kind") {
+            Some(Value::String(s)) => match SourceKind::parse(s) {
+                Some(k) => Some(k),
+                None => {
+                    errors.push(FieldError::new(
+                        "kind",
+                        format!("unknown kind \"{s}\"; one of {}", SourceKind::names()),
+                    ));
+                    None
+                }
+            },
+            None | Some(Value::Null) => match existing {
+                Some(e) => Some(e.kind),
+                None => {
+                    errors.push(FieldError::new(
+                        "kind",
+                        format!("is required: one of {}", SourceKind::names()),
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "kind",
+                    format!(
+                        "must be a string, one of {}, got {}",
+                        SourceKind::names(),
+                        kind(other)
+                    ),
+                ));
+                None
+            }
+        };
+        if let (Some(existing), Some(k)) = (existing, source_kind) {
+            if existing.kind != k {
+                errors.push(FieldError::new(
+                    "kind",
+                    format!(
+                        "cannot change from {} to {k}: the source's URL is set up in one tool; add a new source for {}",
+                        existing.kind,
+                        k.label()
+                    ),
+                ));
+            }
+        }
+        let description = match obj.get("description") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) if s.chars().count() <= MAX_DESCRIPTION => s.clone(),
+            Some(Value::String(_)) => {
+                errors.push(FieldError::new(
+                    "description",
+                    format!("must be at most {MAX_DESCRIPTION} characters"),
+                ));
+                String::new()
+            }
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "description",
+                    format!("must be a string, got {}", kind(other)),
+                ));
+                String::new()
+            }
+        };
+        let enabled = match obj.get("enabled") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "enabled",
+                    format!("must be true or false, got {}", kind(other)),
+                ));
+                true
+            }
+        };
+        let team = parse_team(obj.get("team"), &mut errors);
+        let settings = match source_kind {
+            Some(k) => {
+                let previous = existing.map(|e| &e.settings);
+                match SourceSettings::parse(k, obj.get("settings"), previous) {
+                    Ok(s) => Some(s),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SourceSpec {
+            name,
+            kind: source_kind.expect("checked above"),
+            description,
+            enabled,
+            team,
+            settings: settings.expect("checked above"),
+        })
+    }
+}
+
+fn parse_team(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Value> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => {
+            let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
+            let name = o.get("name").and_then(Value::as_str).unwrap_or(id);
+            let unknown: Vec<&String> = o.keys().filter(|k| *k != "id" && *k != "name").collect();
+            if id.trim().is_empty() || id.len() > 255 || has_control(id) {
+                errors.push(FieldError::new(
+                    "team.id",
+                    "is required: the id of the team this source's incidents belong to (at most 255 characters)",
+                ));
+                None
+            } else if name.len() > 255 || has_control(name) {
+                errors.push(FieldError::new(
+                    "team.name",
+                    "must be at most 255 characters, without control characters",
+                ));
+                None
+            } else if let Some(k) = unknown.first() {
+                errors.push(FieldError::new(
+                    format!("team.{k}"),
+                    "unknown field; a team is {\"id\", \"name\"}",
+                ));
+                None
+            } else {
+                let mut team = Map::new();
+                team.insert("id".into(), Value::String(id.trim().to_owned()));
+                team.insert("name".into(), Value::String(name.trim().to_owned()));
+                Some(Value::Object(team))
+            }
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "team",
+                format!(
+                    "must be an object like {{\"id\": \"…\", \"name\": \"…\"}}, got {}",
+                    kind(other)
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Control characters and the bidirectional overrides that make a name read differently.
+fn has_control(text: &str) -> bool {
+    text.chars().any(|c| {
+        c.is_control()
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+/// Where an incident a source spoke of stands, as far as that source has said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentStatus {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Triggered => "triggered",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Triggered, Self::Acknowledged, Self::Resolved]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// What a source said last about one incident, keyed by the source's own name for it (an
+/// alert group's key, an alert's fingerprint, PagerDuty's incident id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentState {
+    pub key: String,
+    /// The incident id tocsin's events carry.
+    pub incident_id: String,
+    pub status: IncidentStatus,
+    /// How many times this key has been triggered anew after a resolve (1 for the first):
+    /// an alert group that fires again after resolving is a new incident.
+    pub generation: u32,
+    /// Events sent for this incident so far: names the next one, so that two deliveries of
+    /// one payload racing each other make the same event id and the second is a duplicate.
+    pub events: u32,
+    /// The incident object of the last event sent: later changes that carry only part of
+    /// it (a PagerDuty note names just the incident) are completed from it.
+    pub incident: Map<String, Value>,
+    pub updated_at: Timestamp,
+}
+
+/// How a received payload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// At least one event was stored.
+    Accepted,
+    /// Read, understood, and nothing to send (a re-notification, a type tocsin does not map).
+    Ignored,
+    /// Not taken: a wrong credential, a body of another shape, too large, a bad signature.
+    Refused,
+}
+
+impl ReceiptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptOutcome::Accepted => "accepted",
+            ReceiptOutcome::Ignored => "ignored",
+            ReceiptOutcome::Refused => "refused",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Accepted, Self::Ignored, Self::Refused]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One payload a source received and what it became.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub id: String,
+    pub source_id: SourceId,
+    pub received_at: Timestamp,
+    pub outcome: ReceiptOutcome,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// One line per thing it became: `incident.triggered evt_… (incident 3f…)`,
+    /// `ignored: a re-notification of a firing group`, or the refusal.
+    pub results: Vec<String>,
+    /// The event ids stored.
+    pub event_ids: Vec<String>,
+    /// The body as received, cut at [`RECEIPT_BODY_MAX`] bytes (on a character boundary).
+    pub body: String,
+    /// Whether `body` was cut.
+    pub truncated: bool,
+}
+
+impl Receipt {
+    pub fn new(
+        source_id: &SourceId,
+        outcome: ReceiptOutcome,
+        status: u16,
+        results: Vec<String>,
+        event_ids: Vec<String>,
+        body: &[u8],
+    ) -> Self {
+        let text = String::from_utf8_lossy(body);
+        let (body, truncated) = cut(&text, RECEIPT_BODY_MAX);
+        Receipt {
+            id: super::ids::new_id("rcp"),
+            source_id: source_id.clone(),
+            received_at: Timestamp::now(),
+            outcome,
+            status,
+            results,
+            event_ids,
+            body,
+            truncated,
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, and whether it was cut.
+fn cut(text: &str, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text.to_owned(), false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_owned(), true)
+}
+
+/// A source's receipts counted per outcome for one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayCounts {
+    pub accepted: u64,
+    pub ignored: u64,
+    pub refused: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_source_takes_defaults() {
+        let spec =
+            SourceSpec::parse(&json!({"name": " Prom ", "kind": "alertmanager"}), None).unwrap();
+        assert_eq!(spec.name, "Prom");
+        assert_eq!(spec.kind, SourceKind::Alertmanager);
+        assert!(spec.enabled);
+        assert_eq!(spec.team, None);
+        assert!(matches!(spec.settings, SourceSettings::Alerts(_)));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let errors = SourceSpec::parse(
+            &json!({"name": "", "kind": "nagios", "enabled": "yes", "team": {"name": "x"}, "colour": 1}),
+            None,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["colour", "name", "kind", "enabled", "team.id"]);
+        assert!(errors[2].message.contains("alertmanager"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_kind_cannot_change_and_may_be_left_out_on_update() {
+        let old = SourceSpec::parse(&json!({"name": "a", "kind": "grafana"}), None).unwrap();
+        let same = SourceSpec::parse(&json!({"name": "b"}), Some(&old)).unwrap();
+        assert_eq!(same.kind, SourceKind::Grafana);
+        let errors =
+            SourceSpec::parse(&json!({"name": "b", "kind": "pagerduty"}), Some(&old)).unwrap_err();
+        assert_eq!(errors[0].field, "kind");
+        assert!(errors[0].message.contains("add a new source"), "{errors:?}");
+    }
+
+    #[test]
+    fn names_with_direction_overrides_are_refused() {
+        let errors = SourceSpec::parse(&json!({"name": "a\u{202E}b", "kind": "squadcast"}), None)
+            .unwrap_err();
+        assert_eq!(errors[0].field, "name");
+    }
+
+    #[test]
+    fn a_receipt_cuts_its_body_on_a_character_boundary() {
+        let body = "é".repeat(RECEIPT_BODY_MAX);
+        let r = Receipt::new(
+            &SourceId::generate(),
+            ReceiptOutcome::Refused,
+            413,
+            vec![],
+            vec![],
+            body.as_bytes(),
+        );
+        assert!(r.truncated);
+        assert!(r.body.len() <= RECEIPT_BODY_MAX && r.body.len() > RECEIPT_BODY_MAX - 2);
+    }
+}

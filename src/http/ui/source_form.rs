@@ -1,0 +1,465 @@
+//! Adding a source (choose the tool, then its form) and a source's Setup tab: the URL, the
+//! steps and snippet for its tool, its settings, a new token, deletion. The form's field
+//! names are the API's (`team.id`, `settings.incident_per`), the form becomes the API's
+//! JSON body and goes through `sources::manage` like `POST`/`PUT /v3/sources`, so rules and
+//! messages are the API's; they are shown next to their fields. The token is shown once:
+//! on the page answering the create or the rotation, where the snippet is filled with it.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{context, value::Serde, Value as Ctx};
+use serde_json::{json, Map, Value};
+
+use super::{
+    base_context, error_page, flash,
+    forms::Node,
+    render,
+    source_setup::{blurb, expression_fields, setup, EXPRESSIONS, TOKEN_PLACEHOLDER},
+    FormBody, Person,
+};
+use crate::{
+    domain::{
+        ids::SourceId,
+        source::{Source, SourceKind, SourceSettings},
+        token::Ability,
+    },
+    http::{
+        api::sources::{ingest_url, preview_json, source_json},
+        error::ApiError,
+        extract::{parse_strict, query_pairs},
+        AppState,
+    },
+    sources::manage::{self, SourceError},
+};
+
+type Errors = (BTreeMap<String, String>, Vec<String>);
+
+fn errors_of(e: &[crate::domain::FieldError]) -> Errors {
+    (
+        e.iter()
+            .map(|f| (f.field.clone(), f.message.clone()))
+            .collect(),
+        e.iter().map(ToString::to_string).collect(),
+    )
+}
+
+/// The form as the API's body. `kind` only when creating: it cannot change.
+fn body_from_form(form: &FormBody, creating: bool) -> Value {
+    let tree = Node::tree(&form.0);
+    let team = tree.get("team");
+    let team_id = team.map_or("", |t| t.text("id")).trim();
+    let team_name = team.map_or("", |t| t.text("name")).trim();
+    let team = match (team_id.is_empty(), team_name.is_empty()) {
+        (true, true) => Value::Null,
+        (_, true) => json!({ "id": team_id }),
+        _ => json!({ "id": team_id, "name": team_name }),
+    };
+    let settings: Map<String, Value> = match tree.get("settings") {
+        Some(Node::Object(members)) => members
+            .iter()
+            .filter_map(|(k, n)| match n {
+                Node::Text(t) => Some((k.clone(), Value::String(t.clone()))),
+                _ => None,
+            })
+            .collect(),
+        _ => Map::new(),
+    };
+    let mut body = json!({
+        "name": tree.text("name"),
+        "description": tree.text("description"),
+        "enabled": creating || tree.text("enabled") == "true",
+        "team": team,
+        "settings": settings,
+    });
+    if creating {
+        body["kind"] = Value::String(tree.text("kind").to_owned());
+    }
+    body
+}
+
+/// What a page answering a change shows once: the new token, and why it is shown.
+struct Shown<'a> {
+    token: &'a str,
+    flash: &'static str,
+}
+
+/// Draws the form: for a new source of `kind`, or the Setup tab of `source`.
+#[allow(clippy::too_many_arguments)]
+async fn page(
+    state: &AppState,
+    person: &Person,
+    status: StatusCode,
+    kind: SourceKind,
+    source: Option<&Source>,
+    values: &Value,
+    errors: Errors,
+    shown: Option<Shown<'_>>,
+    query: Option<&str>,
+) -> Response {
+    let public_url = state.config.public_url();
+    let url = source.map(|s| ingest_url(&public_url, &s.id));
+    let token = shown.as_ref().map(|s| s.token);
+    let connect = url
+        .as_deref()
+        .map(|url| setup(kind, url, token.unwrap_or(TOKEN_PLACEHOLDER)));
+    let title = match source {
+        Some(s) => s.spec.name.clone(),
+        None => format!("Connect {}", kind.label()),
+    };
+    render(
+        status,
+        "source_form.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => title,
+            nav => "sources",
+            tab => "setup",
+            flash => shown.as_ref().map(|s| s.flash).or_else(|| flash(query)),
+            source => source.map(|s| context! { id => s.id.as_str(), name => &s.spec.name, enabled => s.spec.enabled, kind_label => s.spec.kind.label() }),
+            kind => kind.as_str(),
+            kind_label => kind.label(),
+            url => url,
+            token => token,
+            setup => connect,
+            v => Ctx::from(Serde(values)),
+            expressions => expression_fields(&values["settings"], &errors.0),
+            errors => Ctx::from(errors.0),
+            summary => errors.1,
+            can_edit => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+/// A new source's values before anything is typed.
+fn defaults(kind: SourceKind) -> Value {
+    let settings = SourceSettings::parse(kind, None, None)
+        .map(|s| s.to_json())
+        .unwrap_or_else(|_| json!({}));
+    json!({"name": "", "description": "", "team": null, "enabled": true, "settings": settings})
+}
+
+/// `/sources/new`: the tools to choose from; `?kind=…`: that tool's form.
+pub async fn new(State(state): State<AppState>, person: Person, RawQuery(q): RawQuery) -> Response {
+    if !person.caller().allows(Ability::ManageWebhooks) {
+        return person.refuse("adding sources");
+    }
+    let chosen = query_pairs(q.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "kind")
+        .and_then(|(_, v)| SourceKind::parse(&v));
+    match chosen {
+        Some(kind) => {
+            page(
+                &state,
+                &person,
+                StatusCode::OK,
+                kind,
+                None,
+                &defaults(kind),
+                Default::default(),
+                None,
+                None,
+            )
+            .await
+        }
+        None => render(
+            StatusCode::OK,
+            "source_kinds.html",
+            base_context(Some(person.caller())),
+            context! {
+                title => "Connect a source",
+                nav => "sources",
+                kinds => SourceKind::ALL.iter().map(|k| context! { kind => k.as_str(), label => k.label(), blurb => blurb(*k) }).collect::<Vec<_>>(),
+            },
+        ),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "adding sources") {
+        return r;
+    }
+    let caller = person.caller();
+    let body = body_from_form(&form, true);
+    match manage::create(&state.store, caller.organization_id(), &caller.actor(), &body).await {
+        Ok(created) => {
+            let values = source_json(&created.source, &state.config.public_url(), None);
+            let shown = Shown {
+                token: &created.token,
+                flash: "Source added. Copy its token now: it is shown only this once.",
+            };
+            let kind = created.source.spec.kind;
+            page(
+                &state,
+                &person,
+                StatusCode::CREATED,
+                kind,
+                Some(&created.source),
+                &values,
+                Default::default(),
+                Some(shown),
+                None,
+            )
+            .await
+        }
+        Err(SourceError::Invalid(errors)) => match SourceKind::parse(form.get("kind")) {
+            Some(kind) => {
+                page(
+                    &state,
+                    &person,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    kind,
+                    None,
+                    &body,
+                    errors_of(&errors),
+                    None,
+                    None,
+                )
+                .await
+            }
+            None => error_page(caller, ApiError::Invalid("invalid_source", errors)),
+        },
+        Err(e) => error_page(caller, e.into()),
+    }
+}
+
+/// The person's organization's source `id`, or the page that says it is not there.
+#[allow(clippy::result_large_err)]
+pub async fn find(state: &AppState, person: &Person, id: &SourceId) -> Result<Source, Response> {
+    manage::find(&state.store, person.caller().organization_id(), id)
+        .await
+        .map_err(|e| error_page(person.caller(), e.into()))
+}
+
+/// A change to source `id`: the CSRF token and the role checked, then the source found.
+#[allow(clippy::result_large_err)]
+async fn to_change(
+    state: &AppState,
+    person: &Person,
+    headers: &HeaderMap,
+    form: &FormBody,
+    id: &SourceId,
+) -> Result<Source, Response> {
+    person.permit(headers, form, Ability::ManageWebhooks, "changing sources")?;
+    find(state, person, id).await
+}
+
+/// `GET /sources/{id}`: the Setup tab.
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<SourceId>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let source = match find(&state, &person, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let values = source_json(&source, &state.config.public_url(), None);
+    page(
+        &state,
+        &person,
+        StatusCode::OK,
+        source.spec.kind,
+        Some(&source),
+        &values,
+        Default::default(),
+        None,
+        q.as_deref(),
+    )
+    .await
+}
+
+/// The Setup tab again, with `errors` (the form's fields kept as typed in `values`).
+async fn refused(
+    state: &AppState,
+    person: &Person,
+    source: &Source,
+    values: &Value,
+    errors: Errors,
+) -> Response {
+    page(
+        state,
+        person,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        source.spec.kind,
+        Some(source),
+        values,
+        errors,
+        None,
+        None,
+    )
+    .await
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<SourceId>,
+    form: FormBody,
+) -> Response {
+    let source = match to_change(&state, &person, &headers, &form, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let caller = person.caller();
+    let body = body_from_form(&form, false);
+    match manage::update(&state.store, caller.organization_id(), &caller.actor(), &id, &body).await
+    {
+        Ok(_) => Redirect::to(&format!("/sources/{id}?done=saved")).into_response(),
+        Err(SourceError::Invalid(errors)) => {
+            refused(&state, &person, &source, &body, errors_of(&errors)).await
+        }
+        Err(e) => error_page(caller, e.into()),
+    }
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<SourceId>,
+    form: FormBody,
+) -> Response {
+    let source = match to_change(&state, &person, &headers, &form, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let values = source_json(&source, &state.config.public_url(), None);
+    if form.get("confirm") != "yes" {
+        let message = "Tick the box to confirm: the tool is refused until it has the new token.";
+        let errors = ([("rotate".to_owned(), message.to_owned())].into(), Vec::new());
+        return refused(&state, &person, &source, &values, errors).await;
+    }
+    let caller = person.caller();
+    match manage::rotate_token(&state.store, caller.organization_id(), &caller.actor(), &id).await {
+        Ok(rotated) => {
+            let shown = Shown {
+                token: &rotated.token,
+                flash: "Token rotated: the old one no longer works. Give the tool the new one, shown only this once.",
+            };
+            page(
+                &state,
+                &person,
+                StatusCode::OK,
+                source.spec.kind,
+                Some(&rotated.source),
+                &values,
+                Default::default(),
+                Some(shown),
+                None,
+            )
+            .await
+        }
+        Err(e) => error_page(caller, e.into()),
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<SourceId>,
+    form: FormBody,
+) -> Response {
+    let source = match to_change(&state, &person, &headers, &form, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if form.get("confirm_name").trim() != source.spec.name.trim() {
+        let values = source_json(&source, &state.config.public_url(), None);
+        let message = format!("Type the source's name, {}, to delete it.", source.spec.name);
+        let errors = ([("confirm_name".to_owned(), message)].into(), Vec::new());
+        return refused(&state, &person, &source, &values, errors).await;
+    }
+    let caller = person.caller();
+    match manage::delete(&state.store, caller.organization_id(), &caller.actor(), &id).await {
+        Ok(_) => Redirect::to("/sources?done=source-deleted").into_response(),
+        Err(e) => error_page(caller, e.into()),
+    }
+}
+
+/// "Try a payload" (htmx): what the pasted payload becomes with the settings as typed —
+/// what each expression gave (generic), the events, what is ignored, or the refusal.
+/// Nothing is stored.
+pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "previewing sources") {
+        return r;
+    }
+    let mut settings = body_from_form(&form, false)["settings"].take();
+    // The form holds only the stored signing secret's mask, and a preview checks no
+    // signature: the secret plays no part.
+    if let Some(s) = settings.as_object_mut() {
+        s.remove("signing_secret");
+    }
+    let text = form.get("preview_payload");
+    let ctx = if text.trim().is_empty() {
+        context! { errors => vec!["Paste a payload first: the JSON the tool posts."] }
+    } else {
+        match parse_strict(text.as_bytes()) {
+            Err(why) => context! { errors => vec![format!("The payload is not JSON: {why}")] },
+            Ok(payload) => {
+                let asked = json!({"kind": form.get("kind"), "settings": settings, "payload": payload});
+                match preview_json(&asked) {
+                    Ok(out) => preview_context(&out),
+                    Err(ApiError::Invalid(_, errors)) => context! {
+                        errors => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    },
+                    Err(e) => context! { errors => vec![e.to_string()] },
+                }
+            }
+        }
+    };
+    render(StatusCode::OK, "source_preview.html", context! {}, ctx)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// `preview_json`'s answer for `source_preview.html`.
+fn preview_context(out: &Value) -> Ctx {
+    let fields: Vec<Ctx> = EXPRESSIONS
+        .iter()
+        .filter_map(|(name, label, ..)| {
+            let f = out["fields"].get(*name)?;
+            let expression = f["expression"].as_str()?;
+            Some(context! {
+                label => *label,
+                expression => expression,
+                value => f.get("value").map(|v| serde_json::to_string(v).unwrap_or_default()),
+                error => f["error"].as_str(),
+            })
+        })
+        .collect();
+    let events: Vec<Ctx> = out["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            context! {
+                event_type => e["type"].as_str(),
+                incident_id => e["incident"]["id"].as_str(),
+                message => e["incident"]["message"].as_str(),
+                json => pretty(e),
+            }
+        })
+        .collect();
+    context! {
+        fields => fields,
+        events => events,
+        ignored => Ctx::from(Serde(&out["ignored"])),
+        refused => out.get("refused").map(|r| Ctx::from(Serde(r))),
+    }
+}

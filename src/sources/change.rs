@@ -1,0 +1,130 @@
+//! What a kind reads in a received payload, before the incident's state decides what of it
+//! becomes an event. Pure data.
+
+use serde_json::{Map, Value};
+
+use crate::domain::event_type::EventType;
+
+/// One thing a payload says: a change to an incident, or something tocsin reads and does not
+/// send (with why, for the receipt).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Change(Box<Change>),
+    Ignored(String),
+}
+
+/// What a payload asks of an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// It fires: `incident.triggered` unless already open.
+    Trigger,
+    /// `incident.acknowledged`, for an open incident.
+    Acknowledge,
+    /// Back to triggered from acknowledged (`incident.triggered`).
+    Unacknowledge,
+    /// Open again after a resolve (`incident.triggered`, same incident id when the platform
+    /// names it).
+    Reopen,
+    /// `incident.reassigned`, for an open or acknowledged incident.
+    Reassign,
+    /// `incident.resolved`, once, for an incident that was triggered.
+    Resolve,
+    /// Any other of Squadcast's types (notes, tasks, channels, SLO, status page, tags): sent
+    /// for an incident the source has spoken of, as posted.
+    Other(&'static EventType),
+}
+
+/// One incident change, in the shape of `POST /v3/events` less what the state fills in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The source's own name for the incident (a group key, a fingerprint, an incident id):
+    /// what its state is kept under.
+    pub key: String,
+    pub intent: Intent,
+    /// The platform's incident id, kept as the event's `incident.id`; `None`: tocsin names the
+    /// incident from the source, the key and the generation.
+    pub incident_id: Option<String>,
+    /// The platform's id for this notification (the event's `id`, so a retry by the platform
+    /// is not a second event); `None`: made from the incident id and the event type.
+    pub event_id: Option<String>,
+    /// `timestamp` of the event, RFC 3339, when the payload says when.
+    pub timestamp: Option<String>,
+    /// `organization` of the event as posted (Squadcast relays); `None`: the source's own.
+    pub organization: Option<Value>,
+    /// `{id, name}`; `None`: the source's team.
+    pub team: Option<Value>,
+    /// The Squadcast incident object. `id` and `status` are set from the decision unless
+    /// `exact` holds the text.
+    pub incident: Map<String, Value>,
+    /// For notes and other resources: the event's `resource`.
+    pub resource: Option<Value>,
+    /// The incident's and resource's text exactly as posted (Squadcast relays), kept so that
+    /// numbers and escapes reach receivers unchanged; the incident is then not altered.
+    pub exact: Option<ExactTexts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactTexts {
+    pub incident: String,
+    pub resource: Option<String>,
+}
+
+impl Change {
+    /// A change with everything optional left to the state and the source.
+    pub fn new(key: impl Into<String>, intent: Intent, incident: Map<String, Value>) -> Self {
+        Change {
+            key: key.into(),
+            intent,
+            incident_id: None,
+            event_id: None,
+            timestamp: None,
+            organization: None,
+            team: None,
+            incident,
+            resource: None,
+            exact: None,
+        }
+    }
+}
+
+/// A payload a kind cannot read: 422 with this message, recorded as a refused receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status: 422 for a body tocsin cannot read, 401 for a bad signature.
+    pub status: u16,
+    /// The field at fault, when one is (`alerts[0].labels`), else `body`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Refusal {
+    /// A body this kind cannot read (422).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Refusal {
+            status: 422,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A payload whose signature does not hold (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Refusal {
+            status: 401,
+            field: "signature".to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `value` at a dotted path of objects (`labels.team`).
+pub fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+/// The non-empty string at a dotted path.
+pub fn text_at<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
+    at(value, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}

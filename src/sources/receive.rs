@@ -1,0 +1,264 @@
+//! A payload posted to a source, from its bytes to stored events and a receipt. The pure
+//! steps (reading, deciding) are `kinds` and `translate`; this carries them out: the
+//! incidents' states from the store, each event through intake, then the new states and
+//! the receipt in one transaction. An answer 2xx means the events are stored.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{
+    change::Refusal,
+    kinds,
+    translate::{self, Outcome},
+};
+use crate::{
+    catalog::Catalog,
+    domain::{
+        event::Event,
+        source::{Receipt, ReceiptOutcome, Source, SourceKind},
+        FieldError, Timestamp,
+    },
+    intake::{self, IntakeError, IntakeQueue},
+    store::{Accepted, Store, StoreError},
+};
+
+/// One event a payload became.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub event: Event,
+    pub accepted: Accepted,
+}
+
+/// What a payload became.
+#[derive(Debug)]
+pub enum Reply {
+    /// Read, and stored or ignored (202): the events stored and the lines of what was not.
+    Done {
+        stored: Vec<Stored>,
+        ignored: Vec<String>,
+    },
+    /// Not taken (the refusal's status), recorded as a refused receipt.
+    Refused(Refusal),
+    /// The events' fields as intake checks them (422): nothing was stored.
+    Invalid(Vec<FieldError>),
+    /// Nothing, or not all, could be stored now (503): the sender should send it again; what
+    /// was stored is not stored twice (every event has a stable id).
+    Unavailable(String),
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Done { .. } => 202,
+            Reply::Refused(r) => r.status,
+            Reply::Invalid(_) => 422,
+            Reply::Unavailable(_) => 503,
+        }
+    }
+
+    /// The answer's JSON body (the error shape for refusals is the API's, made by `http`).
+    pub fn data(&self) -> Value {
+        match self {
+            Reply::Done { stored, ignored } => json!({
+                "events": stored.iter().map(|s| json!({
+                    "id": s.accepted.event_id,
+                    "type": s.event.event_type.name,
+                    "incident_id": s.event.incident_id(),
+                    "deliveries": s.accepted.deliveries,
+                    "duplicate": s.accepted.duplicate,
+                })).collect::<Vec<_>>(),
+                "ignored": ignored,
+            }),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Takes a payload `source` received (credential already checked): `payload` parsed from
+/// `text`, `signature` the `X-PagerDuty-Signature` header.
+pub async fn receive(
+    store: &Arc<dyn Store>,
+    catalog: &Catalog,
+    queue: &IntakeQueue,
+    source: &Source,
+    payload: &Value,
+    text: &[u8],
+    signature: Option<&str>,
+) -> Reply {
+    let reply = decide_and_store(store, catalog, queue, source, payload, text, signature).await;
+    let (reply, states) = match reply {
+        Ok((reply, states)) => (reply, states),
+        Err(reply) => (reply, Vec::new()),
+    };
+    let receipt = receipt_for(source, &reply, text);
+    // The states make the next payload's decisions: an answer 2xx must not come before they
+    // are kept (a sender told "stored" would not send the resolve again).
+    match store.record_receipt(&source.id, &states, &receipt).await {
+        Ok(()) => reply,
+        Err(e) if matches!(reply, Reply::Done { .. }) => {
+            tracing::warn!(source = %source.id, error = %e, "a source's receipt and incident states were not stored; the sender is told to send again");
+            Reply::Unavailable(
+                "the events were stored but what this source knows of their incidents was not: send the same payload again (it is not stored twice)".to_owned(),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(source = %source.id, error = %e, "a source's receipt was not stored");
+            reply
+        }
+    }
+}
+
+type Decided = (Reply, Vec<crate::domain::source::IncidentState>);
+
+async fn decide_and_store(
+    store: &Arc<dyn Store>,
+    catalog: &Catalog,
+    queue: &IntakeQueue,
+    source: &Source,
+    payload: &Value,
+    text: &[u8],
+    signature: Option<&str>,
+) -> Result<Decided, Reply> {
+    if source.spec.kind == SourceKind::PagerDuty {
+        if let Some(secret) = source.spec.settings.signing_secret() {
+            kinds::pagerduty::verify(signature, text, secret).map_err(Reply::Refused)?;
+        }
+    }
+    let items = kinds::read(source.spec.kind, &source.spec.settings, payload, text)
+        .map_err(Reply::Refused)?;
+    let keys = translate::keys(&items);
+    let states = if keys.is_empty() {
+        Default::default()
+    } else {
+        store
+            .source_incidents(&source.id, &keys)
+            .await
+            .map_err(unavailable)?
+    };
+    let outcomes = translate::decide_all(source, items, &states, Timestamp::now());
+    // Every event is checked before any is stored, so a payload is taken whole or not.
+    let mut events = Vec::new();
+    let mut ignored = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Ignored(why) => ignored.push(why),
+            Outcome::Event(made) => {
+                let event = intake::parse(catalog, &source.organization_id, &made.body, &made.text)
+                    .await
+                    .map_err(intake_reply)?;
+                events.push((event, made.next));
+            }
+        }
+    }
+    let mut stored = Vec::with_capacity(events.len());
+    let mut states = Vec::new();
+    // One after another: two changes of one incident keep their order.
+    for (event, next) in events {
+        let accepted = intake::accept_event(catalog, queue, event.clone())
+            .await
+            .map_err(intake_reply)?;
+        states.extend(next);
+        stored.push(Stored { event, accepted });
+    }
+    Ok((Reply::Done { stored, ignored }, states))
+}
+
+fn unavailable(e: StoreError) -> Reply {
+    tracing::warn!(error = %e, "a source's incident states could not be read");
+    Reply::Unavailable(
+        "tocsin could not read its database just now and kept nothing of this payload: send it again".to_owned(),
+    )
+}
+
+fn intake_reply(e: IntakeError) -> Reply {
+    match e {
+        IntakeError::Invalid(errors) => Reply::Invalid(errors),
+        IntakeError::NotStored(reason) | IntakeError::Internal(reason) => {
+            tracing::warn!(
+                reason,
+                "a source's event was not stored; its sender was told to send again"
+            );
+            Reply::Unavailable(
+                "the payload's events were not all stored (tocsin could not write to its database just now): send it again; what was stored is not stored twice".to_owned(),
+            )
+        }
+        IntakeError::Store(e) => unavailable(e),
+        IntakeError::NotFound(what) => Reply::Unavailable(format!("{what} not found")),
+        IntakeError::ShuttingDown => Reply::Unavailable(
+            "tocsin is shutting down and did not take the payload: send it again".to_owned(),
+        ),
+    }
+}
+
+/// The receipt of a reply: what the payload became, line by line.
+pub fn receipt_for(source: &Source, reply: &Reply, text: &[u8]) -> Receipt {
+    let (outcome, results, event_ids) = match reply {
+        Reply::Done { stored, ignored } => {
+            let mut lines: Vec<String> = stored
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} (incident {}, {} deliveries{})",
+                        s.event.event_type.name,
+                        s.accepted.event_id,
+                        s.event.incident_id(),
+                        s.accepted.deliveries,
+                        if s.accepted.duplicate {
+                            ", a repeat of an event already stored"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            lines.extend(ignored.iter().cloned());
+            let outcome = if stored.is_empty() {
+                ReceiptOutcome::Ignored
+            } else {
+                ReceiptOutcome::Accepted
+            };
+            let ids = stored.iter().map(|s| s.accepted.event_id.clone()).collect();
+            (outcome, lines, ids)
+        }
+        Reply::Refused(r) => (
+            ReceiptOutcome::Refused,
+            vec![format!("refused: {}: {}", r.field, r.message)],
+            Vec::new(),
+        ),
+        Reply::Invalid(errors) => (
+            ReceiptOutcome::Refused,
+            errors
+                .iter()
+                .map(|e| format!("refused: event {e}"))
+                .collect(),
+            Vec::new(),
+        ),
+        Reply::Unavailable(why) => (
+            ReceiptOutcome::Refused,
+            vec![format!("refused for now: {why}")],
+            Vec::new(),
+        ),
+    };
+    Receipt::new(
+        &source.id,
+        outcome,
+        reply.status(),
+        results,
+        event_ids,
+        text,
+    )
+}
+
+/// Records a payload refused before it was read (a body that is not JSON, too large).
+pub async fn record_refusal(
+    store: &Arc<dyn Store>,
+    source: &Source,
+    refusal: Refusal,
+    text: &[u8],
+) {
+    let receipt = receipt_for(source, &Reply::Refused(refusal), text);
+    if let Err(e) = store.record_receipt(&source.id, &[], &receipt).await {
+        tracing::warn!(source = %source.id, error = %e, "a source's receipt was not stored");
+    }
+}
