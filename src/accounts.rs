@@ -38,7 +38,29 @@ pub fn setup_url(public_url: &str, code: &str) -> String {
     format!("{}/setup/{code}", public_url.trim_end_matches('/'))
 }
 
+/// At most this many Argon2 computations at once, each holding 19 MiB: 8 cost at most
+/// ~150 MiB and keep two cores busy. Unbounded, 180 anonymous logins took 1.2 GB.
+const PASSWORD_CHECKS: usize = 8;
+/// How long a login waits for its turn before it is told to come back (503): a flood is
+/// answered quickly instead of queueing memory and time.
+const PASSWORD_WAIT: Duration = Duration::from_secs(2);
+
+fn password_gate() -> &'static tokio::sync::Semaphore {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(PASSWORD_CHECKS))
+}
+
+/// A turn at the password hasher, or `None` when none came within `wait`.
+async fn password_turn(wait: Duration) -> Option<tokio::sync::SemaphorePermit<'static>> {
+    tokio::time::timeout(wait, password_gate().acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 async fn hash(password: String) -> String {
+    // Setting a password needs a setup link or a session: it waits its turn, however long.
+    let _turn = password_gate().acquire().await;
     tokio::task::spawn_blocking(move || password::hash_password(&password))
         .await
         .expect("hashing does not panic")
@@ -400,6 +422,9 @@ pub enum LoginError {
     Invalid,
     #[error("too many failed logins: try again in {} seconds, or ask whoever manages users to unlock you (Users page)", .0.as_secs())]
     Throttled(Duration),
+    /// Every password check is taken by other logins (a flood): nothing was checked.
+    #[error("tocsin is checking many logins at once: try again in a few seconds")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -433,8 +458,13 @@ pub async fn login(
     } else {
         store.login_candidates(email).await?
     };
+    let Some(turn) = password_turn(PASSWORD_WAIT).await else {
+        store.forget_login_attempt(&keys, now).await?;
+        return Err(LoginError::Busy);
+    };
     let password = password.to_owned();
     let matched = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let mut checked = false;
         let found = candidates.into_iter().find_map(|(user, stored)| {
             let stored = stored?;
@@ -460,4 +490,27 @@ pub async fn login(
     let user = matched.ok_or(LoginError::Invalid)?;
     let secret = start_session(store, &user).await?;
     Ok((secret, user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn password_checks_wait_their_turn_and_a_flood_is_told_to_come_back() {
+        let held = password_gate()
+            .acquire_many(PASSWORD_CHECKS as u32)
+            .await
+            .expect("the gate is open");
+        let started = std::time::Instant::now();
+        assert!(
+            password_turn(Duration::from_millis(50)).await.is_none(),
+            "every turn is taken: no ninth Argon2 computation starts"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        drop(held);
+        let turn = password_turn(Duration::from_millis(50)).await;
+        assert!(turn.is_some(), "a freed turn is given");
+        assert_eq!(password_gate().available_permits(), PASSWORD_CHECKS - 1);
+    }
 }

@@ -60,6 +60,10 @@ enum Command {
         /// The new key, base64 of 32 bytes (e.g. `openssl rand -base64 32`).
         #[arg(long, value_name = "BASE64")]
         new_key: Option<String>,
+        /// Also writes the new key to this new file (mode 0600) before anything changes;
+        /// with a configured key and no --new-key, instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<std::path::PathBuf>,
     },
     /// Manage API tokens.
     Token {
@@ -200,8 +204,16 @@ async fn run(cli: Cli, overrides: Overrides, serving: Option<Config>) -> anyhow:
             eprintln!("migrations applied to {}", config.database_url);
             Ok(())
         }
-        Command::RotateKey { new_key } => {
-            rotate_key(Config::load(&overrides)?, new_key.as_deref()).await
+        Command::RotateKey {
+            new_key,
+            new_key_file,
+        } => {
+            rotate_key(
+                Config::load(&overrides)?,
+                new_key.as_deref(),
+                new_key_file.as_deref(),
+            )
+            .await
         }
         Command::Token { action } => token(Config::load(&overrides)?, action).await,
         Command::User { action } => user(Config::load(&overrides)?, action).await,
@@ -254,19 +266,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.run_until(shutdown).await
 }
 
-async fn rotate_key(config: Config, new_key: Option<&str>) -> anyhow::Result<()> {
-    let rotated = secret_key::rotate(&config, new_key).await?;
+async fn rotate_key(
+    config: Config,
+    new_key: Option<&str>,
+    new_key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    // Shown before the commit; a standard output nobody reads fails here and changes nothing.
+    let mut show = |key: &str| -> std::io::Result<()> {
+        use std::io::Write;
+        eprintln!("the new key, shown only now (on standard output): set secret_key / TOCSIN_SECRET_KEY to it on every node before starting them");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{key}")?;
+        out.flush()
+    };
+    let rotated = secret_key::rotate(&config, new_key, new_key_file, &mut show).await?;
     eprintln!(
         "sealed {} values again under key {} (was {})",
         rotated.values, rotated.new_id, rotated.old_id
     );
-    match (&rotated.file, &rotated.printed) {
+    if let Some(path) = &rotated.written {
+        eprintln!("{} holds the new key (mode 0600)", path.display());
+    }
+    match (&rotated.file, rotated.printed) {
         (Some(path), _) => eprintln!("{} now holds the new key", path.display()),
-        (None, Some(key)) => {
-            eprintln!("the new key, shown only now: set secret_key / TOCSIN_SECRET_KEY to it on every node before starting them; the old key no longer opens the database:");
-            println!("{key}");
-        }
-        (None, None) => eprintln!(
+        (None, true) => eprintln!("the old key no longer opens the database: configure the new key printed above"),
+        (None, false) => eprintln!(
             "set secret_key / TOCSIN_SECRET_KEY to the new key on every node before starting them; the old key no longer opens the database"
         ),
     }

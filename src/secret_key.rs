@@ -125,7 +125,16 @@ async fn open(config: &Config, key: &SecretKey) -> anyhow::Result<Arc<dyn Store>
 /// `tocsin rotate-key`: seals everything again under `new_key` (base64), or a generated
 /// key, in one transaction. Returns what to tell the operator; with a configured key, the
 /// new key itself when it was generated (on `printed`).
-pub async fn rotate(config: &Config, new_key: Option<&str>) -> anyhow::Result<Rotated> {
+///
+/// A generated key for a configured `secret_key` lives nowhere else once the transaction
+/// commits, so it is handed to `show` (or written to `new_key_file`, 0600) first, and
+/// nothing is changed when that fails: a rotation whose key nobody saw cannot happen.
+pub async fn rotate(
+    config: &Config,
+    new_key: Option<&str>,
+    new_key_file: Option<&Path>,
+    show: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> anyhow::Result<Rotated> {
     let current = open_store(config).await?;
     let (key, generated) = match new_key {
         Some(text) => (
@@ -148,6 +157,16 @@ pub async fn rotate(config: &Config, new_key: Option<&str>) -> anyhow::Result<Ro
         }
         KeyOrigin::Configured => None,
     };
+    let must_show = generated && matches!(current.origin, KeyOrigin::Configured);
+    match new_key_file {
+        Some(path) => write_private(path, &key).with_context(|| {
+            format!("nothing was changed: the new key could not be written to {}", path.display())
+        })?,
+        None if must_show => show(&key.to_base64()).context(
+            "nothing was changed: the new key could not be shown on standard output (give --new-key-file PATH, or --new-key)",
+        )?,
+        None => {}
+    }
     let values = current.store.rotate_key(&key).await?;
     if let Some((next, path)) = &file {
         std::fs::rename(next, path)
@@ -158,8 +177,8 @@ pub async fn rotate(config: &Config, new_key: Option<&str>) -> anyhow::Result<Ro
         old_id: current.key.id(),
         new_id: key.id(),
         file: file.map(|(_, path)| path),
-        printed: (generated && matches!(current.origin, KeyOrigin::Configured))
-            .then(|| key.to_base64()),
+        printed: must_show && new_key_file.is_none(),
+        written: new_key_file.map(Path::to_path_buf),
     })
 }
 
@@ -169,8 +188,10 @@ pub struct Rotated {
     pub new_id: String,
     /// The key file that now holds the new key.
     pub file: Option<PathBuf>,
-    /// A generated key the operator must now configure.
-    pub printed: Option<String>,
+    /// A generated key was shown (before the commit) for the operator to configure.
+    pub printed: bool,
+    /// `--new-key-file`, which holds the new key.
+    pub written: Option<PathBuf>,
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Option<SecretKey>> {

@@ -27,8 +27,9 @@ CREATE TABLE source_incidents (
     status        TEXT NOT NULL,
     generation    BIGINT NOT NULL,
     events        BIGINT NOT NULL,
-    -- The incident object last sent, JSON.
+    -- The incident object and team last sent, JSON.
     incident      TEXT NOT NULL,
+    team          TEXT,
     updated_at    BIGINT NOT NULL,
     PRIMARY KEY (source_id, incident_key)
 );

@@ -7,7 +7,8 @@ use super::{
     Timestamp,
 };
 
-const MAX_PRODUCER_ID: usize = 255;
+/// An event's `id` (the producer's idempotency key) is at most this long.
+pub const MAX_PRODUCER_ID: usize = 255;
 
 /// A received event, valid by construction.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,6 +341,14 @@ fn parse(
         resource,
         received_at,
     })
+}
+
+/// What an incident lacks of the fields receivers and filters rely on, each named
+/// `incident.<path>` (empty when it has them all).
+pub fn incident_problems(incident: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    check_incident(incident, &mut errors);
+    errors
 }
 
 /// The incident fields receivers and filters rely on must be non-empty strings.

@@ -34,6 +34,44 @@ pub enum Intent {
     Other(&'static EventType),
 }
 
+impl Intent {
+    /// A note added to the incident (`incident.incident_notes_created`).
+    pub fn note() -> Intent {
+        Intent::Other(
+            EventType::from_name("incident.incident_notes_created")
+                .expect("Squadcast's incident.incident_notes_created type exists"),
+        )
+    }
+}
+
+/// A note as Squadcast's `incident.incident_notes_created` carries it in
+/// `data.resource_data`: `{id, created_by: {id, name}, message: {message, raw_message},
+/// created_at, updated_at, type: "message"}`, each part only when known.
+pub fn note_resource(
+    id: Option<&str>,
+    created_by: Option<Value>,
+    text: &str,
+    at: Option<&str>,
+) -> Value {
+    let mut resource = Map::new();
+    if let Some(id) = id {
+        resource.insert("id".into(), Value::String(id.to_owned()));
+    }
+    if let Some(by) = created_by {
+        resource.insert("created_by".into(), by);
+    }
+    resource.insert(
+        "message".into(),
+        serde_json::json!({"message": text, "raw_message": text}),
+    );
+    if let Some(at) = at {
+        resource.insert("created_at".into(), Value::String(at.to_owned()));
+        resource.insert("updated_at".into(), Value::String(at.to_owned()));
+    }
+    resource.insert("type".into(), Value::String("message".into()));
+    Value::Object(resource)
+}
+
 /// One incident change, in the shape of `POST /v3/events` less what the state fills in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {

@@ -12,7 +12,8 @@
 //! | other (note, task…) | sent, no state   | sent             | sent             | sent              |
 //!
 //! "anew": an alert group that fires again after it resolved is a new incident (a new
-//! generation, so a new id where tocsin names it).
+//! generation, so a new id where tocsin names it). "never triggered" does not hold for a
+//! relayed incident posted whole (Squadcast's): it is passed on and followed from then on.
 
 use serde_json::Map;
 use sha2::{Digest, Sha256};
@@ -68,6 +69,34 @@ pub fn decide(
         change.incident_id.clone().unwrap_or_else(|| {
             derived_id(&[source_id.as_str(), &change.key, &generation.to_string()])
         })
+    };
+    // A relayed platform's incident, posted whole (Squadcast's), is its own record: an
+    // update about one it triggered before this source was connected is passed on, and the
+    // incident followed from then on, as if its trigger had come through here.
+    let relayed;
+    let prior = match (prior, &change.exact, change.intent) {
+        (
+            None,
+            Some(_),
+            Intent::Acknowledge | Intent::Unacknowledge | Intent::Reassign | Intent::Resolve,
+        ) => {
+            relayed = IncidentState {
+                key: change.key.clone(),
+                incident_id: fresh(1),
+                status: if change.intent == Intent::Unacknowledge {
+                    IncidentStatus::Acknowledged
+                } else {
+                    IncidentStatus::Triggered
+                },
+                generation: 1,
+                events: 0,
+                incident: Map::new(),
+                team: None,
+                updated_at: now,
+            };
+            Some(&relayed)
+        }
+        _ => prior,
     };
     let never = || {
         Decision::Skip(format!(
@@ -193,6 +222,7 @@ pub fn decide(
             events: events + 1,
             // Filled in with the incident as sent (`translate`).
             incident: Map::new(),
+            team: None,
             updated_at: now,
         }),
     }
@@ -324,6 +354,35 @@ mod tests {
         assert_eq!(
             (t, reopened.incident_id.as_str()),
             ("incident.triggered", "PD123")
+        );
+    }
+
+    #[test]
+    fn a_relayed_incident_triggered_before_the_source_existed_is_followed() {
+        let mut c = change(Intent::Acknowledge);
+        c.incident_id = Some("sq-1".into());
+        c.exact = Some(crate::sources::change::ExactTexts {
+            incident: "{}".into(),
+            resource: None,
+        });
+        let (t, acked) = sent(&decide(&source(), None, &c, Timestamp::from_micros(1)));
+        assert_eq!(
+            (t, acked.incident_id.as_str()),
+            ("incident.acknowledged", "sq-1")
+        );
+        c.intent = Intent::Resolve;
+        let (t, _) = sent(&decide(
+            &source(),
+            Some(&acked),
+            &c,
+            Timestamp::from_micros(2),
+        ));
+        assert_eq!(t, "incident.resolved");
+        c.exact = None;
+        assert!(
+            skipped(&decide(&source(), None, &c, Timestamp::from_micros(3)))
+                .contains("never triggered"),
+            "a payload that is not the whole incident still needs its trigger"
         );
     }
 

@@ -79,6 +79,9 @@ pub fn decide_all(
             }
             change.incident = incident;
         }
+        if change.team.is_none() {
+            change.team = prior.as_ref().and_then(|p| p.team.clone());
+        }
         if prior.is_none() && change.exact.is_none() && !complete(&change.incident) {
             out.push(Outcome::Ignored(format!(
                 "ignored: incident \"{}\" was never triggered through this source, and this payload does not describe it (message, service, alert source)",
@@ -107,6 +110,7 @@ pub fn decide_all(
                     if let Some(Value::Object(incident)) = body.get("incident") {
                         next.incident = incident.clone();
                     }
+                    next.team = body.get("team").cloned();
                     current.insert(change.key.clone(), next.clone());
                     next
                 });
@@ -123,12 +127,12 @@ pub fn decide_all(
     out
 }
 
-/// Whether an incident has what every event's incident needs (`event::check_incident`).
+/// Whether an incident has what every event's incident needs (intake's rule), but for the
+/// `id` and `status` the decision gives it.
 fn complete(incident: &Map<String, Value>) -> bool {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    incident.get("message").is_some_and(Value::is_string)
-        && text(incident.get("service").and_then(|s| s.get("id")))
-        && text(incident.get("alert_source").and_then(|s| s.get("id")))
+    crate::domain::event::incident_problems(incident)
+        .iter()
+        .all(|e| e.field == "incident.id" || e.field == "incident.status")
 }
 
 fn event_body(

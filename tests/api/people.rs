@@ -131,6 +131,10 @@ async fn login_logout_and_cookie_flags(backend: Backend) {
         "{csp}"
     );
     assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(
+        page.headers["cache-control"], "no-store",
+        "no page is kept by a browser"
+    );
     assert!(page.text.contains(r#"name="email""#) && page.text.contains(r#"name="password""#));
 
     // The login form's token must come back with its cookie: a login posted from another

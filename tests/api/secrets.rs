@@ -344,3 +344,58 @@ async fn the_key_file_is_generated_checked_and_rotated() {
         .expect("signed with the webhook's own secret");
     server.stop();
 }
+
+/// With a configured key, a generated new key is shown before the rotation commits: when it
+/// cannot be (standard output nobody can write), nothing changes and the old key still
+/// opens the database; `--new-key-file` writes it (0600) instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_key_rotation_never_loses_the_new_key() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let old = test_key().to_base64();
+    let configured = [("TOCSIN_SECRET_KEY", old.as_str())];
+    let (ok, _, stderr) = tocsin_with(&["migrate", "--database-url", &db.url], &configured);
+    assert!(ok, "{stderr}");
+
+    // Standard output opened read-only: every write to it fails.
+    let unwritable = std::fs::File::open("/dev/null").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["rotate-key", "--database-url", &db.url])
+        .envs(configured)
+        .stdout(unwritable)
+        .output()
+        .expect("binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let (ok, _, stderr) = tocsin_with(&["migrate", "--database-url", &db.url], &configured);
+    assert!(ok, "the old key still opens the database: {stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("new.key");
+    let (ok, stdout, stderr) = tocsin_with(
+        &[
+            "rotate-key",
+            "--database-url",
+            &db.url,
+            "--new-key-file",
+            file.to_str().unwrap(),
+        ],
+        &configured,
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.is_empty(), "written, not printed: {stdout}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key file is private");
+    }
+    let new = std::fs::read_to_string(&file).unwrap();
+    let (ok, _, _) = tocsin_with(&["migrate", "--database-url", &db.url], &configured);
+    assert!(!ok, "the old key no longer opens it");
+    let (ok, _, stderr) = tocsin_with(
+        &["migrate", "--database-url", &db.url],
+        &[("TOCSIN_SECRET_KEY", new.trim())],
+    );
+    assert!(ok, "the written key does: {stderr}");
+}

@@ -16,7 +16,8 @@ use crate::helpers::{http_client, spawn_app, Backend, TestApp};
 
 const DISK_FULL: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"DiskFull\"}","status":"firing","receiver":"tocsin","groupLabels":{"alertname":"DiskFull"},"commonLabels":{"alertname":"DiskFull","service":"db","severity":"critical"},"commonAnnotations":{"summary":"Disk full on db-1"},"externalURL":"http://am.example","alerts":[{"status":"firing","labels":{"alertname":"DiskFull","service":"db"},"annotations":{"summary":"Disk full on db-1"},"startsAt":"2026-12-07T08:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom.example/graph","fingerprint":"abc123"}]}"#;
 
-const MONITOR_DOWN: &str = include_str!("../fixtures/sources/generic/alertifypro-monitor-down.json");
+const MONITOR_DOWN: &str =
+    include_str!("../fixtures/sources/generic/alertifypro-monitor-down.json");
 
 async fn login(b: &Browser, email: &str) {
     b.goto("/login").await;
@@ -78,7 +79,8 @@ async fn a_new_user_connects_sources_in_the_browser() {
     // The empty list says what a source is.
     b.click("nav.nav a[href='/sources']").await;
     b.wait_text("No sources yet.").await;
-    b.wait_text("A source is a URL that Prometheus Alertmanager").await;
+    b.wait_text("A source is a URL that Prometheus Alertmanager")
+        .await;
     b.screenshot("21-sources-empty").await;
 
     // Choose the tool, then name the source.
@@ -103,7 +105,10 @@ async fn a_new_user_connects_sources_in_the_browser() {
     );
     let snippet = b.text("#setup-code").await;
     assert!(snippet.contains(&format!("- url: {url}")), "{snippet}");
-    assert!(snippet.contains(&format!("credentials: {token}")), "{snippet}");
+    assert!(
+        snippet.contains(&format!("credentials: {token}")),
+        "{snippet}"
+    );
     assert!(snippet.contains("send_resolved: true"), "{snippet}");
     b.wait_text("basic_auth").await;
     b.screenshot("23-alertmanager-added").await;
@@ -138,21 +143,27 @@ async fn a_new_user_connects_sources_in_the_browser() {
     b.click("li[data-outcome=accepted] summary").await;
     let body = b.text("li[data-outcome=accepted] pre.payload").await;
     let received: Value = serde_json::from_str(&body).expect("the body, as JSON");
-    assert_eq!(received["commonAnnotations"]["summary"], "Disk full on db-1");
+    assert_eq!(
+        received["commonAnnotations"]["summary"],
+        "Disk full on db-1"
+    );
     b.wait_text("Stored as 1 event").await;
     b.screenshot("25-receipts-expanded").await;
 
     // A generic source: the mapping tried on a pasted payload before saving.
     b.goto("/sources/new?kind=generic").await;
     b.fill("#name", "Uptime monitor").await;
-    b.fill("#settings-incident_id", "payload.data.alert.id").await;
+    b.fill("#settings-incident_id", "payload.data.alert.id")
+        .await;
     b.fill(
         "#settings-status",
         r#"{"monitor.down": "triggered", "monitor.recovered": "resolved"}[payload.event]"#,
     )
     .await;
-    b.fill("#settings-message", "payload.data.monitor.name").await;
-    b.fill("#settings-description", "payload.data.alert.reason").await;
+    b.fill("#settings-message", "payload.data.monitor.name")
+        .await;
+    b.fill("#settings-description", "payload.data.alert.reason")
+        .await;
     b.fill("#preview_payload", MONITOR_DOWN).await;
     b.click("button[hx-post='/sources/preview']").await;
     b.wait_text("It becomes 1 event").await;
@@ -164,7 +175,8 @@ async fn a_new_user_connects_sources_in_the_browser() {
     b.fill("#settings-message", "payload.data.nothing").await;
     b.click("button[hx-post='/sources/preview']").await;
     b.wait_text("gave nothing for this payload").await;
-    b.fill("#settings-message", "payload.data.monitor.name").await;
+    b.fill("#settings-message", "payload.data.monitor.name")
+        .await;
     b.click(".actions button[type=submit]").await;
     b.wait_text("it is shown only this once").await;
     let generic_token = b.text("#new-token").await;
@@ -177,6 +189,36 @@ async fn a_new_user_connects_sources_in_the_browser() {
     );
     let generic_id = id_of(&generic_url);
     assert_eq!(post(&generic_url, &generic_token, MONITOR_DOWN).await, 202);
+
+    // PagerDuty: steps to follow there, each value ready to copy.
+    b.goto("/sources/new?kind=pagerduty").await;
+    b.fill("#name", "PagerDuty").await;
+    b.click(".actions button[type=submit]").await;
+    b.wait_text("Integrations → Generic Webhooks (v3) → New Webhook")
+        .await;
+    let pd_token = b.text("#new-token").await;
+    let values: Vec<String> = {
+        let mut out = Vec::new();
+        for el in b
+            .client
+            .find_all(fantoccini::Locator::Css(".setup-steps code"))
+            .await
+            .unwrap()
+        {
+            out.push(el.text().await.unwrap());
+        }
+        out
+    };
+    let pd_url = b.text("#source-url").await;
+    assert_eq!(
+        values,
+        [
+            pd_url,
+            "Authorization".to_owned(),
+            format!("Bearer {pd_token}")
+        ]
+    );
+    b.screenshot("26b-pagerduty-steps").await;
 
     // Edit: the snippet no longer shows the token; a mistake comes back by its field.
     b.goto(&format!("/sources/{id}")).await;
@@ -228,7 +270,12 @@ async fn a_new_user_connects_sources_in_the_browser() {
     b.goto(&format!("/sources/{generic_id}")).await;
     let delete = "form[action$='/delete'] button[type=submit]";
     assert_eq!(
-        b.find(delete).await.prop("disabled").await.unwrap().as_deref(),
+        b.find(delete)
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("true"),
         "the button waits for the name"
     );
@@ -285,7 +332,11 @@ async fn viewers_read_sources_and_forms_need_csrf(backend: Backend) {
     no_token.retain(|(k, _)| *k != "csrf_token");
     let refused = member.post_form("/sources/new", &no_token).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
-    assert!(refused.text.contains("Nothing was changed"), "{}", refused.text);
+    assert!(
+        refused.text.contains("Nothing was changed"),
+        "{}",
+        refused.text
+    );
     let wrong = member
         .post_form("/sources/new", &new_source_form("AAAA", "Grafana"))
         .await;
@@ -314,7 +365,10 @@ async fn viewers_read_sources_and_forms_need_csrf(backend: Backend) {
         again.text
     );
     let rotate = member
-        .post_form(&format!("/sources/{id}/rotate-token"), &[("confirm", "yes")])
+        .post_form(
+            &format!("/sources/{id}/rotate-token"),
+            &[("confirm", "yes")],
+        )
         .await;
     assert_eq!(rotate.status, 403, "no CSRF token, no rotation");
 
@@ -328,7 +382,9 @@ async fn viewers_read_sources_and_forms_need_csrf(backend: Backend) {
     let page = viewer.get(&format!("/sources/{id}")).await;
     assert_eq!(page.status, 200);
     assert!(!page.text.contains("/rotate-token") && !page.text.contains("/delete"));
-    assert!(page.text.contains("Your role can read this source but not change it"));
+    assert!(page
+        .text
+        .contains("Your role can read this source but not change it"));
     assert_eq!(
         viewer.get(&format!("/sources/{id}/receipts")).await.status,
         200
@@ -340,17 +396,126 @@ async fn viewers_read_sources_and_forms_need_csrf(backend: Backend) {
     assert_eq!(tried.status, 403, "{}", tried.text);
     assert!(tried.text.contains("Not allowed"), "{}", tried.text);
     for (path, fields) in [
-        (format!("/sources/{id}/delete"), vec![("csrf_token", csrf.as_str()), ("confirm_name", "Grafana")]),
-        (format!("/sources/{id}/rotate-token"), vec![("csrf_token", csrf.as_str()), ("confirm", "yes")]),
-        (format!("/sources/{id}/enabled"), vec![("csrf_token", csrf.as_str()), ("enabled", "false")]),
+        (
+            format!("/sources/{id}/delete"),
+            vec![("csrf_token", csrf.as_str()), ("confirm_name", "Grafana")],
+        ),
+        (
+            format!("/sources/{id}/rotate-token"),
+            vec![("csrf_token", csrf.as_str()), ("confirm", "yes")],
+        ),
+        (
+            format!("/sources/{id}/enabled"),
+            vec![("csrf_token", csrf.as_str()), ("enabled", "false")],
+        ),
         (format!("/sources/{id}"), new_source_form(&csrf, "renamed")),
     ] {
         let r = viewer.post_form(&path, &fields).await;
         assert_eq!(r.status, 403, "{path}: {}", r.text);
     }
     let kept = source(&app, &id).await;
-    assert_eq!((kept["name"].as_str(), kept["enabled"].as_bool()), (Some("Grafana"), Some(true)));
+    assert_eq!(
+        (kept["name"].as_str(), kept["enabled"].as_bool()),
+        (Some("Grafana"), Some(true))
+    );
     assert_eq!(source_count(&app).await, 1);
 }
 
-both_backends!(viewers_read_sources_and_forms_need_csrf);
+/// Every kind has its form and, once added, its tool's steps with the URL and the token;
+/// PagerDuty's signing secret is masked after saving and kept when the mask comes back.
+async fn every_kind_has_a_form_and_its_steps(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "mo@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("mo@example.com").await;
+    let generic = [
+        ("settings.incident_id", "payload.id"),
+        ("settings.status", "payload.state"),
+        ("settings.message", "payload.title"),
+    ];
+    for (kind, settings, steps) in [
+        ("alertmanager", &[][..], "alertmanager.yml"),
+        ("grafana", &[][..], "Authorization Header - Credentials:"),
+        (
+            "pagerduty",
+            &[("settings.signing_secret", "")][..],
+            "Generic Webhooks (v3)",
+        ),
+        (
+            "opsgenie",
+            &[][..],
+            "Settings → Integrations → Add integration → Webhook",
+        ),
+        ("squadcast", &[][..], "add an outgoing webhook"),
+        ("generic", &generic[..], "curl -X POST"),
+    ] {
+        let form = v.get(&format!("/sources/new?kind={kind}")).await;
+        assert_eq!(form.status, 200, "{kind}: {}", form.text);
+        assert!(
+            form.text
+                .contains(&format!(r#"name="kind" value="{kind}""#)),
+            "{kind}"
+        );
+        let mut fields = vec![
+            ("csrf_token", csrf.as_str()),
+            ("kind", kind),
+            ("name", kind),
+        ];
+        fields.extend_from_slice(settings);
+        let added = v.post_form("/sources/new", &fields).await;
+        assert_eq!(added.status, 201, "{kind}: {}", added.text);
+        assert!(added.text.contains(steps), "{kind}: {}", added.text);
+        let url_and_token = added.text.contains("/v3/sources/src_") && added.text.contains("tsrc_");
+        assert!(url_and_token, "{kind}: {}", added.text);
+    }
+    assert_eq!(source_count(&app).await, 6);
+
+    let list = app.owner(Method::GET, "/v3/sources", None).await;
+    let pd = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "pagerduty")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let save = |secret: &'static str| {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("name", "PagerDuty".to_owned()),
+            ("enabled", "true".to_owned()),
+            ("settings.signing_secret", secret.to_owned()),
+        ]
+    };
+    let path = format!("/sources/{pd}");
+    for (sent, stored) in [
+        ("whsec-from-pagerduty", json!("********")),
+        ("********", json!("********")),
+        ("", Value::Null),
+    ] {
+        let fields = save(sent);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let saved = v.post_form(&path, &fields).await;
+        assert_eq!(saved.status, 303, "{sent}: {}", saved.text);
+        assert_eq!(
+            source(&app, &pd).await["settings"]["signing_secret"],
+            stored,
+            "{sent}"
+        );
+        if sent == "whsec-from-pagerduty" {
+            let page = v.get(&path).await;
+            assert!(
+                page.text.contains(r#"value="********""#) && !page.text.contains(sent),
+                "masked on the page"
+            );
+        }
+    }
+}
+
+both_backends!(
+    viewers_read_sources_and_forms_need_csrf,
+    every_kind_has_a_form_and_its_steps
+);

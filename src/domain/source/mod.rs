@@ -394,6 +394,9 @@ pub struct IncidentState {
     /// The incident object of the last event sent: later changes that carry only part of
     /// it (a PagerDuty note names just the incident) are completed from it.
     pub incident: Map<String, Value>,
+    /// The team of the last event sent: a later payload that names none (an Opsgenie
+    /// action after Create, a PagerDuty note) keeps the incident in its team.
+    pub team: Option<Value>,
     pub updated_at: Timestamp,
 }
 

@@ -4,7 +4,7 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
@@ -104,7 +104,7 @@ pub async fn send(
     )
     .await
     {
-        Ok(_) => Redirect::to("/incidents?done=sent").into_response(),
+        Ok(_) => super::redirect("/incidents?done=sent").into_response(),
         Err(e) => error_page(person.caller(), e.into()),
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::{
     extract::{ConnectInfo, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use minijinja::context;
@@ -27,7 +27,7 @@ fn safe_next(query: Option<&str>) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == "next")
         .map(|(_, v)| v)
-        .filter(|v| v.starts_with('/') && !v.starts_with("//") && !v.contains('\\'))
+        .filter(|v| super::local_path(v).is_some())
 }
 
 fn next_query(next: Option<&str>) -> String {
@@ -107,7 +107,7 @@ pub async fn show(
 ) -> Response {
     let next = safe_next(query.as_deref());
     if let Ok(Some(Caller::User { .. })) = authenticate(&headers, &state).await {
-        return Redirect::to(next.as_deref().unwrap_or("/")).into_response();
+        return super::redirect(next.as_deref().unwrap_or("/")).into_response();
     }
     login_page(&state, StatusCode::OK, "", None, next.as_deref())
 }
@@ -129,7 +129,7 @@ pub fn session_cookie(state: &AppState, value: &str, max_age: CookieDuration) ->
 /// Starts a session for a person and sends them on.
 pub fn signed_in(state: &AppState, secret: &str, to: &str) -> Response {
     let max_age = CookieDuration::seconds(ABSOLUTE_TIMEOUT.as_secs() as i64);
-    let mut response = Redirect::to(to).into_response();
+    let mut response = super::redirect(to).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, session_cookie(state, secret, max_age));
@@ -187,6 +187,19 @@ pub async fn submit(
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
             response
         }
+        Err(e @ LoginError::Busy) => {
+            let mut response = login_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &email,
+                Some(&e.to_string()),
+                next.as_deref(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(2u64));
+            response
+        }
         Err(LoginError::Store(e)) => {
             tracing::error!(error = %e, "login failed");
             login_page(
@@ -220,7 +233,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, form: For
             }
         }
     }
-    let mut response = Redirect::to("/login").into_response();
+    let mut response = super::redirect("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(&state, "", CookieDuration::ZERO),

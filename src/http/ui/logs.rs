@@ -6,7 +6,7 @@ use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
@@ -293,7 +293,7 @@ pub async fn resend(
     }
     let org = person.caller().organization_id().to_owned();
     match intake::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {
-        Ok(_) => Redirect::to(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
+        Ok(_) => super::redirect(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
         Err(e) => error_page(person.caller(), e.into()),
     }
 }
@@ -319,7 +319,7 @@ pub async fn send_test(
     .await;
     if !headers.contains_key("hx-request") {
         return match outcome {
-            Ok(_) => Redirect::to(&format!("/webhooks/{id}/logs?done=tested")).into_response(),
+            Ok(_) => super::redirect(&format!("/webhooks/{id}/logs?done=tested")).into_response(),
             Err(e) => error_page(person.caller(), e),
         };
     }

@@ -12,6 +12,7 @@ mod overview;
 mod settings;
 mod setup;
 mod source_form;
+mod source_preview;
 mod source_setup;
 mod sources;
 mod tokens;
@@ -81,7 +82,7 @@ pub fn routes() -> Router<AppState> {
             "/sources/new",
             get(source_form::new).post(source_form::create),
         )
-        .route("/sources/preview", post(source_form::preview))
+        .route("/sources/preview", post(source_preview::preview))
         .route(
             "/sources/{id}",
             get(source_form::show).post(source_form::save),
@@ -90,10 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sources/{id}/rotate-token", post(source_form::rotate))
         .route("/sources/{id}/delete", post(source_form::delete))
         .route("/sources/{id}/receipts", get(sources::receipts))
-        .route(
-            "/sources/{id}/receipts/{receipt_id}",
-            get(sources::receipt),
-        )
+        .route("/sources/{id}/receipts/{receipt_id}", get(sources::receipt))
         .route("/incidents", get(incidents::list))
         .route("/incidents/{incident_id}/send", post(incidents::send))
         .route("/tokens", get(tokens::list).post(tokens::create))
@@ -145,10 +143,22 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("templates/users.html")),
     ("audit.html", include_str!("templates/audit.html")),
     ("sources.html", include_str!("templates/sources.html")),
-    ("source_kinds.html", include_str!("templates/source_kinds.html")),
-    ("source_form.html", include_str!("templates/source_form.html")),
-    ("source_tabs.html", include_str!("templates/source_tabs.html")),
-    ("source_setup.html", include_str!("templates/source_setup.html")),
+    (
+        "source_kinds.html",
+        include_str!("templates/source_kinds.html"),
+    ),
+    (
+        "source_form.html",
+        include_str!("templates/source_form.html"),
+    ),
+    (
+        "source_tabs.html",
+        include_str!("templates/source_tabs.html"),
+    ),
+    (
+        "source_setup.html",
+        include_str!("templates/source_setup.html"),
+    ),
     (
         "source_preview.html",
         include_str!("templates/source_preview.html"),
@@ -429,10 +439,29 @@ pub fn message(
     )
 }
 
+/// A path on this server that is safe to send a browser to: it starts with one `/` (not
+/// `//` or `/\`, which browsers read as another host) and holds no control characters,
+/// white space or backslashes (`/\t/host/` is `//host/` once a browser drops the tab, and CR
+/// or LF cannot be in a `Location` header at all).
+pub fn local_path(text: &str) -> Option<&str> {
+    let mut chars = text.chars();
+    let starts_well = chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\'));
+    let clean = !text
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    (starts_well && clean).then_some(text)
+}
+
+/// A redirect to `to` when it is a [`local_path`], else to the overview: a target built from
+/// an address (an id with CR or LF in it) never becomes a 500.
+pub fn redirect(to: &str) -> Redirect {
+    Redirect::to(local_path(to).unwrap_or("/"))
+}
+
 /// Where a person who is not logged in goes: the login page, then back here.
 pub fn to_login(path: &str) -> Response {
     let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
-    Redirect::to(&format!("/login?next={next}")).into_response()
+    redirect(&format!("/login?next={next}")).into_response()
 }
 
 /// Headers every answer carries: pages may not be framed, scripts come only from here and
@@ -456,12 +485,49 @@ pub async fn security_headers(
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "same-origin");
+    // Pages and answers can show a new token, a setup link or a secret: never kept by a
+    // browser or a proxy. Assets set their own (immutable) caching first.
+    set(headers, header::CACHE_CONTROL, "no-store");
     response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_local_paths_are_redirected_to() {
+        for good in [
+            "/",
+            "/webhooks",
+            "/webhooks/wh_1/logs?state=failed",
+            "/a/%09/b",
+        ] {
+            assert_eq!(local_path(good), Some(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "webhooks",
+            "//evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example/",
+            "/\r\nSet-Cookie: x=1",
+            "/a b",
+            "https://evil.example/",
+            "/a\\b",
+            "/\u{0}",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+        let to = |r: Redirect| {
+            r.into_response().headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(to(redirect("/webhooks/a\r\nb/logs")), "/");
+        assert_eq!(to(redirect("/webhooks")), "/webhooks");
+    }
 
     #[test]
     fn every_template_parses_and_escapes_html() {

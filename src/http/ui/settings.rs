@@ -6,7 +6,7 @@ use crate::domain::ids::WebhookId;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::{json, Value};
@@ -135,7 +135,7 @@ pub async fn save(
     };
     body["enabled"] = json!(form.get("enabled") == "true");
     match update_webhook(&state, person.caller(), &id, &body).await {
-        Ok(_) => Redirect::to(&format!("/webhooks/{id}/settings?done=saved")).into_response(),
+        Ok(_) => super::redirect(&format!("/webhooks/{id}/settings?done=saved")).into_response(),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let errors = match &e {
                 ApiError::Invalid(_, list) => list
@@ -268,7 +268,7 @@ pub async fn delete(
         .await;
     }
     match delete_webhook(&state, person.caller(), &id).await {
-        Ok(()) => Redirect::to("/webhooks?done=deleted").into_response(),
+        Ok(()) => super::redirect("/webhooks?done=deleted").into_response(),
         Err(e) => error_page(person.caller(), e),
     }
 }

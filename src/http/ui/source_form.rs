@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Map, Value};
@@ -19,7 +19,7 @@ use super::{
     base_context, error_page, flash,
     forms::Node,
     render,
-    source_setup::{blurb, expression_fields, setup, EXPRESSIONS, TOKEN_PLACEHOLDER},
+    source_setup::{blurb, expression_fields, setup, TOKEN_PLACEHOLDER},
     FormBody, Person,
 };
 use crate::{
@@ -29,9 +29,9 @@ use crate::{
         token::Ability,
     },
     http::{
-        api::sources::{ingest_url, preview_json, source_json},
+        api::sources::{ingest_url, source_json},
         error::ApiError,
-        extract::{parse_strict, query_pairs},
+        extract::query_pairs,
         AppState,
     },
     sources::manage::{self, SourceError},
@@ -49,7 +49,7 @@ fn errors_of(e: &[crate::domain::FieldError]) -> Errors {
 }
 
 /// The form as the API's body. `kind` only when creating: it cannot change.
-fn body_from_form(form: &FormBody, creating: bool) -> Value {
+pub(super) fn body_from_form(form: &FormBody, creating: bool) -> Value {
     let tree = Node::tree(&form.0);
     let team = tree.get("team");
     let team_id = team.map_or("", |t| t.text("id")).trim();
@@ -191,12 +191,19 @@ pub async fn create(
     }
     let caller = person.caller();
     let body = body_from_form(&form, true);
-    match manage::create(&state.store, caller.organization_id(), &caller.actor(), &body).await {
+    match manage::create(
+        &state.store,
+        caller.organization_id(),
+        &caller.actor(),
+        &body,
+    )
+    .await
+    {
         Ok(created) => {
             let values = source_json(&created.source, &state.config.public_url(), None);
             let shown = Shown {
                 token: &created.token,
-                flash: "Source added. Copy its token now: it is shown only this once.",
+                flash: "Source added.",
             };
             let kind = created.source.spec.kind;
             page(
@@ -315,9 +322,16 @@ pub async fn save(
     };
     let caller = person.caller();
     let body = body_from_form(&form, false);
-    match manage::update(&state.store, caller.organization_id(), &caller.actor(), &id, &body).await
+    match manage::update(
+        &state.store,
+        caller.organization_id(),
+        &caller.actor(),
+        &id,
+        &body,
+    )
+    .await
     {
-        Ok(_) => Redirect::to(&format!("/sources/{id}?done=saved")).into_response(),
+        Ok(_) => super::redirect(&format!("/sources/{id}?done=saved")).into_response(),
         Err(SourceError::Invalid(errors)) => {
             refused(&state, &person, &source, &body, errors_of(&errors)).await
         }
@@ -339,7 +353,10 @@ pub async fn rotate(
     let values = source_json(&source, &state.config.public_url(), None);
     if form.get("confirm") != "yes" {
         let message = "Tick the box to confirm: the tool is refused until it has the new token.";
-        let errors = ([("rotate".to_owned(), message.to_owned())].into(), Vec::new());
+        let errors = (
+            [("rotate".to_owned(), message.to_owned())].into(),
+            Vec::new(),
+        );
         return refused(&state, &person, &source, &values, errors).await;
     }
     let caller = person.caller();
@@ -347,7 +364,7 @@ pub async fn rotate(
         Ok(rotated) => {
             let shown = Shown {
                 token: &rotated.token,
-                flash: "Token rotated: the old one no longer works. Give the tool the new one, shown only this once.",
+                flash: "Token rotated: the old one no longer works.",
             };
             page(
                 &state,
@@ -379,87 +396,16 @@ pub async fn delete(
     };
     if form.get("confirm_name").trim() != source.spec.name.trim() {
         let values = source_json(&source, &state.config.public_url(), None);
-        let message = format!("Type the source's name, {}, to delete it.", source.spec.name);
+        let message = format!(
+            "Type the source's name, {}, to delete it.",
+            source.spec.name
+        );
         let errors = ([("confirm_name".to_owned(), message)].into(), Vec::new());
         return refused(&state, &person, &source, &values, errors).await;
     }
     let caller = person.caller();
     match manage::delete(&state.store, caller.organization_id(), &caller.actor(), &id).await {
-        Ok(_) => Redirect::to("/sources?done=source-deleted").into_response(),
+        Ok(_) => super::redirect("/sources?done=source-deleted").into_response(),
         Err(e) => error_page(caller, e.into()),
-    }
-}
-
-/// "Try a payload" (htmx): what the pasted payload becomes with the settings as typed —
-/// what each expression gave (generic), the events, what is ignored, or the refusal.
-/// Nothing is stored.
-pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "previewing sources") {
-        return r;
-    }
-    let mut settings = body_from_form(&form, false)["settings"].take();
-    // The form holds only the stored signing secret's mask, and a preview checks no
-    // signature: the secret plays no part.
-    if let Some(s) = settings.as_object_mut() {
-        s.remove("signing_secret");
-    }
-    let text = form.get("preview_payload");
-    let ctx = if text.trim().is_empty() {
-        context! { errors => vec!["Paste a payload first: the JSON the tool posts."] }
-    } else {
-        match parse_strict(text.as_bytes()) {
-            Err(why) => context! { errors => vec![format!("The payload is not JSON: {why}")] },
-            Ok(payload) => {
-                let asked = json!({"kind": form.get("kind"), "settings": settings, "payload": payload});
-                match preview_json(&asked) {
-                    Ok(out) => preview_context(&out),
-                    Err(ApiError::Invalid(_, errors)) => context! {
-                        errors => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    },
-                    Err(e) => context! { errors => vec![e.to_string()] },
-                }
-            }
-        }
-    };
-    render(StatusCode::OK, "source_preview.html", context! {}, ctx)
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
-}
-
-/// `preview_json`'s answer for `source_preview.html`.
-fn preview_context(out: &Value) -> Ctx {
-    let fields: Vec<Ctx> = EXPRESSIONS
-        .iter()
-        .filter_map(|(name, label, ..)| {
-            let f = out["fields"].get(*name)?;
-            let expression = f["expression"].as_str()?;
-            Some(context! {
-                label => *label,
-                expression => expression,
-                value => f.get("value").map(|v| serde_json::to_string(v).unwrap_or_default()),
-                error => f["error"].as_str(),
-            })
-        })
-        .collect();
-    let events: Vec<Ctx> = out["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            context! {
-                event_type => e["type"].as_str(),
-                incident_id => e["incident"]["id"].as_str(),
-                message => e["incident"]["message"].as_str(),
-                json => pretty(e),
-            }
-        })
-        .collect();
-    context! {
-        fields => fields,
-        events => events,
-        ignored => Ctx::from(Serde(&out["ignored"])),
-        refused => out.get("refused").map(|r| Ctx::from(Serde(r))),
     }
 }

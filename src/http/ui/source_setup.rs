@@ -14,10 +14,21 @@ fn step(text: &str, value: Option<String>) -> Ctx {
     context! { text => text, value => value }
 }
 
+/// A note under the steps, with a piece of configuration written as code.
+fn note(before: &str, code: &str, after: &str) -> Ctx {
+    context! { before => before, code => code, after => after }
+}
+
 /// The setup of a `kind` source posting to `url` with `token`, for `source_setup.html`.
 pub fn setup(kind: SourceKind, url: &str, token: &str) -> Ctx {
     let bearer = format!("Bearer {token}");
-    let basic = "Or, where the tool offers only basic auth: any user name, and the token as the password.";
+    let basic = || {
+        note(
+            "Where the tool offers only basic auth: any user name, and the token as the password.",
+            "",
+            "",
+        )
+    };
     match kind {
         SourceKind::Alertmanager => context! {
             title => "Add this receiver to alertmanager.yml",
@@ -26,8 +37,8 @@ pub fn setup(kind: SourceKind, url: &str, token: &str) -> Ctx {
                 "receivers:\n  - name: tocsin\n    webhook_configs:\n      - url: {url}\n        send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            credentials: {token}\n"
             ),
             notes => vec![
-                "Then route alerts to it (receiver: tocsin on the route, or on a child route) and reload Alertmanager.".to_owned(),
-                format!("Alertmanager without authorization: use basic_auth with any username and password: {token} in http_config instead."),
+                note("Then send alerts to it: set ", "receiver: tocsin", " on the route (or on a child route), and reload Alertmanager."),
+                note("Instead of authorization, ", "basic_auth", " works too: any username, and the token as password."),
             ],
         },
         SourceKind::Grafana => context! {
@@ -41,7 +52,7 @@ pub fn setup(kind: SourceKind, url: &str, token: &str) -> Ctx {
                 step("Authorization Header - Credentials:", Some(token.to_owned())),
                 step("Save the contact point and choose it in a notification policy.", None),
             ],
-            notes => vec![basic.to_owned()],
+            notes => vec![basic()],
         },
         SourceKind::PagerDuty => context! {
             title => "Add a webhook subscription in PagerDuty",
@@ -81,7 +92,8 @@ pub fn setup(kind: SourceKind, url: &str, token: &str) -> Ctx {
                 "curl -X POST {url} \\\n  -H 'Authorization: Bearer {token}' \\\n  -H 'Content-Type: application/json' \\\n  -d @payload.json\n"
             ),
             notes => vec![
-                format!("Point the tool's webhook at the URL with the header Authorization: Bearer {token}. {basic}"),
+                note("Point the tool's webhook at the URL with the header ", &format!("Authorization: Bearer {token}"), "."),
+                basic(),
             ],
         },
     }
@@ -157,9 +169,16 @@ mod tests {
     #[test]
     fn every_kind_names_the_url_and_the_token() {
         for kind in SourceKind::ALL {
-            let shown = setup(kind, "https://t.example/v3/sources/src_1/events", "tsrc_abc");
+            let shown = setup(
+                kind,
+                "https://t.example/v3/sources/src_1/events",
+                "tsrc_abc",
+            );
             let text = format!("{shown:?}");
-            assert!(text.contains("https://t.example/v3/sources/src_1/events"), "{kind}: {text}");
+            assert!(
+                text.contains("https://t.example/v3/sources/src_1/events"),
+                "{kind}: {text}"
+            );
             assert!(text.contains("tsrc_abc"), "{kind}: {text}");
         }
     }

@@ -6,7 +6,7 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Value};
@@ -73,9 +73,16 @@ pub async fn set_enabled(
     let caller = person.caller();
     let mut body = source_json(&source, &state.config.public_url(), None);
     body["enabled"] = json!(form.get("enabled") == "true");
-    match manage::update(&state.store, caller.organization_id(), &caller.actor(), &id, &body).await
+    match manage::update(
+        &state.store,
+        caller.organization_id(),
+        &caller.actor(),
+        &id,
+        &body,
+    )
+    .await
     {
-        Ok(_) => Redirect::to("/sources").into_response(),
+        Ok(_) => super::redirect("/sources").into_response(),
         Err(e) => error_page(caller, e.into()),
     }
 }

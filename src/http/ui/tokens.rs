@@ -4,7 +4,7 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
@@ -171,7 +171,7 @@ pub async fn revoke(
         )
         .await
     {
-        Ok(Some(_)) => Redirect::to("/tokens?done=revoked").into_response(),
+        Ok(Some(_)) => super::redirect("/tokens?done=revoked").into_response(),
         Ok(None) => error_page(caller, ApiError::NotFound(format!("active token {id}"))),
         Err(e) => error_page(caller, e.into()),
     }

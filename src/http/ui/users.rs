@@ -4,7 +4,7 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 
@@ -135,7 +135,7 @@ pub async fn invite(
             )
             .await
         }
-        Ok((_, None)) => Redirect::to("/users?done=updated").into_response(),
+        Ok((_, None)) => super::redirect("/users?done=updated").into_response(),
         Err(e) => match account_error(&person, e) {
             Ok(errors) => {
                 users_page(
@@ -176,7 +176,7 @@ async fn change_user(
     )
     .await
     {
-        Ok(_) => Redirect::to("/users?done=updated").into_response(),
+        Ok(_) => super::redirect("/users?done=updated").into_response(),
         Err(e) => refused(&state, &person, e).await,
     }
 }
@@ -249,7 +249,7 @@ pub async fn unlock(
     )
     .await
     {
-        Ok(_) => Redirect::to("/users?done=unlocked").into_response(),
+        Ok(_) => super::redirect("/users?done=unlocked").into_response(),
         Err(e) => refused(&state, &person, e).await,
     }
 }

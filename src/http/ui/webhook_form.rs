@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::{json, Value};
@@ -235,7 +235,7 @@ pub async fn create(
     let body = body_from_form(&tree, ALL, defaults());
     match create_webhook(&state, person.caller(), &body).await {
         Ok(hook) => {
-            Redirect::to(&format!("/webhooks/{}/settings?done=created", hook.id)).into_response()
+            super::redirect(&format!("/webhooks/{}/settings?done=created", hook.id)).into_response()
         }
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();
@@ -296,7 +296,7 @@ async fn save_tab(
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, sections_of(tab), webhook_json(&hook));
     match update_webhook(&state, person.caller(), &id, &body).await {
-        Ok(_) => Redirect::to(&format!("/webhooks/{id}/{tab}?done=saved")).into_response(),
+        Ok(_) => super::redirect(&format!("/webhooks/{id}/{tab}?done=saved")).into_response(),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();
             page(

@@ -3,7 +3,7 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::json;
@@ -138,7 +138,7 @@ pub async fn list(
 
 /// `/webhooks/{id}` opens the Logs tab, where most visits go.
 pub async fn open(Path(id): Path<String>) -> Response {
-    Redirect::to(&format!("/webhooks/{id}/logs")).into_response()
+    super::redirect(&format!("/webhooks/{id}/logs")).into_response()
 }
 
 /// The list's enabled switch: the whole webhook goes back through the API's update with
@@ -163,10 +163,10 @@ pub async fn set_enabled(
     match result {
         Ok(_) => {
             let back = match form.get("back") {
-                b if b.starts_with("/webhooks") && !b.starts_with("//") => b.to_owned(),
+                b if b.starts_with("/webhooks") && super::local_path(b).is_some() => b.to_owned(),
                 _ => "/webhooks".to_owned(),
             };
-            Redirect::to(&back).into_response()
+            super::redirect(&back).into_response()
         }
         Err(e) => error_page(person.caller(), e),
     }

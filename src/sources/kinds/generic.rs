@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::domain::event::MAX_PRODUCER_ID as MAX_EVENT_ID;
 use crate::{
     domain::{
         event_type::EventType,
@@ -99,9 +100,6 @@ fn mapped(payload: &Value, given: &Given<'_>) -> Result<Item, Refusal> {
     Ok(Item::Change(Box::new(change)))
 }
 
-/// An event's `id` is at most this long (`POST /v3/events`).
-const MAX_EVENT_ID: usize = 255;
-
 fn dedupe_key(given: &Given<'_>) -> Result<Option<String>, Refusal> {
     match as_text(given.value("dedupe_key")?) {
         Some(key) if key.len() > MAX_EVENT_ID => Err(Refusal::new(
@@ -125,6 +123,8 @@ fn status(value: &Value) -> Result<Intent, String> {
             Some(Intent::Trigger)
         }
         "acknowledged" | "ack" | "acknowledge" => Some(Intent::Acknowledge),
+        "unacknowledged" | "unacknowledge" | "unack" => Some(Intent::Unacknowledge),
+        "reopened" | "reopen" => Some(Intent::Reopen),
         "reassigned" => Some(Intent::Reassign),
         "resolved" | "resolve" | "ok" | "closed" | "close" | "recovered" => Some(Intent::Resolve),
         _ => None,
@@ -429,6 +429,11 @@ mod tests {
                 &["acknowledged", "ack", "acknowledge", "ACK"][..],
             ),
             (Intent::Reassign, &["reassigned", "Reassigned"][..]),
+            (
+                Intent::Unacknowledge,
+                &["unacknowledged", "unacknowledge", "UNACK"][..],
+            ),
+            (Intent::Reopen, &["reopened", "reopen"][..]),
             (
                 Intent::Resolve,
                 &[

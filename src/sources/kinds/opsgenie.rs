@@ -5,9 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    domain::{event_type::EventType, Timestamp},
+    domain::Timestamp,
     sources::{
-        change::{text_at, Change, Intent, Item, Refusal},
+        change::{self, text_at, Change, Intent, Item, Refusal},
         state::derived_id,
     },
 };
@@ -28,7 +28,7 @@ pub fn read(payload: &Value) -> Result<Vec<Item>, Refusal> {
         "Acknowledge" => Intent::Acknowledge,
         "UnAcknowledge" => Intent::Unacknowledge,
         "AssignOwnership" => Intent::Reassign,
-        "AddNote" => Intent::Other(notes_created()),
+        "AddNote" => Intent::note(),
         "Close" => Intent::Resolve,
         other => {
             return Ok(vec![Item::Ignored(format!(
@@ -167,27 +167,14 @@ fn note_resource(alert_id: &str, alert: &Value) -> Value {
         .get("updatedAt")
         .map(Value::to_string)
         .unwrap_or_default();
-    let mut resource = Map::new();
-    resource.insert("id".into(), json!(derived_id(&[alert_id, &updated, note])));
-    if let Some(user) = text_at(alert, "username") {
+    // Opsgenie gives a note no id: one made of what names it, the same on redelivery.
+    let id = derived_id(&[alert_id, &updated, note]);
+    let by = text_at(alert, "username").map(|user| {
         let id = text_at(alert, "userId").unwrap_or(user);
-        resource.insert("created_by".into(), json!({"id": id, "name": user}));
-    }
-    resource.insert(
-        "message".into(),
-        json!({"message": note, "raw_message": note}),
-    );
-    if let Some(when) = alert.get("updatedAt").and_then(from_nanos) {
-        resource.insert("created_at".into(), json!(when));
-        resource.insert("updated_at".into(), json!(when));
-    }
-    resource.insert("type".into(), json!("message"));
-    Value::Object(resource)
-}
-
-fn notes_created() -> &'static EventType {
-    EventType::from_name("incident.incident_notes_created")
-        .expect("Squadcast's incident.incident_notes_created type exists")
+        json!({"id": id, "name": user})
+    });
+    let at = alert.get("updatedAt").and_then(from_nanos);
+    change::note_resource(Some(&id), by, note, at.as_deref())
 }
 
 /// `createdAt` counts milliseconds since the epoch.
@@ -430,7 +417,7 @@ mod tests {
             (fixture!("acknowledge.json"), Intent::Acknowledge),
             (fixture!("unacknowledge.json"), Intent::Unacknowledge),
             (fixture!("assignownership.json"), Intent::Reassign),
-            (fixture!("addnote.json"), Intent::Other(notes_created())),
+            (fixture!("addnote.json"), Intent::note()),
             (fixture!("close.json"), Intent::Resolve),
         ] {
             let c = change(text);

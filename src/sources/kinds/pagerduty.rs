@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use crate::{
-    domain::{event_type::EventType, Timestamp},
-    sources::change::{at, text_at, Change, Intent, Item, Refusal},
+    domain::Timestamp,
+    sources::change::{self, at, text_at, Change, Intent, Item, Refusal},
 };
 
 /// What PagerDuty's own payload looks like, for refusals.
@@ -181,7 +181,7 @@ fn read_note(event: &Value) -> Result<Change, Refusal> {
     if let Some(url) = text_at(note, "incident.html_url") {
         incident.insert("url".into(), Value::String(url.to_owned()));
     }
-    let mut change = Change::new(incident_id, Intent::Other(notes_created()), incident);
+    let mut change = Change::new(incident_id, Intent::note(), incident);
     change.incident_id = Some(incident_id.to_owned());
     change.event_id = text_at(event, "id").map(str::to_owned);
     change.timestamp = occurred_at(event);
@@ -191,28 +191,12 @@ fn read_note(event: &Value) -> Result<Change, Refusal> {
 
 /// The note in Squadcast's shape (`data.resource_data` of `incident.incident_notes_created`).
 fn note_resource(event: &Value, note: &Value, content: &str) -> Value {
-    let mut resource = Map::new();
-    if let Some(id) = text_at(note, "id") {
-        resource.insert("id".into(), json!(id));
-    }
-    if let Some(by) = event.get("agent").and_then(|a| reference(a, None)) {
-        resource.insert("created_by".into(), by);
-    }
-    resource.insert(
-        "message".into(),
-        json!({"message": content, "raw_message": content}),
-    );
-    if let Some(when) = occurred_at(event) {
-        resource.insert("created_at".into(), json!(when));
-        resource.insert("updated_at".into(), json!(when));
-    }
-    resource.insert("type".into(), json!("message"));
-    Value::Object(resource)
-}
-
-fn notes_created() -> &'static EventType {
-    EventType::from_name("incident.incident_notes_created")
-        .expect("Squadcast's incident.incident_notes_created type exists")
+    change::note_resource(
+        text_at(note, "id"),
+        event.get("agent").and_then(|a| reference(a, None)),
+        content,
+        occurred_at(event).as_deref(),
+    )
 }
 
 fn alert_source() -> Value {
@@ -602,7 +586,7 @@ mod tests {
     #[test]
     fn a_note_names_its_incident_and_carries_the_note_as_squadcasts() {
         let c = change(fixture!("incident-annotated.json"));
-        assert_eq!(c.intent, Intent::Other(notes_created()));
+        assert_eq!(c.intent, Intent::note());
         assert_eq!(c.key, "Q2CKYRLH85UNN4");
         assert_eq!(c.incident_id.as_deref(), Some("Q2CKYRLH85UNN4"));
         assert_eq!(c.event_id.as_deref(), Some("01FKZSYEOK0YQYTT9OZQJDS1P4"));

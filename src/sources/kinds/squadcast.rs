@@ -239,45 +239,29 @@ fn read_v1(payload: &Value, text: &[u8]) -> Result<Change, Refusal> {
     Ok(change)
 }
 
-/// The incident's id, once what every event's incident needs is there. A relayed incident
-/// is sent as posted, so its `status` must be there too.
+/// The incident's id, once what every event's incident needs is there (intake's own rule,
+/// `event::incident_problems`, its fields named where they are in this body). A relayed
+/// incident is sent as posted, so its `status` must be there too.
 fn check_incident<'a>(
     incident: &'a Map<String, Value>,
     path: &str,
     with_status: bool,
 ) -> Result<&'a str, Refusal> {
-    let field = |name: &str| match path {
-        "" => name.to_owned(),
-        p => format!("{p}.{name}"),
-    };
-    let get = |name: &str| -> Option<&'a Value> {
-        let mut parts = name.split('.');
-        let first = incident.get(parts.next()?)?;
-        parts.try_fold(first, |v, k| v.get(k))
-    };
-    let mut needs = vec![
-        ("id", "the incident's id"),
-        ("service.id", "the id of the incident's service"),
-        ("alert_source.id", "the id of the incident's alert source"),
-    ];
-    if with_status {
-        needs.push(("status", "the incident's status, like triggered"));
+    let problem = crate::domain::event::incident_problems(incident)
+        .into_iter()
+        .find(|e| with_status || e.field != "incident.status");
+    if let Some(e) = problem {
+        let name = e.field.trim_start_matches("incident.");
+        let field = match path {
+            "" => name.to_owned(),
+            p => format!("{p}.{name}"),
+        };
+        return Err(Refusal::new(field, e.message));
     }
-    for (name, what) in needs {
-        if get(name).and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(Refusal::new(
-                field(name),
-                format!("is required: {what}, as non-empty text"),
-            ));
-        }
-    }
-    if !get("message").is_some_and(Value::is_string) {
-        return Err(Refusal::new(
-            field("message"),
-            "is required: the incident's title, as text",
-        ));
-    }
-    Ok(get("id").and_then(Value::as_str).unwrap_or_default())
+    Ok(incident
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default())
 }
 
 fn required<'a>(payload: &'a Value, path: &str, what: &str) -> Result<&'a str, Refusal> {
@@ -390,6 +374,7 @@ mod tests {
             generation: 1,
             events: 1,
             incident: Map::new(),
+            team: None,
             updated_at: Timestamp::from_micros(1),
         };
         HashMap::from([(key.to_owned(), state)])

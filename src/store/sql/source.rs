@@ -97,6 +97,11 @@ fn state_from_row(row: &AnyRow) -> StoreResult<IncidentState> {
         events: u32::try_from(events).unwrap_or(u32::MAX),
         incident: serde_json::from_str(&incident)
             .map_err(|e| StoreError::Corrupt(format!("incident state: {e}")))?,
+        team: row
+            .try_get::<Option<String>, _>("team")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("incident state team: {e}")))?,
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
     })
 }
@@ -239,7 +244,7 @@ impl SourceStore for SqlStore {
         // A payload names a handful of incidents; one indexed look-up each.
         for key in keys {
             let row = sqlx::query(
-                "SELECT incident_key, incident_id, status, generation, events, incident, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
+                "SELECT incident_key, incident_id, status, generation, events, incident, team, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
             )
             .bind(source_id)
             .bind(key)
@@ -262,8 +267,8 @@ impl SourceStore for SqlStore {
         let mut tx = writer.begin().await?;
         for s in states {
             sqlx::query(
-                "INSERT INTO source_incidents (source_id, incident_key, incident_id, status, generation, events, incident, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, incident = excluded.incident, updated_at = excluded.updated_at",
+                "INSERT INTO source_incidents (source_id, incident_key, incident_id, status, generation, events, incident, team, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
             )
             .bind(source_id)
             .bind(&s.key)
@@ -272,6 +277,7 @@ impl SourceStore for SqlStore {
             .bind(i64::from(s.generation))
             .bind(i64::from(s.events))
             .bind(Value::Object(s.incident.clone()).to_string())
+            .bind(s.team.as_ref().map(Value::to_string))
             .bind(s.updated_at.as_micros())
             .execute(&mut *tx)
             .await?;
