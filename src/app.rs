@@ -39,6 +39,8 @@ pub struct Application {
     auto_disable: Option<tokio::task::JoinHandle<()>>,
     /// Hears other nodes' changes (PostgreSQL only).
     changes: Option<tokio::task::JoinHandle<()>>,
+    /// Records that this node is alive (`nodes`).
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// How often the write-ahead log is moved into the database file (SQLite).
@@ -72,6 +74,26 @@ fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
             let before = Timestamp::now().minus(KEEP_HOURLY);
             if let Err(e) = store.prune_hourly(before).await {
                 tracing::warn!(error = %e, "could not prune hourly delivery counts");
+            }
+        }
+    })
+}
+
+/// How often a serving node records that it is alive (`nodes`), and how long after its
+/// last beat a node counts as gone (one that was killed leaves its row behind).
+pub const NODE_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const NODE_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Beats for this node until aborted; a failure is logged and the next beat tries again.
+fn start_heartbeat(store: Arc<dyn Store>, node: String) -> tokio::task::JoinHandle<()> {
+    let started = Timestamp::now();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(NODE_BEAT);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = store.node_beat(&node, started, Timestamp::now()).await {
+                tracing::warn!(error = %e, "could not record that this node is alive");
             }
         }
     })
@@ -356,6 +378,11 @@ impl Application {
                 notify::NO_SMTP
             );
         }
+        // Before anything is served: `rotate-key` must see this node from its first moment.
+        store
+            .node_beat(engine.node(), Timestamp::now(), Timestamp::now())
+            .await?;
+        let heartbeat = start_heartbeat(store.clone(), engine.node().to_owned());
         let notifier = notifier.start();
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
@@ -390,6 +417,7 @@ impl Application {
                 tokens,
                 rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
+                receipts: crate::sources::recorder::ReceiptQueue::start(store.clone()),
             },
             first_start,
             key_origin: unlocked.origin,
@@ -401,6 +429,7 @@ impl Application {
             retention,
             auto_disable,
             changes,
+            heartbeat,
         })
     }
 
@@ -446,6 +475,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let engine = self.state.engine.clone();
+        let store = self.state.store.clone();
         let grace = self.state.config.delivery.shutdown_grace;
         let limits = http::serve::Limits {
             max_connections: self.state.config.http.max_connections as usize,
@@ -478,6 +508,10 @@ impl Application {
         }
         if let Some(task) = &self.changes {
             task.abort();
+        }
+        self.heartbeat.abort();
+        if let Err(e) = store.node_stopped(engine.node()).await {
+            tracing::warn!(error = %e, "could not record that this node stopped; rotate-key waits for its last beat to age");
         }
         Ok(())
     }

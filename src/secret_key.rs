@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::{
     config::Config,
-    domain::sealing::SecretKey,
+    domain::{sealing::SecretKey, Timestamp},
     store::{self, Store, StoreError},
 };
 
@@ -136,6 +136,21 @@ pub async fn rotate(
     show: &mut dyn FnMut(&str) -> std::io::Result<()>,
 ) -> anyhow::Result<Rotated> {
     let current = open_store(config).await?;
+    // A node still serving holds the old key: every sealed value it writes or reads
+    // afterwards would fail, and what it created meanwhile could never be opened.
+    let since = Timestamp::now().minus(crate::app::NODE_GONE_AFTER);
+    let live = current.store.live_nodes(since).await?;
+    if let Some((node, seen)) = live.first() {
+        let ago = Timestamp::now()
+            .as_micros()
+            .saturating_sub(seen.as_micros())
+            / 1_000_000;
+        anyhow::bail!(
+            "nothing was changed: {} node(s) are serving this database (node {node} was alive {ago} s ago): stop every node first, then rotate. A node that was killed is forgotten {} s after its last sign of life",
+            live.len(),
+            crate::app::NODE_GONE_AFTER.as_secs()
+        );
+    }
     let (key, generated) = match new_key {
         Some(text) => (
             SecretKey::from_base64(text).map_err(|e| anyhow::anyhow!("--new-key {e}"))?,

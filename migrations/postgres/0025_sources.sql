@@ -27,6 +27,7 @@ CREATE TABLE source_incidents (
     status        TEXT NOT NULL,
     generation    BIGINT NOT NULL,
     events        BIGINT NOT NULL,
+    last_event_id TEXT NOT NULL,
     -- The incident object and team last sent, JSON.
     incident      TEXT NOT NULL,
     team          TEXT,

@@ -36,6 +36,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Services, alert sources and teams learnt from events.
     pub directory: crate::directory::Directory,
+    /// Group commit of what event sources received.
+    pub receipts: crate::sources::recorder::ReceiptQueue,
 }
 
 /// The two request budgets per caller (`[http]` settings).

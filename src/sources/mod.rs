@@ -7,5 +7,8 @@ pub mod credential;
 pub mod kinds;
 pub mod manage;
 pub mod receive;
+pub mod recorder;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod translate;

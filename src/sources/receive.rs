@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::{
     change::Refusal,
     kinds,
+    recorder::ReceiptQueue,
     translate::{self, Outcome},
 };
 use crate::{
@@ -77,10 +78,12 @@ impl Reply {
 
 /// Takes a payload `source` received (credential already checked): `payload` parsed from
 /// `text`, `signature` the `X-PagerDuty-Signature` header.
+#[allow(clippy::too_many_arguments)]
 pub async fn receive(
     store: &Arc<dyn Store>,
     catalog: &Catalog,
     queue: &IntakeQueue,
+    receipts: &ReceiptQueue,
     source: &Source,
     payload: &Value,
     text: &[u8],
@@ -94,7 +97,7 @@ pub async fn receive(
     let receipt = receipt_for(source, &reply, text);
     // The states make the next payload's decisions: an answer 2xx must not come before they
     // are kept (a sender told "stored" would not send the resolve again).
-    match store.record_receipt(&source.id, &states, &receipt).await {
+    match receipts.record(states, receipt).await {
         Ok(()) => reply,
         Err(e) if matches!(reply, Reply::Done { .. }) => {
             tracing::warn!(source = %source.id, error = %e, "a source's receipt and incident states were not stored; the sender is told to send again");
@@ -252,13 +255,13 @@ pub fn receipt_for(source: &Source, reply: &Reply, text: &[u8]) -> Receipt {
 
 /// Records a payload refused before it was read (a body that is not JSON, too large).
 pub async fn record_refusal(
-    store: &Arc<dyn Store>,
+    receipts: &ReceiptQueue,
     source: &Source,
     refusal: Refusal,
     text: &[u8],
 ) {
     let receipt = receipt_for(source, &Reply::Refused(refusal), text);
-    if let Err(e) = store.record_receipt(&source.id, &[], &receipt).await {
+    if let Err(e) = receipts.record(Vec::new(), receipt).await {
         tracing::warn!(source = %source.id, error = %e, "a source's receipt was not stored");
     }
 }

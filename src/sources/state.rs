@@ -37,7 +37,7 @@ pub enum Decision {
         status: IncidentStatus,
         /// The state to keep, `None` where nothing is kept (an event about an incident the
         /// source never triggered, such as a note).
-        next: Option<IncidentState>,
+        next: Option<Box<IncidentState>>,
     },
     /// Nothing to send, and why (for the receipt).
     Skip(String),
@@ -90,6 +90,7 @@ pub fn decide(
                 },
                 generation: 1,
                 events: 0,
+                last_event_id: String::new(),
                 incident: Map::new(),
                 team: None,
                 updated_at: now,
@@ -98,6 +99,19 @@ pub fn decide(
         }
         _ => prior,
     };
+    // The platform sending again the event it sent last (its own id): the same event,
+    // which intake answers as a duplicate of the first, not a change decided anew.
+    if let (Some(p), Some(id)) = (prior, &change.event_id) {
+        if &p.last_event_id == id {
+            return Decision::Send {
+                event_type: sent_as(change.intent),
+                incident_id: p.incident_id.clone(),
+                event_id: id.clone(),
+                status: p.status,
+                next: Some(Box::new(p.clone())),
+            };
+        }
+    }
     let never = || {
         Decision::Skip(format!(
             "ignored: this source never triggered incident \"{}\" (its trigger came before the source was connected, or was refused), so it is not {}",
@@ -212,19 +226,31 @@ pub fn decide(
     Decision::Send {
         event_type,
         incident_id: incident_id.clone(),
-        event_id,
+        event_id: event_id.clone(),
         status: left,
-        next: Some(IncidentState {
+        next: Some(Box::new(IncidentState {
             key: change.key.clone(),
             incident_id,
             status: left,
             generation,
             events: events + 1,
+            last_event_id: event_id,
             // Filled in with the incident as sent (`translate`).
             incident: Map::new(),
             team: None,
             updated_at: now,
-        }),
+        })),
+    }
+}
+
+/// The type of event a change is sent as when it is sent.
+fn sent_as(intent: Intent) -> &'static EventType {
+    match intent {
+        Intent::Trigger | Intent::Reopen | Intent::Unacknowledge => lifecycle("incident.triggered"),
+        Intent::Acknowledge => lifecycle("incident.acknowledged"),
+        Intent::Reassign => lifecycle("incident.reassigned"),
+        Intent::Resolve => lifecycle("incident.resolved"),
+        Intent::Other(t) => t,
     }
 }
 
@@ -248,7 +274,7 @@ mod tests {
         match d {
             Decision::Send {
                 event_type, next, ..
-            } => (event_type.name, next.clone().expect("kept")),
+            } => (event_type.name, *next.clone().expect("kept")),
             Decision::Skip(why) => panic!("skipped: {why}"),
         }
     }
@@ -354,6 +380,40 @@ mod tests {
         assert_eq!(
             (t, reopened.incident_id.as_str()),
             ("incident.triggered", "PD123")
+        );
+    }
+
+    #[test]
+    fn a_platforms_event_sent_again_is_the_same_event_not_a_new_decision() {
+        let mut c = change(Intent::Trigger);
+        c.event_id = Some("evt-1".into());
+        let (_, open) = sent(&decide(&source(), None, &c, Timestamp::from_micros(1)));
+        let again = decide(&source(), Some(&open), &c, Timestamp::from_micros(2));
+        match &again {
+            Decision::Send {
+                event_id,
+                event_type,
+                next,
+                ..
+            } => {
+                assert_eq!(
+                    (event_id.as_str(), event_type.name),
+                    ("evt-1", "incident.triggered")
+                );
+                assert_eq!(next.as_deref(), Some(&open), "the state is left as it was");
+            }
+            other => panic!("{other:?}"),
+        }
+        c.event_id = Some("evt-2".into());
+        assert!(
+            skipped(&decide(
+                &source(),
+                Some(&open),
+                &c,
+                Timestamp::from_micros(3)
+            ))
+            .contains("re-notification"),
+            "another trigger of an open incident is still not new"
         );
     }
 

@@ -106,7 +106,8 @@ pub fn decide_all(
                     &event_id,
                     status.as_str(),
                 );
-                let next = next.map(|mut next| {
+                let next = next.map(|next| {
+                    let mut next = *next;
                     if let Some(Value::Object(incident)) = body.get("incident") {
                         next.incident = incident.clone();
                     }
@@ -205,30 +206,17 @@ fn event_body(
 mod tests {
     use super::*;
     use crate::{
-        domain::{
-            ids::{OrganizationId, SourceId},
-            source::{SourceKind, SourceSettings, SourceSpec},
-        },
+        domain::source::{SourceKind, SourceSettings},
         sources::change::ExactTexts,
     };
     use serde_json::json;
 
     fn source() -> Source {
-        Source {
-            id: SourceId::from("src_1"),
-            organization_id: OrganizationId::from("org_1"),
-            spec: SourceSpec {
-                name: "prom".into(),
-                kind: SourceKind::Alertmanager,
-                description: String::new(),
-                enabled: true,
-                team: Some(json!({"id": "t1", "name": "SRE"})),
-                settings: SourceSettings::parse(SourceKind::Alertmanager, None, None).unwrap(),
-            },
-            token_hash: String::new(),
-            created_at: Timestamp::from_micros(0),
-            updated_at: Timestamp::from_micros(0),
-        }
+        crate::sources::testing::source(
+            SourceKind::Alertmanager,
+            SourceSettings::parse(SourceKind::Alertmanager, None, None).unwrap(),
+            Some(json!({"id": "t1", "name": "SRE"})),
+        )
     }
 
     fn incident() -> Map<String, Value> {

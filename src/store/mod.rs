@@ -76,6 +76,13 @@ impl<
 {
 }
 
+/// A payload a source received: its receipt and the incident states it leaves.
+#[derive(Debug, Clone)]
+pub struct ReceiptRecord {
+    pub states: Vec<IncidentState>,
+    pub receipt: Receipt,
+}
+
 /// What the sources list shows of each source's traffic.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceActivity {
@@ -113,15 +120,10 @@ pub trait SourceStore: Send + Sync + 'static {
         source_id: &SourceId,
         keys: &[String],
     ) -> StoreResult<std::collections::HashMap<String, IncidentState>>;
-    /// Records a received payload in one transaction: the incidents' new states, the receipt
-    /// (the source's oldest beyond [`crate::domain::source::RECEIPTS_KEPT`] forgotten) and the
-    /// day's count.
-    async fn record_receipt(
-        &self,
-        source_id: &SourceId,
-        states: &[IncidentState],
-        receipt: &Receipt,
-    ) -> StoreResult<()>;
+    /// Records received payloads in one transaction: each one's incidents' new states, its
+    /// receipt (each source's oldest beyond [`crate::domain::source::RECEIPTS_KEPT`]
+    /// forgotten) and the day's counts.
+    async fn record_receipts(&self, records: &[ReceiptRecord]) -> StoreResult<()>;
     /// A source's kept receipts, newest first.
     async fn receipts(&self, source_id: &SourceId, limit: u32) -> StoreResult<Vec<Receipt>>;
     /// Every source's activity, for the organization's list.
@@ -185,6 +187,12 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// expects, in one transaction (`tocsin rotate-key`). Returns how many values it
     /// sealed. This store keeps the old key: open the database again to use it.
     async fn rotate_key(&self, new: &SecretKey) -> StoreResult<u64>;
+    /// Records that node `id` (started at `started_at`) is serving at `at`.
+    async fn node_beat(&self, id: &str, started_at: Timestamp, at: Timestamp) -> StoreResult<()>;
+    /// Node `id` has stopped.
+    async fn node_stopped(&self, id: &str) -> StoreResult<()>;
+    /// The nodes that beat since `since`, with their last beat.
+    async fn live_nodes(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
     /// SQLite: copies the write-ahead log into the database file without blocking the
     /// writer (a passive checkpoint), so commits never pay for one. Elsewhere nothing.
     async fn checkpoint(&self) -> StoreResult<()>;

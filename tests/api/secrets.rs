@@ -356,8 +356,12 @@ async fn a_configured_key_rotation_never_loses_the_new_key() {
     let (ok, _, stderr) = tocsin_with(&["migrate", "--database-url", &db.url], &configured);
     assert!(ok, "{stderr}");
 
-    // Standard output opened read-only: every write to it fails.
-    let unwritable = std::fs::File::open("/dev/null").unwrap();
+    // Standard output on /dev/full: every write to it fails (ENOSPC), as to a pipe or
+    // terminal that is gone.
+    let unwritable = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["rotate-key", "--database-url", &db.url])
         .envs(configured)
@@ -399,3 +403,102 @@ async fn a_configured_key_rotation_never_loses_the_new_key() {
     );
     assert!(ok, "the written key does: {stderr}");
 }
+
+/// `rotate-key` refuses while a node serves the database (that node would keep the old key:
+/// every event and list would fail on it), and goes ahead once every node has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_waits_until_every_node_has_stopped() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = Server::start_with(&db.url, &[LOOPBACK]);
+    let before = std::fs::read_to_string(key_file(&db)).unwrap();
+    let (ok, _, stderr) = tocsin_with(&["rotate-key", "--database-url", &db.url], &[]);
+    assert!(!ok, "refused while a node serves: {stderr}");
+    assert!(
+        stderr.contains("nothing was changed") && stderr.contains("stop every node first"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(key_file(&db)).unwrap(), before);
+    let (stopped, _) = server.stop();
+    assert!(stopped);
+    let (ok, _, stderr) = tocsin_with(&["rotate-key", "--database-url", &db.url], &[]);
+    assert!(ok, "a stopped node no longer counts: {stderr}");
+    assert_ne!(std::fs::read_to_string(key_file(&db)).unwrap(), before);
+}
+
+/// A node that died without saying so counts as alive only until its last beat ages.
+async fn a_node_counts_as_alive_until_its_last_beat_ages(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let now = Timestamp::now();
+    let old = now.minus(std::time::Duration::from_secs(60));
+    store.node_beat("node-a", old, now).await.unwrap();
+    store.node_beat("node-b", old, old).await.unwrap();
+    let since = now.minus(tocsin::app::NODE_GONE_AFTER);
+    let live: Vec<String> = store
+        .live_nodes(since)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(live, ["node-a"]);
+    store.node_stopped("node-a").await.unwrap();
+    assert!(store.live_nodes(since).await.unwrap().is_empty());
+}
+
+/// One webhook that cannot be read (its secret sealed under another key) costs itself:
+/// the others still list, match and deliver.
+async fn an_unreadable_webhook_costs_only_itself(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let broken = app
+        .create_webhook(&json!({
+            "name": "broken", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": receiver.url("/broken")}], "is_all_teams_configured": true
+        }))
+        .await;
+    let other_key = tocsin::domain::sealing::Sealer::new(&SecretKey::generate());
+    let sealed = other_key.seal("elsewhere", "secret");
+    raw(
+        &app.db.url,
+        &format!(
+            "UPDATE webhooks SET secret = '{sealed}' WHERE id = '{}'",
+            broken["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    // Created after, so every node reads the organization's webhooks again.
+    app.create_webhook(&json!({
+        "name": "fine", "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": receiver.url("/fine")}], "is_all_teams_configured": true
+    }))
+    .await;
+    let list = app
+        .owner(reqwest::Method::GET, "/v3/extensions/event-webhooks", None)
+        .await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    let names: Vec<&str> = list.body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fine"]);
+    let event = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "i", "message": "m", "status": "triggered",
+                     "service": {"id": "s"}, "alert_source": {"id": "a"}}});
+    let accepted = app
+        .owner(reqwest::Method::POST, "/v3/events", Some(&event))
+        .await;
+    assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+    receiver.wait_for("/fine", 1).await;
+    assert!(receiver.received("/broken").is_empty());
+}
+
+both_backends!(
+    a_node_counts_as_alive_until_its_last_beat_ages,
+    an_unreadable_webhook_costs_only_itself,
+);

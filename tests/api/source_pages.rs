@@ -268,6 +268,7 @@ async fn a_new_user_connects_sources_in_the_browser() {
 
     // Delete, after typing its name.
     b.goto(&format!("/sources/{generic_id}")).await;
+    b.wait_text("This source is off").await;
     let delete = "form[action$='/delete'] button[type=submit]";
     assert_eq!(
         b.find(delete)

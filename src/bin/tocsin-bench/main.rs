@@ -98,15 +98,15 @@ impl SourceKind {
 
 fn alertmanager_body(i: usize) -> String {
     json!({
-        "version": "4", "groupKey": format!("{{}}:{{alertname=\"CPUThrottling\", instance=\"host-{i}\"}}"),
+        "version": "4", "groupKey": format!("{{}}:{{alertname=\"CPUThrottling\", instance=\"bench-{i}\"}}"),
         "status": "firing", "receiver": "tocsin", "truncatedAlerts": 0,
-        "groupLabels": {"alertname": "CPUThrottling", "instance": format!("host-{i}")},
-        "commonLabels": {"alertname": "CPUThrottling", "instance": format!("host-{i}"), "service": "api", "severity": "critical"},
+        "groupLabels": {"alertname": "CPUThrottling", "instance": format!("bench-{i}")},
+        "commonLabels": {"alertname": "CPUThrottling", "instance": format!("bench-{i}"), "service": "api", "severity": "critical"},
         "commonAnnotations": {"summary": "CPU Throttling: Over 90% of cpu is being utilized",
             "description": "Over 90% of cpu is being utilized from the past 2 hours which is a drastic increase from before."},
         "externalURL": "http://alertmanager.example:9093",
         "alerts": [{"status": "firing",
-            "labels": {"alertname": "CPUThrottling", "instance": format!("host-{i}"), "service": "api", "severity": "critical"},
+            "labels": {"alertname": "CPUThrottling", "instance": format!("bench-{i}"), "service": "api", "severity": "critical"},
             "annotations": {"summary": "CPU Throttling: Over 90% of cpu is being utilized"},
             "startsAt": "2026-11-27T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus.example:9090/graph?g0.expr=cpu", "fingerprint": format!("{i:016x}")}]

@@ -27,12 +27,24 @@ pub struct Inbox {
 }
 
 /// The producer's event id, which tocsin puts first in the v2 body: `{"version":"v2","event":{"id":"…"`.
+/// Through a source that names events itself (Alertmanager), the first `bench-N` anywhere
+/// in the body (the alert's instance label) stands for it.
 fn event_id(body: &[u8]) -> String {
     let text = std::str::from_utf8(body).unwrap_or("");
-    text.split_once("\"id\":\"")
+    let first = text
+        .split_once("\"id\":\"")
         .and_then(|(_, rest)| rest.split_once('"'))
         .map(|(id, _)| id.to_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if first.starts_with("bench-") {
+        return first;
+    }
+    text.split_once("bench-")
+        .map(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            format!("bench-{digits}")
+        })
+        .unwrap_or(first)
 }
 
 async fn delivery(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Bytes) -> StatusCode {

@@ -391,6 +391,9 @@ pub struct IncidentState {
     /// Events sent for this incident so far: names the next one, so that two deliveries of
     /// one payload racing each other make the same event id and the second is a duplicate.
     pub events: u32,
+    /// The id of the last event sent: the platform sending that event again (a retry whose
+    /// answer was lost) is answered as a duplicate, not decided anew.
+    pub last_event_id: String,
     /// The incident object of the last event sent: later changes that carry only part of
     /// it (a PagerDuty note names just the incident) are completed from it.
     pub incident: Map<String, Value>,

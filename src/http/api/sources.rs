@@ -332,7 +332,7 @@ async fn ingest(
         // Shown in the source's receipts (without the body), where a person setting up the
         // tool looks; the caller learns nothing.
         receive::record_refusal(
-            &state.store,
+            &state.receipts,
             &source,
             Refusal {
                 status: 401,
@@ -367,7 +367,7 @@ async fn ingest(
                 field: "body".into(),
                 message: "larger than the 1 MiB limit: send fewer alerts per notification (Alertmanager: lower max_alerts)".into(),
             };
-            receive::record_refusal(&state.store, &source, refusal, b"").await;
+            receive::record_refusal(&state.receipts, &source, refusal, b"").await;
             return Err(ApiError::PayloadTooLarge);
         }
     };
@@ -375,9 +375,12 @@ async fn ingest(
         Ok(payload) => payload,
         Err(why) => {
             receive::record_refusal(
-                &state.store,
+                &state.receipts,
                 &source,
-                Refusal::new("body", why.clone()),
+                Refusal {
+                    status: 400,
+                    ..Refusal::new("body", why.clone())
+                },
                 &text,
             )
             .await;
@@ -391,6 +394,7 @@ async fn ingest(
         &state.store,
         &state.catalog,
         &state.intake,
+        &state.receipts,
         &source,
         &payload,
         &text,

@@ -82,6 +82,11 @@ pub(super) fn body_from_form(form: &FormBody, creating: bool) -> Value {
     body
 }
 
+/// What `source_tabs.html` shows of a source.
+pub(super) fn heading(s: &Source) -> Ctx {
+    context! { id => s.id.as_str(), name => &s.spec.name, enabled => s.spec.enabled, kind_label => s.spec.kind.label() }
+}
+
 /// What a page answering a change shows once: the new token, and why it is shown.
 struct Shown<'a> {
     token: &'a str,
@@ -120,7 +125,7 @@ async fn page(
             nav => "sources",
             tab => "setup",
             flash => shown.as_ref().map(|s| s.flash).or_else(|| flash(query)),
-            source => source.map(|s| context! { id => s.id.as_str(), name => &s.spec.name, enabled => s.spec.enabled, kind_label => s.spec.kind.label() }),
+            source => source.map(heading),
             kind => kind.as_str(),
             kind_label => kind.label(),
             url => url,

@@ -11,7 +11,11 @@ use axum::{
 use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Value};
 
-use super::{base_context, error_page, flash, render, source_form::find, FormBody, Person};
+use super::{
+    base_context, error_page, flash, render,
+    source_form::{find, heading},
+    FormBody, Person,
+};
 use crate::{
     domain::{ids::SourceId, source::RECEIPTS_KEPT, token::Ability, Timestamp},
     http::{
@@ -110,7 +114,7 @@ pub async fn receipts(
             title => format!("{} · Receipts", source.spec.name),
             nav => "sources",
             tab => "receipts",
-            source => context! { id => source.id.as_str(), name => &source.spec.name, enabled => source.spec.enabled, kind_label => source.spec.kind.label() },
+            source => heading(&source),
             rows => Ctx::from(Serde(rows)),
             kept => RECEIPTS_KEPT,
         },

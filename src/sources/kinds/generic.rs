@@ -264,14 +264,14 @@ fn intent_name(intent: Intent) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use crate::sources::testing;
     use std::collections::HashMap;
 
     use super::*;
     use crate::{
         domain::{
             event::{parse_event_text, Event, Tenant},
-            ids::{OrganizationId, SourceId},
-            source::{IncidentState, Source, SourceKind, SourceSettings, SourceSpec},
+            source::{IncidentState, Source, SourceKind, SourceSettings},
             Timestamp,
         },
         sources::translate::{decide_all, Outcome},
@@ -317,21 +317,11 @@ mod tests {
     }
 
     fn source(m: &GenericMapping) -> Source {
-        Source {
-            id: SourceId::from("src_1"),
-            organization_id: OrganizationId::from("org_1"),
-            spec: SourceSpec {
-                name: "monitors".into(),
-                kind: SourceKind::Generic,
-                description: String::new(),
-                enabled: true,
-                team: Some(json!({"id": "t1", "name": "SRE"})),
-                settings: SourceSettings::Generic(m.clone()),
-            },
-            token_hash: String::new(),
-            created_at: Timestamp::from_micros(0),
-            updated_at: Timestamp::from_micros(0),
-        }
+        testing::source(
+            SourceKind::Generic,
+            SourceSettings::Generic(m.clone()),
+            Some(json!({"id": "t1", "name": "SRE"})),
+        )
     }
 
     fn payload(text: &str) -> Value {

@@ -197,16 +197,13 @@ fn rfc3339(micros: i64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::sources::testing::{self, event, skipped};
     use std::collections::HashMap;
 
     use super::*;
     use crate::{
-        domain::{
-            event::{parse_event_text, Event, Tenant},
-            ids::{OrganizationId, SourceId},
-            source::{IncidentState, Source, SourceKind, SourceSettings, SourceSpec},
-        },
-        sources::translate::{decide_all, Outcome},
+        domain::source::{IncidentState, SourceKind, SourceSettings},
+        sources::translate::Outcome,
     };
 
     macro_rules! fixture {
@@ -251,59 +248,14 @@ mod tests {
             .as_micros()
     }
 
-    fn source() -> Source {
-        Source {
-            id: SourceId::from("src_og"),
-            organization_id: OrganizationId::from("org_1"),
-            spec: SourceSpec {
-                name: "Opsgenie".into(),
-                kind: SourceKind::Opsgenie,
-                description: String::new(),
-                enabled: true,
-                team: Some(json!({"id": "t1", "name": "SRE"})),
-                settings: SourceSettings::Opsgenie,
-            },
-            token_hash: String::new(),
-            created_at: Timestamp::from_micros(0),
-            updated_at: Timestamp::from_micros(0),
-        }
-    }
-
     /// Reads and decides `text` on `states`, keeping what it leaves there.
     fn deliver(text: &str, states: &mut HashMap<String, IncidentState>) -> Vec<Outcome> {
-        let items = read(&json(text)).expect("readable");
-        let out = decide_all(&source(), items, states, Timestamp::from_micros(1));
-        for o in &out {
-            if let Outcome::Event(made) = o {
-                if let Some(next) = &made.next {
-                    states.insert(next.key.clone(), next.clone());
-                }
-            }
-        }
-        out
-    }
-
-    /// The one event `out` holds, parsed as `POST /v3/events` parses it.
-    fn event(out: &[Outcome]) -> Event {
-        let [Outcome::Event(made)] = out else {
-            panic!("not one event: {out:?}")
-        };
-        parse_event_text(
-            &made.body,
-            &made.text,
-            Tenant {
-                id: "org_1",
-                name: "Acme",
-            },
-        )
-        .unwrap_or_else(|e| panic!("invalid event {}: {e:?}", made.body))
-    }
-
-    fn skipped(out: &[Outcome]) -> &str {
-        match out {
-            [Outcome::Ignored(why)] => why,
-            other => panic!("not one skip: {other:?}"),
-        }
+        let source = testing::source(
+            SourceKind::Opsgenie,
+            SourceSettings::Opsgenie,
+            Some(json!({"id": "t1", "name": "SRE"})),
+        );
+        testing::deliver(&source, read(&json(text)).expect("readable"), states)
     }
 
     #[test]

@@ -282,6 +282,7 @@ fn object<'a>(
 
 #[cfg(test)]
 mod tests {
+    use crate::sources::testing;
     use std::collections::HashMap;
 
     use serde_json::json;
@@ -290,9 +291,8 @@ mod tests {
     use crate::{
         domain::{
             event::{parse_event_text, Event, Tenant},
-            ids::{OrganizationId, SourceId},
             json_text::JsonText,
-            source::{IncidentState, IncidentStatus, Source, SourceSettings, SourceSpec},
+            source::{IncidentState, IncidentStatus, Source, SourceSettings},
         },
         payload::{render_v1, render_v2},
         sources::translate::{decide_all, Outcome},
@@ -340,21 +340,7 @@ mod tests {
     };
 
     fn source() -> Source {
-        Source {
-            id: SourceId::from("src_1"),
-            organization_id: OrganizationId::from("org_1"),
-            spec: SourceSpec {
-                name: "squadcast relay".into(),
-                kind: SourceKind::Squadcast,
-                description: String::new(),
-                enabled: true,
-                team: None,
-                settings: SourceSettings::Squadcast,
-            },
-            token_hash: String::new(),
-            created_at: Timestamp::from_micros(0),
-            updated_at: Timestamp::from_micros(0),
-        }
+        testing::source(SourceKind::Squadcast, SourceSettings::Squadcast, None)
     }
 
     fn change_of(text: &str) -> Change {
@@ -373,6 +359,7 @@ mod tests {
             status: IncidentStatus::Triggered,
             generation: 1,
             events: 1,
+            last_event_id: String::new(),
             incident: Map::new(),
             team: None,
             updated_at: Timestamp::from_micros(1),

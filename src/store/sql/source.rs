@@ -18,7 +18,7 @@ use crate::{
         },
         Timestamp,
     },
-    store::{SourceActivity, SourceStore, StoreError, StoreResult},
+    store::{ReceiptRecord, SourceActivity, SourceStore, StoreError, StoreResult},
 };
 
 const COLUMNS: &str = "id, organization_id, name, kind, description, enabled, team, settings, token_hash, created_at, updated_at";
@@ -95,6 +95,7 @@ fn state_from_row(row: &AnyRow) -> StoreResult<IncidentState> {
             .ok_or_else(|| StoreError::Corrupt(format!("incident state {status}")))?,
         generation: u32::try_from(generation).unwrap_or(u32::MAX),
         events: u32::try_from(events).unwrap_or(u32::MAX),
+        last_event_id: row.try_get("last_event_id")?,
         incident: serde_json::from_str(&incident)
             .map_err(|e| StoreError::Corrupt(format!("incident state: {e}")))?,
         team: row
@@ -244,7 +245,7 @@ impl SourceStore for SqlStore {
         // A payload names a handful of incidents; one indexed look-up each.
         for key in keys {
             let row = sqlx::query(
-                "SELECT incident_key, incident_id, status, generation, events, incident, team, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
+                "SELECT incident_key, incident_id, status, generation, events, last_event_id, incident, team, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
             )
             .bind(source_id)
             .bind(key)
@@ -257,65 +258,121 @@ impl SourceStore for SqlStore {
         Ok(out)
     }
 
-    async fn record_receipt(
-        &self,
-        source_id: &SourceId,
-        states: &[IncidentState],
-        receipt: &Receipt,
-    ) -> StoreResult<()> {
+    async fn record_receipts(&self, records: &[ReceiptRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // The last state of each incident: one statement may not upsert a row twice.
+        let mut states: Vec<(&SourceId, &IncidentState)> = Vec::new();
+        for record in records {
+            for state in &record.states {
+                let source = &record.receipt.source_id;
+                states.retain(|(s, k)| !(*s == source && k.key == state.key));
+                states.push((source, state));
+            }
+        }
+        let mut days: HashMap<(&SourceId, i64), DayCounts> = HashMap::new();
+        for record in records {
+            let r = &record.receipt;
+            let day = r.received_at.as_micros().div_euclid(DAY_MICROS) * DAY_MICROS;
+            let counts = days.entry((&r.source_id, day)).or_default();
+            match r.outcome {
+                ReceiptOutcome::Accepted => counts.accepted += 1,
+                ReceiptOutcome::Ignored => counts.ignored += 1,
+                ReceiptOutcome::Refused => counts.refused += 1,
+            }
+        }
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
-        for s in states {
+        const STATE: [&str; 10] = [
+            "source_id",
+            "incident_key",
+            "incident_id",
+            "status",
+            "generation",
+            "events",
+            "last_event_id",
+            "incident",
+            "team",
+            "updated_at",
+        ];
+        for chunk in states.chunks(100) {
+            let sql = format!(
+                "{} ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, last_event_id = excluded.last_event_id, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
+                self.dialect.insert("source_incidents", &STATE, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (source, s) in chunk {
+                query = query
+                    .bind(*source)
+                    .bind(&s.key)
+                    .bind(&s.incident_id)
+                    .bind(s.status.as_str())
+                    .bind(i64::from(s.generation))
+                    .bind(i64::from(s.events))
+                    .bind(&s.last_event_id)
+                    .bind(Value::Object(s.incident.clone()).to_string())
+                    .bind(s.team.as_ref().map(Value::to_string))
+                    .bind(s.updated_at.as_micros());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        const RECEIPT: [&str; 9] = [
+            "id",
+            "source_id",
+            "received_at",
+            "outcome",
+            "status",
+            "results",
+            "event_ids",
+            "body",
+            "truncated",
+        ];
+        for chunk in records.chunks(100) {
+            let sql = self
+                .dialect
+                .insert("source_receipts", &RECEIPT, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                let r = &record.receipt;
+                query = query
+                    .bind(&r.id)
+                    .bind(&r.source_id)
+                    .bind(r.received_at.as_micros())
+                    .bind(r.outcome.as_str())
+                    .bind(i64::from(r.status))
+                    .bind(serde_json::to_string(&r.results).expect("strings serialize"))
+                    .bind(serde_json::to_string(&r.event_ids).expect("strings serialize"))
+                    .bind(&r.body)
+                    .bind(i64::from(r.truncated));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut sources: Vec<&SourceId> = records.iter().map(|r| &r.receipt.source_id).collect();
+        sources.sort();
+        sources.dedup();
+        for source in sources {
             sqlx::query(
-                "INSERT INTO source_incidents (source_id, incident_key, incident_id, status, generation, events, incident, team, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
+                "DELETE FROM source_receipts WHERE source_id = $1 AND seq <= (SELECT seq FROM source_receipts WHERE source_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
             )
-            .bind(source_id)
-            .bind(&s.key)
-            .bind(&s.incident_id)
-            .bind(s.status.as_str())
-            .bind(i64::from(s.generation))
-            .bind(i64::from(s.events))
-            .bind(Value::Object(s.incident.clone()).to_string())
-            .bind(s.team.as_ref().map(Value::to_string))
-            .bind(s.updated_at.as_micros())
+            .bind(source)
+            .bind(RECEIPTS_KEPT as i64)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO source_receipts (id, source_id, received_at, outcome, status, results, event_ids, body, truncated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&receipt.id)
-        .bind(source_id)
-        .bind(receipt.received_at.as_micros())
-        .bind(receipt.outcome.as_str())
-        .bind(i64::from(receipt.status))
-        .bind(serde_json::to_string(&receipt.results).expect("strings serialize"))
-        .bind(serde_json::to_string(&receipt.event_ids).expect("strings serialize"))
-        .bind(&receipt.body)
-        .bind(i64::from(receipt.truncated))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM source_receipts WHERE source_id = $1 AND seq <= (SELECT seq FROM source_receipts WHERE source_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
-        )
-        .bind(source_id)
-        .bind(RECEIPTS_KEPT as i64)
-        .execute(&mut *tx)
-        .await?;
-        let day = receipt.received_at.as_micros().div_euclid(DAY_MICROS) * DAY_MICROS;
-        let one = |o: ReceiptOutcome| i64::from(receipt.outcome == o);
-        sqlx::query(
-            "INSERT INTO source_days (source_id, day, accepted, ignored, refused) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source_id, day) DO UPDATE SET accepted = source_days.accepted + excluded.accepted, ignored = source_days.ignored + excluded.ignored, refused = source_days.refused + excluded.refused",
-        )
-        .bind(source_id)
-        .bind(day)
-        .bind(one(ReceiptOutcome::Accepted))
-        .bind(one(ReceiptOutcome::Ignored))
-        .bind(one(ReceiptOutcome::Refused))
-        .execute(&mut *tx)
-        .await?;
+        for ((source, day), counts) in days {
+            sqlx::query(
+                "INSERT INTO source_days (source_id, day, accepted, ignored, refused) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (source_id, day) DO UPDATE SET accepted = source_days.accepted + excluded.accepted, ignored = source_days.ignored + excluded.ignored, refused = source_days.refused + excluded.refused",
+            )
+            .bind(source)
+            .bind(day)
+            .bind(counts.accepted as i64)
+            .bind(counts.ignored as i64)
+            .bind(counts.refused as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
