@@ -418,6 +418,7 @@ impl Application {
                 rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
                 receipts: crate::sources::recorder::ReceiptQueue::start(store.clone()),
+                sources: Arc::default(),
             },
             first_start,
             key_origin: unlocked.origin,

@@ -37,6 +37,9 @@ pub struct Event {
     /// incident and tag events.
     pub resource: Option<Resource>,
     pub received_at: Timestamp,
+    /// For an event an event source made: the state its incident is left in, written in
+    /// the transaction that stores the event (so a stored event always has its state).
+    pub source_state: Option<super::source::SourceState>,
 }
 
 impl Event {
@@ -340,6 +343,7 @@ fn parse(
         incident_text,
         resource,
         received_at,
+        source_state: None,
     })
 }
 

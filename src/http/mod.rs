@@ -38,6 +38,8 @@ pub struct AppState {
     pub directory: crate::directory::Directory,
     /// Group commit of what event sources received.
     pub receipts: crate::sources::recorder::ReceiptQueue,
+    /// Sources read in the last moments, so most payloads skip the store.
+    pub sources: Arc<crate::sources::cache::SourceCache>,
 }
 
 /// The two request budgets per caller (`[http]` settings).

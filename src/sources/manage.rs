@@ -81,6 +81,7 @@ pub async fn create(
         audit::created(&view(&source.spec), audit::unmasked),
     );
     store.insert_source(&source, &entry).await?;
+    super::cache::changed();
     Ok(WithToken { source, token })
 }
 
@@ -116,7 +117,9 @@ pub async fn update(
         object(&after),
         audit::diff(&view(&before.spec), &view(&after.spec), audit::unmasked),
     );
-    if !store.update_source(&after, &entry).await? {
+    let updated = store.update_source(&after, &entry).await;
+    super::cache::changed();
+    if !updated? {
         return Err(SourceError::NotFound(id.to_string()));
     }
     Ok(after)
@@ -136,7 +139,9 @@ pub async fn delete(
         object(&source),
         audit::diff(&view(&source.spec), &Map::new(), audit::unmasked),
     );
-    if !store.delete_source(organization_id, id, &entry).await? {
+    let deleted = store.delete_source(organization_id, id, &entry).await;
+    super::cache::changed();
+    if !deleted? {
         return Err(SourceError::NotFound(id.to_string()));
     }
     Ok(source)
@@ -164,7 +169,9 @@ pub async fn rotate_token(
         object(&source),
         Vec::new(),
     );
-    if !store.update_source(&source, &entry).await? {
+    let rotated = store.update_source(&source, &entry).await;
+    super::cache::changed();
+    if !rotated? {
         return Err(SourceError::NotFound(id.to_string()));
     }
     Ok(WithToken { source, token })

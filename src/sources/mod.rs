@@ -2,6 +2,7 @@
 //! (`kinds/`), decided against each incident's state (`state.rs`, `translate.rs`), then
 //! stored through intake like `POST /v3/events`. Above `intake`, never inside it.
 
+pub mod cache;
 pub mod change;
 pub mod credential;
 pub mod kinds;

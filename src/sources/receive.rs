@@ -1,7 +1,8 @@
 //! A payload posted to a source, from its bytes to stored events and a receipt. The pure
 //! steps (reading, deciding) are `kinds` and `translate`; this carries them out: the
-//! incidents' states from the store, each event through intake, then the new states and
-//! the receipt in one transaction. An answer 2xx means the events are stored.
+//! incidents' states from the store, then each event through intake with the state it
+//! leaves (one transaction), then the receipt. An answer 2xx means the events and their
+//! states are stored.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::{
     catalog::Catalog,
     domain::{
         event::Event,
-        source::{Receipt, ReceiptOutcome, Source, SourceKind},
+        source::{Receipt, ReceiptOutcome, Source, SourceKind, SourceState},
         FieldError, Timestamp,
     },
     intake::{self, IntakeError, IntakeQueue},
@@ -89,30 +90,12 @@ pub async fn receive(
     text: &[u8],
     signature: Option<&str>,
 ) -> Reply {
-    let reply = decide_and_store(store, catalog, queue, source, payload, text, signature).await;
-    let (reply, states) = match reply {
-        Ok((reply, states)) => (reply, states),
-        Err(reply) => (reply, Vec::new()),
-    };
-    let receipt = receipt_for(source, &reply, text);
-    // The states make the next payload's decisions: an answer 2xx must not come before they
-    // are kept (a sender told "stored" would not send the resolve again).
-    match receipts.record(states, receipt).await {
-        Ok(()) => reply,
-        Err(e) if matches!(reply, Reply::Done { .. }) => {
-            tracing::warn!(source = %source.id, error = %e, "a source's receipt and incident states were not stored; the sender is told to send again");
-            Reply::Unavailable(
-                "the events were stored but what this source knows of their incidents was not: send the same payload again (it is not stored twice)".to_owned(),
-            )
-        }
-        Err(e) => {
-            tracing::warn!(source = %source.id, error = %e, "a source's receipt was not stored");
-            reply
-        }
-    }
+    let reply = decide_and_store(store, catalog, queue, source, payload, text, signature)
+        .await
+        .unwrap_or_else(|refused| refused);
+    receipts.record(receipt_for(source, &reply, text));
+    reply
 }
-
-type Decided = (Reply, Vec<crate::domain::source::IncidentState>);
 
 async fn decide_and_store(
     store: &Arc<dyn Store>,
@@ -122,7 +105,7 @@ async fn decide_and_store(
     payload: &Value,
     text: &[u8],
     signature: Option<&str>,
-) -> Result<Decided, Reply> {
+) -> Result<Reply, Reply> {
     if source.spec.kind == SourceKind::PagerDuty {
         if let Some(secret) = source.spec.settings.signing_secret() {
             kinds::pagerduty::verify(signature, text, secret).map_err(Reply::Refused)?;
@@ -147,24 +130,29 @@ async fn decide_and_store(
         match outcome {
             Outcome::Ignored(why) => ignored.push(why),
             Outcome::Event(made) => {
-                let event = intake::parse(catalog, &source.organization_id, &made.body, &made.text)
-                    .await
-                    .map_err(intake_reply)?;
-                events.push((event, made.next));
+                let mut event =
+                    intake::parse(catalog, &source.organization_id, &made.body, &made.text)
+                        .await
+                        .map_err(intake_reply)?;
+                // Stored with the event, in its transaction: the next payload's decisions
+                // rest on it, so an answer 2xx never comes before it is kept.
+                event.source_state = made.next.map(|state| SourceState {
+                    source_id: source.id.clone(),
+                    state,
+                });
+                events.push(event);
             }
         }
     }
     let mut stored = Vec::with_capacity(events.len());
-    let mut states = Vec::new();
     // One after another: two changes of one incident keep their order.
-    for (event, next) in events {
+    for event in events {
         let accepted = intake::accept_event(catalog, queue, event.clone())
             .await
             .map_err(intake_reply)?;
-        states.extend(next);
         stored.push(Stored { event, accepted });
     }
-    Ok((Reply::Done { stored, ignored }, states))
+    Ok(Reply::Done { stored, ignored })
 }
 
 fn unavailable(e: StoreError) -> Reply {
@@ -254,14 +242,6 @@ pub fn receipt_for(source: &Source, reply: &Reply, text: &[u8]) -> Receipt {
 }
 
 /// Records a payload refused before it was read (a body that is not JSON, too large).
-pub async fn record_refusal(
-    receipts: &ReceiptQueue,
-    source: &Source,
-    refusal: Refusal,
-    text: &[u8],
-) {
-    let receipt = receipt_for(source, &Reply::Refused(refusal), text);
-    if let Err(e) = receipts.record(Vec::new(), receipt).await {
-        tracing::warn!(source = %source.id, error = %e, "a source's receipt was not stored");
-    }
+pub fn record_refusal(receipts: &ReceiptQueue, source: &Source, refusal: Refusal, text: &[u8]) {
+    receipts.record(receipt_for(source, &Reply::Refused(refusal), text));
 }

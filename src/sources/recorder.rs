@@ -1,82 +1,52 @@
-//! Group commit of what sources received: every payload's receipt and new incident states
-//! go through one writer task that commits whatever arrived meanwhile in one transaction,
-//! answering each after the commit. One transaction per payload cost a source's ingest
-//! three and a half times the CPU of `/v3/events` on SQLite (BENCHMARKS.md).
+//! Group commit of what sources received (receipts: what came in and what it became, for a
+//! person debugging a connection). Nothing waits for them: one writer task commits
+//! whatever arrived within [`LINGER`] (up to 256) in one transaction. Written one per
+//! payload and awaited, they cost a source's ingest twice the CPU of `/v3/events` on
+//! SQLite (BENCHMARKS.md). A crash can lose the receipts of its last moments; the incident
+//! states that decide the next payload go with the events, in intake's transaction.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::{
-    domain::source::{IncidentState, Receipt},
-    store::{ReceiptRecord, Store},
-};
+use crate::{domain::source::Receipt, store::Store};
 
 /// Receipts per transaction at most.
 const MAX_BATCH: usize = 256;
+/// How long a batch waits for more receipts to share its transaction.
+const LINGER: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct ReceiptQueue {
-    requests: mpsc::Sender<(ReceiptRecord, oneshot::Sender<Result<(), String>>)>,
+    receipts: mpsc::Sender<Receipt>,
 }
 
 impl ReceiptQueue {
     pub fn start(store: Arc<dyn Store>) -> ReceiptQueue {
-        let (requests, mut incoming) =
-            mpsc::channel::<(ReceiptRecord, oneshot::Sender<Result<(), String>>)>(4 * MAX_BATCH);
+        let (receipts, mut incoming) = mpsc::channel::<Receipt>(16 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
                 let mut batch = vec![first];
+                let until = tokio::time::Instant::now() + LINGER;
                 while batch.len() < MAX_BATCH {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
+                    match tokio::time::timeout_at(until, incoming.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        _ => break,
                     }
                 }
-                commit(&store, batch).await;
+                if let Err(e) = store.record_receipts(&batch).await {
+                    tracing::warn!(error = %e, receipts = batch.len(), "sources' receipts were not stored");
+                }
             }
         });
-        ReceiptQueue { requests }
+        ReceiptQueue { receipts }
     }
 
-    /// Records `receipt` and `states`; answers once they are committed.
-    pub async fn record(&self, states: Vec<IncidentState>, receipt: Receipt) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send((ReceiptRecord { states, receipt }, reply))
-            .await
-            .map_err(|_| "tocsin is shutting down".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "tocsin is shutting down".to_owned())?
-    }
-}
-
-/// Commits a batch; when it fails, each record alone, so one the store refuses fails alone.
-async fn commit(
-    store: &Arc<dyn Store>,
-    batch: Vec<(ReceiptRecord, oneshot::Sender<Result<(), String>>)>,
-) {
-    let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    match store.record_receipts(&records).await {
-        Ok(()) => {
-            for reply in replies {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        Err(e) if records.len() == 1 => {
-            for reply in replies {
-                let _ = reply.send(Err(e.to_string()));
-            }
-        }
-        Err(_) => {
-            for (record, reply) in records.into_iter().zip(replies) {
-                let result = store
-                    .record_receipts(std::slice::from_ref(&record))
-                    .await
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(result);
-            }
+    /// Records `receipt` with the next batch, without waiting for it.
+    pub fn record(&self, receipt: Receipt) {
+        if let Err(e) = self.receipts.try_send(receipt) {
+            // Only when the store is far behind: a receipt is what may be dropped then.
+            tracing::warn!(error = %e, "a source's receipt was dropped: the store is behind");
         }
     }
 }

@@ -215,11 +215,14 @@ pub fn decide(
         Some(p) if p.generation == generation => p.events,
         _ => 0,
     };
+    // The generation too: a platform's incident id stays the same when it reopens, and its
+    // second life must not repeat the first one's event ids.
     let event_id = change.event_id.clone().unwrap_or_else(|| {
         derived_id(&[
             source_id.as_str(),
             &incident_id,
             event_type.name,
+            &generation.to_string(),
             &events.to_string(),
         ])
     });

@@ -109,7 +109,13 @@ pub fn decide_all(
                 let next = next.map(|next| {
                     let mut next = *next;
                     if let Some(Value::Object(incident)) = body.get("incident") {
-                        next.incident = incident.clone();
+                        // Without the platform's own data, often the largest part: a later
+                        // change brings its own, and the row stays small.
+                        next.incident = incident
+                            .iter()
+                            .filter(|(k, _)| *k != "event_payload")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                     }
                     next.team = body.get("team").cloned();
                     current.insert(change.key.clone(), next.clone());

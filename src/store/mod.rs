@@ -76,13 +76,6 @@ impl<
 {
 }
 
-/// A payload a source received: its receipt and the incident states it leaves.
-#[derive(Debug, Clone)]
-pub struct ReceiptRecord {
-    pub states: Vec<IncidentState>,
-    pub receipt: Receipt,
-}
-
 /// What the sources list shows of each source's traffic.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceActivity {
@@ -120,10 +113,10 @@ pub trait SourceStore: Send + Sync + 'static {
         source_id: &SourceId,
         keys: &[String],
     ) -> StoreResult<std::collections::HashMap<String, IncidentState>>;
-    /// Records received payloads in one transaction: each one's incidents' new states, its
-    /// receipt (each source's oldest beyond [`crate::domain::source::RECEIPTS_KEPT`]
-    /// forgotten) and the day's counts.
-    async fn record_receipts(&self, records: &[ReceiptRecord]) -> StoreResult<()>;
+    /// Records received payloads' receipts in one transaction (each source's oldest beyond
+    /// [`crate::domain::source::RECEIPTS_KEPT`] forgotten) with the day's counts. The
+    /// incident states are written with the events (`accept_events`).
+    async fn record_receipts(&self, receipts: &[Receipt]) -> StoreResult<()>;
     /// A source's kept receipts, newest first.
     async fn receipts(&self, source_id: &SourceId, limit: u32) -> StoreResult<Vec<Receipt>>;
     /// Every source's activity, for the organization's list.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::browser::Browser;
 use crate::helpers::visitor::{person, Visitor, PASSWORD};
-use crate::helpers::{http_client, spawn_app, Backend, TestApp};
+use crate::helpers::{eventually, http_client, spawn_app, Backend, TestApp};
 
 const DISK_FULL: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"DiskFull\"}","status":"firing","receiver":"tocsin","groupLabels":{"alertname":"DiskFull"},"commonLabels":{"alertname":"DiskFull","service":"db","severity":"critical"},"commonAnnotations":{"summary":"Disk full on db-1"},"externalURL":"http://am.example","alerts":[{"status":"firing","labels":{"alertname":"DiskFull","service":"db"},"annotations":{"summary":"Disk full on db-1"},"startsAt":"2026-12-07T08:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom.example/graph","fingerprint":"abc123"}]}"#;
 
@@ -120,6 +120,13 @@ async fn a_new_user_connects_sources_in_the_browser() {
     // Alertmanager posts a firing group; something else tries a wrong token.
     assert_eq!(post(&url, &token, DISK_FULL).await, 202);
     assert_eq!(post(&url, "tsrc_wrong", DISK_FULL).await, 401);
+    // Receipts are written a moment after the answer (nothing waits for them).
+    eventually(
+        "both receipts are kept",
+        || source(&app, &id),
+        |s| s["counts_today"] == json!({"accepted": 1, "ignored": 0, "refused": 1}),
+    )
+    .await;
 
     b.goto("/sources").await;
     b.wait_text("Prometheus production").await;

@@ -9,7 +9,7 @@ use sha2::Sha256;
 
 use crate::both_backends;
 use crate::helpers::{
-    http_client, minimal_webhook, receiver::Receiver, spawn_app, Backend, TestApp,
+    eventually, http_client, minimal_webhook, receiver::Receiver, spawn_app, Backend, TestApp,
 };
 
 /// An Alertmanager notification for one group, firing or resolved.
@@ -42,11 +42,20 @@ async fn post(app: &TestApp, source: &Value, token: &str, body: &Value) -> (u16,
     (reply.status, reply.body)
 }
 
-async fn receipts(app: &TestApp, source: &Value) -> Vec<Value> {
+/// The source's receipts once there are `count` of them (they are written a moment after
+/// each answer: nothing waits for them).
+async fn receipts(app: &TestApp, source: &Value, count: usize) -> Vec<Value> {
     let path = format!("/v3/sources/{}/receipts", source["id"].as_str().unwrap());
-    let reply = app.owner(Method::GET, &path, None).await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    reply.body["data"].as_array().unwrap().clone()
+    eventually(
+        &format!("{count} receipts"),
+        || async {
+            let reply = app.owner(Method::GET, &path, None).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            reply.body["data"].as_array().unwrap().clone()
+        },
+        |kept| kept.len() >= count,
+    )
+    .await
 }
 
 /// A webhook for every incident lifecycle type, to `receiver`'s `/in`.
@@ -258,7 +267,7 @@ async fn rotation_ends_the_old_credential(backend: Backend) {
     assert_eq!(status, 401, "{body:?}");
     assert_eq!(post(&app, &source, new, &empty).await.0, 202);
     // The refusal is where a person setting up the tool looks.
-    let kept = receipts(&app, &source).await;
+    let kept = receipts(&app, &source, 3).await;
     assert_eq!(kept[1]["outcome"], "refused");
     assert!(
         kept[1]["results"][0]
@@ -356,7 +365,7 @@ async fn an_alert_group_is_one_incident_from_firing_to_resolved(backend: Backend
             && b["data"]["resource_data"]["status"] == "resolved"));
 
     // The receipts tell the story, newest first, with what each became.
-    let kept = receipts(&app, &source).await;
+    let kept = receipts(&app, &source, 6).await;
     let outcomes: Vec<&str> = kept
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())
@@ -379,6 +388,36 @@ async fn an_alert_group_is_one_incident_from_firing_to_resolved(backend: Backend
         services.body.to_string().contains("\"db\""),
         "{:?}",
         services.body
+    );
+}
+
+/// Retention forgets what a source knew of long-resolved incidents but for their counters:
+/// a group that fires again is a new incident whose events are new, not duplicates of the
+/// first incident's (still stored: an incident keeps its latest event).
+async fn a_pruned_state_still_makes_a_new_incident(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let source = create(&app, json!({"name": "prom", "kind": "alertmanager"})).await;
+    let token = source["token"].as_str().unwrap();
+    let (_, first) = post(&app, &source, token, &alertmanager("Disk", "firing")).await;
+    let (_, resolved) = post(&app, &source, token, &alertmanager("Disk", "resolved")).await;
+    assert_eq!(resolved["data"]["events"][0]["duplicate"], false);
+    let later = tocsin::domain::Timestamp::now().plus(std::time::Duration::from_secs(60));
+    app.store.prune_records(later, 500).await.unwrap();
+    let (_, again) = post(&app, &source, token, &alertmanager("Disk", "firing")).await;
+    let (_, resolved_again) = post(&app, &source, token, &alertmanager("Disk", "resolved")).await;
+    for (answer, kind) in [
+        (&again, "incident.triggered"),
+        (&resolved_again, "incident.resolved"),
+    ] {
+        let event = &answer["data"]["events"][0];
+        assert_eq!(event["type"], kind, "{answer:?}");
+        assert_eq!(event["duplicate"], false, "a new event: {answer:?}");
+    }
+    assert_ne!(
+        again["data"]["events"][0]["incident_id"],
+        first["data"]["events"][0]["incident_id"]
     );
 }
 
@@ -437,7 +476,7 @@ async fn pagerduty_signatures_are_checked_when_a_secret_is_set(backend: Backend)
         signed("whsec-pd", &body)
     );
     assert_eq!(send(Some(both)).await, 202);
-    let kept = receipts(&app, &source).await;
+    let kept = receipts(&app, &source, 3).await;
     assert_eq!(kept[0]["outcome"], "accepted");
     assert_eq!(kept[1]["outcome"], "refused");
     assert_eq!(kept[1]["status"], 401);
@@ -465,4 +504,5 @@ both_backends!(
     rotation_ends_the_old_credential,
     an_alert_group_is_one_incident_from_firing_to_resolved,
     pagerduty_signatures_are_checked_when_a_secret_is_set,
+    a_pruned_state_still_makes_a_new_incident,
 );

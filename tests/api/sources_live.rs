@@ -65,6 +65,21 @@ async fn receipts(app: &TestApp, source_id: &str) -> Vec<Value> {
     reply.body["data"].as_array().expect("a list").clone()
 }
 
+/// The source's receipts once `settled` holds of them: receipts are written a moment after
+/// each answer (nothing waits for them).
+async fn receipts_when(
+    app: &TestApp,
+    source_id: &str,
+    settled: impl Fn(&Vec<Value>) -> bool,
+) -> Vec<Value> {
+    eventually(
+        "the receipts are written",
+        || receipts(app, source_id),
+        settled,
+    )
+    .await
+}
+
 /// How a request presents a source's credential.
 enum Credential<'a> {
     Bearer(&'a str),
@@ -623,7 +638,7 @@ async fn refusals_of_the_caller_all_look_the_same(backend: Backend) {
     }
 
     // Where the person setting the tool up looks: the refusals, newest first, no body kept.
-    let seen = receipts(&app, &source.id).await;
+    let seen = receipts_when(&app, &source.id, |r| r.len() >= 5).await;
     let outcomes: Vec<(&str, u64)> = seen
         .iter()
         .map(|r| {
@@ -745,7 +760,7 @@ async fn unreadable_payloads_are_refused_and_recorded(backend: Backend) {
     let (status, answer) = post(b"{\"version\": \"4\", \"alerts\": [".to_vec()).await;
     assert_eq!(status, 400, "{answer}");
 
-    let seen = receipts(&app, &source.id).await;
+    let seen = receipts_when(&app, &source.id, |r| r.len() >= 3).await;
     let shown: Vec<(&str, u64)> = seen
         .iter()
         .map(|r| {
@@ -780,7 +795,12 @@ async fn receipts_keep_the_newest_hundred(backend: Backend) {
         let (status, answer) = post_to(&source.url, Credential::Bearer(&source.token), body).await;
         assert_eq!(status, 202, "{n}: {answer}");
     }
-    let seen = receipts(&app, &source.id).await;
+    let seen = receipts_when(&app, &source.id, |r| {
+        r.first()
+            .and_then(|r| r["body"].as_str())
+            .is_some_and(|b| b.contains("group-104"))
+    })
+    .await;
     let groups: Vec<String> = seen
         .iter()
         .map(|r| {

@@ -403,6 +403,13 @@ pub struct IncidentState {
     pub updated_at: Timestamp,
 }
 
+/// An incident state under its source, as an event carries it to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    pub source_id: SourceId,
+    pub state: IncidentState,
+}
+
 /// How a received payload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {

@@ -308,18 +308,26 @@ async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = SourceId::from(id);
-    let source = state
-        .store
-        .source_by_id(&id)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "a source could not be read");
-            ApiError::Unavailable(
-                "tocsin could not read its database just now and kept nothing: send it again"
-                    .to_owned(),
-            )
-        })?
-        .ok_or_else(not_accepted)?;
+    let source = match state.sources.get(&id) {
+        Some(source) => source,
+        None => {
+            let changes = crate::sources::cache::generation();
+            let source = state
+                .store
+                .source_by_id(&id)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "a source could not be read");
+                    ApiError::Unavailable(
+                        "tocsin could not read its database just now and kept nothing: send it again"
+                            .to_owned(),
+                    )
+                })?
+                .ok_or_else(not_accepted)?;
+            state.sources.put(source.clone(), changes);
+            source
+        }
+    };
     let presented = credential::presented(
         headers
             .get(axum::http::header::AUTHORIZATION)
@@ -344,8 +352,7 @@ async fn ingest(
                 },
             },
             b"",
-        )
-        .await;
+        );
         return Err(not_accepted());
     }
     if !source.spec.enabled {
@@ -367,7 +374,7 @@ async fn ingest(
                 field: "body".into(),
                 message: "larger than the 1 MiB limit: send fewer alerts per notification (Alertmanager: lower max_alerts)".into(),
             };
-            receive::record_refusal(&state.receipts, &source, refusal, b"").await;
+            receive::record_refusal(&state.receipts, &source, refusal, b"");
             return Err(ApiError::PayloadTooLarge);
         }
     };
@@ -382,8 +389,7 @@ async fn ingest(
                     ..Refusal::new("body", why.clone())
                 },
                 &text,
-            )
-            .await;
+            );
             return Err(ApiError::BadRequest(why));
         }
     };

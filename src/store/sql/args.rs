@@ -3,7 +3,7 @@
 
 use sqlx::Any;
 
-use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
+use crate::domain::ids::{DeliveryId, OrganizationId, SourceId, WebhookId};
 
 /// One value to bind. Borrowed where the caller holds the text (payload bodies can be
 /// large), owned where it is made for the statement.
@@ -44,7 +44,7 @@ macro_rules! id_args {
         }
     )*};
 }
-id_args!(OrganizationId, WebhookId, DeliveryId);
+id_args!(OrganizationId, WebhookId, DeliveryId, SourceId);
 
 impl From<String> for Arg<'_> {
     fn from(v: String) -> Self {

@@ -78,6 +78,7 @@ pub(crate) fn event_from_row(organization_id: &OrganizationId, row: &AnyRow) -> 
         team: body["team"].take(),
         incident,
         incident_text,
+        source_state: None,
         resource,
         received_at: Timestamp::from_micros(row.try_get("received_at")?),
         id,
@@ -791,10 +792,12 @@ impl DeliveryStore for SqlStore {
             .await?;
             pruned += done.rows_affected();
         }
-        // What sources knew of incidents resolved that long ago (a group firing again later
-        // is a new incident either way), and their old daily counts.
+        // What sources knew of incidents resolved that long ago, but for the counters: a row
+        // forgotten would start its key's generations again, and a new incident would take
+        // the ids of the first one's events, some still kept (its latest, for one). And
+        // sources' old daily counts.
         for statement in [
-            "DELETE FROM source_incidents WHERE status = 'resolved' AND updated_at < $1",
+            "UPDATE source_incidents SET incident = '{}', team = NULL WHERE status = 'resolved' AND updated_at < $1 AND incident <> '{}'",
             "DELETE FROM source_days WHERE day < $1",
         ] {
             let done = sqlx::query(statement)

@@ -17,6 +17,7 @@ use crate::{
         event::Event,
         ids::{DeliveryId, OrganizationId},
         sealing::Sealer,
+        source::SourceState,
     },
     store::{Accepted, Admission, StoreResult},
 };
@@ -435,6 +436,8 @@ pub(super) async fn accept_events<'q>(
         chain.push(&sql, args).await?;
     }
 
+    write_source_states(chain, &fresh).await?;
+
     let deliveries: Vec<&NewDelivery> = fresh.iter().flat_map(|(_, d)| d.iter()).collect();
     let leased: HashSet<DeliveryId> =
         insert_deliveries(chain, sealer, &deliveries, fresh_lanes, admission, busy)
@@ -453,4 +456,59 @@ pub(super) async fn accept_events<'q>(
             .collect();
     }
     Ok(answers)
+}
+
+/// The incident states the batch's events from event sources leave (the last of each
+/// incident: a statement may touch a row only once), in the events' own transaction: a
+/// stored event always has its state, and a resend of a payload whose answer was lost
+/// finds both or neither.
+async fn write_source_states<'q>(
+    chain: &mut Chain<'q>,
+    fresh: &[&'q (Event, Vec<NewDelivery>)],
+) -> StoreResult<()> {
+    let mut states: Vec<&'q SourceState> = Vec::new();
+    for (event, _) in fresh.iter().copied() {
+        if let Some(s) = &event.source_state {
+            states.retain(|o| !(o.source_id == s.source_id && o.state.key == s.state.key));
+            states.push(s);
+        }
+    }
+    let dialect = chain.dialect();
+    for chunk in states.chunks(CHUNK) {
+        let sql = format!(
+            "{} ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, last_event_id = excluded.last_event_id, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
+            dialect.insert(
+                "source_incidents",
+                &[
+                    "source_id",
+                    "incident_key",
+                    "incident_id",
+                    "status",
+                    "generation",
+                    "events",
+                    "last_event_id",
+                    "incident",
+                    "team",
+                    "updated_at",
+                ],
+                chunk.len()
+            )
+        );
+        let mut args = Args::default();
+        for SourceState { source_id, state } in chunk.iter().copied() {
+            args = args
+                .bind(source_id)
+                .bind(&state.key)
+                .bind(&state.incident_id)
+                .bind(state.status.as_str())
+                .bind(i64::from(state.generation))
+                .bind(i64::from(state.events))
+                .bind(&state.last_event_id)
+                .bind(serde_json::Value::Object(state.incident.clone()).to_string())
+                .bind(state.team.as_ref().map(serde_json::Value::to_string))
+                .bind(state.updated_at.as_micros());
+        }
+        chain.push(&sql, args).await?;
+    }
+    Ok(())
 }

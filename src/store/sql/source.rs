@@ -18,7 +18,7 @@ use crate::{
         },
         Timestamp,
     },
-    store::{ReceiptRecord, SourceActivity, SourceStore, StoreError, StoreResult},
+    store::{SourceActivity, SourceStore, StoreError, StoreResult},
 };
 
 const COLUMNS: &str = "id, organization_id, name, kind, description, enabled, team, settings, token_hash, created_at, updated_at";
@@ -242,14 +242,18 @@ impl SourceStore for SqlStore {
         keys: &[String],
     ) -> StoreResult<HashMap<String, IncidentState>> {
         let mut out = HashMap::with_capacity(keys.len());
-        // A payload names a handful of incidents; one indexed look-up each.
+        // Read through the writer's connection: on SQLite a reader's page cache is stale
+        // after every write, and refilling it cost more than the look-up (a profile of a
+        // source's ingest: pcache1Truncate, page reads). A payload names a handful of
+        // incidents; one indexed look-up each.
+        let mut writer = self.writer.acquire().await?;
         for key in keys {
             let row = sqlx::query(
                 "SELECT incident_key, incident_id, status, generation, events, last_event_id, incident, team, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
             )
             .bind(source_id)
             .bind(key)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *writer)
             .await?;
             if let Some(row) = row {
                 out.insert(key.clone(), state_from_row(&row)?);
@@ -258,22 +262,12 @@ impl SourceStore for SqlStore {
         Ok(out)
     }
 
-    async fn record_receipts(&self, records: &[ReceiptRecord]) -> StoreResult<()> {
-        if records.is_empty() {
+    async fn record_receipts(&self, receipts: &[Receipt]) -> StoreResult<()> {
+        if receipts.is_empty() {
             return Ok(());
         }
-        // The last state of each incident: one statement may not upsert a row twice.
-        let mut states: Vec<(&SourceId, &IncidentState)> = Vec::new();
-        for record in records {
-            for state in &record.states {
-                let source = &record.receipt.source_id;
-                states.retain(|(s, k)| !(*s == source && k.key == state.key));
-                states.push((source, state));
-            }
-        }
         let mut days: HashMap<(&SourceId, i64), DayCounts> = HashMap::new();
-        for record in records {
-            let r = &record.receipt;
+        for r in receipts {
             let day = r.received_at.as_micros().div_euclid(DAY_MICROS) * DAY_MICROS;
             let counts = days.entry((&r.source_id, day)).or_default();
             match r.outcome {
@@ -284,39 +278,6 @@ impl SourceStore for SqlStore {
         }
         let mut writer = self.writer.acquire().await?;
         let mut tx = writer.begin().await?;
-        const STATE: [&str; 10] = [
-            "source_id",
-            "incident_key",
-            "incident_id",
-            "status",
-            "generation",
-            "events",
-            "last_event_id",
-            "incident",
-            "team",
-            "updated_at",
-        ];
-        for chunk in states.chunks(100) {
-            let sql = format!(
-                "{} ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, last_event_id = excluded.last_event_id, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
-                self.dialect.insert("source_incidents", &STATE, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (source, s) in chunk {
-                query = query
-                    .bind(*source)
-                    .bind(&s.key)
-                    .bind(&s.incident_id)
-                    .bind(s.status.as_str())
-                    .bind(i64::from(s.generation))
-                    .bind(i64::from(s.events))
-                    .bind(&s.last_event_id)
-                    .bind(Value::Object(s.incident.clone()).to_string())
-                    .bind(s.team.as_ref().map(Value::to_string))
-                    .bind(s.updated_at.as_micros());
-            }
-            query.execute(&mut *tx).await?;
-        }
         const RECEIPT: [&str; 9] = [
             "id",
             "source_id",
@@ -328,13 +289,12 @@ impl SourceStore for SqlStore {
             "body",
             "truncated",
         ];
-        for chunk in records.chunks(100) {
+        for chunk in receipts.chunks(100) {
             let sql = self
                 .dialect
                 .insert("source_receipts", &RECEIPT, chunk.len());
             let mut query = sqlx::query(&sql);
-            for record in chunk {
-                let r = &record.receipt;
+            for r in chunk {
                 query = query
                     .bind(&r.id)
                     .bind(&r.source_id)
@@ -348,7 +308,7 @@ impl SourceStore for SqlStore {
             }
             query.execute(&mut *tx).await?;
         }
-        let mut sources: Vec<&SourceId> = records.iter().map(|r| &r.receipt.source_id).collect();
+        let mut sources: Vec<&SourceId> = receipts.iter().map(|r| &r.source_id).collect();
         sources.sort();
         sources.dedup();
         for source in sources {
