@@ -79,16 +79,11 @@ fn start_housekeeping(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// How often a serving node records that it is alive (`nodes`), and how long after its
-/// last beat a node counts as gone (one that was killed leaves its row behind).
-pub const NODE_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
-pub const NODE_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Beats for this node until aborted; a failure is logged and the next beat tries again.
 fn start_heartbeat(store: Arc<dyn Store>, node: String) -> tokio::task::JoinHandle<()> {
     let started = Timestamp::now();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(NODE_BEAT);
+        let mut every = tokio::time::interval(crate::store::NODE_BEAT);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;

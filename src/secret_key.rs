@@ -138,7 +138,7 @@ pub async fn rotate(
     let current = open_store(config).await?;
     // A node still serving holds the old key: every sealed value it writes or reads
     // afterwards would fail, and what it created meanwhile could never be opened.
-    let since = Timestamp::now().minus(crate::app::NODE_GONE_AFTER);
+    let since = Timestamp::now().minus(crate::store::NODE_GONE_AFTER);
     let live = current.store.live_nodes(since).await?;
     if let Some((node, seen)) = live.first() {
         let ago = Timestamp::now()
@@ -148,7 +148,7 @@ pub async fn rotate(
         anyhow::bail!(
             "nothing was changed: {} node(s) are serving this database (node {node} was alive {ago} s ago): stop every node first, then rotate. A node that was killed is forgotten {} s after its last sign of life",
             live.len(),
-            crate::app::NODE_GONE_AFTER.as_secs()
+            crate::store::NODE_GONE_AFTER.as_secs()
         );
     }
     let (key, generated) = match new_key {

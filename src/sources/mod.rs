@@ -13,3 +13,4 @@ pub mod state;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod translate;
+pub mod view;

@@ -46,6 +46,11 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How often a serving node records that it is alive (`ConfigStore::node_beat`), and how
+/// long after its last beat a node counts as gone (one that was killed leaves its row).
+pub const NODE_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const NODE_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One page of a list, with the total across all pages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

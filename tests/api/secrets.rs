@@ -434,7 +434,7 @@ async fn a_node_counts_as_alive_until_its_last_beat_ages(backend: Backend) {
     let old = now.minus(std::time::Duration::from_secs(60));
     store.node_beat("node-a", old, now).await.unwrap();
     store.node_beat("node-b", old, old).await.unwrap();
-    let since = now.minus(tocsin::app::NODE_GONE_AFTER);
+    let since = now.minus(tocsin::store::NODE_GONE_AFTER);
     let live: Vec<String> = store
         .live_nodes(since)
         .await

@@ -7,6 +7,7 @@ pub mod filters;
 pub mod health;
 pub mod logs;
 pub mod openapi;
+mod openapi_parts;
 mod openapi_sources;
 pub mod paging;
 pub mod sources;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::openapi::{
+use super::openapi_parts::{
     answer, array_of, data, nullable, nullable_timestamp, path_param, schema, timestamp, Op,
 };
 use crate::domain::source::{SourceKind, MAX_DESCRIPTION, MAX_NAME};

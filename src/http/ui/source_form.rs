@@ -28,13 +28,11 @@ use crate::{
         source::{Source, SourceKind, SourceSettings},
         token::Ability,
     },
-    http::{
-        api::sources::{ingest_url, source_json},
-        error::ApiError,
-        extract::query_pairs,
-        AppState,
+    http::{error::ApiError, extract::query_pairs, AppState},
+    sources::{
+        manage::{self, SourceError},
+        view::{ingest_url, source_json},
     },
-    sources::manage::{self, SourceError},
 };
 
 type Errors = (BTreeMap<String, String>, Vec<String>);

@@ -1,5 +1,5 @@
 //! "Try a payload" on a source's form: what a pasted payload becomes with the settings as
-//! typed, through the API's `preview_json` — what each expression of a generic mapping
+//! typed, through `sources::view::preview_json` (as the API) — what each expression of a generic mapping
 //! gave, the events, what is ignored, or the refusal. Nothing is stored.
 
 use axum::{
@@ -10,10 +10,7 @@ use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Value};
 
 use super::{render, source_form::body_from_form, source_setup::EXPRESSIONS, FormBody, Person};
-use crate::{
-    domain::token::Ability,
-    http::{api::sources::preview_json, error::ApiError, extract::parse_strict},
-};
+use crate::{domain::token::Ability, http::extract::parse_strict, sources::view::preview_json};
 
 /// "Try a payload" (htmx): what the pasted payload becomes with the settings as typed —
 /// what each expression gave (generic), the events, what is ignored, or the refusal.
@@ -44,10 +41,9 @@ pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> Resp
                     json!({"kind": form.get("kind"), "settings": settings, "payload": payload});
                 match preview_json(&asked) {
                     Ok(out) => preview_context(&out),
-                    Err(ApiError::Invalid(_, errors)) => context! {
+                    Err(errors) => context! {
                         errors => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     },
-                    Err(e) => context! { errors => vec![e.to_string()] },
                 }
             }
         }

@@ -18,11 +18,11 @@ use super::{
 };
 use crate::{
     domain::{ids::SourceId, source::RECEIPTS_KEPT, token::Ability, Timestamp},
-    http::{
-        api::sources::{receipt_json, source_json},
-        AppState,
+    http::AppState,
+    sources::{
+        manage,
+        view::{receipt_json, source_json},
     },
-    sources::manage,
 };
 
 pub async fn list(
