@@ -13,6 +13,9 @@ pub enum Item {
     Ignored(String),
 }
 
+/// The longest incident key kept as it is (see [`Change::new`]).
+pub const MAX_KEY: usize = 255;
+
 /// What a payload asks of an incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
@@ -85,6 +88,10 @@ pub struct Change {
     /// The platform's id for this notification (the event's `id`, so a retry by the platform
     /// is not a second event); `None`: made from the incident id and the event type.
     pub event_id: Option<String>,
+    /// Whether `event_id` is unique to this source only (a generic mapping's dedupe key, a
+    /// counter perhaps): it is then made the source's own, so two sources (or a producer
+    /// of `/v3/events`) using the same key never take each other's events for repeats.
+    pub event_id_is_local: bool,
     /// `timestamp` of the event, RFC 3339, when the payload says when.
     pub timestamp: Option<String>,
     /// `organization` of the event as posted (Squadcast relays); `None`: the source's own.
@@ -108,13 +115,22 @@ pub struct ExactTexts {
 }
 
 impl Change {
-    /// A change with everything optional left to the state and the source.
+    /// A change with everything optional left to the state and the source. A key longer
+    /// than [`MAX_KEY`] (an alert group's key holds every grouping label) is kept as its
+    /// hash: PostgreSQL's index refuses a key of a few KiB, which SQLite would have stored.
     pub fn new(key: impl Into<String>, intent: Intent, incident: Map<String, Value>) -> Self {
+        let key = key.into();
+        let key = if key.len() > MAX_KEY {
+            format!("sha256:{}", super::state::derived_id(&[&key]))
+        } else {
+            key
+        };
         Change {
-            key: key.into(),
+            key,
             intent,
             incident_id: None,
             event_id: None,
+            event_id_is_local: false,
             timestamp: None,
             organization: None,
             team: None,
@@ -165,4 +181,27 @@ pub fn text_at<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
     at(value, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_key_is_kept_as_its_hash_and_a_short_one_as_it_is() {
+        let short = Change::new("{}:{alertname=\"Disk\"}", Intent::Trigger, Map::new());
+        assert_eq!(short.key, "{}:{alertname=\"Disk\"}");
+        let long_key = format!("{{}}:{{{}}}", "label=\"value\", ".repeat(200));
+        let long = Change::new(long_key.clone(), Intent::Trigger, Map::new());
+        assert!(
+            long.key.starts_with("sha256:") && long.key.len() <= MAX_KEY,
+            "{}",
+            long.key
+        );
+        assert_eq!(
+            Change::new(long_key, Intent::Resolve, Map::new()).key,
+            long.key,
+            "the same group always has the same key"
+        );
+    }
 }

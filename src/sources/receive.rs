@@ -114,6 +114,11 @@ async fn decide_and_store(
     let items = kinds::read(source.spec.kind, &source.spec.settings, payload, text)
         .map_err(Reply::Refused)?;
     let keys = translate::keys(&items);
+    // Two payloads about one incident take turns on this node, from reading its state to
+    // storing what they decided: a resolve read beside its trigger's unstored state would
+    // be ignored as "never triggered". (Across nodes the stored state never moves
+    // backwards; see `write_source_states`.)
+    let _turns = incident_turns(&source.id, &keys).await;
     let states = if keys.is_empty() {
         Default::default()
     } else {
@@ -153,6 +158,33 @@ async fn decide_and_store(
         stored.push(Stored { event, accepted });
     }
     Ok(Reply::Done { stored, ignored })
+}
+
+/// Locks striped by (source, incident key), taken in stripe order so that two payloads
+/// naming the same incidents never wait for each other in a circle.
+async fn incident_turns(
+    source: &crate::domain::ids::SourceId,
+    keys: &[String],
+) -> Vec<tokio::sync::MutexGuard<'static, ()>> {
+    const STRIPES: usize = 64;
+    static LOCKS: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+    let locks = LOCKS.get_or_init(|| (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect());
+    let mut stripes: Vec<usize> = keys
+        .iter()
+        .map(|key| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (source.as_str(), key.as_str()).hash(&mut h);
+            (h.finish() % STRIPES as u64) as usize
+        })
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    let mut turns = Vec::with_capacity(stripes.len());
+    for stripe in stripes {
+        turns.push(locks[stripe].lock().await);
+    }
+    turns
 }
 
 fn unavailable(e: StoreError) -> Reply {

@@ -15,7 +15,7 @@
 //! generation, so a new id where tocsin names it). "never triggered" does not hold for a
 //! relayed incident posted whole (Squadcast's): it is passed on and followed from then on.
 
-use serde_json::Map;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::change::{Change, Intent};
@@ -58,6 +58,17 @@ pub fn derived_id(parts: &[&str]) -> String {
     hex::encode(&hash.finalize()[..12])
 }
 
+/// The event id the tool gave this change, as tocsin stores it (a source-local key made
+/// the source's own).
+fn given_event_id(source_id: &SourceId, change: &Change) -> Option<String> {
+    let id = change.event_id.as_deref()?;
+    Some(if change.event_id_is_local {
+        derived_id(&[source_id.as_str(), "dedupe", id])
+    } else {
+        id.to_owned()
+    })
+}
+
 pub fn decide(
     source_id: &SourceId,
     prior: Option<&IncidentState>,
@@ -65,6 +76,7 @@ pub fn decide(
     now: Timestamp,
 ) -> Decision {
     use IncidentStatus::*;
+    let given = given_event_id(source_id, change);
     let fresh = |generation: u32| {
         change.incident_id.clone().unwrap_or_else(|| {
             derived_id(&[source_id.as_str(), &change.key, &generation.to_string()])
@@ -101,7 +113,7 @@ pub fn decide(
     };
     // The platform sending again the event it sent last (its own id): the same event,
     // which intake answers as a duplicate of the first, not a change decided anew.
-    if let (Some(p), Some(id)) = (prior, &change.event_id) {
+    if let (Some(p), Some(id)) = (prior, &given) {
         if &p.last_event_id == id {
             return Decision::Send {
                 event_type: sent_as(change.intent),
@@ -149,10 +161,16 @@ pub fn decide(
             // No state to keep: an event about a note or task of an incident this source
             // never triggered is sent as it is, and leaves nothing behind.
             let incident_id = fresh(1);
-            let event_id = change
-                .event_id
-                .clone()
-                .unwrap_or_else(|| derived_id(&[source_id.as_str(), &incident_id, t.name, "0"]));
+            // The resource names the event: a second note on the same incident is not a
+            // repeat of the first.
+            let resource = change
+                .resource
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default();
+            let event_id = given.clone().unwrap_or_else(|| {
+                derived_id(&[source_id.as_str(), &incident_id, t.name, "0", &resource])
+            });
             let status = match change.incident.get("status").and_then(|s| s.as_str()) {
                 Some(s) => IncidentStatus::parse(s).unwrap_or(Triggered),
                 None => Triggered,
@@ -217,7 +235,7 @@ pub fn decide(
     };
     // The generation too: a platform's incident id stays the same when it reopens, and its
     // second life must not repeat the first one's event ids.
-    let event_id = change.event_id.clone().unwrap_or_else(|| {
+    let event_id = given.unwrap_or_else(|| {
         derived_id(&[
             source_id.as_str(),
             &incident_id,

@@ -494,6 +494,20 @@ async fn pagerduty_signatures_are_checked_when_a_secret_is_set(backend: Backend)
     assert_eq!(put.status, 200, "{:?}", put.body);
     let again = format!("{},{}", signed("nope", &body), signed("whsec-pd", &body));
     assert_eq!(send(Some(again)).await, 202, "still the same secret");
+    // A rename that names no settings does not turn the check off.
+    let renamed = app
+        .owner(
+            Method::PUT,
+            &format!("/v3/sources/{}", source["id"].as_str().unwrap()),
+            Some(&json!({"name": "PagerDuty prod", "kind": "pagerduty"})),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    assert_eq!(
+        renamed.body["data"]["settings"]["signing_secret"],
+        "********"
+    );
+    assert_eq!(send(None).await, 401, "still checked after a rename");
     let audit = app.owner(Method::GET, "/v3/audit-logs", None).await;
     assert!(!audit.body.to_string().contains("whsec-pd"));
 }

@@ -466,7 +466,8 @@ impl Receipt {
         event_ids: Vec<String>,
         body: &[u8],
     ) -> Self {
-        let text = String::from_utf8_lossy(body);
+        // PostgreSQL's text cannot hold NUL: a body with one would cost its whole batch.
+        let text = String::from_utf8_lossy(body).replace('\0', "\u{FFFD}");
         let (body, truncated) = cut(&text, RECEIPT_BODY_MAX);
         Receipt {
             id: super::ids::new_id("rcp"),
@@ -545,6 +546,22 @@ mod tests {
         let errors = SourceSpec::parse(&json!({"name": "a\u{202E}b", "kind": "squadcast"}), None)
             .unwrap_err();
         assert_eq!(errors[0].field, "name");
+    }
+
+    #[test]
+    fn a_receipt_never_holds_nul() {
+        let r = Receipt::new(
+            &SourceId::generate(),
+            ReceiptOutcome::Refused,
+            400,
+            vec![],
+            vec![],
+            b"{\"a\": \0}",
+        );
+        assert_eq!(
+            r.body, "{\"a\": \u{FFFD}}",
+            "PostgreSQL's text cannot store NUL"
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ impl SourceSettings {
                     _ => None,
                 };
                 let signing_secret = match obj.get("signing_secret") {
-                    None | Some(Value::Null) => None,
+                    // Left out (a PUT that names no settings): kept, never dropped by
+                    // omission; null or empty text removes it.
+                    None => kept,
+                    Some(Value::Null) => None,
                     Some(Value::String(s)) if s.is_empty() => None,
                     Some(Value::String(s)) if s == MASK => {
                         if kept.is_none() {
@@ -362,6 +365,19 @@ mod tests {
         let err =
             SourceSettings::parse(SourceKind::PagerDuty, Some(&first.to_json()), None).unwrap_err();
         assert_eq!(err[0].field, "settings.signing_secret");
+        let left_out = SourceSettings::parse(SourceKind::PagerDuty, None, Some(&first)).unwrap();
+        assert_eq!(
+            left_out.signing_secret(),
+            Some("s3cret"),
+            "never dropped by omission"
+        );
+        let emptied = SourceSettings::parse(
+            SourceKind::PagerDuty,
+            Some(&json!({"signing_secret": ""})),
+            Some(&first),
+        )
+        .unwrap();
+        assert_eq!(emptied.signing_secret(), None, "removed when asked");
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn mapped(payload: &Value, given: &Given<'_>) -> Result<Item, Refusal> {
     change.incident_id = Some(incident_id);
     change.team = named(given, "team", |v| json!({"id": v, "name": v}))?;
     change.event_id = dedupe_key(given)?;
+    change.event_id_is_local = true;
     Ok(Item::Change(Box::new(change)))
 }
 
@@ -567,7 +568,15 @@ mod tests {
             Some("inc_Nv4bL2xHcT/monitor.down")
         );
         let (event, _) = stored(UPTRACK, &m, &HashMap::new());
-        assert_eq!(event.payload_event_id, "inc_Nv4bL2xHcT/monitor.down");
+        let (again, _) = stored(UPTRACK, &m, &HashMap::new());
+        assert_eq!(
+            event.payload_event_id, again.payload_event_id,
+            "a repeat is the same event"
+        );
+        assert_ne!(
+            event.payload_event_id, "inc_Nv4bL2xHcT/monitor.down",
+            "made the source's own: another source's key never collides with it"
+        );
         m.dedupe_key = Some("payload.incident.cause * 20".to_owned());
         let r = read(&payload(UPTRACK), &m).unwrap_err();
         assert_eq!(r.field, "settings.dedupe_key");

@@ -476,7 +476,10 @@ async fn write_source_states<'q>(
     let dialect = chain.dialect();
     for chunk in states.chunks(CHUNK) {
         let sql = format!(
-            "{} ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, last_event_id = excluded.last_event_id, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at",
+            // Never backwards: a payload decided on a state another request (or node) has
+            // since moved on from does not undo that request's change.
+            "{} ON CONFLICT (source_id, incident_key) DO UPDATE SET incident_id = excluded.incident_id, status = excluded.status, generation = excluded.generation, events = excluded.events, last_event_id = excluded.last_event_id, incident = excluded.incident, team = excluded.team, updated_at = excluded.updated_at \
+             WHERE source_incidents.generation < excluded.generation OR (source_incidents.generation = excluded.generation AND source_incidents.events < excluded.events)",
             dialect.insert(
                 "source_incidents",
                 &[
