@@ -4,10 +4,14 @@
 //! Parsed once into a valid [`SourceSpec`]; the mapping of payloads lives in `sources/`.
 
 pub mod expression;
+mod incident;
+mod receipt;
 mod settings;
 
 use serde_json::{json, Map, Value};
 
+pub use incident::{IncidentState, IncidentStatus, SourceState};
+pub use receipt::{DayCounts, Receipt, ReceiptOutcome, RECEIPTS_KEPT, RECEIPT_BODY_MAX};
 pub use settings::{AlertSettings, GenericMapping, IncidentPer, SourceSettings};
 
 use super::{field_error::json_kind as kind, ids::OrganizationId, ids::SourceId, FieldError};
@@ -15,10 +19,6 @@ use crate::domain::Timestamp;
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 2000;
-/// A source's receipts kept: the newest this many.
-pub const RECEIPTS_KEPT: usize = 100;
-/// A receipt keeps at most this much of the body it records.
-pub const RECEIPT_BODY_MAX: usize = 16 * 1024;
 
 /// Which tool posts to a source, and so how its payloads are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -351,156 +351,6 @@ fn has_control(text: &str) -> bool {
             || ('\u{202A}'..='\u{202E}').contains(&c)
             || ('\u{2066}'..='\u{2069}').contains(&c)
     })
-}
-
-/// Where an incident a source spoke of stands, as far as that source has said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncidentStatus {
-    Triggered,
-    Acknowledged,
-    Resolved,
-}
-
-impl IncidentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentStatus::Triggered => "triggered",
-            IncidentStatus::Acknowledged => "acknowledged",
-            IncidentStatus::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Triggered, Self::Acknowledged, Self::Resolved]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
-
-/// What a source said last about one incident, keyed by the source's own name for it (an
-/// alert group's key, an alert's fingerprint, PagerDuty's incident id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentState {
-    pub key: String,
-    /// The incident id tocsin's events carry.
-    pub incident_id: String,
-    pub status: IncidentStatus,
-    /// How many times this key has been triggered anew after a resolve (1 for the first):
-    /// an alert group that fires again after resolving is a new incident.
-    pub generation: u32,
-    /// Events sent for this incident so far: names the next one, so that two deliveries of
-    /// one payload racing each other make the same event id and the second is a duplicate.
-    pub events: u32,
-    /// The id of the last event sent: the platform sending that event again (a retry whose
-    /// answer was lost) is answered as a duplicate, not decided anew.
-    pub last_event_id: String,
-    /// The incident object of the last event sent: later changes that carry only part of
-    /// it (a PagerDuty note names just the incident) are completed from it.
-    pub incident: Map<String, Value>,
-    /// The team of the last event sent: a later payload that names none (an Opsgenie
-    /// action after Create, a PagerDuty note) keeps the incident in its team.
-    pub team: Option<Value>,
-    pub updated_at: Timestamp,
-}
-
-/// An incident state under its source, as an event carries it to the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceState {
-    pub source_id: SourceId,
-    pub state: IncidentState,
-}
-
-/// How a received payload ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptOutcome {
-    /// At least one event was stored.
-    Accepted,
-    /// Read, understood, and nothing to send (a re-notification, a type tocsin does not map).
-    Ignored,
-    /// Not taken: a wrong credential, a body of another shape, too large, a bad signature.
-    Refused,
-}
-
-impl ReceiptOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReceiptOutcome::Accepted => "accepted",
-            ReceiptOutcome::Ignored => "ignored",
-            ReceiptOutcome::Refused => "refused",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Accepted, Self::Ignored, Self::Refused]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
-
-/// One payload a source received and what it became.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Receipt {
-    pub id: String,
-    pub source_id: SourceId,
-    pub received_at: Timestamp,
-    pub outcome: ReceiptOutcome,
-    /// The HTTP status answered.
-    pub status: u16,
-    /// One line per thing it became: `incident.triggered evt_… (incident 3f…)`,
-    /// `ignored: a re-notification of a firing group`, or the refusal.
-    pub results: Vec<String>,
-    /// The event ids stored.
-    pub event_ids: Vec<String>,
-    /// The body as received, cut at [`RECEIPT_BODY_MAX`] bytes (on a character boundary).
-    pub body: String,
-    /// Whether `body` was cut.
-    pub truncated: bool,
-}
-
-impl Receipt {
-    pub fn new(
-        source_id: &SourceId,
-        outcome: ReceiptOutcome,
-        status: u16,
-        results: Vec<String>,
-        event_ids: Vec<String>,
-        body: &[u8],
-    ) -> Self {
-        // PostgreSQL's text cannot hold NUL: a body with one would cost its whole batch.
-        let text = String::from_utf8_lossy(body).replace('\0', "\u{FFFD}");
-        let (body, truncated) = cut(&text, RECEIPT_BODY_MAX);
-        Receipt {
-            id: super::ids::new_id("rcp"),
-            source_id: source_id.clone(),
-            received_at: Timestamp::now(),
-            outcome,
-            status,
-            results,
-            event_ids,
-            body,
-            truncated,
-        }
-    }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, and whether it was cut.
-fn cut(text: &str, max: usize) -> (String, bool) {
-    if text.len() <= max {
-        return (text.to_owned(), false);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (text[..end].to_owned(), true)
-}
-
-/// A source's receipts counted per outcome for one day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DayCounts {
-    pub accepted: u64,
-    pub ignored: u64,
-    pub refused: u64,
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ async fn reseal(tx: &mut Transaction<'_, Any>, from: &Sealer, to: &Sealer) -> St
         let Some(sealed) = settings.get("signing_secret").and_then(|v| v.as_str()) else {
             continue;
         };
-        let place = format!("source:{id}:signing_secret");
+        let place = super::source::secret_place(&crate::domain::ids::SourceId::from(id.clone()));
         let secret = if Sealer::is_sealed(sealed) {
             from.open(&place, sealed)
                 .map_err(|e| StoreError::Corrupt(format!("source {id}: signing secret: {e}")))?

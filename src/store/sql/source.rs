@@ -24,7 +24,8 @@ use crate::{
 const COLUMNS: &str = "id, organization_id, name, kind, description, enabled, team, settings, token_hash, created_at, updated_at";
 const DAY_MICROS: i64 = 86_400_000_000;
 
-fn secret_place(id: &SourceId) -> String {
+/// Where a source's signing secret is sealed (its associated data).
+pub(super) fn secret_place(id: &SourceId) -> String {
     format!("source:{id}:signing_secret")
 }
 
