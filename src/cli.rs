@@ -515,6 +515,7 @@ async fn send_test_email(config: Config, to: &str) -> anyhow::Result<()> {
         anyhow::bail!("smtp.host is not set: configure [smtp] in tocsin.toml or TOCSIN_SMTP__HOST (see `tocsin config`)");
     };
     let email = Email {
+        key: None,
         subject: "[tocsin] test e-mail".to_owned(),
         text: format!("This is a test e-mail from tocsin at {}. Failure notifications will arrive like this.\n", config.public_url()),
         html: format!("<p>This is a test e-mail from tocsin at {}. Failure notifications will arrive like this.</p>\n", config.public_url()),

@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, LazyLock},
 };
 
 use ipnet::IpNet;
@@ -44,37 +44,94 @@ impl NetworkPolicy {
 /// Why an address is not public, or `None` when it is.
 fn restricted_kind(address: IpAddr) -> Option<&'static str> {
     match address {
-        IpAddr::V4(v4) => v4_kind(v4),
+        IpAddr::V4(v4) => first_match(&V4_RULES, IpAddr::V4(v4)),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4_kind(v4);
+                return restricted_kind(IpAddr::V4(v4));
             }
             // IPv4 carried inside IPv6 reaches that IPv4 address: judge it by that one.
             if let Some(v4) = embedded_v4(v6) {
-                return v4_kind(v4);
+                return restricted_kind(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("unique-local")
-            } else if first & 0xffc0 == 0xfec0 {
-                Some("site-local")
-            } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
-                Some("documentation")
-            } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-                Some("cloud metadata")
-            } else {
-                None
-            }
+            first_match(&V6_RULES, IpAddr::V6(v6))
         }
     }
+}
+
+/// The networks the guard judges, most specific first: the first that contains an address
+/// decides, `None` meaning "public" (a globally reachable block inside a refused one).
+/// Built from IANA's IPv4 and IPv6 Special-Purpose Address Registries (every block not
+/// globally reachable is refused; the test below holds the registries entry by entry),
+/// plus multicast, site-local and the cloud metadata addresses.
+type Rules = LazyLock<Vec<(IpNet, Option<&'static str>)>>;
+
+static V4_RULES: Rules = LazyLock::new(|| {
+    rules(&[
+        ("169.254.169.254/32", Some("cloud metadata")),
+        ("100.100.100.200/32", Some("cloud metadata")),
+        ("192.0.0.9/32", None),  // Port Control Protocol anycast
+        ("192.0.0.10/32", None), // TURN anycast
+        ("0.0.0.0/8", Some("unspecified")),
+        ("10.0.0.0/8", Some("private")),
+        ("100.64.0.0/10", Some("shared (carrier-grade NAT)")),
+        ("127.0.0.0/8", Some("loopback")),
+        ("169.254.0.0/16", Some("link-local")),
+        ("172.16.0.0/12", Some("private")),
+        ("192.0.0.0/24", Some("IETF protocol assignment")),
+        ("192.0.2.0/24", Some("documentation")),
+        ("192.88.99.0/24", Some("6to4 relay anycast")),
+        ("192.168.0.0/16", Some("private")),
+        ("198.18.0.0/15", Some("benchmarking")),
+        ("198.51.100.0/24", Some("documentation")),
+        ("203.0.113.0/24", Some("documentation")),
+        ("224.0.0.0/4", Some("multicast")),
+        ("240.0.0.0/4", Some("reserved")),
+    ])
+});
+
+static V6_RULES: Rules = LazyLock::new(|| {
+    rules(&[
+        ("::/128", Some("unspecified")),
+        ("::1/128", Some("loopback")),
+        ("fd00:ec2::254/128", Some("cloud metadata")),
+        // SIIT's IPv4-translated addresses are never routed on the internet.
+        ("::ffff:0:0:0/96", Some("IPv4-translated")),
+        // Local-use NAT64 reaches whatever the local translator maps it to.
+        ("64:ff9b:1::/48", Some("local-use NAT64")),
+        ("100::/64", Some("discard-only")),
+        ("100:0:0:1::/64", Some("dummy")),
+        ("2001:1::1/128", None),   // Port Control Protocol anycast
+        ("2001:1::2/128", None),   // TURN anycast
+        ("2001:1::3/128", None),   // DNS-SD service registration anycast
+        ("2001:3::/32", None),     // AMT
+        ("2001:4:112::/48", None), // AS112
+        ("2001:20::/28", None),    // ORCHIDv2
+        ("2001:30::/28", None),    // drone remote ID
+        ("2001:2::/48", Some("benchmarking")),
+        ("2001::/32", Some("Teredo")),
+        ("2001::/23", Some("IETF protocol assignment")),
+        ("2001:db8::/32", Some("documentation")),
+        ("3fff::/20", Some("documentation")),
+        ("5f00::/16", Some("segment routing")),
+        ("fc00::/7", Some("unique-local")),
+        ("fe80::/10", Some("link-local")),
+        ("fec0::/10", Some("site-local")),
+        ("ff00::/8", Some("multicast")),
+    ])
+});
+
+fn rules(table: &[(&str, Option<&'static str>)]) -> Vec<(IpNet, Option<&'static str>)> {
+    table
+        .iter()
+        .map(|(net, kind)| (net.parse().expect("a valid network"), *kind))
+        .collect()
+}
+
+fn first_match(rules: &[(IpNet, Option<&'static str>)], address: IpAddr) -> Option<&'static str> {
+    rules
+        .iter()
+        .find(|(net, _)| net.contains(&address))
+        .and_then(|(_, kind)| *kind)
 }
 
 /// The IPv4 address inside an IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or
@@ -89,36 +146,6 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
         Some(low(s[6], s[7]))
     } else if s[0] == 0x2002 {
         Some(low(s[1], s[2]))
-    } else {
-        None
-    }
-}
-
-fn v4_kind(v4: Ipv4Addr) -> Option<&'static str> {
-    let o = v4.octets();
-    if v4.is_loopback() {
-        Some("loopback")
-    } else if v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200) {
-        Some("cloud metadata")
-    } else if v4.is_link_local() {
-        Some("link-local")
-    } else if v4.is_private() {
-        Some("private")
-    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        Some("shared (carrier-grade NAT)")
-    } else if v4.is_unspecified() || o[0] == 0 {
-        Some("unspecified")
-    } else if (o[0], o[1], o[2]) == (192, 0, 2)
-        || (o[0], o[1], o[2]) == (198, 51, 100)
-        || (o[0], o[1], o[2]) == (203, 0, 113)
-    {
-        Some("documentation")
-    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
-        Some("benchmarking")
-    } else if v4.is_multicast() {
-        Some("multicast")
-    } else if v4.is_broadcast() || o[0] >= 240 {
-        Some("reserved")
     } else {
         None
     }
@@ -205,6 +232,12 @@ mod tests {
             ("100.127.255.254", "shared (carrier-grade NAT)"),
             ("240.0.0.1", "reserved"),
             ("255.255.255.255", "reserved"),
+            ("192.0.0.1", "IETF protocol assignment"),
+            ("::ffff:0:10.0.0.1", "IPv4-translated"),
+            ("::ffff:0:8.8.8.8", "IPv4-translated"),
+            ("64:ff9b:1::8.8.8.8", "local-use NAT64"),
+            ("100::1", "discard-only"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
         ] {
             let err = policy.check(ip(address)).unwrap_err();
             assert_eq!(err.kind, kind, "{address}");
@@ -231,5 +264,99 @@ mod tests {
         assert!(policy.check(ip("10.0.0.5")).is_ok());
         assert!(policy.check(ip("10.0.0.6")).is_err());
         assert!(policy.check(ip("::1")).is_err());
+    }
+
+    /// IANA's IPv4 Special-Purpose Address Registry (2025) as published: block and
+    /// "Globally Reachable" (`None` for N/A). Every block that is not globally reachable is
+    /// refused at its first and last address; the globally reachable ones pass.
+    const IANA_V4: &[(&str, Option<bool>)] = &[
+        ("0.0.0.0/8", Some(false)),
+        ("0.0.0.0/32", Some(false)),
+        ("10.0.0.0/8", Some(false)),
+        ("100.64.0.0/10", Some(false)),
+        ("127.0.0.0/8", Some(false)),
+        ("169.254.0.0/16", Some(false)),
+        ("172.16.0.0/12", Some(false)),
+        ("192.0.0.0/24", None),
+        ("192.0.0.0/29", Some(false)),
+        ("192.0.0.8/32", Some(false)),
+        ("192.0.0.9/32", Some(true)),
+        ("192.0.0.10/32", Some(true)),
+        ("192.0.0.170/32", Some(false)),
+        ("192.0.0.171/32", Some(false)),
+        ("192.0.2.0/24", Some(false)),
+        ("192.31.196.0/24", Some(true)),
+        ("192.52.193.0/24", Some(true)),
+        ("192.88.99.0/24", None),
+        ("192.168.0.0/16", Some(false)),
+        ("192.175.48.0/24", Some(true)),
+        ("198.18.0.0/15", Some(false)),
+        ("198.51.100.0/24", Some(false)),
+        ("203.0.113.0/24", Some(false)),
+        ("240.0.0.0/4", Some(false)),
+        ("255.255.255.255/32", Some(false)),
+    ];
+
+    /// IANA's IPv6 Special-Purpose Address Registry (2025), the same way. `64:ff9b::/96`
+    /// and `2002::/16` carry an IPv4 address and are judged by it (their first and last
+    /// addresses carry 0.0.0.0 and 255.255.255.255, both refused).
+    const IANA_V6: &[(&str, Option<bool>)] = &[
+        ("::1/128", Some(false)),
+        ("::/128", Some(false)),
+        ("::ffff:0:0/96", Some(false)),
+        ("64:ff9b::/96", Some(true)),
+        ("64:ff9b:1::/48", Some(false)),
+        ("100::/64", Some(false)),
+        ("100:0:0:1::/64", Some(false)),
+        ("2001::/23", None),
+        ("2001::/32", None),
+        ("2001:1::1/128", Some(true)),
+        ("2001:1::2/128", Some(true)),
+        ("2001:1::3/128", Some(true)),
+        ("2001:2::/48", Some(false)),
+        ("2001:3::/32", Some(true)),
+        ("2001:4:112::/48", Some(true)),
+        ("2001:10::/28", Some(false)),
+        ("2001:20::/28", Some(true)),
+        ("2001:30::/28", Some(true)),
+        ("2001:db8::/32", Some(false)),
+        ("2002::/16", None),
+        ("2620:4f:8000::/48", Some(true)),
+        ("3fff::/20", Some(false)),
+        ("5f00::/16", Some(false)),
+        ("fc00::/7", Some(false)),
+        ("fe80::/10", Some(false)),
+    ];
+
+    #[test]
+    fn the_iana_special_purpose_registries_are_judged_block_by_block() {
+        let policy = NetworkPolicy::default();
+        for (block, global) in IANA_V4.iter().chain(IANA_V6) {
+            let net: IpNet = block.parse().unwrap();
+            let reachable = *global == Some(true);
+            for address in [net.network(), net.broadcast()] {
+                let judged = policy.check(address);
+                if reachable && !block.starts_with("64:ff9b::") {
+                    assert!(judged.is_ok(), "{address} ({block}) is globally reachable");
+                } else {
+                    assert!(judged.is_err(), "{address} ({block}) must be refused");
+                }
+            }
+        }
+        // The well-known NAT64 prefix reaches the IPv4 internet: public inside, private not.
+        assert!(policy.check(ip("64:ff9b::8.8.8.8")).is_ok());
+        assert!(policy.check(ip("64:ff9b::192.0.0.1")).is_err());
+        // Just outside refused blocks is public.
+        for public in [
+            "100.63.255.255",
+            "100.128.0.0",
+            "192.0.1.0",
+            "198.17.255.255",
+            "2001:200::1",
+            "3fff:1000::1",
+            "5eff::1",
+        ] {
+            assert!(policy.check(ip(public)).is_ok(), "{public}");
+        }
     }
 }

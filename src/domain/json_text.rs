@@ -75,6 +75,66 @@ fn compact(text: &str) -> String {
     out
 }
 
+/// `parse(text)`, except that a number no 64-bit float holds (`1e400`, valid JSON) is read
+/// as a string of its text: the value filters and templates see; what passes through to
+/// receivers is the text as sent.
+pub fn parse_with_huge_numbers<T>(
+    text: &[u8],
+    parse: impl Fn(&[u8]) -> serde_json::Result<T>,
+) -> serde_json::Result<T> {
+    parse(text).or_else(|e| match huge_numbers_as_strings(text) {
+        Some(tamed) if e.to_string().starts_with("number out of range") => parse(&tamed),
+        _ => Err(e),
+    })
+}
+
+/// `text` with every number too large for a 64-bit float (`1e400`, a 400-digit integer)
+/// written as a string of itself, so it can be parsed into a `Value` for filters and
+/// templates; payloads are still written from the original text. `None` when there is no
+/// such number.
+pub fn huge_numbers_as_strings(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let end = text[i..]
+                .iter()
+                .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(text.len(), |n| i + n);
+            let number = &text[i..end];
+            let huge = std::str::from_utf8(number)
+                .ok()
+                .and_then(|n| n.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            if huge {
+                out.push(b'"');
+                out.extend_from_slice(number);
+                out.push(b'"');
+                changed = true;
+            } else {
+                out.extend_from_slice(number);
+            }
+            i = end;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
 struct Members<'a>(Vec<(String, &'a RawValue)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
@@ -114,6 +174,23 @@ mod tests {
         assert_eq!(
             text.as_str(),
             r#"{"big":123456789012345678901234567890,"e":1E2,"f":-0.10,"s":"a \" b\\","u":"\u00e9 x","a":[1,{}]}"#
+        );
+    }
+
+    #[test]
+    fn only_numbers_past_a_float_become_strings() {
+        let text = br#"{"a": 1e400, "b": -1E+400, "s": "1e400 \" 2e999", "c": [1.5, 12, 1e308]}"#;
+        let out = huge_numbers_as_strings(text).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a": "1e400", "b": "-1E+400", "s": "1e400 \" 2e999", "c": [1.5, 12, 1e308]}"#
+        );
+        let digits = format!("[{}]", "9".repeat(400));
+        let out = huge_numbers_as_strings(digits.as_bytes()).unwrap();
+        assert_eq!(out, format!("[\"{}\"]", "9".repeat(400)).into_bytes());
+        assert_eq!(
+            huge_numbers_as_strings(br#"{"a": 1e308, "b": "1e400"}"#),
+            None
         );
     }
 

@@ -17,6 +17,7 @@ pub mod retry;
 pub mod sealing;
 pub mod session;
 pub mod source;
+pub mod text;
 pub mod timestamp;
 pub mod token;
 pub mod user;

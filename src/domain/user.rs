@@ -193,11 +193,8 @@ pub fn parse_name(field: &str, text: &str) -> Result<String, FieldError> {
     if name.chars().count() > MAX_NAME {
         return Err(FieldError::new(field, "must be at most 100 characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters such as line breaks",
-        ));
+    if super::text::has_hidden_controls(name) {
+        return Err(FieldError::new(field, super::text::HIDDEN_CONTROLS));
     }
     Ok(name.to_owned())
 }

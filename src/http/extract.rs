@@ -8,6 +8,7 @@ use axum::{
 use serde_json::Value;
 
 use super::error::ApiError;
+use crate::domain::json_text;
 
 /// A JSON body of at most the router's body limit. Malformed JSON is a 400 naming the line
 /// and column; typing is left to the domain parsers, which name the field.
@@ -59,7 +60,7 @@ pub fn optional_json(body: &[u8]) -> Result<Value, ApiError> {
 /// on which one wins, so the body would not mean one thing): the error names the key and
 /// where it is.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice::<Strict>(bytes)
+    json_text::parse_with_huge_numbers(bytes, |t| serde_json::from_slice::<Strict>(t))
         .map(|s| s.0)
         .map_err(|e| {
             let said = e.to_string();

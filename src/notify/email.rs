@@ -9,9 +9,28 @@ pub const MAX_LISTED: usize = 20;
 const BODY_LINES: usize = 5;
 
 pub struct Email {
+    /// The left part of its `Message-ID`: the same for every try at sending the same
+    /// notifications, so a copy sent again after a lost `250 OK` is known as the same
+    /// message; `None` lets each send have its own.
+    pub key: Option<String>,
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+/// A key naming a set of notifications, whatever their order: a SHA-256 of their ids.
+pub fn batch_key<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    let mut hash = Sha256::new();
+    for id in ids {
+        hash.update(id.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tocsin.{hex}")
 }
 
 pub fn compose(
@@ -81,6 +100,9 @@ pub fn compose(
     text.push_str(&format!("--\n{footer}\n"));
     html.push_str(&format!("<hr><p><small>{}</small></p>\n", escape(&footer)));
     Email {
+        key: Some(batch_key(
+            failures.iter().map(|f| f.notification_id.as_str()),
+        )),
         subject,
         text,
         html,
@@ -157,6 +179,7 @@ pub fn compose_notices(
     text.push_str(&format!("--\n{footer}\n"));
     html.push_str(&format!("<hr><p><small>{}</small></p>\n", escape(&footer)));
     Email {
+        key: Some(batch_key(notices.iter().map(|n| n.id.as_str()))),
         subject,
         text,
         html,
@@ -235,6 +258,32 @@ mod tests {
             assert!(e.text.contains(needle), "{needle} in text");
         }
         assert!(e.html.contains("CPU &lt;high&gt;"), "escaped in HTML");
+    }
+
+    #[test]
+    fn the_same_notifications_make_the_same_message_id() {
+        let a = compose(
+            "Ops",
+            &"wh_1".into(),
+            "https://t",
+            &[failure(1), failure(2)],
+        );
+        let again = compose(
+            "Ops",
+            &"wh_1".into(),
+            "https://t",
+            &[failure(2), failure(1)],
+        );
+        let other = compose(
+            "Ops",
+            &"wh_1".into(),
+            "https://t",
+            &[failure(1), failure(3)],
+        );
+        assert_eq!(a.key, again.key, "a retried send is the same message");
+        assert_ne!(a.key, other.key);
+        let key = a.key.unwrap();
+        assert!(key.starts_with("tocsin.") && key.len() == 39, "{key}");
     }
 
     #[test]

@@ -55,8 +55,13 @@ impl Mailer {
     }
 
     pub async fn send(&self, to: &[String], email: &Email) -> Result<(), String> {
+        let message_id = email
+            .key
+            .as_ref()
+            .map(|key| format!("<{key}@{}>", self.from.email.domain()));
         let mut message = Message::builder()
             .from(self.from.clone())
+            .message_id(message_id)
             .subject(email.subject.clone());
         for address in to {
             let mailbox: Mailbox = address

@@ -310,6 +310,8 @@ pub trait ConfigStore: Send + Sync + 'static {
         kind: crate::domain::directory::Kind,
     ) -> StoreResult<Vec<crate::domain::directory::Entry>>;
 
+    /// Records an entry that goes with no change of its own (a secret seen).
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
     /// Audit entries, newest first, with each one's position for paging.
     async fn list_audit(
         &self,

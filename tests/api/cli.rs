@@ -170,7 +170,7 @@ async fn user_commands_and_the_first_start_setup_link() {
     let form = ann.get(&link).await;
     assert!(form.text.contains("ann@example.com"), "{}", form.text);
     let done = ann
-        .post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+        .fill_setup(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
         .await;
     assert_eq!(done.status, 303);
 
@@ -321,29 +321,36 @@ async fn user_commands_and_the_first_start_setup_link() {
     server.stop();
 }
 
-/// A webhook name with a line break and terminal escapes is logged escaped: it cannot
-/// forge a log line or colour the operator's terminal.
+/// A webhook name with a line break and terminal escapes could forge a log line or colour
+/// the operator's terminal: it is refused, naming the field, and nothing of it is logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_supplied_strings_cannot_forge_log_lines() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let server = Server::start(&db.url);
     let token = server.owner_token();
-    let name = "ops\n2026-11-27T00:00:00.000000Z  INFO tocsin: FORGED admin logged in\u{1b}[31m";
-    let body = serde_json::json!({
-        "name": name,
-        "triggers": [{"event_class": "incident", "event_type": "triggered"}],
-        "urls": [{"url": "https://example.com/hook"}],
-        "is_all_teams_configured": true
-    });
-    let created = crate::helpers::http_client()
-        .post(format!("{}/v3/extensions/event-webhooks", server.url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
+    let create = |name: &str| {
+        let body = serde_json::json!({
+            "name": name,
+            "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+            "urls": [{"url": "https://example.com/hook"}],
+            "is_all_teams_configured": true
+        });
+        crate::helpers::http_client()
+            .post(format!("{}/v3/extensions/event-webhooks", server.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let forged = "ops\n2026-11-27T00:00:00.000000Z  INFO tocsin: FORGED admin logged in\u{1b}[31m";
+    let refused = create(forged).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("\"name\"") && body.contains("line breaks"),
+        "{body}"
+    );
+    assert_eq!(create("ops plain").await.unwrap().status().as_u16(), 201);
     let deadline = std::time::Instant::now() + DEADLINE;
     while !server.stderr().contains("webhook created") {
         assert!(
@@ -354,15 +361,15 @@ async fn user_supplied_strings_cannot_forge_log_lines() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let log = server.stderr();
+    assert!(log.contains("ops plain"), "{log}");
     assert!(
-        !log.lines().any(|l| l.starts_with("2026-11-27T00:00:00")),
-        "a forged line: {log}"
+        !log.contains("FORGED"),
+        "nothing of the refused name: {log}"
     );
     assert!(
         !log.contains('\u{1b}'),
         "a raw escape reached the log: {log:?}"
     );
-    assert!(log.contains("FORGED"), "the name is logged, escaped: {log}");
     server.stop();
 }
 

@@ -204,6 +204,48 @@ async fn emails_wait_for_smtp_to_come_back(backend: Backend) {
     .await;
 }
 
+/// A mail server that kept the message but whose `250 OK` was lost gets it again, as the
+/// same message: the same `Message-ID`, so mail systems can drop the copy.
+async fn an_e_mail_sent_again_keeps_its_message_id(backend: Backend) {
+    let smtp = SmtpServer::start_losing_replies(1).await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        smtp_settings(c, smtp.port, Duration::from_secs(1))
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let id = failing_webhook(&app, &receiver, json!(["ops@example.com"])).await;
+    app.ingest(&event("triggered", "t", incident("inc-7", "triggered")))
+        .await;
+    let mails = smtp.wait_for(2).await;
+    assert!(
+        mails[0].message_id.ends_with("@test.local") && mails[0].message_id.len() > 20,
+        "a Message-ID in tocsin's mail domain: {:?}",
+        mails[0].message_id
+    );
+    assert_eq!(mails[0].message_id, mails[1].message_id);
+    assert_eq!(mails[0].text, mails[1].text);
+    eventually(
+        "sent",
+        || notifications(&app, &id),
+        |l: &Vec<Value>| l.len() == 1 && l[0]["state"] == "sent",
+    )
+    .await;
+
+    // Another failure is another message.
+    app.ingest(&event("triggered", "t", incident("inc-8", "triggered")))
+        .await;
+    let mails = eventually(
+        "the second failure's e-mail",
+        || async { smtp.mails() },
+        |m| m.len() >= 3,
+    )
+    .await;
+    assert_ne!(mails[2].message_id, mails[0].message_id);
+}
+
 async fn without_smtp_notifications_are_skipped(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |_| {}).await else {
         return;
@@ -427,6 +469,7 @@ both_backends!(
     one_failure_sends_one_email_to_every_address,
     failures_within_a_window_become_one_digest,
     emails_wait_for_smtp_to_come_back,
+    an_e_mail_sent_again_keeps_its_message_id,
     without_smtp_notifications_are_skipped,
 );
 

@@ -35,9 +35,31 @@ async fn first_start_link_creates_the_owner_once(backend: Backend) {
     assert_eq!(form.status, 200);
     assert!(form.text.contains("Create your account"), "{}", form.text);
 
+    // Posted from another site (no token-and-cookie pair of this form): refused, and the
+    // link is still unused.
+    let foreign = Visitor::new(&app)
+        .post_form(
+            &path,
+            &[
+                ("email", "mallory@example.com"),
+                ("name", "Mallory"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+                ("login_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ],
+        )
+        .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text);
+    assert!(
+        foreign.text.contains("came from another site"),
+        "{}",
+        foreign.text
+    );
+    assert!(!foreign.set_cookie().contains("tocsin_session="));
+
     // A weak password re-renders the form with the rule next to the field, keeping input.
     let weak = v
-        .post_form(
+        .fill_setup(
             &path,
             &[
                 ("email", "Ann@Example.com"),
@@ -60,7 +82,7 @@ async fn first_start_link_creates_the_owner_once(backend: Backend) {
     assert!(v.cookie.is_none());
 
     let done = v
-        .post_form(
+        .fill_setup(
             &path,
             &[
                 ("email", "Ann@Example.com"),
@@ -632,7 +654,7 @@ async fn setup_links_expire_and_work_once(backend: Backend) {
     let form = v.get(&link).await;
     assert!(form.text.contains("Choose your password") && form.text.contains("fay@example.com"));
     let mismatch = v
-        .post_form(
+        .fill_setup(
             &link,
             &[
                 ("password", PASSWORD),
@@ -643,7 +665,7 @@ async fn setup_links_expire_and_work_once(backend: Backend) {
     assert_eq!(mismatch.status, 422);
     assert!(mismatch.text.contains("does not match"));
     let done = v
-        .post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+        .fill_setup(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
         .await;
     assert_eq!(done.status, 303);
     assert!(v.cookie.is_some(), "logged in after setup");
@@ -717,7 +739,7 @@ async fn sessions_end_on_password_change_and_disable(backend: Backend) {
     let link = path_of(reset.body["data"]["setup_url"].as_str().unwrap());
     let mut c = Visitor::new(&app);
     assert_eq!(
-        c.post_form(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
+        c.fill_setup(&link, &[("password", PASSWORD), ("confirm", PASSWORD)])
             .await
             .status,
         303
@@ -1221,7 +1243,38 @@ async fn audit_records_webhook_changes(backend: Backend) {
     assert_eq!(entry["changes"]["role"]["after"], "viewer");
 }
 
+/// A right-to-left override (or any text-direction control) makes a name read as
+/// something else ("\u{202E}gnp.exe" shows as "exe.png"): every name a person reads in a
+/// list refuses them, naming the field.
+async fn names_refuse_text_direction_controls(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let tricky = "Ops \u{202E}nimda";
+    let mut webhook = minimal_webhook("x");
+    webhook["name"] = json!(tricky);
+    let source = json!({"name": tricky, "kind": "alertmanager"});
+    let user = json!({"email": "rtl@example.com", "name": tricky, "role": "member"});
+    let token = json!({"name": "deploy \u{2066}bot\u{2069}", "abilities": ["read"]});
+    for (path, body) in [
+        ("/v3/extensions/event-webhooks", &webhook),
+        ("/v3/sources", &source),
+        ("/v3/users", &user),
+        ("/v3/api-tokens", &token),
+    ] {
+        let refused = app.owner(Method::POST, path, Some(body)).await;
+        assert_eq!(refused.status, 422, "{path}: {}", refused.body);
+        let text = refused.body.to_string();
+        assert!(
+            text.contains("\"name\"") && text.contains("text-direction"),
+            "{path}: {text}"
+        );
+    }
+    assert_eq!(app.webhook_count().await, 0);
+}
+
 both_backends!(
+    names_refuse_text_direction_controls,
     first_start_link_creates_the_owner_once,
     login_logout_and_cookie_flags,
     cookie_is_secure_behind_https,

@@ -444,7 +444,7 @@ async fn incident_text_reaches_receivers_exactly(backend: Backend) {
             "id": "inc-exact", "message": "caf\u00e9 \"quoted\"", "status": "triggered",
             "service": {"id": "s"}, "alert_source": {"id": "a"},
             "big": 123456789012345678901234567890, "e": 1E2, "price": 10.50,
-            "nested": {"n": [ -0.0, 1e-7 ]}
+            "nested": {"n": [ -0.0, 1e-7 ]}, "huge": 1e400
         }
     }"#;
     let reply = app
@@ -456,7 +456,7 @@ async fn incident_text_reaches_receivers_exactly(backend: Backend) {
         )
         .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let fields = r#""message":"caf\u00e9 \"quoted\"","status":"triggered","service":{"id":"s"},"alert_source":{"id":"a"},"big":123456789012345678901234567890,"e":1E2,"price":10.50,"nested":{"n":[-0.0,1e-7]}"#;
+    let fields = r#""message":"caf\u00e9 \"quoted\"","status":"triggered","service":{"id":"s"},"alert_source":{"id":"a"},"big":123456789012345678901234567890,"e":1E2,"price":10.50,"nested":{"n":[-0.0,1e-7]},"huge":1e400"#;
     let v2_body = String::from_utf8(receiver.wait_for("/v2", 1).await[0].body.to_vec()).unwrap();
     assert!(
         v2_body.contains(&format!(

@@ -130,6 +130,34 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     assert_eq!(ok.status, 303, "{}", ok.text);
     assert!(ok.location().ends_with("/settings?done=created"));
     assert_eq!(app.webhook_count().await, 1);
+
+    // One rule for secrets: whoever may manage webhooks sees them on create and rotate, and
+    // so on reveal too; each reveal leaves an audit entry.
+    let id = ok.location().split('/').nth(2).unwrap().to_owned();
+    let settings = v.get(&format!("/webhooks/{id}/settings")).await;
+    assert!(settings.text.contains("Reveal secret"), "{}", settings.text);
+    let secret = v
+        .send(
+            Method::POST,
+            &format!("/webhooks/{id}/secret"),
+            None,
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(secret.status, 200, "{}", secret.text);
+    assert!(secret.text.contains("whsec_"));
+    let audit = app
+        .owner(
+            Method::GET,
+            "/v3/audit-logs?action=webhook.secret_revealed",
+            None,
+        )
+        .await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let entries = audit.body["data"]["result"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", audit.body);
+    assert_eq!(entries[0]["actor"]["name"], "mo@example.com");
+    assert_eq!(entries[0]["object"]["id"], id.as_str());
 }
 
 async fn viewers_are_refused_and_pages_need_a_login(backend: Backend) {
@@ -165,6 +193,16 @@ async fn viewers_are_refused_and_pages_need_a_login(backend: Backend) {
         )
         .await;
     assert_eq!(delete.status, 403);
+    let secret = v
+        .send(
+            Method::POST,
+            &format!("/webhooks/{id}/secret"),
+            None,
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(secret.status, 403, "{}", secret.text);
+    assert!(!secret.text.contains("whsec_"));
     assert_eq!(v.get("/tokens").await.status, 403);
     let invite = v
         .post_form(

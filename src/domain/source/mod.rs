@@ -15,7 +15,10 @@ pub use receipt::{DayCounts, Receipt, ReceiptOutcome, RECEIPTS_KEPT, RECEIPT_BOD
 pub use settings::{AlertSettings, GenericMapping, IncidentPer, SourceSettings};
 
 use super::{field_error::json_kind as kind, ids::OrganizationId, ids::SourceId, FieldError};
-use crate::domain::Timestamp;
+use crate::domain::{
+    text::{has_hidden_controls, HIDDEN_CONTROLS},
+    Timestamp,
+};
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 2000;
@@ -167,7 +170,9 @@ impl SourceSpec {
         }
         let name = match obj.get("name") {
             Some(Value::String(s))
-                if !s.trim().is_empty() && s.chars().count() <= MAX_NAME && !has_control(s) =>
+                if !s.trim().is_empty()
+                    && s.chars().count() <= MAX_NAME
+                    && !has_hidden_controls(s) =>
             {
                 s.trim().to_owned()
             }
@@ -175,10 +180,14 @@ impl SourceSpec {
                 errors.push(FieldError::new("name", "must not be empty"));
                 String::new()
             }
+            Some(Value::String(s)) if has_hidden_controls(s) => {
+                errors.push(FieldError::new("name", HIDDEN_CONTROLS));
+                String::new()
+            }
             Some(Value::String(_)) => {
                 errors.push(FieldError::new(
                     "name",
-                    format!("must be at most {MAX_NAME} characters, without control characters"),
+                    format!("must be at most {MAX_NAME} characters"),
                 ));
                 String::new()
             }
@@ -306,16 +315,16 @@ fn parse_team(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Val
             let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
             let name = o.get("name").and_then(Value::as_str).unwrap_or(id);
             let unknown: Vec<&String> = o.keys().filter(|k| *k != "id" && *k != "name").collect();
-            if id.trim().is_empty() || id.len() > 255 || has_control(id) {
+            if id.trim().is_empty() || id.len() > 255 || has_hidden_controls(id) {
                 errors.push(FieldError::new(
                     "team.id",
                     "is required: the id of the team this source's incidents belong to (at most 255 characters)",
                 ));
                 None
-            } else if name.len() > 255 || has_control(name) {
+            } else if name.len() > 255 || has_hidden_controls(name) {
                 errors.push(FieldError::new(
                     "team.name",
-                    "must be at most 255 characters, without control characters",
+                    format!("must be at most 255 characters, and {HIDDEN_CONTROLS}"),
                 ));
                 None
             } else if let Some(k) = unknown.first() {
@@ -342,15 +351,6 @@ fn parse_team(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Val
             None
         }
     }
-}
-
-/// Control characters and the bidirectional overrides that make a name read differently.
-fn has_control(text: &str) -> bool {
-    text.chars().any(|c| {
-        c.is_control()
-            || ('\u{202A}'..='\u{202E}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    })
 }
 
 #[cfg(test)]

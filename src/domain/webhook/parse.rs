@@ -225,6 +225,8 @@ impl<'a> Parser<'a> {
                 let name = self.string("name", MAX_NAME)?;
                 if name.trim().is_empty() {
                     self.error("name", "must not be blank");
+                } else if crate::domain::text::has_hidden_controls(&name) {
+                    self.error("name", crate::domain::text::HIDDEN_CONTROLS);
                 }
                 Some(name.trim().to_owned())
             }

@@ -14,6 +14,7 @@ use super::ApiRoutes;
 use crate::{
     domain::{
         audit::token_created,
+        text,
         token::{Ability, ApiToken, NewToken},
         FieldError, Timestamp,
     },
@@ -69,11 +70,13 @@ pub fn parse_new_token(
 ) -> Result<(String, Vec<Ability>, Option<Timestamp>), Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = name.unwrap_or_default().trim().to_owned();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > MAX_NAME {
         errors.push(FieldError::new(
             "name",
             "is required: 1–100 characters without line breaks, saying what the token is for",
         ));
+    } else if text::has_hidden_controls(&name) {
+        errors.push(FieldError::new("name", text::HIDDEN_CONTROLS));
     }
     let list = match abilities {
         Some(Value::Array(items)) => items

@@ -394,6 +394,27 @@ pub fn grace_period(
     }
 }
 
+/// A webhook with its signing secret, for someone who may manage webhooks: the same people
+/// who see a secret when they create or rotate it (one rule for seeing secrets). Each
+/// reveal is audited as `webhook.secret_revealed`.
+pub async fn reveal_webhook_secret(
+    state: &AppState,
+    caller: &Caller,
+    id: &WebhookId,
+) -> Result<Webhook, ApiError> {
+    caller.require(Ability::ManageWebhooks)?;
+    let hook = existing(state, caller, id).await?;
+    let entry = audit_entry(
+        caller,
+        "webhook.secret_revealed",
+        id,
+        &hook.spec.name,
+        vec![],
+    );
+    state.store.append_audit(&entry).await?;
+    Ok(hook)
+}
+
 /// Gives a webhook a new signing secret; the answer is the only place it is shown. Until
 /// `grace` has passed, deliveries carry a signature with the old secret too.
 pub async fn rotate_webhook_secret(

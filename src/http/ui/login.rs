@@ -10,7 +10,7 @@ use axum::{
 use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use minijinja::context;
 
-use super::{base_context, render, FormBody};
+use super::{base_context, form_token, render, FormBody};
 use crate::{
     accounts::{self, LoginError},
     domain::session::ABSOLUTE_TIMEOUT,
@@ -38,11 +38,6 @@ fn next_query(next: Option<&str>) -> String {
     .unwrap_or_default()
 }
 
-/// The login form's own CSRF defence (there is no session yet): a random token in a
-/// cookie only `/login` sees (SameSite=Strict) and in the form; a login posted by another
-/// site has no matching pair, so nobody can be logged into someone else's account unseen.
-const LOGIN_COOKIE: &str = "tocsin_login";
-
 fn login_page(
     state: &AppState,
     status: StatusCode,
@@ -50,7 +45,7 @@ fn login_page(
     error: Option<&str>,
     next: Option<&str>,
 ) -> Response {
-    let token = crate::domain::session::new_secret();
+    let token = form_token::new_token();
     let mut response = render(
         status,
         "login.html",
@@ -63,41 +58,8 @@ fn login_page(
             login_token => &token,
         },
     );
-    let cookie = Cookie::build((LOGIN_COOKIE, token))
-        .path("/login")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.config.public_url().starts_with("https://"))
-        .max_age(CookieDuration::hours(1))
-        .build();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header"),
-    );
+    form_token::attach(state, &mut response, &form_token::LOGIN, &token);
     response
-}
-
-/// Whether the form's token matches the login cookie (compared in constant time).
-fn login_token_matches(headers: &HeaderMap, form: &FormBody) -> bool {
-    let sent = form.get("login_token");
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
-        .find(|c| c.name() == LOGIN_COOKIE)
-        .map(|c| c.value().to_owned());
-    match cookie {
-        Some(expected) if !sent.is_empty() && expected.len() == sent.len() => {
-            expected
-                .bytes()
-                .zip(sent.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-        }
-        _ => false,
-    }
 }
 
 pub async fn show(
@@ -145,7 +107,7 @@ pub async fn submit(
 ) -> Response {
     let next = safe_next(query.as_deref());
     let email = form.get("email").trim().to_owned();
-    if !login_token_matches(&headers, &form) {
+    if !form_token::matches(&headers, &form, &form_token::LOGIN) {
         return login_page(
             &state,
             StatusCode::FORBIDDEN,

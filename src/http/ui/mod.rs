@@ -4,6 +4,7 @@
 
 mod assets;
 mod audit;
+mod form_token;
 mod forms;
 mod incidents;
 mod login;

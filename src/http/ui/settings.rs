@@ -1,5 +1,5 @@
 //! The Settings tab: name, description, failure e-mails, retries, timeout, enabled; the
-//! signing secret (revealed on click to admins, rotated with confirmation); the failure
+//! signing secret (revealed on click, and audited, to those who may manage webhooks; rotated with confirmation); the failure
 //! notifications; deleting with the webhook's name typed as confirmation.
 
 use crate::domain::ids::WebhookId;
@@ -20,8 +20,8 @@ use crate::{
     domain::{token::Ability, webhook::Webhook},
     http::{
         api::webhooks::{
-            delete_webhook, existing, rotate_webhook_secret, update_webhook, webhook_json,
-            DEFAULT_GRACE, MAX_GRACE_SECONDS,
+            delete_webhook, existing, reveal_webhook_secret, rotate_webhook_secret, update_webhook,
+            webhook_json, DEFAULT_GRACE, MAX_GRACE_SECONDS,
         },
         error::ApiError,
         AppState,
@@ -81,7 +81,7 @@ async fn page(
             notifications => notes,
             new_secret => new_secret,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
-            can_reveal => person.caller().allows(Ability::Admin),
+            can_reveal => person.caller().allows(Ability::ManageWebhooks),
         },
     )
 }
@@ -162,7 +162,7 @@ pub async fn save(
     }
 }
 
-/// The signing secret, for admins, on click (htmx).
+/// The signing secret, for those who may manage webhooks, on click (htmx).
 pub async fn reveal_secret(
     State(state): State<AppState>,
     person: Person,
@@ -170,10 +170,15 @@ pub async fn reveal_secret(
     Path(id): Path<WebhookId>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "seeing signing secrets") {
+    if let Err(r) = person.permit(
+        &headers,
+        &form,
+        Ability::ManageWebhooks,
+        "seeing signing secrets",
+    ) {
         return r;
     }
-    match existing(&state, person.caller(), &id).await {
+    match reveal_webhook_secret(&state, person.caller(), &id).await {
         Ok(hook) => render(
             StatusCode::OK,
             "secret.html",

@@ -3,12 +3,12 @@
 
 use axum::{
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::Response,
 };
 use minijinja::{context, Value};
 
-use super::{base_context, message, render, FormBody};
+use super::{base_context, form_token, message, render, FormBody};
 use crate::{
     accounts::{self, AccountError, SetupInput},
     domain::{
@@ -32,8 +32,11 @@ fn link_problem(problem: LinkProblem) -> Response {
     )
 }
 
+/// The form, with a fresh token-and-cookie pair: a setup form posted by another site
+/// (signing the visitor in as someone else, with an unused link of theirs) has no pair.
 #[allow(clippy::too_many_arguments)]
 fn form_page(
+    state: &AppState,
     status: StatusCode,
     code: &str,
     new_account: bool,
@@ -42,7 +45,8 @@ fn form_page(
     role: &str,
     errors: Value,
 ) -> Response {
-    render(
+    let token = form_token::new_token();
+    let mut response = render(
         status,
         "setup.html",
         base_context(None),
@@ -54,36 +58,50 @@ fn form_page(
             name => name,
             role => role,
             errors => errors,
+            login_token => &token,
         },
-    )
+    );
+    form_token::attach(state, &mut response, &form_token::SETUP, &token);
+    response
 }
 
-pub async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Response {
-    let found = if session::looks_like_secret(&code) {
-        state.store.setup_link(&session::hash_secret(&code)).await
+/// The link behind `code` and its person, or the page that says why it does not work.
+async fn usable_link(
+    state: &AppState,
+    code: &str,
+) -> Result<(session::SetupLink, Option<crate::domain::user::User>), Response> {
+    let found = if session::looks_like_secret(code) {
+        state.store.setup_link(&session::hash_secret(code)).await
     } else {
         Ok(None)
     };
     let (link, user) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return link_problem(LinkProblem::Unknown),
+        Ok(None) => return Err(link_problem(LinkProblem::Unknown)),
         Err(e) => {
             tracing::error!(error = %e, "setup link lookup failed");
-            return message(
+            return Err(message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
                 "Try again",
                 "tocsin cannot reach its database right now.",
                 None,
-            );
+            ));
         }
     };
-    if let Err(problem) = link.check(Timestamp::now()) {
-        return link_problem(problem);
-    }
+    link.check(Timestamp::now()).map_err(link_problem)?;
+    Ok((link, user))
+}
+
+pub async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    let (link, user) = match usable_link(&state, &code).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
     let email = user.as_ref().map_or("", |u| u.email.as_str());
     let name = user.as_ref().map_or("", |u| u.name.as_str());
     form_page(
+        &state,
         StatusCode::OK,
         &code,
         user.is_none(),
@@ -96,9 +114,27 @@ pub async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Re
 
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(code): Path<String>,
     form: FormBody,
 ) -> Response {
+    let (link, user) = match usable_link(&state, &code).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    if !form_token::matches(&headers, &form, &form_token::SETUP) {
+        return form_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &code,
+            user.is_none(),
+            user.as_ref()
+                .map_or(form.get("email"), |u| u.email.as_str()),
+            user.as_ref().map_or(form.get("name"), |u| u.name.as_str()),
+            link.role.as_str(),
+            context! { form => "This form was stale or came from another site. Nothing was saved: fill it in again here." },
+        );
+    }
     let input = SetupInput {
         email: Some(form.get("email").to_owned()),
         name: Some(form.get("name").to_owned()),
@@ -129,22 +165,19 @@ pub async fn submit(
                 .into_iter()
                 .map(|e| (e.field.clone(), format!("This {}", e.message)))
                 .collect();
-            let (new_account, role) =
-                match state.store.setup_link(&session::hash_secret(&code)).await {
-                    Ok(Some((link, user))) => (user.is_none(), link.role.as_str()),
-                    _ => (false, ""),
-                };
             form_page(
+                &state,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &code,
-                new_account,
+                user.is_none(),
                 form.get("email"),
                 form.get("name"),
-                role,
+                link.role.as_str(),
                 Value::from(errors),
             )
         }
         Err(e @ AccountError::DuplicateEmail(_)) => form_page(
+            &state,
             StatusCode::CONFLICT,
             &code,
             true,

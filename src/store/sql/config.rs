@@ -355,6 +355,14 @@ impl ConfigStore for SqlStore {
             .collect()
     }
 
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
+        super::audit::insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_audit(
         &self,
         organization_id: &OrganizationId,

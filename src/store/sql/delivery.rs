@@ -20,7 +20,7 @@ use crate::{
         event::{member_texts, Event, Resource},
         event_type::EventType,
         ids::{DeliveryId, OrganizationId, WebhookId},
-        json_text::JsonText,
+        json_text::{self, JsonText},
         sealing::Sealer,
         webhook::Method,
         Timestamp,
@@ -51,7 +51,9 @@ pub(crate) fn event_from_row(organization_id: &OrganizationId, row: &AnyRow) -> 
     let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
     let type_name: String = row.try_get("event_type")?;
     let text: String = row.try_get("body")?;
-    let mut body: Value = serde_json::from_str(&text).map_err(|_| corrupt("body is not JSON"))?;
+    let mut body: Value =
+        json_text::parse_with_huge_numbers(text.as_bytes(), |t| serde_json::from_slice(t))
+            .map_err(|_| corrupt("body is not JSON"))?;
     let incident = match body["incident"].take() {
         Value::Object(map) => map,
         _ => return Err(corrupt("no incident")),

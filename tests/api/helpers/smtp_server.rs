@@ -17,6 +17,7 @@ use tokio::{
 #[derive(Debug, Clone)]
 pub struct Mail {
     pub to: Vec<String>,
+    pub message_id: String,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -26,6 +27,9 @@ pub struct Mail {
 struct Inbox {
     mails: Mutex<Vec<Mail>>,
     arrived: Notify,
+    /// How many more messages are taken without their `250 OK` reaching the sender (the
+    /// connection closes instead), as when a reply is lost on the way.
+    lose_replies: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -53,6 +57,7 @@ impl Handler for Collector {
             .expect("a parsable message");
         let mail = Mail {
             to: self.to.clone(),
+            message_id: parsed.message_id().unwrap_or_default().to_owned(),
             subject: parsed.subject().unwrap_or_default().to_owned(),
             text: parsed
                 .body_text(0)
@@ -81,9 +86,21 @@ impl SmtpServer {
 
     /// On a given port, to bring a server "back up".
     pub async fn start_on(port: u16) -> SmtpServer {
+        Self::start_with(port, 0).await
+    }
+
+    /// One that keeps the first `lost` messages but never answers them.
+    pub async fn start_losing_replies(lost: usize) -> SmtpServer {
+        Self::start_with(0, lost).await
+    }
+
+    async fn start_with(port: u16, lost: usize) -> SmtpServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Inbox::default());
+        inbox
+            .lose_replies
+            .store(lost, std::sync::atomic::Ordering::SeqCst);
         let shared = inbox.clone();
         tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
@@ -92,7 +109,7 @@ impl SmtpServer {
                     to: Vec::new(),
                     data: Vec::new(),
                 };
-                tokio::spawn(serve(stream, peer.ip(), handler));
+                tokio::spawn(serve(stream, peer.ip(), handler, shared.clone()));
             }
         });
         SmtpServer { port, inbox }
@@ -121,7 +138,7 @@ impl SmtpServer {
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, ip: IpAddr, handler: Collector) {
+async fn serve(stream: tokio::net::TcpStream, ip: IpAddr, handler: Collector, inbox: Arc<Inbox>) {
     let mut session = SessionBuilder::new("test.smtp.local").build(ip, handler);
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
@@ -137,7 +154,21 @@ async fn serve(stream: tokio::net::TcpStream, ip: IpAddr, handler: Collector) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+        let kept = inbox.mails.lock().unwrap().len();
         let response = session.process(&line);
+        let taken = inbox.mails.lock().unwrap().len() > kept;
+        if taken
+            && inbox
+                .lose_replies
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
+            return; // the message is kept; its reply never reaches the sender
+        }
         match response.action {
             Action::NoReply => continue,
             Action::Close | Action::UpgradeTls => {

@@ -62,6 +62,8 @@ pub struct Visitor {
     pub cookie: Option<String>,
     /// The login form's own cookie (`tocsin_login`), kept from the last login page.
     login_cookie: Option<String>,
+    /// The setup form's (`tocsin_setup`), kept from the last setup page.
+    setup_cookie: Option<String>,
 }
 
 impl Visitor {
@@ -79,6 +81,7 @@ impl Visitor {
                 .unwrap(),
             cookie: None,
             login_cookie: None,
+            setup_cookie: None,
         }
     }
 
@@ -102,6 +105,9 @@ impl Visitor {
             self.login_cookie
                 .as_ref()
                 .map(|c| format!("tocsin_login={c}")),
+            self.setup_cookie
+                .as_ref()
+                .map(|c| format!("tocsin_setup={c}")),
         ]
         .into_iter()
         .flatten()
@@ -143,6 +149,8 @@ impl Visitor {
                 self.cookie = (!v.is_empty()).then_some(v);
             } else if let Some(v) = value("tocsin_login=") {
                 self.login_cookie = (!v.is_empty()).then_some(v);
+            } else if let Some(v) = value("tocsin_setup=") {
+                self.setup_cookie = (!v.is_empty()).then_some(v);
             }
         }
         page
@@ -196,6 +204,16 @@ impl Visitor {
             ],
         )
         .await
+    }
+
+    /// Fills in a setup link's form as a browser does: the page first (its token and
+    /// cookie), then the form with `fields`.
+    pub async fn fill_setup(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let form = self.get(path).await;
+        let token = form.login_token().unwrap_or_default();
+        let mut fields = fields.to_vec();
+        fields.push(("login_token", &token));
+        self.post_form(path, &fields).await
     }
 
     /// Logs in (which must work) and returns the CSRF token of the home page.
