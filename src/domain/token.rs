@@ -86,6 +86,18 @@ pub struct ApiToken {
     pub expires_at: Option<Timestamp>,
     /// Recorded at most once a minute.
     pub last_used_at: Option<Timestamp>,
+    /// The person behind it: who made it, or who made the token that made it. `None` for
+    /// the command line's and the first start's (the operator's). Disabling or deleting
+    /// that person revokes it.
+    pub created_by: Option<TokenCreator>,
+}
+
+/// A token's person: their id, and their e-mail when the token was made (kept for lists
+/// after the person is gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCreator {
+    pub user_id: String,
+    pub email: String,
 }
 
 /// `last_used_at` is written at most this often per token: using a token is not a write.
@@ -146,6 +158,7 @@ impl NewToken {
                 revoked_at: None,
                 expires_at: None,
                 last_used_at: None,
+                created_by: None,
             },
             plaintext,
             hash,

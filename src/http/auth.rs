@@ -82,6 +82,18 @@ impl Caller {
         }
     }
 
+    /// The person behind a token this caller makes: themselves, or a token's own person
+    /// (so a token made by a token goes when that person does).
+    pub fn token_creator(&self) -> Option<crate::domain::token::TokenCreator> {
+        match self {
+            Caller::Token(token) => token.created_by.clone(),
+            Caller::User { user, .. } => Some(crate::domain::token::TokenCreator {
+                user_id: user.id.clone(),
+                email: user.email.clone(),
+            }),
+        }
+    }
+
     pub fn user(&self) -> Option<&User> {
         match self {
             Caller::User { user, .. } => Some(user),

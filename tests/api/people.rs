@@ -1273,7 +1273,115 @@ async fn names_refuse_text_direction_controls(backend: Backend) {
     assert_eq!(app.webhook_count().await, 0);
 }
 
+/// No token outlives the admin behind it: disabling a person revokes the tokens they made
+/// and the tokens those tokens made (audited, with the reason); deleting does too; each
+/// list says who is behind a token, and the operator's own tokens stay.
+async fn tokens_go_with_the_person_behind_them(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let make = |by: &str, name: &str| {
+        let body = json!({"name": name, "abilities": ["admin"]}).to_string();
+        let by = by.to_owned();
+        let app = &app;
+        async move {
+            let made = app
+                .call(Method::POST, "/v3/api-tokens", Some(&by), Some(body))
+                .await;
+            assert_eq!(made.status, 201, "{}", made.body);
+            made.body["data"].clone()
+        }
+    };
+    for (email, disable) in [("ada@example.com", true), ("bo@example.com", false)] {
+        let person = person(&app, email, "admin").await;
+        let mut v = Visitor::new(&app);
+        let csrf = v.login_ok(email).await;
+        let made = v
+            .api(
+                Method::POST,
+                "/v3/api-tokens",
+                Some(&json!({"name": format!("{email} ci"), "abilities": ["admin"]})),
+                Some(&csrf),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+        let first = made.json()["data"].clone();
+        assert_eq!(first["created_by"]["email"], email);
+        let first_token = first["token"].as_str().unwrap().to_owned();
+        // A token made by that token is the same person's.
+        let second = make(&first_token, &format!("{email} deploy")).await;
+        assert_eq!(second["created_by"]["id"], person.id.as_str());
+        let second_token = second["token"].as_str().unwrap().to_owned();
+        for token in [&first_token, &second_token] {
+            assert_eq!(
+                app.call(Method::GET, HOOKS, Some(token), None).await.status,
+                200
+            );
+        }
+
+        let gone = if disable {
+            app.owner(
+                Method::PUT,
+                &format!("/v3/users/{}", person.id),
+                Some(&json!({"disabled": true})),
+            )
+            .await
+        } else {
+            app.owner(Method::DELETE, &format!("/v3/users/{}", person.id), None)
+                .await
+        };
+        assert!(gone.status == 200 || gone.status == 204, "{}", gone.body);
+        for token in [&first_token, &second_token] {
+            // Refused within the token cache's 100 ms, as a revocation is.
+            crate::helpers::eventually(
+                "the person's tokens refused",
+                || async { app.call(Method::GET, HOOKS, Some(token), None).await.status },
+                |status| *status == 401,
+            )
+            .await;
+            let invite = app
+                .call(
+                    Method::POST,
+                    "/v3/users",
+                    Some(token),
+                    Some(
+                        json!({"email": "new-admin@example.com", "name": "N", "role": "admin"})
+                            .to_string(),
+                    ),
+                )
+                .await;
+            assert_eq!(invite.status, 401, "the probe's case: {}", invite.body);
+        }
+    }
+    let list = app.owner(Method::GET, "/v3/api-tokens", None).await;
+    let tokens = list.body["data"].as_array().unwrap();
+    let revoked: Vec<&str> = tokens
+        .iter()
+        .filter(|t| t["status"] == "revoked")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(revoked.len(), 4, "{}", list.body);
+    let owner = tokens.iter().find(|t| t["name"] == "owner").unwrap();
+    assert_eq!(owner["status"], "active");
+    assert!(
+        owner["created_by"].is_null(),
+        "the first start's is the operator's"
+    );
+    let audit = app
+        .owner(Method::GET, "/v3/audit-logs?action=token.revoked", None)
+        .await;
+    let entries = audit.body["data"]["result"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{}", audit.body);
+    assert!(
+        entries[0]["changes"].to_string().contains("user.deleted")
+            && entries[3]["changes"].to_string().contains("user.disabled"),
+        "{}",
+        audit.body
+    );
+}
+
 both_backends!(
+    tokens_go_with_the_person_behind_them,
     names_refuse_text_direction_controls,
     first_start_link_creates_the_owner_once,
     login_logout_and_cookie_flags,

@@ -557,12 +557,17 @@ fn schemas() -> Value {
             "properties": {"setup_url": {"type": ["string", "null"], "description": "Shown once: the link that sets the password."}}
         },
         "Token": {
-            "type": "object", "required": ["id", "name", "abilities", "status", "created_at", "expires_at", "last_used_at", "revoked_at"],
+            "type": "object", "required": ["id", "name", "abilities", "status", "created_at", "expires_at", "last_used_at", "revoked_at", "created_by"],
             "properties": {
                 "id": string, "name": string, "abilities": array_of(schema("Ability")),
                 "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
                 "created_at": timestamp(), "expires_at": nullable_timestamp(),
-                "last_used_at": nullable_timestamp(), "revoked_at": nullable_timestamp()
+                "last_used_at": nullable_timestamp(), "revoked_at": nullable_timestamp(),
+                "created_by": {
+                    "type": ["object", "null"], "required": ["id", "email"],
+                    "description": "The person behind the token (who made it, or made the token that made it); disabling or deleting them revokes it. Null for the command line's and the first start's.",
+                    "properties": {"id": string, "email": string}
+                }
             }
         },
         "AuditEntry": {

@@ -46,6 +46,9 @@ pub fn token_json(t: &ApiToken, now: Timestamp) -> Value {
         "expires_at": ts(t.expires_at),
         "last_used_at": ts(t.last_used_at),
         "revoked_at": ts(t.revoked_at),
+        // The person behind it (disabling or deleting them revokes it); null for the
+        // command line's and the first start's.
+        "created_by": t.created_by.as_ref().map(|c| json!({"id": c.user_id, "email": c.email})),
     })
 }
 
@@ -134,6 +137,7 @@ async fn create(
     };
     let mut token = NewToken::generate(caller.organization_id(), &name, abilities);
     token.token.expires_at = expires_at;
+    token.token.created_by = caller.token_creator();
     state
         .store
         .create_token(&token, &token_created(&token.token, &caller.actor()))

@@ -46,6 +46,7 @@ async fn tokens_page(
                 abilities => t.abilities.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 status => t.status(now), created_at => ts(Some(t.created_at)),
                 expires_at => ts(t.expires_at), last_used_at => ts(t.last_used_at),
+                created_by => t.created_by.as_ref().map(|c| c.email.clone()),
             }
         })
         .collect();
@@ -119,6 +120,7 @@ pub async fn create(
         Ok((name, abilities, expires_at)) => {
             let mut token = NewToken::generate(person.caller().organization_id(), &name, abilities);
             token.token.expires_at = expires_at;
+            token.token.created_by = person.caller().token_creator();
             let audit = token_created(&token.token, &person.caller().actor());
             if let Err(e) = state.store.create_token(&token, &audit).await {
                 return error_page(person.caller(), e.into());

@@ -36,6 +36,23 @@ async fn users_page(
         Ok(l) => l,
         Err(e) => return error_page(person.caller(), e.into()),
     };
+    // Tokens each person is behind: disabling them revokes those, and the button says so.
+    let tokens = match state
+        .store
+        .list_tokens(Some(person.caller().organization_id()))
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let now = crate::domain::Timestamp::now();
+    let tokens_of = |user_id: &str| {
+        tokens
+            .iter()
+            .filter(|t| t.usable_at(now))
+            .filter(|t| t.created_by.as_ref().is_some_and(|c| c.user_id == user_id))
+            .count()
+    };
     let me = person
         .caller()
         .user()
@@ -49,6 +66,7 @@ async fn users_page(
                 status => u.status(), last_login_at => ts(u.last_login_at), me => u.id == me,
                 // Whole minutes, rounded up: "locked · 1 min" until the last second.
                 locked_minutes => locked.get(&u.id).map(|wait| wait.as_secs().div_ceil(60).max(1)),
+                tokens => tokens_of(&u.id),
             }
         })
         .collect();

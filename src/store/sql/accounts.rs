@@ -6,7 +6,7 @@ use sqlx::{any::AnyRow, Row, Transaction};
 use super::{audit::insert_audit, optional_time, SqlStore};
 use crate::domain::ids::OrganizationId;
 use crate::domain::{
-    audit::AuditEntry,
+    audit::{token_object, AuditEntry, Change},
     session::{LinkProblem, Session, SetupLink},
     user::{email_key, Role, User},
     Timestamp,
@@ -152,6 +152,38 @@ async fn end_sessions_of(tx: &mut Tx<'_>, user_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Revokes every token `user_id` is behind, each with a `token.revoked` entry by the actor
+/// of `cause` (the person's disabling or deletion) saying why.
+async fn revoke_tokens_of(tx: &mut Tx<'_>, user_id: &str, cause: &AuditEntry) -> StoreResult<()> {
+    let rows = sqlx::query(&format!(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE created_by = $2 AND revoked_at IS NULL RETURNING {}",
+        super::config::TOKEN_COLUMNS
+    ))
+    .bind(cause.at.as_micros())
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let token = super::config::token_from_row(row)?;
+        let entry = AuditEntry::new(
+            &token.organization_id,
+            &cause.actor,
+            "token.revoked",
+            token_object(&token),
+            vec![Change {
+                field: "reason".into(),
+                before: serde_json::Value::Null,
+                after: serde_json::Value::String(format!(
+                    "{} ({})",
+                    cause.action, cause.object.name
+                )),
+            }],
+        );
+        insert_audit(tx, &entry).await?;
+    }
+    Ok(())
+}
+
 async fn store_password(
     tx: &mut Tx<'_>,
     user_id: &str,
@@ -278,6 +310,7 @@ impl AccountStore for SqlStore {
         .await?;
         if user.disabled {
             end_sessions_of(&mut tx, &user.id).await?;
+            revoke_tokens_of(&mut tx, &user.id, audit).await?;
         }
         insert_audit(&mut tx, audit).await?;
         let stored = user_in(&mut tx, &user.organization_id, &user.id).await?;
@@ -306,6 +339,7 @@ impl AccountStore for SqlStore {
             return Ok(UserWrite::LastOwner);
         }
         end_sessions_of(&mut tx, id).await?;
+        revoke_tokens_of(&mut tx, id, audit).await?;
         for table in ["setup_links", "users"] {
             let column = if table == "users" { "id" } else { "user_id" };
             sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))

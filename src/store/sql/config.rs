@@ -11,7 +11,7 @@ use crate::domain::{
     organization::Organization,
     sealing::{Sealer, SecretKey},
     session::SetupLink,
-    token::{Ability, ApiToken, NewToken},
+    token::{Ability, ApiToken, NewToken, TokenCreator},
     webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
@@ -19,8 +19,8 @@ use crate::store::{AuditQuery, Change, ConfigStore, Page, StoreError, StoreResul
 
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
-const TOKEN_COLUMNS: &str =
-    "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at";
+pub(super) const TOKEN_COLUMNS: &str =
+    "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at, created_by, created_by_email";
 
 fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
     Ok(Organization {
@@ -30,8 +30,18 @@ fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
     })
 }
 
-fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
+pub(super) fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
     let abilities: String = row.try_get("abilities")?;
+    let created_by = match (
+        row.try_get::<Option<String>, _>("created_by")?,
+        row.try_get::<Option<String>, _>("created_by_email")?,
+    ) {
+        (Some(user_id), email) => Some(TokenCreator {
+            user_id,
+            email: email.unwrap_or_default(),
+        }),
+        (None, _) => None,
+    };
     Ok(ApiToken {
         id: row.try_get("id")?,
         organization_id: row.try_get("organization_id")?,
@@ -41,6 +51,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
         revoked_at: super::optional_time(row, "revoked_at")?,
         expires_at: super::optional_time(row, "expires_at")?,
         last_used_at: super::optional_time(row, "last_used_at")?,
+        created_by,
     })
 }
 
@@ -104,7 +115,7 @@ impl SqlStore {
 
 const INSERT_ORGANIZATION: &str =
     "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)";
-const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, organization_id, name, token_hash, abilities, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, organization_id, name, token_hash, abilities, created_at, expires_at, created_by, created_by_email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 fn insert_organization(
     org: &Organization,
@@ -124,6 +135,8 @@ fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
         .bind(Ability::join(&t.token.abilities))
         .bind(t.token.created_at.as_micros())
         .bind(t.token.expires_at.map(Timestamp::as_micros))
+        .bind(t.token.created_by.as_ref().map(|c| c.user_id.clone()))
+        .bind(t.token.created_by.as_ref().map(|c| c.email.clone()))
 }
 
 #[async_trait]
