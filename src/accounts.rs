@@ -308,7 +308,7 @@ pub async fn lockouts(
     Ok(keys
         .iter()
         .filter_map(|(id, key)| {
-            login_throttle::locked_out(key, &failures, now).map(|wait| ((*id).to_owned(), wait))
+            login_throttle::locked(key, &failures, now).map(|wait| ((*id).to_owned(), wait))
         })
         .collect())
 }
@@ -430,8 +430,8 @@ pub enum LoginError {
 }
 
 /// Checks an email and password and starts a session: the cookie's value and the user.
-/// Refused without a look at the password while the email or the client address has had
-/// too many failures lately, on any node (see `domain/login_throttle.rs`).
+/// Refused without a look at the password while the email has had too many failures lately,
+/// on any node; slowed while the client address has (see `domain/login_throttle.rs`).
 pub async fn login(
     store: &dyn Store,
     email: &str,
@@ -449,9 +449,13 @@ pub async fn login(
     let failures = store
         .login_attempt(&keys, now, now.minus(login_throttle::WINDOW))
         .await?;
-    if let Some(wait) = login_throttle::refused(&failures, now) {
-        store.forget_login_attempt(&keys, now).await?;
-        return Err(LoginError::Throttled(wait));
+    match login_throttle::judge(&failures, &email_key, now) {
+        login_throttle::Verdict::Check => {}
+        login_throttle::Verdict::Slowed(wait) => tokio::time::sleep(wait).await,
+        login_throttle::Verdict::Refused(wait) => {
+            store.forget_login_attempt(&keys, now).await?;
+            return Err(LoginError::Throttled(wait));
+        }
     }
     let candidates = if password.len() > user::MAX_PASSWORD || email.len() > 254 {
         Vec::new()

@@ -70,6 +70,9 @@ pub struct HttpConfig {
     pub rate_burst: u32,
     pub intake_rate_limit: u32,
     pub intake_rate_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client.
+    #[serde(with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +85,7 @@ impl Default for HttpConfig {
             rate_burst: 200,
             intake_rate_limit: 20_000,
             intake_rate_burst: 40_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -345,6 +349,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "API requests per second per token or person (past the burst: 429 with Retry-After); 0 for no limit.",
     ),
     ("http.rate_burst", "API requests a caller may make at once above the rate."),
+    (
+        "http.trusted_proxies",
+        "CIDRs of the reverse proxies in front of tocsin, e.g. [\"10.0.0.0/8\"]: from them, X-Forwarded-For (else Forwarded) names the client whose failed logins are counted. Empty: the connection's address is the client.",
+    ),
     (
         "http.intake_rate_limit",
         "POST /v3/events per second per token, counted apart from other calls; 0 for no limit.",
@@ -667,7 +675,8 @@ mod address {
     }
 }
 
-/// `delivery.allowed_networks`: CIDRs, or single addresses (a /32 or /128).
+/// `delivery.allowed_networks` and `http.trusted_proxies`: CIDRs, or single addresses (a
+/// /32 or /128).
 mod networks {
     use ipnet::IpNet;
     use serde::{Deserialize, Deserializer, Serializer};

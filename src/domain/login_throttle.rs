@@ -1,18 +1,59 @@
-//! Login throttling: after too many failed logins for one email or from one client address
-//! within a window, further attempts are refused until the window has passed. The failures
-//! live in the store, so every node behind a load balancer counts the same ones (counted per
+//! Login throttling: after too many failed logins for one email within a window, further
+//! attempts for it are refused until the window has passed; too many from one client
+//! address only slow that address's attempts down. An address is often many people (an
+//! office, everyone behind a reverse proxy): refusing it let ten made-up emails lock an
+//! owner out of their own account. The per-email limit is what stops a guesser at one
+//! account; the delay makes spraying many accounts from one address slow. The failures live
+//! in the store, so every node behind a load balancer counts the same ones (counted per
 //! node, N nodes gave a guesser N times the tries); the decision is pure: the caller passes
 //! the failures and the time, so every rule is unit-tested without a clock.
 
-use std::{
-    collections::{BTreeSet, HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use super::Timestamp;
 
 pub const MAX_FAILURES: usize = 10;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// What each failure from one address past [`MAX_FAILURES`] adds to the wait before that
+/// address's next attempt is checked, up to [`MAX_ADDRESS_DELAY`].
+pub const ADDRESS_STEP: Duration = Duration::from_millis(250);
+pub const MAX_ADDRESS_DELAY: Duration = Duration::from_secs(5);
+
+/// What to do with a login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Check the password now.
+    Check,
+    /// Check it after this wait: the client address has failed too often lately.
+    Slowed(Duration),
+    /// Refuse without a look at the password: the email has failed too often lately; it may
+    /// come back after the wait.
+    Refused(Duration),
+}
+
+/// The verdict on an attempt for `email_key` at `now`, given the failures of that email and
+/// of the client address (`ip:…`), the attempt itself included (see [`refused`]).
+pub fn judge(failures: &Failures, email_key: &str, now: Timestamp) -> Verdict {
+    let (email, address): (Vec<_>, Vec<_>) =
+        failures.iter().cloned().partition(|(k, _)| k == email_key);
+    if let Some(wait) = refused(&email, now) {
+        return Verdict::Refused(wait);
+    }
+    let since = now.minus(WINDOW);
+    let mut by_address: HashMap<&str, usize> = HashMap::new();
+    for (key, _) in address
+        .iter()
+        .filter(|(k, at)| k.starts_with("ip:") && *at > since)
+    {
+        *by_address.entry(key).or_default() += 1;
+    }
+    match by_address.into_values().max() {
+        Some(n) if n > MAX_FAILURES => {
+            Verdict::Slowed((ADDRESS_STEP * (n - MAX_FAILURES) as u32).min(MAX_ADDRESS_DELAY))
+        }
+        _ => Verdict::Check,
+    }
+}
 
 /// Failures of some keys (`email:…` or `ip:…`), each with its time.
 pub type Failures = [(String, Timestamp)];
@@ -65,29 +106,6 @@ pub fn locked(key: &str, failures: &Failures, now: Timestamp) -> Option<Duration
     refused(&with_attempt, now)
 }
 
-/// How long the person with `email_key` is locked out at `now`: by their email's own
-/// failures, or by those of an address their attempts came from (an attempt's rows share
-/// its time), which refuses them just the same. `failures` hold the email's and those
-/// addresses' failures (the store's [`login_failures`]), without an attempt of `now`.
-///
-/// [`login_failures`]: crate::store::AccountStore::login_failures
-pub fn locked_out(email_key: &str, failures: &Failures, now: Timestamp) -> Option<Duration> {
-    let times: HashSet<Timestamp> = failures
-        .iter()
-        .filter(|(k, _)| k == email_key)
-        .map(|(_, at)| *at)
-        .collect();
-    let mut keys: BTreeSet<&str> = failures
-        .iter()
-        .filter(|(k, at)| k.starts_with("ip:") && times.contains(at))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    keys.insert(email_key);
-    keys.into_iter()
-        .filter_map(|k| locked(k, failures, now))
-        .max()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,10 +144,31 @@ mod tests {
         failed(&mut failures, &["email:a", "ip:1"], at(9));
         let wait = refused(&attempt(&failures, &["email:a"], at(10)), at(10)).expect("locked");
         assert_eq!(wait, WINDOW - Duration::from_secs(10));
-        // Another email from the same address is refused too; another address for a fresh
-        // email is not.
-        assert!(refused(&attempt(&failures, &["email:b", "ip:1"], at(10)), at(10)).is_some());
-        assert!(refused(&attempt(&failures, &["email:b", "ip:2"], at(10)), at(10)).is_none());
+        assert!(matches!(
+            judge(
+                &attempt(&failures, &["email:a", "ip:2"], at(10)),
+                "email:a",
+                at(10)
+            ),
+            Verdict::Refused(_)
+        ));
+        // Another email from the same address is only slowed; from another address, not even.
+        assert_eq!(
+            judge(
+                &attempt(&failures, &["email:b", "ip:1"], at(10)),
+                "email:b",
+                at(10)
+            ),
+            Verdict::Slowed(ADDRESS_STEP)
+        );
+        assert_eq!(
+            judge(
+                &attempt(&failures, &["email:b", "ip:2"], at(10)),
+                "email:b",
+                at(10)
+            ),
+            Verdict::Check
+        );
         // Once the first failure leaves the window, nine remain: allowed again.
         let later = start.plus(WINDOW);
         assert!(refused(&attempt(&failures, &["email:a"], later), later).is_none());
@@ -193,34 +232,47 @@ mod tests {
     }
 
     #[test]
-    fn a_person_is_locked_out_by_an_address_their_attempts_came_from() {
+    fn an_address_over_the_limit_is_slowed_never_refused() {
         let start = Timestamp::from_micros(1_000_000_000_000);
         let at = |s: u64| start.plus(Duration::from_secs(s));
         let mut failures = Vec::new();
-        // Five of ann's tries and five at other emails, all from one office address, and
-        // one of ann's from home.
-        for i in 0..5 {
-            failed(&mut failures, &["email:ann", "ip:office"], at(i));
-            failed(&mut failures, &["email:bo", "ip:office"], at(10 + i));
+        // Ten made-up emails from one office address (behind one proxy, everyone's).
+        for i in 0..10 {
+            let email = format!("email:made-up-{i}");
+            failed(&mut failures, &[email.as_str(), "ip:office"], at(i));
         }
-        failed(&mut failures, &["email:ann", "ip:home"], at(20));
-        let now = at(30);
-        assert_eq!(locked("email:ann", &failures, now), None, "six of her own");
+        // The owner's own attempt from there: checked, a little later, never refused.
+        let own = attempt(&failures, &["email:owner", "ip:office"], at(20));
         assert_eq!(
-            locked_out("email:ann", &failures, now),
-            Some(WINDOW - Duration::from_secs(30)),
-            "the office address she tried from is locked"
+            judge(&own, "email:owner", at(20)),
+            Verdict::Slowed(ADDRESS_STEP)
         );
-        assert!(locked_out("email:bo", &failures, now).is_some());
-        assert_eq!(locked_out("email:cy", &failures, now), None, "no tries");
-        // Ann's tries taken back from the office (an unlock): nobody is locked out.
-        let unlocked: Vec<_> = failures
-            .iter()
-            .filter(|(k, t)| k != "email:ann" && !(k == "ip:office" && *t < at(5)))
-            .filter(|(k, t)| !(k == "ip:home" && *t == at(20)))
-            .cloned()
-            .collect();
-        assert_eq!(locked_out("email:bo", &unlocked, now), None);
+        // A sprayer keeps going: each failure past the limit adds a step, up to the most.
+        for i in 0..40 {
+            let email = format!("email:more-{i}");
+            failed(&mut failures, &[email.as_str(), "ip:office"], at(30 + i));
+        }
+        let next = attempt(&failures, &["email:owner", "ip:office"], at(80));
+        assert_eq!(
+            judge(&next, "email:owner", at(80)),
+            Verdict::Slowed(MAX_ADDRESS_DELAY)
+        );
+        // Another address, and the same one once the window has passed, go at once.
+        let home = attempt(&failures, &["email:owner", "ip:home"], at(80));
+        assert_eq!(judge(&home, "email:owner", at(80)), Verdict::Check);
+        let later = start.plus(WINDOW).plus(Duration::from_secs(80));
+        let quiet = attempt(&failures, &["email:owner", "ip:office"], later);
+        assert_eq!(judge(&quiet, "email:owner", later), Verdict::Check);
+        // The email's own limit still refuses, whatever the address.
+        let mut own_failures = Vec::new();
+        for i in 0..10 {
+            failed(&mut own_failures, &["email:owner", "ip:home"], at(i));
+        }
+        let eleventh = attempt(&own_failures, &["email:owner", "ip:home"], at(11));
+        assert!(matches!(
+            judge(&eleventh, "email:owner", at(11)),
+            Verdict::Refused(_)
+        ));
     }
 
     #[test]

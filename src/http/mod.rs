@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client_address;
 mod conn_clock;
 pub mod error;
 pub mod extract;

@@ -116,11 +116,17 @@ pub async fn submit(
             next.as_deref(),
         );
     }
+    // Behind a reverse proxy every person shares its address: the proxy says whose it is.
+    let client = crate::http::client_address::client_address(
+        client.ip(),
+        &headers,
+        &state.config.http.trusted_proxies,
+    );
     let result = accounts::login(
         state.store.as_ref(),
         &email,
         form.get("password"),
-        Some(client.ip()),
+        Some(client),
     )
     .await;
     match result {

@@ -64,6 +64,8 @@ pub struct Visitor {
     login_cookie: Option<String>,
     /// The setup form's (`tocsin_setup`), kept from the last setup page.
     setup_cookie: Option<String>,
+    /// Sent as `X-Forwarded-For`, as a reverse proxy in front of tocsin would.
+    pub forwarded_for: Option<String>,
 }
 
 impl Visitor {
@@ -82,6 +84,7 @@ impl Visitor {
             cookie: None,
             login_cookie: None,
             setup_cookie: None,
+            forwarded_for: None,
         }
     }
 
@@ -117,6 +120,9 @@ impl Visitor {
         }
         if let Some(csrf) = csrf {
             request = request.header("X-CSRF-Token", csrf);
+        }
+        if let Some(client) = &self.forwarded_for {
+            request = request.header("X-Forwarded-For", client);
         }
         if let Some((content_type, body)) = body {
             request = request
