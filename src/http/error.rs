@@ -84,6 +84,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unreachable() {
+            tracing::warn!(error = %e, "the database cannot be reached; answering 503");
+            return ApiError::Unavailable(
+                "the database cannot be reached right now: nothing was changed; try again in a moment".to_owned(),
+            );
+        }
         ApiError::Internal(e.into())
     }
 }

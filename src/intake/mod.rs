@@ -220,6 +220,15 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
         }
         Err(e) => e,
     };
+    if error.before_any_statement() {
+        // No connection to be had (the database unreachable): nothing was written, and each
+        // event alone would wait as long again. Senders hear at once to send again.
+        tracing::warn!(error = %error, events = items.len(), "intake batch got no database connection; nothing was stored");
+        for reply in replies {
+            let _ = reply.send(Err(error.to_string()));
+        }
+        return;
+    }
     tracing::warn!(error = %error, events = items.len(), "intake batch failed; writing its events one by one");
     let stored = stored_anyway(store, engine, &admission, &items).await;
     for (item, reply) in items.iter().zip(replies) {

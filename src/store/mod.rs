@@ -44,6 +44,41 @@ pub enum StoreError {
     WrongKey(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (no connection within the pool's wait, a
+    /// connection lost, the server shutting down or starting): the caller should hear
+    /// "try again shortly" (503), not "tocsin failed" (500).
+    pub fn is_unreachable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception), and 57P01–57P03: the server is
+            // shutting down, crashed, or cannot take connections yet.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether nothing was sent to the database: no connection could be had. A write that
+    /// failed so certainly did not happen, and trying it again at once would wait as long.
+    pub fn before_any_statement(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        )
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// How often a serving node records that it is alive (`ConfigStore::node_beat`), and how

@@ -14,8 +14,11 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
         // but after PostgreSQL dropped every connection the next calls failed, one per dead
         // connection: refused events (BENCHMARKS.md, tenth session; a test holds this).
         .test_before_acquire(true)
-        .connect(url)
-        .await?;
+        // A caller waits at most this for a connection: with PostgreSQL unreachable, senders
+        // hear 503 within about a second (sqlx's default, 30 s, answered far too late).
+        .acquire_timeout(ACQUIRE_WAIT)
+        .connect_lazy(url)?;
+    wait_for_server(&pool).await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
         .fetch_one(&pool)
@@ -30,6 +33,29 @@ pub(super) async fn open(url: &str, sealer: Sealer) -> StoreResult<SqlStore> {
         sealer,
     )
     .with_changes(ChangeFeed::new(url)))
+}
+
+/// The longest wait for a pooled connection, a new one's connect included.
+const ACQUIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a start waits for PostgreSQL to come up (started beside tocsin, restarting).
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first connection, tried again while the server cannot be reached yet (a refusal such
+/// as a wrong password or a missing database ends the wait at once, with its own words).
+async fn wait_for_server(pool: &sqlx::AnyPool) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + START_WAIT;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = super::StoreError::from(e);
+                if !e.is_unreachable() || std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 /// Without autovacuum the dead rows the queue's updates leave are never reclaimed, and

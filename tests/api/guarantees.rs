@@ -1019,6 +1019,85 @@ async fn events_are_accepted_right_after_postgresql_drops_every_connection() {
     receiver.wait_for("/h", 21).await;
 }
 
+/// PostgreSQL going away costs senders a prompt 503 with `Retry-After`, never a 500 after
+/// half a minute: events, token lookups and readiness all answer within about a second
+/// (sqlx's 30 s wait for a connection was the answer's time before), and once it is back
+/// the same calls succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_going_away_is_a_prompt_503() {
+    let Some((cutter, app, receiver, webhook)) = behind_a_cutter().await else {
+        return;
+    };
+    app.ingest_incidents(0..1).await;
+    receiver.wait_for("/h", 1).await;
+
+    let client = crate::helpers::http_client();
+    let timed = |method: reqwest::Method, path: &str, body: Option<String>| {
+        let request = client
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(&app.owner_token)
+            .header("content-type", "application/json")
+            .body(body.unwrap_or_default());
+        async move {
+            let started = std::time::Instant::now();
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = response.text().await.unwrap();
+            (status, retry_after, text, started.elapsed())
+        }
+    };
+    let body = |i: usize| {
+        event(
+            "triggered",
+            "t",
+            incident(&format!("inc-after-{i}"), "triggered"),
+        )
+        .to_string()
+    };
+    // Stopped (connections refused), then partitioned (nothing answers at all).
+    for (round, silent) in [(1, false), (2, true)] {
+        if silent {
+            cutter.go_silent();
+        } else {
+            cutter.go_down();
+        }
+        for (method, path, body) in [
+            (reqwest::Method::POST, "/v3/events", Some(body(0))),
+            (reqwest::Method::GET, HOOKS, None),
+            (reqwest::Method::GET, "/readyz", None),
+        ] {
+            let (status, retry_after, text, took) = timed(method, path, body).await;
+            assert_eq!(status, 503, "{path}, silent {silent}: {text}");
+            assert!(
+                took < std::time::Duration::from_secs(3),
+                "{path}, silent {silent}: answered after {took:?}"
+            );
+            if path != "/readyz" {
+                assert_eq!(retry_after.as_deref(), Some("1"), "{path}");
+                assert!(text.contains("unavailable"), "{path}: {text}");
+            }
+        }
+        cutter.come_back();
+        eventually(
+            "events accepted again",
+            || async {
+                timed(reqwest::Method::POST, "/v3/events", Some(body(round)))
+                    .await
+                    .0
+            },
+            |status| *status == 202,
+        )
+        .await;
+        receiver.wait_for("/h", 1 + round).await;
+        assert_eq!(timed(reqwest::Method::GET, "/readyz", None).await.0, 200);
+    }
+    let _ = webhook;
+}
+
 /// An app on PostgreSQL behind a [`CommitCutter`], with a receiver and one webhook to it
 /// (`/h`); `None` without PostgreSQL.
 async fn behind_a_cutter() -> Option<(CommitCutter, TestApp, Receiver, Value)> {

@@ -8,9 +8,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// How long readiness waits for the database before saying it cannot reach it: a load
+/// balancer's probe must get an answer, not time out.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The process can reach its database.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.ping().await {
+    let ping = tokio::time::timeout(READY_WAIT, state.store.ping())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Database(
+                sqlx::Error::PoolTimedOut,
+            ))
+        });
+    match ping {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

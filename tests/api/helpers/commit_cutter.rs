@@ -3,7 +3,10 @@
 //! name, so their text may not be on the wire) commit on the server, and then drops the
 //! client's connection before the answer to its `COMMIT` reaches it: a connection lost at
 //! the one moment where the client cannot know whether its write happened. Or, armed to
-//! cut before, drops the connection instead of passing the marked message on.
+//! cut before, drops the connection instead of passing the marked message on. Or takes
+//! PostgreSQL away altogether ([`CommitCutter::go_down`]: every connection is dropped and
+//! new ones are closed at once; [`CommitCutter::go_silent`]: nothing passes either way, as
+//! in a network partition), until [`CommitCutter::come_back`].
 
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -16,8 +19,18 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-#[derive(Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Up,
+    /// Connections dropped, new ones closed at once.
+    Down,
+    /// Connections kept open, nothing passed on: every call waits.
+    Silent,
+}
+
 struct Shared {
+    /// Whether PostgreSQL is reachable now.
+    down: tokio::sync::watch::Sender<Reach>,
     /// Where PostgreSQL listens (`host:port`), taken from the configuration it routes.
     upstream: Mutex<String>,
     marker: Mutex<Vec<u8>>,
@@ -36,10 +49,30 @@ impl CommitCutter {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            down: tokio::sync::watch::channel(Reach::Up).0,
+            upstream: Mutex::default(),
+            marker: Mutex::default(),
+            before: AtomicBool::default(),
+            armed: AtomicBool::default(),
+            cuts: AtomicUsize::default(),
+        });
         let relay_shared = shared.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                match *relay_shared.down.borrow() {
+                    Reach::Up => {}
+                    Reach::Down => continue,
+                    Reach::Silent => {
+                        // Held open until PostgreSQL is reachable again, answering nothing.
+                        let mut reach = relay_shared.down.subscribe();
+                        tokio::spawn(async move {
+                            let _held = client;
+                            let _ = reach.wait_for(|r| *r == Reach::Up).await;
+                        });
+                        continue;
+                    }
+                }
                 let upstream = relay_shared.upstream.lock().unwrap().clone();
                 let shared = relay_shared.clone();
                 tokio::spawn(async move {
@@ -85,6 +118,22 @@ impl CommitCutter {
         self.shared.armed.store(true, Ordering::SeqCst);
     }
 
+    /// PostgreSQL goes away: open connections drop, new ones are closed at once.
+    pub fn go_down(&self) {
+        self.shared.down.send_replace(Reach::Down);
+    }
+
+    /// PostgreSQL stops answering (a partition): open connections and new ones are held,
+    /// nothing passes.
+    pub fn go_silent(&self) {
+        self.shared.down.send_replace(Reach::Silent);
+    }
+
+    /// And is back.
+    pub fn come_back(&self) {
+        self.shared.down.send_replace(Reach::Up);
+    }
+
     /// How many connections were cut.
     pub fn cuts(&self) -> usize {
         self.shared.cuts.load(Ordering::SeqCst)
@@ -99,8 +148,20 @@ async fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
     let (mut from_client, mut from_server) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     // This connection's transaction sent the marker while armed; its COMMIT was sent.
     let (mut marked, mut committing) = (false, false);
+    let mut down = shared.down.subscribe();
     loop {
+        let reach = *down.borrow_and_update();
+        match reach {
+            Reach::Up => {}
+            Reach::Down => return,
+            Reach::Silent => {
+                // Dropped once the partition heals: the other end's connection is long dead.
+                let _ = down.wait_for(|r| *r != Reach::Silent).await;
+                return;
+            }
+        }
         tokio::select! {
+            _ = down.changed() => continue,
             read = client.read(&mut from_client) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
                 let chunk = &from_client[..n];
