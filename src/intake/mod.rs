@@ -2,6 +2,8 @@
 //! store everything in one transaction, hand what was leased to the engine.
 
 mod company;
+mod locked;
+mod stall;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -112,6 +114,7 @@ pub fn plan_deliveries<'a>(
 #[derive(Clone)]
 pub struct IntakeQueue {
     requests: mpsc::Sender<Request>,
+    stall: Arc<std::sync::Mutex<stall::Stall>>,
 }
 
 struct Request {
@@ -129,14 +132,31 @@ impl IntakeQueue {
     /// (`delivery.intake_linger`; see `company.rs`).
     pub fn start(store: Arc<dyn Store>, engine: Engine, linger: Duration) -> IntakeQueue {
         let (requests, mut incoming) = mpsc::channel::<Request>(4 * MAX_BATCH);
+        let stall = Arc::new(std::sync::Mutex::new(stall::Stall::default()));
+        let watched = stall.clone();
+        let note = move |f: &dyn Fn(&mut stall::Stall)| {
+            f(&mut watched.lock().unwrap_or_else(|e| e.into_inner()));
+        };
         tokio::spawn(async move {
             let mut company = Company::new(linger);
+            let mut locked = locked::LockedIncidents::default();
             while let Some(batch) = next_batch(&mut incoming, &mut company, |r| r.arrived).await {
                 crate::metrics::metrics().intake_batch(batch.len());
-                commit(&store, &engine, batch).await;
+                note(&|s| s.batch_started(Instant::now().into_std()));
+                let stored = commit(&store, &engine, batch, &mut locked).await;
+                note(&|s| s.batch_ended(stored));
             }
         });
-        IntakeQueue { requests }
+        IntakeQueue { requests, stall }
+    }
+
+    /// How long intake has been unable to commit (a write waiting on a lock or for the
+    /// database, or failing since); `None` while it commits. Readiness reports it.
+    pub fn stuck_for(&self) -> Option<Duration> {
+        self.stall
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stuck_for(std::time::Instant::now())
     }
 
     async fn submit(
@@ -203,7 +223,28 @@ async fn next_batch<T>(
 /// answered, and a 503 would have the sender post a copy), and each other event is tried
 /// alone, so that one bad event cannot fail the others and a connection that died in the
 /// pool costs no event.
-async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
+/// Whether every event of the batch was stored. Events of an incident another node's write
+/// holds locked (see `locked.rs`) are answered at once, not tried.
+async fn commit(
+    store: &Arc<dyn Store>,
+    engine: &Engine,
+    batch: Vec<Request>,
+    locked: &mut locked::LockedIncidents,
+) -> bool {
+    let now = std::time::Instant::now();
+    let (skipped, batch): (Vec<Request>, Vec<Request>) = batch
+        .into_iter()
+        .partition(|r| locked.is_locked(&r.event.organization_id, r.event.incident_id(), now));
+    let all_tried = skipped.is_empty();
+    for r in skipped {
+        let _ = r.reply.send(Err(format!(
+            "incident {} is locked by another node's unfinished write",
+            r.event.incident_id()
+        )));
+    }
+    if batch.is_empty() {
+        return all_tried;
+    }
     let admission = engine.admission();
     let (items, replies): (Vec<(Event, Vec<NewDelivery>)>, Vec<_>) = batch
         .into_iter()
@@ -216,7 +257,7 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
                 start_leased(engine, deliveries, &answer.leased, &admission);
                 let _ = reply.send(Ok(answer));
             }
-            return;
+            return all_tried;
         }
         Err(e) => e,
     };
@@ -227,32 +268,47 @@ async fn commit(store: &Arc<dyn Store>, engine: &Engine, batch: Vec<Request>) {
         for reply in replies {
             let _ = reply.send(Err(error.to_string()));
         }
-        return;
+        return false;
     }
     tracing::warn!(error = %error, events = items.len(), "intake batch failed; writing its events one by one");
     let stored = stored_anyway(store, engine, &admission, &items).await;
+    let mut all_stored = all_tried;
     for (item, reply) in items.iter().zip(replies) {
+        let (organization_id, incident_id) = (&item.0.organization_id, item.0.incident_id());
         let answer = match &stored {
-            Some(stored) => match stored.get(&item.0.id) {
-                Some(answer) => Ok(answer.clone()),
-                None => alone(store, engine, &admission, item, true).await,
-            },
+            Some(stored) if stored.contains_key(&item.0.id) => Ok(stored[&item.0.id].clone()),
+            // Its lane lock was just waited for in vain: not tried alone, which would wait as
+            // long again, holding every event queued behind.
+            _ if locked.is_locked(organization_id, incident_id, std::time::Instant::now()) => Err(
+                format!("incident {incident_id} is locked by another node's unfinished write"),
+            ),
             // The store did not answer: each event is tried once more, no more asked of it.
-            None => alone(store, engine, &admission, item, false).await,
+            stored => match alone(store, engine, &admission, item, stored.is_some()).await {
+                Err((e, lock_timeout)) => {
+                    if lock_timeout {
+                        locked.note(organization_id, incident_id, std::time::Instant::now());
+                    }
+                    Err(e)
+                }
+                Ok(answer) => Ok(answer),
+            },
         };
+        all_stored &= answer.is_ok();
         let _ = reply.send(answer);
     }
+    all_stored
 }
 
 /// One event written alone after its batch failed; when that fails too and `ask` is set,
-/// the store is asked whether it was stored all the same.
+/// the store is asked whether it was stored all the same. A failure says whether it was a
+/// lock waited for in vain.
 async fn alone(
     store: &Arc<dyn Store>,
     engine: &Engine,
     admission: &Admission,
     item: &(Event, Vec<NewDelivery>),
     ask: bool,
-) -> Result<Accepted, String> {
+) -> Result<Accepted, (String, bool)> {
     let one = std::slice::from_ref(item);
     match store.accept_events(one, admission).await {
         Ok(mut answers) => {
@@ -261,11 +317,16 @@ async fn alone(
             start_leased(engine, &item.1, &answer.leased, admission);
             Ok(answer)
         }
-        Err(e) if ask => match stored_anyway(store, engine, admission, one).await {
-            Some(mut stored) => stored.remove(&item.0.id).ok_or_else(|| e.to_string()),
-            None => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            let failed = (e.to_string(), e.is_lock_timeout());
+            if !ask {
+                return Err(failed);
+            }
+            match stored_anyway(store, engine, admission, one).await {
+                Some(mut stored) => stored.remove(&item.0.id).ok_or(failed),
+                None => Err(failed),
+            }
+        }
     }
 }
 

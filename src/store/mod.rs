@@ -69,6 +69,12 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// Whether a lock was waited for past `lock_timeout` (SQLSTATE 55P03): another session
+    /// holds it, perhaps a node frozen inside its transaction.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03"))
+    }
+
     /// Whether nothing was sent to the database: no connection could be had. A write that
     /// failed so certainly did not happen, and trying it again at once would wait as long.
     pub fn before_any_statement(&self) -> bool {

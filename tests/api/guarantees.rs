@@ -1098,6 +1098,101 @@ async fn postgresql_going_away_is_a_prompt_503() {
     let _ = webhook;
 }
 
+/// A node frozen inside an intake transaction (SIGSTOP, a VM stall, a partition) holds its
+/// incident lane's lock. A healthy node's intake waited 85 s behind it, ready all along.
+/// Now its wait is bounded: a sender of that incident hears 503 within seconds, another
+/// incident's event is accepted, `/readyz` says intake cannot commit while it is stuck, and
+/// once the server ends the frozen session (10 s idle inside a transaction) the incident's
+/// events are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_costs_the_others_seconds_not_minutes() {
+    let Some((cutter, frozen, receiver, _webhook)) = behind_a_cutter().await else {
+        return;
+    };
+    let healthy = frozen.another_node_with(|c| cutter.unroute(c)).await;
+    let client = crate::helpers::http_client();
+    let post = |app: &TestApp, incident_id: &str| {
+        let request = client
+            .post(format!("{}/v3/events", app.address))
+            .bearer_auth(&app.owner_token)
+            .header("content-type", "application/json")
+            .body(event("triggered", "t", incident(incident_id, "triggered")).to_string());
+        async move {
+            let started = std::time::Instant::now();
+            let status = request.send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+    let ready = |app: &TestApp| {
+        let request = client.get(format!("{}/readyz", app.address));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(post(&healthy, "inc-warm").await.0, 202);
+    receiver.wait_for("/h", 1).await;
+
+    // The frozen node's intake transaction takes the lane's lock, sends its rows, and
+    // freezes. Its sender waits on; nobody waits for it here.
+    cutter.arm_freeze("inc-frozen");
+    let stuck = tokio::spawn(post(&frozen, "inc-frozen"));
+    eventually(
+        "the frozen node's transaction",
+        || async { cutter.cuts() },
+        |n| *n == 1,
+    )
+    .await;
+
+    // The healthy node, five events of that incident and one of another sent at once (one
+    // batch, as intake groups them): the incident's are refused promptly — its lock waited
+    // for once, not once per event — the other is accepted, and the node is not ready
+    // meanwhile.
+    let blocked: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(post(&healthy, "inc-frozen")))
+        .collect();
+    let elsewhere = tokio::spawn(post(&healthy, "inc-elsewhere"));
+    let (status, reason) = eventually(
+        "the healthy node says its intake cannot commit",
+        || ready(&healthy),
+        |(status, _)| *status == 503,
+    )
+    .await;
+    assert!(
+        reason.contains("intake cannot commit"),
+        "{reason} ({status})"
+    );
+    for answer in blocked {
+        let (status, took) = tokio::time::timeout(crate::helpers::DEADLINE, answer)
+            .await
+            .expect("the healthy node answers within the deadline")
+            .unwrap();
+        assert_eq!(status, 503, "told to send again");
+        assert!(
+            took < std::time::Duration::from_secs(12),
+            "answered after {took:?}"
+        );
+    }
+    let (status, took) = elsewhere.await.unwrap();
+    assert_eq!(status, 202, "another incident's lane is free");
+    assert!(took < std::time::Duration::from_secs(12), "{took:?}");
+
+    // The server ends the frozen session: the incident's events are accepted again.
+    eventually(
+        "the incident accepted once the frozen session is ended",
+        || async { post(&healthy, "inc-frozen").await.0 },
+        |status| *status == 202,
+    )
+    .await;
+    eventually(
+        "ready again",
+        || ready(&healthy),
+        |(status, _)| *status == 200,
+    )
+    .await;
+    stuck.abort();
+}
+
 /// An app on PostgreSQL behind a [`CommitCutter`], with a receiver and one webhook to it
 /// (`/h`); `None` without PostgreSQL.
 async fn behind_a_cutter() -> Option<(CommitCutter, TestApp, Receiver, Value)> {

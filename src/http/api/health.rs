@@ -11,9 +11,23 @@ pub async fn healthz() -> Json<Value> {
 /// How long readiness waits for the database before saying it cannot reach it: a load
 /// balancer's probe must get an answer, not time out.
 const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Intake stuck this long (a write waiting on a lock a frozen peer holds, or failing)
+/// makes the node not ready, though its database answers.
+const INTAKE_STALL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The process can reach its database.
+/// The process can reach its database, and its intake commits.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Some(stuck) = state.intake.stuck_for().filter(|s| *s >= INTAKE_STALL) {
+        let reason = format!(
+            "intake cannot commit: its writes have waited or failed for {} s",
+            stuck.as_secs()
+        );
+        tracing::warn!(reason, "readiness check failed");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": reason})),
+        );
+    }
     let ping = tokio::time::timeout(READY_WAIT, state.store.ping())
         .await
         .unwrap_or_else(|_| {

@@ -36,6 +36,9 @@ struct Shared {
     marker: Mutex<Vec<u8>>,
     /// Cut before the marked message reaches the server, instead of after the commit.
     before: AtomicBool,
+    /// Pass the marked message on, then nothing more either way: the node behind the
+    /// connection froze inside its transaction.
+    freeze: AtomicBool,
     armed: AtomicBool,
     cuts: AtomicUsize,
 }
@@ -54,6 +57,7 @@ impl CommitCutter {
             upstream: Mutex::default(),
             marker: Mutex::default(),
             before: AtomicBool::default(),
+            freeze: AtomicBool::default(),
             armed: AtomicBool::default(),
             cuts: AtomicUsize::default(),
         });
@@ -112,10 +116,28 @@ impl CommitCutter {
         self.arm_cut(marker, true);
     }
 
+    /// The next connection that sends `marker` passes it on and then freezes: its
+    /// transaction stays open on the server, holding its locks, as a node paused inside it
+    /// (SIGSTOP) would leave it. Counted as a cut.
+    pub fn arm_freeze(&self, marker: &str) {
+        self.shared.freeze.store(true, Ordering::SeqCst);
+        self.arm_cut(marker, false);
+    }
+
     fn arm_cut(&self, marker: &str, before: bool) {
         *self.shared.marker.lock().unwrap() = marker.as_bytes().to_vec();
         self.shared.before.store(before, Ordering::SeqCst);
         self.shared.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// `config` as it was before [`CommitCutter::route`]: straight to PostgreSQL.
+    pub fn unroute(&self, config: &mut Config) {
+        let mut url = url::Url::parse(&config.database_url).expect("a PostgreSQL URL");
+        let upstream = self.shared.upstream.lock().unwrap().clone();
+        let (host, port) = upstream.rsplit_once(':').expect("host:port");
+        url.set_host(Some(host)).unwrap();
+        url.set_port(Some(port.parse().unwrap())).unwrap();
+        config.database_url = url.to_string();
     }
 
     /// PostgreSQL goes away: open connections drop, new ones are closed at once.
@@ -172,6 +194,16 @@ async fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
                         && shared.armed.swap(false, Ordering::SeqCst)
                     {
                         shared.cuts.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    if shared.freeze.load(Ordering::SeqCst)
+                        && shared.armed.swap(false, Ordering::SeqCst)
+                    {
+                        let _ = server.write_all(chunk).await;
+                        shared.cuts.fetch_add(1, Ordering::SeqCst);
+                        // Frozen: both ends held open, nothing passed, until the cutter's
+                        // reach changes.
+                        let _ = down.changed().await;
                         return;
                     }
                     marked = true;

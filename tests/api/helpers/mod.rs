@@ -258,6 +258,18 @@ impl TestApp {
         start(db, self.config.clone(), Some(self.owner_token.clone())).await
     }
 
+    /// Another node on the same database, its settings changed by `change`.
+    pub async fn another_node_with(&self, change: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb {
+            url: self.db.url.clone(),
+            _dir: None,
+            postgres: None,
+        };
+        let mut config = self.config.clone();
+        change(&mut config);
+        start(db, config, Some(self.owner_token.clone())).await
+    }
+
     /// Stops the server (unless stopped already) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestApp {
         if self.server.is_some() {
