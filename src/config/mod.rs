@@ -70,6 +70,9 @@ pub struct HttpConfig {
     pub rate_burst: u32,
     pub intake_rate_limit: u32,
     pub intake_rate_burst: u32,
+    /// One organization's API calls and pages, all its tokens and people together.
+    pub organization_rate_limit: u32,
+    pub organization_rate_burst: u32,
     /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client.
     #[serde(with = "networks")]
     pub trusted_proxies: Vec<IpNet>,
@@ -85,6 +88,8 @@ impl Default for HttpConfig {
             rate_burst: 200,
             intake_rate_limit: 20_000,
             intake_rate_burst: 40_000,
+            organization_rate_limit: 200,
+            organization_rate_burst: 800,
             trusted_proxies: Vec::new(),
         }
     }
@@ -358,6 +363,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "POST /v3/events per second per token, counted apart from other calls; 0 for no limit.",
     ),
     ("http.intake_rate_burst", "Events a token may post at once above that rate."),
+    (
+        "http.organization_rate_limit",
+        "API requests and pages per second for one organization, all its tokens and people together (each also has http.rate_limit); 0 for no limit.",
+    ),
+    (
+        "http.organization_rate_burst",
+        "What an organization may request at once above that rate.",
+    ),
     (
         "retention.deliveries",
         "Finished deliveries older than this are deleted, with their attempts, payloads and events nothing else refers to; 0s keeps everything.",

@@ -142,21 +142,10 @@ impl FromRequestParts<AppState> for Caller {
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             caller.check_csrf(presented)?;
         }
-        // Events are counted apart: an incident platform posts far more than people click.
-        let limiter = if parts.uri.path() == "/v3/events" {
-            &state.rate_limits.intake
-        } else {
-            &state.rate_limits.api
-        };
-        let key = match &caller {
-            Caller::Token(token) => &token.id,
-            Caller::User { user, .. } => &user.id,
-        };
-        limiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(key, Instant::now())
-            .map_err(|wait| ApiError::TooManyRequests(wait.as_secs().max(1)))?;
+        state
+            .rate_limits
+            .take(&caller, parts.uri.path() == "/v3/events")
+            .map_err(ApiError::TooManyRequests)?;
         Ok(caller)
     }
 }

@@ -43,10 +43,13 @@ pub struct AppState {
     pub sources: Arc<crate::sources::cache::SourceCache>,
 }
 
-/// The two request budgets per caller (`[http]` settings).
+/// The request budgets (`[http]` settings): two per caller, API calls and pages apart from
+/// events, and one per organization for API calls and pages, so that ten tokens are not ten
+/// budgets.
 pub struct RateLimits {
     pub api: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
     pub intake: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
+    pub organization: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
 }
 
 impl RateLimits {
@@ -55,7 +58,37 @@ impl RateLimits {
         Self {
             api: RateLimiter::new(config.rate_limit, config.rate_burst).into(),
             intake: RateLimiter::new(config.intake_rate_limit, config.intake_rate_burst).into(),
+            organization: RateLimiter::new(
+                config.organization_rate_limit,
+                config.organization_rate_burst,
+            )
+            .into(),
         }
+    }
+
+    /// Takes one request of `caller` (an event when `event`) from its budgets: `Err` with
+    /// the seconds to wait when one is spent.
+    pub fn take(&self, caller: &auth::Caller, event: bool) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let take = |limiter: &std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
+                    key: &str| {
+            limiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(key, now)
+                .map_err(|wait| wait.as_secs().max(1))
+        };
+        let key = match caller {
+            auth::Caller::Token(token) => &token.id,
+            auth::Caller::User { user, .. } => &user.id,
+        };
+        if event {
+            // Events are counted apart: an incident platform posts far more than people
+            // click, and each producer has its own budget.
+            return take(&self.intake, key);
+        }
+        take(&self.api, key)?;
+        take(&self.organization, caller.organization_id().as_str())
     }
 }
 

@@ -242,7 +242,67 @@ async fn requests_are_limited_per_token(backend: Backend) {
     );
 }
 
+/// Ten tokens are not ten budgets: an organization's API calls share one budget on top of
+/// each caller's; and pages spend the same budgets as the API (before, a person's pages,
+/// "Send a test" included, were not limited at all).
+async fn organizations_and_pages_have_budgets_too(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app_with(backend, |c| {
+        c.http.rate_limit = 1;
+        c.http.rate_burst = 4;
+        c.http.organization_rate_limit = 1;
+        c.http.organization_rate_burst = 10;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(token_with(&app, &[Ability::Read]).await.plaintext);
+    }
+    // Three callers with four each: twelve asked, the organization's ten (less what the
+    // tokens' making took, give or take a refill) answered.
+    let mut statuses = Vec::new();
+    for token in &tokens {
+        for _ in 0..4 {
+            statuses.push(app.call(Method::GET, BASE, Some(token), None).await.status);
+        }
+    }
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (8..=11).contains(&answered) && statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+
+    let Some(app) = crate::helpers::spawn_app_with(backend, |c| {
+        c.http.rate_limit = 1;
+        c.http.rate_burst = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    crate::helpers::visitor::person(&app, "pam@example.com", "member").await;
+    let mut pam = crate::helpers::visitor::Visitor::new(&app);
+    pam.login_ok("pam@example.com").await;
+    let mut pages = Vec::new();
+    for _ in 0..5 {
+        pages.push(pam.get("/webhooks").await);
+    }
+    let refused = pages
+        .iter()
+        .find(|p| p.status == 429)
+        .expect("a page refused");
+    assert!(
+        refused.text.contains("Too many requests"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+}
+
 both_backends!(
+    organizations_and_pages_have_budgets_too,
     requests_are_limited_per_token,
     auth_matrix,
     other_organizations_objects_do_not_exist,

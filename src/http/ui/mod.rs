@@ -240,7 +240,24 @@ impl axum::extract::FromRequestParts<AppState> for Person {
         state: &AppState,
     ) -> Result<Self, Response> {
         match super::auth::authenticate(&parts.headers, state).await {
-            Ok(Some(caller @ Caller::User { .. })) => Ok(Person(caller)),
+            Ok(Some(caller @ Caller::User { .. })) => {
+                match state.rate_limits.take(&caller, false) {
+                    Ok(()) => Ok(Person(caller)),
+                    // Pages spend the same budgets as the API: the person's, their organization's.
+                    Err(wait) => {
+                        let mut page = message(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some(&caller),
+                        "Too many requests",
+                        &format!("You, or your organization, sent more requests than tocsin takes at once. Wait {wait} s and try again."),
+                        None,
+                    );
+                        page.headers_mut()
+                            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
+                        Err(page)
+                    }
+                }
+            }
             _ => {
                 let path = parts
                     .uri

@@ -164,6 +164,7 @@ pub fn test_config(database_url: &str) -> Config {
     // Tests poll as fast as they like; the limits have a test of their own.
     config.http.rate_limit = 0;
     config.http.intake_rate_limit = 0;
+    config.http.organization_rate_limit = 0;
     config
 }
 
