@@ -63,6 +63,22 @@ const RESULTS: [&str; 7] = [
     "refused",
 ];
 
+/// An attempt's `result` label. A receiver that sent a status line and then stalled has not
+/// answered: its attempt failed as a timeout, whatever the status said (it counted as
+/// `2xx` before).
+fn attempt_result(status: Option<u16>, error: Option<&str>) -> &'static str {
+    match (status, error) {
+        (_, Some(e)) if e.ends_with("(timeout)") => "timeout",
+        (Some(200..=299), _) => "2xx",
+        (Some(300..=399), _) => "3xx",
+        (Some(400..=499), _) => "4xx",
+        (Some(_), _) => "5xx",
+        (None, Some(e)) if e.contains("timed out") || e.contains("timeout") => "timeout",
+        (None, Some(e)) if e.starts_with("refused") => "refused",
+        (None, _) => "connection",
+    }
+}
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
@@ -188,15 +204,7 @@ impl Metrics {
     }
 
     pub fn attempt(&self, status: Option<u16>, error: Option<&str>, seconds: f64) {
-        let result = match (status, error) {
-            (Some(200..=299), _) => "2xx",
-            (Some(300..=399), _) => "3xx",
-            (Some(400..=499), _) => "4xx",
-            (Some(_), _) => "5xx",
-            (None, Some(e)) if e.contains("timed out") || e.contains("timeout") => "timeout",
-            (None, Some(e)) if e.starts_with("refused") => "refused",
-            (None, _) => "connection",
-        };
+        let result = attempt_result(status, error);
         self.attempts.get_or_create(&ResultLabel { result }).inc();
         self.attempt_duration.observe(seconds);
     }
@@ -225,5 +233,35 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempt_result;
+
+    #[test]
+    fn an_answer_that_stalled_after_its_status_is_a_timeout() {
+        let stalled =
+            "answered 200 OK but the rest of the answer did not come within 10 s (timeout)";
+        assert_eq!(attempt_result(Some(200), Some(stalled)), "timeout");
+        assert_eq!(attempt_result(Some(200), None), "2xx");
+        assert_eq!(
+            attempt_result(
+                Some(302),
+                Some("redirects are not followed: answer 302 Found to https://x/timeout")
+            ),
+            "3xx"
+        );
+        assert_eq!(attempt_result(Some(503), None), "5xx");
+        assert_eq!(
+            attempt_result(None, Some("no answer within 10 s (timeout)")),
+            "timeout"
+        );
+        assert_eq!(
+            attempt_result(None, Some("refused to connect to 10.0.0.1")),
+            "refused"
+        );
+        assert_eq!(attempt_result(None, Some("connection reset")), "connection");
     }
 }

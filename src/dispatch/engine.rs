@@ -512,10 +512,23 @@ async fn sync_circuits(inner: &Arc<Inner>) {
     }
 }
 
-/// What an attempt says about its URL.
-fn health(outcome: &Outcome) -> Health {
+/// A timeout that fired this much later than it was set for means the node itself stood
+/// still (a pause, a VM stall), not that the URL hung.
+const STALL_SLACK: Duration = Duration::from_secs(2);
+
+/// What an attempt, allowed `timeout`, says about its URL. One that timed out long after its
+/// timeout says nothing: the node was paused, and on waking every call in flight timed out
+/// at once — which opened a healthy URL's circuit.
+fn health(outcome: &Outcome, timeout: Duration) -> Health {
+    let timed_out = outcome
+        .attempt
+        .error
+        .as_deref()
+        .is_some_and(|e| e.ends_with("(timeout)"));
+    let took = Duration::from_millis(outcome.attempt.duration_ms);
     match outcome.attempt.response_status {
         _ if outcome.succeeded => Health::Answered,
+        _ if timed_out && took > timeout + STALL_SLACK => Health::Unknown,
         Some(429) => Health::Failing,
         Some(status) if status >= 500 => Health::Failing,
         Some(_) => Health::Answered,
@@ -604,7 +617,7 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     .await;
 
     let was_probe = probe.take().map(ProbeSlot::sent).is_some();
-    let health = health(&outcome);
+    let health = health(&outcome, timeout);
     let attempted = inner
         .book()
         .attempted(&job.url, health, was_probe, Timestamp::now());
@@ -972,5 +985,49 @@ async fn poll(inner: Arc<Inner>) {
         // Wake-ups come with every committed batch of results; claiming that often would
         // only re-read the same queue.
         tokio::time::sleep(MIN_CLAIM_GAP).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(status: Option<u16>, error: &str, took_ms: u64) -> Outcome {
+        Outcome {
+            attempt: crate::domain::delivery::Attempt {
+                response_status: status,
+                error: Some(error.to_owned()),
+                duration_ms: took_ms,
+                ..Default::default()
+            },
+            succeeded: false,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_timeout_long_past_its_time_says_nothing_about_the_url() {
+        let timeout = Duration::from_secs(10);
+        let hung = failed(None, "no answer within 10 s (timeout)", 10_010);
+        assert_eq!(health(&hung, timeout), Health::Failing, "the URL hung");
+        let woke = failed(None, "no answer within 10 s (timeout)", 25_000);
+        assert_eq!(
+            health(&woke, timeout),
+            Health::Unknown,
+            "the node was paused"
+        );
+        let stalled = failed(
+            Some(200),
+            "answered 200 OK but the rest of the answer did not come within 10 s (timeout)",
+            40_000,
+        );
+        assert_eq!(health(&stalled, timeout), Health::Unknown);
+        let refused = failed(None, "connection refused", 25_000);
+        assert_eq!(health(&refused, timeout), Health::Failing, "not a timeout");
+        assert_eq!(
+            health(&failed(Some(503), "", 25_000), timeout),
+            Health::Failing
+        );
     }
 }
