@@ -28,6 +28,8 @@ pub enum ActorKind {
     Cli,
     /// tocsin itself (the first start, a setup link used by its owner).
     System,
+    /// Someone not signed in (a failed login): `id` is their address.
+    Anonymous,
 }
 
 impl ActorKind {
@@ -37,13 +39,20 @@ impl ActorKind {
             ActorKind::Token => "token",
             ActorKind::Cli => "cli",
             ActorKind::System => "system",
+            ActorKind::Anonymous => "anonymous",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::User, Self::Token, Self::Cli, Self::System]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            Self::User,
+            Self::Token,
+            Self::Cli,
+            Self::System,
+            Self::Anonymous,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
@@ -53,6 +62,15 @@ impl Actor {
             kind: ActorKind::Cli,
             id: String::new(),
             name: "command line".to_owned(),
+        }
+    }
+
+    /// Someone not signed in, from `address`.
+    pub fn anonymous(address: std::net::IpAddr) -> Self {
+        Self {
+            kind: ActorKind::Anonymous,
+            id: address.to_string(),
+            name: "not signed in".to_owned(),
         }
     }
 
@@ -68,7 +86,7 @@ impl Actor {
 /// What was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditObject {
-    /// `webhook`, `user` or `token`.
+    /// `webhook`, `user`, `token`, `source`, or `request` (what a refused call asked for).
     pub kind: &'static str,
     pub id: String,
     pub name: String,
@@ -248,6 +266,42 @@ pub fn token_created(t: &ApiToken, actor: &Actor) -> AuditEntry {
         "token.created",
         token_object(t),
         changes,
+    )
+}
+
+/// The most of a refused request's path kept in its entry.
+const MAX_REQUEST_PATH: usize = 200;
+
+/// A refused request's object: the method and path it asked for (no query: it may hold
+/// what a person typed).
+pub fn request_object(method: &str, path: &str) -> AuditObject {
+    let path: String = path.chars().take(MAX_REQUEST_PATH).collect();
+    AuditObject {
+        kind: "request",
+        id: format!("{method} {path}"),
+        name: String::new(),
+    }
+}
+
+/// An entry for something refused (`login.failed`, `access.refused`, `csrf.refused`,
+/// `token.refused`): who tried, on what, and why, in words — never what they submitted.
+pub fn refused(
+    organization_id: &OrganizationId,
+    actor: &Actor,
+    action: &str,
+    object: AuditObject,
+    reason: &str,
+) -> AuditEntry {
+    AuditEntry::new(
+        organization_id,
+        actor,
+        action,
+        object,
+        vec![Change {
+            field: "reason".into(),
+            before: Value::Null,
+            after: Value::String(reason.to_owned()),
+        }],
     )
 }
 

@@ -108,6 +108,20 @@ impl IntoResponse for ApiError {
             meta["errors"] = json!(errors);
         }
         let mut response = (self.status(), Json(json!({ "meta": meta }))).into_response();
+        // What the audit of refusals records (see `refusals.rs`).
+        let because = match &self {
+            ApiError::Forbidden(reason) => Some(("access.refused", reason.clone())),
+            ApiError::Csrf => Some((
+                "csrf.refused",
+                "a write made with the session cookie without its CSRF token".to_owned(),
+            )),
+            _ => None,
+        };
+        if let Some((action, reason)) = because {
+            response
+                .extensions_mut()
+                .insert(super::refusals::RefusedBecause { action, reason });
+        }
         let retry_after = match self {
             ApiError::TooManyRequests(seconds) => Some(seconds),
             ApiError::Unavailable(_) => Some(1),

@@ -7,6 +7,7 @@ pub mod client_address;
 mod conn_clock;
 pub mod error;
 pub mod extract;
+pub mod refusals;
 pub mod serve;
 pub mod ui;
 
@@ -50,6 +51,8 @@ pub struct RateLimits {
     pub api: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
     pub intake: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
     pub organization: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
+    /// Refused actions audited per actor (see `refusals.rs`).
+    pub refusals: std::sync::Mutex<crate::domain::rate_limit::RateLimiter>,
 }
 
 impl RateLimits {
@@ -63,6 +66,7 @@ impl RateLimits {
                 config.organization_rate_burst,
             )
             .into(),
+            refusals: RateLimiter::new(0, 1).into(),
         }
     }
 
@@ -108,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusals::audit_refusals,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::refuse_nul_in_address,

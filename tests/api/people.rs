@@ -1441,7 +1441,166 @@ async fn tokens_go_with_the_person_behind_them(backend: Backend) {
     );
 }
 
+/// Refused actions leave entries: a failed login (by the address it came from, whoever's
+/// email), a call or a page the role does not allow, a write without its CSRF token, a
+/// revoked token — each saying why and never what was submitted; a flood of refusals by
+/// one actor is audited ten times, not a thousand.
+async fn refused_actions_are_audited(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let val = person(&app, "val@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    assert_eq!(
+        v.login("val@example.com", "my secret guess").await.status,
+        401
+    );
+    assert_eq!(
+        v.login("nobody@example.com", "another guess").await.status,
+        401
+    );
+    let csrf = v.login_ok("val@example.com").await;
+    let api = v
+        .api(
+            Method::POST,
+            HOOKS,
+            Some(&minimal_webhook("nope")),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(api.status, 403);
+    let page = v.get("/webhooks/new").await;
+    assert_eq!(page.status, 403);
+    let no_csrf = v
+        .post_form("/tokens", &[("name", "x"), ("abilities", "read")])
+        .await;
+    assert_eq!(no_csrf.status, 403);
+    let token = app
+        .owner(
+            Method::POST,
+            "/v3/api-tokens",
+            Some(&json!({"name": "ci", "abilities": ["read"]})),
+        )
+        .await;
+    let (token_id, plaintext) = (
+        token.body["data"]["id"].as_str().unwrap().to_owned(),
+        token.body["data"]["token"].as_str().unwrap().to_owned(),
+    );
+    app.owner(Method::DELETE, &format!("/v3/api-tokens/{token_id}"), None)
+        .await;
+    crate::helpers::eventually(
+        "the revoked token refused",
+        || async {
+            app.call(Method::GET, HOOKS, Some(&plaintext), None)
+                .await
+                .status
+        },
+        |s| *s == 401,
+    )
+    .await;
+
+    let entries = |action: &'static str| {
+        let app = &app;
+        async move {
+            app.owner(
+                Method::GET,
+                &format!("/v3/audit-logs?action={action}"),
+                None,
+            )
+            .await
+            .body["data"]["result"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let logins = crate::helpers::eventually(
+        "two failed logins",
+        || entries("login.failed"),
+        |e| e.len() == 2,
+    )
+    .await;
+    let (unknown, known) = (&logins[0], &logins[1]);
+    assert_eq!(known["actor"]["type"], "anonymous");
+    assert_eq!(known["actor"]["id"], "127.0.0.1");
+    assert_eq!(known["object"]["id"], val.id.as_str());
+    assert_eq!(unknown["object"]["name"], "nobody@example.com");
+    let refused = crate::helpers::eventually(
+        "two refused",
+        || entries("access.refused"),
+        |e| e.len() == 2,
+    )
+    .await;
+    for entry in &refused {
+        assert_eq!(entry["actor"]["name"], "val@example.com", "{entry}");
+    }
+    let api_refusal = refused
+        .iter()
+        .find(|e| e["object"]["id"] == format!("POST {HOOKS}"))
+        .expect("the API call's");
+    assert!(
+        api_refusal["changes"]["reason"]["after"]
+            .as_str()
+            .unwrap()
+            .contains("manage-webhooks"),
+        "{api_refusal}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["object"]["id"] == "GET /webhooks/new"),
+        "the page's"
+    );
+    let csrf_entries = crate::helpers::eventually(
+        "the CSRF refusal",
+        || entries("csrf.refused"),
+        |e| e.len() == 1,
+    )
+    .await;
+    assert_eq!(csrf_entries[0]["object"]["id"], "POST /tokens");
+    let tokens = crate::helpers::eventually(
+        "the revoked token's",
+        || entries("token.refused"),
+        |e| !e.is_empty(),
+    )
+    .await;
+    assert_eq!(tokens[0]["actor"]["id"], token_id.as_str());
+    assert_eq!(
+        tokens[0]["changes"]["reason"]["after"],
+        "the token was revoked"
+    );
+    let everything = app
+        .owner(Method::GET, "/v3/audit-logs?limit=200", None)
+        .await
+        .body
+        .to_string();
+    assert!(
+        !everything.contains("my secret guess") && !everything.contains(&plaintext),
+        "nothing submitted is recorded"
+    );
+
+    // A flood: thirty refused calls, at most the burst of ten audited (give or take what
+    // refills meanwhile).
+    for _ in 0..30 {
+        v.api(
+            Method::DELETE,
+            &format!("{HOOKS}/whk_nope"),
+            None,
+            Some(&csrf),
+        )
+        .await;
+    }
+    let flood = crate::helpers::eventually(
+        "the flood's entries",
+        || entries("access.refused"),
+        |e| e.len() >= 10,
+    )
+    .await;
+    assert!(flood.len() <= 13, "{} entries", flood.len());
+}
+
 both_backends!(
+    refused_actions_are_audited,
     one_address_never_locks_everyone_out,
     tokens_go_with_the_person_behind_them,
     names_refuse_text_direction_controls,

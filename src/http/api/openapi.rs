@@ -480,7 +480,7 @@ fn schemas() -> Value {
         "Ability": {"type": "string", "enum": ["read", "manage-webhooks", "ingest", "admin"]},
         "Author": {
             "type": "object", "required": ["type", "id", "name"],
-            "properties": {"type": {"type": "string", "enum": ["user", "token", "cli", "system"]}, "id": string, "name": nullable("string")}
+            "properties": {"type": {"type": "string", "enum": ["user", "token", "cli", "system", "anonymous"]}, "id": string, "name": nullable("string")}
         },
         "WebhookTrigger": trigger,
         "WebhookUrl": url,

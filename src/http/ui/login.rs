@@ -134,14 +134,25 @@ pub async fn submit(
             tracing::info!(user = %user.id, "logged in");
             signed_in(&state, &secret, next.as_deref().unwrap_or("/"))
         }
-        Err(e @ LoginError::Invalid) => login_page(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            &email,
-            Some(&e.to_string()),
-            next.as_deref(),
-        ),
+        Err(e @ LoginError::Invalid) => {
+            crate::http::refusals::login_failed(&state, &email, client, "wrong email or password")
+                .await;
+            login_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &email,
+                Some(&e.to_string()),
+                next.as_deref(),
+            )
+        }
         Err(LoginError::Throttled(wait)) => {
+            crate::http::refusals::login_failed(
+                &state,
+                &email,
+                client,
+                "refused without a look at the password: too many failed logins for this email",
+            )
+            .await;
             let text = LoginError::Throttled(wait).to_string();
             let mut response = login_page(
                 &state,

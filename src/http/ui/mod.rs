@@ -292,13 +292,19 @@ impl Person {
             .and_then(|v| v.to_str().ok())
             .or(Some(form.get("csrf_token")).filter(|t| !t.is_empty()));
         self.0.check_csrf(presented).map_err(|_| {
-            message(
+            let mut page = message(
                 StatusCode::FORBIDDEN,
                 Some(&self.0),
                 "Nothing was changed",
                 "The form was stale or came from another site (its security token did not match). Reload the page and try again.",
                 Some(("/", "Overview")),
-            )
+            );
+            page.extensions_mut()
+                .insert(super::refusals::RefusedBecause {
+                    action: "csrf.refused",
+                    reason: "a form posted without its page's CSRF token".to_owned(),
+                });
+            page
         })
     }
 
@@ -347,35 +353,51 @@ impl Person {
 
     /// The page that says the person's role does not allow an action.
     pub fn refuse(&self, what: &str) -> Response {
-        message(
+        let role = self.0.user().map_or("", |u| u.role.as_str());
+        let mut page = message(
             StatusCode::FORBIDDEN,
             Some(&self.0),
             "Not allowed",
-            &format!(
-                "Your role ({}) does not allow {what}. Ask an admin.",
-                self.0.user().map_or("", |u| u.role.as_str())
-            ),
+            &format!("Your role ({role}) does not allow {what}. Ask an admin."),
             Some(("/", "Overview")),
-        )
+        );
+        page.extensions_mut()
+            .insert(super::refusals::RefusedBecause {
+                action: "access.refused",
+                reason: format!("the role {role} does not allow {what}"),
+            });
+        page
     }
 }
 
 /// An API error shown as a page.
 pub fn error_page(caller: &Caller, e: super::error::ApiError) -> Response {
     let status = e.status();
+    let because = match &e {
+        super::error::ApiError::Forbidden(reason) => Some(reason.clone()),
+        _ => None,
+    };
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
         _ => "That did not work",
     };
-    message(
+    let mut page = message(
         status,
         Some(caller),
         title,
         &e.to_string(),
         Some(("/webhooks", "Webhooks")),
-    )
+    );
+    if let Some(reason) = because {
+        page.extensions_mut()
+            .insert(super::refusals::RefusedBecause {
+                action: "access.refused",
+                reason,
+            });
+    }
+    page
 }
 
 /// A time as pages show it: `2026-11-27 08:00` (UTC).

@@ -37,7 +37,7 @@ pub(crate) async fn insert_audit(
 
 /// Object kinds are ours; an unknown one in a row means the row is not.
 fn object_kind(text: &str) -> StoreResult<&'static str> {
-    ["webhook", "user", "token", "source"]
+    ["webhook", "user", "token", "source", "request"]
         .into_iter()
         .find(|k| *k == text)
         .ok_or_else(|| StoreError::Corrupt(format!("audit entry of unknown kind {text}")))
