@@ -55,7 +55,7 @@ pub fn fires_for(compiled: &CompiledWebhook, event: &Event) -> bool {
 /// since) matches nothing rather than everything.
 fn compile(webhook: Webhook) -> CompiledWebhook {
     let filter = match &webhook.spec.filters {
-        Some(value) => filter::parse(value).unwrap_or_else(|_| {
+        Some(value) => filter::parse_stored(value).unwrap_or_else(|_| {
             tracing::warn!(webhook = %webhook.id, "stored filter no longer parses; the webhook matches nothing until it is saved again");
             Some(Filter::Group { all: false, conditions: Vec::new() })
         }),

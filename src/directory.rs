@@ -59,11 +59,18 @@ impl Directory {
                 .into_iter()
                 .filter(|e| {
                     let key = (organization_id.clone(), e.kind, e.id.clone());
-                    let stale = written.get(&key).is_none_or(|(name, at)| {
-                        *name != e.name || now.duration_since(*at) > REFRESH
+                    // A nameless mention is news only when the entry is unknown or due a
+                    // refresh: it never replaces a name (the store keeps it too).
+                    let known = written.get(&key).cloned();
+                    let stale = known.as_ref().is_none_or(|(name, at)| {
+                        (e.named && *name != e.name) || now.duration_since(*at) > REFRESH
                     });
                     if stale {
-                        written.insert(key, (e.name.clone(), now));
+                        let name = match known {
+                            Some((name, _)) if !e.named => name,
+                            _ => e.name.clone(),
+                        };
+                        written.insert(key, (name, now));
                     }
                     stale
                 })

@@ -32,7 +32,11 @@ impl Kind {
 pub struct Entry {
     pub kind: Kind,
     pub id: String,
+    /// Its name, or its id when nothing named it.
     pub name: String,
+    /// Whether `name` was given (by the event or a person) rather than the id standing in:
+    /// a missing name never replaces a known one.
+    pub named: bool,
     pub last_seen: Option<Timestamp>,
 }
 
@@ -53,14 +57,12 @@ pub fn from_event(body: &Value, at: Timestamp) -> Vec<Entry> {
     let pick = |kind: Kind, object: Option<&Value>, names: &[&str]| {
         let object = object?;
         let id = text(object.get("id"))?;
-        let name = names
-            .iter()
-            .find_map(|n| text(object.get(*n)))
-            .unwrap_or_else(|| id.clone());
+        let given = names.iter().find_map(|n| text(object.get(*n)));
         Some(Entry {
             kind,
+            named: given.is_some(),
+            name: given.unwrap_or_else(|| id.clone()),
             id,
-            name,
             last_seen: Some(at),
         })
     };

@@ -42,9 +42,62 @@ pub struct FilterError {
     pub message: String,
 }
 
-/// Parses a webhook's `filters`. `null`, `{}` and a group without conditions match
-/// everything and parse to `None`.
+/// Parses a webhook's `filters` as given to be saved or tried: [`parse_stored`]'s rules,
+/// and no condition on an empty value — `service is ""` never holds, so inside an "and"
+/// group the webhook silently never fired (the builder saved one when "Choose…" was left).
 pub fn parse(value: &Value) -> Result<Option<Filter>, Vec<FilterError>> {
+    let mut empty = Vec::new();
+    empty_values(value, "filters", &mut empty);
+    match parse_stored(value) {
+        Ok(filter) if empty.is_empty() => Ok(filter),
+        Ok(_) => Err(empty),
+        Err(mut errors) => {
+            let new: Vec<FilterError> = empty
+                .into_iter()
+                .filter(|e| !errors.iter().any(|o| o.path == e.path))
+                .collect();
+            errors.extend(new);
+            Err(errors)
+        }
+    }
+}
+
+/// Conditions under `value` (a group at `path`) that compare with an empty value.
+fn empty_values(value: &Value, path: &str, errors: &mut Vec<FilterError>) {
+    let Some(items) = value.get("conditions").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}.conditions[{i}]");
+        if item.get("conditions").is_some() {
+            empty_values(item, &item_path, errors);
+            continue;
+        }
+        let blank = |v: &Value| v.as_str().is_some_and(|s| s.trim().is_empty());
+        let rhs = item.get("rhs");
+        let empty = match item.get("op").and_then(Value::as_str) {
+            Some("is" | "is_not" | "contains" | "not_contains" | "starts_with" | "matches") => {
+                rhs.is_some_and(blank)
+            }
+            Some("in" | "not_in") => rhs
+                .and_then(Value::as_array)
+                .is_some_and(|list| list.is_empty() || list.iter().any(blank)),
+            _ => false,
+        };
+        if empty {
+            error(
+                errors,
+                &format!("{item_path}.rhs"),
+                "must not be empty: a condition on an empty value never holds (or always does); choose a value, or use exists / not_exists",
+            );
+        }
+    }
+}
+
+/// Parses a webhook's `filters` as stored (saved under earlier rules, so an empty value
+/// still parses and keeps meaning what it meant). `null`, `{}` and a group without
+/// conditions match everything and parse to `None`.
+pub fn parse_stored(value: &Value) -> Result<Option<Filter>, Vec<FilterError>> {
     if value.is_null() || value.as_object().is_some_and(|o| o.is_empty()) {
         return Ok(None);
     }
@@ -291,6 +344,32 @@ mod tests {
         assert!(parse(&json!({"op": "and", "conditions": []}))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn conditions_on_empty_values_are_refused_when_saved_and_kept_when_stored() {
+        let filters = json!({"op": "and", "conditions": [
+            {"op": "is", "lhs": "service", "rhs": ""},
+            {"op": "or", "conditions": [{"op": "in", "lhs": "status", "rhs": []},
+                                         {"op": "contains", "lhs": "message", "rhs": "  "}]},
+            {"op": "exists", "lhs": "priority"},
+            {"op": "is", "lhs": "service", "rhs": "api"}
+        ]});
+        let errors = parse(&filters).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "filters.conditions[0].rhs",
+                "filters.conditions[1].conditions[0].rhs",
+                "filters.conditions[1].conditions[1].rhs"
+            ]
+        );
+        assert!(errors[0].message.contains("must not be empty"));
+        assert!(
+            parse_stored(&filters).unwrap().is_some(),
+            "a stored one still loads"
+        );
     }
 
     #[test]

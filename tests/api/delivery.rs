@@ -992,6 +992,17 @@ async fn tests_and_resends_are_sent_now_and_logged(backend: Backend) {
         failed.iter().all(|r| r["attempts"] == 1),
         "a test is one attempt"
     );
+    // The sample incident did not happen: it is in no incident list (the manual trigger,
+    // which sends a known incident again, does not know it either).
+    let org = app.organization().await;
+    assert!(
+        app.store
+            .recent_incidents(&org.id, 50)
+            .await
+            .unwrap()
+            .is_empty(),
+        "test traffic stays out of the Incidents page"
+    );
 
     // Resend the first successful one: a new delivery of the same payload row.
     let payloads = || async {

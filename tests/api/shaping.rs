@@ -145,6 +145,22 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
         reply.message()
     );
 
+    // A condition on an empty value (the builder's "Choose…" left) never holds: inside an
+    // "and" group the webhook would silently never fire.
+    let empty_value = patched(
+        hook("e", json!([{"url": "https://e.example/h"}])),
+        json!({"filters": {"op": "and", "conditions": [cond("is", "service", "")]}}),
+    );
+    let reply = app.owner(Method::POST, HOOKS, Some(&empty_value)).await;
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply
+            .message()
+            .contains("filters.conditions[0].rhs: must not be empty"),
+        "{}",
+        reply.message()
+    );
+
     let bad_template = patched(
         hook("t", json!([{"url": "https://e.example/h"}])),
         json!({

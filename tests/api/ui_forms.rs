@@ -405,6 +405,40 @@ async fn services_are_learnt_from_events_and_declared(backend: Backend) {
     assert_eq!(teams.0[0]["name"], "Team T");
     assert_eq!(teams.1[0]["name"], "Grafana");
 
+    // A nameless mention never replaces a known name: not through this node (which knows
+    // the name), nor written by another (whose cache is cold, as the store call here).
+    let nameless = json!({"type": "incident.triggered", "team": {"id": "t"},
+        "incident": {"id": "inc-nameless", "message": "m", "status": "triggered",
+                     "service": {"id": "svc-1"}, "alert_source": {"id": "as-1"}}});
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&nameless))
+            .await
+            .status,
+        202
+    );
+    let org = app.organization().await;
+    app.store
+        .observe_directory(
+            &org.id,
+            &[tocsin::domain::directory::Entry {
+                kind: tocsin::domain::directory::Kind::Service,
+                id: "svc-1".into(),
+                name: "svc-1".into(),
+                named: false,
+                last_seen: Some(tocsin::domain::Timestamp::now()),
+            }],
+        )
+        .await
+        .unwrap();
+    let services = app.owner(Method::GET, "/v3/services", None).await.body["data"].clone();
+    let svc1 = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "svc-1")
+        .unwrap();
+    assert_eq!(svc1["name"], "Payments", "{services}");
+
     let declared = app
         .owner(
             Method::PUT,

@@ -93,6 +93,7 @@ async fn declare(
         kind,
         id,
         name: name.to_owned(),
+        named: true,
         last_seen: None,
     };
     state

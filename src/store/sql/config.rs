@@ -310,13 +310,16 @@ impl ConfigStore for SqlStore {
         for e in entries {
             sqlx::query(
                 "INSERT INTO directory (organization_id, kind, id, name, last_seen) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (organization_id, kind, id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen",
+                 ON CONFLICT (organization_id, kind, id) DO UPDATE SET \
+                 name = CASE WHEN $6 = 1 THEN excluded.name ELSE directory.name END, last_seen = excluded.last_seen",
             )
             .bind(organization_id)
             .bind(e.kind.as_str())
             .bind(&e.id)
             .bind(&e.name)
             .bind(e.last_seen.map(Timestamp::as_micros))
+            // A nameless mention keeps the name known (it named the entry by its id).
+            .bind(i64::from(e.named))
             .execute(&mut *tx)
             .await?;
         }
@@ -362,6 +365,7 @@ impl ConfigStore for SqlStore {
                     kind,
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
+                    named: true,
                     last_seen: super::optional_time(row, "last_seen")?,
                 })
             })

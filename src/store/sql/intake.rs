@@ -400,7 +400,16 @@ pub(super) async fn accept_events<'q>(
     // for an incident known by nothing else yet. A statement may touch a row only once.
     let mut lifecycle: HashMap<(&str, &str), &Event> = HashMap::new();
     let mut other: HashMap<(&str, &str), &Event> = HashMap::new();
-    for (event, _) in &fresh {
+    for (event, deliveries) in &fresh {
+        // "Send a test"'s sample incident did not happen: it stays out of incident lists
+        // (its deliveries are in the logs, marked test).
+        let only_tests = !deliveries.is_empty()
+            && deliveries
+                .iter()
+                .all(|d| d.origin == crate::domain::delivery::Origin::Test);
+        if only_tests {
+            continue;
+        }
         let key = (event.organization_id.as_str(), event.incident_id());
         if event.event_type.v1_name.is_some() {
             lifecycle.insert(key, event);
