@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::receiver::Receiver;
+use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::visitor::{person, Visitor};
-use crate::helpers::{minimal_webhook, spawn_app, Backend, TestApp};
+use crate::helpers::{minimal_webhook, patched, spawn_app, Backend, TestApp};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 
@@ -891,7 +891,43 @@ async fn a_delivery_that_never_rendered_is_not_sent_again(backend: Backend) {
     assert!(receiver.received("/in").is_empty());
 }
 
+/// Failure e-mails do not look set up when they are not: with no SMTP server, the Settings
+/// tab says e-mail is off where the addresses are entered, and its Failure notifications
+/// card no longer says "no delivery has finally failed" when one has (failures without an
+/// address are not recorded for e-mail; the card says why and points to the Logs).
+async fn settings_say_when_e_mail_is_off(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| Reply::status(422));
+    let hook = app
+        .create_webhook(&patched(
+            minimal_webhook("mailless"),
+            json!({"urls": [{"url": receiver.url("/down")}], "max_retry": 0}),
+        ))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    event(&app, "inc-failing").await;
+    app.settled_logs(&id, 1).await;
+    person(&app, "sam@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    v.login_ok("sam@example.com").await;
+    let page = v.get(&format!("/webhooks/{id}/settings")).await;
+    assert!(page.text.contains("E-mail is off"), "{}", page.text);
+    assert!(
+        !page.text.contains("has finally failed")
+            && page.text.contains("once an address is set above")
+            && page
+                .text
+                .contains(&format!("/webhooks/{id}/logs?state=failed")),
+        "{}",
+        page.text
+    );
+}
+
 both_backends!(
+    settings_say_when_e_mail_is_off,
     a_delivery_that_never_rendered_is_not_sent_again,
     tokens_users_and_audit_pages,
     pages_count_deliveries_as_they_finish,

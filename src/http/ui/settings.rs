@@ -82,6 +82,8 @@ async fn page(
             new_secret => new_secret,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
             can_reveal => person.caller().allows(Ability::ManageWebhooks),
+            // E-mail looked set up when it was not: say so where addresses are entered.
+            mail_off => state.config.smtp.host.is_empty(),
         },
     )
 }
