@@ -31,6 +31,32 @@ impl NetworkPolicy {
         }
     }
 
+    /// What saving `url` should warn of: a literal address (or `localhost`) that deliveries
+    /// would be refused, in words naming the setting that allows it. A host name is judged
+    /// only when a delivery resolves it (its addresses may change): `None` then. A warning,
+    /// not a refusal: the policy may change.
+    pub fn warning_at_save(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        let address = match parsed.host()? {
+            url::Host::Ipv4(v4) => IpAddr::V4(v4),
+            url::Host::Ipv6(v6) => IpAddr::V6(v6),
+            url::Host::Domain(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                if name == "localhost" || name.ends_with(".localhost") {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    return None;
+                }
+            }
+        };
+        self.check(address).err().map(|blocked| {
+            format!(
+                "deliveries to {} will be refused: it is a {} address; add a network containing it to delivery.allowed_networks to allow it",
+                blocked.address, blocked.kind
+            )
+        })
+    }
+
     pub fn check(&self, address: IpAddr) -> Result<(), Blocked> {
         match restricted_kind(address) {
             Some(kind) if !self.allowed.iter().any(|net| net.contains(&address)) => {
@@ -252,6 +278,31 @@ mod tests {
             policy.check(ip("198.20.0.1")).is_ok(),
             "just past 198.18.0.0/15"
         );
+    }
+
+    #[test]
+    fn saving_a_refused_literal_address_is_warned_of() {
+        let policy = NetworkPolicy::default();
+        let warned = policy
+            .warning_at_save("http://127.0.0.1:8080/hook")
+            .expect("loopback");
+        assert!(
+            warned.contains("127.0.0.1")
+                && warned.contains("loopback")
+                && warned.contains("delivery.allowed_networks"),
+            "{warned}"
+        );
+        assert!(policy.warning_at_save("http://localhost/h").is_some());
+        assert!(policy.warning_at_save("http://[fd00::1]/h").is_some());
+        assert!(policy.warning_at_save("https://10.1.2.3/h").is_some());
+        assert_eq!(
+            policy.warning_at_save("https://hooks.example.com/h"),
+            None,
+            "a name: at delivery"
+        );
+        assert_eq!(policy.warning_at_save("https://93.184.216.34/h"), None);
+        let open = NetworkPolicy::new(&["127.0.0.0/8".parse().unwrap()]);
+        assert_eq!(open.warning_at_save("http://127.0.0.1/h"), None, "allowed");
     }
 
     #[test]

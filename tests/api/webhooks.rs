@@ -789,7 +789,64 @@ async fn metrics_count_the_work(backend: Backend) {
     assert!(asked >= 8, "the dashboard queries the metrics");
 }
 
+/// A URL deliveries would be refused (a literal private or loopback address outside
+/// `delivery.allowed_networks`) is saved, and said so: in the API's answer as a warning
+/// naming the field and the setting, and beside the field on the Configure tab.
+async fn urls_the_policy_refuses_are_warned_of_at_save(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let body = patched(
+        minimal_webhook("private"),
+        json!({"urls": [{"url": "https://hooks.example.com/h"}, {"url": "http://10.1.2.3:8080/h"}]}),
+    );
+    let created = app.owner(Method::POST, BASE, Some(&body)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let warnings = created.body["warnings"]
+        .as_array()
+        .expect("warnings")
+        .clone();
+    assert_eq!(warnings.len(), 1, "{}", created.body);
+    assert_eq!(warnings[0]["field"], "urls[1].url");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("10.1.2.3")
+            && message.contains("private")
+            && message.contains("delivery.allowed_networks"),
+        "{message}"
+    );
+    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    // A PUT keeping it says it again; one without it says nothing.
+    let kept = app
+        .owner(Method::PUT, &format!("{BASE}/{id}"), Some(&body))
+        .await;
+    assert_eq!(kept.body["warnings"][0]["field"], "urls[1].url");
+    let fine = patched(
+        minimal_webhook("private"),
+        json!({"urls": [{"url": "https://hooks.example.com/h"}]}),
+    );
+    let fixed = app
+        .owner(Method::PUT, &format!("{BASE}/{id}"), Some(&fine))
+        .await;
+    assert_eq!(fixed.status, 200);
+    assert!(fixed.body.get("warnings").is_none(), "{}", fixed.body);
+
+    app.owner(Method::PUT, &format!("{BASE}/{id}"), Some(&body))
+        .await;
+    crate::helpers::visitor::person(&app, "ivy@example.com", "member").await;
+    let mut v = crate::helpers::visitor::Visitor::new(&app);
+    v.login_ok("ivy@example.com").await;
+    let page = v.get(&format!("/webhooks/{id}/configure")).await;
+    assert!(
+        page.text.contains("url-warning")
+            && page.text.contains("deliveries to 10.1.2.3 will be refused"),
+        "{}",
+        page.text
+    );
+}
+
 both_backends!(
+    urls_the_policy_refuses_are_warned_of_at_save,
     metrics_count_the_work,
     duplicate_json_keys_are_refused,
     masked_credentials_do_not_follow_a_new_url,

@@ -27,6 +27,15 @@ fn webhook_id() -> Value {
 fn paths() -> Value {
     let limit = json!({"type": "integer", "minimum": 1, "maximum": 200});
     let webhook = data(schema("Webhook"));
+    // A saved webhook's answer may carry warnings: URLs deliveries would be refused.
+    let with_warnings = |mut answer: Value| {
+        answer["properties"]["warnings"] = json!({
+            "type": "array",
+            "description": "URLs saved although deliveries to them would be refused now (a literal private, loopback, … address outside delivery.allowed_networks); absent when there are none.",
+            "items": {"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}
+        });
+        answer
+    };
     let log_filters = |op: Op| {
         op.param(query_param(
             "state",
@@ -91,7 +100,7 @@ fn paths() -> Value {
             "post": Op::new("Create a webhook", Some("manage-webhooks"))
                 .describe("The answer carries the signing `secret`, shown only here and at rotation.")
                 .body(schema("WebhookInput"))
-                .ok("201", answer("Created.", data(schema("WebhookWithSecret"))))
+                .ok("201", answer("Created.", with_warnings(data(schema("WebhookWithSecret")))))
                 .build(),
         },
         "/v3/extensions/event-webhooks/{id}": {
@@ -100,7 +109,7 @@ fn paths() -> Value {
             "put": Op::new("Replace a webhook's configuration", Some("manage-webhooks"))
                 .describe("Read-only fields sent back are ignored; masked credentials sent back keep the stored value unless a URL now points elsewhere.")
                 .param(webhook_id()).body(schema("WebhookInput"))
-                .ok("200", answer("The webhook.", webhook.clone())).build(),
+                .ok("200", answer("The webhook.", with_warnings(webhook.clone()))).build(),
             "delete": Op::new("Delete a webhook", Some("manage-webhooks")).param(webhook_id())
                 .ok("204", json!({"description": "Deleted, with its pending deliveries."})).build(),
         },

@@ -256,7 +256,37 @@ async fn create(
     let actor = caller.actor();
     let mut body = with_secret(&hook);
     body["author"] = author(actor.kind, &actor.id, &actor.name);
-    Ok((StatusCode::CREATED, Json(json!({ "data": body }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(with_warnings(&state, &hook, body)),
+    ))
+}
+
+/// Saving a URL deliveries would be refused is allowed (the policy may change), and said:
+/// `{"data": …, "warnings": [{"field": "urls[0].url", "message": …}]}`.
+fn with_warnings(state: &AppState, hook: &Webhook, data: Value) -> Value {
+    let warnings = url_warnings(state, hook.spec.urls.iter().map(|u| u.url.as_str()));
+    let mut answer = json!({ "data": data });
+    if !warnings.is_empty() {
+        answer["warnings"] = json!(warnings);
+    }
+    answer
+}
+
+/// What saving these URLs should warn of, each named by its field (`urls[1].url`).
+pub fn url_warnings<'a>(
+    state: &AppState,
+    urls: impl Iterator<Item = &'a str>,
+) -> Vec<crate::domain::FieldError> {
+    let policy =
+        crate::dispatch::guard::NetworkPolicy::new(&state.config.delivery.allowed_networks);
+    urls.enumerate()
+        .filter_map(|(i, url)| {
+            policy
+                .warning_at_save(url)
+                .map(|message| crate::domain::FieldError::new(format!("urls[{i}].url"), message))
+        })
+        .collect()
 }
 
 async fn show(
@@ -333,7 +363,7 @@ async fn update(
     body["author"] = Authors::load(&state, caller.organization_id())
         .await?
         .of(&hook.author_id);
-    Ok(Json(json!({ "data": body })))
+    Ok(Json(with_warnings(&state, &hook, body)))
 }
 
 /// Deletes a webhook (its deliveries go with it).

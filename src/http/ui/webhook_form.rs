@@ -141,10 +141,21 @@ async fn form_context(
                 .join(", ")
         })
         .unwrap_or_default();
-    let urls = match values["urls"].as_array() {
+    let mut urls = match values["urls"].as_array() {
         Some(list) if !list.is_empty() => list.clone(),
         _ => vec![json!({"url": "", "method": "POST"})],
     };
+    // A URL deliveries would be refused is said beside it (saved all the same).
+    let policy =
+        crate::dispatch::guard::NetworkPolicy::new(&state.config.delivery.allowed_networks);
+    for u in &mut urls {
+        if let Some(warning) = u["url"]
+            .as_str()
+            .and_then(|url| policy.warning_at_save(url))
+        {
+            u["warning"] = json!(warning);
+        }
+    }
     context! {
         v => Ctx::from(minijinja::value::Serde(values)),
         urls => Ctx::from(minijinja::value::Serde(&urls)),
