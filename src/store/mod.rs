@@ -731,6 +731,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &WebhookId,
         delivery_id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// The webhook's deliveries at these log positions, as they are now (what a Logs page
+    /// shows follows them).
+    async fn deliveries_at(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, Delivery)>>;
 }
 
 /// Whether a node may send a URL's circuit probe now.

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::browser::Browser;
-use crate::helpers::receiver::Receiver;
+use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::visitor::{person, PASSWORD};
 use crate::helpers::{spawn_app, Backend, TestApp};
 
@@ -209,6 +209,63 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+
+    // A row follows its delivery without a reload: a slow answer shows it pending with no
+    // attempt, then (expanded meanwhile, and staying so) succeeded with one.
+    receiver.script(
+        "/first",
+        vec![Reply {
+            // Longer than the page's 2 s poll, so the row is seen pending first.
+            delay: Some(std::time::Duration::from_secs(5)),
+            ..Reply::status(200)
+        }],
+    );
+    post_event(&app, "inc-slow", "svc-api", "as-prom").await;
+    let logs = crate::helpers::eventually(
+        "the slow delivery logged",
+        || async {
+            app.owner(
+                Method::GET,
+                &format!("/v3/extensions/event-webhooks/{id}/logs?incident_id=inc-slow"),
+                None,
+            )
+            .await
+            .body["data"]["result"]
+                .clone()
+        },
+        |rows: &Value| rows.as_array().is_some_and(|r| r.len() == 2),
+    )
+    .await;
+    let slow = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().ends_with("/first"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = format!(".log-row[data-delivery='{slow}']");
+    b.find(&format!("{row} .chip.state-pending")).await;
+    b.click(&format!("{row} summary")).await;
+    b.find(&format!("{row} .chip.state-succeeded")).await;
+    assert!(
+        b.text(&format!("{row} .attempts"))
+            .await
+            .starts_with("1 attempt · 200"),
+        "the attempts follow too"
+    );
+    let open = b
+        .find(&format!("{row} details"))
+        .await
+        .prop("open")
+        .await
+        .unwrap();
+    assert_eq!(open.as_deref(), Some("true"), "the expanded row stays open");
+    // And what it shows agrees: the attempt, fetched again in place.
+    b.find(&format!("{row} .detail .chip.state-succeeded"))
+        .await;
+    b.screenshot("06c-row-followed-live").await;
 
     // Settings: change name, e-mails and retries.
     b.goto(&format!("/webhooks/{id}/settings")).await;

@@ -69,6 +69,39 @@ fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String 
     s.finish()
 }
 
+/// The log positions a page's poller watches (`watch=12,15`): rows shown whose delivery
+/// may still change. Bounded: a page shows at most [`PAGE`] rows, and a poll adds at most
+/// as many.
+fn watched(raw: Option<&str>) -> Vec<i64> {
+    crate::http::extract::query_pairs(raw)
+        .into_iter()
+        .filter(|(k, _)| k == "watch")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .filter_map(|s| s.trim().parse::<i64>().ok().filter(|n| *n > 0))
+                .collect::<Vec<_>>()
+        })
+        .take(2 * PAGE as usize)
+        .collect()
+}
+
+/// The positions of the rows in `rows` still pending, to watch.
+fn pending_seqs<'a>(rows: impl Iterator<Item = &'a (i64, Delivery)>) -> Vec<i64> {
+    rows.filter(|(_, d)| d.state == DeliveryState::Pending)
+        .map(|(seq, _)| *seq)
+        .collect()
+}
+
+/// The poller's address: what came after `newest`, and how the watched rows are now.
+fn poll_url(id: &WebhookId, kept: &[(String, String)], newest: i64, watch: &[i64]) -> String {
+    let mut extra = vec![("after", newest.to_string())];
+    if !watch.is_empty() {
+        let list: Vec<String> = watch.iter().map(ToString::to_string).collect();
+        extra.push(("watch", list.join(",")));
+    }
+    format!("/webhooks/{id}/logs/rows?{}", query_string(kept, &extra))
+}
+
 async fn rows_context(
     state: &AppState,
     org: &OrganizationId,
@@ -122,14 +155,13 @@ pub async fn show(
             query_string(&kept, &[("cursor", c)])
         )
     });
-    // The newest row shown: polling asks for what came after it (only on the first page).
+    // The newest row shown: polling asks for what came after it (only on the first page),
+    // and for the rows shown that may still change.
     let newest = rows.first().map_or(0, |(seq, _)| *seq);
-    let poll = q.before_seq.is_none().then(|| {
-        format!(
-            "/webhooks/{id}/logs/rows?{}",
-            query_string(&kept, &[("after", newest.to_string())])
-        )
-    });
+    let poll = q
+        .before_seq
+        .is_none()
+        .then(|| poll_url(&id, &kept, newest, &pending_seqs(rows.iter())));
     let items = match rows_context(&state, &org, &rows).await {
         Ok(i) => i,
         Err(e) => return error_page(person.caller(), e),
@@ -173,7 +205,9 @@ pub async fn show(
     )
 }
 
-/// New rows since `after` (htmx polling), and the poller that asks again from the newest.
+/// New rows since `after` (htmx polling), the watched rows as they are now (their state
+/// and attempts swapped in place, so an expanded row stays open), and the poller that asks
+/// again from the newest.
 pub async fn rows(
     State(state): State<AppState>,
     person: Person,
@@ -193,9 +227,18 @@ pub async fn rows(
         Err(e) => return error_page(person.caller(), e.into()),
     };
     let newest = rows.first().map_or(after, |(seq, _)| *seq);
-    let items = match rows_context(&state, &org, &rows).await {
-        Ok(i) => i,
-        Err(e) => return error_page(person.caller(), e),
+    let watch = watched(raw.as_deref());
+    let updated = match state.store.deliveries_at(&org, &id, &watch).await {
+        Ok(r) => r,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let next_watch = pending_seqs(updated.iter().chain(rows.iter()));
+    let (items, updates) = match (
+        rows_context(&state, &org, &rows).await,
+        rows_context(&state, &org, &updated).await,
+    ) {
+        (Ok(i), Ok(u)) => (i, u),
+        (Err(e), _) | (_, Err(e)) => return error_page(person.caller(), e),
     };
     render(
         StatusCode::OK,
@@ -204,8 +247,9 @@ pub async fn rows(
         context! {
             hook => context! { id => id.as_str() },
             rows => items,
+            updates => updates,
             oob => true,
-            poll => format!("/webhooks/{id}/logs/rows?{}", query_string(&kept, &[("after", newest.to_string())])),
+            poll => poll_url(&id, &kept, newest, &next_watch),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
     )

@@ -1042,6 +1042,31 @@ impl DeliveryStore for SqlStore {
             .collect()
     }
 
+    async fn deliveries_at(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, Delivery)>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = {} AND webhook_id = {} AND seq IN ({})",
+            self.dialect.params(1, 1),
+            self.dialect.params(2, 1),
+            self.dialect.params(3, seqs.len())
+        );
+        let mut query = sqlx::query(&sql).bind(organization_id).bind(webhook_id);
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| delivery_from_row(row, &self.sealer))
+            .collect()
+    }
+
     async fn delivery(
         &self,
         organization_id: &OrganizationId,

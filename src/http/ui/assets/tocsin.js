@@ -116,6 +116,29 @@
     if (message && !window.confirm(message)) e.preventDefault();
   });
 
+  // A Logs row whose delivery finished while shown (the poller swapped its state chip,
+  // marked data-final): an expanded row's attempts are fetched again in place, so what it
+  // shows agrees with its summary; a collapsed one fetches them when next opened.
+  function refreshFinished() {
+    document.querySelectorAll(".log-row .chip[data-final]").forEach(function (chip) {
+      chip.removeAttribute("data-final");
+      var row = chip.closest(".log-row");
+      var details = row && row.querySelector("details");
+      var detail = row && row.querySelector(".detail");
+      if (!details || !detail || !window.htmx) return;
+      var url = details.getAttribute("hx-get");
+      if (details.open) {
+        window.htmx.ajax("GET", url, { target: detail, swap: "innerHTML" });
+      } else {
+        detail.innerHTML = '<p class="muted">Loading…</p>';
+        details.addEventListener("toggle", function () {
+          if (details.open) window.htmx.ajax("GET", url, { target: detail, swap: "innerHTML" });
+        }, { once: true });
+      }
+    });
+  }
+  document.addEventListener("htmx:afterSettle", refreshFinished);
+
   function init(root) {
     root.querySelectorAll(".fcond").forEach(updateCondition);
     root.querySelectorAll("[data-confirm-value]").forEach(checkTyped);
