@@ -39,6 +39,18 @@ impl Ability {
         Self::ALL.into_iter().find(|a| a.as_str() == text.trim())
     }
 
+    /// What it allows, in a person's words (shown where a token's abilities are chosen).
+    pub fn description(self) -> &'static str {
+        match self {
+            Ability::Read => "see webhooks, sources, logs, incidents and the audit log",
+            Ability::ManageWebhooks => {
+                "create, change and delete webhooks and event sources, resend and test deliveries"
+            }
+            Ability::Ingest => "post events to /v3/events (what an incident platform needs)",
+            Ability::Admin => "everything, people and tokens included",
+        }
+    }
+
     /// Parses `read,manage-webhooks`; the error names the unknown ability.
     pub fn parse_list(text: &str) -> Result<Vec<Ability>, String> {
         let mut out = Vec::new();

@@ -706,6 +706,14 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
     person(&app, "ada@example.com", "admin").await;
     let mut v = Visitor::new(&app);
     let csrf = v.login_ok("ada@example.com").await;
+    // Each ability is explained where it is chosen.
+    let form = v.get("/tokens").await;
+    assert!(
+        form.text.contains("post events to /v3/events")
+            && form.text.contains("everything, people and tokens included"),
+        "{}",
+        form.text
+    );
 
     let made = v
         .post_form(

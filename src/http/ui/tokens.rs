@@ -57,7 +57,7 @@ async fn tokens_page(
         context! {
             title => "API tokens", nav => "tokens", flash => flash(query),
             rows => rows,
-            abilities => Ability::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            abilities => Ability::ALL.iter().map(|a| context! { name => a.as_str(), description => a.description() }).collect::<Vec<_>>(),
             created => created.map(|(name, value)| context! { name => name, value => value }),
             errors => errors,
             typed_name => typed_name,
