@@ -242,9 +242,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         println!(
             "Generated the secret key that seals webhook secrets and credentials in the database:
+
     {}
-             Back it up with the database: without it they cannot be read. Several nodes on one
-             PostgreSQL must share it (secret_key or TOCSIN_SECRET_KEY).
+
+Back it up with the database: without it they cannot be read. Several nodes on one
+PostgreSQL must share it (secret_key or TOCSIN_SECRET_KEY).
 ",
             path.display()
         );

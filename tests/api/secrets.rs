@@ -259,6 +259,12 @@ async fn the_key_file_is_generated_checked_and_rotated() {
         first_out.contains("Generated the secret key") && first_out.contains("tocsin.key"),
         "{first_out}"
     );
+    // No line of the first start's words hangs past the 4-space indent of what is to be
+    // copied (a wrapped line once hung at 13 spaces).
+    assert!(
+        !first_out.lines().any(|l| l.starts_with("     ")),
+        "{first_out}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

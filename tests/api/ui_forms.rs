@@ -483,7 +483,19 @@ async fn assets_are_hashed_and_pages_are_locked_down(backend: Backend) {
         return;
     };
     let mut v = Visitor::new(&app);
+    // Browsers ask for /favicon.ico before any page: there is one (no 404 on a first visit).
+    let icon = v.get("/favicon.ico").await;
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.headers["content-type"], "image/svg+xml");
+    assert!(icon.text.starts_with("<svg"), "{}", icon.text);
     let login = v.get("/login").await;
+    assert!(
+        login
+            .text
+            .contains(r#"rel="icon" type="image/svg+xml" href="/assets/icon."#),
+        "{}",
+        login.text
+    );
     let css = login
         .text
         .split("href=\"/assets/")

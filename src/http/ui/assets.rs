@@ -32,6 +32,12 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("assets/tocsin.js"),
     },
+    Asset {
+        stem: "icon",
+        ext: "svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("assets/icon.svg"),
+    },
     // htmx 2.0.11 from the npm registry (htmx.org), Zero-Clause BSD: vendor/htmx-LICENSE.txt.
     Asset {
         stem: "htmx",
@@ -40,6 +46,23 @@ const ASSETS: &[Asset] = &[
         bytes: include_bytes!("assets/vendor/htmx-2.0.11.min.js"),
     },
 ];
+
+/// `/favicon.ico`, which browsers ask for before reading any page: the icon (an SVG, which
+/// they take whatever the name says), so the first visit has no 404.
+pub async fn favicon() -> Response {
+    let icon = ASSETS
+        .iter()
+        .find(|a| a.stem == "icon")
+        .expect("the icon is an asset");
+    (
+        [
+            (header::CONTENT_TYPE, icon.content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        icon.bytes,
+    )
+        .into_response()
+}
 
 /// `tocsin.3f2a…9c.css` for each asset, computed once.
 fn names() -> &'static Vec<String> {

@@ -104,6 +104,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{id}/unlock", post(users::unlock))
         .route("/audit", get(audit::show))
         .route(assets::ROUTE, get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -224,6 +225,7 @@ pub fn base_context(caller: Option<&Caller>) -> Value {
             css => assets::url("tocsin", "css"),
             js => assets::url("tocsin", "js"),
             htmx => assets::url("htmx", "js"),
+            icon => assets::url("icon", "svg"),
         },
     }
 }

@@ -373,7 +373,15 @@ pub async fn preview(
     }
     let tree = Node::tree(&form.0);
     let mut body = body_from_form(&tree, &[Section::Payload], defaults());
-    body["name"] = json!("Preview");
+    // The webhook's own name, as its payloads will carry it: typed on the new-webhook
+    // form, or the saved one's on its Payload tab.
+    let name = [tree.text("name"), tree.text("preview_name")]
+        .into_iter()
+        .map(str::trim)
+        .find(|n| !n.is_empty())
+        .unwrap_or("Your webhook")
+        .to_owned();
+    body["name"] = json!(name);
     body["urls"] = json!([{"url": "https://preview.invalid/", "method": "POST"}]);
     body["version"] = Value::String(match tree.text("version") {
         "v1" => "v1".to_owned(),
