@@ -311,7 +311,7 @@ async fn configure_keeps_masked_credentials_and_switches_work(backend: Backend) 
     assert_eq!(got[0].body, got[1].body, "the same payload bytes");
     assert_ne!(got[0].header("webhook-id"), got[1].header("webhook-id"));
 
-    // The detail shows the payload and attempts; the secret is revealed to admins only.
+    // The detail shows the payload and attempts; the secret is revealed on request.
     let detail = v.get(&format!("/webhooks/{id}/logs/{delivery}")).await;
     assert!(
         detail.text.contains("inc-1") && detail.text.contains("HTTP 200"),
@@ -329,11 +329,16 @@ async fn configure_keeps_masked_credentials_and_switches_work(backend: Backend) 
     assert_eq!(secret.status, 200);
     assert!(secret.text.contains("whsec_"));
 
-    // The enabled switch goes through the API's update.
+    // The enabled switch goes through the API's update (confirmed: the resent delivery may
+    // still count as pending).
     let off = v
         .post_form(
             &format!("/webhooks/{id}/enabled"),
-            &[("csrf_token", &csrf), ("enabled", "false")],
+            &[
+                ("csrf_token", &csrf),
+                ("enabled", "false"),
+                ("confirm", "yes"),
+            ],
         )
         .await;
     assert_eq!(off.status, 303);
@@ -946,7 +951,62 @@ async fn settings_say_when_e_mail_is_off(backend: Backend) {
     );
 }
 
+/// The list's switch cancels what is pending when it turns a webhook off: it asks first,
+/// saying how many deliveries that cancels, and only the confirmation turns it off.
+async fn turning_off_asks_first_when_deliveries_are_pending(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/slow",
+        vec![Reply {
+            delay: Some(std::time::Duration::from_secs(600)),
+            ..Reply::status(200)
+        }],
+    );
+    let hook = app
+        .create_webhook(&patched(
+            minimal_webhook("busy"),
+            json!({"urls": [{"url": receiver.url("/slow")}]}),
+        ))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    event(&app, "inc-pending").await;
+    receiver.wait_for("/slow", 1).await;
+    person(&app, "pat@example.com", "member").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("pat@example.com").await;
+    let path = format!("/webhooks/{id}/enabled");
+    let asked = v
+        .post_form(&path, &[("csrf_token", &csrf), ("enabled", "false")])
+        .await;
+    assert_eq!(asked.status, 200, "{}", asked.text);
+    assert!(
+        asked.text.contains("1 delivery is still waiting")
+            && asked.text.contains("Turn off and cancel 1"),
+        "{}",
+        asked.text
+    );
+    let still = app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await;
+    assert_eq!(still.body["data"]["enabled"], true, "nothing changed yet");
+    let done = v
+        .post_form(
+            &path,
+            &[
+                ("csrf_token", &csrf),
+                ("enabled", "false"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let off = app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await;
+    assert_eq!(off.body["data"]["enabled"], false);
+}
+
 both_backends!(
+    turning_off_asks_first_when_deliveries_are_pending,
     settings_say_when_e_mail_is_off,
     a_delivery_that_never_rendered_is_not_sent_again,
     tokens_users_and_audit_pages,

@@ -112,6 +112,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("setup.html", include_str!("templates/setup.html")),
     ("message.html", include_str!("templates/message.html")),
+    (
+        "confirm_off.html",
+        include_str!("templates/confirm_off.html"),
+    ),
     ("overview.html", include_str!("templates/overview.html")),
     ("webhooks.html", include_str!("templates/webhooks.html")),
     (

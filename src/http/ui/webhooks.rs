@@ -150,8 +150,46 @@ pub async fn set_enabled(
     Path(id): Path<crate::domain::ids::WebhookId>,
     form: FormBody,
 ) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
+    if let Err(r) = person.permit(
+        &headers,
+        &form,
+        crate::domain::token::Ability::ManageWebhooks,
+        "turning webhooks on and off",
+    ) {
         return r;
+    }
+    let back = match form.get("back") {
+        b if b.starts_with("/webhooks") && super::local_path(b).is_some() => b.to_owned(),
+        _ => "/webhooks".to_owned(),
+    };
+    // Turning off cancels what is still pending: one click must not do that unasked.
+    if form.get("enabled") != "true" && form.get("confirm") != "yes" {
+        let pending = match existing(&state, person.caller(), &id).await {
+            Ok(hook) if hook.spec.enabled => state
+                .store
+                .pending_count(&id)
+                .await
+                .map(|n| (hook, n))
+                .map_err(crate::http::error::ApiError::from),
+            Ok(hook) => Ok((hook, 0)),
+            Err(e) => Err(e),
+        };
+        match pending {
+            Ok((hook, n)) if n > 0 => {
+                return render(
+                    StatusCode::OK,
+                    "confirm_off.html",
+                    base_context(Some(person.caller())),
+                    context! {
+                        title => format!("Turn off {}?", hook.spec.name),
+                        nav => "webhooks",
+                        id => id.as_str(), name => &hook.spec.name, pending => n, back => &back,
+                    },
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return error_page(person.caller(), e),
+        }
     }
     let result = async {
         let hook = existing(&state, person.caller(), &id).await?;
@@ -161,13 +199,7 @@ pub async fn set_enabled(
     }
     .await;
     match result {
-        Ok(_) => {
-            let back = match form.get("back") {
-                b if b.starts_with("/webhooks") && super::local_path(b).is_some() => b.to_owned(),
-                _ => "/webhooks".to_owned(),
-            };
-            super::redirect(&back).into_response()
-        }
+        Ok(_) => super::redirect(&back).into_response(),
         Err(e) => error_page(person.caller(), e),
     }
 }
