@@ -414,6 +414,7 @@ impl Application {
                 directory: crate::directory::Directory::start(store.clone()),
                 receipts: crate::sources::recorder::ReceiptQueue::start(store.clone()),
                 sources: Arc::default(),
+                sealer: Arc::new(crate::domain::sealing::Sealer::new(&unlocked.key)),
             },
             first_start,
             key_origin: unlocked.origin,

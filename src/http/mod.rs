@@ -42,6 +42,8 @@ pub struct AppState {
     pub receipts: crate::sources::recorder::ReceiptQueue,
     /// Sources read in the last moments, so most payloads skip the store.
     pub sources: Arc<crate::sources::cache::SourceCache>,
+    /// Seals what a page shows once after a POST (`ui/once.rs`), with the installation's key.
+    pub sealer: Arc<crate::domain::sealing::Sealer>,
 }
 
 /// The request budgets (`[http]` settings): two per caller, API calls and pages apart from

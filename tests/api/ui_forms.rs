@@ -158,6 +158,27 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     assert_eq!(entries.len(), 1, "{}", audit.body);
     assert_eq!(entries[0]["actor"]["name"], "mo@example.com");
     assert_eq!(entries[0]["object"]["id"], id.as_str());
+
+    // A rotation redirects (a reload does not rotate again) to the page that shows the new
+    // secret this once.
+    let rotated = v
+        .post_form(
+            &format!("/webhooks/{id}/rotate-secret"),
+            &[("csrf_token", &csrf), ("confirm", "yes"), ("grace", "0")],
+        )
+        .await;
+    assert_eq!(rotated.status, 303, "{}", rotated.text);
+    let shown = v.follow(&rotated).await;
+    assert!(
+        shown
+            .text
+            .contains("The new secret, shown this once to you")
+            && shown.text.contains("whsec_"),
+        "{}",
+        shown.text
+    );
+    let again = v.get(&format!("/webhooks/{id}/settings")).await;
+    assert!(!again.text.contains("The new secret"), "only once");
 }
 
 async fn viewers_are_refused_and_pages_need_a_login(backend: Backend) {
@@ -743,7 +764,11 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(made.status, 201, "{}", made.text);
+    // Redirected (303) so that a reload makes no second token, to the list that shows the
+    // value this once.
+    assert_eq!(made.status, 303, "{}", made.text);
+    let made = v.follow(&made).await;
+    assert_eq!(made.status, 200, "{}", made.text);
     let value = made
         .text
         .split(r#"<code id="new-token">"#)
@@ -797,8 +822,11 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(invited.status, 201, "{}", invited.text);
+    assert_eq!(invited.status, 303, "{}", invited.text);
+    let invited = v.follow(&invited).await;
     assert!(invited.text.contains("/setup/"), "the setup link is shown");
+    let reload = v.get("/users").await;
+    assert!(!reload.text.contains("/setup/"), "and only once");
     let user = app
         .store
         .user_by_email(&app.organization().await.id, "new@example.com")

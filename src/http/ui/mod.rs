@@ -9,6 +9,7 @@ mod forms;
 mod incidents;
 mod login;
 mod logs;
+mod once;
 mod overview;
 mod settings;
 mod setup;

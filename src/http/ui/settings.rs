@@ -91,23 +91,33 @@ async fn page(
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
+    headers: HeaderMap,
     Path(id): Path<WebhookId>,
     RawQuery(query): RawQuery,
 ) -> Response {
     match existing(&state, person.caller(), &id).await {
         Ok(hook) => {
             let values = webhook_json(&hook);
-            page(
+            // The secret this person just rotated to, this once.
+            let rotated = super::once::take(&state, &headers, "secret")
+                .filter(|v| v["webhook"] == id.as_str())
+                .and_then(|v| v["secret"].as_str().map(str::to_owned));
+            let shown = page(
                 &state,
                 &person,
                 StatusCode::OK,
                 &hook,
                 &values,
                 Default::default(),
-                None,
+                rotated.as_deref(),
                 query.as_deref(),
             )
-            .await
+            .await;
+            if rotated.is_some() {
+                super::once::clear(&state, shown)
+            } else {
+                shown
+            }
         }
         Err(e) => error_page(person.caller(), e),
     }
@@ -226,20 +236,14 @@ pub async fn rotate(
         _ => DEFAULT_GRACE,
     };
     match rotate_webhook_secret(&state, person.caller(), &id, grace).await {
-        // Shown to the person who rotated it, this once (as the API answers with it).
-        Ok(hook) => {
-            page(
-                &state,
-                &person,
-                StatusCode::OK,
-                &hook,
-                &webhook_json(&hook),
-                Default::default(),
-                Some(&hook.secret),
-                Some("done=rotated"),
-            )
-            .await
-        }
+        // Shown to the person who rotated it, this once (as the API answers with it), on
+        // the page the rotation redirects to: a reload does not rotate again.
+        Ok(hook) => super::once::redirect(
+            &state,
+            &format!("/webhooks/{id}/settings?done=rotated"),
+            "secret",
+            json!({"webhook": id.as_str(), "secret": hook.secret}),
+        ),
         Err(e) => error_page(person.caller(), e),
     }
 }

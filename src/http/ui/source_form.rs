@@ -202,26 +202,8 @@ pub async fn create(
     )
     .await
     {
-        Ok(created) => {
-            let values = source_json(&created.source, &state.config.public_url(), None);
-            let shown = Shown {
-                token: &created.token,
-                flash: "Source added.",
-            };
-            let kind = created.source.spec.kind;
-            page(
-                &state,
-                &person,
-                StatusCode::CREATED,
-                kind,
-                Some(&created.source),
-                &values,
-                Default::default(),
-                Some(shown),
-                None,
-            )
-            .await
-        }
+        // The token is shown on the source's page this once; a reload adds nothing.
+        Ok(created) => shown_once(&state, &created.source.id, &created.token, "added"),
         Err(SourceError::Invalid(errors)) => match SourceKind::parse(form.get("kind")) {
             Some(kind) => {
                 page(
@@ -265,9 +247,20 @@ async fn to_change(
 }
 
 /// `GET /sources/{id}`: the Setup tab.
+/// To the source's page, which shows its new `token` this once (see `once.rs`).
+fn shown_once(state: &AppState, id: &SourceId, token: &str, why: &str) -> Response {
+    super::once::redirect(
+        state,
+        &format!("/sources/{id}"),
+        "source-token",
+        serde_json::json!({"source": id.as_str(), "token": token, "why": why}),
+    )
+}
+
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
+    headers: HeaderMap,
     Path(id): Path<SourceId>,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -276,7 +269,18 @@ pub async fn show(
         Err(r) => return r,
     };
     let values = source_json(&source, &state.config.public_url(), None);
-    page(
+    let once =
+        super::once::take(&state, &headers, "source-token").filter(|v| v["source"] == id.as_str());
+    let shown = once.as_ref().map(|v| Shown {
+        token: v["token"].as_str().unwrap_or_default(),
+        flash: if v["why"] == "rotated" {
+            "Token rotated: the old one no longer works."
+        } else {
+            "Source added."
+        },
+    });
+    let had = shown.is_some();
+    let drawn = page(
         &state,
         &person,
         StatusCode::OK,
@@ -284,10 +288,15 @@ pub async fn show(
         Some(&source),
         &values,
         Default::default(),
-        None,
+        shown,
         q.as_deref(),
     )
-    .await
+    .await;
+    if had {
+        super::once::clear(&state, drawn)
+    } else {
+        drawn
+    }
 }
 
 /// The Setup tab again, with `errors` (the form's fields kept as typed in `values`).
@@ -364,24 +373,7 @@ pub async fn rotate(
     }
     let caller = person.caller();
     match manage::rotate_token(&state.store, caller.organization_id(), &caller.actor(), &id).await {
-        Ok(rotated) => {
-            let shown = Shown {
-                token: &rotated.token,
-                flash: "Token rotated: the old one no longer works.",
-            };
-            page(
-                &state,
-                &person,
-                StatusCode::OK,
-                source.spec.kind,
-                Some(&rotated.source),
-                &values,
-                Default::default(),
-                Some(shown),
-                None,
-            )
-            .await
-        }
+        Ok(rotated) => shown_once(&state, &rotated.source.id, &rotated.token, "rotated"),
         Err(e) => error_page(caller, e.into()),
     }
 }

@@ -68,21 +68,35 @@ async fn tokens_page(
 pub async fn list(
     State(state): State<AppState>,
     person: Person,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     if !person.caller().allows(Ability::Admin) {
         return person.refuse("managing API tokens");
     }
-    tokens_page(
+    // A token just made: shown this once (see `once.rs`).
+    let created = super::once::take(&state, &headers, "token").map(|v| {
+        (
+            v["name"].as_str().unwrap_or_default().to_owned(),
+            v["value"].as_str().unwrap_or_default().to_owned(),
+        )
+    });
+    let shown = created.is_some();
+    let page = tokens_page(
         &state,
         &person,
         StatusCode::OK,
-        None,
+        created,
         Vec::new(),
         "",
         query.as_deref(),
     )
-    .await
+    .await;
+    if shown {
+        super::once::clear(&state, page)
+    } else {
+        page
+    }
 }
 
 pub async fn create(
@@ -125,16 +139,12 @@ pub async fn create(
             if let Err(e) = state.store.create_token(&token, &audit).await {
                 return error_page(person.caller(), e.into());
             }
-            tokens_page(
+            super::once::redirect(
                 &state,
-                &person,
-                StatusCode::CREATED,
-                Some((name, token.plaintext)),
-                Vec::new(),
-                "",
-                None,
+                "/tokens",
+                "token",
+                serde_json::json!({"name": name, "value": token.plaintext}),
             )
-            .await
         }
         Err(errors) => {
             let errors = errors.iter().map(ToString::to_string).collect();

@@ -89,18 +89,32 @@ async fn users_page(
 pub async fn list(
     State(state): State<AppState>,
     person: Person,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    users_page(
+    // A setup link just made: shown this once (see `once.rs`).
+    let invited = super::once::take(&state, &headers, "invite").map(|v| {
+        (
+            v["email"].as_str().unwrap_or_default().to_owned(),
+            v["link"].as_str().unwrap_or_default().to_owned(),
+        )
+    });
+    let shown = invited.is_some();
+    let page = users_page(
         &state,
         &person,
         StatusCode::OK,
-        None,
+        invited,
         Vec::new(),
         ("", "", "member"),
         query.as_deref(),
     )
-    .await
+    .await;
+    if shown {
+        super::once::clear(&state, page)
+    } else {
+        page
+    }
 }
 
 // The error is the page to answer with (see `Person::verify`).
@@ -142,16 +156,12 @@ pub async fn invite(
     {
         Ok((user, Some(code))) => {
             let link = accounts::setup_url(&state.config.public_url(), &code);
-            users_page(
+            super::once::redirect(
                 &state,
-                &person,
-                StatusCode::CREATED,
-                Some((user.email, link)),
-                Vec::new(),
-                ("", "", "member"),
-                None,
+                "/users",
+                "invite",
+                serde_json::json!({"email": user.email, "link": link}),
             )
-            .await
         }
         Ok((_, None)) => super::redirect("/users?done=updated").into_response(),
         Err(e) => match account_error(&person, e) {

@@ -66,6 +66,8 @@ pub struct Visitor {
     setup_cookie: Option<String>,
     /// Sent as `X-Forwarded-For`, as a reverse proxy in front of tocsin would.
     pub forwarded_for: Option<String>,
+    /// What a page shows once after a POST (`tocsin_once`), kept until it is shown.
+    once_cookie: Option<String>,
 }
 
 impl Visitor {
@@ -85,6 +87,7 @@ impl Visitor {
             login_cookie: None,
             setup_cookie: None,
             forwarded_for: None,
+            once_cookie: None,
         }
     }
 
@@ -111,6 +114,9 @@ impl Visitor {
             self.setup_cookie
                 .as_ref()
                 .map(|c| format!("tocsin_setup={c}")),
+            self.once_cookie
+                .as_ref()
+                .map(|c| format!("tocsin_once={c}")),
         ]
         .into_iter()
         .flatten()
@@ -157,9 +163,23 @@ impl Visitor {
                 self.login_cookie = (!v.is_empty()).then_some(v);
             } else if let Some(v) = value("tocsin_setup=") {
                 self.setup_cookie = (!v.is_empty()).then_some(v);
+            } else if let Some(v) = value("tocsin_once=") {
+                self.once_cookie = (!v.is_empty()).then_some(v);
             }
         }
         page
+    }
+
+    /// Follows a redirect's `Location` (a 303 after a POST), as a browser does.
+    pub async fn follow(&mut self, page: &Page) -> Page {
+        assert!(
+            (300..400).contains(&page.status),
+            "a redirect, got {}: {}",
+            page.status,
+            page.text
+        );
+        let to = page.location().to_owned();
+        self.get(&to).await
     }
 
     pub async fn get(&mut self, path: &str) -> Page {

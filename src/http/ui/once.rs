@@ -1,0 +1,67 @@
+//! A value shown once after the POST that made it — a new token, a setup link, a rotated
+//! secret. The POST seals it (with the installation's key, so any node can open it) into a
+//! short-lived cookie and redirects (303); the page it lands on shows it and clears the
+//! cookie. A reload then neither repeats the POST (a second token, a second rotation) nor
+//! shows the value again.
+
+use axum::{
+    http::{header, HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
+};
+use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use serde_json::{json, Value};
+
+use crate::http::AppState;
+
+const COOKIE: &str = "tocsin_once";
+/// Where its seal says it belongs (a sealed value opens only in its own place).
+const PLACE: &str = "ui.once";
+/// Long enough for the redirect to be followed, short enough to be gone soon after.
+const LIFETIME: CookieDuration = CookieDuration::seconds(120);
+
+/// Redirects to `to` carrying `value` (of `kind`) for that page to show once.
+pub fn redirect(state: &AppState, to: &str, kind: &str, value: Value) -> Response {
+    let sealed = state
+        .sealer
+        .seal(PLACE, &json!({"kind": kind, "value": value}).to_string());
+    let mut response = super::redirect(to).into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie(state, &sealed, LIFETIME));
+    response
+}
+
+/// The value of `kind` this browser was sent here with, if any; call [`clear`] on the page
+/// that shows it.
+pub fn take(state: &AppState, headers: &HeaderMap, kind: &str) -> Option<Value> {
+    let sealed = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
+        .find(|c| c.name() == COOKIE)?
+        .value()
+        .to_owned();
+    let opened: Value = serde_json::from_str(&state.sealer.open(PLACE, &sealed).ok()?).ok()?;
+    (opened["kind"] == kind).then(|| opened["value"].clone())
+}
+
+/// Ends the cookie on `response` (the value has been shown).
+pub fn clear(state: &AppState, mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie(state, "", CookieDuration::ZERO));
+    response
+}
+
+fn cookie(state: &AppState, value: &str, max_age: CookieDuration) -> HeaderValue {
+    let cookie = Cookie::build((COOKIE, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.public_url().starts_with("https://"))
+        .max_age(max_age)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header")
+}
