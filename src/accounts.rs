@@ -50,6 +50,26 @@ fn password_gate() -> &'static tokio::sync::Semaphore {
     GATE.get_or_init(|| tokio::sync::Semaphore::new(PASSWORD_CHECKS))
 }
 
+/// One slowed login at a time per client address (on this node): parallel guesses from an
+/// address that failed too often wait in line, each its delay, instead of all sleeping at
+/// once and then filling the password checks everyone shares.
+fn address_turn(key: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+    static TURNS: OnceLock<Mutex<std::collections::HashMap<String, Weak<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let mut turns = TURNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    turns.retain(|_, turn| turn.strong_count() > 0);
+    if let Some(turn) = turns.get(key).and_then(Weak::upgrade) {
+        return turn;
+    }
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    turns.insert(key.to_owned(), Arc::downgrade(&turn));
+    turn
+}
+
 /// A turn at the password hasher, or `None` when none came within `wait`.
 async fn password_turn(wait: Duration) -> Option<tokio::sync::SemaphorePermit<'static>> {
     tokio::time::timeout(wait, password_gate().acquire())
@@ -449,9 +469,15 @@ pub async fn login(
     let failures = store
         .login_attempt(&keys, now, now.minus(login_throttle::WINDOW))
         .await?;
+    let mut _in_line = None;
     match login_throttle::judge(&failures, &email_key, now) {
         login_throttle::Verdict::Check => {}
-        login_throttle::Verdict::Slowed(wait) => tokio::time::sleep(wait).await,
+        login_throttle::Verdict::Slowed(wait) => {
+            // Held through the password check: the address's next attempt waits for it.
+            let turn = address_turn(ip_key.as_deref().unwrap_or_default());
+            _in_line = Some(turn.lock_owned().await);
+            tokio::time::sleep(wait).await;
+        }
         login_throttle::Verdict::Refused(wait) => {
             store.forget_login_attempt(&keys, now).await?;
             return Err(LoginError::Throttled(wait));
@@ -499,6 +525,17 @@ pub async fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_slowed_address_has_one_check_in_flight() {
+        let held = address_turn("ip:203.0.113.9").lock_owned().await;
+        let same = address_turn("ip:203.0.113.9");
+        assert!(same.try_lock().is_err(), "the same address waits in line");
+        let other = address_turn("ip:198.51.100.1");
+        assert!(other.try_lock().is_ok(), "another address does not");
+        drop(held);
+        assert!(same.try_lock().is_ok(), "its turn comes");
+    }
 
     #[tokio::test]
     async fn password_checks_wait_their_turn_and_a_flood_is_told_to_come_back() {

@@ -24,17 +24,31 @@ pub struct Checked {
 /// The whole check of a webhook body; every problem found is reported, each naming its
 /// field.
 pub fn check(body: &Value) -> Result<Checked, Vec<FieldError>> {
+    check_change(body, None)
+}
+
+/// The same for a body replacing a webhook whose filters were `stored`: a filter saved
+/// under earlier rules (a condition on an empty value) may stay as it is — the webhook must
+/// remain savable and switchable — but a changed one meets today's rules.
+pub fn check_change(body: &Value, stored: Option<&Value>) -> Result<Checked, Vec<FieldError>> {
     let spec = parse_spec(body)?;
-    let filter = check_spec(&spec)?;
+    let kept = stored.is_some() && spec.filters.as_ref() == stored;
+    let filter = check_spec(&spec, kept)?;
     Ok(Checked { spec, filter })
 }
 
-/// Checks what `parse_spec` cannot: the filter, and that a custom payload renders to JSON
-/// for a sample incident. Returns the parsed filter.
-pub fn check_spec(spec: &WebhookSpec) -> Result<Option<Filter>, Vec<FieldError>> {
+/// Checks what `parse_spec` cannot: the filter (under the rules it was saved with when
+/// `kept`), and that a custom payload renders to JSON for a sample incident. Returns the
+/// parsed filter.
+pub fn check_spec(spec: &WebhookSpec, kept: bool) -> Result<Option<Filter>, Vec<FieldError>> {
     let mut errors = Vec::new();
+    let parse = if kept {
+        filter::parse_stored
+    } else {
+        filter::parse
+    };
     let parsed = match &spec.filters {
-        Some(value) => filter::parse(value).unwrap_or_else(|problems| {
+        Some(value) => parse(value).unwrap_or_else(|problems| {
             errors.extend(
                 problems
                     .into_iter()
@@ -90,7 +104,7 @@ mod tests {
             "payload_type": "custom", "custom_payload": "{\"a\": {{ incident.message }"
         }))
         .unwrap();
-        let fields: Vec<String> = check_spec(&spec)
+        let fields: Vec<String> = check_spec(&spec, false)
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
@@ -103,7 +117,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            check_spec(&preset).unwrap_err()[0].field,
+            check_spec(&preset, false).unwrap_err()[0].field,
             "custom_payload_template_slug"
         );
     }

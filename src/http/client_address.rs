@@ -14,15 +14,16 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     if !is_trusted(&peer) {
         return peer;
     }
-    let forwarded_for: Vec<IpAddr> = if headers.contains_key("x-forwarded-for") {
+    // Each entry's address, `None` where it names none (`unknown`, an obfuscated name).
+    let forwarded_for: Vec<Option<IpAddr>> = if headers.contains_key("x-forwarded-for") {
         list(headers, "x-forwarded-for")
             .iter()
-            .filter_map(|item| address(item))
+            .map(|item| address(item))
             .collect()
     } else {
         list(headers, "forwarded")
             .iter()
-            .filter_map(|element| {
+            .map(|element| {
                 element.split(';').find_map(|pair| {
                     let (name, value) = pair.split_once('=')?;
                     name.trim()
@@ -33,11 +34,17 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
             })
             .collect()
     };
-    forwarded_for
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    // From the right: past trusted proxies to the first address that is not one. An entry
+    // that names no address ends the walk — what lies left of it is the client's own say —
+    // and the peer stands for the client.
+    for entry in forwarded_for.into_iter().rev() {
+        match entry {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
+        }
+    }
+    peer
 }
 
 /// The comma-separated items of every `name` header, in order.
@@ -108,9 +115,15 @@ mod tests {
             client_address(ip("10.0.0.1"), &lines, &trusted),
             ip("198.51.100.20")
         );
-        let only_proxies = headers(&[("x-forwarded-for", "10.0.0.9, garbage")]);
+        let only_proxies = headers(&[("x-forwarded-for", "10.0.0.9")]);
         assert_eq!(
             client_address(ip("10.0.0.1"), &only_proxies, &trusted),
+            ip("10.0.0.1")
+        );
+        // An entry that names no address ends the walk: what is left of it is not believed.
+        let garbled = headers(&[("x-forwarded-for", "6.6.6.6, garbage, 10.0.0.9")]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &garbled, &trusted),
             ip("10.0.0.1")
         );
     }
@@ -126,10 +139,15 @@ mod tests {
             client_address(ip("10.0.0.1"), &h, &trusted),
             ip("2001:db8:cafe::17")
         );
-        let ported = headers(&[("forwarded", "for=198.51.100.1:8080, for=unknown")]);
+        let ported = headers(&[("forwarded", "for=198.51.100.1:8080")]);
         assert_eq!(
             client_address(ip("10.0.0.1"), &ported, &trusted),
             ip("198.51.100.1")
+        );
+        let unknown = headers(&[("forwarded", "for=198.51.100.1, for=unknown")]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &unknown, &trusted),
+            ip("10.0.0.1")
         );
     }
 }

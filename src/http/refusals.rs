@@ -58,7 +58,9 @@ pub fn record(state: &AppState, entry: AuditEntry) {
 }
 
 /// A failed login, under the organization of the person whose email was tried (or the
-/// installation's, for an email nobody has), by the address it came from.
+/// installation's, for an email nobody has: recorded as "an unknown email", never as typed —
+/// people type passwords into the email field, and anyone could write into the log), by
+/// the address it came from.
 pub async fn login_failed(state: &AppState, email: &str, client: IpAddr, reason: &str) {
     let email: String = email.chars().take(254).collect();
     let person = match state.store.login_candidates(&email).await {
@@ -73,7 +75,7 @@ pub async fn login_failed(state: &AppState, email: &str, client: IpAddr, reason:
                 AuditObject {
                     kind: "user",
                     id: String::new(),
-                    name: email.clone(),
+                    name: "an unknown email".to_owned(),
                 },
             ),
             _ => return,

@@ -223,8 +223,9 @@ async fn next_batch<T>(
 /// answered, and a 503 would have the sender post a copy), and each other event is tried
 /// alone, so that one bad event cannot fail the others and a connection that died in the
 /// pool costs no event.
-/// Whether every event of the batch was stored. Events of an incident another node's write
-/// holds locked (see `locked.rs`) are answered at once, not tried.
+/// Whether the store took what it was given: every event stored but those of an incident
+/// another node's write holds locked (answered at once, not tried: see `locked.rs`) — one
+/// stuck incident does not make the node unready, only intake that cannot commit does.
 async fn commit(
     store: &Arc<dyn Store>,
     engine: &Engine,
@@ -235,7 +236,6 @@ async fn commit(
     let (skipped, batch): (Vec<Request>, Vec<Request>) = batch
         .into_iter()
         .partition(|r| locked.is_locked(&r.event.organization_id, r.event.incident_id(), now));
-    let all_tried = skipped.is_empty();
     for r in skipped {
         let _ = r.reply.send(Err(format!(
             "incident {} is locked by another node's unfinished write",
@@ -243,7 +243,7 @@ async fn commit(
         )));
     }
     if batch.is_empty() {
-        return all_tried;
+        return true;
     }
     let admission = engine.admission();
     let (items, replies): (Vec<(Event, Vec<NewDelivery>)>, Vec<_>) = batch
@@ -257,7 +257,7 @@ async fn commit(
                 start_leased(engine, deliveries, &answer.leased, &admission);
                 let _ = reply.send(Ok(answer));
             }
-            return all_tried;
+            return true;
         }
         Err(e) => e,
     };
@@ -272,7 +272,7 @@ async fn commit(
     }
     tracing::warn!(error = %error, events = items.len(), "intake batch failed; writing its events one by one");
     let stored = stored_anyway(store, engine, &admission, &items).await;
-    let mut all_stored = all_tried;
+    let mut all_stored = true;
     for (item, reply) in items.iter().zip(replies) {
         let (organization_id, incident_id) = (&item.0.organization_id, item.0.incident_id());
         let answer = match &stored {
@@ -284,16 +284,17 @@ async fn commit(
             ),
             // The store did not answer: each event is tried once more, no more asked of it.
             stored => match alone(store, engine, &admission, item, stored.is_some()).await {
-                Err((e, lock_timeout)) => {
-                    if lock_timeout {
-                        locked.note(organization_id, incident_id, std::time::Instant::now());
-                    }
+                Err((e, true)) => {
+                    locked.note(organization_id, incident_id, std::time::Instant::now());
+                    Err(e)
+                }
+                Err((e, false)) => {
+                    all_stored = false;
                     Err(e)
                 }
                 Ok(answer) => Ok(answer),
             },
         };
-        all_stored &= answer.is_ok();
         let _ = reply.send(answer);
     }
     all_stored

@@ -160,6 +160,42 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
         "{}",
         reply.message()
     );
+    // One saved under the earlier rules stays savable as it is (GET → PUT, the switch),
+    // and matches what it matched; only a changed filter meets today's rule.
+    let saved = app
+        .create_webhook(&patched(
+            hook("old", json!([{"url": "https://e.example/h"}])),
+            json!({"filters": {"op": "and", "conditions": [cond("is", "service", "was-set")]}}),
+        ))
+        .await;
+    let id = saved["id"].as_str().unwrap().to_owned();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    sqlx::query("UPDATE webhooks SET spec = REPLACE(spec, '\"was-set\"', '\"\"') WHERE id = $1")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut body = app
+        .owner(Method::GET, &format!("{HOOKS}/{id}"), None)
+        .await
+        .body["data"]
+        .clone();
+    assert_eq!(
+        body["filters"]["conditions"][0]["rhs"], "",
+        "stored under the old rules"
+    );
+    body["enabled"] = json!(false);
+    let kept = app
+        .owner(Method::PUT, &format!("{HOOKS}/{id}"), Some(&body))
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    body["filters"]["conditions"][0]["lhs"] = json!("alert_source");
+    let changed = app
+        .owner(Method::PUT, &format!("{HOOKS}/{id}"), Some(&body))
+        .await;
+    assert_eq!(changed.status, 422, "{}", changed.body);
 
     let bad_template = patched(
         hook("t", json!([{"url": "https://e.example/h"}])),
@@ -198,7 +234,11 @@ async fn invalid_filters_and_templates_are_refused_at_save(backend: Backend) {
     );
     let reply = app.owner(Method::POST, HOOKS, Some(&runaway)).await;
     assert_eq!(reply.status, 422, "stopped by the bound");
-    assert_eq!(app.webhook_count().await, 0);
+    assert_eq!(
+        app.webhook_count().await,
+        1,
+        "only the one saved under the old rules"
+    );
 }
 
 async fn custom_templates_and_presets_reach_the_receiver(backend: Backend) {

@@ -852,6 +852,16 @@ async fn tokens_users_and_audit_pages(backend: Backend) {
         )
         .await;
     assert_eq!(member.status, 303);
+    // A password reset shows its new link the same way: once, after a redirect.
+    let reset = v
+        .post_form(
+            &format!("/users/{}/reset-password", user.id),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(reset.status, 303, "{}", reset.text);
+    let shown = v.follow(&reset).await;
+    assert!(shown.text.contains("/setup/"), "{}", shown.text);
 
     let audit = v.get("/audit?actor=ada%40example.com&action=").await;
     assert!(

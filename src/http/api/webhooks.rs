@@ -130,9 +130,11 @@ fn with_secret(w: &Webhook) -> Value {
 }
 
 /// The whole webhook check: its fields, then its filter and custom payload.
-fn parse(body: &Value) -> Result<webhook::WebhookSpec, ApiError> {
+/// A webhook body, checked; `stored`: the filters of the webhook it replaces (kept as they
+/// are, they need not meet rules added since).
+fn parse(body: &Value, stored: Option<&Value>) -> Result<webhook::WebhookSpec, ApiError> {
     let invalid = |errors| ApiError::Invalid("invalid_webhook", errors);
-    let checked = crate::webhook_check::check(body).map_err(invalid)?;
+    let checked = crate::webhook_check::check_change(body, stored).map_err(invalid)?;
     Ok(checked.spec)
 }
 
@@ -231,7 +233,7 @@ pub async fn create_webhook(
     body: &Value,
 ) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let spec = parse(body)?;
+    let spec = parse(body, None)?;
     let actor = caller.actor();
     let hook = Webhook::new(caller.organization_id(), &actor.id, spec);
     let entry = audit_entry(
@@ -313,7 +315,7 @@ pub async fn update_webhook(
 ) -> Result<Webhook, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
     let current = existing(state, caller, id).await?;
-    let mut spec = parse(body)?;
+    let mut spec = parse(body, current.spec.filters.as_ref())?;
     // URLs sent back with a masked password keep the stored one; then, if any URL now
     // points to another server, masked credentials must be entered again.
     let stored_urls: Vec<&str> = current.spec.urls.iter().map(|u| u.url.as_str()).collect();

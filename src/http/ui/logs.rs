@@ -232,7 +232,8 @@ pub async fn rows(
         Ok(r) => r,
         Err(e) => return error_page(person.caller(), e.into()),
     };
-    let next_watch = pending_seqs(updated.iter().chain(rows.iter()));
+    // The newest first: past the bound, the oldest pending rows stop following.
+    let next_watch = pending_seqs(rows.iter().chain(updated.iter()));
     let (items, updates) = match (
         rows_context(&state, &org, &rows).await,
         rows_context(&state, &org, &updated).await,

@@ -11,7 +11,10 @@ use axum::{
 use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use serde_json::{json, Value};
 
-use crate::http::AppState;
+use crate::{
+    domain::Timestamp,
+    http::{auth::Caller, AppState},
+};
 
 const COOKIE: &str = "tocsin_once";
 /// Where its seal says it belongs (a sealed value opens only in its own place).
@@ -19,11 +22,19 @@ const PLACE: &str = "ui.once";
 /// Long enough for the redirect to be followed, short enough to be gone soon after.
 const LIFETIME: CookieDuration = CookieDuration::seconds(120);
 
-/// Redirects to `to` carrying `value` (of `kind`) for that page to show once.
-pub fn redirect(state: &AppState, to: &str, kind: &str, value: Value) -> Response {
-    let sealed = state
-        .sealer
-        .seal(PLACE, &json!({"kind": kind, "value": value}).to_string());
+/// Redirects `caller` to `to` carrying `value` (of `kind`) for that page to show once. The
+/// seal names the person and the time: a copied cookie opens for no one else, and not later.
+pub fn redirect(state: &AppState, caller: &Caller, to: &str, kind: &str, value: Value) -> Response {
+    let sealed = state.sealer.seal(
+        PLACE,
+        &json!({
+            "kind": kind,
+            "value": value,
+            "user": person_of(caller),
+            "at": Timestamp::now().as_micros(),
+        })
+        .to_string(),
+    );
     let mut response = super::redirect(to).into_response();
     response
         .headers_mut()
@@ -31,9 +42,9 @@ pub fn redirect(state: &AppState, to: &str, kind: &str, value: Value) -> Respons
     response
 }
 
-/// The value of `kind` this browser was sent here with, if any; call [`clear`] on the page
-/// that shows it.
-pub fn take(state: &AppState, headers: &HeaderMap, kind: &str) -> Option<Value> {
+/// The value of `kind` this browser was sent here with, if it is `caller`'s and fresh; call
+/// [`clear`] on the page that shows it.
+pub fn take(state: &AppState, headers: &HeaderMap, caller: &Caller, kind: &str) -> Option<Value> {
     let sealed = headers
         .get_all(header::COOKIE)
         .iter()
@@ -44,7 +55,15 @@ pub fn take(state: &AppState, headers: &HeaderMap, kind: &str) -> Option<Value> 
         .value()
         .to_owned();
     let opened: Value = serde_json::from_str(&state.sealer.open(PLACE, &sealed).ok()?).ok()?;
-    (opened["kind"] == kind).then(|| opened["value"].clone())
+    let age = Timestamp::now().as_micros() - opened["at"].as_i64()?;
+    let fresh = (0..=LIFETIME.whole_microseconds() as i64).contains(&age);
+    (opened["kind"] == kind && opened["user"] == person_of(caller) && fresh)
+        .then(|| opened["value"].clone())
+}
+
+/// Whose a value is: the person's id (pages are for people).
+fn person_of(caller: &Caller) -> String {
+    caller.user().map(|u| u.id.clone()).unwrap_or_default()
 }
 
 /// Ends the cookie on `response` (the value has been shown).

@@ -99,7 +99,7 @@ pub async fn show(
         Ok(hook) => {
             let values = webhook_json(&hook);
             // The secret this person just rotated to, this once.
-            let rotated = super::once::take(&state, &headers, "secret")
+            let rotated = super::once::take(&state, &headers, person.caller(), "secret")
                 .filter(|v| v["webhook"] == id.as_str())
                 .and_then(|v| v["secret"].as_str().map(str::to_owned));
             let shown = page(
@@ -240,6 +240,7 @@ pub async fn rotate(
         // the page the rotation redirects to: a reload does not rotate again.
         Ok(hook) => super::once::redirect(
             &state,
+            person.caller(),
             &format!("/webhooks/{id}/settings?done=rotated"),
             "secret",
             json!({"webhook": id.as_str(), "secret": hook.secret}),

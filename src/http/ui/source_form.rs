@@ -203,7 +203,7 @@ pub async fn create(
     .await
     {
         // The token is shown on the source's page this once; a reload adds nothing.
-        Ok(created) => shown_once(&state, &created.source.id, &created.token, "added"),
+        Ok(created) => shown_once(&state, &person, &created.source.id, &created.token, "added"),
         Err(SourceError::Invalid(errors)) => match SourceKind::parse(form.get("kind")) {
             Some(kind) => {
                 page(
@@ -248,9 +248,16 @@ async fn to_change(
 
 /// `GET /sources/{id}`: the Setup tab.
 /// To the source's page, which shows its new `token` this once (see `once.rs`).
-fn shown_once(state: &AppState, id: &SourceId, token: &str, why: &str) -> Response {
+fn shown_once(
+    state: &AppState,
+    person: &Person,
+    id: &SourceId,
+    token: &str,
+    why: &str,
+) -> Response {
     super::once::redirect(
         state,
+        person.caller(),
         &format!("/sources/{id}"),
         "source-token",
         serde_json::json!({"source": id.as_str(), "token": token, "why": why}),
@@ -269,8 +276,8 @@ pub async fn show(
         Err(r) => return r,
     };
     let values = source_json(&source, &state.config.public_url(), None);
-    let once =
-        super::once::take(&state, &headers, "source-token").filter(|v| v["source"] == id.as_str());
+    let once = super::once::take(&state, &headers, person.caller(), "source-token")
+        .filter(|v| v["source"] == id.as_str());
     let shown = once.as_ref().map(|v| Shown {
         token: v["token"].as_str().unwrap_or_default(),
         flash: if v["why"] == "rotated" {
@@ -373,7 +380,13 @@ pub async fn rotate(
     }
     let caller = person.caller();
     match manage::rotate_token(&state.store, caller.organization_id(), &caller.actor(), &id).await {
-        Ok(rotated) => shown_once(&state, &rotated.source.id, &rotated.token, "rotated"),
+        Ok(rotated) => shown_once(
+            &state,
+            &person,
+            &rotated.source.id,
+            &rotated.token,
+            "rotated",
+        ),
         Err(e) => error_page(caller, e.into()),
     }
 }

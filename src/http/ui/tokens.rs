@@ -75,7 +75,7 @@ pub async fn list(
         return person.refuse("managing API tokens");
     }
     // A token just made: shown this once (see `once.rs`).
-    let created = super::once::take(&state, &headers, "token").map(|v| {
+    let created = super::once::take(&state, &headers, person.caller(), "token").map(|v| {
         (
             v["name"].as_str().unwrap_or_default().to_owned(),
             v["value"].as_str().unwrap_or_default().to_owned(),
@@ -141,6 +141,7 @@ pub async fn create(
             }
             super::once::redirect(
                 &state,
+                person.caller(),
                 "/tokens",
                 "token",
                 serde_json::json!({"name": name, "value": token.plaintext}),

@@ -93,7 +93,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Response {
     // A setup link just made: shown this once (see `once.rs`).
-    let invited = super::once::take(&state, &headers, "invite").map(|v| {
+    let invited = super::once::take(&state, &headers, person.caller(), "invite").map(|v| {
         (
             v["email"].as_str().unwrap_or_default().to_owned(),
             v["link"].as_str().unwrap_or_default().to_owned(),
@@ -158,6 +158,7 @@ pub async fn invite(
             let link = accounts::setup_url(&state.config.public_url(), &code);
             super::once::redirect(
                 &state,
+                person.caller(),
                 "/users",
                 "invite",
                 serde_json::json!({"email": user.email, "link": link}),
@@ -302,18 +303,16 @@ pub async fn reset_password(
     )
     .await
     {
+        // Shown once on the page redirected to: a reload resets nothing again.
         Ok((user, code)) => {
             let link = accounts::setup_url(&state.config.public_url(), &code);
-            users_page(
+            super::once::redirect(
                 &state,
-                &person,
-                StatusCode::OK,
-                Some((user.email, link)),
-                Vec::new(),
-                ("", "", "member"),
-                None,
+                person.caller(),
+                "/users",
+                "invite",
+                serde_json::json!({"email": user.email, "link": link}),
             )
-            .await
         }
         Err(e) => refused(&state, &person, e).await,
     }

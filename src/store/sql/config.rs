@@ -30,6 +30,31 @@ fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
     })
 }
 
+/// Tokens matching `condition` (on `t`), each with whether its person is disabled or gone.
+fn select_tokens(condition: &str) -> String {
+    let columns: Vec<String> = TOKEN_COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect();
+    format!(
+        "SELECT {}, CAST(CASE WHEN t.created_by IS NOT NULL AND (u.id IS NULL OR u.disabled <> 0) THEN 1 ELSE 0 END AS BIGINT) AS orphaned \
+         FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by WHERE {condition}",
+        columns.join(", ")
+    )
+}
+
+/// A token read by [`select_tokens`]: one whose person is disabled or gone counts as
+/// revoked, whatever raced with their disabling (a token made by their token in the same
+/// moment, say).
+fn token_with_person(row: &AnyRow) -> StoreResult<ApiToken> {
+    let mut token = token_from_row(row)?;
+    let orphaned: i64 = row.try_get("orphaned")?;
+    if orphaned != 0 && token.revoked_at.is_none() {
+        token.revoked_at = Some(token.created_at);
+    }
+    Ok(token)
+}
+
 pub(super) fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
     let abilities: String = row.try_get("abilities")?;
     let created_by = match (
@@ -220,13 +245,11 @@ impl ConfigStore for SqlStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(token_from_row).transpose()
+        let row = sqlx::query(&select_tokens("t.token_hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(token_with_person).transpose()
     }
 
     async fn list_tokens(
@@ -236,7 +259,8 @@ impl ConfigStore for SqlStore {
         let rows = match organization_id {
             Some(org) => {
                 sqlx::query(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE organization_id = $1 ORDER BY created_at, id"
+                    "{} ORDER BY t.created_at, t.id",
+                    select_tokens("t.organization_id = $1")
                 ))
                 .bind(org)
                 .fetch_all(&self.reader)
@@ -244,13 +268,14 @@ impl ConfigStore for SqlStore {
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
+                    "{} ORDER BY t.created_at, t.id",
+                    select_tokens("1 = 1")
                 ))
                 .fetch_all(&self.reader)
                 .await?
             }
         };
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(token_with_person).collect()
     }
 
     async fn revoke_token(
