@@ -82,6 +82,14 @@ impl ApiError {
     }
 }
 
+/// Why a call was refused, set on its answer by whoever refused it (the API's errors, the
+/// pages' refusals), for the audit of refusals (`refusals.rs`).
+#[derive(Debug, Clone)]
+pub struct RefusedBecause {
+    pub action: &'static str,
+    pub reason: String,
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unreachable() {
@@ -120,7 +128,7 @@ impl IntoResponse for ApiError {
         if let Some((action, reason)) = because {
             response
                 .extensions_mut()
-                .insert(super::refusals::RefusedBecause { action, reason });
+                .insert(RefusedBecause { action, reason });
         }
         let retry_after = match self {
             ApiError::TooManyRequests(seconds) => Some(seconds),

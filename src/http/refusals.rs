@@ -14,7 +14,7 @@ use axum::{
     response::Response,
 };
 
-use super::{auth, AppState};
+use super::{auth, error::RefusedBecause, AppState};
 use crate::domain::{
     audit::{self, Actor, AuditEntry, AuditObject},
     token::{hash_token, looks_like_token},
@@ -24,13 +24,6 @@ use crate::domain::{
 /// Entries per actor and action a minute, once the burst is spent.
 pub const PER_MINUTE: f64 = 10.0;
 const BURST: f64 = 10.0;
-
-/// Why a call was refused, set on its answer by whoever refused it (the API's errors).
-#[derive(Debug, Clone)]
-pub struct RefusedBecause {
-    pub action: &'static str,
-    pub reason: String,
-}
 
 /// Records `entry` unless its actor has had too many of its kind lately.
 pub fn record(state: &AppState, entry: AuditEntry) {

@@ -2,6 +2,7 @@
 //! becomes an event. Pure data.
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::domain::event_type::EventType;
 
@@ -121,7 +122,7 @@ impl Change {
     pub fn new(key: impl Into<String>, intent: Intent, incident: Map<String, Value>) -> Self {
         let key = key.into();
         let key = if key.len() > MAX_KEY {
-            format!("sha256:{}", super::state::derived_id(&[&key]))
+            format!("sha256:{}", derived_id(&[&key]))
         } else {
             key
         };
@@ -181,6 +182,17 @@ pub fn text_at<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
     at(value, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+/// The incident id tocsin gives an incident its platform does not name: 24 hex digits,
+/// like Squadcast's, fixed by the source, the key and the generation.
+pub fn derived_id(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(&hash.finalize()[..12])
 }
 
 #[cfg(test)]

@@ -16,9 +16,8 @@
 //! relayed incident posted whole (Squadcast's): it is passed on and followed from then on.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use super::change::{Change, Intent};
+use super::change::{derived_id, Change, Intent};
 use crate::domain::{
     event_type::EventType,
     ids::SourceId,
@@ -45,17 +44,6 @@ pub enum Decision {
 
 fn lifecycle(name: &str) -> &'static EventType {
     EventType::from_name(name).expect("the four incident lifecycle types exist")
-}
-
-/// The incident id tocsin gives an incident its platform does not name: 24 hex digits,
-/// like Squadcast's, fixed by the source, the key and the generation.
-pub fn derived_id(parts: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    hex::encode(&hash.finalize()[..12])
 }
 
 /// The event id the tool gave this change, as tocsin stores it (a source-local key made

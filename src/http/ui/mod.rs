@@ -307,7 +307,7 @@ impl Person {
                 Some(("/", "Overview")),
             );
             page.extensions_mut()
-                .insert(super::refusals::RefusedBecause {
+                .insert(super::error::RefusedBecause {
                     action: "csrf.refused",
                     reason: "a form posted without its page's CSRF token".to_owned(),
                 });
@@ -368,11 +368,10 @@ impl Person {
             &format!("Your role ({role}) does not allow {what}. Ask an admin."),
             Some(("/", "Overview")),
         );
-        page.extensions_mut()
-            .insert(super::refusals::RefusedBecause {
-                action: "access.refused",
-                reason: format!("the role {role} does not allow {what}"),
-            });
+        page.extensions_mut().insert(super::error::RefusedBecause {
+            action: "access.refused",
+            reason: format!("the role {role} does not allow {what}"),
+        });
         page
     }
 }
@@ -398,11 +397,10 @@ pub fn error_page(caller: &Caller, e: super::error::ApiError) -> Response {
         Some(("/webhooks", "Webhooks")),
     );
     if let Some(reason) = because {
-        page.extensions_mut()
-            .insert(super::refusals::RefusedBecause {
-                action: "access.refused",
-                reason,
-            });
+        page.extensions_mut().insert(super::error::RefusedBecause {
+            action: "access.refused",
+            reason,
+        });
     }
     page
 }

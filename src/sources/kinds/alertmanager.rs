@@ -15,8 +15,8 @@ use crate::{
         Timestamp,
     },
     sources::{
+        change::derived_id,
         change::{text_at, Change, Intent, Item, Refusal},
-        state::derived_id,
     },
 };
 

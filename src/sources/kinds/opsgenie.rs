@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use crate::{
     domain::Timestamp,
     sources::{
+        change::derived_id,
         change::{self, text_at, Change, Intent, Item, Refusal},
-        state::derived_id,
     },
 };
 

@@ -10,10 +10,7 @@ use crate::{
         source::SourceKind,
         Timestamp,
     },
-    sources::{
-        change::{at, text_at, Change, ExactTexts, Intent, Item, Refusal},
-        state::derived_id,
-    },
+    sources::change::{at, derived_id, text_at, Change, ExactTexts, Intent, Item, Refusal},
 };
 
 pub fn looks_like(payload: &Value) -> bool {

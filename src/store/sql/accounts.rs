@@ -157,14 +157,14 @@ async fn end_sessions_of(tx: &mut Tx<'_>, user_id: &str) -> StoreResult<()> {
 async fn revoke_tokens_of(tx: &mut Tx<'_>, user_id: &str, cause: &AuditEntry) -> StoreResult<()> {
     let rows = sqlx::query(&format!(
         "UPDATE api_tokens SET revoked_at = $1 WHERE created_by = $2 AND revoked_at IS NULL RETURNING {}",
-        super::config::TOKEN_COLUMNS
+        super::token_rows::TOKEN_COLUMNS
     ))
     .bind(cause.at.as_micros())
     .bind(user_id)
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {
-        let token = super::config::token_from_row(row)?;
+        let token = super::token_rows::token_from_row(row)?;
         let entry = AuditEntry::new(
             &token.organization_id,
             &cause.actor,

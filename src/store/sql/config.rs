@@ -11,7 +11,7 @@ use crate::domain::{
     organization::Organization,
     sealing::{Sealer, SecretKey},
     session::SetupLink,
-    token::{Ability, ApiToken, NewToken, TokenCreator},
+    token::{Ability, ApiToken, NewToken},
     webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
@@ -19,64 +19,14 @@ use crate::store::{AuditQuery, Change, ConfigStore, Page, StoreError, StoreResul
 
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
-pub(super) const TOKEN_COLUMNS: &str =
-    "id, organization_id, name, abilities, created_at, revoked_at, expires_at, last_used_at, created_by, created_by_email";
+
+use super::token_rows::{select_tokens, token_from_row, token_with_person, TOKEN_COLUMNS};
 
 fn organization_from_row(row: &AnyRow) -> StoreResult<Organization> {
     Ok(Organization {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
-    })
-}
-
-/// Tokens matching `condition` (on `t`), each with whether its person is disabled or gone.
-fn select_tokens(condition: &str) -> String {
-    let columns: Vec<String> = TOKEN_COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{c}"))
-        .collect();
-    format!(
-        "SELECT {}, CAST(CASE WHEN t.created_by IS NOT NULL AND (u.id IS NULL OR u.disabled <> 0) THEN 1 ELSE 0 END AS BIGINT) AS orphaned \
-         FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by WHERE {condition}",
-        columns.join(", ")
-    )
-}
-
-/// A token read by [`select_tokens`]: one whose person is disabled or gone counts as
-/// revoked, whatever raced with their disabling (a token made by their token in the same
-/// moment, say).
-fn token_with_person(row: &AnyRow) -> StoreResult<ApiToken> {
-    let mut token = token_from_row(row)?;
-    let orphaned: i64 = row.try_get("orphaned")?;
-    if orphaned != 0 && token.revoked_at.is_none() {
-        token.revoked_at = Some(token.created_at);
-    }
-    Ok(token)
-}
-
-pub(super) fn token_from_row(row: &AnyRow) -> StoreResult<ApiToken> {
-    let abilities: String = row.try_get("abilities")?;
-    let created_by = match (
-        row.try_get::<Option<String>, _>("created_by")?,
-        row.try_get::<Option<String>, _>("created_by_email")?,
-    ) {
-        (Some(user_id), email) => Some(TokenCreator {
-            user_id,
-            email: email.unwrap_or_default(),
-        }),
-        (None, _) => None,
-    };
-    Ok(ApiToken {
-        id: row.try_get("id")?,
-        organization_id: row.try_get("organization_id")?,
-        name: row.try_get("name")?,
-        abilities: Ability::parse_list(&abilities).map_err(StoreError::Corrupt)?,
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        revoked_at: super::optional_time(row, "revoked_at")?,
-        expires_at: super::optional_time(row, "expires_at")?,
-        last_used_at: super::optional_time(row, "last_used_at")?,
-        created_by,
     })
 }
 

@@ -15,6 +15,7 @@ mod notification;
 mod sealing;
 mod source;
 mod stored_webhook;
+mod token_rows;
 pub(crate) mod writer;
 
 use crate::domain::ids::{OrganizationId, WebhookId};
