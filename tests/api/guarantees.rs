@@ -1072,8 +1072,10 @@ async fn postgresql_going_away_is_a_prompt_503() {
         ] {
             let (status, retry_after, text, took) = timed(method, path, body).await;
             assert_eq!(status, 503, "{path}, silent {silent}: {text}");
+            // About a second (the pool's wait), never sqlx's thirty: 5 s leaves room for a
+            // loaded machine.
             assert!(
-                took < std::time::Duration::from_secs(3),
+                took < std::time::Duration::from_secs(5),
                 "{path}, silent {silent}: answered after {took:?}"
             );
             if path != "/readyz" {
