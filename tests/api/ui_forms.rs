@@ -164,7 +164,7 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     let rotated = v
         .post_form(
             &format!("/webhooks/{id}/rotate-secret"),
-            &[("csrf_token", &csrf), ("confirm", "yes"), ("grace", "0")],
+            &[("csrf_token", &csrf), ("confirm", "yes"), ("grace", "3600")],
         )
         .await;
     assert_eq!(rotated.status, 303, "{}", rotated.text);
@@ -172,8 +172,16 @@ async fn page_forms_need_csrf_and_show_errors_in_place(backend: Backend) {
     assert!(
         shown
             .text
-            .contains("The new secret, shown this once to you")
+            .contains("The new secret. Give it to your receivers now")
             && shown.text.contains("whsec_"),
+        "{}",
+        shown.text
+    );
+    // And until when the old secret signs too.
+    assert!(
+        shown
+            .text
+            .contains("The previous secret still signs too, until"),
         "{}",
         shown.text
     );
@@ -224,6 +232,14 @@ async fn viewers_are_refused_and_pages_need_a_login(backend: Backend) {
         .await;
     assert_eq!(secret.status, 403, "{}", secret.text);
     assert!(!secret.text.contains("whsec_"));
+    let settings = v.get(&format!("/webhooks/{id}/settings")).await;
+    assert!(
+        settings
+            .text
+            .contains("people who may manage webhooks can reveal or rotate it"),
+        "a viewer is told who may: {}",
+        settings.text
+    );
     assert_eq!(v.get("/tokens").await.status, 403);
     let invite = v
         .post_form(

@@ -84,6 +84,12 @@ async fn page(
             can_reveal => person.caller().allows(Ability::ManageWebhooks),
             // E-mail looked set up when it was not: say so where addresses are entered.
             mail_off => state.config.smtp.host.is_empty(),
+            // During a rotation's grace period, until when the old secret signs too.
+            previous_until => hook
+                .previous_secret
+                .as_ref()
+                .filter(|p| p.until > crate::domain::Timestamp::now())
+                .map(|p| p.until.to_rfc3339()),
         },
     )
 }
