@@ -674,8 +674,8 @@ async fn preview_and_filter_test_use_received_incidents(backend: Backend) {
     );
     let not = test("svc-2").await;
     assert!(
-        not.text.contains("Does not match") && not.text.contains("svc-1"),
-        "shows the incident's value: {}",
+        not.text.contains("Does not match") && not.text.contains("Payments (svc-1)"),
+        "shows the incident's value, by the name it was learnt with: {}",
         not.text
     );
 }

@@ -336,9 +336,62 @@ pub(super) fn explain_lines(
     }
 }
 
+/// The explanation's lines with the services, alert sources and teams a person picked by
+/// name shown by name: `API (svc-api)` where the directory knows `svc-api` as API. `names`
+/// maps (field, id) to the name.
+pub(super) fn with_names(
+    lines: &mut [Value],
+    names: &std::collections::HashMap<(String, String), String>,
+) {
+    for line in lines.iter_mut() {
+        let Some(field) = line["lhs"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if !["service", "alert_source", "team"].contains(&field.as_str()) {
+            continue;
+        }
+        let name = |id: &str| match names.get(&(field.clone(), id.to_owned())) {
+            Some(name) if name != id => format!("{name} ({id})"),
+            _ => id.to_owned(),
+        };
+        for key in ["rhs", "value"] {
+            if let Some(text) = line[key].as_str().map(str::to_owned) {
+                let shown: Vec<String> = text.split(", ").map(name).collect();
+                line[key] = Value::String(shown.join(", "));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picked_ids_are_shown_by_name() {
+        let names: std::collections::HashMap<(String, String), String> = [
+            (
+                ("service".to_owned(), "svc-api".to_owned()),
+                "API".to_owned(),
+            ),
+            (
+                ("alert_source".to_owned(), "as-prom".to_owned()),
+                "Prometheus".to_owned(),
+            ),
+        ]
+        .into();
+        let mut lines = vec![
+            json!({"lhs": "service", "rhs": "svc-api", "value": "svc-db"}),
+            json!({"lhs": "alert_source", "rhs": "as-prom, as-dd", "value": "as-prom"}),
+            json!({"lhs": "message", "rhs": "svc-api", "value": "x"}),
+        ];
+        with_names(&mut lines, &names);
+        assert_eq!(lines[0]["rhs"], "API (svc-api)");
+        assert_eq!(lines[0]["value"], "svc-db", "an unknown id stays an id");
+        assert_eq!(lines[1]["rhs"], "Prometheus (as-prom), as-dd");
+        assert_eq!(lines[1]["value"], "Prometheus (as-prom)");
+        assert_eq!(lines[2]["rhs"], "svc-api", "other fields are not names");
+    }
 
     fn tree(list: &[(&str, &str)]) -> Node {
         let pairs: Vec<(String, String)> = list

@@ -498,6 +498,14 @@ pub async fn test_filter(
                 0,
                 &mut lines,
             );
+            // What the person picked by name is shown by name.
+            let mut names = std::collections::HashMap::new();
+            for kind in Kind::ALL {
+                for e in state.store.directory(&org, kind).await.unwrap_or_default() {
+                    names.insert((kind.as_str().to_owned(), e.id), e.name);
+                }
+            }
+            super::webhook_body::with_names(&mut lines, &names);
             Ok((explanation.matched, lines))
         }
     };
