@@ -520,15 +520,10 @@ const STALL_SLACK: Duration = Duration::from_secs(2);
 /// timeout says nothing: the node was paused, and on waking every call in flight timed out
 /// at once — which opened a healthy URL's circuit.
 fn health(outcome: &Outcome, timeout: Duration) -> Health {
-    let timed_out = outcome
-        .attempt
-        .error
-        .as_deref()
-        .is_some_and(|e| e.ends_with("(timeout)"));
     let took = Duration::from_millis(outcome.attempt.duration_ms);
     match outcome.attempt.response_status {
         _ if outcome.succeeded => Health::Answered,
-        _ if timed_out && took > timeout + STALL_SLACK => Health::Unknown,
+        _ if outcome.timed_out && took > timeout + STALL_SLACK => Health::Unknown,
         Some(429) => Health::Failing,
         Some(status) if status >= 500 => Health::Failing,
         Some(_) => Health::Answered,
@@ -994,6 +989,7 @@ mod tests {
 
     fn failed(status: Option<u16>, error: &str, took_ms: u64) -> Outcome {
         Outcome {
+            timed_out: error.ends_with("(timeout)"),
             attempt: crate::domain::delivery::Attempt {
                 response_status: status,
                 error: Some(error.to_owned()),

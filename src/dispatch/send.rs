@@ -42,6 +42,8 @@ pub struct Outcome {
     /// False when trying again cannot help (a refused address).
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// The call's timeout ran out (no answer, or an answer that stalled after its status).
+    pub timed_out: bool,
 }
 
 pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'_>) -> Outcome {
@@ -93,6 +95,7 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
             succeeded: false,
             retryable: false,
             retry_after: None,
+            timed_out: false,
         };
     }
 
@@ -168,6 +171,7 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
                 succeeded,
                 retryable: !succeeded,
                 retry_after,
+                timed_out: stalled,
             }
         }
         Err(error) => {
@@ -184,6 +188,7 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
                 succeeded: false,
                 retryable: !blocked,
                 retry_after: None,
+                timed_out: error.is_timeout(),
             }
         }
     }

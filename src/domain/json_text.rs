@@ -92,7 +92,7 @@ pub fn parse_with_huge_numbers<T>(
 /// written as a string of itself, so it can be parsed into a `Value` for filters and
 /// templates; payloads are still written from the original text. `None` when there is no
 /// such number.
-pub fn huge_numbers_as_strings(text: &[u8]) -> Option<Vec<u8>> {
+fn huge_numbers_as_strings(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() + 16);
     let (mut in_string, mut escaped, mut changed) = (false, false, false);
     let mut i = 0;

@@ -64,7 +64,7 @@ pub type Failures = [(String, Timestamp)];
 /// attempt itself too: the store counts each attempt as a failure before its password is
 /// checked, so that guesses sent at once see each other (more than the limit at once then
 /// refuses some that came first, never lets through more than the limit).
-pub fn refused(failures: &Failures, now: Timestamp) -> Option<Duration> {
+fn refused(failures: &Failures, now: Timestamp) -> Option<Duration> {
     let since = now.minus(WINDOW);
     let mut by_key: HashMap<&str, Vec<Timestamp>> = HashMap::new();
     for (key, at) in failures.iter().filter(|(_, at)| *at > since) {

@@ -168,33 +168,30 @@ pub async fn authenticate(
 
 /// The value of the session cookie, if the request has one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
+    super::cookies::value(headers, SESSION_COOKIE)
 }
 
-async fn token_caller(
-    header: &axum::http::HeaderValue,
-    state: &AppState,
-) -> Result<Caller, ApiError> {
-    // The scheme is case-insensitive (RFC 9110 §11.1).
-    let presented = header
+/// The token in `Authorization: Bearer tocsin_…`, if the header has that shape (the
+/// scheme is case-insensitive, RFC 9110 §11.1).
+pub fn bearer_token(header: &axum::http::HeaderValue) -> Option<&str> {
+    header
         .to_str()
         .ok()
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|t| looks_like_token(t))
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "malformed token: expected `Authorization: Bearer tocsin_…`".to_owned(),
-            )
-        })?;
+}
+
+async fn token_caller(
+    header: &axum::http::HeaderValue,
+    state: &AppState,
+) -> Result<Caller, ApiError> {
+    let presented = bearer_token(header).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "malformed token: expected `Authorization: Bearer tocsin_…`".to_owned(),
+        )
+    })?;
     let hash = hash_token(presented);
     let now = Timestamp::now();
     let token = match state.tokens.get(&hash) {

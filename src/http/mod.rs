@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod client_address;
 mod conn_clock;
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod refusals;

@@ -17,7 +17,7 @@ use axum::{
 use super::{auth, error::RefusedBecause, AppState};
 use crate::domain::{
     audit::{self, Actor, AuditEntry, AuditObject},
-    token::{hash_token, looks_like_token},
+    token::hash_token,
     Timestamp,
 };
 
@@ -82,8 +82,8 @@ pub async fn login_failed(state: &AppState, email: &str, client: IpAddr, reason:
 }
 
 /// Audits what the API and the pages refused with 403, and revoked or expired tokens
-/// refused with 401. The caller is read again from the saved headers, for refused calls
-/// only (rare: the rest pay a header copy).
+/// refused with 401. The caller is read again, for refused calls only, from the two headers
+/// that name it, kept aside (a cheap copy: most requests carry one of them).
 pub async fn audit_refusals(
     State(state): State<AppState>,
     request: Request,
@@ -91,7 +91,15 @@ pub async fn audit_refusals(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let headers = request.headers().clone();
+    let mut headers = HeaderMap::new();
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::COOKIE,
+    ] {
+        for value in request.headers().get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     let response = next.run(request).await;
     match response.status() {
         StatusCode::FORBIDDEN => {
@@ -133,10 +141,7 @@ async fn forbidden(
 async fn token_refused(state: &AppState, method: &Method, path: &str, headers: &HeaderMap) {
     let Some(presented) = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.split_once(' '))
-        .map(|(_, t)| t.trim())
-        .filter(|t| looks_like_token(t))
+        .and_then(auth::bearer_token)
     else {
         return;
     };

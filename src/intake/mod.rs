@@ -223,7 +223,8 @@ async fn next_batch<T>(
 /// answered, and a 503 would have the sender post a copy), and each other event is tried
 /// alone, so that one bad event cannot fail the others and a connection that died in the
 /// pool costs no event.
-/// Whether the store took what it was given: every event stored but those of an incident
+///
+/// Returns whether the store took what it was given: every event stored but those of an incident
 /// another node's write holds locked (answered at once, not tried: see `locked.rs`) — one
 /// stuck incident does not make the node unready, only intake that cannot commit does.
 async fn commit(
@@ -237,10 +238,7 @@ async fn commit(
         .into_iter()
         .partition(|r| locked.is_locked(&r.event.organization_id, r.event.incident_id(), now));
     for r in skipped {
-        let _ = r.reply.send(Err(format!(
-            "incident {} is locked by another node's unfinished write",
-            r.event.incident_id()
-        )));
+        let _ = r.reply.send(Err(locked::refusal(r.event.incident_id())));
     }
     if batch.is_empty() {
         return true;
@@ -279,9 +277,9 @@ async fn commit(
             Some(stored) if stored.contains_key(&item.0.id) => Ok(stored[&item.0.id].clone()),
             // Its lane lock was just waited for in vain: not tried alone, which would wait as
             // long again, holding every event queued behind.
-            _ if locked.is_locked(organization_id, incident_id, std::time::Instant::now()) => Err(
-                format!("incident {incident_id} is locked by another node's unfinished write"),
-            ),
+            _ if locked.is_locked(organization_id, incident_id, std::time::Instant::now()) => {
+                Err(locked::refusal(incident_id))
+            }
             // The store did not answer: each event is tried once more, no more asked of it.
             stored => match alone(store, engine, &admission, item, stored.is_some()).await {
                 Err((e, true)) => {

@@ -4,13 +4,13 @@
 //! site has no matching pair, so nobody is logged into someone else's account unseen.
 
 use axum::{
-    http::{header, HeaderMap, HeaderValue},
+    http::{header, HeaderMap},
     response::Response,
 };
-use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use cookie::{time::Duration as CookieDuration, SameSite};
 
 use super::FormBody;
-use crate::http::AppState;
+use crate::http::{cookies, AppState};
 
 /// Which form a pair belongs to: its cookie's name and the path the cookie is sent to.
 pub struct FormPair {
@@ -37,31 +37,21 @@ pub fn new_token() -> String {
 
 /// Sets the pair's cookie holding `token` on the page's response.
 pub fn attach(state: &AppState, response: &mut Response, pair: &FormPair, token: &str) {
-    let cookie = Cookie::build((pair.cookie, token.to_owned()))
-        .path(pair.path)
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.config.public_url().starts_with("https://"))
-        .max_age(CookieDuration::hours(1))
-        .build();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header"),
+    let cookie = cookies::set(
+        state,
+        pair.cookie,
+        token,
+        pair.path,
+        SameSite::Strict,
+        CookieDuration::hours(1),
     );
+    response.headers_mut().append(header::SET_COOKIE, cookie);
 }
 
 /// Whether the form's token matches the pair's cookie (compared in constant time).
 pub fn matches(headers: &HeaderMap, form: &FormBody, pair: &FormPair) -> bool {
     let sent = form.get(FIELD);
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
-        .find(|c| c.name() == pair.cookie)
-        .map(|c| c.value().to_owned());
-    match cookie {
+    match cookies::value(headers, pair.cookie) {
         Some(expected) if !sent.is_empty() && expected.len() == sent.len() => {
             expected
                 .bytes()

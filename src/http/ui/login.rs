@@ -7,7 +7,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use cookie::{time::Duration as CookieDuration, SameSite};
 use minijinja::context;
 
 use super::{base_context, form_token, render, FormBody};
@@ -77,15 +77,7 @@ pub async fn show(
 /// The session cookie: HttpOnly, SameSite=Lax, Secure when people reach tocsin over https,
 /// kept by the browser no longer than the session's absolute lifetime.
 pub fn session_cookie(state: &AppState, value: &str, max_age: CookieDuration) -> HeaderValue {
-    let secure = state.config.public_url().starts_with("https://");
-    let cookie = Cookie::build((SESSION_COOKIE, value.to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure)
-        .max_age(max_age)
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header")
+    crate::http::cookies::set(state, SESSION_COOKIE, value, "/", SameSite::Lax, max_age)
 }
 
 /// Starts a session for a person and sends them on.

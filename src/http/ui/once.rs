@@ -8,12 +8,12 @@ use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
 };
-use cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use cookie::{time::Duration as CookieDuration, SameSite};
 use serde_json::{json, Value};
 
 use crate::{
     domain::Timestamp,
-    http::{auth::Caller, AppState},
+    http::{auth::Caller, cookies, AppState},
 };
 
 const COOKIE: &str = "tocsin_once";
@@ -42,18 +42,10 @@ pub fn redirect(state: &AppState, caller: &Caller, to: &str, kind: &str, value: 
     response
 }
 
-/// The value of `kind` this browser was sent here with, if it is `caller`'s and fresh; call
-/// [`clear`] on the page that shows it.
+/// The value of `kind` this browser was sent here with, if it is `caller`'s and fresh; pass
+/// the page that shows it through [`finish`].
 pub fn take(state: &AppState, headers: &HeaderMap, caller: &Caller, kind: &str) -> Option<Value> {
-    let sealed = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
-        .find(|c| c.name() == COOKIE)?
-        .value()
-        .to_owned();
+    let sealed = cookies::value(headers, COOKIE)?;
     let opened: Value = serde_json::from_str(&state.sealer.open(PLACE, &sealed).ok()?).ok()?;
     let age = Timestamp::now().as_micros() - opened["at"].as_i64()?;
     let fresh = (0..=LIFETIME.whole_microseconds() as i64).contains(&age);
@@ -67,20 +59,16 @@ fn person_of(caller: &Caller) -> String {
 }
 
 /// Ends the cookie on `response` (the value has been shown).
-pub fn clear(state: &AppState, mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, cookie(state, "", CookieDuration::ZERO));
+/// The page `response`, ending the cookie when it showed the value (`shown`).
+pub fn finish(state: &AppState, mut response: Response, shown: bool) -> Response {
+    if shown {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie(state, "", CookieDuration::ZERO));
+    }
     response
 }
 
 fn cookie(state: &AppState, value: &str, max_age: CookieDuration) -> HeaderValue {
-    let cookie = Cookie::build((COOKIE, value.to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.config.public_url().starts_with("https://"))
-        .max_age(max_age)
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).expect("cookie text is a valid header")
+    cookies::set(state, COOKIE, value, "/", SameSite::Strict, max_age)
 }

@@ -119,11 +119,7 @@ pub async fn show(
                 query.as_deref(),
             )
             .await;
-            if rotated.is_some() {
-                super::once::clear(&state, shown)
-            } else {
-                shown
-            }
+            super::once::finish(&state, shown, rotated.is_some())
         }
         Err(e) => error_page(person.caller(), e),
     }

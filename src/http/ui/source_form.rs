@@ -299,11 +299,7 @@ pub async fn show(
         q.as_deref(),
     )
     .await;
-    if had {
-        super::once::clear(&state, drawn)
-    } else {
-        drawn
-    }
+    super::once::finish(&state, drawn, had)
 }
 
 /// The Setup tab again, with `errors` (the form's fields kept as typed in `values`).

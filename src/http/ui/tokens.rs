@@ -92,11 +92,7 @@ pub async fn list(
         query.as_deref(),
     )
     .await;
-    if shown {
-        super::once::clear(&state, page)
-    } else {
-        page
-    }
+    super::once::finish(&state, page, shown)
 }
 
 pub async fn create(

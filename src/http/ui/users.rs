@@ -110,11 +110,7 @@ pub async fn list(
         query.as_deref(),
     )
     .await;
-    if shown {
-        super::once::clear(&state, page)
-    } else {
-        page
-    }
+    super::once::finish(&state, page, shown)
 }
 
 // The error is the page to answer with (see `Person::verify`).
