@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     dispatch::Engine,
     domain::{
+        clock::Clock,
         organization::Organization,
         session::new_setup_link,
         token::{Ability, NewToken},
@@ -117,6 +118,7 @@ fn start_retry_adopter(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
 fn start_expiry(
     store: Arc<dyn Store>,
     max_age: std::time::Duration,
+    clock: Clock,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let period = (max_age / 10).clamp(
@@ -132,9 +134,11 @@ fn start_expiry(
         loop {
             every.tick().await;
             loop {
-                let now = Timestamp::now();
-                let before = now.minus(max_age);
-                match store.expire_pending(before, now, &reason, 500).await {
+                let before = clock.made_before_max_age(max_age);
+                match store
+                    .expire_pending(before, clock.wall(), &reason, 500)
+                    .await
+                {
                     Ok(0) => break,
                     Ok(n) => {
                         crate::metrics::metrics().deliveries_finished("expired", n);
@@ -333,6 +337,11 @@ impl Application {
     /// Opens the store (migrating it), bootstraps an empty installation, and binds the
     /// listener, so the real address is known before serving (port 0 works).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// The same, on the given clock (tests step its wall time).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -365,7 +374,12 @@ impl Application {
             tracing::info!(released, "took back deliveries leased before the last stop");
         }
         let catalog = Arc::new(Catalog::new(store.clone()));
-        let engine = Engine::start(store.clone(), catalog.clone(), &config.delivery)?;
+        let engine = Engine::start(
+            store.clone(),
+            catalog.clone(),
+            &config.delivery,
+            clock.clone(),
+        )?;
         let notifier = Notifier::new(store.clone(), &config)?;
         if config.smtp.host.is_empty() && store.any_webhook_with_mail_ids().await? {
             tracing::warn!(
@@ -382,7 +396,7 @@ impl Application {
         let checkpointer = start_checkpointer(store.clone());
         let housekeeping = start_housekeeping(store.clone());
         let retry_adopter = start_retry_adopter(store.clone());
-        let expiry = start_expiry(store.clone(), config.delivery.max_age);
+        let expiry = start_expiry(store.clone(), config.delivery.max_age, clock);
         let retention = start_retention(store.clone(), config.retention.clone());
         let auto_disable = start_auto_disable(
             store.clone(),

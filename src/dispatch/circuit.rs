@@ -94,13 +94,17 @@ impl Circuit {
     }
 
     /// The next probe goes at `at`, not before (another node probes meanwhile, or the
-    /// cluster's cool-down says so). Opens the circuit if it was closed.
+    /// cluster's cool-down says so). A time further ahead than the longest cool-down was
+    /// written under a wall clock since stepped back: the probe is due now, and the store's
+    /// claim decides whether it goes. (Clamping it instead would push the probe out again
+    /// at every read of the cluster's circuits.) Opens the circuit if it was closed.
     pub fn defer(&mut self, at: Timestamp, now: Timestamp) {
         if !self.is_open() {
             self.failures = self.failures.max(FAILURES_TO_OPEN);
             self.opened_at = Some(now);
         }
-        self.open_until = Some(at);
+        let stale = at > now.plus(MAX_COOLDOWN);
+        self.open_until = Some(if stale { now } else { at });
         self.probing = false;
     }
 
@@ -242,6 +246,26 @@ mod tests {
         assert!(c.closed_elsewhere(at(800)), "answered elsewhere");
         assert!(c.is_pristine());
         assert!(!c.closed_elsewhere(at(900)), "closed already");
+    }
+
+    #[test]
+    fn a_probe_time_further_ahead_than_any_cooldown_is_due() {
+        // The cluster's probe time was written under a wall clock since stepped back ten
+        // minutes: it reads ten minutes ahead, but no cool-down is that long.
+        let mut c = Circuit::default();
+        c.adopt(at(100 + 600_000), at(100));
+        assert!(c.is_open());
+        assert_eq!(c.gate(at(100)), Gate::Probe);
+        // Read again a second later, it is still due: not pushed out at every read.
+        c.record(Health::Unknown, true, at(150));
+        c.adopt(at(1100 + 600_000), at(1100));
+        assert_eq!(c.gate(at(1100)), Gate::Probe);
+        // The longest cool-down is a wait like any other.
+        let longest = 2000 + MAX_COOLDOWN.as_millis() as i64;
+        c.record(Health::Unknown, true, at(1200));
+        c.adopt(at(longest), at(2000));
+        assert_eq!(c.gate(at(longest - 1)), Gate::Hold);
+        assert_eq!(c.gate(at(longest)), Gate::Probe);
     }
 
     #[test]

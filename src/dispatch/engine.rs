@@ -26,6 +26,7 @@ use crate::{
     catalog::Catalog,
     config::DeliveryConfig,
     domain::{
+        clock::Clock,
         delivery::{url_key, Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery},
         ids::{new_id, DeliveryId, OrganizationId, WebhookId},
         notification::{Notice, NoticeKind},
@@ -80,6 +81,10 @@ pub struct Job {
     /// Attempts already made.
     pub attempts: u32,
     pub lease_until: Timestamp,
+    /// Until when this node counts on the lease, in process time (see [`Clock`]): set as
+    /// the engine takes the job, so a wall clock stepped back cannot stretch the lease here
+    /// while the other nodes see it run out.
+    held_until: Option<Timestamp>,
     /// Taken from the store as its URL's circuit probe.
     pub probe: bool,
 }
@@ -95,6 +100,7 @@ impl Job {
             payload: d.payload.clone(),
             attempts: 0,
             lease_until: lease.until,
+            held_until: None,
             probe: false,
         }
     }
@@ -109,6 +115,7 @@ impl Job {
             payload: Arc::from(d.payload),
             attempts: d.attempts,
             lease_until: lease.until,
+            held_until: None,
             probe,
         }
     }
@@ -118,16 +125,23 @@ impl Job {
 /// Shared by the engine and the recorder (which wakes it once results are durable).
 pub(super) struct Wakeup {
     notify: Notify,
-    /// The earliest known due time (micros); `i64::MAX` for none.
+    /// The earliest known due time (micros, process time); `i64::MAX` for none.
     next_due: AtomicI64,
+    clock: Clock,
 }
 
 impl Wakeup {
-    fn new() -> Self {
+    fn new(clock: Clock) -> Self {
         Self {
             notify: Notify::new(),
             next_due: AtomicI64::new(i64::MAX),
+            clock,
         }
+    }
+
+    /// A wake-up at a wall time the store keeps (a retry's due time).
+    pub(super) fn at_wall(&self, at: Timestamp) {
+        self.at(self.clock.from_wall(at));
     }
 
     pub(super) fn now(&self) {
@@ -148,7 +162,7 @@ impl Wakeup {
         let until_due = self
             .next_due
             .load(Ordering::SeqCst)
-            .saturating_sub(Timestamp::now().as_micros())
+            .saturating_sub(self.clock.now().as_micros())
             .max(0) as u64;
         let sleep = max.min(Duration::from_micros(until_due));
         if !sleep.is_zero() {
@@ -174,6 +188,8 @@ struct Inner {
     /// Told when the last delivery in flight finishes (shutdown waits for it).
     idle: Notify,
     recorder: mpsc::UnboundedSender<Message>,
+    /// The book decides in process time; what the store keeps is wall time.
+    clock: Clock,
 }
 
 impl Inner {
@@ -187,13 +203,13 @@ impl Inner {
     fn lease(&self) -> Lease {
         Lease {
             owner: self.owner.clone(),
-            until: Timestamp::now().plus(LEASE),
+            until: self.clock.wall().plus(LEASE),
         }
     }
 
     /// Gives deliveries back to the store parked, without an attempt.
     fn park(&self, delivery_ids: Vec<DeliveryId>) {
-        let until = Timestamp::now().plus(PARK_SAFETY);
+        let until = self.clock.wall().plus(PARK_SAFETY);
         let _ = self.recorder.send(Message::Park(delivery_ids, until));
     }
 }
@@ -208,12 +224,13 @@ impl Engine {
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
         config: &DeliveryConfig,
+        clock: Clock,
     ) -> anyhow::Result<Engine> {
         let policy = Arc::new(NetworkPolicy::new(&config.allowed_networks));
         let client = super::client::build(policy.clone())?;
         let concurrency = config.concurrency as usize;
         let owner = new_id("node");
-        let wakeup = Arc::new(Wakeup::new());
+        let wakeup = Arc::new(Wakeup::new(clock.clone()));
         let recorder = recorder::start(
             store.clone(),
             owner.clone(),
@@ -236,6 +253,7 @@ impl Engine {
             wakeup,
             idle: Notify::new(),
             recorder,
+            clock,
         });
         tokio::spawn(poll(inner.clone()));
         Ok(Engine { inner })
@@ -248,7 +266,7 @@ impl Engine {
         Admission {
             lease: (book.room() > 0).then(|| self.inner.lease()),
             park_urls: book.park_urls(),
-            park_until: Timestamp::now().plus(PARK_SAFETY),
+            park_until: self.inner.clock.wall().plus(PARK_SAFETY),
         }
     }
 
@@ -312,7 +330,7 @@ impl Engine {
                             method: job.method,
                             payload: &job.payload,
                             headers: &webhook.spec.header,
-                            secrets: &webhook.signing_secrets(Timestamp::now()),
+                            secrets: &webhook.signing_secrets(inner.clock.wall()),
                             timeout,
                             number: 1,
                         },
@@ -407,9 +425,13 @@ impl Engine {
 
 /// Starts each job the book admits, each in its own task; the rest go back parked.
 fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
-    let now = Timestamp::now();
+    let now = inner.clock.now();
     let mut park = Vec::new();
-    for job in jobs {
+    for mut job in jobs {
+        // Taken just now (claimed, or stored by intake a moment ago): the clocks' offset now
+        // is the one the lease was written under.
+        job.held_until
+            .get_or_insert_with(|| inner.clock.from_wall(job.lease_until));
         let admit = inner.book().admit(&job.url, job.probe, now);
         match admit {
             Admit::Park => park.push(job.delivery_id),
@@ -467,7 +489,7 @@ impl Drop for ProbeSlot {
 
 /// Claims the URL's probe in the store; `None` when the store cannot say now.
 async fn claim_probe(inner: &Inner, url: &str) -> Option<ProbeClaim> {
-    let now = Timestamp::now();
+    let now = inner.clock.wall();
     match inner
         .store
         .claim_probe(&url_key(url), &inner.owner, now, now.plus(LEASE))
@@ -498,15 +520,19 @@ async fn circuit_write(
 /// Reads the circuits open in the cluster and brings this node's in line: refills the
 /// URLs closed elsewhere.
 async fn sync_circuits(inner: &Arc<Inner>) {
-    let read_at = Timestamp::now();
+    let read_at = inner.clock.now();
     let open = match inner.store.open_circuits().await {
-        Ok(open) => open.into_iter().collect(),
+        // The cluster's probe times are wall times: the book's are process times.
+        Ok(open) => open
+            .into_iter()
+            .map(|(key, probe_at)| (key, inner.clock.from_wall(probe_at)))
+            .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the cluster's open circuits; trying again");
             return;
         }
     };
-    let refills = inner.book().sync_circuits(open, read_at, Timestamp::now());
+    let refills = inner.book().sync_circuits(open, read_at, inner.clock.now());
     for refill in refills {
         start_refill(inner, refill);
     }
@@ -545,7 +571,7 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     }
     if probe.is_none() {
         // The circuit may have opened while this delivery waited for its turn.
-        let gate = inner.book().recheck(&job.url, Timestamp::now());
+        let gate = inner.book().recheck(&job.url, inner.clock.now());
         match gate {
             Gate::Send => {}
             Gate::Probe => probe = Some(ProbeSlot::new(inner, &job.url)),
@@ -580,7 +606,8 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
             }
             Some(ProbeClaim::Wait(at)) => {
                 slot.sent();
-                let now = Timestamp::now();
+                let now = inner.clock.now();
+                let at = inner.clock.from_wall(at);
                 let at = at.max(now.plus(PROBE_RECHECK)).min(now.plus(MAX_COOLDOWN));
                 inner.book().defer_probe(&job.url, at, now);
                 inner.wakeup.at(at);
@@ -604,7 +631,7 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
             method: job.method,
             payload: &job.payload,
             headers: &webhook.spec.header,
-            secrets: &webhook.signing_secrets(Timestamp::now()),
+            secrets: &webhook.signing_secrets(inner.clock.wall()),
             timeout,
             number,
         },
@@ -615,27 +642,28 @@ async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<Semaphore>) 
     let health = health(&outcome, timeout);
     let attempted = inner
         .book()
-        .attempted(&job.url, health, was_probe, Timestamp::now());
+        .attempted(&job.url, health, was_probe, inner.clock.now());
     // The cluster's circuit follows: only the node that opens or closes it tells people.
     // (Most attempts change nothing here, and pay nothing.)
     let key = || url_key(&job.url);
     let mut told = false;
     if attempted.opened {
         tracing::warn!(url = ?job.url, "the URL stopped answering; its deliveries wait and one probe at a time goes");
-        let first_probe = attempted.probe_due.unwrap_or_else(Timestamp::now);
+        let first_probe = attempted.probe_due.unwrap_or_else(|| inner.clock.now());
         told = circuit_write(inner.store.open_circuit(
             &key(),
-            first_probe,
+            inner.clock.to_wall(first_probe),
             FIRST_COOLDOWN,
-            Timestamp::now(),
+            inner.clock.wall(),
         ))
         .await;
     } else if attempted.closed {
         tracing::info!(url = ?job.url, "the URL answers again; its parked deliveries follow");
         told = circuit_write(inner.store.close_circuit(&key())).await;
     } else if was_probe && health == Health::Failing {
-        let now = Timestamp::now();
-        if let Ok(Some(at)) = inner.store.probe_failed(&key(), now, MAX_COOLDOWN).await {
+        let wall = inner.clock.wall();
+        if let Ok(Some(at)) = inner.store.probe_failed(&key(), wall, MAX_COOLDOWN).await {
+            let (at, now) = (inner.clock.from_wall(at), inner.clock.now());
             inner.book().defer_probe(&job.url, at, now);
             inner.wakeup.at(at);
         }
@@ -771,7 +799,7 @@ async fn rate_slot(inner: &Inner, job: &Job, per_second: u32) -> bool {
     loop {
         let taken = match inner
             .store
-            .take_rate_slot(&key, rate, rate, Timestamp::now())
+            .take_rate_slot(&key, rate, rate, inner.clock.wall())
             .await
         {
             Ok(taken) => taken,
@@ -815,14 +843,17 @@ async fn webhook_of(inner: &Inner, job: &Job) -> Option<Webhook> {
 /// by another node or by this node's poller for a second job, and must not send.
 async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
     let margin = (timeout + Duration::from_secs(30)).as_micros() as i64;
-    if job.lease_until.as_micros() - Timestamp::now().as_micros() >= margin {
+    let held_until = *job
+        .held_until
+        .get_or_insert_with(|| inner.clock.from_wall(job.lease_until));
+    if held_until.as_micros() - inner.clock.now().as_micros() >= margin {
         return true;
     }
     let held = Lease {
         owner: inner.owner.clone(),
         until: job.lease_until,
     };
-    let until = inner.lease().until;
+    let (until, held_until) = (inner.lease().until, inner.clock.now().plus(LEASE));
     match inner
         .store
         .renew_lease(&job.delivery_id, &held, until)
@@ -830,6 +861,7 @@ async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
     {
         Ok(true) => {
             job.lease_until = until;
+            job.held_until = Some(held_until);
             true
         }
         _ => false,
@@ -852,7 +884,7 @@ fn record(inner: &Inner, job: &Job, webhook: &Webhook, outcome: Outcome, number:
     let (state, next_attempt_at) = match decision {
         Verdict::Delivered => (DeliveryState::Succeeded, None),
         Verdict::GiveUp => (DeliveryState::Failed, None),
-        Verdict::RetryIn(wait) => (DeliveryState::Pending, Some(Timestamp::now().plus(wait))),
+        Verdict::RetryIn(wait) => (DeliveryState::Pending, Some(inner.clock.wall().plus(wait))),
     };
     let counted = crate::metrics::metrics();
     counted.attempt(
@@ -924,14 +956,14 @@ async fn adopt_parked(inner: &Arc<Inner>) {
 }
 
 async fn poll(inner: Arc<Inner>) {
-    let mut rescan_at = Timestamp::now(); // at start: parked work left from before
-    let mut sync_at = Timestamp::now();
+    let mut rescan_at = inner.clock.now(); // at start: parked work left from before
+    let mut sync_at = inner.clock.now();
     loop {
         if inner.book_is_stopping() {
             return;
         }
         inner.wakeup.next_due.store(i64::MAX, Ordering::SeqCst);
-        let now = Timestamp::now();
+        let now = inner.clock.now();
         if now >= sync_at {
             sync_at = now.plus(CIRCUIT_SYNC);
             sync_circuits(&inner).await;
@@ -955,7 +987,7 @@ async fn poll(inner: Arc<Inner>) {
             let limit = room.min(CLAIM_BATCH);
             match inner
                 .store
-                .claim_due(&lease, Timestamp::now(), limit as u32)
+                .claim_due(&lease, inner.clock.wall(), limit as u32)
                 .await
             {
                 Ok(deliveries) => {

@@ -93,7 +93,7 @@ pub(super) fn start(
                 }
                 for result in &batch {
                     match result.next_attempt_at {
-                        Some(at) => wakeup.at(at),
+                        Some(at) => wakeup.at_wall(at),
                         None => wakeup.now(),
                     }
                 }

@@ -1,6 +1,7 @@
 //! Pure types and rules. Nothing here performs I/O.
 
 pub mod audit;
+pub mod clock;
 pub mod delivery;
 pub mod directory;
 pub mod event;

@@ -12,8 +12,8 @@ use crate::helpers::binary::Server;
 use crate::helpers::commit_cutter::CommitCutter;
 use crate::helpers::receiver::{Receiver, Reply, Switch};
 use crate::helpers::{
-    eventually, futures_join_all, patched, refusing_port, spawn_app, spawn_app_with, Backend,
-    TestApp, TestDb, DEADLINE,
+    eventually, futures_join_all, patched, refusing_port, spawn_app, spawn_app_with,
+    spawn_app_with_stepped_clock, Backend, TestApp, TestDb, DEADLINE,
 };
 
 async fn retries_stop_at_max_retry(backend: Backend) {
@@ -563,6 +563,75 @@ async fn deliveries_pending_past_max_age_expire(backend: Backend) {
     assert_eq!(notes.status, 200);
 }
 
+/// The wall clock stepped back ten minutes while a URL's circuit was open and its work
+/// parked: once the URL answers again, the parked deliveries follow within seconds. The
+/// circuit's cool-down and probe run on process time, and the probe time the cluster wrote
+/// before the step (now ten minutes ahead) is no wait.
+async fn a_wall_clock_stepped_back_does_not_hold_parked_work(backend: Backend) {
+    let Some((app, step)) = spawn_app_with_stepped_clock(backend, |_| {}).await else {
+        return;
+    };
+    let (_receiver, up, id) = url_down_until_up(&app).await;
+    app.ingest_incidents(0..30).await;
+    // Five failures open the circuit; their retries and everything after them are parked
+    // (each due an hour out, should this node vanish).
+    let half_hour_ahead = || Timestamp::now().plus(Duration::from_secs(1800));
+    eventually(
+        "all thirty deliveries parked",
+        || app.logs(&id, "?limit=200"),
+        |logs| {
+            let rows = logs["result"].as_array().unwrap();
+            rows.len() == 30
+                && rows.iter().all(|r| {
+                    r["next_attempt_at"]
+                        .as_str()
+                        .and_then(Timestamp::parse_rfc3339)
+                        .is_some_and(|at| at > half_hour_ahead())
+                })
+        },
+    )
+    .await;
+    step(Duration::from_secs(600), false);
+    up.on();
+    let rows = app.settled_logs(&id, 30).await;
+    assert!(rows.iter().all(|r| r["state"] == "succeeded"), "{rows:?}");
+}
+
+/// The wall clock stepped forward two days expires nothing early: deliveries pending
+/// behind a dead URL fail as expired only once `delivery.max_age` (10 s) has really passed.
+async fn a_wall_clock_stepped_forward_expires_nothing_early(backend: Backend) {
+    let Some((app, step)) = spawn_app_with_stepped_clock(backend, |c| {
+        c.delivery.max_age = Duration::from_secs(10);
+        c.delivery.retry_schedule = vec![Duration::from_secs(3600)];
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/down", |_, _| Reply::status(503));
+    let created = app
+        .create_webhook(&hook("down", json!([{"url": receiver.url("/down")}])))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let made = std::time::Instant::now();
+    app.ingest_incidents(0..8).await;
+    step(Duration::from_secs(2 * 24 * 3600), true);
+    let rows = app.settled_logs(id, 8).await;
+    let waited = made.elapsed();
+    for row in &rows {
+        assert_eq!(row["state"], "failed", "{row}");
+        assert!(
+            row["last_error"].as_str().unwrap().starts_with("expired"),
+            "{row}"
+        );
+    }
+    assert!(
+        waited >= Duration::from_secs(10),
+        "expired after {waited:?}, before max_age had passed"
+    );
+}
+
 /// `rate_limit_per_second`: deliveries beyond it wait their turn — a second's worth at
 /// once, then evenly — and waiting is not an attempt.
 async fn a_webhook_rate_limit_spaces_its_calls(backend: Backend) {
@@ -785,6 +854,8 @@ async fn one_incident_on_two_nodes_is_still_one_at_a_time(backend: Backend) {
 }
 
 both_backends!(
+    a_wall_clock_stepped_back_does_not_hold_parked_work,
+    a_wall_clock_stepped_forward_expires_nothing_early,
     one_incident_on_two_nodes_is_still_one_at_a_time,
     finished_work_past_retention_is_deleted,
     a_webhook_rate_limit_spaces_its_calls,

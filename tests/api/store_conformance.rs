@@ -1427,6 +1427,33 @@ async fn store_circuits(backend: Backend) {
         None
     );
 
+    // The wall clock stepped back ten minutes after the circuit opened and its probe went
+    // out: the probe time and the claim now read ten minutes ahead, further than any
+    // cool-down or claim reaches, so they were written under the old time. The next probe
+    // goes (node a is gone) instead of waiting ten minutes.
+    let stepped = tocsin::domain::delivery::url_key("https://stepped.example/hook");
+    assert!(store
+        .open_circuit(&stepped, t(1000), second, t(0))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .claim_probe(&stepped, "a", t(1000), t(61_000))
+            .await
+            .unwrap(),
+        ProbeClaim::Won
+    );
+    let back = -600_000;
+    assert_eq!(
+        store
+            .claim_probe(&stepped, "b", t(back + 2000), t(back + 62_000))
+            .await
+            .unwrap(),
+        ProbeClaim::Won,
+        "a stepped-back clock does not hold the probe for the step's length"
+    );
+    assert!(store.close_circuit(&stepped).await.unwrap());
+
     assert!(store
         .open_circuit(&key, t(1000), second, t(0))
         .await

@@ -49,9 +49,13 @@ impl CircuitStore for SqlStore {
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<ProbeClaim> {
+        // A probe time or a claim further ahead than any claim reaches (`until`; cool-downs
+        // are shorter) was written before a wall clock stepped back: it is due, not a wait
+        // of the step's length.
         let won = sqlx::query(
             "UPDATE circuits SET probe_owner = $2, probe_until = $4 \
-             WHERE url_key = $1 AND probe_at <= $3 AND (probe_owner IS NULL OR probe_until < $3)",
+             WHERE url_key = $1 AND (probe_at <= $3 OR probe_at > $4) \
+             AND (probe_owner IS NULL OR probe_until < $3 OR probe_until > $4)",
         )
         .bind(url_key)
         .bind(owner)

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tocsin::{
     app::Application,
     config::Config,
-    domain::sealing::SecretKey,
+    domain::{clock::Clock, sealing::SecretKey},
     store::{self, Store},
 };
 
@@ -138,6 +138,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub config: Config,
     pub db: TestDb,
+    /// The clock the server runs on (a test's, to step its wall time).
+    clock: Clock,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -178,11 +180,36 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
     let db = TestDb::new(backend).await?;
     let mut config = test_config(&db.url);
     change(&mut config);
-    Some(start(db, config, None).await)
+    Some(start(db, config, None, Clock::system()).await)
 }
 
-async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestApp {
-    let application = Application::build(config.clone())
+/// A server whose wall clock the test steps: `(app, step)`, where `step(micros)` moves the
+/// wall clock by that much from where it stands (process time does not move).
+pub async fn spawn_app_with_stepped_clock(
+    backend: Backend,
+    change: impl FnOnce(&mut Config),
+) -> Option<(TestApp, impl Fn(std::time::Duration, bool))> {
+    let db = TestDb::new(backend).await?;
+    let mut config = test_config(&db.url);
+    change(&mut config);
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let read = offset.clone();
+    let clock = Clock::with_wall(move || {
+        let system = tocsin::domain::Timestamp::now().as_micros();
+        tocsin::domain::Timestamp::from_micros(
+            system + read.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    });
+    let step = move |by: std::time::Duration, forward: bool| {
+        let micros = by.as_micros() as i64;
+        let micros = if forward { micros } else { -micros };
+        offset.fetch_add(micros, std::sync::atomic::Ordering::SeqCst);
+    };
+    Some((start(db, config, None, clock).await, step))
+}
+
+async fn start(db: TestDb, config: Config, owner_token: Option<String>, clock: Clock) -> TestApp {
+    let application = Application::build_with_clock(config.clone(), clock.clone())
         .await
         .expect("server starts");
     let owner_token = owner_token
@@ -209,6 +236,7 @@ async fn start(db: TestDb, config: Config, owner_token: Option<String>) -> TestA
         store,
         config,
         db,
+        clock,
         client: http_client(),
         stop: Some(stop),
         server: Some(server),
@@ -256,7 +284,13 @@ impl TestApp {
             _dir: None,
             postgres: None,
         };
-        start(db, self.config.clone(), Some(self.owner_token.clone())).await
+        start(
+            db,
+            self.config.clone(),
+            Some(self.owner_token.clone()),
+            self.clock.restarted(),
+        )
+        .await
     }
 
     /// Another node on the same database, its settings changed by `change`.
@@ -268,7 +302,13 @@ impl TestApp {
         };
         let mut config = self.config.clone();
         change(&mut config);
-        start(db, config, Some(self.owner_token.clone())).await
+        start(
+            db,
+            config,
+            Some(self.owner_token.clone()),
+            self.clock.restarted(),
+        )
+        .await
     }
 
     /// Stops the server (unless stopped already) and starts a new one on the same database.
@@ -286,7 +326,7 @@ impl TestApp {
             },
         );
         let config = self.config.clone();
-        start(db, config, Some(owner)).await
+        start(db, config, Some(owner), self.clock.restarted()).await
     }
 
     pub async fn call(
