@@ -41,6 +41,8 @@ pub struct Entry {
 }
 
 const MAX_FIELD: usize = 200;
+/// A declared name's length (`PUT /v3/services/{id}` and the like).
+pub const MAX_NAME: usize = MAX_FIELD;
 
 fn text(value: Option<&Value>) -> Option<String> {
     value

@@ -162,7 +162,9 @@ fn parse(
 
     let producer_id = match obj.get("id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_PRODUCER_ID => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_PRODUCER_ID => {
+            Some(s.clone())
+        }
         Some(other) => {
             errors.push(FieldError::new(
                 "id",

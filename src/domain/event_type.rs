@@ -260,6 +260,11 @@ impl EventType {
         groups
     }
 
+    /// Every `event_type` of a trigger (its `event_class` is always `incident`).
+    pub fn trigger_actions() -> Vec<&'static str> {
+        EVENT_TYPES.iter().map(|t| t.action).collect()
+    }
+
     /// The allowed `event_class`/`event_type` pairs, for error messages.
     pub fn known_triggers() -> String {
         EVENT_TYPES

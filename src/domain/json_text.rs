@@ -75,6 +75,16 @@ fn compact(text: &str) -> String {
     out
 }
 
+/// A JSON number that is a whole number, written as an integer (`3`) or not (`3.0`, `3e0`):
+/// JSON Schema's `integer` takes both, so the API does too. `None` for anything else.
+pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let f = value.as_f64()?;
+        // Beyond ±2^53 a float no longer holds every whole number exactly.
+        (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
+    })
+}
+
 /// `parse(text)`, except that a number no 64-bit float holds (`1e400`, valid JSON) is read
 /// as a string of its text: the value filters and templates see; what passes through to
 /// receivers is the text as sent.
@@ -160,6 +170,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        use serde_json::json;
+        for (value, whole) in [
+            (json!(3), Some(3)),
+            (json!(3.0), Some(3)),
+            (json!(-2.0), Some(-2)),
+            (json!(209811.0), Some(209811)),
+            (json!(3.5), None),
+            (json!("3"), None),
+            (json!(1e300), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(whole_number(&value), whole, "{value}");
+        }
+    }
 
     fn exact(text: &str) -> JsonText {
         JsonText::exact(serde_json::from_str::<&RawValue>(text).unwrap())

@@ -153,7 +153,7 @@ pub fn email_key(email: &str) -> String {
 }
 
 const MAX_EMAIL: usize = 254;
-const MAX_NAME: usize = 100;
+pub const MAX_NAME: usize = 100;
 
 /// A plausible address: one `@` with text on both sides, a dot in the domain, no spaces.
 /// Whether it receives mail is the person's business.

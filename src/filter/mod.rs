@@ -5,7 +5,7 @@ mod eval;
 mod parse;
 
 pub use eval::{explain, matches, with_regex_budget, Explanation, REGEX_SCAN, SHOWN_VALUE};
-pub use parse::{parse, parse_stored, FilterError};
+pub use parse::{json_schema, parse, parse_stored, FilterError};
 
 use regex::Regex;
 

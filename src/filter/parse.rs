@@ -1,7 +1,7 @@
 //! JSON → [`Filter`], refusing what cannot be evaluated, with the JSON path of each problem.
 
 use regex::RegexBuilder;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{Field, Filter, Test};
 
@@ -114,6 +114,64 @@ pub fn parse_stored(value: &Value) -> Result<Option<Filter>, Vec<FilterError>> {
         return Err(errors);
     }
     Ok(filter.filter(|f| !matches!(f, Filter::Group { conditions, .. } if conditions.is_empty())))
+}
+
+/// The filters [`parse`] takes, as a JSON Schema for the API document: `null`, `{}`, or a
+/// group of conditions and groups, five deep. Where the rules go further than a schema can
+/// (at most 100 conditions in all, `matches` takes a valid regular expression) it states
+/// a plain subset (`matches` with a plain word).
+pub fn json_schema() -> Value {
+    let roots = INCIDENT_ROOTS.join("|");
+    let lhs = json!({
+        "type": "string",
+        "description": "team, service, alert_source, resource.<path>, or a path into the incident",
+        "pattern": format!("^(team|service|alert_source|resource(\\.[^.]+)+|({roots})(\\.[^.]+)*)$")
+    });
+    let text = json!({"type": "string", "pattern": "\\S"});
+    let condition = |ops: &[&str], rhs: Value| {
+        let mut properties = json!({"op": {"enum": ops}, "lhs": lhs});
+        if !rhs.is_null() {
+            properties["rhs"] = rhs;
+        }
+        let required: &[&str] = if properties.get("rhs").is_some() {
+            &["op", "lhs", "rhs"]
+        } else {
+            &["op", "lhs"]
+        };
+        json!({"type": "object", "required": required, "additionalProperties": false, "properties": properties})
+    };
+    let conditions = [
+        condition(
+            &["is", "is_not", "contains", "not_contains", "starts_with"],
+            text.clone(),
+        ),
+        condition(
+            &["in", "not_in"],
+            json!({"type": "array", "minItems": 1, "items": text}),
+        ),
+        condition(
+            &["matches"],
+            json!({"type": "string", "pattern": "^[A-Za-z0-9]+$"}),
+        ),
+        condition(&["exists", "not_exists"], Value::Null),
+    ];
+    let group = |items: Value| {
+        json!({
+            "type": "object", "required": ["op", "conditions"], "additionalProperties": false,
+            "properties": {
+                "op": {"enum": ["and", "or"]},
+                "conditions": {"type": "array", "maxItems": MAX_CONDITIONS, "items": items}
+            }
+        })
+    };
+    // Groups nest MAX_DEPTH deep: the innermost holds conditions only.
+    let mut nested = group(json!({"anyOf": conditions}));
+    for _ in 1..MAX_DEPTH {
+        let mut either = conditions.to_vec();
+        either.push(nested);
+        nested = group(json!({"anyOf": either}));
+    }
+    json!({"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}, nested]})
 }
 
 fn error(errors: &mut Vec<FilterError>, path: &str, message: impl Into<String>) {

@@ -53,7 +53,13 @@ pub fn optional_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    parse_strict(body).map_err(ApiError::BadRequest)
+    match parse_strict(body).map_err(ApiError::BadRequest)? {
+        value @ (Value::Object(_) | Value::Null) => Ok(value),
+        other => Err(ApiError::BadRequest(format!(
+            "the body must be a JSON object, or left empty; got {}",
+            crate::domain::field_error::json_kind(&other)
+        ))),
+    }
 }
 
 /// JSON text as a value, refusing an object that names a key twice (JSON parsers disagree

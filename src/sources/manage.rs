@@ -21,6 +21,9 @@ pub enum SourceError {
     Invalid(Vec<FieldError>),
     #[error("source {0} not found")]
     NotFound(String),
+    /// The change conflicts with the stored source (a new kind).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -104,7 +107,15 @@ pub async fn update(
     body: &Value,
 ) -> Result<Source, SourceError> {
     let before = find(store, organization_id, id).await?;
-    let spec = SourceSpec::parse(body, Some(&before.spec)).map_err(SourceError::Invalid)?;
+    let spec = SourceSpec::parse(body, Some(&before.spec)).map_err(|errors| {
+        // A new kind is no mistake in the body but a clash with what is stored.
+        match errors.as_slice() {
+            [only] if only.field == "kind" && only.message.starts_with("cannot change") => {
+                SourceError::Conflict(format!("kind: {}", only.message))
+            }
+            _ => SourceError::Invalid(errors),
+        }
+    })?;
     let after = Source {
         spec,
         updated_at: Timestamp::now(),

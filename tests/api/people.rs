@@ -964,8 +964,12 @@ async fn users_api_rules(backend: Backend) {
     );
     shown["email"] = json!("someone-else@example.com");
     let moved = app.owner(Method::PUT, &jo_path, Some(&shown)).await;
-    assert_eq!(moved.status, 422);
-    assert!(moved.message().contains("email"), "{}", moved.message());
+    assert_eq!(moved.status, 409, "a clash with the stored person");
+    assert!(
+        moved.message().contains("email: cannot be changed"),
+        "{}",
+        moved.message()
+    );
     let member_now = o
         .api(
             Method::PUT,

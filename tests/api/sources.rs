@@ -123,8 +123,14 @@ async fn round_trip_validation_and_audit(backend: Backend) {
     let refused = app
         .owner(Method::PUT, &format!("/v3/sources/{id}"), Some(&edited))
         .await;
-    assert_eq!(refused.status, 422);
-    assert!(refused.message().contains("kind"), "{}", refused.message());
+    assert_eq!(refused.status, 409, "a clash with the stored source");
+    assert!(
+        refused
+            .message()
+            .contains("kind: cannot change from alertmanager"),
+        "{}",
+        refused.message()
+    );
 
     // Every bad field is named, and nothing is stored.
     let bad = app

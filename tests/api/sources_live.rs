@@ -4,7 +4,6 @@
 //! edges (credentials, repeats, wrong shapes, sizes, the receipts kept).
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
@@ -14,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::receiver::{Received, Receiver};
-use crate::helpers::{eventually, http_client, spawn_app, Backend, TestApp};
+use crate::helpers::{eventually, http_client, spawn_app, tools_or_skip, Backend, TestApp};
 
 /// A source as created: where a tool posts and its credential.
 struct Source {
@@ -117,31 +116,13 @@ fn results(receipt: &Value) -> String {
 // A real Alertmanager.
 
 /// An executable on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The Alertmanager and amtool binaries, or `None` after saying the test is skipped; under
-/// `CI=true` a missing tool fails the test instead.
+/// The Alertmanager and amtool binaries, or `None` after saying the test is skipped.
 fn alertmanager_tools() -> Option<(PathBuf, PathBuf)> {
-    let found = on_path("prometheus-alertmanager").zip(on_path("amtool"));
-    if found.is_none() {
-        let why = "prometheus-alertmanager or amtool is not installed (.ci/run installs the Debian package prometheus-alertmanager)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{why}; a test whose tool is missing fails in CI");
-        }
-        let thread = std::thread::current();
-        // Past the harness's capture, so the skip is always seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} ({why})",
-            thread.name().unwrap_or("a test")
-        );
-    }
-    found
+    let found = tools_or_skip(
+        &["prometheus-alertmanager", "amtool"],
+        "prometheus-alertmanager or amtool is not installed (.ci/run installs the Debian package prometheus-alertmanager)",
+    )?;
+    Some((found[0].clone(), found[1].clone()))
 }
 
 /// A port nobody listens on just now: bound on loopback and let go.

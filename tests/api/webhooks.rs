@@ -295,6 +295,64 @@ async fn malformed_oversized_and_mistyped_bodies_are_clear_errors(backend: Backe
         mistyped.message()
     );
 
+    // JSON Schema's integers include 3.0, so the API takes them; 3.5 is no whole number.
+    let whole = app
+        .owner(
+            Method::POST,
+            BASE,
+            Some(&with(json!({"max_retry": 3.0, "timeout_seconds": 5e0}))),
+        )
+        .await;
+    assert_eq!(whole.status, 201, "{:?}", whole.body);
+    assert_eq!(whole.body["data"]["max_retry"], 3);
+    let id = whole.body["data"]["id"].as_str().unwrap().to_owned();
+    let half = app
+        .owner(Method::POST, BASE, Some(&with(json!({"max_retry": 3.5}))))
+        .await;
+    assert_eq!(half.status, 422);
+    assert!(half.message().contains("max_retry"), "{}", half.message());
+    // A trigger names its class and type, nothing else.
+    let extra = app
+        .owner(
+            Method::POST,
+            BASE,
+            Some(&with(json!({"triggers": [
+                {"event_class": "incident", "event_type": "triggered", "colour": "red"}
+            ]}))),
+        )
+        .await;
+    assert_eq!(extra.status, 422);
+    assert!(
+        extra
+            .message()
+            .contains("triggers[0].colour: unknown field"),
+        "{}",
+        extra.message()
+    );
+    // An optional body is an object or nothing.
+    let rotate = format!("{BASE}/{id}/rotate-secret");
+    let number = app
+        .call(Method::POST, &rotate, Some(&token), Some("5".into()))
+        .await;
+    assert_eq!(number.status, 400);
+    assert!(
+        number
+            .message()
+            .contains("must be a JSON object, or left empty"),
+        "{}",
+        number.message()
+    );
+    let grace = app
+        .owner(
+            Method::POST,
+            &rotate,
+            Some(&json!({"grace_period_seconds": 60.0})),
+        )
+        .await;
+    assert_eq!(grace.status, 200, "{:?}", grace.body);
+    app.owner(Method::DELETE, &format!("{BASE}/{id}"), None)
+        .await;
+
     let unknown_route = app.owner(Method::GET, "/v3/nothing-here", None).await;
     assert_eq!(unknown_route.status, 404);
     assert_eq!(app.webhook_count().await, 0);

@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 
 pub use incident::{IncidentState, IncidentStatus, SourceState};
 pub use receipt::{DayCounts, Receipt, ReceiptOutcome, RECEIPTS_KEPT, RECEIPT_BODY_MAX};
-pub use settings::{AlertSettings, GenericMapping, IncidentPer, SourceSettings};
+pub use settings::{
+    AlertSettings, GenericMapping, IncidentPer, SourceSettings, MASK, MAX_LABEL, MAX_SECRET,
+};
 
 use super::{field_error::json_kind as kind, ids::OrganizationId, ids::SourceId, FieldError};
 use crate::domain::{
@@ -313,18 +315,23 @@ fn parse_team(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Val
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => {
             let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
-            let name = o.get("name").and_then(Value::as_str).unwrap_or(id);
+            // Without a name the team is known by its id.
+            let name = match o.get("name") {
+                None | Some(Value::Null) => Some(id),
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => None,
+            };
             let unknown: Vec<&String> = o.keys().filter(|k| *k != "id" && *k != "name").collect();
-            if id.trim().is_empty() || id.len() > 255 || has_hidden_controls(id) {
+            if id.trim().is_empty() || id.chars().count() > 255 || has_hidden_controls(id) {
                 errors.push(FieldError::new(
                     "team.id",
                     "is required: the id of the team this source's incidents belong to (at most 255 characters)",
                 ));
                 None
-            } else if name.len() > 255 || has_hidden_controls(name) {
+            } else if name.is_none_or(|n| n.chars().count() > 255 || has_hidden_controls(n)) {
                 errors.push(FieldError::new(
                     "team.name",
-                    format!("must be at most 255 characters, and {HIDDEN_CONTROLS}"),
+                    format!("must be text of at most 255 characters, and {HIDDEN_CONTROLS}"),
                 ));
                 None
             } else if let Some(k) = unknown.first() {
@@ -336,7 +343,10 @@ fn parse_team(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Val
             } else {
                 let mut team = Map::new();
                 team.insert("id".into(), Value::String(id.trim().to_owned()));
-                team.insert("name".into(), Value::String(name.trim().to_owned()));
+                team.insert(
+                    "name".into(),
+                    Value::String(name.unwrap_or(id).trim().to_owned()),
+                );
                 Some(Value::Object(team))
             }
         }

@@ -8,8 +8,8 @@ use crate::domain::{field_error::json_kind as kind, FieldError};
 
 /// What the API shows in place of a stored secret; sent back, it keeps the stored value.
 pub const MASK: &str = "********";
-const MAX_LABEL: usize = 200;
-const MAX_SECRET: usize = 1000;
+pub const MAX_LABEL: usize = 200;
+pub const MAX_SECRET: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSettings {
@@ -164,7 +164,7 @@ impl SourceSettings {
                         kept
                     }
                     Some(Value::String(s))
-                        if s.len() <= MAX_SECRET && !s.chars().any(char::is_control) =>
+                        if s.chars().count() <= MAX_SECRET && !s.chars().any(char::is_control) =>
                     {
                         Some(s.clone())
                     }
@@ -315,7 +315,9 @@ fn label(
     match obj.get(name) {
         None | Some(Value::Null) => default,
         Some(Value::String(s)) if s.trim().is_empty() => default,
-        Some(Value::String(s)) if s.len() <= MAX_LABEL && !s.chars().any(char::is_control) => {
+        Some(Value::String(s))
+            if s.chars().count() <= MAX_LABEL && !s.chars().any(char::is_control) =>
+        {
             s.trim().to_owned()
         }
         Some(other) => {

@@ -7,7 +7,10 @@ pub use header::{
     is_credential_header, mask_url, mask_value, origin, restore_masked, restore_masked_url,
     RESERVED_HEADERS,
 };
-pub use parse::{parse_spec, KNOWN as FIELDS, READ_ONLY as READ_ONLY_FIELDS};
+pub use parse::{
+    parse_spec, KNOWN as FIELDS, MAX_CUSTOM_PAYLOAD, MAX_DESCRIPTION, MAX_NAME, MAX_TEAMS,
+    MAX_URL_LEN, READ_ONLY as READ_ONLY_FIELDS,
+};
 
 use crate::domain::ids::{OrganizationId, WebhookId};
 use serde::{Deserialize, Serialize};

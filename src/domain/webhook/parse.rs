@@ -12,10 +12,10 @@ use crate::domain::{event_type::EventType, field_error::json_kind as kind, Field
 const MAX_URLS: usize = 10;
 const MAX_HEADERS: usize = 20;
 const MAX_MAIL_IDS: usize = 10;
-const MAX_NAME: usize = 255;
-const MAX_DESCRIPTION: usize = 4096;
-const MAX_URL_LEN: usize = 2048;
-const MAX_CUSTOM_PAYLOAD: usize = 64 * 1024;
+pub const MAX_NAME: usize = 255;
+pub const MAX_DESCRIPTION: usize = 4096;
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_CUSTOM_PAYLOAD: usize = 64 * 1024;
 const MAX_HEADER_NAME: usize = 256;
 const MAX_HEADER_VALUE: usize = 8 * 1024;
 /// Headers about the connection or the message's framing: the HTTP client sets them, and a
@@ -29,7 +29,7 @@ const HOP_BY_HOP: &[&str] = &[
     "keep-alive",
     "expect",
 ];
-const MAX_TEAMS: usize = 1000;
+pub const MAX_TEAMS: usize = 1000;
 
 /// The highest `rate_limit_per_second`: past it the limit means nothing.
 const MAX_RATE: u64 = 10_000;
@@ -250,7 +250,7 @@ impl<'a> Parser<'a> {
         let Some(value) = self.get(key) else {
             return default;
         };
-        match value.as_i64() {
+        match crate::domain::json_text::whole_number(value) {
             Some(n) if n >= min as i64 && n <= max as i64 => n as u8,
             Some(n) => {
                 self.error(key, format!("must be from {min} to {max}, got {n}"));
@@ -272,9 +272,9 @@ impl<'a> Parser<'a> {
     /// An optional calls-per-second limit: absent, null or 0 mean none.
     fn rate(&mut self, key: &str) -> Option<u32> {
         let value = self.get(key)?;
-        match value.as_u64() {
+        match crate::domain::json_text::whole_number(value) {
             Some(0) => None,
-            Some(n) if n <= MAX_RATE => Some(n as u32),
+            Some(n) if (1..=MAX_RATE as i64).contains(&n) => Some(n as u32),
             _ => {
                 self.error(
                     key,
@@ -372,6 +372,16 @@ impl<'a> Parser<'a> {
                 ));
                 continue;
             };
+            if let Some(key) = item
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "event_class" && *k != "event_type"))
+            {
+                errors.push(FieldError::new(
+                    format!("{path}.{key}"),
+                    "unknown field; a trigger has event_class and event_type",
+                ));
+                continue;
+            }
             if EventType::from_trigger(class, action).is_none() {
                 errors.push(FieldError::new(
                     path,

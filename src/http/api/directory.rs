@@ -77,10 +77,15 @@ async fn declare(
     let mut errors = Vec::new();
     let name = optional_string(map, "name", &mut errors).unwrap_or_default();
     let name = name.trim();
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > crate::domain::directory::MAX_NAME {
         errors.push(FieldError::new(
             "name",
             "is required: 1–200 characters without line breaks",
+        ));
+    } else if crate::domain::text::has_hidden_controls(name) {
+        errors.push(FieldError::new(
+            "name",
+            crate::domain::text::HIDDEN_CONTROLS,
         ));
     }
     if id.len() > 200 {

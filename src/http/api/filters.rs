@@ -43,10 +43,25 @@ async fn test_filter(caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Va
             )]))
         }
     };
-    let team_id = body
-        .pointer("/team/id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let team_id = match body.get("team") {
+        None | Some(Value::Null) => "",
+        Some(Value::Object(team)) => match team.get("id") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(id)) => id.as_str(),
+            Some(_) => {
+                return Err(invalid(vec![FieldError::new(
+                    "team.id",
+                    "must be a string",
+                )]))
+            }
+        },
+        Some(_) => {
+            return Err(invalid(vec![FieldError::new(
+                "team",
+                "must be an object like {\"id\": \"…\"} (the incident's team), or left out",
+            )]))
+        }
+    };
     let parsed =
         filter::parse(body.get("filters").unwrap_or(&Value::Null)).map_err(|problems| {
             invalid(

@@ -8,10 +8,11 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::openapi_parts::{
-    answer, array_of, data, nullable, nullable_timestamp, path_param, query_param, schema,
-    timestamp, Op,
+    answer, array_of, closed, cursor_param, data, name, nullable, nullable_timestamp, path_param,
+    query_param, schema, timestamp, Op,
 };
 use crate::domain::{
+    event::MAX_PRODUCER_ID,
     event_type::EVENT_TYPES,
     webhook::{FIELDS, READ_ONLY_FIELDS},
 };
@@ -44,8 +45,8 @@ fn paths() -> Value {
         ))
         .param(query_param(
             "event_type",
-            "A v2 event type.",
-            json!({"type": "string"}),
+            "An event type (a v1 name of the four incident events too).",
+            json!({"type": "string", "enum": event_input_names()}),
         ))
         .param(query_param("incident_id", "", json!({"type": "string"})))
         .param(query_param("since", "RFC 3339.", timestamp()))
@@ -59,7 +60,8 @@ fn paths() -> Value {
                 .build(),
             Op::new("Declare an entry (its name)", Some("manage-webhooks"))
                 .param(path_param("id", "The entry's id as events name it."))
-                .body(json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}))
+                .body(json!({"type": "object", "required": ["name"], "additionalProperties": false,
+                             "properties": {"name": name(crate::domain::directory::MAX_NAME), "id": {}, "last_seen": {}}}))
                 .ok("200", answer("The entry.", data(schema("DirectoryEntry"))))
                 .build(),
         )
@@ -88,7 +90,7 @@ fn paths() -> Value {
             "get": Op::new("List webhooks", Some("read"))
                 .describe("Oldest first.")
                 .param(query_param("page-limit", "1–1000, default 100.", json!({"type": "integer", "minimum": 1, "maximum": 1000})))
-                .param(query_param("offset", "Default 0.", json!({"type": "integer", "minimum": 0})))
+                .param(query_param("offset", "Default 0.", json!({"type": "integer", "minimum": 0, "maximum": i64::MAX})))
                 .ok("200", answer("A page of webhooks.", data(json!({
                     "type": "object", "required": ["result", "meta"],
                     "properties": {
@@ -117,7 +119,7 @@ fn paths() -> Value {
             "post": Op::new("Rotate the signing secret", Some("manage-webhooks"))
                 .describe("The body is optional. Until `previous_secret_expires_at` every delivery is signed with both secrets.")
                 .param(webhook_id())
-                .body(json!({"type": "object", "properties": {"grace_period_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}}))
+                .body(json!({"type": ["object", "null"], "properties": {"grace_period_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 604800}}}))
                 .ok("200", answer("The webhook with its new secret.", data(json!({
                     "allOf": [schema("WebhookWithSecret")],
                     "required": ["previous_secret_expires_at"],
@@ -129,7 +131,7 @@ fn paths() -> Value {
             "post": Op::new("Send a test", Some("manage-webhooks"))
                 .describe("Sends Squadcast's sample of the webhook's first trigger (or of `event_type`) to every URL now, one attempt each; logged with `origin: test`.")
                 .param(webhook_id())
-                .body(json!({"type": "object", "properties": {"event_type": {"type": "string", "enum": event_type_names()}}}))
+                .body(json!({"type": ["object", "null"], "properties": {"event_type": {"type": "string", "enum": event_type_names()}}}))
                 .ok("200", answer("Each URL's answer.", data(json!({
                     "type": "object", "required": ["event_type", "results"],
                     "properties": {"event_type": {"type": "string"}, "results": array_of(schema("TestResult"))}
@@ -140,9 +142,9 @@ fn paths() -> Value {
             "post": Op::new("Test a filter", Some("read"))
                 .describe("Whether `filters` match the incident (and team, and resource), and which conditions did.")
                 .body(json!({"type": "object", "required": ["incident"], "properties": {
-                    "filters": nullable("object"), "incident": {"type": "object"},
-                    "team": {"type": "object", "properties": {"id": {"type": "string"}}},
-                    "resource": {"type": "object"}
+                    "filters": filters_schema(), "incident": {"type": "object"},
+                    "team": {"type": ["object", "null"], "properties": {"id": nullable("string")}},
+                    "resource": nullable("object")
                 }}))
                 .ok("200", answer("The verdict.", data(json!({
                     "type": "object", "required": ["matches", "explanation"],
@@ -163,7 +165,7 @@ fn paths() -> Value {
         "/v3/extensions/event-webhooks/{id}/logs": {
             "get": log_filters(Op::new("Delivery log", Some("read")).describe("Deliveries, newest first.").param(webhook_id()))
                 .param(query_param("limit", "1–200, default 50.", limit.clone()))
-                .param(query_param("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})))
+                .param(cursor_param())
                 .ok("200", answer("A page of deliveries.", data(json!({
                     "type": "object", "required": ["result", "meta"],
                     "properties": {
@@ -194,11 +196,11 @@ fn paths() -> Value {
             "post": Op::new("Retry finished deliveries in bulk", Some("manage-webhooks"))
                 .describe("Every matching finished delivery is set pending again, oldest first, by a background job.")
                 .param(webhook_id())
-                .body(json!({"type": "object", "properties": {
+                .body(closed(json!({"type": "object", "properties": {
                     "state": {"type": "string", "enum": ["failed", "cancelled", "succeeded"]},
-                    "event_type": {"type": "string"}, "incident_id": {"type": "string"},
+                    "event_type": {"type": "string", "enum": event_input_names()}, "incident_id": {"type": "string"},
                     "since": timestamp(), "until": timestamp()
-                }}))
+                }}), &[]))
                 .ok("202", answer("The job, started.", data(schema("RetryJob"))))
                 .ok("409", answer("The webhook is disabled: enable it first.", schema("Error")))
                 .build(),
@@ -241,10 +243,10 @@ fn paths() -> Value {
             "get": Op::new("List people", Some("read"))
                 .ok("200", answer("The organization's people.", data(array_of(schema("User"))))).build(),
             "post": Op::new("Invite a person", Some("admin"))
-                .body(json!({"type": "object", "required": ["email", "name"], "properties": {
-                    "email": {"type": "string"}, "name": {"type": "string"},
-                    "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]}
-                }}))
+                .body(closed(json!({"type": "object", "required": ["email", "name"], "properties": {
+                    "email": email(), "name": name(crate::domain::user::MAX_NAME),
+                    "role": {"type": ["string", "null"], "enum": ["owner", "admin", "member", "viewer", null]}
+                }}), &[]))
                 .ok("201", answer("The person, with their setup link.", data(schema("UserWithSetupUrl"))))
                 .ok("409", answer("The e-mail address is taken (in any case).", schema("Error")))
                 .build(),
@@ -263,13 +265,14 @@ fn paths() -> Value {
                 .ok("200", answer("The person.", data(schema("User")))).build(),
             "put": Op::new("Change a person", Some("admin")).param(path_param("id", "The person's id."))
                 .describe("`name`, `role`, `disabled`; read-only fields sent back are ignored.")
-                .body(json!({"type": "object", "properties": {
-                    "name": {"type": "string"},
-                    "role": {"type": "string", "enum": ["owner", "admin", "member", "viewer"]},
-                    "disabled": {"type": "boolean"}
-                }}))
+                .body(closed(json!({"type": "object", "properties": {
+                    "name": {"anyOf": [name(crate::domain::user::MAX_NAME), {"type": "null"}]},
+                    "role": {"type": ["string", "null"], "enum": ["owner", "admin", "member", "viewer", null]},
+                    "disabled": {"type": ["boolean", "null"]},
+                    "email": {"type": ["string", "null"], "description": "Read-only: sent back, it is ignored."}
+                }}), super::users::READ_ONLY))
                 .ok("200", answer("The person.", data(schema("User"))))
-                .ok("409", answer("The change would leave no enabled owner.", schema("Error")))
+                .ok("409", answer("The change would leave no enabled owner, or changes the e-mail address (the login: invite the new address instead).", schema("Error")))
                 .build(),
             "delete": Op::new("Delete a person", Some("admin")).param(path_param("id", "The person's id."))
                 .ok("204", json!({"description": "Deleted."}))
@@ -295,11 +298,11 @@ fn paths() -> Value {
                 .describe("Never their values.")
                 .ok("200", answer("The organization's tokens.", data(array_of(schema("Token"))))).build(),
             "post": Op::new("Create a token", Some("admin"))
-                .body(json!({"type": "object", "required": ["name", "abilities"], "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                    "abilities": array_of(schema("Ability")),
-                    "expires_at": timestamp()
-                }}))
+                .body(closed(json!({"type": "object", "required": ["name", "abilities"], "properties": {
+                    "name": name(super::tokens::MAX_NAME),
+                    "abilities": {"type": "array", "minItems": 1, "items": schema("Ability")},
+                    "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "In the future; null or absent: never expires."}
+                }}), &[]))
                 .ok("201", answer("The token; its value in `token`, shown only this once.", data(json!({
                     "allOf": [schema("Token")], "required": ["token"],
                     "properties": {"token": {"type": "string"}}
@@ -319,7 +322,7 @@ fn paths() -> Value {
                 .param(query_param("since", "RFC 3339.", timestamp()))
                 .param(query_param("until", "RFC 3339.", timestamp()))
                 .param(query_param("limit", "1–200, default 50.", limit))
-                .param(query_param("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})))
+                .param(cursor_param())
                 .ok("200", answer("A page of entries.", data(json!({
                     "type": "object", "required": ["result", "meta"],
                     "properties": {
@@ -346,6 +349,24 @@ fn event_type_names() -> Vec<&'static str> {
     EVENT_TYPES.iter().map(|t| t.name).collect()
 }
 
+/// The `event_type` of the triggers a version 1 webhook may have.
+fn v1_trigger_actions() -> Vec<&'static str> {
+    EVENT_TYPES
+        .iter()
+        .filter(|t| t.v1_name.is_some())
+        .map(|t| t.action)
+        .collect()
+}
+
+/// The event types whose events are about a resource (a note, a task, …).
+fn resource_event_names() -> Vec<&'static str> {
+    EVENT_TYPES
+        .iter()
+        .filter(|t| t.has_resource())
+        .map(|t| t.name)
+        .collect()
+}
+
 /// What intake takes as `type`: every v2 type, and the v1 names of the incident events.
 fn event_input_names() -> Vec<&'static str> {
     let mut names = event_type_names();
@@ -353,40 +374,85 @@ fn event_input_names() -> Vec<&'static str> {
     names
 }
 
+/// A filter tree as `filter::parse` takes it.
+fn filters_schema() -> Value {
+    let mut schema = crate::filter::json_schema();
+    schema["description"] = json!("A filter tree: {\"op\": \"and\"|\"or\", \"conditions\": [{\"op\", \"lhs\", \"rhs\"} or a nested group]}; null or {} match everything.");
+    schema
+}
+
+/// An e-mail address as `domain::user::parse_email` takes it.
+fn email() -> Value {
+    json!({"type": "string", "maxLength": 254, "pattern": "^[^@\\s\\u0000-\\u001F\\u007F-\\u009F]+@[^@.\\s\\u0000-\\u001F\\u007F-\\u009F]+(\\.[^@.\\s\\u0000-\\u001F\\u007F-\\u009F]+)+$"})
+}
+
 fn schemas() -> Value {
     let string = json!({"type": "string"});
+    let non_empty = json!({"type": "string", "minLength": 1});
     let trigger = json!({
-        "type": "object", "required": ["event_class", "event_type"],
-        "properties": {"event_class": string, "event_type": string}
+        "type": "object", "required": ["event_class", "event_type"], "additionalProperties": false,
+        "properties": {
+            "event_class": {"type": "string", "enum": ["incident"]},
+            "event_type": {"type": "string", "enum": crate::domain::event_type::EventType::trigger_actions()}
+        }
     });
     let url = json!({
-        "type": "object", "required": ["url"],
-        "properties": {"url": string, "method": {"type": "string", "enum": ["POST", "PUT", "PATCH"]}}
+        "type": "object", "required": ["url"], "additionalProperties": false,
+        "properties": {
+            "url": {
+                "type": "string", "maxLength": crate::domain::webhook::MAX_URL_LEN,
+                "description": "An absolute http or https URL naming a host; no spaces, backslashes or control characters.",
+                "pattern": "^https?://[a-z][a-z0-9]{0,20}(\\.[a-z][a-z0-9]{0,20})*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$"
+            },
+            "method": {"type": ["string", "null"], "enum": ["POST", "PUT", "PATCH", null]}
+        }
     });
     // The configuration, as sent (create, replace) and as shown (without the read-only
     // fields); `null` means absent.
     let settings = json!({
-        "name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "description": nullable("string"),
+        "name": name(crate::domain::webhook::MAX_NAME),
+        "description": {"type": ["string", "null"], "maxLength": crate::domain::webhook::MAX_DESCRIPTION},
         "triggers": {"type": "array", "minItems": 1, "items": schema("WebhookTrigger")},
         "urls": {"type": "array", "minItems": 1, "maxItems": 10, "items": schema("WebhookUrl")},
-        "header": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "maxProperties": 20},
-        "filters": {"type": ["object", "null"], "description": "A filter tree: {\"op\": \"and\"|\"or\", \"conditions\": [{\"op\", \"lhs\", \"rhs\"} or a nested group]}."},
-        "teams": {"type": ["array", "null"], "items": {"type": "string"}},
+        "header": {
+            "type": ["object", "null"], "maxProperties": 20,
+            "description": "Extra request headers; not the ones tocsin sets itself or the HTTP client manages.",
+            "propertyNames": {"pattern": "^[Xx]-[A-Za-z0-9-]{1,40}$"},
+            "additionalProperties": {"type": "string", "maxLength": 2048, "pattern": "^[ -~]*$"}
+        },
+        "filters": filters_schema(),
+        "teams": {"type": ["array", "null"], "maxItems": crate::domain::webhook::MAX_TEAMS, "items": {"type": "string", "pattern": "\\S"}},
         "is_all_teams_configured": {"type": ["boolean", "null"]},
         "max_retry": {"type": ["integer", "null"], "minimum": 0, "maximum": 10},
         "timeout_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 30},
         "rate_limit_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
         "enabled": {"type": ["boolean", "null"]},
-        "mail_ids": {"type": ["array", "null"], "maxItems": 10, "items": {"type": "string"}},
+        "mail_ids": {"type": ["array", "null"], "maxItems": 10, "items": email()},
         "trigger_type": {"type": ["string", "null"], "enum": ["automatic", "manual", null]},
         "payload_type": {"type": ["string", "null"], "enum": ["standard", "custom", null]},
-        "custom_payload": nullable("string"),
-        "custom_payload_template_slug": nullable("string"),
-        "language": nullable("string"),
+        "custom_payload": {"type": ["string", "null"], "maxLength": crate::domain::webhook::MAX_CUSTOM_PAYLOAD, "description": "A template that renders to JSON (required, or a preset, when payload_type is custom)."},
+        "custom_payload_template_slug": {"type": ["string", "null"], "maxLength": crate::domain::webhook::MAX_NAME},
+        "language": {"type": ["string", "null"], "maxLength": crate::domain::webhook::MAX_NAME},
         "version": {"type": ["string", "null"], "enum": ["v1", "v2", null]}
     });
     let mut shown = settings.as_object().cloned().unwrap_or_default();
+    // As shown: what was stored, under whatever rules held when it was saved.
+    shown.insert("filters".into(), nullable("object"));
+    shown.insert("name".into(), string.clone());
+    shown.insert(
+        "urls".into(),
+        array_of(
+            json!({"type": "object", "required": ["url", "method"], "properties": {
+                "url": string, "method": {"type": "string", "enum": ["POST", "PUT", "PATCH"]}
+            }}),
+        ),
+    );
+    shown.insert("mail_ids".into(), array_of(string.clone()));
+    shown.insert("teams".into(), array_of(string.clone()));
+    shown.insert(
+        "header".into(),
+        json!({"type": ["object", "null"], "additionalProperties": {"type": "string"}}),
+    );
     for (field, value) in [
         ("id", string.clone()),
         ("slug", string.clone()),
@@ -493,11 +559,37 @@ fn schemas() -> Value {
         },
         "WebhookTrigger": trigger,
         "WebhookUrl": url,
-        "WebhookInput": {
+        "WebhookInput": closed(json!({
             "type": "object", "required": ["name", "triggers", "urls"],
+            "allOf": [
+                // A webhook applies to every team or to the teams it lists.
+                {"anyOf": [
+                    {"required": ["is_all_teams_configured"], "properties": {"is_all_teams_configured": {"const": true}}},
+                    {"required": ["teams"], "properties": {"teams": {"type": "array", "minItems": 1}}}
+                ]},
+                // Version 1 payloads exist for the four incident events only.
+                {
+                    "if": {"required": ["version"], "properties": {"version": {"const": "v1"}}},
+                    "then": {"properties": {"triggers": {"items": {"properties": {"event_type": {"enum": v1_trigger_actions()}}}}}}
+                },
+                // A custom payload is a preset or a template (the document states the
+                // plainest template: a JSON object of words).
+                {
+                    "if": {"required": ["payload_type"], "properties": {"payload_type": {"const": "custom"}}},
+                    "then": {"anyOf": [
+                        {"required": ["custom_payload_template_slug"], "properties": {
+                            "custom_payload_template_slug": {"enum": crate::payload::presets::PRESETS.iter().map(|p| p.slug).collect::<Vec<_>>()},
+                            "custom_payload": {"type": "null"}
+                        }},
+                        {"required": ["custom_payload"], "properties": {
+                            "custom_payload": {"type": "string", "pattern": "^\\{(\"[a-z]{1,10}\": \"[a-z]{0,10}\")?\\}$"}
+                        }}
+                    ]}
+                }
+            ],
             "description": "Unknown fields are refused by name; the read-only fields of an answer are ignored, so GET → edit → PUT works.",
             "properties": settings
-        },
+        }), READ_ONLY_FIELDS),
         "Webhook": {"type": "object", "required": shown_required, "properties": Value::Object(shown)},
         "WebhookWithSecret": {
             "allOf": [schema("Webhook")], "required": ["secret"],
@@ -508,16 +600,27 @@ fn schemas() -> Value {
             "properties": {"custom_payload_template_name": string}
         },
         "EventInput": {
-            "type": "object", "required": ["type", "incident"],
+            "type": "object", "required": ["type", "team", "incident"], "additionalProperties": false,
             "properties": {
-                "id": {"type": "string", "description": "The producer's id: an idempotency key."},
+                "id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_PRODUCER_ID, "description": "The producer's id: an idempotency key."},
                 "type": {"type": "string", "description": "A v2 event type, or a v1 name of the four incident events.", "enum": event_input_names()},
-                "timestamp": timestamp(),
-                "organization": {"type": "object"},
-                "team": {"type": "object", "properties": {"id": string, "name": string}},
-                "incident": {"type": "object", "required": ["id"], "description": "Squadcast's incident object; unknown fields are kept."},
-                "resource": {"type": "object", "description": "The note, task, channel, SLO violation or status page an event is about."}
-            }
+                "timestamp": nullable_timestamp(),
+                "organization": {"type": ["object", "null"], "required": ["id"], "properties": {"id": string}, "description": "Absent: the caller's organization."},
+                "team": {"type": "object", "required": ["id"], "properties": {"id": non_empty.clone()}},
+                "incident": {
+                    "type": "object", "required": ["id", "message", "status", "service", "alert_source"],
+                    "description": "Squadcast's incident object; unknown fields are kept.",
+                    "properties": {
+                        "id": non_empty.clone(), "message": string, "status": non_empty.clone(),
+                        "service": {"type": "object", "required": ["id"], "properties": {"id": non_empty.clone()}},
+                        "alert_source": {"type": "object", "required": ["id"], "properties": {"id": non_empty.clone()}}
+                    }
+                },
+                "resource": {"type": ["object", "null"], "description": "The note, task, channel, SLO violation or status page an event is about: required by those events' types, refused by the incident events'."}
+            },
+            "if": {"properties": {"type": {"enum": resource_event_names()}}},
+            "then": {"required": ["resource"], "properties": {"resource": {"type": "object"}}},
+            "else": {"properties": {"resource": {"type": "null"}}}
         },
         "Delivery": {"type": "object", "required": delivery_required, "properties": delivery},
         "DeliveryDetail": {"type": "object", "required": detail_required, "properties": Value::Object(detail)},
@@ -610,7 +713,7 @@ pub fn document() -> Value {
         "info": {
             "title": "tocsin",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Outgoing webhooks for incident events. The webhook configuration API is Squadcast's (`/v3/extensions/event-webhooks`, the manual trigger); the rest is tocsin's own. Answers are `{\"data\": …}`; errors are `{\"meta\": {\"status\", \"error_code\", \"error_message\", \"errors\"}}`."
+            "description": "Outgoing webhooks for incident events. The webhook configuration API is Squadcast's (`/v3/extensions/event-webhooks`, the manual trigger); the rest is tocsin's own. Answers are `{\"data\": …}`; errors are `{\"meta\": {\"status\", \"error_code\", \"error_message\", \"errors\"}}`. No string anywhere may hold a NUL character (U+0000): PostgreSQL's text cannot store it, so such a request is refused with 400."
         },
         "paths": with(paths(), super::openapi_sources::paths()),
         "components": {
@@ -640,13 +743,15 @@ mod tests {
                 .cloned()
                 .collect()
         };
-        let configured: std::collections::BTreeSet<String> =
-            FIELDS.iter().map(|f| f.to_string()).collect();
-        assert_eq!(
-            keys("WebhookInput"),
-            configured,
-            "what create and replace take"
-        );
+        // What create and replace take: the settings, and the read-only fields of an
+        // answer (ignored), nothing else.
+        let taken: std::collections::BTreeSet<String> = FIELDS
+            .iter()
+            .chain(READ_ONLY_FIELDS)
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(keys("WebhookInput"), taken, "what create and replace take");
+        assert_eq!(schemas["WebhookInput"]["additionalProperties"], false);
         let shown: std::collections::BTreeSet<String> = FIELDS
             .iter()
             .chain(READ_ONLY_FIELDS)

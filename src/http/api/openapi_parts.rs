@@ -31,6 +31,35 @@ pub(super) fn array_of(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
 
+/// A name as the parsers take it: 1 to `max` characters, something besides white space,
+/// no control or text-direction characters.
+pub(super) fn name(max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max,
+           "pattern": crate::domain::text::NAME_PATTERN})
+}
+
+/// `schema` (an object) closed to other members, as the parsers refuse unknown fields;
+/// `ignored` are the read-only fields of an answer, taken back and ignored (GET → edit →
+/// PUT works).
+pub(super) fn closed(mut schema: Value, ignored: &[&str]) -> Value {
+    schema["additionalProperties"] = Value::Bool(false);
+    if let Some(properties) = schema["properties"].as_object_mut() {
+        for field in ignored {
+            properties.entry(*field).or_insert(json!({}));
+        }
+    }
+    schema
+}
+
+/// A page's `cursor`: the `next_cursor` of the page before (a positive whole number).
+pub(super) fn cursor_param() -> Value {
+    query_param(
+        "cursor",
+        "`next_cursor` of the previous page.",
+        json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
+    )
+}
+
 /// A JSON answer.
 pub(super) fn answer(description: &str, body: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": body}}})

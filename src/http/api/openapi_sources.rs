@@ -3,9 +3,13 @@
 use serde_json::{json, Value};
 
 use super::openapi_parts::{
-    answer, array_of, data, nullable, nullable_timestamp, path_param, schema, timestamp, Op,
+    answer, array_of, closed, data, name, nullable, nullable_timestamp, path_param, schema,
+    timestamp, Op,
 };
-use crate::domain::source::{SourceKind, MAX_DESCRIPTION, MAX_NAME};
+use crate::domain::{
+    source::{SourceKind, MASK, MAX_DESCRIPTION, MAX_LABEL, MAX_NAME, MAX_SECRET},
+    text::{NO_CONTROLS_PATTERN, PLAIN_PATTERN},
+};
 
 fn source_id() -> Value {
     path_param("id", "The source's id.")
@@ -29,11 +33,11 @@ pub(super) fn paths() -> Value {
         "/v3/sources/preview": {
             "post": Op::new("Preview a payload", Some("manage-webhooks"))
                 .describe("What a payload would become for a source of this kind and these settings, for an incident the source has not seen. Nothing is stored.")
-                .body(json!({"type": "object", "required": ["kind", "payload"], "properties": {
+                .body(with_settings_rules(json!({"type": "object", "required": ["kind", "payload"], "properties": {
                     "kind": {"type": "string", "enum": kinds()},
-                    "settings": {"type": "object"},
-                    "payload": {}
-                }}))
+                    "settings": {"type": ["object", "null"]},
+                    "payload": {"description": "Any JSON: what the tool would post."}
+                }})))
                 .ok("200", answer("The events it would make, what it would ignore, or why it would be refused; for a generic source each expression's value.", data(schema("SourcePreview")))).build(),
         },
         "/v3/sources/{id}": {
@@ -42,7 +46,8 @@ pub(super) fn paths() -> Value {
             "put": Op::new("Replace a source", Some("manage-webhooks")).param(source_id())
                 .describe("Its kind cannot change (its URL is set up in one tool). A masked signing secret sent back keeps the stored one.")
                 .body(schema("SourceInput"))
-                .ok("200", answer("The source.", data(schema("Source")))).build(),
+                .ok("200", answer("The source.", data(schema("Source"))))
+                .ok("409", answer("The body names another kind: a source's kind cannot change.", schema("Error"))).build(),
             "delete": Op::new("Delete a source", Some("manage-webhooks")).param(source_id())
                 .describe("With its incidents' states and its receipts; events it made stay.")
                 .ok("204", json!({"description": "Deleted."})).build(),
@@ -84,27 +89,67 @@ fn ingest() -> Value {
     })
 }
 
+/// The settings each kind takes (`domain::source::SourceSettings::parse`), as `if kind is
+/// …, then settings are …` rules added to `body`.
+fn with_settings_rules(mut body: Value) -> Value {
+    let label =
+        json!({"type": ["string", "null"], "maxLength": MAX_LABEL, "pattern": NO_CONTROLS_PATTERN});
+    // Expressions are a small language (`domain::source::expression`); the document states
+    // the plainest of them, a path into the payload.
+    let path = json!({"type": "string", "pattern": "^payload(\\.[a-z_][a-z0-9_]{0,20}){0,5}$"});
+    let optional_path = json!({"type": ["string", "null"], "pattern": "^(payload(\\.[a-z_][a-z0-9_]{0,20}){0,5})?$"});
+    let object = |properties: Value| json!({"type": ["object", "null"], "additionalProperties": false, "properties": properties});
+    let rule = |kinds: &[&str], settings: Value| {
+        json!({
+            "if": {"required": ["kind"], "properties": {"kind": {"enum": kinds}}},
+            "then": {"properties": {"settings": settings}}
+        })
+    };
+    let generic = json!({"type": "object", "additionalProperties": false,
+    "required": ["incident_id", "status", "message"],
+    "properties": {
+        "incident_id": path, "status": path, "message": path,
+        "description": optional_path, "service": optional_path, "alert_source": optional_path,
+        "team": optional_path, "dedupe_key": optional_path
+    }});
+    body["allOf"] = json!([
+        rule(&["squadcast", "opsgenie"], object(json!({}))),
+        rule(&["alertmanager", "grafana"], object(json!({
+            "incident_per": {"type": ["string", "null"], "enum": ["group", "alert", null]},
+            "service_label": label, "team_label": label
+        }))),
+        rule(&["pagerduty"], object(json!({
+            "signing_secret": {"type": ["string", "null"], "maxLength": MAX_SECRET, "pattern": NO_CONTROLS_PATTERN, "not": {"const": MASK}}
+        }))),
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "generic"}}},
+            "then": {"required": ["settings"], "properties": {"settings": generic}}
+        }
+    ]);
+    body
+}
+
 pub(super) fn schemas() -> Value {
     let string = json!({"type": "string"});
-    let team = json!({"type": ["object", "null"], "required": ["id"], "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 255},
-        "name": {"type": "string", "maxLength": 255}
+    let team = json!({"type": ["object", "null"], "required": ["id"], "additionalProperties": false, "properties": {
+        "id": name(255),
+        "name": {"type": ["string", "null"], "maxLength": 255, "pattern": PLAIN_PATTERN}
     }});
     let counts = json!({"type": "object", "required": ["accepted", "ignored", "refused"], "properties": {
         "accepted": {"type": "integer"}, "ignored": {"type": "integer"}, "refused": {"type": "integer"}
     }});
     json!({
-        "SourceInput": {
+        "SourceInput": with_settings_rules(closed(json!({
             "type": "object", "required": ["name", "kind"],
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                "name": name(MAX_NAME),
                 "kind": {"type": "string", "enum": kinds()},
-                "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
-                "enabled": {"type": "boolean"},
+                "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION},
+                "enabled": {"type": ["boolean", "null"]},
                 "team": team,
-                "settings": {"type": "object", "description": "alertmanager, grafana: `incident_per` (`group` | `alert`), `service_label`, `team_label`. pagerduty: `signing_secret`. generic: the expressions `incident_id`, `status`, `message` (required), `description`, `service`, `alert_source`, `team`, `dedupe_key`. squadcast, opsgenie: none."}
+                "settings": {"type": ["object", "null"], "description": "alertmanager, grafana: `incident_per` (`group` | `alert`), `service_label`, `team_label`. pagerduty: `signing_secret`. generic: the expressions `incident_id`, `status`, `message` (required), `description`, `service`, `alert_source`, `team`, `dedupe_key`. squadcast, opsgenie: none."}
             }
-        },
+        }), &[])),
         "Source": {
             "type": "object",
             "required": ["id", "name", "kind", "kind_label", "description", "enabled", "team", "settings", "url", "organization_id", "created_at", "updated_at", "last_received_at", "counts_today", "last_error"],

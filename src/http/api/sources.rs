@@ -48,6 +48,7 @@ impl From<SourceError> for ApiError {
         match e {
             SourceError::Invalid(errors) => ApiError::Invalid("invalid_source", errors),
             SourceError::NotFound(id) => ApiError::NotFound(format!("source {id}")),
+            SourceError::Conflict(message) => ApiError::Conflict(message),
             SourceError::Store(e) => e.into(),
         }
     }

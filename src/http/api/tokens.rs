@@ -33,7 +33,7 @@ pub fn routes() -> ApiRoutes {
         .delete("/v3/api-tokens/{id}", revoke)
 }
 
-const MAX_NAME: usize = 100;
+pub(super) const MAX_NAME: usize = 100;
 
 pub fn token_json(t: &ApiToken, now: Timestamp) -> Value {
     let ts = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());

@@ -84,7 +84,7 @@ impl From<AccountError> for ApiError {
     }
 }
 
-const READ_ONLY: &[&str] = &[
+pub(super) const READ_ONLY: &[&str] = &[
     "id",
     "status",
     "organization_id",
@@ -201,9 +201,10 @@ async fn update(
     if let Some(email) = optional_string(map, "email", &mut errors) {
         let current = state.store.user(caller.organization_id(), &id).await?;
         if current.is_some_and(|u| !u.email.eq_ignore_ascii_case(email.trim())) {
-            errors.push(FieldError::new(
-                "email",
-                "cannot be changed: create a user with the new address and delete this one",
+            // Not a mistake in the body but a clash with the stored person.
+            return Err(ApiError::Conflict(
+                "email: cannot be changed: create a user with the new address and delete this one"
+                    .into(),
             ));
         }
     }

@@ -414,8 +414,10 @@ pub fn grace_period(
 ) -> Result<std::time::Duration, crate::domain::FieldError> {
     match value {
         None | Some(Value::Null) => Ok(DEFAULT_GRACE),
-        Some(v) => match v.as_u64() {
-            Some(s) if s <= MAX_GRACE_SECONDS => Ok(std::time::Duration::from_secs(s)),
+        Some(v) => match crate::domain::json_text::whole_number(v) {
+            Some(s) if (0..=MAX_GRACE_SECONDS as i64).contains(&s) => {
+                Ok(std::time::Duration::from_secs(s as u64))
+            }
             _ => Err(crate::domain::FieldError::new(
                 "grace_period_seconds",
                 format!(

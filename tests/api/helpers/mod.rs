@@ -534,3 +534,30 @@ pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     let port = socket.local_addr().unwrap().port();
     (socket, port)
 }
+
+/// The programs `names` found on `PATH`, in order, or `None` after saying the test is
+/// skipped and `why`; under `CI=true` a missing program fails the test instead.
+pub fn tools_or_skip(names: &[&str], why: &str) -> Option<Vec<std::path::PathBuf>> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let found: Option<Vec<_>> = names
+        .iter()
+        .map(|name| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .collect();
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{why}; a test whose tool is missing fails in CI");
+        }
+        let thread = std::thread::current();
+        // Past the harness's capture, so the skip is always seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {} ({why})",
+            thread.name().unwrap_or("a test")
+        );
+    }
+    found
+}
