@@ -731,6 +731,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &WebhookId,
         delivery_id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// Every delivery of an incident's events, across the organization's webhooks, in the
+    /// order they were made (at most `limit`).
+    async fn incident_deliveries(
+        &self,
+        organization_id: &OrganizationId,
+        incident_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
     /// The webhook's deliveries at these log positions, as they are now (what a Logs page
     /// shows follows them).
     async fn deliveries_at(

@@ -322,6 +322,12 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.goto("/incidents").await;
     b.wait_text("inc-42").await;
     b.screenshot("09-incidents").await;
+    // One incident's deliveries, across webhooks, each opening to what was sent.
+    b.click("a[href='/incidents/inc-42']").await;
+    b.wait_text("Every delivery of this incident").await;
+    b.click(".log-row summary").await;
+    b.find(".log-row pre.payload").await;
+    b.screenshot("09b-incident").await;
     b.goto("/audit").await;
     b.wait_text("webhook.updated").await;
     b.screenshot("10-audit").await;
@@ -390,6 +396,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         format!("/webhooks/{id}/settings"),
         "/sources".to_owned(),
         "/incidents".to_owned(),
+        "/incidents/inc-42".to_owned(),
         "/users".to_owned(),
         "/tokens".to_owned(),
         "/audit".to_owned(),
@@ -414,6 +421,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         ("/users", "14-users-360px"),
         ("/tokens", "15-tokens-360px"),
         ("/audit", "16-audit-360px"),
+        ("/incidents/inc-42", "17-incident-360px"),
     ] {
         b.goto(path).await;
         b.find("main").await;

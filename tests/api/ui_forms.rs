@@ -1059,7 +1059,66 @@ async fn turning_off_asks_first_when_deliveries_are_pending(backend: Backend) {
     assert_eq!(off.body["data"]["enabled"], false);
 }
 
+/// An incident's page lists every delivery of its events across webhooks, oldest first,
+/// each naming its webhook; another incident's deliveries are not among them.
+async fn an_incident_shows_its_deliveries_across_webhooks_in_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    for (name, path) in [("Pager bridge", "/pager"), ("Chat room", "/chat")] {
+        app.create_webhook(&patched(
+            minimal_webhook(name),
+            json!({"urls": [{"url": receiver.url(path)}],
+                   "triggers": [{"event_class": "incident", "event_type": "triggered"},
+                                {"event_class": "incident", "event_type": "resolved"}]}),
+        ))
+        .await;
+    }
+    event(&app, "inc-7").await;
+    event(&app, "inc-other").await;
+    let resolved = json!({"type": "incident.resolved", "team": {"id": "t"},
+        "incident": {"id": "inc-7", "message": "m", "status": "resolved",
+                     "service": {"id": "svc-1"}, "alert_source": {"id": "as-1"}}});
+    assert_eq!(
+        app.owner(Method::POST, "/v3/events", Some(&resolved))
+            .await
+            .status,
+        202
+    );
+    person(&app, "vi@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    v.login_ok("vi@example.com").await;
+    let list = v.get("/incidents").await;
+    assert!(
+        list.text.contains("href=\"/incidents/inc-7\""),
+        "{}",
+        list.text
+    );
+    let page = v.get("/incidents/inc-7").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let rows: Vec<&str> = page.text.split("class=\"log-row\"").skip(1).collect();
+    assert_eq!(rows.len(), 4, "two events to two webhooks: {}", page.text);
+    let order: Vec<(bool, bool)> = rows
+        .iter()
+        .map(|r| (r.contains("incident.triggered"), r.contains("Pager bridge")))
+        .collect();
+    assert!(
+        order[..2].iter().all(|(triggered, _)| *triggered)
+            && order[2..].iter().all(|(triggered, _)| !*triggered),
+        "triggered before resolved: {order:?}"
+    );
+    assert_eq!(
+        order.iter().filter(|(_, pager)| *pager).count(),
+        2,
+        "each webhook's deliveries, named: {order:?}"
+    );
+    assert!(!page.text.contains("inc-other"));
+    assert_eq!(v.get("/incidents/inc-nowhere").await.status, 404);
+}
+
 both_backends!(
+    an_incident_shows_its_deliveries_across_webhooks_in_order,
     turning_off_asks_first_when_deliveries_are_pending,
     settings_say_when_e_mail_is_off,
     a_delivery_that_never_rendered_is_not_sent_again,

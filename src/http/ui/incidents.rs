@@ -1,5 +1,6 @@
 //! `/incidents`: the incidents tocsin received events for, with their last state, and
-//! "Send to webhook" for webhooks that send only by hand (the API's manual trigger).
+//! "Send to webhook" for webhooks that send only by hand (the API's manual trigger);
+//! `/incidents/{id}`: one incident's deliveries across every webhook.
 
 use axum::{
     extract::{Path, RawQuery, State},
@@ -75,6 +76,95 @@ pub async fn list(
             rows => rows,
             manual => manual,
             can_send => person.caller().allows(Ability::ManageWebhooks),
+        },
+    )
+}
+
+/// At most this many deliveries on an incident's page (the oldest: how it began).
+const DELIVERIES_SHOWN: u32 = 500;
+
+/// `/incidents/{id}`: the incident as its latest event left it, and every delivery of its
+/// events across the webhooks, in the order they were made, each opening to its payload
+/// and attempts as on the webhook's Logs tab.
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(incident_id): Path<String>,
+) -> Response {
+    let org = person.caller().organization_id().to_owned();
+    let latest = match state.store.latest_incident_event(&org, &incident_id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            return error_page(
+                person.caller(),
+                crate::http::error::ApiError::NotFound(format!("incident {incident_id}")),
+            )
+        }
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let (deliveries, webhooks) = match tokio::try_join!(
+        state
+            .store
+            .incident_deliveries(&org, &incident_id, DELIVERIES_SHOWN),
+        state.catalog.webhooks(&org),
+    ) {
+        Ok(found) => found,
+        Err(e) => return error_page(person.caller(), e.into()),
+    };
+    let name_of = |id: &crate::domain::ids::WebhookId| {
+        webhooks
+            .webhooks
+            .iter()
+            .find(|c| &c.webhook.id == id)
+            .map(|c| c.webhook.spec.name.clone())
+    };
+    let rows: Vec<Ctx> = deliveries
+        .iter()
+        .map(|d| {
+            context! {
+                id => d.id.as_str(),
+                webhook_id => d.webhook_id.as_str(),
+                webhook => name_of(&d.webhook_id),
+                state => d.state.as_str(),
+                event_type => &d.event_type,
+                url => crate::domain::webhook::mask_url(&d.url),
+                method => d.method.as_str(),
+                attempts => d.attempts,
+                last_status => d.last_status,
+                next_attempt_at => (d.state == crate::domain::delivery::DeliveryState::Pending)
+                    .then(|| d.next_attempt_at.map(|t| t.to_rfc3339()))
+                    .flatten(),
+                created_at => d.created_at.to_rfc3339(),
+                origin => d.origin.as_str(),
+            }
+        })
+        .collect();
+    let i = &latest.incident;
+    let get = |k: &str| i.get(k).map(text).unwrap_or_default();
+    let named = |k: &str| {
+        i.get(k)
+            .map(|s| text(s.get("name").filter(|n| !n.is_null()).unwrap_or(&s["id"])))
+            .unwrap_or_default()
+    };
+    render(
+        StatusCode::OK,
+        "incident.html",
+        base_context(Some(person.caller())),
+        context! {
+            title => format!("Incident {incident_id}"),
+            nav => "incidents",
+            incident => context! {
+                id => &incident_id,
+                message => get("message"),
+                status => get("status"),
+                service => named("service"),
+                alert_source => named("alert_source"),
+                last_event => latest.event_type.name,
+                received_at => latest.received_at.to_rfc3339(),
+            },
+            rows => rows,
+            cut => deliveries.len() as u32 == DELIVERIES_SHOWN,
+            shown => DELIVERIES_SHOWN,
         },
     )
 }

@@ -95,6 +95,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sources/{id}/receipts", get(sources::receipts))
         .route("/sources/{id}/receipts/{receipt_id}", get(sources::receipt))
         .route("/incidents", get(incidents::list))
+        .route("/incidents/{incident_id}", get(incidents::show))
         .route("/incidents/{incident_id}/send", post(incidents::send))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
@@ -146,6 +147,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("settings.html", include_str!("templates/settings.html")),
     ("secret.html", include_str!("templates/secret.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
+    ("incident.html", include_str!("templates/incident.html")),
     ("tokens.html", include_str!("templates/tokens.html")),
     ("users.html", include_str!("templates/users.html")),
     ("audit.html", include_str!("templates/audit.html")),

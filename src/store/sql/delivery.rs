@@ -1042,6 +1042,26 @@ impl DeliveryStore for SqlStore {
             .collect()
     }
 
+    async fn incident_deliveries(
+        &self,
+        organization_id: &OrganizationId,
+        incident_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization_id = $1 AND event_id IN \
+             (SELECT id FROM events WHERE organization_id = $1 AND incident_id = $2) \
+             ORDER BY seq LIMIT {limit}"
+        ))
+        .bind(organization_id)
+        .bind(incident_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| delivery_from_row(row, &self.sealer).map(|(_, d)| d))
+            .collect()
+    }
+
     async fn deliveries_at(
         &self,
         organization_id: &OrganizationId,
