@@ -533,6 +533,9 @@ pub struct LogQuery {
     pub state: Option<DeliveryState>,
     pub event_type: Option<String>,
     pub incident_id: Option<String>,
+    /// Deliveries to this URL (as stored).
+    pub url: Option<String>,
+    pub delivery_id: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
     /// Entries older than this position (from the previous page).

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::visitor::{person, Visitor};
-use crate::helpers::{minimal_webhook, patched, spawn_app, Backend, TestApp};
+use crate::helpers::{
+    eventually, minimal_webhook, patched, spawn_app, spawn_app_with, Backend, TestApp,
+};
 
 const HOOKS: &str = "/v3/extensions/event-webhooks";
 
@@ -1117,7 +1119,83 @@ async fn an_incident_shows_its_deliveries_across_webhooks_in_order(backend: Back
     assert_eq!(v.get("/incidents/inc-nowhere").await.status, 404);
 }
 
+/// The Logs list tells rows apart (each URL's end, its method, the last status and when the
+/// next retry goes) and filters by URL, delivery id and time.
+async fn logs_tell_rows_apart_and_filter_by_url_delivery_and_time(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.delivery.retry_schedule = vec![std::time::Duration::from_secs(3600)];
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.respond("/fail", |_, _| Reply::status(500));
+    let hook = app
+        .create_webhook(&patched(
+            minimal_webhook("two urls"),
+            json!({"urls": [{"url": receiver.url("/ok")}, {"url": receiver.url("/fail"), "method": "PUT"}]}),
+        ))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    event(&app, "inc-1").await;
+    let api_logs = format!("{HOOKS}/{id}/logs");
+    let logs = eventually(
+        "one delivered, one waiting for its retry",
+        || app.owner(Method::GET, &api_logs, None),
+        |r| {
+            let rows = r.body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            rows.len() == 2 && rows.iter().all(|d| d["attempts"] == 1)
+        },
+    )
+    .await;
+    let rows = logs.body["data"]["result"].as_array().unwrap().clone();
+    let ok_id = rows.iter().find(|d| d["state"] == "succeeded").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    person(&app, "vi@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    v.login_ok("vi@example.com").await;
+    let path = format!("/webhooks/{id}/logs");
+    let rows_of = |text: &str| text.matches("class=\"log-row\"").count();
+    let page = v.get(&path).await;
+    assert_eq!(rows_of(&page.text), 2, "{}", page.text);
+    assert!(
+        page.text.contains("</span> /ok</span>") && page.text.contains("</span> /fail</span>"),
+        "the URLs' ends: {}",
+        page.text
+    );
+    assert!(page.text.contains("1 attempt · 500"), "{}", page.text);
+    assert!(
+        page.text.contains(">next <time"),
+        "the next retry: {}",
+        page.text
+    );
+    for (query, expected) in [
+        ("url=1".to_owned(), 1),
+        ("url=0".to_owned(), 1),
+        (format!("delivery_id={ok_id}"), 1),
+        ("since=2099-01-01T00:00".to_owned(), 0),
+        ("until=2099-01-01T00:00".to_owned(), 2),
+    ] {
+        let filtered = v.get(&format!("{path}?{query}")).await;
+        assert_eq!(
+            rows_of(&filtered.text),
+            expected,
+            "{query}: {}",
+            filtered.text
+        );
+    }
+    let by_url = v.get(&format!("{path}?url=1")).await;
+    assert!(by_url.text.contains("/fail") && !by_url.text.contains("</span> /ok</span>"));
+}
+
 both_backends!(
+    logs_tell_rows_apart_and_filter_by_url_delivery_and_time,
     an_incident_shows_its_deliveries_across_webhooks_in_order,
     turning_off_asks_first_when_deliveries_are_pending,
     settings_say_when_e_mail_is_off,

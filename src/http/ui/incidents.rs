@@ -128,6 +128,7 @@ pub async fn show(
                 state => d.state.as_str(),
                 event_type => &d.event_type,
                 url => crate::domain::webhook::mask_url(&d.url),
+                url_end => super::logs::url_end(&crate::domain::webhook::mask_url(&d.url)),
                 method => d.method.as_str(),
                 attempts => d.attempts,
                 last_status => d.last_status,

@@ -18,15 +18,26 @@ use crate::{
         event_type::{EventType, EVENT_TYPES},
         token::Ability,
     },
-    http::{api::webhooks::existing, error::ApiError, extract::query_pairs, AppState},
+    http::{error::ApiError, extract::query_pairs, AppState},
     intake,
     store::LogQuery,
 };
 
 const PAGE: u32 = 50;
 
-/// The filters of the page, from its query string; unknown values are ignored.
-fn query_of(raw: Option<&str>) -> (LogQuery, Vec<(String, String)>) {
+/// A time typed in the page's filter (`2026-12-07T14:30`, UTC, as a datetime-local field
+/// sends it; or RFC 3339).
+fn typed_time(text: &str) -> Option<crate::domain::Timestamp> {
+    let text = text.trim();
+    crate::domain::Timestamp::parse_rfc3339(text)
+        .or_else(|| crate::domain::Timestamp::parse_rfc3339(&format!("{text}:00Z")))
+        .or_else(|| crate::domain::Timestamp::parse_rfc3339(&format!("{text}Z")))
+}
+
+/// The filters of the page, from its query string; unknown values are ignored. `urls` are
+/// the webhook's: the URL filter names one by its place (`url=2`), so a URL's password
+/// never sits in the page.
+fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(String, String)>) {
     let mut q = LogQuery {
         limit: PAGE,
         ..LogQuery::default()
@@ -49,6 +60,26 @@ fn query_of(raw: Option<&str>) -> (LogQuery, Vec<(String, String)>) {
             "incident_id" if !v.trim().is_empty() => {
                 q.incident_id = Some(v.trim().to_owned());
                 kept.push((k, v.trim().to_owned()));
+            }
+            "delivery_id" if !v.trim().is_empty() => {
+                q.delivery_id = Some(v.trim().to_owned());
+                kept.push((k, v.trim().to_owned()));
+            }
+            "url" => {
+                if let Some(url) = v.parse::<usize>().ok().and_then(|i| urls.get(i)) {
+                    q.url = Some(url.clone());
+                    kept.push((k, v));
+                }
+            }
+            "since" | "until" => {
+                if let Some(t) = typed_time(&v) {
+                    if k == "since" {
+                        q.since = Some(t);
+                    } else {
+                        q.until = Some(t);
+                    }
+                    kept.push((k, v));
+                }
             }
             "cursor" => q.before_seq = v.parse().ok().filter(|n: &i64| *n > 0),
             "after" => q.after_seq = v.parse().ok().filter(|n: &i64| *n >= 0),
@@ -102,6 +133,16 @@ fn poll_url(id: &WebhookId, kept: &[(String, String)], newest: i64, watch: &[i64
     format!("/webhooks/{id}/logs/rows?{}", query_string(kept, &extra))
 }
 
+/// What tells a URL from its webhook's others: its path and query (the host is the same
+/// more often than not), or the host for a URL without a path.
+pub(super) fn url_end(masked: &str) -> String {
+    let rest = masked.split_once("://").map_or(masked, |(_, rest)| rest);
+    match rest.find('/') {
+        Some(i) if rest.len() > i + 1 => rest[i..].to_owned(),
+        _ => rest.trim_end_matches('/').to_owned(),
+    }
+}
+
 async fn rows_context(
     state: &AppState,
     org: &OrganizationId,
@@ -120,10 +161,14 @@ async fn rows_context(
                 incident_id => &d.incident_id,
                 message => messages.get(&d.event_id).map(|m| m.chars().take(120).collect::<String>()),
                 url => crate::domain::webhook::mask_url(&d.url),
+                url_end => url_end(&crate::domain::webhook::mask_url(&d.url)),
                 method => d.method.as_str(),
                 attempts => d.attempts,
                 last_status => d.last_status,
                 last_error => &d.last_error,
+                next_attempt_at => (d.state == DeliveryState::Pending)
+                    .then(|| d.next_attempt_at.map(|t| t.to_rfc3339()))
+                    .flatten(),
                 created_at => d.created_at.to_rfc3339(),
                 origin => d.origin.as_str(),
             }
@@ -142,7 +187,8 @@ pub async fn show(
         Err(r) => return r,
     };
     let org = person.caller().organization_id().to_owned();
-    let (mut q, kept) = query_of(raw.as_deref());
+    let urls: Vec<String> = hook.spec.urls.iter().map(|u| u.url.clone()).collect();
+    let (mut q, kept) = query_of(raw.as_deref(), &urls);
     q.after_seq = None;
     q.limit = PAGE + 1;
     let mut rows = match state.store.list_deliveries(&org, &id, &q).await {
@@ -192,6 +238,11 @@ pub async fn show(
             f_state => filter("state"),
             f_event_type => filter("event_type"),
             f_incident => filter("incident_id"),
+            f_delivery => filter("delivery_id"),
+            f_url => filter("url"),
+            f_since => filter("since"),
+            f_until => filter("until"),
+            urls => hook.spec.urls.iter().map(|u| url_end(&crate::domain::webhook::mask_url(&u.url))).collect::<Vec<_>>(),
             filtered => !kept.is_empty(),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
             test_types => hook
@@ -215,10 +266,12 @@ pub async fn rows(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let org = person.caller().organization_id().to_owned();
-    if let Err(e) = existing(&state, person.caller(), &id).await {
-        return error_page(person.caller(), e);
-    }
-    let (mut q, kept) = query_of(raw.as_deref());
+    let hook = match person.webhook(&state, &id).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let urls: Vec<String> = hook.spec.urls.iter().map(|u| u.url.clone()).collect();
+    let (mut q, kept) = query_of(raw.as_deref(), &urls);
     let after = q.after_seq.unwrap_or(0);
     q.before_seq = None;
     q.limit = PAGE;
@@ -414,4 +467,44 @@ fn type_groups() -> Vec<Ctx> {
             context! { group => group, types => types }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_told_apart_by_its_end() {
+        assert_eq!(url_end("https://hooks.example.com/a/ok"), "/a/ok");
+        assert_eq!(url_end("https://hooks.example.com/fail?x=1"), "/fail?x=1");
+        assert_eq!(url_end("https://hooks.example.com/"), "hooks.example.com");
+        assert_eq!(url_end("http://127.0.0.1:9000"), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn filter_times_are_read_as_a_date_field_sends_them() {
+        let at = typed_time("2026-12-07T14:30").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-07T14:30:00Z");
+        assert!(typed_time("2026-12-07T14:30:05").is_some());
+        assert!(typed_time("2026-12-07T14:30:05+01:00").is_some());
+        assert!(typed_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn the_url_filter_names_a_url_by_its_place() {
+        let urls = vec![
+            "https://a.example/1".to_owned(),
+            "https://u:pw@b.example/2".to_owned(),
+        ];
+        let (q, kept) = query_of(
+            Some("url=1&delivery_id=msg_1&since=2026-12-07T14:30"),
+            &urls,
+        );
+        assert_eq!(q.url.as_deref(), Some("https://u:pw@b.example/2"));
+        assert_eq!(q.delivery_id.as_deref(), Some("msg_1"));
+        assert!(q.since.is_some());
+        assert!(kept.iter().all(|(_, v)| !v.contains("pw")), "{kept:?}");
+        let (q, _) = query_of(Some("url=7"), &urls);
+        assert_eq!(q.url, None, "no such URL: no filter");
+    }
 }

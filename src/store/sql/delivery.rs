@@ -1223,6 +1223,12 @@ fn log_conditions(q: &LogQuery) -> Conditions {
     if let Some(i) = &q.incident_id {
         conditions.push("incident_id = ?", Arg::from(i.clone()));
     }
+    if let Some(url) = &q.url {
+        conditions.push("url = ?", Arg::from(url.clone()));
+    }
+    if let Some(id) = &q.delivery_id {
+        conditions.push("id = ?", Arg::from(id.clone()));
+    }
     if let Some(t) = q.since {
         conditions.push("created_at >= ?", Arg::from(t.as_micros()));
     }
