@@ -44,6 +44,35 @@ const MAX_FIELD: usize = 200;
 /// A declared name's length (`PUT /v3/services/{id}` and the like).
 pub const MAX_NAME: usize = MAX_FIELD;
 
+/// An entry a person declares (a service, alert source or team events have not named yet,
+/// or a better name for one), checked: the API's `PUT` and the filter builder's "Add".
+pub fn declared(kind: Kind, id: &str, name: &str) -> Result<Entry, Vec<crate::domain::FieldError>> {
+    use crate::domain::FieldError;
+    let mut errors = Vec::new();
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        errors.push(FieldError::new(
+            "name",
+            "is required: 1–200 characters without line breaks",
+        ));
+    } else if super::text::has_hidden_controls(name) {
+        errors.push(FieldError::new("name", super::text::HIDDEN_CONTROLS));
+    }
+    if id.len() > MAX_FIELD {
+        errors.push(FieldError::new("id", "must be at most 200 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Entry {
+        kind,
+        id: id.to_owned(),
+        name: name.to_owned(),
+        named: true,
+        last_seen: None,
+    })
+}
+
 fn text(value: Option<&Value>) -> Option<String> {
     value
         .and_then(Value::as_str)

@@ -121,6 +121,15 @@ pub struct Notice {
     pub created_at: Timestamp,
 }
 
+/// A notice as listed: what it said, and what became of its e-mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeRecord {
+    pub notice: Notice,
+    pub state: NotificationState,
+    pub last_error: Option<String>,
+    pub sent_at: Option<Timestamp>,
+}
+
 impl Notice {
     pub fn new(
         organization_id: &OrganizationId,

@@ -18,7 +18,7 @@ use crate::domain::{
     delivery::{Attempt, AttemptResult, Delivery, DeliveryState, NewDelivery, RetryJob},
     event::Event,
     ids::{DeliveryId, OrganizationId, SourceId, WebhookId},
-    notification::{FailureReport, Notice, Notification, NotificationOutcome},
+    notification::{FailureReport, Notice, NoticeRecord, Notification, NotificationOutcome},
     organization::Organization,
     sealing::{Sealer, SecretKey},
     session::{LinkProblem, Session, SetupLink},
@@ -825,6 +825,13 @@ pub trait NotificationStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Notification>>;
     /// Records a notice, due at once.
     async fn insert_notice(&self, notice: &Notice) -> StoreResult<()>;
+    /// A webhook's notices, newest first, with what became of each.
+    async fn list_notices(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<NoticeRecord>>;
     /// Takes up to `limit` pending notices that are due, like `claim_notifications`.
     async fn claim_notices(
         &self,

@@ -165,6 +165,44 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
     b.click("button[hx-post$='/filters/test']").await;
     b.wait_text("Matches incident warmup").await;
     b.screenshot("04-filters-tab").await;
+    // A service no event has named yet: added by name from the builder, it joins the value
+    // lists at once; an id no list holds is typed after "Another id…". (Not saved.)
+    b.click("details.declare summary").await;
+    b.select("#dir-kind", "service").await;
+    b.fill("#dir-id", "svc-pay").await;
+    b.fill("#dir-name", "Payments").await;
+    b.click("details.declare button").await;
+    b.wait_text("Added Payments (svc-pay)").await;
+    b.click(".fgroup[data-path=filters] > .factions [data-add-condition]")
+        .await;
+    let added = ".fgroup[data-path=filters] > .fconds > .fcond:last-child";
+    b.select(&format!("{added} .f-lhs"), "service").await;
+    b.select(&format!("{added} .f-pick"), "svc-pay").await;
+    let text_hidden = |row: String| {
+        let b = &b;
+        async move {
+            b.client
+                .execute(
+                    &format!("return document.querySelector(\"{row} .f-text\").hidden;"),
+                    vec![],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        text_hidden(added.to_owned()).await,
+        json!(true),
+        "a picked id needs no typing"
+    );
+    b.select(&format!("{added} .f-pick"), "__typed__").await;
+    assert_eq!(
+        text_hidden(added.to_owned()).await,
+        json!(false),
+        "typing it"
+    );
+    b.fill(&format!("{added} .f-text"), "svc-new").await;
+    b.screenshot("04b-builder-adds-names").await;
 
     // Listed.
     b.goto("/webhooks").await;

@@ -1005,6 +1005,43 @@ async fn settings_say_when_e_mail_is_off(backend: Backend) {
         "{}",
         page.text
     );
+
+    // With addresses while e-mail is off: the API's answer says so, and the notice that the
+    // URL stopped answering is shown with its e-mail skipped, not hidden.
+    let body = patched(
+        minimal_webhook("told"),
+        json!({"urls": [{"url": receiver.url("/dead")}], "mail_ids": ["oncall@example.com"]}),
+    );
+    receiver.respond("/dead", |_, _| Reply::status(503));
+    let told = app.owner(Method::POST, HOOKS, Some(&body)).await;
+    assert_eq!(told.status, 201, "{:?}", told.body);
+    assert_eq!(
+        told.body["warnings"][0]["field"], "mail_ids",
+        "{:?}",
+        told.body
+    );
+    assert!(told.body["warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("e-mail is off"));
+    let told_id = told.body["data"]["id"].as_str().unwrap().to_owned();
+    for i in 0..6 {
+        event(&app, &format!("inc-dead-{i}")).await;
+    }
+    let path = format!("/webhooks/{told_id}/settings");
+    let deadline = std::time::Instant::now() + crate::helpers::DEADLINE;
+    let shown = loop {
+        let text = v.get(&path).await.text;
+        if text.contains("stopped answering") && text.contains(">skipped<") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no skipped outage notice shown: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(shown.contains("SMTP is not configured"), "{shown}");
 }
 
 /// The list's switch cancels what is pending when it turns a webhook off: it asks first,
@@ -1194,7 +1231,122 @@ async fn logs_tell_rows_apart_and_filter_by_url_delivery_and_time(backend: Backe
     assert!(by_url.text.contains("/fail") && !by_url.text.contains("</span> /ok</span>"));
 }
 
+/// On a fresh install the builder says where its names come from, a person adds a service
+/// by name from it, types an id no list holds, and picks teams by name.
+async fn the_builder_adds_names_takes_typed_ids_and_picks_teams(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    person(&app, "mo@example.com", "member").await;
+    person(&app, "vi@example.com", "viewer").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("mo@example.com").await;
+    let new = v.get("/webhooks/new").await;
+    assert!(
+        new.text
+            .contains("listed by the names the events tocsin received gave them")
+            && new.text.contains("No team is known yet"),
+        "{}",
+        new.text
+    );
+
+    // Added by name, from the builder.
+    let added = v
+        .post_form(
+            "/directory",
+            &[
+                ("csrf_token", &csrf),
+                ("dir_kind", "service"),
+                ("dir_id", "svc-9"),
+                ("dir_name", "Billing"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    assert!(
+        added.text.contains(r#"data-added-id="svc-9""#),
+        "{}",
+        added.text
+    );
+    let services = app.owner(Method::GET, "/v3/services", None).await;
+    assert_eq!(
+        services.body["data"][0]["name"], "Billing",
+        "{:?}",
+        services.body
+    );
+    let blank = v
+        .post_form(
+            "/directory",
+            &[
+                ("csrf_token", &csrf),
+                ("dir_kind", "team"),
+                ("dir_id", " "),
+                ("dir_name", "SRE"),
+            ],
+        )
+        .await;
+    assert!(blank.text.contains("Give its id"), "{}", blank.text);
+    let mut viewer = Visitor::new(&app);
+    let viewer_csrf = viewer.login_ok("vi@example.com").await;
+    let refused = viewer
+        .post_form(
+            "/directory",
+            &[
+                ("csrf_token", &viewer_csrf),
+                ("dir_kind", "team"),
+                ("dir_id", "t9"),
+                ("dir_name", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    // A typed id no list holds is saved as typed; known teams are picked by name.
+    event(&app, "inc-1").await;
+    crate::helpers::eventually(
+        "the event's team is known",
+        || async { app.owner(Method::GET, "/v3/teams", None).await.body["data"].clone() },
+        |d: &Value| d.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    let mut form = new_webhook_form(&csrf, "typed", "https://example.com/h");
+    form.extend([
+        ("filters.conditions[0].lhs", "service"),
+        ("filters.conditions[0].op", "is"),
+        ("filters.conditions[0].rhs_pick", "__typed__"),
+        ("filters.conditions[0].rhs", "svc-new"),
+        ("team_ids", "t"),
+        ("teams", "ops-2"),
+    ]);
+    let saved = v.post_form("/webhooks/new", &form).await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let list = app.owner(Method::GET, HOOKS, None).await;
+    let hook = &list.body["data"]["result"][0];
+    assert_eq!(
+        hook["filters"]["conditions"][0],
+        json!({"op": "is", "lhs": "service", "rhs": "svc-new"})
+    );
+    assert_eq!(hook["teams"], json!(["t", "ops-2"]));
+    assert_eq!(hook["is_all_teams_configured"], false);
+    let configure = v
+        .get(&format!(
+            "/webhooks/{}/configure",
+            hook["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        configure
+            .text
+            .contains(r#"name="team_ids" value="t" checked"#)
+            && configure.text.contains("Team T")
+            && configure.text.contains(r#"value="ops-2""#),
+        "{}",
+        configure.text
+    );
+}
+
 both_backends!(
+    the_builder_adds_names_takes_typed_ids_and_picks_teams,
     logs_tell_rows_apart_and_filter_by_url_delivery_and_time,
     an_incident_shows_its_deliveries_across_webhooks_in_order,
     turning_off_asks_first_when_deliveries_are_pending,

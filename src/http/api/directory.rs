@@ -13,7 +13,7 @@ use crate::{
     domain::{
         directory::{Entry, Kind},
         token::Ability,
-        FieldError, Timestamp,
+        Timestamp,
     },
     http::{
         auth::Caller,
@@ -76,31 +76,11 @@ async fn declare(
     let map = object_members(&body, &["name"], &["id", "last_seen"], "invalid_directory")?;
     let mut errors = Vec::new();
     let name = optional_string(map, "name", &mut errors).unwrap_or_default();
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > crate::domain::directory::MAX_NAME {
-        errors.push(FieldError::new(
-            "name",
-            "is required: 1–200 characters without line breaks",
-        ));
-    } else if crate::domain::text::has_hidden_controls(name) {
-        errors.push(FieldError::new(
-            "name",
-            crate::domain::text::HIDDEN_CONTROLS,
-        ));
-    }
-    if id.len() > 200 {
-        errors.push(FieldError::new("id", "must be at most 200 characters"));
-    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid("invalid_directory", errors));
     }
-    let entry = Entry {
-        kind,
-        id,
-        name: name.to_owned(),
-        named: true,
-        last_seen: None,
-    };
+    let entry = crate::domain::directory::declared(kind, &id, &name)
+        .map_err(|errors| ApiError::Invalid("invalid_directory", errors))?;
     state
         .store
         .declare_directory(caller.organization_id(), &entry, Timestamp::now())

@@ -32,7 +32,7 @@ fn paths() -> Value {
     let with_warnings = |mut answer: Value| {
         answer["properties"]["warnings"] = json!({
             "type": "array",
-            "description": "URLs saved although deliveries to them would be refused now (a literal private, loopback, … address outside delivery.allowed_networks); absent when there are none.",
+            "description": "What was saved although it will not work now: URLs deliveries to would be refused (a literal private, loopback, … address outside delivery.allowed_networks), and mail_ids while no SMTP server is set; absent when there is nothing to say.",
             "items": {"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}
         });
         answer

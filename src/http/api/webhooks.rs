@@ -265,9 +265,20 @@ async fn create(
 }
 
 /// Saving a URL deliveries would be refused is allowed (the policy may change), and said:
-/// `{"data": …, "warnings": [{"field": "urls[0].url", "message": …}]}`.
+/// `{"data": …, "warnings": [{"field": "urls[0].url", "message": …}]}`; so are failure
+/// addresses while e-mail is off.
 fn with_warnings(state: &AppState, hook: &Webhook, data: Value) -> Value {
-    let warnings = url_warnings(state, hook.spec.urls.iter().map(|u| u.url.as_str()));
+    let mut warnings = url_warnings(state, hook.spec.urls.iter().map(|u| u.url.as_str()));
+    // Addresses saved while e-mail is off would look set up and never hear a thing.
+    if !hook.spec.mail_ids.is_empty() && state.config.smtp.host.is_empty() {
+        warnings.push(crate::domain::FieldError::new(
+            "mail_ids",
+            format!(
+                "e-mail is off, so these addresses get nothing and failures are recorded as skipped: {}",
+                crate::notify::NO_SMTP
+            ),
+        ));
+    }
     let mut answer = json!({ "data": data });
     if !warnings.is_empty() {
         answer["warnings"] = json!(warnings);

@@ -4,6 +4,7 @@
 
 mod assets;
 mod audit;
+mod directory;
 mod form_token;
 mod forms;
 mod incidents;
@@ -94,6 +95,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sources/{id}/delete", post(source_form::delete))
         .route("/sources/{id}/receipts", get(sources::receipts))
         .route("/sources/{id}/receipts/{receipt_id}", get(sources::receipt))
+        .route("/directory", post(directory::declare))
         .route("/incidents", get(incidents::list))
         .route("/incidents/{incident_id}", get(incidents::show))
         .route("/incidents/{incident_id}/send", post(incidents::send))
@@ -148,6 +150,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("secret.html", include_str!("templates/secret.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
     ("incident.html", include_str!("templates/incident.html")),
+    (
+        "directory_added.html",
+        include_str!("templates/directory_added.html"),
+    ),
     ("tokens.html", include_str!("templates/tokens.html")),
     ("users.html", include_str!("templates/users.html")),
     ("audit.html", include_str!("templates/audit.html")),

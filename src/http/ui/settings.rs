@@ -56,6 +56,25 @@ async fn page(
             }
         })
         .collect();
+    // Notices about the URL (it stopped answering, answers again, the webhook was turned
+    // off), each with what became of its e-mail: a skipped one is shown, not hidden.
+    let notices: Vec<Ctx> = state
+        .store
+        .list_notices(person.caller().organization_id(), &hook.id, 20)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            context! {
+                kind => r.notice.kind.as_str(),
+                url => &r.notice.url,
+                detail => &r.notice.detail,
+                state => r.state.as_str(),
+                created_at => r.notice.created_at.to_rfc3339(),
+                last_error => &r.last_error,
+            }
+        })
+        .collect();
     let mail_ids = values["mail_ids"]
         .as_array()
         .map(|m| {
@@ -79,6 +98,7 @@ async fn page(
             mail_ids => mail_ids,
             errors => Ctx::from(errors),
             notifications => notes,
+            notices => notices,
             new_secret => new_secret,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
             can_reveal => person.caller().allows(Ability::ManageWebhooks),

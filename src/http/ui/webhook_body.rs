@@ -72,7 +72,11 @@ pub(super) fn filter_group(node: &Node) -> Option<Value> {
                 return None;
             }
             let op = c.text("op").to_owned();
-            let pick = c.text("rhs_pick").trim();
+            // "Another id…" in the value's list: the id is typed in the text field.
+            let pick = match c.text("rhs_pick").trim() {
+                TYPED => "",
+                pick => pick,
+            };
             let text = c.text("rhs");
             let mut condition = json!({"op": op, "lhs": lhs});
             match op.as_str() {
@@ -146,7 +150,17 @@ pub(super) fn body_from_form(tree: &Node, sections: &[Section], mut base: Value)
                     })
                     .collect();
                 set(&mut base, "triggers", Value::Array(triggers));
-                let teams = split_list(tree.text("teams"));
+                // Teams picked from the known ones, then any other ids typed.
+                let mut teams: Vec<Value> = tree
+                    .texts("team_ids")
+                    .into_iter()
+                    .map(|id| Value::String(id.to_owned()))
+                    .collect();
+                for other in split_list(tree.text("teams")) {
+                    if !teams.contains(&other) {
+                        teams.push(other);
+                    }
+                }
                 set(
                     &mut base,
                     "is_all_teams_configured",
@@ -335,6 +349,9 @@ pub(super) fn explain_lines(
             "value": cut(&explanation["value"])}));
     }
 }
+
+/// The value-list choice that says "the id is typed in the text field instead".
+pub(super) const TYPED: &str = "__typed__";
 
 /// The explanation's lines with the services, alert sources and teams a person picked by
 /// name shown by name: `API (svc-api)` where the directory knows `svc-api` as API. `names`

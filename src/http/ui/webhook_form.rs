@@ -132,15 +132,26 @@ async fn form_context(
         (Some("custom"), _) => "custom".to_owned(),
         _ => "standard".to_owned(),
     };
-    let teams = values["teams"]
+    // Known teams are picked by name; ids no event has named yet stay typed.
+    let chosen: Vec<&str> = values["teams"]
         .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    let known_teams = state
+        .store
+        .directory(person.caller().organization_id(), Kind::Team)
+        .await
+        .unwrap_or_default();
+    let team_choices: Vec<Ctx> = known_teams
+        .iter()
+        .map(|e| context! { id => &e.id, name => &e.name, checked => chosen.contains(&e.id.as_str()) })
+        .collect();
+    let teams = chosen
+        .iter()
+        .filter(|id| !known_teams.iter().any(|e| e.id == **id))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut urls = match values["urls"].as_array() {
         Some(list) if !list.is_empty() => list.clone(),
         _ => vec![json!({"url": "", "method": "POST"})],
@@ -161,6 +172,9 @@ async fn form_context(
         urls => Ctx::from(minijinja::value::Serde(&urls)),
         header => header,
         teams => teams,
+        team_choices => team_choices,
+        can_declare => person.caller().allows(Ability::ManageWebhooks),
+        typed => super::webhook_body::TYPED,
         triggers => trigger_groups(values),
         filter_rows => Ctx::from(minijinja::value::Serde(filter_rows(&values["filters"]))),
         lhs_choices => LHS_CHOICES.iter().map(|(v, l)| context! { value => *v, label => *l }).collect::<Vec<_>>(),

@@ -10,7 +10,8 @@ use crate::{
         ids::new_id,
         ids::{DeliveryId, OrganizationId, WebhookId},
         notification::{
-            FailureReport, Notice, NoticeKind, Notification, NotificationOutcome, NotificationState,
+            FailureReport, Notice, NoticeKind, NoticeRecord, Notification, NotificationOutcome,
+            NotificationState,
         },
         sealing::Sealer,
         Timestamp,
@@ -56,6 +57,21 @@ fn notification_from_row(row: &AnyRow) -> StoreResult<Notification> {
         last_error: row.try_get("last_error")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         sent_at: optional_time(row, "sent_at")?,
+    })
+}
+
+fn notice_from_row(row: &AnyRow) -> StoreResult<Notice> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Notice {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        kind: NoticeKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown notice kind {kind}")))?,
+        url: row.try_get("url")?,
+        detail: row.try_get("detail")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
     })
 }
 
@@ -187,21 +203,7 @@ impl NotificationStore for SqlStore {
         .await?;
         let mut notices = rows
             .iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(Notice {
-                    id: row.try_get("id")?,
-                    organization_id: row.try_get("organization_id")?,
-                    webhook_id: row.try_get("webhook_id")?,
-                    kind: NoticeKind::parse(&kind).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown notice kind {kind}"))
-                    })?,
-                    url: row.try_get("url")?,
-                    detail: row.try_get("detail")?,
-                    attempts: row.try_get::<i64, _>("attempts")? as u32,
-                    created_at: Timestamp::from_micros(row.try_get("created_at")?),
-                })
-            })
+            .map(notice_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
         notices.sort_by_key(|n| n.created_at);
         Ok(notices)
@@ -241,6 +243,37 @@ impl NotificationStore for SqlStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn list_notices(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<NoticeRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, organization_id, webhook_id, kind, url, detail, attempts, created_at, \
+             state, last_error, sent_at FROM notices WHERE organization_id = $1 AND webhook_id = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(organization_id)
+        .bind(webhook_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                Ok(NoticeRecord {
+                    notice: notice_from_row(row)?,
+                    state: NotificationState::parse(&state).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown notice state {state}"))
+                    })?,
+                    last_error: row.try_get("last_error")?,
+                    sent_at: optional_time(row, "sent_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn any_webhook_with_mail_ids(&self) -> StoreResult<bool> {

@@ -63,13 +63,15 @@
       pick.dataset.kind = field;
     }
     pick.hidden = !pickable || noValue;
-    text.hidden = noValue || (pickable && !list);
+    var typed = pick.value === "__typed__";
+    text.hidden = noValue || (pickable && !list && !typed);
+    if (typed && !list) text.setAttribute("placeholder", "the id, as events name it");
     text.setAttribute("aria-label", list ? "Values, comma-separated" : "Value");
   }
 
   document.addEventListener("change", function (e) {
     var row = e.target.closest && e.target.closest(".fcond");
-    if (row && (e.target.classList.contains("f-lhs") || e.target.classList.contains("f-op"))) {
+    if (row && (e.target.classList.contains("f-lhs") || e.target.classList.contains("f-op") || e.target.classList.contains("f-pick"))) {
       updateCondition(row);
     }
     var typed = e.target.dataset && e.target.dataset.confirmValue;
@@ -138,6 +140,25 @@
     });
   }
   document.addEventListener("htmx:afterSettle", refreshFinished);
+
+  // A service, alert source or team added by name joins the builder's value lists.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var added = e.target.querySelector && e.target.querySelector("[data-added-kind]");
+    if (!added) return;
+    var kind = added.dataset.addedKind, id = added.dataset.addedId, name = added.dataset.addedName;
+    var lists = Array.prototype.slice.call(document.querySelectorAll('.f-pick[data-kind="' + kind + '"]'));
+    var tpl = document.getElementById("opts-" + kind);
+    if (tpl) lists.push(tpl.content);
+    lists.forEach(function (list) {
+      var option = Array.prototype.find.call(list.querySelectorAll("option"), function (o) { return o.value === id; });
+      if (!option) {
+        option = document.createElement("option");
+        option.value = id;
+        list.insertBefore(option, list.querySelector('option[value="__typed__"]'));
+      }
+      option.textContent = name;
+    });
+  });
 
   function init(root) {
     root.querySelectorAll(".fcond").forEach(updateCondition);
