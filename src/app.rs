@@ -381,6 +381,7 @@ impl Application {
             clock.clone(),
         )?;
         let notifier = Notifier::new(store.clone(), &config)?;
+        let mailer = crate::notify::smtp::Mailer::new(&config.smtp)?.map(Arc::new);
         if config.smtp.host.is_empty() && store.any_webhook_with_mail_ids().await? {
             tracing::warn!(
                 "{}; failure notifications are recorded as skipped",
@@ -429,6 +430,7 @@ impl Application {
                 receipts: crate::sources::recorder::ReceiptQueue::start(store.clone()),
                 sources: Arc::default(),
                 sealer: Arc::new(crate::domain::sealing::Sealer::new(&unlocked.key)),
+                mailer,
             },
             first_start,
             key_origin: unlocked.origin,

@@ -45,6 +45,8 @@ pub struct AppState {
     pub sources: Arc<crate::sources::cache::SourceCache>,
     /// Seals what a page shows once after a POST (`ui/once.rs`), with the installation's key.
     pub sealer: Arc<crate::domain::sealing::Sealer>,
+    /// Sends what a person asks to be e-mailed now (an invitation); `None` without SMTP.
+    pub mailer: Option<Arc<crate::notify::smtp::Mailer>>,
 }
 
 /// The request budgets (`[http]` settings): two per caller, API calls and pages apart from

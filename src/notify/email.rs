@@ -208,6 +208,30 @@ fn answer(f: &FailureReport) -> String {
     }
 }
 
+/// An invitation: the person's setup link, who sent it, and how long it works.
+pub fn compose_invite(name: &str, invited_by: &str, link: &str) -> Email {
+    let subject = format!("[tocsin] {invited_by} invited you to tocsin");
+    let text = format!(
+        "Hello {name},\n\n{invited_by} invited you to tocsin, which sends webhooks for incidents.\n\n\
+         Set your password here (the link works once, for 24 hours):\n{link}\n\n\
+         If you did not expect this, ignore it: nothing happens without the link.\n"
+    );
+    let html = format!(
+        "<p>Hello {},</p><p>{} invited you to tocsin, which sends webhooks for incidents.</p>\
+         <p><a href=\"{link}\">Set your password</a> (the link works once, for 24 hours):<br><code>{link}</code></p>\
+         <p><small>If you did not expect this, ignore it: nothing happens without the link.</small></p>\n",
+        escape(name),
+        escape(invited_by),
+        link = escape(link),
+    );
+    Email {
+        key: None,
+        subject,
+        text,
+        html,
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -218,6 +242,18 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invitation_carries_the_link_and_escapes_names() {
+        let mail = compose_invite("<Jo>", "Ann", "https://tocsin.example/setup/abc");
+        assert!(mail.text.contains("https://tocsin.example/setup/abc"));
+        assert!(mail.text.contains("Hello <Jo>"), "plain text as typed");
+        assert!(mail.html.contains("Hello &lt;Jo&gt;"), "{}", mail.html);
+        assert!(mail
+            .html
+            .contains(r#"href="https://tocsin.example/setup/abc""#));
+        assert_eq!(mail.subject, "[tocsin] Ann invited you to tocsin");
+    }
     use crate::domain::Timestamp;
 
     fn failure(i: usize) -> FailureReport {

@@ -432,6 +432,7 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
         "/webhooks/new".to_owned(),
         format!("/webhooks/{id}/logs"),
         format!("/webhooks/{id}/settings"),
+        format!("/webhooks/{id}/filters"),
         "/sources".to_owned(),
         "/incidents".to_owned(),
         "/incidents/inc-42".to_owned(),
@@ -455,11 +456,17 @@ async fn a_webhook_from_form_to_logs_in_the_browser() {
             too_wide.push(format!("{path}: {width} > {viewport}"));
         }
     }
+    let logs_path = format!("/webhooks/{id}/logs");
+    let filters_path = format!("/webhooks/{id}/filters");
+    let settings_path = format!("/webhooks/{id}/settings");
     for (path, name) in [
         ("/users", "14-users-360px"),
         ("/tokens", "15-tokens-360px"),
         ("/audit", "16-audit-360px"),
         ("/incidents/inc-42", "17-incident-360px"),
+        (logs_path.as_str(), "18-logs-360px"),
+        (filters_path.as_str(), "19-filters-360px"),
+        (settings_path.as_str(), "20-settings-360px"),
     ] {
         b.goto(path).await;
         b.find("main").await;

@@ -1657,7 +1657,123 @@ async fn refused_actions_are_audited(backend: Backend) {
     );
 }
 
+/// With SMTP set up, an invitation is e-mailed (the link also shown once, copyable); without
+/// it, the form says e-mail is off and the link is to be sent by hand. A person is deleted
+/// from the page, after its confirmation, and not by a viewer.
+async fn invitations_go_by_e_mail_and_people_are_deleted_from_the_page(backend: Backend) {
+    let smtp = crate::helpers::smtp_server::SmtpServer::start().await;
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.smtp.host = "127.0.0.1".into();
+        c.smtp.port = smtp.port;
+        c.smtp.tls = tocsin::config::SmtpTls::None;
+        c.smtp.from = "tocsin@test.local".into();
+    })
+    .await
+    else {
+        return;
+    };
+    person(&app, "ann@example.com", "admin").await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.login_ok("ann@example.com").await;
+    let form = v.get("/users").await;
+    assert!(
+        form.text.contains(r#"name="send_email" checked"#),
+        "{}",
+        form.text
+    );
+    let invited = v
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "jo@example.com"),
+                ("name", "Jo"),
+                ("role", "member"),
+                ("send_email", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(invited.status, 303, "{}", invited.text);
+    let shown = v.follow(&invited).await;
+    assert!(
+        shown.text.contains("E-mailed to jo@example.com"),
+        "{}",
+        shown.text
+    );
+    let link = shown
+        .text
+        .split(r#"<code id="setup-link">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the link is shown too")
+        .to_owned();
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, vec!["jo@example.com".to_owned()]);
+    assert!(mails[0].text.contains(&link), "{}\n{link}", mails[0].text);
+    assert!(
+        mails[0].subject.contains("invited you"),
+        "{}",
+        mails[0].subject
+    );
+
+    // Deleted from the page; a viewer may not.
+    let jo = app
+        .store
+        .list_users(&app.organization().await.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == "jo@example.com")
+        .unwrap();
+    person(&app, "vi@example.com", "viewer").await;
+    let mut viewer = Visitor::new(&app);
+    let viewer_csrf = viewer.login_ok("vi@example.com").await;
+    let path = format!("/users/{}/delete", jo.id);
+    let refused = viewer
+        .post_form(&path, &[("csrf_token", &viewer_csrf)])
+        .await;
+    assert_eq!(refused.status, 403);
+    let page = v.get("/users").await;
+    assert!(
+        page.text.contains(&format!(r#"action="{path}""#)),
+        "{}",
+        page.text
+    );
+    let deleted = v.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.text);
+    assert_eq!(deleted.location(), "/users?done=user-deleted");
+    let gone = app
+        .owner(Method::GET, &format!("/v3/users/{}", jo.id), None)
+        .await;
+    assert_eq!(gone.status, 404);
+    assert!(audit_text(&app).await.contains("user.deleted"));
+
+    // Without SMTP the form says so, and the link is to be sent by hand.
+    let Some(plain) = spawn_app(backend).await else {
+        return;
+    };
+    person(&plain, "ann@example.com", "admin").await;
+    let mut v = Visitor::new(&plain);
+    let csrf = v.login_ok("ann@example.com").await;
+    let form = v.get("/users").await;
+    assert!(form.text.contains("E-mail is off"), "{}", form.text);
+    let invited = v
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "jo@example.com"),
+                ("name", "Jo"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    let shown = v.follow(&invited).await;
+    assert!(shown.text.contains("Send it to them"), "{}", shown.text);
+}
+
 both_backends!(
+    invitations_go_by_e_mail_and_people_are_deleted_from_the_page,
     refused_actions_are_audited,
     one_address_never_locks_everyone_out,
     tokens_go_with_the_person_behind_them,

@@ -1096,6 +1096,53 @@ async fn turning_off_asks_first_when_deliveries_are_pending(backend: Backend) {
     assert_eq!(done.status, 303, "{}", done.text);
     let off = app.owner(Method::GET, &format!("{HOOKS}/{id}"), None).await;
     assert_eq!(off.body["data"]["enabled"], false);
+
+    // Off, nothing is retried; turned back on, the cancelled delivery is offered for a
+    // retry, and "Retry these" sends it again.
+    let logs = format!("/webhooks/{id}/logs");
+    let retry_cancelled = [("csrf_token", csrf.as_str()), ("state", "cancelled")];
+    let refused = v
+        .post_form(&format!("{logs}/retry"), &retry_cancelled)
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("turn it on"), "{}", refused.text);
+    let on = v
+        .post_form(&path, &[("csrf_token", &csrf), ("enabled", "true")])
+        .await;
+    assert_eq!(on.status, 303, "{}", on.text);
+    assert_eq!(
+        on.location(),
+        format!("{logs}?state=cancelled&done=turned-on")
+    );
+    let offered = v.get(on.location()).await;
+    assert!(
+        offered
+            .text
+            .contains("Deliveries cancelled while it was off")
+            && offered.text.contains("Retry these")
+            && offered.text.contains(r#"name="state" value="cancelled""#),
+        "{}",
+        offered.text
+    );
+    let retried = v
+        .post_form(&format!("{logs}/retry"), &retry_cancelled)
+        .await;
+    assert_eq!(retried.status, 303, "{}", retried.text);
+    assert_eq!(
+        retried.location(),
+        format!("{logs}?state=cancelled&done=retrying")
+    );
+    receiver.wait_for("/slow", 2).await;
+    let mut viewer = Visitor::new(&app);
+    person(&app, "vic@example.com", "viewer").await;
+    let viewer_csrf = viewer.login_ok("vic@example.com").await;
+    let not_allowed = viewer
+        .post_form(
+            &format!("{logs}/retry"),
+            &[("csrf_token", viewer_csrf.as_str()), ("state", "failed")],
+        )
+        .await;
+    assert_eq!(not_allowed.status, 403);
 }
 
 /// An incident's page lists every delivery of its events across webhooks, oldest first,
@@ -1171,7 +1218,9 @@ async fn logs_tell_rows_apart_and_filter_by_url_delivery_and_time(backend: Backe
     let hook = app
         .create_webhook(&patched(
             minimal_webhook("two urls"),
-            json!({"urls": [{"url": receiver.url("/ok")}, {"url": receiver.url("/fail"), "method": "PUT"}]}),
+            // The second URL holds a password: stored sealed, filtered on all the same.
+            json!({"urls": [{"url": receiver.url("/ok")},
+                            {"url": receiver.url("/fail").replace("http://", "http://u:secret-pw@"), "method": "PUT"}]}),
         ))
         .await;
     let id = hook["id"].as_str().unwrap().to_owned();
@@ -1229,6 +1278,7 @@ async fn logs_tell_rows_apart_and_filter_by_url_delivery_and_time(backend: Backe
     }
     let by_url = v.get(&format!("{path}?url=1")).await;
     assert!(by_url.text.contains("/fail") && !by_url.text.contains("</span> /ok</span>"));
+    assert!(!by_url.text.contains("secret-pw"), "{}", by_url.text);
 }
 
 /// On a fresh install the builder says where its names come from, a person adds a service

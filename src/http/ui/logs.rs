@@ -37,7 +37,7 @@ fn typed_time(text: &str) -> Option<crate::domain::Timestamp> {
 /// The filters of the page, from its query string; unknown values are ignored. `urls` are
 /// the webhook's: the URL filter names one by its place (`url=2`), so a URL's password
 /// never sits in the page.
-fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(String, String)>) {
+pub(super) fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(String, String)>) {
     let mut q = LogQuery {
         limit: PAGE,
         ..LogQuery::default()
@@ -89,7 +89,7 @@ fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(String, Strin
     (q, kept)
 }
 
-fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String {
+pub(super) fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         s.append_pair(k, v);
@@ -244,6 +244,7 @@ pub async fn show(
             f_until => filter("until"),
             urls => hook.spec.urls.iter().map(|u| url_end(&crate::domain::webhook::mask_url(&u.url))).collect::<Vec<_>>(),
             filtered => !kept.is_empty(),
+            kept => &kept,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
             test_types => hook
                 .spec

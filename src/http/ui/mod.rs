@@ -8,6 +8,7 @@ mod directory;
 mod form_token;
 mod forms;
 mod incidents;
+mod log_retry;
 mod login;
 mod logs;
 mod once;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/webhooks/{id}/logs", get(logs::show))
         .route("/webhooks/{id}/logs/rows", get(logs::rows))
+        .route("/webhooks/{id}/logs/retry", post(log_retry::retry))
         .route("/webhooks/{id}/logs/{delivery_id}", get(logs::detail))
         .route(
             "/webhooks/{id}/logs/{delivery_id}/resend",
@@ -106,6 +108,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{id}/disabled", post(users::set_disabled))
         .route("/users/{id}/reset-password", post(users::reset_password))
         .route("/users/{id}/unlock", post(users::unlock))
+        .route("/users/{id}/delete", post(users::delete))
         .route("/audit", get(audit::show))
         .route(assets::ROUTE, get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
@@ -459,6 +462,9 @@ pub fn flash(query: Option<&str>) -> Option<&'static str> {
         "updated" => "User updated.",
         "unlocked" => "Unlocked: they may log in again now.",
         "source-deleted" => "Source deleted: its URL takes nothing any more.",
+        "user-deleted" => "User deleted: their sessions ended and the API tokens they made are revoked.",
+        "retrying" => "Retrying: the finished deliveries these filters match are pending again and go out oldest first; the rows follow live.",
+        "turned-on" => "Turned on. Deliveries cancelled while it was off are below: “Retry these” sends them again.",
         _ => return None,
     })
 }

@@ -19,7 +19,7 @@ async fn users_page(
     state: &AppState,
     person: &Person,
     status: StatusCode,
-    invited: Option<(String, String)>,
+    invited: Option<serde_json::Value>,
     errors: Vec<String>,
     form: (&str, &str, &str),
     query: Option<&str>,
@@ -79,7 +79,9 @@ async fn users_page(
             rows => rows,
             roles => Role::ALL.iter().map(|r| context! { slug => r.as_str(), name => r.title(), description => r.description() }).collect::<Vec<_>>(),
             can_manage => person.caller().allows(Ability::Admin),
-            invited => invited.map(|(email, link)| context! { email => email, link => link }),
+            invited => invited.map(|v| Ctx::from(minijinja::value::Serde(v))),
+            // Invitations can go by e-mail only with an SMTP server.
+            mail_on => state.mailer.is_some(),
             errors => errors,
             f => context! { email => form.0, name => form.1, role => form.2 },
         },
@@ -93,12 +95,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Response {
     // A setup link just made: shown this once (see `once.rs`).
-    let invited = super::once::take(&state, &headers, person.caller(), "invite").map(|v| {
-        (
-            v["email"].as_str().unwrap_or_default().to_owned(),
-            v["link"].as_str().unwrap_or_default().to_owned(),
-        )
-    });
+    let invited = super::once::take(&state, &headers, person.caller(), "invite");
     let shown = invited.is_some();
     let page = users_page(
         &state,
@@ -152,12 +149,30 @@ pub async fn invite(
     {
         Ok((user, Some(code))) => {
             let link = accounts::setup_url(&state.config.public_url(), &code);
+            // E-mailed when asked and SMTP is set up; the link is shown either way.
+            let emailed = match (&state.mailer, form.get("send_email") == "on") {
+                (Some(mailer), true) => {
+                    let by = caller
+                        .user()
+                        .map_or_else(|| caller.actor().name, |u| u.name.clone());
+                    let mail = crate::notify::email::compose_invite(&user.name, &by, &link);
+                    Some(mailer.send(std::slice::from_ref(&user.email), &mail).await)
+                }
+                _ => None,
+            };
+            if let Some(Err(e)) = &emailed {
+                tracing::warn!(error = %e, "could not e-mail an invitation; its link is shown to the inviter");
+            }
             super::once::redirect(
                 &state,
                 person.caller(),
                 "/users",
                 "invite",
-                serde_json::json!({"email": user.email, "link": link}),
+                serde_json::json!({
+                    "email": user.email, "link": link,
+                    "emailed": emailed.as_ref().map(Result::is_ok),
+                    "mail_error": emailed.and_then(Result::err),
+                }),
             )
         }
         Ok((_, None)) => super::redirect("/users?done=updated").into_response(),
@@ -310,6 +325,33 @@ pub async fn reset_password(
                 serde_json::json!({"email": user.email, "link": link}),
             )
         }
+        Err(e) => refused(&state, &person, e).await,
+    }
+}
+
+/// Deletes a person (after the page's confirmation): their sessions end and the tokens they
+/// made are revoked; the audit log keeps what they did.
+pub async fn delete(
+    State(state): State<AppState>,
+    person: Person,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormBody,
+) -> Response {
+    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "deleting people") {
+        return r;
+    }
+    let caller = person.caller();
+    match accounts::delete_user(
+        state.store.as_ref(),
+        caller.organization_id(),
+        &id,
+        manager(caller),
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok(_) => super::redirect("/users?done=user-deleted").into_response(),
         Err(e) => refused(&state, &person, e).await,
     }
 }

@@ -191,15 +191,35 @@ pub async fn set_enabled(
             Err(e) => return error_page(person.caller(), e),
         }
     }
+    let turning_on = form.get("enabled") == "true";
     let result = async {
         let hook = existing(&state, person.caller(), &id).await?;
+        let was_on = hook.spec.enabled;
         let mut body = webhook_json(&hook);
-        body["enabled"] = json!(form.get("enabled") == "true");
-        update_webhook(&state, person.caller(), &id, &body).await
+        body["enabled"] = json!(turning_on);
+        update_webhook(&state, person.caller(), &id, &body).await?;
+        // Turned back on: what turning it off cancelled is offered for a retry.
+        let cancelled = if turning_on && !was_on {
+            let q = crate::store::LogQuery {
+                state: Some(crate::domain::delivery::DeliveryState::Cancelled),
+                ..Default::default()
+            };
+            state
+                .store
+                .count_finished_matching(person.caller().organization_id(), &id, &q)
+                .await?
+        } else {
+            0
+        };
+        Ok::<_, crate::http::error::ApiError>(cancelled)
     }
     .await;
     match result {
-        Ok(_) => super::redirect(&back).into_response(),
+        Ok(0) => super::redirect(&back).into_response(),
+        Ok(_) => super::redirect(&format!(
+            "/webhooks/{id}/logs?state=cancelled&done=turned-on"
+        ))
+        .into_response(),
         Err(e) => error_page(person.caller(), e),
     }
 }

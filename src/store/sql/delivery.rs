@@ -531,7 +531,7 @@ impl DeliveryStore for SqlStore {
         webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<u64> {
-        let conditions = finished_conditions(q);
+        let conditions = finished_conditions(q, &self.sealer);
         let sql = format!(
             "SELECT COUNT(*) FROM deliveries WHERE organization_id = $1 AND webhook_id = $2{}",
             conditions.sql(3)
@@ -569,7 +569,7 @@ impl DeliveryStore for SqlStore {
             return Ok(None);
         };
         let (done, after_seq): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let mut conditions = finished_conditions(q);
+        let mut conditions = finished_conditions(q, &self.sealer);
         // From the position the row holds, not the runner's copy: a step whose commit
         // went through but whose answer was lost must not be taken again.
         conditions.push("seq > ?", Arg::from(after_seq));
@@ -633,7 +633,7 @@ impl DeliveryStore for SqlStore {
         .bind(job.created_at.as_micros())
         .bind(job.finished_at.map(Timestamp::as_micros))
         .bind(job.created_at.as_micros())
-        .bind(query_text(q))
+        .bind(query_text(q, &self.sealer))
         .bind(job.after_seq)
         .bind(runner)
         .execute(&mut *self.writer.acquire().await?)
@@ -682,7 +682,7 @@ impl DeliveryStore for SqlStore {
         let Some(row) = row else { return Ok(None) };
         let job = retry_job_from_row(&row, now)?;
         let text: String = row.try_get("query")?;
-        Ok(Some((job, query_from_text(&text)?)))
+        Ok(Some((job, query_from_text(&text, &self.sealer)?)))
     }
 
     async fn retry_job(
@@ -1020,7 +1020,7 @@ impl DeliveryStore for SqlStore {
         webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<Vec<(i64, Delivery)>> {
-        let mut conditions = log_conditions(q);
+        let mut conditions = log_conditions(q, &self.sealer);
         if let Some(seq) = q.before_seq {
             conditions.push("seq < ?", Arg::from(seq));
         }
@@ -1146,19 +1146,22 @@ fn retry_job_from_row(row: &AnyRow, now: Timestamp) -> StoreResult<RetryJob> {
     })
 }
 
-/// A bulk retry's filters in the store's own form (the log query's filter fields).
-fn query_text(q: &LogQuery) -> String {
+/// A bulk retry's filters in the store's own form (the log query's filter fields; a URL
+/// with its password sealed, as deliveries hold it).
+fn query_text(q: &LogQuery, sealer: &Sealer) -> String {
     serde_json::json!({
         "state": q.state.map(DeliveryState::as_str),
         "event_type": q.event_type,
         "incident_id": q.incident_id,
+        "url": q.url.as_deref().map(|u| sealer.seal_url(u)),
+        "delivery_id": q.delivery_id,
         "since": q.since.map(Timestamp::as_micros),
         "until": q.until.map(Timestamp::as_micros),
     })
     .to_string()
 }
 
-fn query_from_text(text: &str) -> StoreResult<LogQuery> {
+fn query_from_text(text: &str, sealer: &Sealer) -> StoreResult<LogQuery> {
     let corrupt = || StoreError::Corrupt(format!("unreadable retry job query {text}"));
     let v: Value = serde_json::from_str(text).map_err(|_| corrupt())?;
     let text_of = |key: &str| v[key].as_str().map(str::to_owned);
@@ -1170,6 +1173,11 @@ fn query_from_text(text: &str) -> StoreResult<LogQuery> {
         },
         event_type: text_of("event_type"),
         incident_id: text_of("incident_id"),
+        url: match text_of("url") {
+            Some(stored) => Some(open_url(sealer, stored)?),
+            None => None,
+        },
+        delivery_id: text_of("delivery_id"),
         since: time_of("since"),
         until: time_of("until"),
         ..LogQuery::default()
@@ -1212,7 +1220,7 @@ async fn record_url_health(
 }
 
 /// The conditions of a log query's filters (state, event type, incident, time range).
-fn log_conditions(q: &LogQuery) -> Conditions {
+fn log_conditions(q: &LogQuery, sealer: &Sealer) -> Conditions {
     let mut conditions = Conditions::default();
     if let Some(state) = q.state {
         conditions.push("state = ?", Arg::from(state.as_str().to_owned()));
@@ -1224,7 +1232,8 @@ fn log_conditions(q: &LogQuery) -> Conditions {
         conditions.push("incident_id = ?", Arg::from(i.clone()));
     }
     if let Some(url) = &q.url {
-        conditions.push("url = ?", Arg::from(url.clone()));
+        // As stored: its password sealed (deterministically, so it compares).
+        conditions.push("url = ?", Arg::from(sealer.seal_url(url)));
     }
     if let Some(id) = &q.delivery_id {
         conditions.push("id = ?", Arg::from(id.clone()));
@@ -1239,8 +1248,8 @@ fn log_conditions(q: &LogQuery) -> Conditions {
 }
 
 /// The same, limited to finished deliveries.
-fn finished_conditions(q: &LogQuery) -> Conditions {
-    let mut conditions = log_conditions(q);
+fn finished_conditions(q: &LogQuery, sealer: &Sealer) -> Conditions {
+    let mut conditions = log_conditions(q, sealer);
     if q.state.is_none() {
         conditions.push_fixed("state IN ('succeeded', 'failed', 'cancelled')");
     }
