@@ -380,8 +380,8 @@ impl Application {
             &config.delivery,
             clock.clone(),
         )?;
-        let notifier = Notifier::new(store.clone(), &config)?;
         let mailer = crate::notify::smtp::Mailer::new(&config.smtp)?.map(Arc::new);
+        let notifier = Notifier::new(store.clone(), &config, mailer.clone())?;
         if config.smtp.host.is_empty() && store.any_webhook_with_mail_ids().await? {
             tracing::warn!(
                 "{}; failure notifications are recorded as skipped",

@@ -11,6 +11,9 @@ use crate::domain::Timestamp;
 
 /// Consecutive failures that open the circuit.
 pub const FAILURES_TO_OPEN: u32 = 5;
+/// A probe time this far ahead was written under a wall clock since stepped back (no
+/// cool-down is that long; the margin covers nodes' clocks a little apart).
+const STALE_AFTER: Duration = Duration::from_secs(150);
 /// The first cool-down; each failed probe doubles it, up to [`MAX_COOLDOWN`].
 pub const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(30);
@@ -94,8 +97,8 @@ impl Circuit {
     }
 
     /// The next probe goes at `at`, not before (another node probes meanwhile, or the
-    /// cluster's cool-down says so). A time further ahead than the longest cool-down was
-    /// written under a wall clock since stepped back: the probe is due now, and the store's
+    /// cluster's cool-down says so). A time further ahead than any cool-down (and a margin)
+    /// was written under a wall clock since stepped back: the probe is due now, and the store's
     /// claim decides whether it goes. (Clamping it instead would push the probe out again
     /// at every read of the cluster's circuits.) Opens the circuit if it was closed.
     pub fn defer(&mut self, at: Timestamp, now: Timestamp) {
@@ -103,7 +106,7 @@ impl Circuit {
             self.failures = self.failures.max(FAILURES_TO_OPEN);
             self.opened_at = Some(now);
         }
-        let stale = at > now.plus(MAX_COOLDOWN);
+        let stale = at > now.plus(STALE_AFTER);
         self.open_until = Some(if stale { now } else { at });
         self.probing = false;
     }
@@ -260,8 +263,8 @@ mod tests {
         c.record(Health::Unknown, true, at(150));
         c.adopt(at(1100 + 600_000), at(1100));
         assert_eq!(c.gate(at(1100)), Gate::Probe);
-        // The longest cool-down is a wait like any other.
-        let longest = 2000 + MAX_COOLDOWN.as_millis() as i64;
+        // The longest cool-down, and a margin more, is a wait like any other.
+        let longest = 2000 + STALE_AFTER.as_millis() as i64;
         c.record(Health::Unknown, true, at(1200));
         c.adopt(at(longest), at(2000));
         assert_eq!(c.gate(at(longest - 1)), Gate::Hold);

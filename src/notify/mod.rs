@@ -31,7 +31,7 @@ pub const NO_SMTP: &str =
 
 pub struct Notifier {
     store: Arc<dyn Store>,
-    mailer: Option<Mailer>,
+    mailer: Option<Arc<Mailer>>,
     window: Duration,
     public_url: String,
     /// Names this notifier's mail reservations (one per process).
@@ -39,10 +39,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Notifier> {
+    /// `mailer`: `None` without SMTP (notifications are then recorded as skipped). Shared
+    /// with what pages e-mail at once (invitations).
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &Config,
+        mailer: Option<Arc<Mailer>>,
+    ) -> anyhow::Result<Notifier> {
         Ok(Notifier {
             store,
-            mailer: Mailer::new(&config.smtp)?,
+            mailer,
             window: config.notify.window,
             public_url: config.public_url(),
             owner: crate::domain::ids::new_id("ntf"),

@@ -44,6 +44,13 @@ async fn stored_text(url: &str) -> String {
     {
         text.push_str(&row.get::<String, _>("url"));
     }
+    for row in sqlx::query("SELECT query FROM retry_jobs")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        text.push_str(&row.get::<Option<String>, _>("query").unwrap_or_default());
+    }
     pool.close().await;
     text
 }
@@ -106,6 +113,28 @@ async fn secrets_are_sealed_at_rest_and_rotate(backend: Backend) {
     );
     store.insert_webhook(&hook, &audit).await.unwrap();
     let parked = park_one(store.as_ref(), &org, &hook).await;
+    // A bulk retry filtered by that URL keeps it sealed too, and through a rotation.
+    let job = tocsin::domain::delivery::RetryJob {
+        id: "rtj_url".into(),
+        organization_id: org.id.clone(),
+        webhook_id: hook.id.clone(),
+        filters: serde_json::json!({"state": "failed", "url": "0"}),
+        state: tocsin::domain::delivery::RetryJobState::Running,
+        total: 0,
+        done: 0,
+        after_seq: 0,
+        error: None,
+        created_at: Timestamp::from_micros(Timestamp::now().as_micros() - 600_000_000),
+        finished_at: None,
+    };
+    let by_url = tocsin::store::LogQuery {
+        url: Some(hook.spec.urls[0].url.clone()),
+        ..Default::default()
+    };
+    store
+        .create_retry_job(&job, &by_url, "run_gone")
+        .await
+        .unwrap();
 
     let text = stored_text(&db.url).await;
     for secret in [hook.secret.as_str(), HEADER_VALUE, URL_PASSWORD] {
@@ -159,6 +188,13 @@ async fn secrets_are_sealed_at_rest_and_rotate(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(delivery.url, hook.spec.urls[0].url);
+    let now = Timestamp::now();
+    let (_, adopted) = store
+        .adopt_retry_job("run_new", now, now)
+        .await
+        .unwrap()
+        .expect("the silent job is taken up");
+    assert_eq!(adopted.url, by_url.url, "its URL opened with the new key");
     let text = stored_text(&db.url).await;
     assert!(!text.contains(URL_PASSWORD) && !text.contains(HEADER_VALUE));
 }

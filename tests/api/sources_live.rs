@@ -115,7 +115,6 @@ fn results(receipt: &Value) -> String {
 // ---------------------------------------------------------------------------------------
 // A real Alertmanager.
 
-/// An executable on `PATH`.
 /// The Alertmanager and amtool binaries, or `None` after saying the test is skipped.
 fn alertmanager_tools() -> Option<(PathBuf, PathBuf)> {
     let found = tools_or_skip(

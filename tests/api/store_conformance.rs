@@ -1164,6 +1164,23 @@ async fn store_rate_slots(backend: Backend) {
         store.take_rate_slot("other", 2.0, 2.0, t0).await.unwrap(),
         Ok(())
     );
+    // A call racing the last one reads the slot as written a moment "later": still empty.
+    let racing = Timestamp::from_micros(later.as_micros() - 1_000);
+    assert!(store
+        .take_rate_slot("k", 2.0, 2.0, racing)
+        .await
+        .unwrap()
+        .is_err());
+    // The wall clock stepped back ten minutes: the slot, empty and written "later", is not
+    // a ten-minute wait.
+    let stepped_back = Timestamp::from_micros(later.as_micros() - 600_000_000);
+    assert_eq!(
+        store
+            .take_rate_slot("k", 2.0, 2.0, stepped_back)
+            .await
+            .unwrap(),
+        Ok(())
+    );
 }
 
 both_backends!(store_rate_slots);

@@ -142,9 +142,16 @@ pub async fn show(
         .collect();
     let i = &latest.incident;
     let get = |k: &str| i.get(k).map(text).unwrap_or_default();
-    let named = |k: &str| {
-        i.get(k)
-            .map(|s| text(s.get("name").filter(|n| !n.is_null()).unwrap_or(&s["id"])))
+    // Named as the filter builder names them (the directory's rule).
+    let entries = crate::domain::directory::from_event(
+        &serde_json::json!({ "incident": i }),
+        latest.received_at,
+    );
+    let named = |kind: crate::domain::directory::Kind| {
+        entries
+            .iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.name.clone())
             .unwrap_or_default()
     };
     render(
@@ -158,8 +165,8 @@ pub async fn show(
                 id => &incident_id,
                 message => get("message"),
                 status => get("status"),
-                service => named("service"),
-                alert_source => named("alert_source"),
+                service => named(crate::domain::directory::Kind::Service),
+                alert_source => named(crate::domain::directory::Kind::AlertSource),
                 last_event => latest.event_type.name,
                 received_at => latest.received_at.to_rfc3339(),
             },

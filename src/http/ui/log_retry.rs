@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{
     error_page,
-    logs::{query_of, query_string},
+    logs::{query_of, query_string, url_choices},
     message, FormBody, Person,
 };
 use crate::{
@@ -55,14 +55,28 @@ pub async fn retry(
         .filter(|(k, _)| k != "csrf_token")
         .cloned()
         .collect();
-    let urls: Vec<String> = hook.spec.urls.iter().map(|u| u.url.clone()).collect();
+    let urls = url_choices(&state, &hook);
     let (q, kept) = query_of(Some(&query_string(&pairs, &[])), &urls);
-    if q.state == Some(DeliveryState::Pending) {
+    // A write in bulk takes exactly the filters it was shown: one that no longer reads (a
+    // URL removed since, a time mistyped) must not widen it to every delivery.
+    if kept.len() != pairs.len() {
         return message(
             StatusCode::UNPROCESSABLE_ENTITY,
             Some(person.caller()),
-            "Nothing to retry",
-            "Pending deliveries are still being tried: retry finished ones (failed, cancelled or succeeded).",
+            "Nothing was retried",
+            "These filters no longer match this webhook (a URL may have been removed or changed): open its Logs tab again and choose them anew.",
+            Some((&logs, "Back to Logs")),
+        );
+    }
+    if !matches!(
+        q.state,
+        Some(DeliveryState::Failed | DeliveryState::Cancelled | DeliveryState::Succeeded)
+    ) {
+        return message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(person.caller()),
+            "Nothing was retried",
+            "Choose which finished deliveries to send again with the State filter: failed, cancelled or succeeded (pending ones are still being tried).",
             Some((&logs, "Back to Logs")),
         );
     }

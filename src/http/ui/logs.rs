@@ -34,10 +34,29 @@ fn typed_time(text: &str) -> Option<crate::domain::Timestamp> {
         .or_else(|| crate::domain::Timestamp::parse_rfc3339(&format!("{text}Z")))
 }
 
+/// The webhook's URLs as the URL filter names them: a key that stays the same when the
+/// list is reordered and shows nothing of a password (a hash of the URL as stored, its
+/// password sealed), with the URL.
+pub(super) fn url_choices(
+    state: &AppState,
+    hook: &crate::domain::webhook::Webhook,
+) -> Vec<(String, String)> {
+    hook.spec
+        .urls
+        .iter()
+        .map(|u| {
+            let key = crate::domain::delivery::url_key(&state.sealer.seal_url(&u.url));
+            (key[..16].to_owned(), u.url.clone())
+        })
+        .collect()
+}
+
 /// The filters of the page, from its query string; unknown values are ignored. `urls` are
-/// the webhook's: the URL filter names one by its place (`url=2`), so a URL's password
-/// never sits in the page.
-pub(super) fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(String, String)>) {
+/// the webhook's, by the key the URL filter names them with ([`url_choices`]).
+pub(super) fn query_of(
+    raw: Option<&str>,
+    urls: &[(String, String)],
+) -> (LogQuery, Vec<(String, String)>) {
     let mut q = LogQuery {
         limit: PAGE,
         ..LogQuery::default()
@@ -66,7 +85,7 @@ pub(super) fn query_of(raw: Option<&str>, urls: &[String]) -> (LogQuery, Vec<(St
                 kept.push((k, v.trim().to_owned()));
             }
             "url" => {
-                if let Some(url) = v.parse::<usize>().ok().and_then(|i| urls.get(i)) {
+                if let Some((_, url)) = urls.iter().find(|(key, _)| *key == v) {
                     q.url = Some(url.clone());
                     kept.push((k, v));
                 }
@@ -187,7 +206,7 @@ pub async fn show(
         Err(r) => return r,
     };
     let org = person.caller().organization_id().to_owned();
-    let urls: Vec<String> = hook.spec.urls.iter().map(|u| u.url.clone()).collect();
+    let urls = url_choices(&state, &hook);
     let (mut q, kept) = query_of(raw.as_deref(), &urls);
     q.after_seq = None;
     q.limit = PAGE + 1;
@@ -211,6 +230,19 @@ pub async fn show(
     let items = match rows_context(&state, &org, &rows).await {
         Ok(i) => i,
         Err(e) => return error_page(person.caller(), e),
+    };
+    // What "Retry these" would send again, said in its confirmation.
+    let retry_count = match q.state {
+        Some(DeliveryState::Failed | DeliveryState::Cancelled | DeliveryState::Succeeded)
+            if person.caller().allows(Ability::ManageWebhooks) =>
+        {
+            state
+                .store
+                .count_finished_matching(&org, &id, &q)
+                .await
+                .ok()
+        }
+        _ => None,
     };
     let filter = |k: &str| {
         kept.iter()
@@ -242,7 +274,8 @@ pub async fn show(
             f_url => filter("url"),
             f_since => filter("since"),
             f_until => filter("until"),
-            urls => hook.spec.urls.iter().map(|u| url_end(&crate::domain::webhook::mask_url(&u.url))).collect::<Vec<_>>(),
+            urls => urls.iter().map(|(key, url)| context! { key => key, end => url_end(&crate::domain::webhook::mask_url(url)) }).collect::<Vec<_>>(),
+            retry_count => retry_count,
             filtered => !kept.is_empty(),
             kept => &kept,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
@@ -271,7 +304,7 @@ pub async fn rows(
         Ok(h) => h,
         Err(r) => return r,
     };
-    let urls: Vec<String> = hook.spec.urls.iter().map(|u| u.url.clone()).collect();
+    let urls = url_choices(&state, &hook);
     let (mut q, kept) = query_of(raw.as_deref(), &urls);
     let after = q.after_seq.unwrap_or(0);
     q.before_seq = None;
@@ -492,20 +525,20 @@ mod tests {
     }
 
     #[test]
-    fn the_url_filter_names_a_url_by_its_place() {
+    fn the_url_filter_names_a_url_by_its_key() {
         let urls = vec![
-            "https://a.example/1".to_owned(),
-            "https://u:pw@b.example/2".to_owned(),
+            ("k0".to_owned(), "https://a.example/1".to_owned()),
+            ("k1".to_owned(), "https://u:pw@b.example/2".to_owned()),
         ];
         let (q, kept) = query_of(
-            Some("url=1&delivery_id=msg_1&since=2026-12-07T14:30"),
+            Some("url=k1&delivery_id=msg_1&since=2026-12-07T14:30"),
             &urls,
         );
         assert_eq!(q.url.as_deref(), Some("https://u:pw@b.example/2"));
         assert_eq!(q.delivery_id.as_deref(), Some("msg_1"));
         assert!(q.since.is_some());
         assert!(kept.iter().all(|(_, v)| !v.contains("pw")), "{kept:?}");
-        let (q, _) = query_of(Some("url=7"), &urls);
+        let (q, _) = query_of(Some("url=k7"), &urls);
         assert_eq!(q.url, None, "no such URL: no filter");
     }
 }

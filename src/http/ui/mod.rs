@@ -144,6 +144,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("logs.html", include_str!("templates/logs.html")),
     ("log_rows.html", include_str!("templates/log_rows.html")),
+    ("log_macros.html", include_str!("templates/log_macros.html")),
     ("log_detail.html", include_str!("templates/log_detail.html")),
     (
         "test_result.html",
@@ -464,7 +465,7 @@ pub fn flash(query: Option<&str>) -> Option<&'static str> {
         "source-deleted" => "Source deleted: its URL takes nothing any more.",
         "user-deleted" => "User deleted: their sessions ended and the API tokens they made are revoked.",
         "retrying" => "Retrying: the finished deliveries these filters match are pending again and go out oldest first; the rows follow live.",
-        "turned-on" => "Turned on. Deliveries cancelled while it was off are below: “Retry these” sends them again.",
+        "turned-on" => "Turned on. Its cancelled deliveries are below — turning it off cancelled what was pending: “Retry these” sends them again.",
         _ => return None,
     })
 }

@@ -39,11 +39,15 @@ async fn page(
     new_secret: Option<&str>,
     query: Option<&str>,
 ) -> Response {
-    let notifications = state
-        .store
-        .list_notifications(person.caller().organization_id(), &hook.id, 20)
-        .await
-        .unwrap_or_default();
+    // A page that says "none" when it could not look would not tell the truth.
+    let org = person.caller().organization_id();
+    let (notifications, notices) = match tokio::try_join!(
+        state.store.list_notifications(org, &hook.id, 20),
+        state.store.list_notices(org, &hook.id, 20),
+    ) {
+        Ok(found) => found,
+        Err(e) => return super::error_page(person.caller(), e.into()),
+    };
     let notes: Vec<Ctx> = notifications
         .iter()
         .map(|n| {
@@ -58,11 +62,7 @@ async fn page(
         .collect();
     // Notices about the URL (it stopped answering, answers again, the webhook was turned
     // off), each with what became of its e-mail: a skipped one is shown, not hidden.
-    let notices: Vec<Ctx> = state
-        .store
-        .list_notices(person.caller().organization_id(), &hook.id, 20)
-        .await
-        .unwrap_or_default()
+    let notices: Vec<Ctx> = notices
         .iter()
         .map(|r| {
             context! {

@@ -58,7 +58,11 @@ fn errors_by_field(e: &ApiError) -> (BTreeMap<String, String>, Vec<String>) {
     }
 }
 
-async fn directory(state: &AppState, organization_id: &OrganizationId) -> Ctx {
+/// The services, alert sources and teams the builder's lists and the team picker offer.
+async fn directory(
+    state: &AppState,
+    organization_id: &OrganizationId,
+) -> BTreeMap<&'static str, Vec<crate::domain::directory::Entry>> {
     let mut out = BTreeMap::new();
     for kind in Kind::ALL {
         let entries = state
@@ -66,13 +70,23 @@ async fn directory(state: &AppState, organization_id: &OrganizationId) -> Ctx {
             .directory(organization_id, kind)
             .await
             .unwrap_or_default();
-        let items: Vec<Ctx> = entries
-            .iter()
-            .map(|e| context! { id => &e.id, name => &e.name })
-            .collect();
-        out.insert(kind.as_str(), items);
+        out.insert(kind.as_str(), entries);
     }
-    Ctx::from(out)
+    out
+}
+
+fn directory_ctx(entries: &BTreeMap<&'static str, Vec<crate::domain::directory::Entry>>) -> Ctx {
+    let lists: BTreeMap<&str, Vec<Ctx>> = entries
+        .iter()
+        .map(|(kind, list)| {
+            let items = list
+                .iter()
+                .map(|e| context! { id => &e.id, name => &e.name })
+                .collect();
+            (*kind, items)
+        })
+        .collect();
+    Ctx::from(lists)
 }
 
 fn trigger_groups(values: &Value) -> Vec<Ctx> {
@@ -137,10 +151,10 @@ async fn form_context(
         .as_array()
         .map(|t| t.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let known_teams = state
-        .store
-        .directory(person.caller().organization_id(), Kind::Team)
-        .await
+    let directory = directory(state, person.caller().organization_id()).await;
+    let known_teams = directory
+        .get(Kind::Team.as_str())
+        .map(Vec::as_slice)
         .unwrap_or_default();
     let team_choices: Vec<Ctx> = known_teams
         .iter()
@@ -179,7 +193,7 @@ async fn form_context(
         filter_rows => Ctx::from(minijinja::value::Serde(filter_rows(&values["filters"]))),
         lhs_choices => LHS_CHOICES.iter().map(|(v, l)| context! { value => *v, label => *l }).collect::<Vec<_>>(),
         ops => OPS.iter().map(|(v, l)| context! { value => *v, label => *l }).collect::<Vec<_>>(),
-        directory => directory(state, person.caller().organization_id()).await,
+        directory => directory_ctx(&directory),
         presets => PRESETS.iter().map(|p| context! { slug => p.slug, name => p.name, description => p.description }).collect::<Vec<_>>(),
         payload_kind => payload_kind,
         errors => Ctx::from(errors.0),

@@ -198,7 +198,8 @@ pub async fn set_enabled(
         let mut body = webhook_json(&hook);
         body["enabled"] = json!(turning_on);
         update_webhook(&state, person.caller(), &id, &body).await?;
-        // Turned back on: what turning it off cancelled is offered for a retry.
+        // Turned back on: cancelled deliveries (turning it off cancels what is pending) are
+        // offered for a retry. It is on whatever this count says.
         let cancelled = if turning_on && !was_on {
             let q = crate::store::LogQuery {
                 state: Some(crate::domain::delivery::DeliveryState::Cancelled),
@@ -207,7 +208,11 @@ pub async fn set_enabled(
             state
                 .store
                 .count_finished_matching(person.caller().organization_id(), &id, &q)
-                .await?
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not count cancelled deliveries to offer");
+                    0
+                })
         } else {
             0
         };

@@ -49,13 +49,14 @@ impl CircuitStore for SqlStore {
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<ProbeClaim> {
-        // A probe time or a claim further ahead than any claim reaches (`until`; cool-downs
-        // are shorter) was written before a wall clock stepped back: it is due, not a wait
-        // of the step's length.
+        // A probe time or a claim further ahead than twice what any claim reaches (`until`
+        // is now + the lease; cool-downs are shorter) was written before a wall clock
+        // stepped back: it is due, not a wait of the step's length. (Twice: nodes' clocks
+        // a little apart must not take each other's live claims.)
         let won = sqlx::query(
             "UPDATE circuits SET probe_owner = $2, probe_until = $4 \
-             WHERE url_key = $1 AND (probe_at <= $3 OR probe_at > $4) \
-             AND (probe_owner IS NULL OR probe_until < $3 OR probe_until > $4)",
+             WHERE url_key = $1 AND (probe_at <= $3 OR probe_at > 2 * $4 - $3) \
+             AND (probe_owner IS NULL OR probe_until < $3 OR probe_until > 2 * $4 - $3)",
         )
         .bind(url_key)
         .bind(owner)

@@ -496,9 +496,15 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Result<(), std::time::Duration>> {
         let least = self.dialect.least();
-        // One statement: refill by the time passed, take one if there is one.
-        let refilled =
-            format!("{least}($4, rate_slots.tokens + ($3 - rate_slots.at) * $5 / 1000000.0)");
+        // One statement: refill by the time passed, take one if there is one. (Calls racing
+        // each other see a slot written a moment "later": no time passed, as ever.) A slot
+        // written more than a minute in the future was written under a wall clock since
+        // stepped back: it is full again (one burst too many) rather than empty for the
+        // step's length.
+        let refilled = format!(
+            "CASE WHEN rate_slots.at > $3 + {STEPPED_BACK_MICROS} THEN $4 \
+             ELSE {least}($4, rate_slots.tokens + ($3 - rate_slots.at) * $5 / 1000000.0) END"
+        );
         let taken: Option<f64> = sqlx::query_scalar(&format!(
             "INSERT INTO rate_slots (key, tokens, at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET tokens = {refilled} - 1, at = $3 \
@@ -1148,6 +1154,10 @@ fn retry_job_from_row(row: &AnyRow, now: Timestamp) -> StoreResult<RetryJob> {
 
 /// A bulk retry's filters in the store's own form (the log query's filter fields; a URL
 /// with its password sealed, as deliveries hold it).
+/// A stored time this far ahead of the clock reading it was written before that clock
+/// stepped back (racing calls differ by far less).
+const STEPPED_BACK_MICROS: i64 = 60_000_000;
+
 fn query_text(q: &LogQuery, sealer: &Sealer) -> String {
     serde_json::json!({
         "state": q.state.map(DeliveryState::as_str),

@@ -138,6 +138,29 @@ async fn reseal(tx: &mut Transaction<'_, Any>, from: &Sealer, to: &Sealer) -> St
             .await?;
         changed += 1;
     }
+    // Bulk retries filtered by a URL keep it as deliveries do, its password sealed.
+    let rows = sqlx::query("SELECT id, query FROM retry_jobs WHERE query LIKE '%@%'")
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let text: String = row.try_get("query")?;
+        let mut query: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("retry job {id}: query: {e}")))?;
+        let Some(stored) = query.get("url").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let url = from
+            .open_url(stored)
+            .map_err(|e| StoreError::Corrupt(format!("retry job {id}: URL: {e}")))?;
+        query["url"] = serde_json::Value::String(to.seal_url(&url));
+        sqlx::query("UPDATE retry_jobs SET query = $1 WHERE id = $2")
+            .bind(query.to_string())
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        changed += 1;
+    }
     // Only a URL with user information can hold a password.
     let urls: Vec<String> = sqlx::query("SELECT DISTINCT url FROM deliveries WHERE url LIKE '%@%'")
         .fetch_all(&mut **tx)

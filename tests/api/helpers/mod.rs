@@ -183,8 +183,9 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
     Some(start(db, config, None, Clock::system()).await)
 }
 
-/// A server whose wall clock the test steps: `(app, step)`, where `step(micros)` moves the
-/// wall clock by that much from where it stands (process time does not move).
+/// A server whose wall clock the test steps: `(app, step)`, where `step(by, forward)` moves
+/// the wall clock by that much, forward or back, from where it stands (process time does
+/// not move).
 pub async fn spawn_app_with_stepped_clock(
     backend: Backend,
     change: impl FnOnce(&mut Config),
