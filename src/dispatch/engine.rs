@@ -5,10 +5,7 @@
 //! (start or park, refill, probe) is the [`Book`]'s; this file carries them out.
 
 use std::{
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
-    },
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -21,6 +18,7 @@ use super::{
     guard::NetworkPolicy,
     recorder::{self, Message},
     send::{send, Call, Outcome},
+    wakeup::Wakeup,
 };
 use crate::{
     catalog::Catalog,
@@ -117,56 +115,6 @@ impl Job {
             lease_until: lease.until,
             held_until: None,
             probe,
-        }
-    }
-}
-
-/// Wakes the poller before its interval: a lane moved on, or a retry or probe has a time.
-/// Shared by the engine and the recorder (which wakes it once results are durable).
-pub(super) struct Wakeup {
-    notify: Notify,
-    /// The earliest known due time (micros, process time); `i64::MAX` for none.
-    next_due: AtomicI64,
-    clock: Clock,
-}
-
-impl Wakeup {
-    fn new(clock: Clock) -> Self {
-        Self {
-            notify: Notify::new(),
-            next_due: AtomicI64::new(i64::MAX),
-            clock,
-        }
-    }
-
-    /// A wake-up at a wall time the store keeps (a retry's due time).
-    pub(super) fn at_wall(&self, at: Timestamp) {
-        self.at(self.clock.from_wall(at));
-    }
-
-    pub(super) fn now(&self) {
-        self.notify.notify_one();
-    }
-
-    pub(super) fn at(&self, at: Timestamp) {
-        self.note_due(at);
-        self.notify.notify_one();
-    }
-
-    fn note_due(&self, at: Timestamp) {
-        self.next_due.fetch_min(at.as_micros(), Ordering::SeqCst);
-    }
-
-    /// Waits for a wake-up, the earliest due time, or `max`, whichever comes first.
-    async fn wait(&self, max: Duration) {
-        let until_due = self
-            .next_due
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.clock.now().as_micros())
-            .max(0) as u64;
-        let sleep = max.min(Duration::from_micros(until_due));
-        if !sleep.is_zero() {
-            let _ = tokio::time::timeout(sleep, self.notify.notified()).await;
         }
     }
 }
@@ -962,7 +910,7 @@ async fn poll(inner: Arc<Inner>) {
         if inner.book_is_stopping() {
             return;
         }
-        inner.wakeup.next_due.store(i64::MAX, Ordering::SeqCst);
+        inner.wakeup.forget_due();
         let now = inner.clock.now();
         if now >= sync_at {
             sync_at = now.plus(CIRCUIT_SYNC);

@@ -7,5 +7,6 @@ mod engine;
 pub mod guard;
 mod recorder;
 mod send;
+mod wakeup;
 
 pub use engine::{Engine, Job, SentNow};

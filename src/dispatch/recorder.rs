@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::Wakeup;
+use super::wakeup::Wakeup;
 use crate::{
     domain::{delivery::AttemptResult, Timestamp},
     store::Store,

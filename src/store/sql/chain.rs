@@ -14,7 +14,7 @@
 //!   a read or the writes) and ends it with its last (`COMMIT` after the writes), instead
 //!   of one call each. sqlx does not know of such a transaction, so a chain dropped before
 //!   it committed (an error, a cancelled task) has it rolled back before the connection
-//!   writes again (see `writer.rs`). It begins `IMMEDIATE` (see [`SQLITE_BEGIN`]).
+//!   writes again (see `writer.rs`). It begins `IMMEDIATE` (see `writer::SQLITE_BEGIN`).
 //!
 //! So a transaction that reads once and then writes is two calls instead of four or more.
 //! PostgreSQL's protocol takes one statement per call when it has parameters, so there a
@@ -29,7 +29,7 @@ use sqlx::{AnyConnection, Executor};
 pub(crate) use super::args::Args;
 use super::{
     args::{bound, Arg},
-    writer::{Writer, WriterConn},
+    writer::{Writer, WriterConn, SQLITE_BEGIN},
     Dialect,
 };
 
@@ -46,13 +46,6 @@ pub(crate) struct Chain<'q> {
     /// PostgreSQL: the writes not sent yet, each with its values.
     writes: Vec<(String, Vec<Arg<'q>>)>,
 }
-
-/// How SQLite's writer begins a transaction: taking the write lock at once, waiting (the
-/// busy timeout) while another process (the CLI, while the server runs) holds it. A
-/// deferred transaction that read first could not take it once that process had committed:
-/// SQLite refuses at once ("database is locked", the busy timeout not applied), as its
-/// snapshot is stale, and the intake batch or recording failed.
-pub(crate) const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 /// Values per statement at most when PostgreSQL's writes are joined (its limit is 65,535).
 const MAX_JOINED_VALUES: usize = 30_000;

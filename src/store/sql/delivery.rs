@@ -9,7 +9,7 @@ use sqlx::{any::AnyRow, Row};
 use super::{
     args::Arg,
     chain::{Args, Chain},
-    optional_time, Conditions, Dialect, SqlStore,
+    open_url, optional_time, Conditions, Dialect, SqlStore,
 };
 use crate::{
     domain::{
@@ -85,16 +85,6 @@ pub(crate) fn event_from_row(organization_id: &OrganizationId, row: &AnyRow) -> 
         received_at: Timestamp::from_micros(row.try_get("received_at")?),
         id,
     })
-}
-
-/// A delivery's URL as stored (its password sealed, see `domain::sealing`), opened.
-pub(crate) fn open_url(sealer: &Sealer, stored: String) -> StoreResult<String> {
-    if !stored.contains('@') {
-        return Ok(stored);
-    }
-    sealer
-        .open_url(&stored)
-        .map_err(|e| StoreError::Corrupt(format!("a delivery URL: {e}")))
 }
 
 pub(crate) fn delivery_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<(i64, Delivery)> {

@@ -186,6 +186,16 @@ impl Conditions {
     }
 }
 
+/// A delivery's URL as stored (its password sealed, see `domain::sealing`), opened.
+pub(crate) fn open_url(sealer: &Sealer, stored: String) -> crate::store::StoreResult<String> {
+    if !stored.contains('@') {
+        return Ok(stored);
+    }
+    sealer
+        .open_url(&stored)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("a delivery URL: {e}")))
+}
+
 /// A nullable microsecond column as a timestamp.
 pub(crate) fn optional_time(
     row: &sqlx::any::AnyRow,

@@ -84,7 +84,7 @@ fn report_from_row(row: &AnyRow, sealer: &Sealer) -> StoreResult<FailureReport> 
     Ok(FailureReport {
         notification_id: row.try_get("id")?,
         delivery_id: row.try_get("delivery_id")?,
-        url: super::delivery::open_url(sealer, row.try_get("url")?)?,
+        url: super::open_url(sealer, row.try_get("url")?)?,
         method: row.try_get("method")?,
         event_type: row.try_get("event_type")?,
         incident_id: row.try_get("incident_id")?,

@@ -17,7 +17,12 @@ use std::{
 use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::chain::SQLITE_BEGIN;
+/// How SQLite's writer begins a transaction: taking the write lock at once, waiting (the
+/// busy timeout) while another process (the CLI, while the server runs) holds it. A
+/// deferred transaction that read first could not take it once that process had committed:
+/// SQLite refuses at once ("database is locked", the busy timeout not applied), as its
+/// snapshot is stale, and the intake batch or recording failed.
+pub(crate) const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 pub(crate) enum Writer {
     Pool(AnyPool),
