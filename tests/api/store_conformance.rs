@@ -1639,6 +1639,31 @@ async fn store_retry_jobs_are_taken_over_when_silent(backend: Backend) {
         None,
         "a finished job is nobody's to take"
     );
+
+    // A job whose stored filters cannot be read again ends, saying why, instead of being
+    // taken up and failing every minute.
+    let mut broken = job.clone();
+    broken.id = "rtj_broken".into();
+    store.create_retry_job(&broken, &q, "run_a").await.unwrap();
+    let pool = sqlx::AnyPool::connect(&_db.url).await.unwrap();
+    sqlx::query("UPDATE retry_jobs SET query = '{not json' WHERE id = 'rtj_broken'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(
+        store.adopt_retry_job("run_d", later, later).await.unwrap(),
+        None
+    );
+    let ended = read("rtj_broken").await;
+    assert_eq!(ended.state, RetryJobState::Failed);
+    assert!(
+        ended
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be read")),
+        "{ended:?}"
+    );
 }
 
 both_backends!(store_retry_jobs_are_taken_over_when_silent);

@@ -131,7 +131,10 @@ fn paths() -> Value {
             "post": Op::new("Send a test", Some("manage-webhooks"))
                 .describe("Sends Squadcast's sample of the webhook's first trigger (or of `event_type`) to every URL now, one attempt each; logged with `origin: test`.")
                 .param(webhook_id())
-                .body(json!({"type": ["object", "null"], "properties": {"event_type": {"type": "string", "enum": event_type_names()}}}))
+                .body(json!({"type": ["object", "null"], "properties": {"event_type": {
+                    "type": ["string", "null"], "enum": with_null(event_type_names()),
+                    "description": "One of the webhook's triggers (422 otherwise); null or absent: its first."
+                }}}))
                 .ok("200", answer("Each URL's answer.", data(json!({
                     "type": "object", "required": ["event_type", "results"],
                     "properties": {"event_type": {"type": "string"}, "results": array_of(schema("TestResult"))}
@@ -355,6 +358,15 @@ fn v1_trigger_actions() -> Vec<&'static str> {
         .iter()
         .filter(|t| t.v1_name.is_some())
         .map(|t| t.action)
+        .collect()
+}
+
+/// `names` and `null`, for an enum that may be null.
+fn with_null(names: Vec<&'static str>) -> Vec<Value> {
+    names
+        .into_iter()
+        .map(|n| Value::String(n.to_owned()))
+        .chain([Value::Null])
         .collect()
 }
 

@@ -676,9 +676,19 @@ impl DeliveryStore for SqlStore {
         .fetch_optional(&mut *self.writer.acquire().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let job = retry_job_from_row(&row, now)?;
+        let mut job = retry_job_from_row(&row, now)?;
         let text: String = row.try_get("query")?;
-        Ok(Some((job, query_from_text(&text, &self.sealer)?)))
+        match query_from_text(&text, &self.sealer) {
+            Ok(query) => Ok(Some((job, query))),
+            Err(e) => {
+                // Taken up again every minute it would fail the same way: it ends, saying why.
+                job.state = crate::domain::delivery::RetryJobState::Failed;
+                job.error = Some(format!("its filters could not be read again: {e}"));
+                job.finished_at = Some(now);
+                self.save_retry_job(&job, runner).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn retry_job(
