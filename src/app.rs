@@ -223,40 +223,18 @@ fn start_auto_disable(
                     since.to_rfc3339(),
                     crate::config::format_duration(after)
                 );
-                let audit = crate::domain::audit::AuditEntry::new(
-                    &webhook.organization_id,
-                    &crate::domain::audit::Actor::system(),
-                    "webhook.disabled",
-                    crate::domain::audit::webhook_object(&webhook.id, &webhook.spec.name),
-                    vec![crate::domain::audit::Change {
-                        field: "enabled".into(),
-                        before: serde_json::Value::Bool(true),
-                        after: serde_json::Value::Bool(false),
-                    }],
-                );
-                let notice = (!webhook.spec.mail_ids.is_empty()).then(|| {
-                    crate::domain::notification::Notice::new(
-                        &webhook.organization_id,
-                        &webhook.id,
-                        crate::domain::notification::NoticeKind::Disabled,
-                        webhook.spec.urls.first().map_or("", |u| u.url.as_str()),
-                        reason.clone(),
-                    )
-                });
-                match store
-                    .disable_webhook(
-                        &webhook.organization_id,
-                        &webhook.id,
-                        &reason,
-                        now,
-                        &audit,
-                        notice.as_ref(),
-                        "",
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        catalog.invalidate(&webhook.organization_id);
+                let disabled = crate::disabling::disable_webhook(
+                    store.as_ref(),
+                    &catalog,
+                    &webhook,
+                    webhook.spec.urls.first().map_or("", |u| u.url.as_str()),
+                    reason,
+                    now,
+                    "",
+                )
+                .await;
+                match disabled {
+                    Ok(()) => {
                         tracing::warn!(webhook = %webhook.id, "webhook disabled: every URL has failed for delivery.disable_after");
                     }
                     Err(e) => {

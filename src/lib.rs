@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod disabling;
 pub mod dispatch;
 pub mod domain;
 pub mod filter;

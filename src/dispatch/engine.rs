@@ -682,51 +682,26 @@ fn last_answer(attempt: &Attempt) -> String {
 /// (with the reason), its other pending deliveries cancelled, and its failure addresses
 /// told. The delivery that got the answer is recorded as failed as usual.
 async fn disable_gone(inner: &Arc<Inner>, job: &Job, webhook: &Webhook) {
-    let (org, id, url) = (
-        job.organization_id.clone(),
-        webhook.id.clone(),
-        job.url.clone(),
+    let reason = format!(
+        "{} answered 410 Gone: the receiver says it no longer exists.",
+        crate::domain::webhook::mask_url(&job.url)
     );
-    let name = webhook.spec.name.clone();
-    let mails = !webhook.spec.mail_ids.is_empty();
-    {
-        let reason = format!(
-            "{} answered 410 Gone: the receiver says it no longer exists.",
-            crate::domain::webhook::mask_url(&url)
-        );
-        let audit = crate::domain::audit::AuditEntry::new(
-            &org,
-            &crate::domain::audit::Actor::system(),
-            "webhook.disabled",
-            crate::domain::audit::webhook_object(&id, &name),
-            vec![crate::domain::audit::Change {
-                field: "enabled".into(),
-                before: serde_json::Value::Bool(true),
-                after: serde_json::Value::Bool(false),
-            }],
-        );
-        let notice =
-            mails.then(|| Notice::new(&org, &id, NoticeKind::Disabled, &url, reason.clone()));
-        match inner
-            .store
-            .disable_webhook(
-                &org,
-                &id,
-                &reason,
-                audit.at,
-                &audit,
-                notice.as_ref(),
-                &job.delivery_id,
-            )
-            .await
-        {
-            Ok(_) => {
-                inner.catalog.invalidate(&org);
-                tracing::warn!(webhook = %id, url = %crate::domain::webhook::mask_url(&url), "webhook disabled: its URL answered 410 Gone");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, webhook = %id, "could not disable the webhook after 410 Gone")
-            }
+    let disabled = crate::disabling::disable_webhook(
+        inner.store.as_ref(),
+        &inner.catalog,
+        webhook,
+        &job.url,
+        reason,
+        inner.clock.wall(),
+        job.delivery_id.as_str(),
+    )
+    .await;
+    match disabled {
+        Ok(()) => {
+            tracing::warn!(webhook = %webhook.id, url = %crate::domain::webhook::mask_url(&job.url), "webhook disabled: its URL answered 410 Gone")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, webhook = %webhook.id, "could not disable the webhook after 410 Gone")
         }
     }
 }
