@@ -121,6 +121,10 @@ pub struct DeliveryConfig {
     /// when events come often (see `intake/company.rs`); 0 never waits.
     #[serde(with = "duration::one")]
     pub intake_linger: Duration,
+    /// How long a node's claim on a delivery lasts: what a dead node's work waits before
+    /// another takes it. An attempt's claim always covers its timeout and 30 s more.
+    #[serde(with = "duration::one")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +221,7 @@ impl Default for DeliveryConfig {
             max_age: Duration::from_secs(24 * 3600),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             record_linger: Duration::from_millis(20),
+            lease: Duration::from_secs(60),
             intake_linger: Duration::from_millis(2),
         }
     }
@@ -313,6 +318,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "delivery.record_linger",
         "How long attempt results wait for company before they are written (one commit for many at low rates; 0s writes each at once); a lane's next delivery may start that much later (at most 1s).",
+    ),
+    (
+        "delivery.lease",
+        "How long a node's claim on a delivery lasts: a node that dies mid-attempt has its deliveries taken over by another this long after its claim (an attempt's claim always covers its timeout and 30s more); at least 1s, at most 10m.",
     ),
     (
         "delivery.intake_linger",
@@ -544,6 +553,12 @@ impl Config {
                 "and delivery.per_url_concurrency must be at least 1".to_owned(),
             );
         }
+        if self.delivery.lease < Duration::from_secs(1) {
+            bad(
+                "delivery.lease",
+                "must be at least 1s, like 60s: a claim shorter than a round trip to the database is taken over while it is used".to_owned(),
+            );
+        }
         if self.delivery.max_age.is_zero() {
             bad(
                 "delivery.max_age",
@@ -575,6 +590,12 @@ impl Config {
                 d.intake_linger,
                 MAX_INTAKE_LINGER,
                 "every sender's answer waits it",
+            ),
+            (
+                "delivery.lease",
+                d.lease,
+                10 * MINUTE,
+                "a dead node's deliveries wait it out",
             ),
             (
                 "delivery.shutdown_grace",

@@ -36,9 +36,9 @@ use crate::{
     store::{Admission, Lease, ProbeClaim, Store},
 };
 
-/// How long a claim lasts. An attempt takes at most 30 s; a lease about to run out is
-/// renewed before sending, so only a crashed node's work waits this long to be reclaimed.
-const LEASE: Duration = Duration::from_secs(60);
+/// What a claim renewed before an attempt covers at most: the longest timeout (30 s) and
+/// 30 s more.
+const LONGEST_ATTEMPT_COVER: Duration = Duration::from_secs(60);
 /// The poller looks for due work at least this often.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: usize = 500;
@@ -54,7 +54,7 @@ const PARKED_RESCAN: Duration = Duration::from_secs(5);
 /// How often the poller reads the circuits open in the cluster (one small table).
 const CIRCUIT_SYNC: Duration = Duration::from_secs(1);
 /// A node that lost the probe to another asks again at least this often, in case that
-/// node is gone (its claim runs out after `LEASE`).
+/// node is gone (its claim runs out after `delivery.lease`).
 const PROBE_RECHECK: Duration = Duration::from_millis(100);
 
 /// One delivery sent by [`Engine::send_now`], with its one attempt.
@@ -138,6 +138,9 @@ struct Inner {
     recorder: mpsc::UnboundedSender<Message>,
     /// The book decides in process time; what the store keeps is wall time.
     clock: Clock,
+    /// How long a claim lasts (`delivery.lease`): only a crashed node's work waits this long
+    /// to be taken over, as a claim about to run out is renewed before sending.
+    lease_length: Duration,
 }
 
 impl Inner {
@@ -151,7 +154,7 @@ impl Inner {
     fn lease(&self) -> Lease {
         Lease {
             owner: self.owner.clone(),
-            until: self.clock.wall().plus(LEASE),
+            until: self.clock.wall().plus(self.lease_length),
         }
     }
 
@@ -202,6 +205,7 @@ impl Engine {
             idle: Notify::new(),
             recorder,
             clock,
+            lease_length: config.lease,
         });
         tokio::spawn(poll(inner.clone()));
         Ok(Engine { inner })
@@ -438,9 +442,12 @@ impl Drop for ProbeSlot {
 /// Claims the URL's probe in the store; `None` when the store cannot say now.
 async fn claim_probe(inner: &Inner, url: &str) -> Option<ProbeClaim> {
     let now = inner.clock.wall();
+    // The claim covers the longest probe (its attempt's cover) whatever `delivery.lease`
+    // says, and every node's claims are of one length: the store tells a stale claim by it.
+    let length = inner.lease_length.max(LONGEST_ATTEMPT_COVER);
     match inner
         .store
-        .claim_probe(&url_key(url), &inner.owner, now, now.plus(LEASE))
+        .claim_probe(&url_key(url), &inner.owner, now, now.plus(length))
         .await
     {
         Ok(claim) => Some(claim),
@@ -765,18 +772,24 @@ async fn webhook_of(inner: &Inner, job: &Job) -> Option<Webhook> {
 /// A job that waited in memory past its lease (a slow URL's queue) finds it claimed again,
 /// by another node or by this node's poller for a second job, and must not send.
 async fn lease_covers(inner: &Inner, job: &mut Job, timeout: Duration) -> bool {
-    let margin = (timeout + Duration::from_secs(30)).as_micros() as i64;
+    let margin = timeout + Duration::from_secs(30);
     let held_until = *job
         .held_until
         .get_or_insert_with(|| inner.clock.from_wall(job.lease_until));
-    if held_until.as_micros() - inner.clock.now().as_micros() >= margin {
+    if held_until.as_micros() - inner.clock.now().as_micros() >= margin.as_micros() as i64 {
         return true;
     }
     let held = Lease {
         owner: inner.owner.clone(),
         until: job.lease_until,
     };
-    let (until, held_until) = (inner.lease().until, inner.clock.now().plus(LEASE));
+    // Renewed to cover the attempt whatever `delivery.lease` says: a claim that ran out
+    // mid-call would let another node send the delivery too.
+    let length = inner.lease_length.max(margin);
+    let (until, held_until) = (
+        inner.clock.wall().plus(length),
+        inner.clock.now().plus(length),
+    );
     match inner
         .store
         .renew_lease(&job.delivery_id, &held, until)

@@ -81,9 +81,12 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     // One key for the three, as an operator sets it; without it the first node would write
     // `tocsin.key` into the working directory (the source tree).
     let key = crate::helpers::test_key().to_base64();
+    // Claims last 10 s instead of a minute: what waits for a dead node's lease is then the
+    // attempt's own cover (its 3 s timeout and 30 s more), not the setting.
     let settings = [
         ("TOCSIN_DELIVERY__ALLOWED_NETWORKS", "127.0.0.0/8"),
         ("TOCSIN_DELIVERY__RETRY_SCHEDULE", "1s"),
+        ("TOCSIN_DELIVERY__LEASE", "10s"),
         ("TOCSIN_SECRET_KEY", key.as_str()),
     ];
     let first = Server::start_with(&db.url, &settings);
@@ -125,7 +128,7 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
         HOOKS,
         patched(
             hook("cluster", json!([{"url": receiver.url("/h")}])),
-            json!({"max_retry": 10}),
+            json!({"max_retry": 10, "timeout_seconds": 3}),
         ),
     )
     .await;
@@ -153,10 +156,10 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
     }
     let (killed_at, in_flight) = killed.unwrap();
 
-    // Every delivery answered 200 at least once. The killed node's leases run out after a
-    // minute before its deliveries are taken over.
+    // Every delivery answered 200 at least once. The killed node's leases run out (33 s for
+    // one in the middle of an attempt) before its deliveries are taken over.
     let expected = INCIDENTS * ROUNDS.len();
-    let deadline = Instant::now() + Duration::from_secs(60) + DEADLINE * 2;
+    let deadline = Instant::now() + Duration::from_secs(33) + DEADLINE * 2;
     let got = loop {
         let got = receiver.received("/h");
         let succeeded: HashSet<&str> = answered_200(&got)
@@ -177,15 +180,16 @@ async fn three_nodes_share_the_work_and_lose_nothing_to_a_kill() {
         node.stop();
     }
     // The request the killed node was waiting on went again, from another node, once its
-    // lease had run out: not before (its lease is 60 s from its claim, which came at most a
-    // few seconds before the kill; 30 s leaves room for that), and not never.
+    // lease had run out: not before (renewed before its attempt to cover the 3 s timeout and
+    // 30 s more, at most a few seconds before the kill; 25 s leaves room for that), and not
+    // never.
     let sent_again: Vec<Duration> = got
         .iter()
         .filter(|r| r.header("webhook-id") == in_flight && r.at > killed_at)
         .map(|r| r.at.duration_since(killed_at))
         .collect();
     assert!(
-        !sent_again.is_empty() && sent_again[0] >= Duration::from_secs(30),
+        !sent_again.is_empty() && sent_again[0] >= Duration::from_secs(25),
         "{in_flight}, in flight on the killed node, was sent again at {sent_again:?} after the \
          kill: it should have waited for its lease to run out"
     );
