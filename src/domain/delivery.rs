@@ -157,6 +157,16 @@ pub struct Delivery {
     pub origin: Origin,
 }
 
+impl Delivery {
+    /// When it is tried next: only while it is pending (a finished row keeps the time it
+    /// last had, which means nothing any more).
+    pub fn next_attempt(&self) -> Option<Timestamp> {
+        (self.state == DeliveryState::Pending)
+            .then_some(self.next_attempt_at)
+            .flatten()
+    }
+}
+
 /// One HTTP call of a delivery, as recorded.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Attempt {

@@ -64,7 +64,7 @@ fn summary(d: &Delivery) -> Value {
         "attempts": d.attempts,
         "last_status": d.last_status,
         "last_error": d.last_error,
-        "next_attempt_at": if d.state == DeliveryState::Pending { ts(d.next_attempt_at) } else { Value::Null },
+        "next_attempt_at": ts(d.next_attempt()),
         "created_at": d.created_at.to_rfc3339(),
         "updated_at": d.updated_at.to_rfc3339(),
         "completed_at": ts(d.completed_at),

@@ -121,20 +121,19 @@ pub async fn show(
     let rows: Vec<Ctx> = deliveries
         .iter()
         .map(|d| {
+            let masked = crate::domain::webhook::mask_url(&d.url);
             context! {
                 id => d.id.as_str(),
                 webhook_id => d.webhook_id.as_str(),
                 webhook => name_of(&d.webhook_id),
                 state => d.state.as_str(),
                 event_type => &d.event_type,
-                url => crate::domain::webhook::mask_url(&d.url),
-                url_end => super::logs::url_end(&crate::domain::webhook::mask_url(&d.url)),
+                url_end => super::logs::url_end(&masked),
+                url => masked,
                 method => d.method.as_str(),
                 attempts => d.attempts,
                 last_status => d.last_status,
-                next_attempt_at => (d.state == crate::domain::delivery::DeliveryState::Pending)
-                    .then(|| d.next_attempt_at.map(|t| t.to_rfc3339()))
-                    .flatten(),
+                next_attempt_at => d.next_attempt().map(|t| t.to_rfc3339()),
                 created_at => d.created_at.to_rfc3339(),
                 origin => d.origin.as_str(),
             }

@@ -172,6 +172,7 @@ async fn rows_context(
     Ok(rows
         .iter()
         .map(|(seq, d)| {
+            let masked = crate::domain::webhook::mask_url(&d.url);
             context! {
                 seq => seq,
                 id => d.id.as_str(),
@@ -179,15 +180,13 @@ async fn rows_context(
                 event_type => &d.event_type,
                 incident_id => &d.incident_id,
                 message => messages.get(&d.event_id).map(|m| m.chars().take(120).collect::<String>()),
-                url => crate::domain::webhook::mask_url(&d.url),
-                url_end => url_end(&crate::domain::webhook::mask_url(&d.url)),
+                url_end => url_end(&masked),
+                url => masked,
                 method => d.method.as_str(),
                 attempts => d.attempts,
                 last_status => d.last_status,
                 last_error => &d.last_error,
-                next_attempt_at => (d.state == DeliveryState::Pending)
-                    .then(|| d.next_attempt_at.map(|t| t.to_rfc3339()))
-                    .flatten(),
+                next_attempt_at => d.next_attempt().map(|t| t.to_rfc3339()),
                 created_at => d.created_at.to_rfc3339(),
                 origin => d.origin.as_str(),
             }
