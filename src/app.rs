@@ -406,6 +406,7 @@ impl Application {
                 rate_limits,
                 directory: crate::directory::Directory::start(store.clone()),
                 receipts: crate::sources::recorder::ReceiptQueue::start(store.clone()),
+                source_states: crate::sources::state_reads::StateReads::start(store.clone()),
                 sources: Arc::default(),
                 sealer: Arc::new(crate::domain::sealing::Sealer::new(&unlocked.key)),
                 mailer,

@@ -85,6 +85,21 @@ fn text(value: Option<&Value>) -> Option<String> {
 /// takes it). An entry without a name is named by its id.
 pub fn from_event(body: &Value, at: Timestamp) -> Vec<Entry> {
     let incident = body.get("incident");
+    from_parts(
+        incident.and_then(|i| i.get("service")),
+        incident.and_then(|i| i.get("alert_source")),
+        body.get("team"),
+        at,
+    )
+}
+
+/// The entries of an incident's service and alert source and an event's team.
+pub fn from_parts(
+    service: Option<&Value>,
+    alert_source: Option<&Value>,
+    team: Option<&Value>,
+    at: Timestamp,
+) -> Vec<Entry> {
     let pick = |kind: Kind, object: Option<&Value>, names: &[&str]| {
         let object = object?;
         let id = text(object.get("id"))?;
@@ -98,17 +113,13 @@ pub fn from_event(body: &Value, at: Timestamp) -> Vec<Entry> {
         })
     };
     [
-        pick(
-            Kind::Service,
-            incident.and_then(|i| i.get("service")),
-            &["name", "slug"],
-        ),
+        pick(Kind::Service, service, &["name", "slug"]),
         pick(
             Kind::AlertSource,
-            incident.and_then(|i| i.get("alert_source")),
+            alert_source,
             &["type", "name", "short_name"],
         ),
-        pick(Kind::Team, body.get("team"), &["name"]),
+        pick(Kind::Team, team, &["name"]),
     ]
     .into_iter()
     .flatten()

@@ -129,6 +129,50 @@ pub fn parse_event(input: &Value, tenant: Tenant<'_>) -> Result<Event, Vec<Field
     parse(input, MemberTexts::default(), tenant)
 }
 
+/// An event's members, owned and not yet checked: what a `POST /v3/events` body holds. An
+/// event source builds these directly, so its events pass the same checks as a posted body
+/// without being written out and read back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Members {
+    pub id: Option<Value>,
+    pub event_type: Option<Value>,
+    pub timestamp: Option<Value>,
+    pub organization: Option<Value>,
+    pub team: Option<Value>,
+    pub incident: Option<Value>,
+    pub resource: Option<Value>,
+    /// The incident's text as written, for payloads; `None`: its serialization.
+    pub incident_text: Option<JsonText>,
+    /// The resource's text as written; `None`: its serialization.
+    pub resource_text: Option<JsonText>,
+}
+
+impl Members {
+    /// The `POST /v3/events` body these members make (a preview shows it).
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        for (name, value) in [
+            ("id", &self.id),
+            ("type", &self.event_type),
+            ("timestamp", &self.timestamp),
+            ("organization", &self.organization),
+            ("team", &self.team),
+            ("incident", &self.incident),
+            ("resource", &self.resource),
+        ] {
+            if let Some(value) = value {
+                body.insert(name.to_owned(), value.clone());
+            }
+        }
+        Value::Object(body)
+    }
+}
+
+/// Checks an event's members (as [`parse_event_text`] checks a body) and makes the event.
+pub fn event_from_members(members: Members, tenant: Tenant<'_>) -> Result<Event, Vec<FieldError>> {
+    build(members, Vec::new(), tenant)
+}
+
 fn parse(
     input: &Value,
     texts: MemberTexts<'_>,
@@ -159,25 +203,41 @@ fn parse(
             ));
         }
     }
+    let members = Members {
+        id: obj.get("id").cloned(),
+        event_type: obj.get("type").cloned(),
+        timestamp: obj.get("timestamp").cloned(),
+        organization: obj.get("organization").cloned(),
+        team: obj.get("team").cloned(),
+        incident: obj.get("incident").cloned(),
+        resource: obj.get("resource").cloned(),
+        incident_text: texts.incident.map(JsonText::exact),
+        resource_text: texts.resource.map(JsonText::exact),
+    };
+    build(members, errors, tenant)
+}
 
-    let producer_id = match obj.get("id") {
+fn build(
+    members: Members,
+    mut errors: Vec<FieldError>,
+    tenant: Tenant<'_>,
+) -> Result<Event, Vec<FieldError>> {
+    let producer_id = match members.id {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_PRODUCER_ID => {
-            Some(s.clone())
-        }
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_PRODUCER_ID => Some(s),
         Some(other) => {
             errors.push(FieldError::new(
                 "id",
                 format!(
                     "must be a non-empty string of at most {MAX_PRODUCER_ID} characters, got {}",
-                    kind(other)
+                    kind(&other)
                 ),
             ));
             None
         }
     };
 
-    let event_type = match obj.get("type") {
+    let event_type = match &members.event_type {
         Some(Value::String(s)) => EventType::from_name(s).or_else(|| {
             errors.push(FieldError::new(
                 "type",
@@ -206,9 +266,9 @@ fn parse(
     };
 
     let received_at = Timestamp::now();
-    let timestamp = match obj.get("timestamp") {
+    let timestamp = match members.timestamp {
         None | Some(Value::Null) => received_at_nanos(),
-        Some(Value::String(s)) if Timestamp::parse_rfc3339(s).is_some() => s.clone(),
+        Some(Value::String(s)) if Timestamp::parse_rfc3339(&s).is_some() => s,
         Some(other) => {
             errors.push(FieldError::new(
                 "timestamp",
@@ -218,24 +278,22 @@ fn parse(
         }
     };
 
-    let organization = match obj.get("organization") {
+    let organization = match members.organization {
         None | Some(Value::Null) => json!({"id": tenant.id, "name": tenant.name}),
-        Some(Value::Object(o)) if o.get("id").is_some_and(Value::is_string) => {
-            Value::Object(o.clone())
-        }
+        Some(Value::Object(o)) if o.get("id").is_some_and(Value::is_string) => Value::Object(o),
         Some(_) => {
             errors.push(FieldError::new("organization", "must be an object with a string id, like {\"id\": \"…\", \"name\": \"…\"}, or absent"));
             Value::Null
         }
     };
 
-    let team = match obj.get("team") {
+    let team = match members.team {
         Some(Value::Object(o))
             if o.get("id")
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty()) =>
         {
-            Value::Object(o.clone())
+            Value::Object(o)
         }
         Some(Value::Object(_)) => {
             errors.push(FieldError::new(
@@ -254,16 +312,16 @@ fn parse(
         Some(other) => {
             errors.push(FieldError::new(
                 "team",
-                format!("must be an object with an id, got {}", kind(other)),
+                format!("must be an object with an id, got {}", kind(&other)),
             ));
             Value::Null
         }
     };
 
-    let incident = match obj.get("incident") {
+    let incident = match members.incident {
         Some(Value::Object(o)) => {
-            check_incident(o, &mut errors);
-            o.clone()
+            check_incident(&o, &mut errors);
+            o
         }
         None | Some(Value::Null) => {
             errors.push(FieldError::new(
@@ -275,19 +333,17 @@ fn parse(
         Some(other) => {
             errors.push(FieldError::new(
                 "incident",
-                format!("must be an object, got {}", kind(other)),
+                format!("must be an object, got {}", kind(&other)),
             ));
             Map::new()
         }
     };
 
-    let resource = match (event_type, obj.get("resource")) {
+    let resource_text = members.resource_text;
+    let resource = match (event_type, members.resource) {
         (Some(t), Some(Value::Object(o))) if t.has_resource() => Some(Resource {
-            text: match texts.resource {
-                Some(raw) => JsonText::exact(raw),
-                None => JsonText::from_value(o),
-            },
-            value: o.clone(),
+            text: resource_text.unwrap_or_else(|| JsonText::from_value(&o)),
+            value: o,
         }),
         (Some(t), None | Some(Value::Null)) if t.has_resource() => {
             errors.push(FieldError::new(
@@ -306,7 +362,7 @@ fn parse(
                 format!(
                     "must be an object ({}), got {}",
                     t.resource_description(),
-                    kind(other)
+                    kind(&other)
                 ),
             ));
             None
@@ -328,10 +384,9 @@ fn parse(
         return Err(errors);
     }
     let id = super::ids::new_id("evt");
-    let incident_text = match texts.incident {
-        Some(raw) => JsonText::exact(raw),
-        None => JsonText::from_value(&incident),
-    };
+    let incident_text = members
+        .incident_text
+        .unwrap_or_else(|| JsonText::from_value(&incident));
     Ok(Event {
         payload_event_id: producer_id.clone().unwrap_or_else(|| id.clone()),
         id,

@@ -27,6 +27,13 @@ impl JsonText {
         Self(RawValue::from_string(text).expect("removing whitespace keeps JSON valid"))
     }
 
+    /// `text` as written, whitespace between tokens removed; `None` when it is not JSON.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str::<&RawValue>(text)
+            .ok()
+            .map(Self::exact)
+    }
+
     /// Text for a value that was never text (built in code or read without its text).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Self {
         Self(serde_json::value::to_raw_value(value).expect("JSON values always serialize"))

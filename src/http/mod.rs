@@ -41,6 +41,7 @@ pub struct AppState {
     pub directory: crate::directory::Directory,
     /// Group commit of what event sources received.
     pub receipts: crate::sources::recorder::ReceiptQueue,
+    pub source_states: crate::sources::state_reads::StateReads,
     /// Sources read in the last moments, so most payloads skip the store.
     pub sources: Arc<crate::sources::cache::SourceCache>,
     /// Seals what a page shows once after a POST (`ui/once.rs`), with the installation's key.

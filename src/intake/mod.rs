@@ -14,7 +14,7 @@ use crate::{
     dispatch::{Engine, Job},
     domain::{
         delivery::{NewDelivery, Origin},
-        event::{parse_event_text, Event, Tenant},
+        event::{event_from_members, parse_event_text, Event, Members, Tenant},
         ids::{new_id, DeliveryId, OrganizationId, WebhookId},
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
@@ -453,15 +453,38 @@ pub async fn parse(
     body: &Value,
     text: &[u8],
 ) -> Result<Event, IntakeError> {
+    checked(catalog, organization_id, |tenant| {
+        parse_event_text(body, text, tenant)
+    })
+    .await
+}
+
+/// An event an event source made, checked as a posted body is.
+pub async fn from_members(
+    catalog: &Catalog,
+    organization_id: &OrganizationId,
+    members: Members,
+) -> Result<Event, IntakeError> {
+    checked(catalog, organization_id, |tenant| {
+        event_from_members(members, tenant)
+    })
+    .await
+}
+
+async fn checked(
+    catalog: &Catalog,
+    organization_id: &OrganizationId,
+    check: impl FnOnce(Tenant<'_>) -> Result<Event, Vec<FieldError>>,
+) -> Result<Event, IntakeError> {
     let webhooks = catalog.webhooks(organization_id).await?;
     let organization = webhooks.organization.as_ref().ok_or_else(|| {
         IntakeError::Internal(format!("organization {organization_id} is missing"))
     })?;
-    let tenant = Tenant {
+    check(Tenant {
         id: &organization.id,
         name: &organization.name,
-    };
-    parse_event_text(body, text, tenant).map_err(IntakeError::Invalid)
+    })
+    .map_err(IntakeError::Invalid)
 }
 
 /// Matches, renders and stores a parsed event with its deliveries (answered after the

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::domain::event_type::EventType;
+use crate::domain::{event_type::EventType, json_text::JsonText};
 
 /// One thing a payload says: a change to an incident, or something tocsin reads and does not
 /// send (with why, for the receipt).
@@ -109,10 +109,10 @@ pub struct Change {
     pub exact: Option<ExactTexts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExactTexts {
-    pub incident: String,
-    pub resource: Option<String>,
+    pub incident: JsonText,
+    pub resource: Option<JsonText>,
 }
 
 impl Change {

@@ -10,6 +10,7 @@ pub mod manage;
 pub mod receive;
 pub mod recorder;
 pub mod state;
+pub mod state_reads;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod translate;

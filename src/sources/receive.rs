@@ -4,31 +4,34 @@
 //! leaves (one transaction), then the receipt. An answer 2xx means the events and their
 //! states are stored.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use super::{
     change::Refusal,
     kinds,
     recorder::ReceiptQueue,
+    state_reads::StateReads,
     translate::{self, Outcome},
 };
 use crate::{
     catalog::Catalog,
     domain::{
-        event::Event,
+        directory,
+        event_type::EventType,
         source::{Receipt, ReceiptOutcome, Source, SourceKind, SourceState},
         FieldError, Timestamp,
     },
     intake::{self, IntakeError, IntakeQueue},
-    store::{Accepted, Store, StoreError},
+    store::Accepted,
 };
 
 /// One event a payload became.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub event: Event,
+    pub event_type: &'static EventType,
+    pub incident_id: String,
+    /// The service, alert source and team it names, for the directory.
+    pub seen: Vec<directory::Entry>,
     pub accepted: Accepted,
 }
 
@@ -65,8 +68,8 @@ impl Reply {
             Reply::Done { stored, ignored } => json!({
                 "events": stored.iter().map(|s| json!({
                     "id": s.accepted.event_id,
-                    "type": s.event.event_type.name,
-                    "incident_id": s.event.incident_id(),
+                    "type": s.event_type.name,
+                    "incident_id": s.incident_id,
                     "deliveries": s.accepted.deliveries,
                     "duplicate": s.accepted.duplicate,
                 })).collect::<Vec<_>>(),
@@ -81,16 +84,16 @@ impl Reply {
 /// `text`, `signature` the `X-PagerDuty-Signature` header.
 #[allow(clippy::too_many_arguments)]
 pub async fn receive(
-    store: &Arc<dyn Store>,
     catalog: &Catalog,
     queue: &IntakeQueue,
     receipts: &ReceiptQueue,
+    states: &StateReads,
     source: &Source,
     payload: &Value,
     text: &[u8],
     signature: Option<&str>,
 ) -> Reply {
-    let reply = decide_and_store(store, catalog, queue, source, payload, text, signature)
+    let reply = decide_and_store(catalog, queue, states, source, payload, text, signature)
         .await
         .unwrap_or_else(|refused| refused);
     receipts.record(receipt_for(source, &reply, text));
@@ -98,9 +101,9 @@ pub async fn receive(
 }
 
 async fn decide_and_store(
-    store: &Arc<dyn Store>,
     catalog: &Catalog,
     queue: &IntakeQueue,
+    states: &StateReads,
     source: &Source,
     payload: &Value,
     text: &[u8],
@@ -122,10 +125,7 @@ async fn decide_and_store(
     let states = if keys.is_empty() {
         Default::default()
     } else {
-        store
-            .source_incidents(&source.id, &keys)
-            .await
-            .map_err(unavailable)?
+        states.read(&source.id, keys).await.map_err(unavailable)?
     };
     let outcomes = translate::decide_all(source, items, &states, Timestamp::now());
     // Every event is checked before any is stored, so a payload is taken whole or not.
@@ -136,7 +136,7 @@ async fn decide_and_store(
             Outcome::Ignored(why) => ignored.push(why),
             Outcome::Event(made) => {
                 let mut event =
-                    intake::parse(catalog, &source.organization_id, &made.body, &made.text)
+                    intake::from_members(catalog, &source.organization_id, made.members)
                         .await
                         .map_err(intake_reply)?;
                 // Stored with the event, in its transaction: the next payload's decisions
@@ -152,10 +152,22 @@ async fn decide_and_store(
     let mut stored = Vec::with_capacity(events.len());
     // One after another: two changes of one incident keep their order.
     for event in events {
-        let accepted = intake::accept_event(catalog, queue, event.clone())
+        let (event_type, incident_id) = (event.event_type, event.incident_id().to_owned());
+        let seen = directory::from_parts(
+            event.incident.get("service"),
+            event.incident.get("alert_source"),
+            Some(&event.team),
+            Timestamp::now(),
+        );
+        let accepted = intake::accept_event(catalog, queue, event)
             .await
             .map_err(intake_reply)?;
-        stored.push(Stored { event, accepted });
+        stored.push(Stored {
+            event_type,
+            incident_id,
+            seen,
+            accepted,
+        });
     }
     Ok(Reply::Done { stored, ignored })
 }
@@ -187,7 +199,7 @@ async fn incident_turns(
     turns
 }
 
-fn unavailable(e: StoreError) -> Reply {
+fn unavailable(e: impl std::fmt::Display) -> Reply {
     tracing::warn!(error = %e, "a source's incident states could not be read");
     Reply::Unavailable(
         "tocsin could not read its database just now and kept nothing of this payload: send it again".to_owned(),
@@ -223,9 +235,9 @@ pub fn receipt_for(source: &Source, reply: &Reply, text: &[u8]) -> Receipt {
                 .map(|s| {
                     format!(
                         "{} {} (incident {}, {} deliveries{})",
-                        s.event.event_type.name,
+                        s.event_type.name,
                         s.accepted.event_id,
-                        s.event.incident_id(),
+                        s.incident_id,
                         s.accepted.deliveries,
                         if s.accepted.duplicate {
                             ", a repeat of an event already stored"

@@ -431,7 +431,7 @@ mod tests {
         let mut c = change(Intent::Acknowledge);
         c.incident_id = Some("sq-1".into());
         c.exact = Some(crate::sources::change::ExactTexts {
-            incident: "{}".into(),
+            incident: crate::domain::json_text::JsonText::parse("{}").unwrap(),
             resource: None,
         });
         let (t, acked) = sent(&decide(&source(), None, &c, Timestamp::from_micros(1)));

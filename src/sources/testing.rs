@@ -10,7 +10,7 @@ use super::{
     translate::{decide_all, Outcome},
 };
 use crate::domain::{
-    event::{parse_event_text, Event, Tenant},
+    event::{event_from_members, Event, Tenant},
     ids::{OrganizationId, SourceId},
     source::{IncidentState, Source, SourceKind, SourceSettings, SourceSpec},
     Timestamp,
@@ -58,15 +58,14 @@ pub fn event(out: &[Outcome]) -> Event {
     let [Outcome::Event(made)] = out else {
         panic!("not one event: {out:?}")
     };
-    parse_event_text(
-        &made.body,
-        &made.text,
+    event_from_members(
+        made.members.clone(),
         Tenant {
             id: "org_1",
             name: "Acme",
         },
     )
-    .unwrap_or_else(|e| panic!("invalid event {}: {e:?}", made.body))
+    .unwrap_or_else(|e| panic!("invalid event {}: {e:?}", made.members.body()))
 }
 
 /// Why the one outcome of `out` was skipped.

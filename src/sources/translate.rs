@@ -1,16 +1,17 @@
 //! From what a kind read to the events to store (pure): each change is decided against its
 //! incident's state (as left by the changes before it in the same payload), and what is
-//! sent becomes a body in `POST /v3/events`' shape.
+//! sent becomes an event's members, checked as a `POST /v3/events` body is.
 
 use std::collections::HashMap;
 
-use serde_json::{value::RawValue, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{
     change::{Change, Intent, Item},
     state::{decide, Decision},
 };
 use crate::domain::{
+    event::Members,
     event_type::EventType,
     source::{IncidentState, Source},
     Timestamp,
@@ -22,12 +23,11 @@ pub enum Outcome {
     Ignored(String),
 }
 
-/// An event to store: its `/v3/events` body, as a value and as text (the text carries a
-/// relayed incident exactly as posted), and the state to keep once it is stored.
+/// An event to store: its members (a relayed incident's text exactly as posted), and the
+/// state to keep once it is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Made {
-    pub body: Value,
-    pub text: Vec<u8>,
+    pub members: Members,
     pub event_type: &'static EventType,
     pub incident_id: String,
     pub next: Option<IncidentState>,
@@ -98,17 +98,18 @@ pub fn decide_all(
                 status,
                 next,
             } => {
-                let (body, text) = event_body(
+                let key = std::mem::take(&mut change.key);
+                let members = event_members(
                     source,
-                    &change,
+                    *change,
                     event_type,
                     &incident_id,
-                    &event_id,
+                    event_id,
                     status.as_str(),
                 );
                 let next = next.map(|next| {
                     let mut next = *next;
-                    if let Some(Value::Object(incident)) = body.get("incident") {
+                    if let Some(Value::Object(incident)) = &members.incident {
                         // Without the platform's own data, often the largest part: a later
                         // change brings its own, and the row stays small.
                         next.incident = incident
@@ -117,13 +118,12 @@ pub fn decide_all(
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect();
                     }
-                    next.team = body.get("team").cloned();
-                    current.insert(change.key.clone(), next.clone());
+                    next.team = members.team.clone();
+                    current.insert(key, next.clone());
                     next
                 });
                 out.push(Outcome::Event(Box::new(Made {
-                    body,
-                    text,
+                    members,
                     event_type,
                     incident_id,
                     next,
@@ -142,77 +142,50 @@ fn complete(incident: &Map<String, Value>) -> bool {
         .all(|e| e.field == "incident.id" || e.field == "incident.status")
 }
 
-fn event_body(
+fn event_members(
     source: &Source,
-    change: &Change,
+    change: Change,
     event_type: &'static EventType,
     incident_id: &str,
-    event_id: &str,
+    event_id: String,
     status: &str,
-) -> (Value, Vec<u8>) {
-    let mut body = Map::new();
-    body.insert("id".into(), Value::String(event_id.to_owned()));
-    body.insert("type".into(), Value::String(event_type.name.to_owned()));
-    if let Some(t) = &change.timestamp {
-        body.insert("timestamp".into(), Value::String(t.clone()));
-    }
-    if let Some(o) = &change.organization {
-        body.insert("organization".into(), o.clone());
-    }
-    body.insert(
-        "team".into(),
-        change.team.clone().unwrap_or_else(|| source.team()),
-    );
-    let incident = match &change.exact {
-        Some(_) => change.incident.clone(),
+) -> Members {
+    let (incident, incident_text, resource_text) = match change.exact {
+        // The texts as posted: numbers and escapes reach receivers unchanged.
+        Some(exact) => (change.incident, Some(exact.incident), exact.resource),
         None => {
             let mut incident = Map::with_capacity(change.incident.len() + 2);
             incident.insert("id".into(), Value::String(incident_id.to_owned()));
-            for (k, v) in &change.incident {
+            for (k, v) in change.incident {
                 if k != "id" && k != "status" {
-                    incident.insert(k.clone(), v.clone());
+                    incident.insert(k, v);
                 }
             }
             incident.insert("status".into(), Value::String(status.to_owned()));
-            incident
+            (incident, None, None)
         }
     };
-    body.insert("incident".into(), Value::Object(incident));
-    if let Some(r) = &change.resource {
-        body.insert("resource".into(), r.clone());
+    Members {
+        id: Some(Value::String(event_id)),
+        event_type: Some(Value::String(event_type.name.to_owned())),
+        timestamp: change.timestamp.map(Value::String),
+        organization: change.organization,
+        team: Some(change.team.unwrap_or_else(|| source.team())),
+        incident: Some(Value::Object(incident)),
+        resource: change.resource,
+        incident_text,
+        resource_text,
     }
-    let value = Value::Object(body);
-    let text = match &change.exact {
-        // The members as posted, spliced in: numbers and escapes reach receivers unchanged.
-        Some(exact) => {
-            let mut outer = value.clone();
-            let obj = outer.as_object_mut().expect("built as an object");
-            obj.remove("incident");
-            obj.remove("resource");
-            let mut text = serde_json::to_string(&outer).expect("JSON values always serialize");
-            text.pop(); // the closing brace
-            let raw = |t: &str| RawValue::from_string(t.to_owned()).is_ok();
-            if raw(&exact.incident) {
-                text.push_str(",\"incident\":");
-                text.push_str(&exact.incident);
-            }
-            if let Some(r) = exact.resource.as_deref().filter(|r| raw(r)) {
-                text.push_str(",\"resource\":");
-                text.push_str(r);
-            }
-            text.push('}');
-            text.into_bytes()
-        }
-        None => serde_json::to_vec(&value).expect("JSON values always serialize"),
-    };
-    (value, text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        domain::source::{SourceKind, SourceSettings},
+        domain::{
+            json_text::JsonText,
+            source::{SourceKind, SourceSettings},
+        },
         sources::change::ExactTexts,
     };
     use serde_json::json;
@@ -254,31 +227,34 @@ mod tests {
         let Outcome::Event(made) = &out[0] else {
             panic!("{out:?}")
         };
-        assert_eq!(made.body["type"], "incident.triggered");
-        assert_eq!(made.body["team"]["id"], "t1");
-        assert_eq!(made.body["incident"]["status"], "triggered");
-        assert_eq!(made.body["incident"]["id"], made.incident_id.as_str());
-        let parsed: Value = serde_json::from_slice(&made.text).unwrap();
-        assert_eq!(parsed, made.body);
-        let event = crate::domain::event::parse_event_text(
-            &made.body,
-            &made.text,
-            crate::domain::event::Tenant {
-                id: "org_1",
-                name: "Acme",
-            },
-        )
-        .expect("a valid event");
-        assert_eq!(event.payload_event_id, made.body["id"].as_str().unwrap());
+        let body = made.members.body();
+        assert_eq!(body["type"], "incident.triggered");
+        assert_eq!(body["team"]["id"], "t1");
+        assert_eq!(body["incident"]["status"], "triggered");
+        assert_eq!(body["incident"]["id"], made.incident_id.as_str());
+        let tenant = || crate::domain::event::Tenant {
+            id: "org_1",
+            name: "Acme",
+        };
+        let event = crate::domain::event::event_from_members(made.members.clone(), tenant())
+            .expect("a valid event");
+        assert_eq!(event.payload_event_id, body["id"].as_str().unwrap());
+        // The same event as the body posted to `/v3/events` makes.
+        let posted = crate::domain::event::parse_event(&body, tenant()).expect("a valid body");
+        assert_eq!(event.incident, posted.incident);
+        assert_eq!(event.incident_text, posted.incident_text);
+        assert_eq!(event.team, posted.team);
     }
 
     #[test]
-    fn exact_texts_are_spliced_in_unchanged() {
+    fn exact_texts_are_kept_unchanged() {
         let mut c = Change::new("i1", Intent::Trigger, incident());
         c.incident_id = Some("i1".into());
         let text = r#"{"id":"i1","message":"Disk full","status":"triggered","n":1.10,"service":{"id":"db"},"alert_source":{"id":"prometheus"}}"#;
+        // As a relay reads it: the incident parsed, and its text as posted.
+        c.incident = serde_json::from_str(text).unwrap();
         c.exact = Some(ExactTexts {
-            incident: text.into(),
+            incident: JsonText::parse(text).unwrap(),
             resource: None,
         });
         let out = decide_all(
@@ -290,10 +266,15 @@ mod tests {
         let Outcome::Event(made) = &out[0] else {
             panic!()
         };
-        let written = String::from_utf8(made.text.clone()).unwrap();
-        assert!(
-            written.ends_with(&format!(",\"incident\":{text}}}")),
-            "{written}"
-        );
+        let event = crate::domain::event::event_from_members(
+            made.members.clone(),
+            crate::domain::event::Tenant {
+                id: "org_1",
+                name: "Acme",
+            },
+        )
+        .expect("a valid event");
+        assert_eq!(event.incident_text.as_str(), text);
+        assert!(event.body_json().contains(&format!("\"incident\":{text}")));
     }
 }

@@ -111,7 +111,7 @@ pub fn preview_json(body: &Value) -> Result<Value, Vec<FieldError>> {
             let mut ignored = Vec::new();
             for o in outcomes {
                 match o {
-                    translate::Outcome::Event(made) => events.push(made.body),
+                    translate::Outcome::Event(made) => events.push(made.members.body()),
                     translate::Outcome::Ignored(why) => ignored.push(why),
                 }
             }

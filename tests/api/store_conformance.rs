@@ -1833,3 +1833,104 @@ async fn store_records_a_batch_of_several_chunks(backend: Backend) {
 }
 
 both_backends!(store_records_a_batch_of_several_chunks);
+
+/// A source's incident states are read many keys at once (what `sources::state_reads`
+/// asks), and of a batch of receipts beyond what is kept only the newest are written while
+/// every one is counted.
+async fn store_source_states_and_receipts(backend: Backend) {
+    use tocsin::domain::{
+        ids::SourceId,
+        source::{
+            IncidentState, IncidentStatus, Receipt, ReceiptOutcome, Source, SourceKind,
+            SourceSettings, SourceSpec, SourceState, RECEIPTS_KEPT,
+        },
+    };
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let (org, hook) = org_with_webhook(store.as_ref(), "relay").await;
+    let source = Source {
+        id: SourceId::generate(),
+        organization_id: org.id.clone(),
+        spec: SourceSpec {
+            name: "am".into(),
+            kind: SourceKind::Alertmanager,
+            description: String::new(),
+            enabled: true,
+            team: None,
+            settings: SourceSettings::parse(SourceKind::Alertmanager, None, None).unwrap(),
+        },
+        token_hash: "x".into(),
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+    };
+    store
+        .insert_source(&source, &entry(&org.id, &hook.id))
+        .await
+        .unwrap();
+    let mut batch = one_per_incident(&org, &hook, 3);
+    for (i, (event, _)) in batch.iter_mut().enumerate() {
+        event.source_state = Some(SourceState {
+            source_id: source.id.clone(),
+            state: IncidentState {
+                key: format!("group-{i}"),
+                incident_id: event.incident_id().to_owned(),
+                status: IncidentStatus::Triggered,
+                generation: 1,
+                events: 1,
+                last_event_id: event.payload_event_id.clone(),
+                incident: serde_json::Map::new(),
+                team: None,
+                updated_at: Timestamp::now(),
+            },
+        });
+    }
+    store
+        .accept_events(&batch, &leasing(for_a_minute("node-a")))
+        .await
+        .unwrap();
+    let keys: Vec<String> = ["group-0", "group-2", "group-9", "group-1"]
+        .map(String::from)
+        .to_vec();
+    let states = store.source_incidents(&source.id, &keys).await.unwrap();
+    let mut found: Vec<&str> = states.keys().map(String::as_str).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        ["group-0", "group-1", "group-2"],
+        "an unknown key is absent"
+    );
+    assert_eq!(states["group-2"].incident_id, batch[2].0.incident_id());
+
+    let receipts: Vec<Receipt> = (0..RECEIPTS_KEPT + 30)
+        .map(|n| {
+            Receipt::new(
+                &source.id,
+                ReceiptOutcome::Accepted,
+                202,
+                vec![format!("payload {n}")],
+                Vec::new(),
+                b"{}",
+            )
+        })
+        .collect();
+    store.record_receipts(&receipts).await.unwrap();
+    let kept = store
+        .receipts(&source.id, 2 * RECEIPTS_KEPT as u32)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), RECEIPTS_KEPT);
+    assert_eq!(kept[0].results, [format!("payload {}", RECEIPTS_KEPT + 29)]);
+    assert_eq!(kept[RECEIPTS_KEPT - 1].results, ["payload 30"]);
+    let activity = store
+        .source_activity(&org.id, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        activity[&source.id].today.accepted,
+        (RECEIPTS_KEPT + 30) as u64,
+        "every receipt counted"
+    );
+}
+
+both_backends!(store_source_states_and_receipts);

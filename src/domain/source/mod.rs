@@ -11,7 +11,9 @@ mod settings;
 use serde_json::{json, Map, Value};
 
 pub use incident::{IncidentState, IncidentStatus, SourceState};
-pub use receipt::{DayCounts, Receipt, ReceiptOutcome, RECEIPTS_KEPT, RECEIPT_BODY_MAX};
+pub use receipt::{
+    worth_writing, DayCounts, Receipt, ReceiptOutcome, RECEIPTS_KEPT, RECEIPT_BODY_MAX,
+};
 pub use settings::{
     AlertSettings, GenericMapping, IncidentPer, SourceSettings, MASK, MAX_LABEL, MAX_SECRET,
 };

@@ -81,6 +81,25 @@ impl Receipt {
     }
 }
 
+/// Of receipts in the order received, those worth writing: the newest [`RECEIPTS_KEPT`] of
+/// each source, in order. The older ones would be forgotten in the same transaction, and a
+/// source taking thousands of payloads a second would write and delete every one.
+pub fn worth_writing(receipts: &[Receipt]) -> Vec<&Receipt> {
+    let mut left: std::collections::HashMap<&SourceId, usize> = std::collections::HashMap::new();
+    let mut newest_first: Vec<&Receipt> = receipts
+        .iter()
+        .rev()
+        .filter(|r| {
+            let left = left.entry(&r.source_id).or_insert(RECEIPTS_KEPT);
+            let keep = *left > 0;
+            *left = left.saturating_sub(1);
+            keep
+        })
+        .collect();
+    newest_first.reverse();
+    newest_first
+}
+
 /// `text` cut to at most `max` bytes on a character boundary, and whether it was cut.
 fn cut(text: &str, max: usize) -> (String, bool) {
     if text.len() <= max {
@@ -99,4 +118,44 @@ pub struct DayCounts {
     pub accepted: u64,
     pub ignored: u64,
     pub refused: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_kept_of_each_source_are_written() {
+        let receipt = |source: &str, n: usize| {
+            Receipt::new(
+                &SourceId::from(source),
+                ReceiptOutcome::Accepted,
+                202,
+                vec![n.to_string()],
+                Vec::new(),
+                b"{}",
+            )
+        };
+        let mut batch: Vec<Receipt> = (0..RECEIPTS_KEPT + 30).map(|n| receipt("a", n)).collect();
+        batch.insert(10, receipt("b", 0));
+        batch.push(receipt("b", 1));
+        let written = worth_writing(&batch);
+        let of = |source: &str| -> Vec<&str> {
+            written
+                .iter()
+                .filter(|r| r.source_id.as_str() == source)
+                .map(|r| r.results[0].as_str())
+                .collect()
+        };
+        let a = of("a");
+        assert_eq!(a.len(), RECEIPTS_KEPT);
+        assert_eq!(a[0], "30", "the oldest 30 of a are not written");
+        assert_eq!(a[RECEIPTS_KEPT - 1], (RECEIPTS_KEPT + 29).to_string());
+        assert_eq!(of("b"), ["0", "1"], "a quiet source keeps all, in order");
+        let positions: Vec<usize> = written
+            .iter()
+            .map(|w| batch.iter().position(|r| r.id == w.id).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|p| p[0] < p[1]), "received order");
+    }
 }

@@ -278,10 +278,10 @@ async fn ingest(
         .get("x-pagerduty-signature")
         .and_then(|v| v.to_str().ok());
     let reply = receive::receive(
-        &state.store,
         &state.catalog,
         &state.intake,
         &state.receipts,
+        &state.source_states,
         &source,
         &payload,
         &text,
@@ -293,14 +293,10 @@ async fn ingest(
             let counted = crate::metrics::metrics();
             for s in stored.iter().filter(|s| !s.accepted.duplicate) {
                 counted.intake(started.elapsed().as_secs_f64());
-                counted.event(s.event.event_type.name);
-                state.directory.observe(
-                    &source.organization_id,
-                    crate::domain::directory::from_event(
-                        &json!({"incident": s.event.incident, "team": s.event.team}),
-                        Timestamp::now(),
-                    ),
-                );
+                counted.event(s.event_type.name);
+                state
+                    .directory
+                    .observe(&source.organization_id, s.seen.clone());
             }
             Ok((StatusCode::ACCEPTED, Json(json!({"data": reply.data()}))).into_response())
         }

@@ -142,8 +142,10 @@ pub async fn show(
     let i = &latest.incident;
     let get = |k: &str| i.get(k).map(text).unwrap_or_default();
     // Named as the filter builder names them (the directory's rule).
-    let entries = crate::domain::directory::from_event(
-        &serde_json::json!({ "incident": i }),
+    let entries = crate::domain::directory::from_parts(
+        i.get("service"),
+        i.get("alert_source"),
+        None,
         latest.received_at,
     );
     let named = |kind: crate::domain::directory::Kind| {

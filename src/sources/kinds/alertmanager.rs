@@ -466,7 +466,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{
-            event::{parse_event_text, Tenant},
+            event::{event_from_members, Tenant},
             ids::{OrganizationId, SourceId},
             source::{IncidentState, Source, SourceSettings, SourceSpec},
         },
@@ -1023,8 +1023,8 @@ mod tests {
                         id: "org_1",
                         name: "Acme",
                     };
-                    parse_event_text(&made.body, &made.text, tenant).expect("a valid event");
-                    Some((made.body, made.next))
+                    event_from_members(made.members.clone(), tenant).expect("a valid event");
+                    Some((made.members.body(), made.next))
                 }
                 Outcome::Ignored(_) => None,
             })

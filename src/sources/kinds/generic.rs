@@ -271,7 +271,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{
-            event::{parse_event_text, Event, Tenant},
+            event::{event_from_members, Event, Tenant},
             source::{IncidentState, Source, SourceKind, SourceSettings},
             Timestamp,
         },
@@ -358,7 +358,7 @@ mod tests {
             id: "org_1",
             name: "Acme",
         };
-        let event = parse_event_text(&made.body, &made.text, tenant).expect("a valid event");
+        let event = event_from_members(made.members.clone(), tenant).expect("a valid event");
         (event, made.next.clone())
     }
 

@@ -7,6 +7,7 @@ use serde_json::{value::RawValue, Map, Value};
 use crate::{
     domain::{
         event_type::{EventType, EVENT_TYPES},
+        json_text::JsonText,
         source::SourceKind,
         Timestamp,
     },
@@ -84,7 +85,7 @@ fn read_v2(payload: &Value, text: &[u8]) -> Result<Change, Refusal> {
     let resource = if event_type.has_resource() {
         let what = event_type.resource_description();
         object(data, "data.resource_data", what)?;
-        let text = raw.resource_data.map(|r| r.get().to_owned());
+        let text = raw.resource_data.map(JsonText::exact);
         Some((data["resource_data"].clone(), text))
     } else {
         None
@@ -95,11 +96,12 @@ fn read_v2(payload: &Value, text: &[u8]) -> Result<Change, Refusal> {
     change.timestamp = timestamp(payload)?;
     change.organization = organization(data.get("organization"), "data.organization")?;
     change.team = team(data.get("team"))?;
+    let (resource, resource_text) = resource.unzip();
     change.exact = incident_text.map(|incident| ExactTexts {
-        incident: incident.get().to_owned(),
-        resource: resource.as_ref().and_then(|(_, text)| text.clone()),
+        incident: JsonText::exact(incident),
+        resource: resource_text.flatten(),
     });
-    change.resource = resource.map(|(value, _)| value);
+    change.resource = resource;
     Ok(change)
 }
 
@@ -287,7 +289,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{
-            event::{parse_event_text, Event, Tenant},
+            event::{event_from_members, Event, Tenant},
             json_text::JsonText,
             source::{IncidentState, IncidentStatus, Source, SourceSettings},
         },
@@ -371,7 +373,7 @@ mod tests {
         let [Outcome::Event(made)] = out.as_slice() else {
             panic!("{out:?}")
         };
-        parse_event_text(&made.body, &made.text, TENANT).expect("a valid event")
+        event_from_members(made.members.clone(), TENANT).expect("a valid event")
     }
 
     fn compact(text: &str) -> String {

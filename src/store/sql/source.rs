@@ -254,21 +254,23 @@ impl SourceStore for SqlStore {
         keys: &[String],
     ) -> StoreResult<HashMap<String, IncidentState>> {
         let mut out = HashMap::with_capacity(keys.len());
-        // Read through the writer's connection: on SQLite a reader's page cache is stale
-        // after every write, and refilling it cost more than the look-up (a profile of a
-        // source's ingest: pcache1Truncate, page reads). A payload names a handful of
-        // incidents; one indexed look-up each.
-        let mut writer = self.writer.acquire().await?;
-        for key in keys {
-            let row = sqlx::query(
-                "SELECT incident_key, incident_id, status, generation, events, last_event_id, incident, team, updated_at FROM source_incidents WHERE source_id = $1 AND incident_key = $2",
-            )
-            .bind(source_id)
-            .bind(key)
-            .fetch_optional(&mut *writer)
-            .await?;
-            if let Some(row) = row {
-                out.insert(key.clone(), state_from_row(&row)?);
+        // Concurrent payloads' keys come together (`sources::state_reads`), one statement
+        // for them all, on a reader: through the writer's connection (as before they came
+        // together) each look-up waited for intake's commit and held the next.
+        let mut reader = self.reader.acquire().await?;
+        for chunk in keys.chunks(400) {
+            let sql = format!(
+                "SELECT incident_key, incident_id, status, generation, events, last_event_id, incident, team, updated_at FROM source_incidents WHERE source_id = {} AND incident_key IN ({})",
+                self.dialect.params(1, 1),
+                self.dialect.params(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(source_id);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&mut *reader).await? {
+                let state = state_from_row(&row)?;
+                out.insert(state.key.clone(), state);
             }
         }
         Ok(out)
@@ -301,7 +303,7 @@ impl SourceStore for SqlStore {
             "body",
             "truncated",
         ];
-        for chunk in receipts.chunks(100) {
+        for chunk in crate::domain::source::worth_writing(receipts).chunks(100) {
             let sql = self
                 .dialect
                 .insert("source_receipts", &RECEIPT, chunk.len());
