@@ -149,7 +149,7 @@ fn check(test: &Test, value: Option<&str>) -> bool {
 
 /// The field's value as text; `None` when missing or null. Borrowed when it is a string,
 /// which it almost always is: matching runs for every webhook of every event.
-fn resolve<'a>(field: &Field, subject: Subject<'a>) -> Option<Cow<'a, str>> {
+pub fn resolve<'a>(field: &Field, subject: Subject<'a>) -> Option<Cow<'a, str>> {
     let (root, path) = match field {
         Field::Team => {
             return (!subject.team_id.is_empty()).then_some(Cow::Borrowed(subject.team_id))

@@ -2,9 +2,12 @@
 //! tree and evaluated in memory against an incident. No I/O.
 
 mod eval;
+pub mod guard;
 mod parse;
 
-pub use eval::{explain, matches, with_regex_budget, Explanation, REGEX_SCAN, SHOWN_VALUE};
+pub use eval::{
+    explain, matches, resolve, with_regex_budget, Explanation, REGEX_SCAN, SHOWN_VALUE,
+};
 pub use parse::{json_schema, parse, parse_stored, FilterError};
 
 use regex::Regex;
@@ -30,7 +33,7 @@ impl Filter {
 pub const EVENT_REGEX_BUDGET: usize = 16 * 1024 * 1024;
 
 /// What a condition looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     /// The event's team id.
     Team,

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use serde_json::Value;
 
 use crate::{
-    catalog::{fires_for, Catalog, Snapshot},
+    catalog::{Catalog, Snapshot},
     dispatch::{Engine, Job},
     domain::{
         delivery::{NewDelivery, Origin},
@@ -499,11 +499,7 @@ pub async fn accept_event(
     // the blocking pool, so a heavy event cannot hold an async worker (and /healthz).
     let plan = move |webhooks: &Snapshot, event: &Event| {
         let (deliveries, exhausted) = filter::with_regex_budget(filter::EVENT_REGEX_BUDGET, || {
-            let matching = webhooks
-                .webhooks
-                .iter()
-                .filter(|w| fires_for(w, event))
-                .map(|w| &w.webhook);
+            let matching = webhooks.matching(event).map(|w| &w.webhook);
             plan_deliveries(event, matching)
         });
         if exhausted {

@@ -5,6 +5,8 @@
 //! `webhooks_version` moves (checked at most every 100 ms: the fallback should a
 //! notification be missed).
 
+mod index;
+
 use crate::domain::ids::{OrganizationId, WebhookId};
 use std::{
     collections::HashMap,
@@ -38,7 +40,7 @@ pub fn fires_for(compiled: &CompiledWebhook, event: &Event) -> bool {
         && spec.triggers.iter().any(|t| {
             t.event_class == event.event_type.class && t.event_type == event.event_type.action
         })
-        && (spec.is_all_teams_configured || spec.teams.iter().any(|t| t == event.team_id()))
+        && in_scope(spec, event)
         && compiled.filter.as_ref().is_none_or(|f| {
             filter::matches(
                 f,
@@ -49,6 +51,11 @@ pub fn fires_for(compiled: &CompiledWebhook, event: &Event) -> bool {
                 },
             )
         })
+}
+
+/// Whether a webhook's team scope covers the event's team.
+fn in_scope(spec: &crate::domain::webhook::WebhookSpec, event: &Event) -> bool {
+    spec.is_all_teams_configured || spec.teams.iter().any(|t| t == event.team_id())
 }
 
 /// Stored filters were validated when saved; one that no longer parses (a rule tightened
@@ -78,10 +85,11 @@ pub struct Snapshot {
     /// runs it off the async workers.
     pub has_regex: bool,
     by_id: HashMap<WebhookId, usize>,
+    index: index::MatchIndex,
 }
 
 impl Snapshot {
-    fn new(organization: Option<Organization>, webhooks: Vec<CompiledWebhook>) -> Self {
+    pub fn new(organization: Option<Organization>, webhooks: Vec<CompiledWebhook>) -> Self {
         let by_id = webhooks
             .iter()
             .enumerate()
@@ -92,10 +100,28 @@ impl Snapshot {
             .any(|w| w.filter.as_ref().is_some_and(Filter::has_regex));
         Self {
             organization,
+            index: index::MatchIndex::new(&webhooks),
             webhooks,
             has_regex,
             by_id,
         }
+    }
+
+    /// The webhooks `event` fires, in order: those the index could not rule out, checked
+    /// in full.
+    pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a CompiledWebhook> {
+        self.index
+            .candidates(event)
+            .into_iter()
+            .filter_map(move |c| {
+                let w = &self.webhooks[c.webhook as usize];
+                let fires = if c.proven {
+                    in_scope(&w.webhook.spec, event)
+                } else {
+                    fires_for(w, event)
+                };
+                fires.then_some(w)
+            })
     }
 
     pub fn get(&self, id: &str) -> Option<&CompiledWebhook> {

@@ -1,0 +1,355 @@
+//! Which of an organization's webhooks an event could fire, found by looking its values up
+//! instead of evaluating every webhook (pure). Webhooks are grouped by trigger; within a
+//! trigger, each webhook is filed under its filter's guard (`filter::guard`: the values a
+//! field must have or begin with), or among those evaluated for every event when it has
+//! none. For an event, each field some guard names is resolved once and looked up; the
+//! candidates are then checked in full by [`super::fires_for`], so the index only ever
+//! leaves out webhooks that could not match.
+
+use std::collections::HashMap;
+
+use crate::{
+    domain::{event::Event, webhook::TriggerType},
+    filter::{
+        guard::{guard, Guarded, Key},
+        resolve, Field, Subject,
+    },
+};
+
+use super::CompiledWebhook;
+
+#[derive(Debug, Default)]
+pub struct MatchIndex {
+    triggers: Vec<TriggerBucket>,
+}
+
+/// The webhooks one trigger (`event_class`, `event_type`) may fire.
+#[derive(Debug)]
+struct TriggerBucket {
+    class: String,
+    action: String,
+    /// Evaluated for every event of the trigger: a filter without a guard (`proves`: no
+    /// filter at all).
+    always: Vec<Candidate>,
+    fields: Vec<FieldIndex>,
+}
+
+/// The webhooks filed under values of one field.
+#[derive(Debug)]
+struct FieldIndex {
+    field: Field,
+    is: HashMap<String, Vec<Candidate>>,
+    /// By prefix length in bytes, then prefix.
+    starts_with: Vec<(usize, HashMap<String, Vec<Candidate>>)>,
+}
+
+/// A webhook an event may fire: its position, and whether how it was found proves its
+/// filter matches (only its team scope is left to check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Candidate {
+    pub webhook: u32,
+    pub proven: bool,
+}
+
+impl MatchIndex {
+    pub fn new(webhooks: &[CompiledWebhook]) -> Self {
+        let mut index = MatchIndex::default();
+        for (i, compiled) in webhooks.iter().enumerate() {
+            let spec = &compiled.webhook.spec;
+            // Never fired by an event: left out altogether.
+            if !spec.enabled || spec.trigger_type != TriggerType::Automatic {
+                continue;
+            }
+            let keys = compiled.filter.as_ref().map(guard);
+            for trigger in &spec.triggers {
+                let bucket = index.bucket(&trigger.event_class, &trigger.event_type);
+                let webhook = i as u32;
+                match &keys {
+                    None => bucket.always.push(Candidate {
+                        webhook,
+                        proven: true,
+                    }),
+                    Some(None) => bucket.always.push(Candidate {
+                        webhook,
+                        proven: false,
+                    }),
+                    Some(Some(keys)) => {
+                        for key in keys {
+                            bucket.file(key, webhook);
+                        }
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    fn bucket(&mut self, class: &str, action: &str) -> &mut TriggerBucket {
+        let at = match self
+            .triggers
+            .iter()
+            .position(|b| b.class == class && b.action == action)
+        {
+            Some(at) => at,
+            None => {
+                self.triggers.push(TriggerBucket {
+                    class: class.to_owned(),
+                    action: action.to_owned(),
+                    always: Vec::new(),
+                    fields: Vec::new(),
+                });
+                self.triggers.len() - 1
+            }
+        };
+        &mut self.triggers[at]
+    }
+
+    /// The webhooks `event` could fire, in order, each once (proven if any way it was
+    /// found proves it).
+    pub fn candidates(&self, event: &Event) -> Vec<Candidate> {
+        let Some(bucket) = self
+            .triggers
+            .iter()
+            .find(|b| b.class == event.event_type.class && b.action == event.event_type.action)
+        else {
+            return Vec::new();
+        };
+        let subject = Subject {
+            incident: &event.incident,
+            team_id: event.team_id(),
+            resource: event.resource.as_ref().map(|r| &r.value),
+        };
+        let mut found = bucket.always.clone();
+        for field in &bucket.fields {
+            let Some(value) = resolve(&field.field, subject) else {
+                continue;
+            };
+            if let Some(hooks) = field.is.get(value.as_ref()) {
+                found.extend_from_slice(hooks);
+            }
+            for (len, by_prefix) in &field.starts_with {
+                if let Some(start) = value.get(..*len) {
+                    if let Some(hooks) = by_prefix.get(start) {
+                        found.extend_from_slice(hooks);
+                    }
+                }
+            }
+        }
+        // By position, a proven finding first, so that it is the one kept.
+        found.sort_unstable_by(|a, b| a.webhook.cmp(&b.webhook).then(b.proven.cmp(&a.proven)));
+        found.dedup_by_key(|c| c.webhook);
+        found
+    }
+}
+
+impl TriggerBucket {
+    fn file(&mut self, guarded: &Guarded, webhook: u32) {
+        let key = &guarded.key;
+        let (field, value) = match key {
+            Key::Is(field, value) | Key::StartsWith(field, value) => (field, value),
+        };
+        let at = match self.fields.iter().position(|f| &f.field == field) {
+            Some(at) => at,
+            None => {
+                self.fields.push(FieldIndex {
+                    field: field.clone(),
+                    is: HashMap::new(),
+                    starts_with: Vec::new(),
+                });
+                self.fields.len() - 1
+            }
+        };
+        let index = &mut self.fields[at];
+        let list = match key {
+            Key::Is(..) => index.is.entry(value.clone()).or_default(),
+            Key::StartsWith(..) => {
+                let len = value.len();
+                let at = match index.starts_with.iter().position(|(l, _)| *l == len) {
+                    Some(at) => at,
+                    None => {
+                        index.starts_with.push((len, HashMap::new()));
+                        index.starts_with.len() - 1
+                    }
+                };
+                index.starts_with[at].1.entry(value.clone()).or_default()
+            }
+        };
+        list.push(Candidate {
+            webhook,
+            proven: guarded.proves,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        event::{parse_event, Tenant},
+        webhook::Webhook,
+    };
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const FIELDS: [&str; 5] = [
+        "service",
+        "alert_source",
+        "message",
+        "tags.severity",
+        "team",
+    ];
+    const VALUES: [&str; 5] = ["a", "ab", "b", "db-1", "db-12"];
+    const PATTERNS: [&str; 5] = ["^db-1", "^(a|b)", "b", "^db-1[^0-9]", "(?i)^AB"];
+    const TRIGGERS: [&str; 2] = ["triggered", "resolved"];
+
+    fn condition() -> impl Strategy<Value = Value> {
+        let value = proptest::sample::select(VALUES.to_vec());
+        (
+            proptest::sample::select(FIELDS.to_vec()),
+            0..10usize,
+            value.clone(),
+            proptest::collection::vec(value, 1..3),
+            proptest::sample::select(PATTERNS.to_vec()),
+        )
+            .prop_map(|(lhs, op, value, list, pattern)| match op {
+                0 => json!({"op": "is", "lhs": lhs, "rhs": value}),
+                1 => json!({"op": "is_not", "lhs": lhs, "rhs": value}),
+                2 => json!({"op": "in", "lhs": lhs, "rhs": list}),
+                3 => json!({"op": "not_in", "lhs": lhs, "rhs": list}),
+                4 => json!({"op": "contains", "lhs": lhs, "rhs": value}),
+                5 => json!({"op": "starts_with", "lhs": lhs, "rhs": value}),
+                6 => json!({"op": "matches", "lhs": lhs, "rhs": pattern}),
+                7 => json!({"op": "exists", "lhs": lhs}),
+                8 => json!({"op": "not_exists", "lhs": lhs}),
+                _ => json!({"op": "not_contains", "lhs": lhs, "rhs": value}),
+            })
+    }
+
+    fn filter() -> impl Strategy<Value = Value> {
+        condition().prop_recursive(3, 12, 4, |inner| {
+            (any::<bool>(), proptest::collection::vec(inner, 1..4)).prop_map(|(all, conditions)| {
+                json!({"op": if all { "and" } else { "or" }, "conditions": conditions})
+            })
+        })
+    }
+
+    fn webhook() -> impl Strategy<Value = CompiledWebhook> {
+        (
+            proptest::option::of(filter()),
+            any::<bool>(),
+            proptest::sample::subsequence(TRIGGERS.to_vec(), 1..=2),
+        )
+            .prop_map(|(filters, enabled, triggers)| {
+                // A top-level condition is wrapped in a group, as the API takes filters.
+                let filters = filters.map(|f| match f.get("conditions") {
+                    Some(_) => f,
+                    None => json!({"op": "and", "conditions": [f]}),
+                });
+                let triggers: Vec<Value> = triggers
+                    .iter()
+                    .map(|t| json!({"event_class": "incident", "event_type": t}))
+                    .collect();
+                let checked = crate::webhook_check::check(&json!({
+                    "name": "hook",
+                    "triggers": triggers,
+                    "urls": [{"url": "https://example.com/hook"}],
+                    "is_all_teams_configured": true,
+                    "enabled": enabled,
+                    "filters": filters,
+                }))
+                .expect("a valid webhook");
+                CompiledWebhook {
+                    webhook: Webhook::new(&"org".into(), "tok", checked.spec),
+                    filter: checked.filter,
+                }
+            })
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let maybe = || proptest::option::of(proptest::sample::select(VALUES.to_vec()));
+        (
+            proptest::sample::select(TRIGGERS.to_vec()),
+            maybe(),
+            maybe(),
+            proptest::sample::select(VALUES.to_vec()),
+            maybe(),
+            proptest::sample::select(VALUES.to_vec()),
+        )
+            .prop_map(|(action, service, source, message, severity, team)| {
+                let mut incident = json!({"id": "i", "message": message, "status": action,
+                    "service": {"id": service.unwrap_or("x")},
+                    "alert_source": {"id": source.unwrap_or("x")}});
+                if let Some(severity) = severity {
+                    incident["tags"] = json!({"severity": {"value": severity}});
+                }
+                parse_event(
+                    &json!({"type": format!("incident.{action}"), "team": {"id": team},
+                            "incident": incident}),
+                    Tenant {
+                        id: "org",
+                        name: "Org",
+                    },
+                )
+                .expect("a valid event")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// The index never leaves out a webhook that fires: indexed matching and
+        /// evaluating every webhook agree.
+        #[test]
+        fn the_index_agrees_with_evaluating_every_webhook(
+            webhooks in proptest::collection::vec(webhook(), 1..40),
+            events in proptest::collection::vec(event(), 1..8),
+        ) {
+            let snapshot = crate::catalog::Snapshot::new(None, webhooks);
+            for event in &events {
+                let plain: Vec<&str> = snapshot
+                    .webhooks
+                    .iter()
+                    .filter(|w| crate::catalog::fires_for(w, event))
+                    .map(|w| w.webhook.id.as_str())
+                    .collect();
+                let indexed: Vec<&str> = snapshot
+                    .matching(event)
+                    .map(|w| w.webhook.id.as_str())
+                    .collect();
+                prop_assert_eq!(plain, indexed);
+            }
+        }
+    }
+
+    #[test]
+    fn only_webhooks_whose_values_the_event_has_are_candidates() {
+        let hook = |service: &str| {
+            let checked = crate::webhook_check::check(&json!({
+                "name": "hook",
+                "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+                "urls": [{"url": "https://example.com/hook"}],
+                "is_all_teams_configured": true,
+                "filters": {"op": "and", "conditions": [
+                    {"op": "is", "lhs": "service", "rhs": service}]},
+            }))
+            .unwrap();
+            CompiledWebhook {
+                webhook: Webhook::new(&"org".into(), "tok", checked.spec),
+                filter: checked.filter,
+            }
+        };
+        let index = MatchIndex::new(&[hook("a"), hook("b"), hook("a")]);
+        let event = parse_event(
+            &json!({"type": "incident.triggered", "team": {"id": "t"},
+                "incident": {"id": "i", "message": "m", "status": "triggered",
+                    "service": {"id": "a"}, "alert_source": {"id": "s"}}}),
+            Tenant {
+                id: "org",
+                name: "Org",
+            },
+        )
+        .unwrap();
+        let found: Vec<u32> = index.candidates(&event).iter().map(|c| c.webhook).collect();
+        assert_eq!(found, [0, 2]);
+        assert!(index.candidates(&event).iter().all(|c| c.proven));
+    }
+}
