@@ -148,14 +148,20 @@ impl Catalog {
         }
     }
 
+    /// The cache, whole even if a thread panicked holding it (each change to it is one map
+    /// operation, never left half done), as the engine's own locks are taken.
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<OrganizationId, Cached>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Forgets an organization after a write through this node, so the next read reloads.
     pub fn invalidate(&self, organization_id: &OrganizationId) {
-        self.cache.lock().expect("catalog").remove(organization_id);
+        self.cached().remove(organization_id);
     }
 
     /// Forgets every organization (changes by other nodes may have been missed).
     pub fn invalidate_all(&self) {
-        self.cache.lock().expect("catalog").clear();
+        self.cached().clear();
     }
 
     /// The organization's webhooks, parsed: from memory while fresh, then after one version
@@ -164,13 +170,13 @@ impl Catalog {
         &self,
         organization_id: &OrganizationId,
     ) -> Result<Arc<Snapshot>, StoreError> {
-        if let Some(c) = self.cache.lock().expect("catalog").get(organization_id) {
+        if let Some(c) = self.cached().get(organization_id) {
             if c.checked.elapsed() < FRESH {
                 return Ok(c.snapshot.clone());
             }
         }
         let version = self.store.webhooks_version(organization_id).await?;
-        if let Some(c) = self.cache.lock().expect("catalog").get_mut(organization_id) {
+        if let Some(c) = self.cached().get_mut(organization_id) {
             if c.version == version {
                 c.checked = Instant::now();
                 return Ok(c.snapshot.clone());
@@ -191,10 +197,7 @@ impl Catalog {
             checked: Instant::now(),
             snapshot: snapshot.clone(),
         };
-        self.cache
-            .lock()
-            .expect("catalog")
-            .insert(organization_id.clone(), cached);
+        self.cached().insert(organization_id.clone(), cached);
         Ok(snapshot)
     }
 

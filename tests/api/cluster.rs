@@ -314,10 +314,8 @@ async fn notices_of(url: &str, kind: &str) -> i64 {
 /// URL gets one stream of probes (spaced by the growing cool-down, never two close
 /// together as two nodes' own circuits would send), one outage notice and, once it answers,
 /// one recovery notice; then every parked delivery on both nodes goes.
+/// (PostgreSQL only: one SQLite file serves one node.)
 async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
-    if backend == Backend::Sqlite {
-        return; // one SQLite file serves one node
-    }
     let Some(a) = crate::helpers::spawn_app(backend).await else {
         return;
     };
@@ -443,4 +441,4 @@ async fn a_dead_url_gets_one_probe_stream_from_the_cluster(backend: Backend) {
     assert_eq!(notices_of(&a.db.url, "outage").await, 1);
 }
 
-both_backends!(a_dead_url_gets_one_probe_stream_from_the_cluster);
+crate::postgres_only!(a_dead_url_gets_one_probe_stream_from_the_cluster);

@@ -789,10 +789,8 @@ async fn finished_work_past_retention_is_deleted(backend: Backend) {
 /// incident that overlapped would arrive closer together. Whether the two nodes' intake
 /// transactions overlap at all is up to timing; `store_lanes_are_locked_across_nodes`
 /// holds a lane and shows the other intake waiting, deterministically.)
+/// (PostgreSQL only: one SQLite file serves one node.)
 async fn one_incident_on_two_nodes_is_still_one_at_a_time(backend: Backend) {
-    if backend == Backend::Sqlite {
-        return; // one SQLite file serves one node
-    }
     let Some(a) = spawn_app(backend).await else {
         return;
     };
@@ -856,7 +854,6 @@ async fn one_incident_on_two_nodes_is_still_one_at_a_time(backend: Backend) {
 both_backends!(
     a_wall_clock_stepped_back_does_not_hold_parked_work,
     a_wall_clock_stepped_forward_expires_nothing_early,
-    one_incident_on_two_nodes_is_still_one_at_a_time,
     finished_work_past_retention_is_deleted,
     a_webhook_rate_limit_spaces_its_calls,
     deliveries_pending_past_max_age_expire,
@@ -1526,3 +1523,5 @@ both_backends!(
     redirects_are_failures_and_not_followed,
     changing_urls_affects_only_later_deliveries,
 );
+
+crate::postgres_only!(one_incident_on_two_nodes_is_still_one_at_a_time);

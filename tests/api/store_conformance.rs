@@ -1189,10 +1189,8 @@ both_backends!(store_rate_slots);
 /// busy, so a node whose transaction holds a lane makes another node's intake for that
 /// lane wait (seen in pg_locks) until it commits — and then see its delivery.
 async fn store_lanes_are_locked_across_nodes(backend: Backend) {
+    // (PostgreSQL only: SQLite's one writer serialises its transactions already.)
     use tocsin::domain::delivery::lane;
-    if backend == Backend::Sqlite {
-        return; // one writer serialises SQLite's transactions already
-    }
     let Some((store, db)) = open_store(backend).await else {
         return;
     };
@@ -1254,7 +1252,7 @@ async fn store_lanes_are_locked_across_nodes(backend: Backend) {
     );
 }
 
-both_backends!(store_lanes_are_locked_across_nodes);
+crate::postgres_only!(store_lanes_are_locked_across_nodes);
 
 /// The next change heard other than a (re)connection, within the deadline.
 async fn next_change(

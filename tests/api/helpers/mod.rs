@@ -43,6 +43,21 @@ macro_rules! both_backends {
     )*};
 }
 
+/// Registers tests that need what only PostgreSQL gives (several nodes on one database,
+/// locks across connections): one `postgres` case each, no SQLite twin that would pass
+/// without running anything.
+#[macro_export]
+macro_rules! postgres_only {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// A database that lives as long as the test: a temporary SQLite file, or a PostgreSQL
 /// database created for this test and dropped afterwards.
 pub struct TestDb {
