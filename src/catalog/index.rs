@@ -198,7 +198,7 @@ mod tests {
         "tags.severity",
         "team",
     ];
-    const VALUES: [&str; 5] = ["a", "ab", "b", "db-1", "db-12"];
+    const VALUES: [&str; 6] = ["a", "ab", "b", "db-1", "db-12", "12"];
     const PATTERNS: [&str; 5] = ["^db-1", "^(a|b)", "b", "^db-1[^0-9]", "(?i)^AB"];
     const TRIGGERS: [&str; 2] = ["triggered", "resolved"];
 
@@ -236,10 +236,12 @@ mod tests {
     fn webhook() -> impl Strategy<Value = CompiledWebhook> {
         (
             proptest::option::of(filter()),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
             proptest::sample::subsequence(TRIGGERS.to_vec(), 1..=2),
+            // Every team, or some.
+            proptest::option::of(proptest::sample::subsequence(VALUES.to_vec(), 1..=2)),
         )
-            .prop_map(|(filters, enabled, triggers)| {
+            .prop_map(|(filters, (enabled, manual), triggers, teams)| {
                 // A top-level condition is wrapped in a group, as the API takes filters.
                 let filters = filters.map(|f| match f.get("conditions") {
                     Some(_) => f,
@@ -253,8 +255,10 @@ mod tests {
                     "name": "hook",
                     "triggers": triggers,
                     "urls": [{"url": "https://example.com/hook"}],
-                    "is_all_teams_configured": true,
+                    "is_all_teams_configured": teams.is_none(),
+                    "teams": teams.unwrap_or_default(),
                     "enabled": enabled,
+                    "trigger_type": if manual { "manual" } else { "automatic" },
                     "filters": filters,
                 }))
                 .expect("a valid webhook");
@@ -279,9 +283,13 @@ mod tests {
                 let mut incident = json!({"id": "i", "message": message, "status": action,
                     "service": {"id": service.unwrap_or("x")},
                     "alert_source": {"id": source.unwrap_or("x")}});
-                if let Some(severity) = severity {
-                    incident["tags"] = json!({"severity": {"value": severity}});
-                }
+                // A tag as {value, color}, as a plain string, or a number (matched as text).
+                incident["tags"] = match severity {
+                    Some("b") => json!({"severity": "b"}),
+                    Some("db-12") => json!({"severity": {"value": 12}}),
+                    Some(severity) => json!({"severity": {"value": severity}}),
+                    None => json!({}),
+                };
                 parse_event(
                     &json!({"type": format!("incident.{action}"), "team": {"id": team},
                             "incident": incident}),

@@ -62,33 +62,50 @@ impl StateReads {
     }
 }
 
-/// Reads a round's states, one statement per source, and answers each look-up with its own.
+/// Reads a round's states, one statement per source (the sources' at once), and answers
+/// each look-up with its own. Should a source's statement fail, its look-ups are read again
+/// one by one, so that one payload's unreadable row fails that payload alone.
 async fn serve(store: &Arc<dyn Store>, round: Vec<Wanted>) {
-    let mut by_source: HashMap<&SourceId, Vec<String>> = HashMap::new();
+    let mut by_source: HashMap<SourceId, Vec<String>> = HashMap::new();
     for w in &round {
         by_source
-            .entry(&w.source_id)
+            .entry(w.source_id.clone())
             .or_default()
             .extend(w.keys.iter().cloned());
     }
-    let mut found: HashMap<SourceId, Result<States, String>> = HashMap::new();
+    let mut reads = tokio::task::JoinSet::new();
     for (source_id, mut keys) in by_source {
         keys.sort_unstable();
         keys.dedup();
-        let read = store
-            .source_incidents(source_id, &keys)
-            .await
-            .map_err(|e| e.to_string());
-        found.insert(source_id.clone(), read);
+        let store = store.clone();
+        reads.spawn(async move {
+            let read = store.source_incidents(&source_id, &keys).await;
+            (source_id, read)
+        });
+    }
+    let mut found: HashMap<SourceId, States> = HashMap::new();
+    while let Some(done) = reads.join_next().await {
+        match done {
+            Ok((source_id, Ok(states))) => {
+                found.insert(source_id, states);
+            }
+            Ok((source_id, Err(e))) => {
+                tracing::warn!(source = %source_id, error = %e, "a round of incident states could not be read; reading each payload's alone");
+            }
+            Err(e) => tracing::warn!(error = %e, "a round of incident states failed"),
+        }
     }
     for w in round {
-        let answer = match &found[&w.source_id] {
-            Ok(states) => Ok(w
+        let answer = match found.get(&w.source_id) {
+            Some(states) => Ok(w
                 .keys
                 .iter()
                 .filter_map(|k| states.get(k).map(|s| (k.clone(), s.clone())))
                 .collect()),
-            Err(e) => Err(e.clone()),
+            None => store
+                .source_incidents(&w.source_id, &w.keys)
+                .await
+                .map_err(|e| e.to_string()),
         };
         let _ = w.reply.send(answer);
     }
