@@ -124,7 +124,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            extract::refuse_nul_in_address,
+            ui::refuse_nul_in_address,
         ))
         .layer(axum::middleware::from_fn(ui::security_headers))
         .layer(axum::middleware::from_fn(request_log::request_log))

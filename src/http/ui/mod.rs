@@ -524,6 +524,41 @@ pub fn to_login(path: &str) -> Response {
     redirect(&format!("/login?next={next}")).into_response()
 }
 
+/// Refuses an address whose path or query holds an encoded NUL (`%00`), the only way one
+/// can appear in a URI, with a 400 that says so. Path parameters and filters are looked up
+/// in the store, and PostgreSQL refuses NUL in text: without this, `…/whk%00x` was a 500 on
+/// PostgreSQL (a misleading 404 on SQLite). API addresses (`/v…`) get the JSON error, pages
+/// a page.
+pub async fn refuse_nul_in_address(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use super::extract::HOLDS_NUL;
+    let Some(address) = request.uri().path_and_query() else {
+        return next.run(request).await;
+    };
+    if !address.as_str().contains("%00") {
+        return next.run(request).await;
+    }
+    if request.uri().path().starts_with("/v") {
+        return super::error::ApiError::BadRequest(format!("the address {HOLDS_NUL}"))
+            .into_response();
+    }
+    // The person's navigation, as on every page.
+    let caller = super::auth::authenticate(request.headers(), &state)
+        .await
+        .ok()
+        .flatten();
+    message(
+        axum::http::StatusCode::BAD_REQUEST,
+        caller.as_ref(),
+        "This address cannot be read",
+        &format!("The address {HOLDS_NUL}."),
+        Some(("/", "Overview")),
+    )
+}
+
 /// Headers every answer carries: pages may not be framed, scripts come only from here and
 /// never inline, and nothing is sniffed.
 pub async fn security_headers(
