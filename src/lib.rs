@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod background;
 pub mod catalog;
 pub mod cli;
 pub mod config;
