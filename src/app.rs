@@ -191,8 +191,16 @@ impl Application {
                 }
             })
         });
+        let receipts = self.state.receipts.clone();
         let router = http::router(self.state);
         http::serve::serve(self.listener, router, limits, shutdown).await;
+        // Requests are answered: the receipts still waiting for company are written now.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), receipts.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sources' last receipts were not written within 5 s of stopping");
+        }
         if let Some(task) = metrics {
             task.abort();
         }

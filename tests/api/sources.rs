@@ -518,7 +518,29 @@ async fn pagerduty_signatures_are_checked_when_a_secret_is_set(backend: Backend)
     assert!(!audit.body.to_string().contains("whsec-pd"));
 }
 
+/// A node stopping writes the receipts still waiting for company: the last payload before
+/// a restart is in the source's receipts when the node has stopped.
+async fn a_stopping_node_writes_its_last_receipts(backend: Backend) {
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+    let source = create(&app, json!({"name": "prom", "kind": "alertmanager"})).await;
+    let token = source["token"].as_str().unwrap().to_owned();
+    let (status, _) = post(&app, &source, &token, &alertmanager("DiskFull", "firing")).await;
+    assert_eq!(status, 202);
+    app.stop().await;
+    let id = tocsin::domain::ids::SourceId::from(source["id"].as_str().unwrap());
+    let kept = app.store.receipts(&id, 10).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the receipt is written by the time the node has stopped"
+    );
+    assert_eq!(kept[0].status, 202);
+}
+
 both_backends!(
+    a_stopping_node_writes_its_last_receipts,
     round_trip_validation_and_audit,
     abilities_decide_who_manages_sources,
     rotation_ends_the_old_credential,
