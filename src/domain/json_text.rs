@@ -27,7 +27,9 @@ impl JsonText {
         Self(RawValue::from_string(text).expect("removing whitespace keeps JSON valid"))
     }
 
-    /// `text` as written, whitespace between tokens removed; `None` when it is not JSON.
+    /// `text` as written, whitespace between tokens removed; `None` when it is not JSON
+    /// (tests: code reads exact texts as `RawValue`s and uses [`JsonText::exact`]).
+    #[cfg(test)]
     pub fn parse(text: &str) -> Option<Self> {
         serde_json::from_str::<&RawValue>(text)
             .ok()
