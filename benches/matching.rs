@@ -1,7 +1,10 @@
 //! Matching one event against 1,000, 10,000 and 100,000 webhooks with filters: what intake
 //! pays per event once the catalog has the webhooks parsed in memory, evaluating every
 //! webhook (as before the index) and through the catalog's index (what intake does).
-//! Run: `cargo bench --bench matching`.
+//! Then, with the webhooks in a SQLite store: the catalog's first read of them (its memory)
+//! and how long a change to one of them takes to reach matching.
+//! Run: `cargo bench --bench matching` (`MATCHING_STORE_MAX=10000` stops the store part
+//! there; seeding 100,000 takes a few minutes).
 
 use std::time::{Duration, Instant};
 
@@ -18,28 +21,33 @@ use tocsin::{
 fn webhooks(count: usize) -> Vec<CompiledWebhook> {
     (0..count)
         .map(|i| {
-            let filters = json!({"op": "or", "conditions": [
-                {"op": "and", "conditions": [
-                    {"op": "is", "lhs": "service", "rhs": format!("svc-{}", i % 100)},
-                    {"op": "in", "lhs": "alert_source", "rhs": ["as-1", "as-2", format!("as-{}", i % 50)]}
-                ]},
-                {"op": "is", "lhs": "tags.severity", "rhs": if i % 10 == 0 { "critical" } else { "never" }},
-                {"op": "matches", "lhs": "message", "rhs": format!("^db-{}[^0-9]", i % 1000)}
-            ]});
-            let checked = tocsin::webhook_check::check(&json!({
-                "name": format!("hook {i}"),
-                "triggers": [{"event_class": "incident", "event_type": "triggered"}],
-                "urls": [{"url": "https://example.com/hook"}],
-                "is_all_teams_configured": true,
-                "filters": filters
-            }))
-            .expect("valid");
-            CompiledWebhook {
-                webhook: Webhook::new(&"org".into(), "tok", checked.spec),
-                filter: checked.filter,
-            }
+            let mut checked = tocsin::webhook_check::check(&webhook_body(i)).expect("valid");
+            // As the catalog keeps them: the filter parsed, not its stored form.
+            checked.spec.filters = None;
+            CompiledWebhook::new(
+                Webhook::new(&"org".into(), "tok", checked.spec),
+                checked.filter,
+            )
         })
         .collect()
+}
+
+fn webhook_body(i: usize) -> serde_json::Value {
+    let filters = json!({"op": "or", "conditions": [
+        {"op": "and", "conditions": [
+            {"op": "is", "lhs": "service", "rhs": format!("svc-{}", i % 100)},
+            {"op": "in", "lhs": "alert_source", "rhs": ["as-1", "as-2", format!("as-{}", i % 50)]}
+        ]},
+        {"op": "is", "lhs": "tags.severity", "rhs": if i % 10 == 0 { "critical" } else { "never" }},
+        {"op": "matches", "lhs": "message", "rhs": format!("^db-{}[^0-9]", i % 1000)}
+    ]});
+    json!({
+        "name": format!("hook {i}"),
+        "triggers": [{"event_class": "incident", "event_type": "triggered"}],
+        "urls": [{"url": "https://example.com/hook"}],
+        "is_all_teams_configured": true,
+        "filters": filters
+    })
 }
 
 fn event() -> Event {
@@ -70,15 +78,146 @@ fn per_call(mut f: impl FnMut() -> usize) -> (Duration, usize) {
     (started.elapsed() / rounds, matched)
 }
 
+/// Counts the bytes allocated and not yet freed, so that what the catalog holds is
+/// measured exactly (a resident-memory delta hides what an earlier round freed).
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes allocated and not freed, in MiB.
+fn live_mib() -> f64 {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+/// `count` webhooks in a fresh SQLite store; the catalog's first read of them, and a change
+/// to one of them made in the store (as another node would) until matching sees it.
+async fn through_the_store(count: usize, event: &Event) {
+    use tocsin::{
+        catalog::Catalog,
+        domain::{
+            audit::{webhook_object, Actor, AuditEntry},
+            organization::Organization,
+            webhook::parse_spec,
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = tocsin::domain::sealing::SecretKey::generate();
+    let store = tocsin::store::open(&format!("sqlite://{}/m.db", dir.path().display()), &key)
+        .await
+        .unwrap();
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let audit = |hook: &Webhook| {
+        AuditEntry::new(
+            &org.id,
+            &Actor::cli(),
+            "webhook.created",
+            webhook_object(&hook.id, "w"),
+            vec![],
+        )
+    };
+    let seeded = Instant::now();
+    let mut first = None;
+    for i in 0..count {
+        let hook = Webhook::new(&org.id, "tok", parse_spec(&webhook_body(i)).unwrap());
+        store.insert_webhook(&hook, &audit(&hook)).await.unwrap();
+        first.get_or_insert(hook);
+    }
+    let seeded = seeded.elapsed();
+    let catalog = Catalog::new(store.clone());
+    let before = live_mib();
+    let loaded = Instant::now();
+    let snapshot = catalog.webhooks(&org.id).await.unwrap();
+    let loaded = loaded.elapsed();
+    let memory = live_mib() - before;
+    let matched = snapshot.matching(event).count();
+    drop(snapshot);
+    // One webhook changed so that it no longer matches (disabled): written by "another
+    // node", heard of by this one, then looked for until matching no longer finds it.
+    let hook = first.unwrap();
+    let mut body = webhook_body(0);
+    body["enabled"] = json!(false);
+    let spec = parse_spec(&body).unwrap();
+    let changed = Instant::now();
+    store
+        .update_webhook(
+            &org.id,
+            &hook.id,
+            &spec,
+            tocsin::domain::Timestamp::now(),
+            &audit(&hook),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let written = changed.elapsed();
+    catalog.invalidate(&org.id);
+    let now_matched = catalog
+        .webhooks(&org.id)
+        .await
+        .unwrap()
+        .matching(event)
+        .count();
+    let visible = changed.elapsed() - written;
+    assert_eq!(now_matched + 1, matched, "the change is seen");
+    // One deleted, then one created: each until matching sees it.
+    let gone = store.webhook_ids(&org.id).await.unwrap()[count / 2].clone();
+    let deleting = Instant::now();
+    assert!(store
+        .delete_webhook(&org.id, &gone, &audit(&hook))
+        .await
+        .unwrap());
+    let deleted_in = deleting.elapsed();
+    catalog.invalidate(&org.id);
+    assert!(catalog
+        .webhooks(&org.id)
+        .await
+        .unwrap()
+        .get(gone.as_str())
+        .is_none());
+    let deleted_seen = deleting.elapsed() - deleted_in;
+    let new = Webhook::new(&org.id, "tok", parse_spec(&webhook_body(count)).unwrap());
+    let creating = Instant::now();
+    store.insert_webhook(&new, &audit(&new)).await.unwrap();
+    let created_in = creating.elapsed();
+    catalog.invalidate(&org.id);
+    assert!(catalog
+        .webhooks(&org.id)
+        .await
+        .unwrap()
+        .get(new.id.as_str())
+        .is_some());
+    let created_seen = creating.elapsed() - created_in;
+    println!(
+        "{count:>7} webhooks in a store: seeded in {seeded:.1?}; the catalog's first read {loaded:.2?}, {memory:.0} MiB; seen by matching after a change {visible:.2?}, a deletion {deleted_seen:.2?}, a creation {created_seen:.2?}"
+    );
+}
+
 fn main() {
     let event = event();
     for count in [1_000, 10_000, 100_000] {
+        let before = live_mib();
         let parsed = Instant::now();
         let hooks = webhooks(count);
         let parsed = parsed.elapsed();
         let built = Instant::now();
         let snapshot = Snapshot::new(None, hooks);
         let built = built.elapsed();
+        let held = live_mib() - before;
         let (plain, matched_plain) = per_call(|| {
             snapshot
                 .webhooks
@@ -91,8 +230,17 @@ fn main() {
             matched, matched_plain,
             "the index and plain evaluation agree"
         );
+        drop(snapshot);
         println!(
-            "{count:>7} webhooks: every webhook evaluated {plain:>10.2?}, indexed {indexed:>10.2?} per event; {matched} matched; parsed and checked in {parsed:.2?}, indexed in {built:.2?}"
+            "{count:>7} webhooks: every webhook evaluated {plain:>10.2?}, indexed {indexed:>10.2?} per event; {matched} matched; parsed and checked in {parsed:.2?}, indexed in {built:.2?}; held in {held:.0} MiB"
         );
+    }
+    let max: usize = std::env::var("MATCHING_STORE_MAX")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for count in [1_000, 10_000, 100_000].into_iter().filter(|&c| c <= max) {
+        runtime.block_on(through_the_store(count, &event));
     }
 }

@@ -11,20 +11,20 @@ use std::collections::HashMap;
 use crate::{
     domain::{event::Event, webhook::TriggerType},
     filter::{
-        guard::{guard, Guarded, Key},
+        guard::{guard, Key},
         resolve, Field, Subject,
     },
 };
 
 use super::CompiledWebhook;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MatchIndex {
     triggers: Vec<TriggerBucket>,
 }
 
 /// The webhooks one trigger (`event_class`, `event_type`) may fire.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TriggerBucket {
     class: String,
     action: String,
@@ -35,7 +35,7 @@ struct TriggerBucket {
 }
 
 /// The webhooks filed under values of one field.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct FieldIndex {
     field: Field,
     is: HashMap<String, Vec<Candidate>>,
@@ -52,36 +52,72 @@ pub struct Candidate {
 }
 
 impl MatchIndex {
-    pub fn new(webhooks: &[CompiledWebhook]) -> Self {
+    pub fn new(webhooks: &[impl std::ops::Deref<Target = CompiledWebhook>]) -> Self {
         let mut index = MatchIndex::default();
         for (i, compiled) in webhooks.iter().enumerate() {
-            let spec = &compiled.webhook.spec;
-            // Never fired by an event: left out altogether.
-            if !spec.enabled || spec.trigger_type != TriggerType::Automatic {
-                continue;
+            index.add(i as u32, compiled);
+        }
+        index
+    }
+
+    /// Files the webhook at `position` under its triggers and guard.
+    pub fn add(&mut self, position: u32, compiled: &CompiledWebhook) {
+        self.each_list(compiled, |list, proven| {
+            list.push(Candidate {
+                webhook: position,
+                proven,
+            })
+        });
+    }
+
+    /// Takes the webhook at `position` out, as [`add`](Self::add) filed `compiled` (the
+    /// webhook as it was then): before it is replaced by its changed self.
+    pub fn remove(&mut self, position: u32, compiled: &CompiledWebhook) {
+        self.each_list(compiled, |list, _| list.retain(|c| c.webhook != position));
+    }
+
+    /// Gives every webhook filed its new position (`to(old)`), after some were removed.
+    pub fn renumber(&mut self, to: impl Fn(u32) -> u32) {
+        for bucket in &mut self.triggers {
+            let lists = bucket.fields.iter_mut().flat_map(|f| {
+                f.is.values_mut()
+                    .chain(f.starts_with.iter_mut().flat_map(|(_, m)| m.values_mut()))
+            });
+            for list in std::iter::once(&mut bucket.always).chain(lists) {
+                for c in list {
+                    c.webhook = to(c.webhook);
+                }
             }
-            let keys = compiled.filter.as_ref().map(guard);
-            for trigger in &spec.triggers {
-                let bucket = index.bucket(&trigger.event_class, &trigger.event_type);
-                let webhook = i as u32;
-                match &keys {
-                    None => bucket.always.push(Candidate {
-                        webhook,
-                        proven: true,
-                    }),
-                    Some(None) => bucket.always.push(Candidate {
-                        webhook,
-                        proven: false,
-                    }),
-                    Some(Some(keys)) => {
-                        for key in keys {
-                            bucket.file(key, webhook);
-                        }
+        }
+    }
+
+    /// Calls `f` with every list the webhook belongs in, and whether being found through it
+    /// proves the filter.
+    fn each_list(
+        &mut self,
+        compiled: &CompiledWebhook,
+        mut f: impl FnMut(&mut Vec<Candidate>, bool),
+    ) {
+        let spec = &compiled.webhook.spec;
+        // Never fired by an event: left out altogether.
+        if !spec.enabled || spec.trigger_type != TriggerType::Automatic {
+            return;
+        }
+        // Worked out when needed rather than kept: kept, guards took a quarter of the
+        // catalog's memory.
+        let keys = compiled.filter.as_ref().map(guard);
+        for trigger in &spec.triggers {
+            let bucket = self.bucket(&trigger.event_class, &trigger.event_type);
+            match &keys {
+                None => f(&mut bucket.always, true),
+                Some(None) => f(&mut bucket.always, false),
+                Some(Some(keys)) => {
+                    for guarded in keys {
+                        f(bucket.list(&guarded.key), guarded.proves);
                     }
                 }
             }
         }
-        index
     }
 
     fn bucket(&mut self, class: &str, action: &str) -> &mut TriggerBucket {
@@ -143,8 +179,8 @@ impl MatchIndex {
 }
 
 impl TriggerBucket {
-    fn file(&mut self, guarded: &Guarded, webhook: u32) {
-        let key = &guarded.key;
+    /// The list of webhooks filed under `key`, made empty if there is none yet.
+    fn list(&mut self, key: &Key) -> &mut Vec<Candidate> {
         let (field, value) = match key {
             Key::Is(field, value) | Key::StartsWith(field, value) => (field, value),
         };
@@ -160,8 +196,8 @@ impl TriggerBucket {
             }
         };
         let index = &mut self.fields[at];
-        let list = match key {
-            Key::Is(..) => index.is.entry(value.clone()).or_default(),
+        let by_value = match key {
+            Key::Is(..) => &mut index.is,
             Key::StartsWith(..) => {
                 let len = value.len();
                 let at = match index.starts_with.iter().position(|(l, _)| *l == len) {
@@ -171,13 +207,14 @@ impl TriggerBucket {
                         index.starts_with.len() - 1
                     }
                 };
-                index.starts_with[at].1.entry(value.clone()).or_default()
+                &mut index.starts_with[at].1
             }
         };
-        list.push(Candidate {
-            webhook,
-            proven: guarded.proves,
-        });
+        // Looked up before it is copied: most keys are already there.
+        if !by_value.contains_key(value) {
+            by_value.insert(value.clone(), Vec::new());
+        }
+        by_value.get_mut(value).expect("just made")
     }
 }
 
@@ -262,10 +299,10 @@ mod tests {
                     "filters": filters,
                 }))
                 .expect("a valid webhook");
-                CompiledWebhook {
-                    webhook: Webhook::new(&"org".into(), "tok", checked.spec),
-                    filter: checked.filter,
-                }
+                CompiledWebhook::new(
+                    Webhook::new(&"org".into(), "tok", checked.spec),
+                    checked.filter,
+                )
             })
     }
 
@@ -328,6 +365,73 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// A snapshot brought up to date (webhooks changed, created, deleted; the index
+        /// patched or built again) matches as one built afresh from the same webhooks.
+        #[test]
+        fn an_updated_snapshot_matches_as_a_fresh_one(
+            webhooks in proptest::collection::vec(webhook(), 1..30),
+            changes in proptest::collection::vec((any::<proptest::sample::Index>(), webhook()), 0..4),
+            added in proptest::collection::vec(webhook(), 0..3),
+            deleted in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
+            events in proptest::collection::vec(event(), 1..6),
+        ) {
+            use crate::catalog::Snapshot;
+            use std::collections::{BTreeMap, HashSet};
+            let old = Snapshot::new(None, webhooks.clone());
+            let mut now: BTreeMap<_, CompiledWebhook> = webhooks
+                .iter()
+                .map(|w| (w.webhook.id.clone(), w.clone()))
+                .collect();
+            let mut written = Vec::new();
+            for (at, mut changed) in changes {
+                let was = &webhooks[at.index(webhooks.len())];
+                changed.webhook.id = was.webhook.id.clone();
+                changed.webhook.created_at = was.webhook.created_at;
+                now.insert(changed.webhook.id.clone(), changed.clone());
+                written.retain(|w: &CompiledWebhook| w.webhook.id != changed.webhook.id);
+                written.push(changed);
+            }
+            for new in added {
+                now.insert(new.webhook.id.clone(), new.clone());
+                written.push(new);
+            }
+            let mut gone = HashSet::new();
+            for at in &deleted {
+                let id = &webhooks[at.index(webhooks.len())].webhook.id;
+                if !written.iter().any(|w| &w.webhook.id == id) {
+                    now.remove(id);
+                    gone.insert(id.clone());
+                }
+            }
+            let updated = old.updated(written, &gone);
+
+            let mut expected: Vec<CompiledWebhook> = now.into_values().collect();
+            expected.sort_by(|a, b| {
+                (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
+            });
+            let fresh = Snapshot::new(None, expected);
+            let ids = |s: &Snapshot| -> Vec<String> {
+                s.webhooks.iter().map(|w| w.webhook.id.to_string()).collect()
+            };
+            prop_assert_eq!(ids(&updated), ids(&fresh));
+            for w in &fresh.webhooks {
+                let found = updated.get(w.webhook.id.as_str()).map(|f| f.webhook.spec.clone());
+                prop_assert_eq!(found, Some(w.webhook.spec.clone()));
+            }
+            for id in &gone {
+                prop_assert!(updated.get(id.as_str()).is_none());
+            }
+            for event in &events {
+                let matched = |s: &Snapshot| -> Vec<String> {
+                    s.matching(event).map(|w| w.webhook.id.to_string()).collect()
+                };
+                prop_assert_eq!(matched(&updated), matched(&fresh));
+            }
+        }
+    }
+
     #[test]
     fn only_webhooks_whose_values_the_event_has_are_candidates() {
         let hook = |service: &str| {
@@ -340,12 +444,12 @@ mod tests {
                     {"op": "is", "lhs": "service", "rhs": service}]},
             }))
             .unwrap();
-            CompiledWebhook {
-                webhook: Webhook::new(&"org".into(), "tok", checked.spec),
-                filter: checked.filter,
-            }
+            CompiledWebhook::new(
+                Webhook::new(&"org".into(), "tok", checked.spec),
+                checked.filter,
+            )
         };
-        let index = MatchIndex::new(&[hook("a"), hook("b"), hook("a")]);
+        let index = MatchIndex::new(&[hook("a"), hook("b"), hook("a")].map(std::sync::Arc::new));
         let event = parse_event(
             &json!({"type": "incident.triggered", "team": {"id": "t"},
                 "incident": {"id": "i", "message": "m", "status": "triggered",

@@ -6,10 +6,11 @@
 //! notification be missed).
 
 mod index;
+mod positions;
 
 use crate::domain::ids::{OrganizationId, WebhookId};
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -24,11 +25,19 @@ use crate::{
     store::{Store, StoreError},
 };
 
-/// A webhook with its filter parsed.
+/// A webhook with its filter parsed: a snapshot made after one webhook changed shares the
+/// others without parsing them again.
 #[derive(Debug, Clone)]
 pub struct CompiledWebhook {
+    /// Without its filter's stored form, when the catalog read it (see [`compile`]).
     pub webhook: Webhook,
     pub filter: Option<Filter>,
+}
+
+impl CompiledWebhook {
+    pub fn new(webhook: Webhook, filter: Option<Filter>) -> Self {
+        Self { webhook, filter }
+    }
 }
 
 /// A webhook fires for an event when it is enabled and automatic, one of its triggers is
@@ -59,16 +68,19 @@ fn in_scope(spec: &crate::domain::webhook::WebhookSpec, event: &Event) -> bool {
 }
 
 /// Stored filters were validated when saved; one that no longer parses (a rule tightened
-/// since) matches nothing rather than everything.
-fn compile(webhook: Webhook) -> CompiledWebhook {
-    let filter = match &webhook.spec.filters {
+/// since) matches nothing rather than everything. The filter's stored form is not kept
+/// (`spec.filters` is `None` in the catalog): parsed, it is all matching needs, and as JSON
+/// it took half of a cached webhook's memory. Whoever shows or edits a webhook reads it
+/// from the store.
+fn compile(mut webhook: Webhook) -> CompiledWebhook {
+    let filter = match &webhook.spec.filters.take() {
         Some(value) => filter::parse_stored(value).unwrap_or_else(|_| {
             tracing::warn!(webhook = %webhook.id, "stored filter no longer parses; the webhook matches nothing until it is saved again");
             Some(Filter::Group { all: false, conditions: Vec::new() })
         }),
         None => None,
     };
-    CompiledWebhook { webhook, filter }
+    CompiledWebhook::new(webhook, filter)
 }
 
 /// How long a cached organization is trusted without asking for its version again. Writes
@@ -80,30 +92,30 @@ const FRESH: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub organization: Option<Organization>,
-    pub webhooks: Vec<CompiledWebhook>,
+    /// Oldest first. Shared with the snapshots before and after it: a change to one
+    /// webhook makes a new snapshot without copying or parsing the others.
+    pub webhooks: Vec<Arc<CompiledWebhook>>,
     /// Some filter uses a regular expression: matching may take real CPU time, so intake
     /// runs it off the async workers.
     pub has_regex: bool,
-    by_id: HashMap<WebhookId, usize>,
+    positions: positions::Positions,
     index: index::MatchIndex,
 }
 
 impl Snapshot {
     pub fn new(organization: Option<Organization>, webhooks: Vec<CompiledWebhook>) -> Self {
-        let by_id = webhooks
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.webhook.id.clone(), i))
-            .collect();
-        let has_regex = webhooks
-            .iter()
-            .any(|w| w.filter.as_ref().is_some_and(Filter::has_regex));
+        Self::of(organization, webhooks.into_iter().map(Arc::new).collect())
+    }
+
+    fn of(organization: Option<Organization>, webhooks: Vec<Arc<CompiledWebhook>>) -> Self {
+        let positions = positions::Positions::new(webhooks.iter().map(|w| w.webhook.id.as_str()));
+        let has_regex = has_regex(&webhooks);
         Self {
             organization,
             index: index::MatchIndex::new(&webhooks),
             webhooks,
             has_regex,
-            by_id,
+            positions,
         }
     }
 
@@ -114,7 +126,7 @@ impl Snapshot {
             .candidates(event)
             .into_iter()
             .filter_map(move |c| {
-                let w = &self.webhooks[c.webhook as usize];
+                let w = &*self.webhooks[c.webhook as usize];
                 let fires = if c.proven {
                     in_scope(&w.webhook.spec, event)
                 } else {
@@ -125,13 +137,133 @@ impl Snapshot {
     }
 
     pub fn get(&self, id: &str) -> Option<&CompiledWebhook> {
-        self.by_id.get(id).map(|&i| &self.webhooks[i])
+        position(&self.positions, &self.webhooks, id).map(|at| &*self.webhooks[at])
     }
+
+    /// This snapshot with `written` (webhooks created or changed since) in place and
+    /// without the webhooks `gone` (deleted since). The others are shared, not parsed
+    /// again; the order stays the store's (oldest first).
+    pub fn updated(&self, written: Vec<CompiledWebhook>, gone: &HashSet<WebhookId>) -> Snapshot {
+        let mut written: Vec<Arc<CompiledWebhook>> = written
+            .into_iter()
+            // Read, then deleted before the deletions were: gone.
+            .filter(|w| !gone.contains(&w.webhook.id))
+            .map(Arc::new)
+            .collect();
+        written.sort_by(|a, b| store_order(a, b));
+        // The usual changes (webhooks edited, deleted, or created after every other) keep
+        // the order: the index is patched, not built again (at 100,000 webhooks a build
+        // takes longer than a change may take to reach matching).
+        let appended_in_order = written
+            .iter()
+            .filter(|w| self.get(w.webhook.id.as_str()).is_none())
+            .all(|w| {
+                self.webhooks
+                    .last()
+                    .is_none_or(|last| store_order(last, w).is_lt())
+            });
+        if !appended_in_order {
+            return self.rebuilt(written, gone);
+        }
+        let mut webhooks = self.webhooks.clone();
+        let mut index = self.index.clone();
+        let mut positions = self.positions.clone();
+        let mut gone_at: Vec<usize> = gone
+            .iter()
+            .filter_map(|id| position(&self.positions, &self.webhooks, id))
+            .collect();
+        gone_at.sort_unstable();
+        if !gone_at.is_empty() {
+            for &at in &gone_at {
+                index.remove(at as u32, &webhooks[at]);
+            }
+            // Every position after a deleted one moves down.
+            let mut moved = Vec::with_capacity(webhooks.len());
+            let mut before = 0;
+            for at in 0..webhooks.len() {
+                moved.push((at - before) as u32);
+                if gone_at.get(before) == Some(&at) {
+                    before += 1;
+                }
+            }
+            index.renumber(|at| moved[at as usize]);
+            positions.renumber(&gone_at, &moved);
+            let mut at = 0;
+            webhooks.retain(|_| {
+                at += 1;
+                gone_at.binary_search(&(at - 1)).is_err()
+            });
+        }
+        for compiled in written {
+            match position(&positions, &webhooks, compiled.webhook.id.as_str()) {
+                Some(at) => {
+                    index.remove(at as u32, &webhooks[at]);
+                    index.add(at as u32, &compiled);
+                    webhooks[at] = compiled;
+                }
+                None => {
+                    let at = webhooks.len();
+                    positions.insert(compiled.webhook.id.as_str(), at);
+                    index.add(at as u32, &compiled);
+                    webhooks.push(compiled);
+                }
+            }
+        }
+        Snapshot {
+            organization: self.organization.clone(),
+            has_regex: has_regex(&webhooks),
+            webhooks,
+            positions,
+            index,
+        }
+    }
+
+    /// Built again from the webhooks kept and `written` (already parsed).
+    fn rebuilt(&self, written: Vec<Arc<CompiledWebhook>>, gone: &HashSet<WebhookId>) -> Snapshot {
+        let mut written: HashMap<WebhookId, Arc<CompiledWebhook>> = written
+            .into_iter()
+            .map(|c| (c.webhook.id.clone(), c))
+            .collect();
+        let mut webhooks: Vec<Arc<CompiledWebhook>> = self
+            .webhooks
+            .iter()
+            .filter(|w| !gone.contains(&w.webhook.id))
+            .map(|w| written.remove(&w.webhook.id).unwrap_or_else(|| w.clone()))
+            .collect();
+        if !written.is_empty() {
+            webhooks.extend(written.into_values());
+            webhooks.sort_by(|a, b| store_order(a, b));
+        }
+        Snapshot::of(self.organization.clone(), webhooks)
+    }
+}
+
+/// Where the webhook with `id` is in `webhooks`, found through `positions`.
+fn position(
+    positions: &positions::Positions,
+    webhooks: &[Arc<CompiledWebhook>],
+    id: &str,
+) -> Option<usize> {
+    positions
+        .candidates(id)
+        .find(|&at| webhooks[at].webhook.id.as_str() == id)
+}
+
+/// The store's order of an organization's webhooks: oldest first, then by id.
+fn store_order(a: &CompiledWebhook, b: &CompiledWebhook) -> std::cmp::Ordering {
+    (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
+}
+
+fn has_regex(webhooks: &[Arc<CompiledWebhook>]) -> bool {
+    webhooks
+        .iter()
+        .any(|w| w.filter.as_ref().is_some_and(Filter::has_regex))
 }
 
 struct Cached {
     version: i64,
-    checked: Instant,
+    /// When the version was last confirmed; `None` once a write may have moved it.
+    checked: Option<Instant>,
     snapshot: Arc<Snapshot>,
 }
 
@@ -154,51 +286,108 @@ impl Catalog {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets an organization after a write through this node, so the next read reloads.
+    /// After a write through this node: the next read asks for the organization's version
+    /// and reads what changed.
     pub fn invalidate(&self, organization_id: &OrganizationId) {
-        self.cached().remove(organization_id);
+        if let Some(c) = self.cached().get_mut(organization_id) {
+            c.checked = None;
+        }
     }
 
-    /// Forgets every organization (changes by other nodes may have been missed).
+    /// Every organization is asked for its version again (changes by other nodes may have
+    /// been missed).
     pub fn invalidate_all(&self) {
-        self.cached().clear();
+        for c in self.cached().values_mut() {
+            c.checked = None;
+        }
     }
 
     /// The organization's webhooks, parsed: from memory while fresh, then after one version
-    /// read while nothing changed, else reloaded.
+    /// read while nothing changed; else the snapshot held brought up to date with the
+    /// webhooks written since (only those are read and parsed), or read whole the first
+    /// time.
     pub async fn webhooks(
         &self,
         organization_id: &OrganizationId,
     ) -> Result<Arc<Snapshot>, StoreError> {
-        if let Some(c) = self.cached().get(organization_id) {
-            if c.checked.elapsed() < FRESH {
-                return Ok(c.snapshot.clone());
+        let held = match self.cached().get(organization_id) {
+            Some(c) if c.checked.is_some_and(|at| at.elapsed() < FRESH) => {
+                return Ok(c.snapshot.clone())
             }
-        }
+            Some(c) => Some((c.version, c.snapshot.clone())),
+            None => None,
+        };
+        // Read the version before the rows: a change in between makes the next check read
+        // again from this version (reading a row twice is harmless).
         let version = self.store.webhooks_version(organization_id).await?;
-        if let Some(c) = self.cached().get_mut(organization_id) {
-            if c.version == version {
-                c.checked = Instant::now();
-                return Ok(c.snapshot.clone());
+        let snapshot = match held {
+            Some((held, snapshot)) if held == version => snapshot,
+            // Behind, never ahead: a version that went back (a database restored) is read
+            // whole, as is a snapshot taken before its organization existed.
+            Some((held, snapshot)) if held < version && snapshot.organization.is_some() => {
+                Arc::new(
+                    self.brought_up_to_date(organization_id, &snapshot, held)
+                        .await?,
+                )
             }
-        }
-        // Read the version before the rows: a change in between makes the next check reload.
-        let snapshot = Arc::new(Snapshot::new(
-            self.store.organization(organization_id).await?,
-            self.store
-                .all_webhooks(organization_id)
-                .await?
-                .into_iter()
-                .map(compile)
-                .collect(),
-        ));
+            _ => Arc::new(Snapshot::new(
+                self.store.organization(organization_id).await?,
+                self.store
+                    .all_webhooks(organization_id)
+                    .await?
+                    .into_iter()
+                    .map(compile)
+                    .collect(),
+            )),
+        };
         let cached = Cached {
             version,
-            checked: Instant::now(),
+            checked: Some(Instant::now()),
             snapshot: snapshot.clone(),
         };
         self.cached().insert(organization_id.clone(), cached);
         Ok(snapshot)
+    }
+
+    /// `snapshot` (as of version `since`) with the webhooks written since, and without
+    /// those deleted: the store's record of deletions, checked against the count of
+    /// webhooks; when they disagree (a deletion older than the store remembers, or a write
+    /// meanwhile), the ids are read.
+    async fn brought_up_to_date(
+        &self,
+        organization_id: &OrganizationId,
+        snapshot: &Snapshot,
+        since: i64,
+    ) -> Result<Snapshot, StoreError> {
+        let changes = self.store.webhooks_changed(organization_id, since).await?;
+        let mut gone: HashSet<WebhookId> = changes
+            .deleted
+            .into_iter()
+            .filter(|id| snapshot.get(id.as_str()).is_some())
+            .collect();
+        let added = changes
+            .written
+            .iter()
+            .filter(|w| snapshot.get(w.id.as_str()).is_none())
+            .count();
+        if snapshot.webhooks.len() + added != changes.count + gone.len() {
+            let present: HashSet<WebhookId> = self
+                .store
+                .webhook_ids(organization_id)
+                .await?
+                .into_iter()
+                .collect();
+            gone = snapshot
+                .webhooks
+                .iter()
+                .map(|w| &w.webhook.id)
+                .chain(changes.written.iter().map(|w| &w.id))
+                .filter(|id| !present.contains(*id))
+                .cloned()
+                .collect();
+        }
+        let written = changes.written.into_iter().map(compile).collect();
+        Ok(snapshot.updated(written, &gone))
     }
 
     /// One webhook, as sending needs it. A webhook the cached snapshot lacks may be one
@@ -247,10 +436,7 @@ mod tests {
             body[k] = v.clone();
         }
         let checked = crate::webhook_check::check(&body).unwrap();
-        CompiledWebhook {
-            webhook: Webhook::new(&"o".into(), "t", checked.spec),
-            filter: checked.filter,
-        }
+        CompiledWebhook::new(Webhook::new(&"o".into(), "t", checked.spec), checked.filter)
     }
 
     #[test]
@@ -276,5 +462,53 @@ mod tests {
         };
         assert!(fires_for(&filtered("s"), &triggered));
         assert!(!fires_for(&filtered("other"), &triggered));
+    }
+
+    /// A snapshot brought up to date matches as one built afresh from the same webhooks,
+    /// and shares the webhooks that did not change.
+    #[test]
+    fn an_updated_snapshot_matches_as_a_fresh_one() {
+        let by_service = |svc: &str| {
+            hook(json!({"filters": {"op": "and", "conditions": [
+                {"op": "is", "lhs": "service", "rhs": svc}]}}))
+        };
+        let hooks = [
+            by_service("s"),
+            by_service("s"),
+            hook(json!({})),
+            by_service("x"),
+        ];
+        let old = Snapshot::new(None, hooks.to_vec());
+        let mut changed = hooks[1].clone();
+        changed.webhook.spec.name = "changed".into();
+        changed = CompiledWebhook::new(changed.webhook, by_service("other").filter);
+        let added = by_service("s");
+        let gone: HashSet<WebhookId> = [hooks[2].webhook.id.clone()].into();
+        let updated = old.updated(vec![changed.clone(), added.clone()], &gone);
+
+        let mut expected = vec![hooks[0].clone(), changed, hooks[3].clone(), added];
+        expected.sort_by(|a, b| {
+            (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
+        });
+        let fresh = Snapshot::new(None, expected);
+        let ids = |s: &Snapshot| -> Vec<WebhookId> {
+            s.webhooks.iter().map(|w| w.webhook.id.clone()).collect()
+        };
+        assert_eq!(ids(&updated), ids(&fresh));
+        let event = event("incident.triggered", "t1");
+        let matched = |s: &Snapshot| -> Vec<WebhookId> {
+            s.matching(&event).map(|w| w.webhook.id.clone()).collect()
+        };
+        assert_eq!(matched(&updated), matched(&fresh));
+        assert_eq!(matched(&updated).len(), 2, "the first and the added one");
+        let kept = |s: &Snapshot| {
+            s.webhooks
+                .iter()
+                .find(|w| w.webhook.id == hooks[3].webhook.id)
+                .cloned()
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&kept(&old), &kept(&updated)), "shared");
+        assert!(updated.get(hooks[2].webhook.id.as_str()).is_none());
     }
 }

@@ -4,6 +4,7 @@
 mod eval;
 pub mod guard;
 mod parse;
+mod regexes;
 
 pub use eval::{
     explain, matches, resolve, with_regex_budget, Explanation, REGEX_SCAN, SHOWN_VALUE,
@@ -54,7 +55,8 @@ pub enum Test {
     Contains(String),
     NotContains(String),
     StartsWith(String),
-    Matches(Regex),
+    /// Shared by every filter with the same pattern (`regexes`).
+    Matches(std::sync::Arc<Regex>),
     Exists,
     NotExists,
 }

@@ -1,6 +1,5 @@
 //! JSON → [`Filter`], refusing what cannot be evaluated, with the JSON path of each problem.
 
-use regex::RegexBuilder;
 use serde_json::{json, Value};
 
 use super::{Field, Filter, Test};
@@ -307,10 +306,7 @@ fn condition(value: &Value, path: &str, errors: &mut Vec<FilterError>) -> Option
         }
         Some("matches") => {
             let pattern = text(errors)?;
-            match RegexBuilder::new(&pattern)
-                .size_limit(MAX_REGEX_BYTES)
-                .build()
-            {
+            match super::regexes::compiled(&pattern, MAX_REGEX_BYTES) {
                 Ok(re) => Some(Test::Matches(re)),
                 Err(e) => {
                     error(

@@ -99,6 +99,17 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// An organization's webhooks written since a version (`ConfigStore::webhooks_changed`).
+#[derive(Debug, Clone)]
+pub struct WebhookChanges {
+    /// Oldest first, as `all_webhooks` lists them.
+    pub written: Vec<crate::domain::webhook::Webhook>,
+    /// Deleted since (as far as the store remembers: see `count`).
+    pub deleted: Vec<WebhookId>,
+    /// How many webhooks the organization has now.
+    pub count: usize,
+}
+
 /// Everything tocsin stores.
 pub trait Store:
     ConfigStore
@@ -277,6 +288,16 @@ pub trait ConfigStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Webhook>>;
     /// Changes with every write to the organization's webhooks (for caches).
     async fn webhooks_version(&self, organization_id: &OrganizationId) -> StoreResult<i64>;
+    /// The organization's webhooks written and deleted after its `webhooks_version` was
+    /// `since`, and how many it has now: a catalog that held them as of `since` brought up
+    /// to date (when the count says a deletion is missing, it reads `webhook_ids`).
+    async fn webhooks_changed(
+        &self,
+        organization_id: &OrganizationId,
+        since: i64,
+    ) -> StoreResult<WebhookChanges>;
+    /// The ids of the organization's webhooks (a catalog learning which were deleted).
+    async fn webhook_ids(&self, organization_id: &OrganizationId) -> StoreResult<Vec<WebhookId>>;
     /// Every webhook of the organization, for matching.
     async fn all_webhooks(&self, organization_id: &OrganizationId) -> StoreResult<Vec<Webhook>>;
     async fn organization(&self, id: &OrganizationId) -> StoreResult<Option<Organization>>;
@@ -879,4 +900,27 @@ pub async fn open(url: &str, key: &SecretKey) -> StoreResult<Arc<dyn Store>> {
     };
     store.unlock().await?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    /// From 0025 on, a migration has the same number and name on both backends (before
+    /// it, PostgreSQL's own 0020_notify shifted the numbers and SQLite has no 0024), so
+    /// that "migration N" means one change to a reader of either folder.
+    #[test]
+    fn both_backends_number_their_migrations_alike() {
+        let names = |backend: &str| -> Vec<String> {
+            let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{dir}: {e}"))
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.as_str() >= "0025")
+                .collect();
+            names.sort();
+            names
+        };
+        let sqlite = names("sqlite");
+        assert!(sqlite.len() >= 5, "0025 to 0029 at least: {sqlite:?}");
+        assert_eq!(sqlite, names("postgres"));
+    }
 }

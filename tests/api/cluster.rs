@@ -58,6 +58,147 @@ async fn a_webhook_made_by_another_node_is_read_when_its_delivery_comes(backend:
 
 both_backends!(a_webhook_made_by_another_node_is_read_when_its_delivery_comes);
 
+/// Another node's writes (created, changed, deleted) reach this node's catalog as the
+/// webhooks written since its snapshot: the changed one is read again, the deleted one is
+/// gone, the new one is there in the store's order, and the rest are the very same parsed
+/// webhooks as before (shared, not read or parsed again).
+async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let audit = |id: &tocsin::domain::ids::WebhookId, action: &str| {
+        AuditEntry::new(
+            &org.id,
+            &Actor::cli(),
+            action,
+            webhook_object(id, "w"),
+            Vec::new(),
+        )
+    };
+    let mut made = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let webhook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook(name)).unwrap());
+        store
+            .insert_webhook(&webhook, &audit(&webhook.id, "webhook.created"))
+            .await
+            .unwrap();
+        made.push(webhook);
+    }
+    let catalog = Catalog::new(store.clone());
+    let before = catalog.webhooks(&org.id).await.unwrap();
+    let names = |s: &tocsin::catalog::Snapshot| -> Vec<String> {
+        s.webhooks
+            .iter()
+            .map(|w| w.webhook.spec.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&before), ["a", "b", "c", "d"]);
+
+    // "Another node": straight to the store. One changed, one deleted, one created.
+    let spec = parse_spec(&patched(
+        minimal_webhook("b, renamed"),
+        json!({"enabled": false}),
+    ))
+    .unwrap();
+    store
+        .update_webhook(
+            &org.id,
+            &made[1].id,
+            &spec,
+            tocsin::domain::Timestamp::now(),
+            &audit(&made[1].id, "webhook.updated"),
+        )
+        .await
+        .unwrap()
+        .expect("updated");
+    assert!(store
+        .delete_webhook(&org.id, &made[2].id, &audit(&made[2].id, "webhook.deleted"))
+        .await
+        .unwrap());
+    let created = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook("e")).unwrap());
+    store
+        .insert_webhook(&created, &audit(&created.id, "webhook.created"))
+        .await
+        .unwrap();
+    // What a notification from that node does.
+    catalog.invalidate(&org.id);
+
+    let after = catalog.webhooks(&org.id).await.unwrap();
+    assert_eq!(names(&after), ["a", "b, renamed", "d", "e"]);
+    assert!(!after.get(made[1].id.as_str()).unwrap().webhook.spec.enabled);
+    assert!(
+        after.get(made[2].id.as_str()).is_none(),
+        "the deleted one is gone"
+    );
+    for kept in [0, 3] {
+        let id = made[kept].id.as_str();
+        let (old, new) = (&before.webhooks, &after.webhooks);
+        let old = old.iter().find(|w| w.webhook.id.as_str() == id).unwrap();
+        let new = new.iter().find(|w| w.webhook.id.as_str() == id).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(old, new),
+            "{} is the same parsed webhook, not read again",
+            made[kept].spec.name
+        );
+    }
+
+    // A change alone (nothing deleted): read as such, and a second look finds nothing new.
+    let spec = parse_spec(&minimal_webhook("a, renamed")).unwrap();
+    store
+        .update_webhook(
+            &org.id,
+            &made[0].id,
+            &spec,
+            tocsin::domain::Timestamp::now(),
+            &audit(&made[0].id, "webhook.updated"),
+        )
+        .await
+        .unwrap()
+        .expect("updated");
+    catalog.invalidate(&org.id);
+    let last = catalog.webhooks(&org.id).await.unwrap();
+    assert_eq!(names(&last), ["a, renamed", "b, renamed", "d", "e"]);
+    catalog.invalidate(&org.id);
+    let again = catalog.webhooks(&org.id).await.unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&last, &again),
+        "nothing changed: the same snapshot"
+    );
+
+    // A deletion older than the store remembers (its last 1,000 versions, pruned by the
+    // next deletion): the count tells, and the ids are read.
+    assert!(store
+        .delete_webhook(&org.id, &made[3].id, &audit(&made[3].id, "webhook.deleted"))
+        .await
+        .unwrap());
+    for round in 0..1000 {
+        let spec = parse_spec(&minimal_webhook(&format!("e, round {round}"))).unwrap();
+        let at = tocsin::domain::Timestamp::now();
+        store
+            .update_webhook(
+                &org.id,
+                &created.id,
+                &spec,
+                at,
+                &audit(&created.id, "webhook.updated"),
+            )
+            .await
+            .unwrap()
+            .expect("updated");
+    }
+    assert!(store
+        .delete_webhook(&org.id, &made[0].id, &audit(&made[0].id, "webhook.deleted"))
+        .await
+        .unwrap());
+    catalog.invalidate(&org.id);
+    let long_after = catalog.webhooks(&org.id).await.unwrap();
+    assert_eq!(names(&long_after), ["b, renamed", "e, round 999"]);
+}
+
+both_backends!(another_nodes_webhook_changes_are_read_alone);
+
 /// Incidents `i` with `i % FLAKY == 0` have the first attempt of each delivery refused.
 const FLAKY: usize = 4;
 const INCIDENTS: usize = 50;

@@ -15,7 +15,9 @@ use crate::domain::{
     webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
-use crate::store::{AuditQuery, Change, ConfigStore, Page, StoreError, StoreResult};
+use crate::store::{
+    AuditQuery, Change, ConfigStore, Page, StoreError, StoreResult, WebhookChanges,
+};
 
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
@@ -394,7 +396,7 @@ impl ConfigStore for SqlStore {
         .bind(w.updated_at.as_micros())
         .execute(&mut *tx)
         .await?;
-        bump_webhooks_version(&mut tx, &w.organization_id).await?;
+        bump_webhooks_version(&mut tx, &w.organization_id, Written::Changed(&w.id)).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -424,6 +426,49 @@ impl ConfigStore for SqlStore {
         row.as_ref()
             .map(|row| self.webhook_from_row(row))
             .transpose()
+    }
+
+    async fn webhooks_changed(
+        &self,
+        organization_id: &OrganizationId,
+        since: i64,
+    ) -> StoreResult<WebhookChanges> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 AND changed_version > $2 ORDER BY created_at, id"
+        ))
+        .bind(organization_id)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        let deleted: Vec<String> = sqlx::query_scalar(
+            "SELECT webhook_id FROM webhook_deletions WHERE organization_id = $1 AND version > $2",
+        )
+        .bind(organization_id)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        // Read last: a webhook created or deleted after the reads above only makes the
+        // count differ from what the catalog can account for, and so the ids are read
+        // (never a deletion missed).
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE organization_id = $1")
+                .bind(organization_id)
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(WebhookChanges {
+            written: self.readable_webhooks(&rows),
+            deleted: deleted.into_iter().map(WebhookId::from).collect(),
+            count: count as usize,
+        })
+    }
+
+    async fn webhook_ids(&self, organization_id: &OrganizationId) -> StoreResult<Vec<WebhookId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM webhooks WHERE organization_id = $1")
+                .bind(organization_id)
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(ids.into_iter().map(WebhookId::from).collect())
     }
 
     async fn all_webhooks(&self, organization_id: &OrganizationId) -> StoreResult<Vec<Webhook>> {
@@ -560,7 +605,7 @@ impl ConfigStore for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        bump_webhooks_version(&mut tx, organization_id).await?;
+        bump_webhooks_version(&mut tx, organization_id, Written::Deleted(id.as_str())).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
@@ -750,20 +795,67 @@ impl SqlStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        bump_webhooks_version(&mut tx, organization_id).await?;
+        let id: String = row.try_get("id")?;
+        bump_webhooks_version(&mut tx, organization_id, Written::Changed(&id)).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         self.webhook_from_row(&row).map(Some)
     }
 }
 
+/// How many of an organization's versions its deletions are remembered for: a catalog
+/// further behind reads the ids (`ConfigStore::webhooks_changed`).
+const DELETIONS_KEPT: i64 = 1000;
+
+/// What one write did to a webhook, for `bump_webhooks_version`.
+enum Written<'a> {
+    Changed(&'a str),
+    Deleted(&'a str),
+}
+
+/// Moves the organization's webhooks_version on, and records what the write did with the
+/// new version (the row's `changed_version`, or a deletion), so caches read only what
+/// changed (`webhooks_changed`).
 async fn bump_webhooks_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     organization_id: &OrganizationId,
+    written: Written<'_>,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
-        .bind(organization_id)
-        .execute(&mut **tx)
-        .await?;
+    let version: Option<i64> = sqlx::query_scalar(
+        "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1 RETURNING webhooks_version",
+    )
+    .bind(organization_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(version) = version else {
+        return Ok(());
+    };
+    match written {
+        Written::Changed(id) => {
+            sqlx::query(
+                "UPDATE webhooks SET changed_version = $1 WHERE organization_id = $2 AND id = $3",
+            )
+            .bind(version)
+            .bind(organization_id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Written::Deleted(id) => {
+            sqlx::query("INSERT INTO webhook_deletions (organization_id, webhook_id, version) VALUES ($1, $2, $3)")
+                .bind(organization_id)
+                .bind(id)
+                .bind(version)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM webhook_deletions WHERE organization_id = $1 AND version <= $2",
+            )
+            .bind(organization_id)
+            .bind(version - DELETIONS_KEPT)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
     Ok(())
 }
