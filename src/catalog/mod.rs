@@ -270,6 +270,10 @@ struct Cached {
 pub struct Catalog {
     store: Arc<dyn Store>,
     cache: Mutex<HashMap<OrganizationId, Cached>>,
+    /// One read of an organization at a time: requests that find it stale while another
+    /// reads it wait for that snapshot instead of reading it too (a first read of 100,000
+    /// webhooks takes seconds of CPU; a burst of events at start-up would pay it per event).
+    reading: Mutex<HashMap<OrganizationId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Catalog {
@@ -277,6 +281,7 @@ impl Catalog {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
+            reading: Mutex::new(HashMap::new()),
         }
     }
 
@@ -292,6 +297,14 @@ impl Catalog {
         if let Some(c) = self.cached().get_mut(organization_id) {
             c.checked = None;
         }
+    }
+
+    /// The snapshot held, while it is fresh.
+    fn fresh(&self, organization_id: &OrganizationId) -> Option<Arc<Snapshot>> {
+        self.cached()
+            .get(organization_id)
+            .filter(|c| c.checked.is_some_and(|at| at.elapsed() < FRESH))
+            .map(|c| c.snapshot.clone())
     }
 
     /// Every organization is asked for its version again (changes by other nodes may have
@@ -310,13 +323,25 @@ impl Catalog {
         &self,
         organization_id: &OrganizationId,
     ) -> Result<Arc<Snapshot>, StoreError> {
-        let held = match self.cached().get(organization_id) {
-            Some(c) if c.checked.is_some_and(|at| at.elapsed() < FRESH) => {
-                return Ok(c.snapshot.clone())
-            }
-            Some(c) => Some((c.version, c.snapshot.clone())),
-            None => None,
-        };
+        if let Some(fresh) = self.fresh(organization_id) {
+            return Ok(fresh);
+        }
+        let turn = self
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(organization_id.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        // Whoever read it meanwhile left it fresh.
+        if let Some(fresh) = self.fresh(organization_id) {
+            return Ok(fresh);
+        }
+        let held = self
+            .cached()
+            .get(organization_id)
+            .map(|c| (c.version, c.snapshot.clone()));
         // Read the version before the rows: a change in between makes the next check read
         // again from this version (reading a row twice is harmless).
         let version = self.store.webhooks_version(organization_id).await?;
@@ -330,15 +355,22 @@ impl Catalog {
                         .await?,
                 )
             }
-            _ => Arc::new(Snapshot::new(
-                self.store.organization(organization_id).await?,
-                self.store
-                    .all_webhooks(organization_id)
-                    .await?
-                    .into_iter()
-                    .map(compile)
-                    .collect(),
-            )),
+            _ => {
+                let organization = self.store.organization(organization_id).await?;
+                let rows = self.store.all_webhooks(organization_id).await?;
+                // Parsing and filing thousands of webhooks is seconds of CPU: off the async
+                // workers, which serve every other request meanwhile.
+                let built = tokio::task::spawn_blocking(move || {
+                    Snapshot::new(organization, rows.into_iter().map(compile).collect())
+                })
+                .await;
+                match built {
+                    Ok(snapshot) => Arc::new(snapshot),
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Only when the runtime is shutting down.
+                    Err(_) => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
+                }
+            }
         };
         let cached = Cached {
             version,

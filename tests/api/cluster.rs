@@ -199,6 +199,43 @@ async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
 
 both_backends!(another_nodes_webhook_changes_are_read_alone);
 
+/// Requests that find an organization's webhooks unread (or stale) wait for one read of
+/// them instead of each reading and parsing them: all get the one snapshot.
+async fn requests_at_once_share_one_read_of_the_webhooks(backend: Backend) {
+    let Some((store, _db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    for name in ["a", "b", "c"] {
+        let webhook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook(name)).unwrap());
+        let audit = AuditEntry::new(
+            &org.id,
+            &Actor::cli(),
+            "webhook.created",
+            webhook_object(&webhook.id, name),
+            Vec::new(),
+        );
+        store.insert_webhook(&webhook, &audit).await.unwrap();
+    }
+    let catalog = std::sync::Arc::new(Catalog::new(store.clone()));
+    let reads = (0..8).map(|_| {
+        let (catalog, org) = (catalog.clone(), org.id.clone());
+        tokio::spawn(async move { catalog.webhooks(&org).await.unwrap() })
+    });
+    let snapshots: Vec<_> = futures_join_all(reads)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(snapshots[0].webhooks.len(), 3);
+    for s in &snapshots {
+        assert!(std::sync::Arc::ptr_eq(s, &snapshots[0]), "one read, shared");
+    }
+}
+
+both_backends!(requests_at_once_share_one_read_of_the_webhooks);
+
 /// Incidents `i` with `i % FLAKY == 0` have the first attempt of each delivery refused.
 const FLAKY: usize = 4;
 const INCIDENTS: usize = 50;
