@@ -63,7 +63,7 @@ both_backends!(a_webhook_made_by_another_node_is_read_when_its_delivery_comes);
 /// gone, the new one is there in the store's order, and the rest are the very same parsed
 /// webhooks as before (shared, not read or parsed again).
 async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
-    let Some((store, _db)) = open_store(backend).await else {
+    let Some((store, db)) = open_store(backend).await else {
         return;
     };
     let org = Organization::new("Org");
@@ -166,6 +166,42 @@ async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
         std::sync::Arc::ptr_eq(&last, &again),
         "nothing changed: the same snapshot"
     );
+
+    // A write by code that knows nothing of the catalog (a node of an older version during
+    // an upgrade): the row and the organization's version, as such code wrote them. The
+    // store's triggers mark the row all the same.
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        let mut tx = Connection::begin(&mut conn).await.unwrap();
+        let older = &mut *tx;
+        sqlx::query(
+            "UPDATE webhooks SET disabled_reason = 'written by an older node' WHERE id = $1",
+        )
+        .bind(made[1].id.as_str())
+        .execute(&mut *older)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1",
+        )
+        .bind(org.id.as_str())
+        .execute(&mut *older)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        conn.close().await.unwrap();
+    }
+    catalog.invalidate(&org.id);
+    let seen = catalog.webhooks(&org.id).await.unwrap();
+    let reason = seen
+        .get(made[1].id.as_str())
+        .unwrap()
+        .webhook
+        .disabled_reason
+        .clone();
+    assert_eq!(reason.as_deref(), Some("written by an older node"));
 
     // A deletion older than the store remembers (its last 1,000 versions, pruned by the
     // next deletion): the count tells, and the ids are read.

@@ -396,7 +396,7 @@ impl ConfigStore for SqlStore {
         .bind(w.updated_at.as_micros())
         .execute(&mut *tx)
         .await?;
-        bump_webhooks_version(&mut tx, &w.organization_id, Written::Changed(&w.id)).await?;
+        bump_webhooks_version(&mut tx, &w.organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -605,7 +605,7 @@ impl ConfigStore for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        bump_webhooks_version(&mut tx, organization_id, Written::Deleted(id.as_str())).await?;
+        bump_webhooks_version(&mut tx, organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
@@ -795,67 +795,24 @@ impl SqlStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        let id: String = row.try_get("id")?;
-        bump_webhooks_version(&mut tx, organization_id, Written::Changed(&id)).await?;
+        bump_webhooks_version(&mut tx, organization_id).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         self.webhook_from_row(&row).map(Some)
     }
 }
 
-/// How many of an organization's versions its deletions are remembered for: a catalog
-/// further behind reads the ids (`ConfigStore::webhooks_changed`).
-const DELETIONS_KEPT: i64 = 1000;
-
-/// What one write did to a webhook, for `bump_webhooks_version`.
-enum Written<'a> {
-    Changed(&'a str),
-    Deleted(&'a str),
-}
-
-/// Moves the organization's webhooks_version on, and records what the write did with the
-/// new version (the row's `changed_version`, or a deletion), so caches read only what
-/// changed (`webhooks_changed`).
+/// Moves the organization's webhooks_version on, after the write to its webhook in the same
+/// transaction: the write's triggers marked the row (`changed_version`) or recorded the
+/// deletion with the version this makes (`migrations/*/0029_webhook_changes.sql`), so
+/// caches read only what changed (`webhooks_changed`).
 async fn bump_webhooks_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     organization_id: &OrganizationId,
-    written: Written<'_>,
 ) -> StoreResult<()> {
-    let version: Option<i64> = sqlx::query_scalar(
-        "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1 RETURNING webhooks_version",
-    )
-    .bind(organization_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(version) = version else {
-        return Ok(());
-    };
-    match written {
-        Written::Changed(id) => {
-            sqlx::query(
-                "UPDATE webhooks SET changed_version = $1 WHERE organization_id = $2 AND id = $3",
-            )
-            .bind(version)
-            .bind(organization_id)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Written::Deleted(id) => {
-            sqlx::query("INSERT INTO webhook_deletions (organization_id, webhook_id, version) VALUES ($1, $2, $3)")
-                .bind(organization_id)
-                .bind(id)
-                .bind(version)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(
-                "DELETE FROM webhook_deletions WHERE organization_id = $1 AND version <= $2",
-            )
-            .bind(organization_id)
-            .bind(version - DELETIONS_KEPT)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
+    sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
+        .bind(organization_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
