@@ -3,8 +3,12 @@
 //! once, in [`KEYS`], and printed by `tocsin config`; values are typed here, and every
 //! problem is reported at once.
 
+mod check;
 mod duration;
+mod keys;
 mod layers;
+
+pub use keys::KEYS;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -248,148 +252,6 @@ impl Default for NotifyConfig {
     }
 }
 
-/// More async workers than this is a typo, not a machine.
-const MAX_WORKER_THREADS: u16 = 1024;
-/// An event's answer waits up to `delivery.intake_linger`: beyond this it would be felt.
-const MAX_INTAKE_LINGER: Duration = Duration::from_millis(100);
-/// A lane's next delivery and a retry's schedule wait up to `delivery.record_linger`.
-const MAX_RECORD_LINGER: Duration = Duration::from_secs(1);
-const MINUTE: Duration = Duration::from_secs(60);
-const DAY: Duration = Duration::from_secs(24 * 3600);
-/// Attempts a retry schedule may list (the last wait repeats past them).
-const MAX_RETRY_SCHEDULE: usize = 100;
-
-/// Every key with its one-line meaning. `tocsin config` prints these; a unit test keeps
-/// this list and the struct in step.
-pub const KEYS: &[(&str, &str)] = &[
-    ("listen", "Address and port the HTTP API listens on."),
-    (
-        "database_url",
-        "sqlite://PATH (embedded, created if missing) or postgres://USER@HOST/DB.",
-    ),
-    (
-        "public_url",
-        "Address people use to reach tocsin, for links in e-mails; empty means http://<listen>.",
-    ),
-    (
-        "log_format",
-        "text, or json for one JSON object per line (timestamp, level, target, fields); the level follows RUST_LOG.",
-    ),
-    (
-        "metrics_listen",
-        "Address and port serving GET /metrics without authentication, for Prometheus (keep it private); empty: off. /metrics on listen always needs the read ability.",
-    ),
-    (
-        "secret_key",
-        "Key that seals webhook secrets, credential headers and URL passwords in the database (base64 of 32 bytes); empty means tocsin.key beside the SQLite file, generated on first start. Nodes on one PostgreSQL must share it.",
-    ),
-    (
-        "worker_threads",
-        "Threads running the async work (HTTP, matching, rendering, sending); 0 means half the machine's cores, at least one, leaving the rest to the database and the network.",
-    ),
-    (
-        "delivery.allowed_networks",
-        "CIDRs that webhooks may reach although private or loopback, e.g. [\"10.0.0.0/8\"].",
-    ),
-    (
-        "delivery.retry_schedule",
-        "Waits before retry 1, 2, …; the last repeats. Durations like 10s, 5m, 1h.",
-    ),
-    (
-        "delivery.concurrency",
-        "Most HTTP calls in flight at once, over all URLs.",
-    ),
-    (
-        "delivery.per_url_concurrency",
-        "Most HTTP calls in flight at once to one URL.",
-    ),
-    (
-        "delivery.shutdown_grace",
-        "On SIGTERM, how long attempts in flight may finish before their leases are given back.",
-    ),
-    (
-        "delivery.max_age",
-        "A delivery still pending this long after it was made (retrying, parked behind an open circuit or its lane) fails as expired, and is e-mailed like any failure.",
-    ),
-    (
-        "delivery.disable_after",
-        "A webhook whose every URL has failed this long without one success is disabled (and its failure addresses told); 0s never.",
-    ),
-    (
-        "delivery.record_linger",
-        "How long attempt results wait for company before they are written (one commit for many at low rates; 0s writes each at once); a lane's next delivery may start that much later (at most 1s).",
-    ),
-    (
-        "delivery.lease",
-        "How long a node's claim on a delivery lasts: a node that dies mid-attempt has its deliveries taken over by another this long after its claim (an attempt's claim always covers its timeout and 30s more); at least 1s, at most 10m.",
-    ),
-    (
-        "delivery.intake_linger",
-        "How long a received event may wait for the next one so that both are stored in one commit; only when the last tenth of a second's rate brings half an event to four within one wait (250 to 2,000 events/s at 2ms), and not right after a wait that caught none; the sender's answer waits that much longer (0s never waits; at most 100ms).",
-    ),
-    (
-        "smtp.host",
-        "SMTP server for failure e-mails; empty means e-mails are recorded, not sent.",
-    ),
-    (
-        "smtp.port",
-        "SMTP port: 587 for starttls, 465 for tls, 25 for none.",
-    ),
-    ("smtp.tls", "none, starttls or tls."),
-    (
-        "smtp.username",
-        "SMTP user name; empty means no authentication.",
-    ),
-    ("smtp.password", "SMTP password."),
-    ("smtp.from", "From address of failure e-mails."),
-    (
-        "notify.window",
-        "At most one failure e-mail per webhook in this window; later failures wait for a digest.",
-    ),
-    (
-        "http.max_connections",
-        "Most open client connections; past it new ones are closed at once.",
-    ),
-    (
-        "http.header_read_timeout",
-        "A request's headers must arrive within this (from the connection's opening or the request's first byte).",
-    ),
-    (
-        "http.idle_timeout",
-        "A keep-alive connection resting between requests is closed after this.",
-    ),
-    (
-        "http.rate_limit",
-        "API requests per second per token or person (past the burst: 429 with Retry-After); 0 for no limit.",
-    ),
-    ("http.rate_burst", "API requests a caller may make at once above the rate."),
-    (
-        "http.trusted_proxies",
-        "CIDRs of the reverse proxies in front of tocsin, e.g. [\"10.0.0.0/8\"]: from them, X-Forwarded-For (else Forwarded) names the client whose failed logins are counted. Empty: the connection's address is the client.",
-    ),
-    (
-        "http.intake_rate_limit",
-        "POST /v3/events per second per token, counted apart from other calls; 0 for no limit.",
-    ),
-    ("http.intake_rate_burst", "Events a token may post at once above that rate."),
-    (
-        "http.organization_rate_limit",
-        "API requests and pages per second for one organization, all its tokens and people together (each also has http.rate_limit); 0 for no limit.",
-    ),
-    (
-        "http.organization_rate_burst",
-        "What an organization may request at once above that rate.",
-    ),
-    (
-        "retention.deliveries",
-        "Finished deliveries older than this are deleted, with their attempts, payloads and events nothing else refers to; 0s keeps everything.",
-    ),
-    (
-        "retention.notifications_and_audit",
-        "Sent or skipped notifications and notices, audit entries and finished bulk retries older than this are deleted; 0s keeps everything.",
-    ),
-];
-
 /// Values from the command line, applied last.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -495,176 +357,8 @@ impl Config {
         }
 
         let config = layers.finish().map_err(ConfigError::all)?;
-        config.check().map_err(ConfigError::all)?;
+        check::check(&config).map_err(ConfigError::all)?;
         Ok(config)
-    }
-
-    /// Rules the types alone do not express; every broken one is reported.
-    fn check(&self) -> Result<(), Vec<ConfigError>> {
-        let mut problems = Vec::new();
-        let mut bad = |key: &str, message: String| {
-            problems.push(ConfigError::BadValue {
-                origin: "settings".to_owned(),
-                key: key.to_owned(),
-                message,
-            })
-        };
-        if !self.database_url.starts_with("sqlite:")
-            && !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
-        {
-            bad(
-                "database_url",
-                "must start with sqlite:// or postgres://".to_owned(),
-            );
-        }
-        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
-            bad(
-                "metrics_listen",
-                format!(
-                    "must be an address and port like 127.0.0.1:9090, or empty, got \"{}\"",
-                    self.metrics_listen
-                ),
-            );
-        }
-        if !self.secret_key.is_empty() {
-            if let Err(e) = crate::domain::sealing::SecretKey::from_base64(&self.secret_key) {
-                bad("secret_key", e);
-            }
-        }
-        if self.worker_threads > MAX_WORKER_THREADS {
-            bad(
-                "worker_threads",
-                format!(
-                    "must be at most {MAX_WORKER_THREADS} (0 means half the cores), got {}",
-                    self.worker_threads
-                ),
-            );
-        }
-        if self.delivery.retry_schedule.is_empty() {
-            bad(
-                "delivery.retry_schedule",
-                "must hold at least one duration, e.g. [\"10s\", \"1m\"]".to_owned(),
-            );
-        }
-        if self.delivery.concurrency == 0 || self.delivery.per_url_concurrency == 0 {
-            bad(
-                "delivery.concurrency",
-                "and delivery.per_url_concurrency must be at least 1".to_owned(),
-            );
-        }
-        if self.delivery.lease < Duration::from_secs(1) {
-            bad(
-                "delivery.lease",
-                "must be at least 1s, like 60s: a claim shorter than a round trip to the database is taken over while it is used".to_owned(),
-            );
-        }
-        if self.delivery.max_age.is_zero() {
-            bad(
-                "delivery.max_age",
-                "must be above 0, like 24h: nothing should wait for ever".to_owned(),
-            );
-        }
-        if self.delivery.retry_schedule.len() > MAX_RETRY_SCHEDULE {
-            bad(
-                "delivery.retry_schedule",
-                format!(
-                    "must hold at most {MAX_RETRY_SCHEDULE} durations, got {}",
-                    self.delivery.retry_schedule.len()
-                ),
-            );
-        }
-        // Past these a value is a slip of the unit (`10h` for `10s`), felt as a stop that
-        // hangs, a delivery sent weeks late, a webhook never disabled.
-        let d = &self.delivery;
-        let longest_retry = d.retry_schedule.iter().max().copied().unwrap_or_default();
-        for (key, value, most, why) in [
-            (
-                "delivery.record_linger",
-                d.record_linger,
-                MAX_RECORD_LINGER,
-                "a lane's next delivery waits it",
-            ),
-            (
-                "delivery.intake_linger",
-                d.intake_linger,
-                MAX_INTAKE_LINGER,
-                "every sender's answer waits it",
-            ),
-            (
-                "delivery.lease",
-                d.lease,
-                10 * MINUTE,
-                "a dead node's deliveries wait it out",
-            ),
-            (
-                "delivery.shutdown_grace",
-                d.shutdown_grace,
-                10 * MINUTE,
-                "a stop waits it for attempts in flight, each at most 30s",
-            ),
-            (
-                "delivery.max_age",
-                d.max_age,
-                30 * DAY,
-                "news of an incident older than that is no news",
-            ),
-            (
-                "delivery.disable_after",
-                d.disable_after,
-                30 * DAY,
-                "0 never disables",
-            ),
-            (
-                "delivery.retry_schedule",
-                longest_retry,
-                DAY,
-                "each wait between two attempts",
-            ),
-            (
-                "notify.window",
-                self.notify.window,
-                DAY,
-                "a digest of later failures waits it",
-            ),
-            (
-                "http.header_read_timeout",
-                self.http.header_read_timeout,
-                5 * MINUTE,
-                "a slow client holds a connection this long",
-            ),
-            (
-                "http.idle_timeout",
-                self.http.idle_timeout,
-                60 * MINUTE,
-                "a resting connection is held this long",
-            ),
-        ] {
-            if value > most {
-                bad(
-                    key,
-                    format!(
-                        "must be at most {} ({why}), got {}",
-                        format_duration(most),
-                        format_duration(value)
-                    ),
-                );
-            }
-        }
-        if self.http.max_connections == 0
-            || self.http.header_read_timeout.is_zero()
-            || self.http.idle_timeout.is_zero()
-        {
-            bad(
-                "http.max_connections",
-                "http.header_read_timeout and http.idle_timeout must be above 0".to_owned(),
-            );
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
     }
 
     /// How many async worker threads `serve` starts: `worker_threads`, or when that is 0
@@ -931,7 +625,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.delivery.max_age, Duration::from_secs(30 * 24 * 3600));
-        let many = vec!["\"1s\""; MAX_RETRY_SCHEDULE + 1].join(", ");
+        let many = vec!["\"1s\""; check::MAX_RETRY_SCHEDULE + 1].join(", ");
         let err = load(
             Some(&format!("[delivery]\nretry_schedule = [{many}]\n")),
             &[],
