@@ -408,9 +408,7 @@ mod tests {
             let updated = old.updated(written, &gone);
 
             let mut expected: Vec<CompiledWebhook> = now.into_values().collect();
-            expected.sort_by(|a, b| {
-                (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
-            });
+            expected.sort_by(crate::catalog::store_order);
             let fresh = Snapshot::new(None, expected);
             let ids = |s: &Snapshot| -> Vec<String> {
                 s.webhooks.iter().map(|w| w.webhook.id.to_string()).collect()

@@ -519,9 +519,7 @@ mod tests {
         let updated = old.updated(vec![changed.clone(), added.clone()], &gone);
 
         let mut expected = vec![hooks[0].clone(), changed, hooks[3].clone(), added];
-        expected.sort_by(|a, b| {
-            (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
-        });
+        expected.sort_by(store_order);
         let fresh = Snapshot::new(None, expected);
         let ids = |s: &Snapshot| -> Vec<WebhookId> {
             s.webhooks.iter().map(|w| w.webhook.id.clone()).collect()
