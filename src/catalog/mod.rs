@@ -7,6 +7,7 @@
 
 mod index;
 mod positions;
+mod turns;
 
 use crate::domain::ids::{OrganizationId, WebhookId};
 use std::{
@@ -273,7 +274,7 @@ pub struct Catalog {
     /// One read of an organization at a time: requests that find it stale while another
     /// reads it wait for that snapshot instead of reading it too (a first read of 100,000
     /// webhooks takes seconds of CPU; a burst of events at start-up would pay it per event).
-    reading: Mutex<HashMap<OrganizationId, Arc<tokio::sync::Mutex<()>>>>,
+    reading: turns::Turns<OrganizationId>,
 }
 
 impl Catalog {
@@ -281,7 +282,7 @@ impl Catalog {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
-            reading: Mutex::new(HashMap::new()),
+            reading: turns::Turns::default(),
         }
     }
 
@@ -326,18 +327,23 @@ impl Catalog {
         if let Some(fresh) = self.fresh(organization_id) {
             return Ok(fresh);
         }
-        let turn = self
-            .reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(organization_id.clone())
-            .or_default()
-            .clone();
-        let _turn = turn.lock().await;
-        // Whoever read it meanwhile left it fresh.
-        if let Some(fresh) = self.fresh(organization_id) {
-            return Ok(fresh);
-        }
+        self.reading
+            .take(
+                organization_id,
+                || self.fresh(organization_id),
+                self.read(organization_id),
+                || {
+                    StoreError::Unavailable(
+                        "the organization's webhooks could not be read just now".to_owned(),
+                    )
+                },
+            )
+            .await
+    }
+
+    /// Reads the organization's webhooks (its turn held): the snapshot held brought up to
+    /// date, or read whole.
+    async fn read(&self, organization_id: &OrganizationId) -> Result<Arc<Snapshot>, StoreError> {
         let held = self
             .cached()
             .get(organization_id)

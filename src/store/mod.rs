@@ -42,6 +42,11 @@ pub enum StoreError {
     /// The configured secret key is not the one the database's secrets were sealed with.
     #[error("{0}")]
     WrongKey(String),
+    /// The same read, made a moment ago for another request, failed: not tried again at
+    /// once (a database that is down would make each waiting request wait out its own
+    /// timeout in turn).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -49,6 +54,9 @@ impl StoreError {
     /// connection lost, the server shutting down or starting): the caller should hear
     /// "try again shortly" (503), not "tocsin failed" (500).
     pub fn is_unreachable(&self) -> bool {
+        if let StoreError::Unavailable(_) = self {
+            return true;
+        }
         let StoreError::Database(e) = self else {
             return false;
         };
