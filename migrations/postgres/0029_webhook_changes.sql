@@ -7,8 +7,9 @@
 -- Kept by triggers, so that every write marks its row whatever code made it (a node of an
 -- older version during an upgrade, a write path added later): a write to a webhook comes
 -- before its transaction's bump of the organization's version. The organization's row is
--- locked when the webhook is written, so two transactions writing webhooks of one
--- organization take their versions in commit order.
+-- locked when the webhook is written (FOR NO KEY UPDATE, as the bump itself locks it: rows
+-- of other tables that refer to the organization are still written meanwhile), so two
+-- transactions writing webhooks of one organization take their versions in commit order.
 ALTER TABLE webhooks ADD COLUMN changed_version BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX webhooks_changed ON webhooks (organization_id, changed_version);
 CREATE TABLE webhook_deletions (
@@ -21,7 +22,7 @@ CREATE TABLE webhook_deletions (
 CREATE FUNCTION tocsin_webhook_written() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT webhooks_version + 1 INTO NEW.changed_version
-        FROM organizations WHERE id = NEW.organization_id FOR UPDATE;
+        FROM organizations WHERE id = NEW.organization_id FOR NO KEY UPDATE;
     NEW.changed_version := COALESCE(NEW.changed_version, 0);
     RETURN NEW;
 END
@@ -35,7 +36,7 @@ DECLARE
     next_version BIGINT;
 BEGIN
     SELECT webhooks_version + 1 INTO next_version
-        FROM organizations WHERE id = OLD.organization_id FOR UPDATE;
+        FROM organizations WHERE id = OLD.organization_id FOR NO KEY UPDATE;
     IF next_version IS NOT NULL THEN
         INSERT INTO webhook_deletions (organization_id, webhook_id, version)
             VALUES (OLD.organization_id, OLD.id, next_version) ON CONFLICT DO NOTHING;

@@ -16,7 +16,8 @@ CREATE TABLE webhook_deletions (
     PRIMARY KEY (organization_id, version, webhook_id)
 );
 
--- (The inner UPDATE does not fire these again: recursive triggers are off.)
+-- (An inner UPDATE does not fire its own trigger again: recursive triggers are off. The
+-- insert trigger's UPDATE fires the update trigger once, which writes the same value.)
 CREATE TRIGGER webhooks_inserted AFTER INSERT ON webhooks
 BEGIN
     UPDATE webhooks SET changed_version = COALESCE(

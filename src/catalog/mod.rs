@@ -1,9 +1,9 @@
 //! Webhooks as matching and sending need them: parsed filters, kept in memory per
 //! organization (whether a webhook is valid is `webhook_check`'s to say; this only caches
-//! and matches), invalidated by this node's writes and by other nodes' as they are heard
-//! (PostgreSQL notifications, see `store/changes.rs`), and reloaded when the organization's
-//! `webhooks_version` moves (checked at most every 100 ms: the fallback should a
-//! notification be missed).
+//! and matches), marked stale by this node's writes and by other nodes' as they are heard
+//! (PostgreSQL notifications, see `store/changes.rs`), and brought up to date with what
+//! was written and deleted since when the organization's `webhooks_version` moves (checked
+//! at most every 100 ms: the fallback should a notification be missed).
 
 mod index;
 mod positions;
@@ -239,6 +239,18 @@ impl Snapshot {
     }
 }
 
+/// What a blocking task gave back: its panic goes on as the caller's.
+fn off_the_workers(done: Result<Snapshot, tokio::task::JoinError>) -> Result<Snapshot, StoreError> {
+    match done {
+        Ok(snapshot) => Ok(snapshot),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime is shutting down.
+        Err(_) => Err(StoreError::Unavailable(
+            "tocsin is shutting down".to_owned(),
+        )),
+    }
+}
+
 /// Where the webhook with `id` is in `webhooks`, found through `positions`.
 fn position(
     positions: &positions::Positions,
@@ -357,7 +369,7 @@ impl Catalog {
             // whole, as is a snapshot taken before its organization existed.
             Some((held, snapshot)) if held < version && snapshot.organization.is_some() => {
                 Arc::new(
-                    self.brought_up_to_date(organization_id, &snapshot, held)
+                    self.brought_up_to_date(organization_id, snapshot, held)
                         .await?,
                 )
             }
@@ -370,12 +382,7 @@ impl Catalog {
                     Snapshot::new(organization, rows.into_iter().map(compile).collect())
                 })
                 .await;
-                match built {
-                    Ok(snapshot) => Arc::new(snapshot),
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Only when the runtime is shutting down.
-                    Err(_) => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
-                }
+                Arc::new(off_the_workers(built)?)
             }
         };
         let cached = Cached {
@@ -394,19 +401,19 @@ impl Catalog {
     async fn brought_up_to_date(
         &self,
         organization_id: &OrganizationId,
-        snapshot: &Snapshot,
+        snapshot: Arc<Snapshot>,
         since: i64,
     ) -> Result<Snapshot, StoreError> {
         let changes = self.store.webhooks_changed(organization_id, since).await?;
-        let mut gone: HashSet<WebhookId> = changes
-            .deleted
-            .into_iter()
-            .filter(|id| snapshot.get(id.as_str()).is_some())
-            .collect();
+        let held = |id: &WebhookId| snapshot.get(id.as_str()).is_some();
+        let mut gone: HashSet<WebhookId> = changes.deleted.into_iter().filter(held).collect();
+        // Every row written since is present, readable or not.
         let added = changes
             .written
             .iter()
-            .filter(|w| snapshot.get(w.id.as_str()).is_none())
+            .map(|w| &w.id)
+            .chain(&changes.unreadable)
+            .filter(|id| !held(id))
             .count();
         if snapshot.webhooks.len() + added != changes.count + gone.len() {
             let present: HashSet<WebhookId> = self
@@ -424,13 +431,22 @@ impl Catalog {
                 .cloned()
                 .collect();
         }
-        let written = changes.written.into_iter().map(compile).collect();
-        Ok(snapshot.updated(written, &gone))
+        // An unreadable row is left out, as a full read would leave it out.
+        gone.extend(changes.unreadable);
+        let written = changes.written;
+        // At 100,000 webhooks patching takes tens of milliseconds (a rebuild, when a new
+        // webhook sorts before one held, half a second): off the async workers.
+        let updated = tokio::task::spawn_blocking(move || {
+            snapshot.updated(written.into_iter().map(compile).collect(), &gone)
+        })
+        .await;
+        off_the_workers(updated)
     }
 
     /// One webhook, as sending needs it. A webhook the cached snapshot lacks may be one
     /// another node created a moment ago (its delivery claimed here before this node heard
-    /// of it): the organization is read again before the answer is `None`.
+    /// of it): the organization's version is checked again (and what changed read) before
+    /// the answer is `None`.
     pub async fn webhook(
         &self,
         organization_id: &OrganizationId,

@@ -6,9 +6,6 @@ use super::{Field, Filter, Test};
 
 const MAX_DEPTH: usize = 5;
 const MAX_CONDITIONS: usize = 100;
-/// Compiled regular expressions stay small; the engine runs in linear time regardless.
-const MAX_REGEX_BYTES: usize = 256 * 1024;
-
 /// Incident fields a condition may start from (Squadcast's incident object).
 const INCIDENT_ROOTS: &[&str] = &[
     "id",
@@ -306,7 +303,7 @@ fn condition(value: &Value, path: &str, errors: &mut Vec<FilterError>) -> Option
         }
         Some("matches") => {
             let pattern = text(errors)?;
-            match super::regexes::compiled(&pattern, MAX_REGEX_BYTES) {
+            match super::regexes::compiled(&pattern) {
                 Ok(re) => Some(Test::Matches(re)),
                 Err(e) => {
                     error(

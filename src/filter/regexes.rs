@@ -10,6 +10,10 @@ use std::{
 
 use regex::{Regex, RegexBuilder};
 
+/// The most a compiled regex may take: one filter cannot hold a node's memory (the engine
+/// runs in linear time regardless). The same for every pattern, so a pattern compiled once is the same regex for every filter.
+const MAX_REGEX_BYTES: usize = 256 * 1024;
+
 /// Above this many patterns remembered, the forgotten ones are swept out.
 const SWEEP_FROM: usize = 1024;
 
@@ -28,14 +32,18 @@ fn shared() -> &'static Mutex<Shared> {
     })
 }
 
-/// `pattern` compiled within `size_limit` bytes, shared with every other filter holding the
-/// same pattern.
-pub fn compiled(pattern: &str, size_limit: usize) -> Result<Arc<Regex>, regex::Error> {
+/// `pattern` compiled (within [`MAX_REGEX_BYTES`]), shared with every other filter holding
+/// the same pattern.
+pub fn compiled(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
     if let Some(re) = lock().by_pattern.get(pattern).and_then(Weak::upgrade) {
         return Ok(re);
     }
     // Compiled outside the lock: it may take a millisecond.
-    let re = Arc::new(RegexBuilder::new(pattern).size_limit(size_limit).build()?);
+    let re = Arc::new(
+        RegexBuilder::new(pattern)
+            .size_limit(MAX_REGEX_BYTES)
+            .build()?,
+    );
     let mut shared = lock();
     // Another thread may have compiled it meanwhile: keep one.
     if let Some(kept) = shared.by_pattern.get(pattern).and_then(Weak::upgrade) {
@@ -62,21 +70,21 @@ mod tests {
 
     #[test]
     fn one_pattern_is_compiled_once_while_held() {
-        let a = compiled("^shared-test-[0-9]+$", 1 << 20).unwrap();
-        let b = compiled("^shared-test-[0-9]+$", 1 << 20).unwrap();
+        let a = compiled("^shared-test-[0-9]+$").unwrap();
+        let b = compiled("^shared-test-[0-9]+$").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(b.is_match("shared-test-42"));
-        let other = compiled("^shared-test-[a-z]+$", 1 << 20).unwrap();
+        let other = compiled("^shared-test-[a-z]+$").unwrap();
         assert!(!Arc::ptr_eq(&a, &other));
     }
 
     #[test]
     fn a_pattern_no_filter_holds_is_forgotten() {
-        let weak = Arc::downgrade(&compiled("^forgotten-[0-9]$", 1 << 20).unwrap());
+        let weak = Arc::downgrade(&compiled("^forgotten-[0-9]$").unwrap());
         assert!(weak.upgrade().is_none(), "nothing else keeps it alive");
         // Enough others to sweep: the forgotten pattern's entry goes.
         let held: Vec<_> = (0..SWEEP_FROM)
-            .map(|i| compiled(&format!("^sweep-{i}$"), 1 << 20).unwrap())
+            .map(|i| compiled(&format!("^sweep-{i}$")).unwrap())
             .collect();
         assert!(!lock().by_pattern.contains_key("^forgotten-[0-9]$"));
         drop(held);
@@ -84,10 +92,7 @@ mod tests {
 
     #[test]
     fn a_bad_pattern_is_an_error() {
-        assert!(compiled("(", 1 << 20).is_err());
-        assert!(
-            compiled("a{1000}{1000}", 1 << 10).is_err(),
-            "over the size limit"
-        );
+        assert!(compiled("(").is_err());
+        assert!(compiled("a{1000}{1000}").is_err(), "over the size limit");
     }
 }

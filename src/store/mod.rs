@@ -112,6 +112,9 @@ pub struct Page<T> {
 pub struct WebhookChanges {
     /// Oldest first, as `all_webhooks` lists them.
     pub written: Vec<crate::domain::webhook::Webhook>,
+    /// Written since but unreadable (a sealed value that does not open): left out, as a
+    /// full read leaves them out, not kept as they were before.
+    pub unreadable: Vec<WebhookId>,
     /// Deleted since (as far as the store remembers: see `count`).
     pub deleted: Vec<WebhookId>,
     /// How many webhooks the organization has now.

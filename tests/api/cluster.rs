@@ -231,6 +231,31 @@ async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
     catalog.invalidate(&org.id);
     let long_after = catalog.webhooks(&org.id).await.unwrap();
     assert_eq!(names(&long_after), ["b, renamed", "e, round 999"]);
+
+    // A row written so that it cannot be opened (a damaged sealed secret) is left out, as a
+    // full read leaves it out, not kept as it was.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        let mut tx = Connection::begin(&mut conn).await.unwrap();
+        sqlx::query("UPDATE webhooks SET secret = 'tsk1.damaged' WHERE id = $1")
+            .bind(made[1].id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1",
+        )
+        .bind(org.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        conn.close().await.unwrap();
+    }
+    catalog.invalidate(&org.id);
+    let damaged = catalog.webhooks(&org.id).await.unwrap();
+    assert_eq!(names(&damaged), ["e, round 999"]);
 }
 
 both_backends!(another_nodes_webhook_changes_are_read_alone);
