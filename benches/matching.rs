@@ -202,8 +202,35 @@ async fn through_the_store(count: usize, event: &Event) {
         .get(new.id.as_str())
         .is_some());
     let created_seen = creating.elapsed() - created_in;
+    // A second change, now that the pages the seeding left cold have been read once.
+    let mut body = webhook_body(1);
+    body["name"] = json!("changed again");
+    let spec = parse_spec(&body).unwrap();
+    let again = store.webhook_ids(&org.id).await.unwrap()[1].clone();
+    let changing = Instant::now();
+    store
+        .update_webhook(
+            &org.id,
+            &again,
+            &spec,
+            tocsin::domain::Timestamp::now(),
+            &audit(&hook),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let changed_in = changing.elapsed();
+    catalog.invalidate(&org.id);
+    let name = catalog
+        .webhooks(&org.id)
+        .await
+        .unwrap()
+        .get(again.as_str())
+        .map(|w| w.webhook.spec.name.clone());
+    assert_eq!(name.as_deref(), Some("changed again"));
+    let again_seen = changing.elapsed() - changed_in;
     println!(
-        "{count:>7} webhooks in a store: seeded in {seeded:.1?}; the catalog's first read {loaded:.2?}, {memory:.0} MiB; seen by matching after a change {visible:.2?}, a deletion {deleted_seen:.2?}, a creation {created_seen:.2?}"
+        "{count:>7} webhooks in a store: seeded in {seeded:.1?}; the catalog's first read {loaded:.2?}, {memory:.0} MiB; seen by matching after a change {visible:.2?}, a deletion {deleted_seen:.2?}, a creation {created_seen:.2?}, a second change {again_seen:.2?}"
     );
 }
 
