@@ -297,6 +297,105 @@ async fn requests_at_once_share_one_read_of_the_webhooks(backend: Backend) {
 
 both_backends!(requests_at_once_share_one_read_of_the_webhooks);
 
+/// Two transactions writing webhooks of one organization at once take their versions in
+/// commit order: the second's row is marked with the version its own bump makes, so a
+/// catalog that read the version between the two commits still reads the second's row.
+/// (The trigger locks the organization's row when the webhook is written; without that,
+/// the second would read the version before the first's bump and be marked one too low.)
+async fn concurrent_webhook_writes_take_versions_in_commit_order(backend: Backend) {
+    use sqlx::Connection;
+    let Some((store, db)) = open_store(backend).await else {
+        return;
+    };
+    let org = Organization::new("Org");
+    store.create_organization(&org).await.unwrap();
+    let audit = |id: &tocsin::domain::ids::WebhookId| {
+        AuditEntry::new(
+            &org.id,
+            &Actor::cli(),
+            "webhook.updated",
+            webhook_object(id, "w"),
+            Vec::new(),
+        )
+    };
+    let mut made = Vec::new();
+    for name in ["first", "second"] {
+        let webhook = Webhook::new(&org.id, "tok", parse_spec(&minimal_webhook(name)).unwrap());
+        store
+            .insert_webhook(&webhook, &audit(&webhook.id))
+            .await
+            .unwrap();
+        made.push(webhook);
+    }
+    sqlx::any::install_default_drivers();
+    // The first writer: its webhook written, its bump not yet made, its transaction open.
+    let mut first = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let mut tx = Connection::begin(&mut first).await.unwrap();
+    sqlx::query("UPDATE webhooks SET disabled_reason = 'first' WHERE id = $1")
+        .bind(made[0].id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // The second writer, through the store, meanwhile.
+    let second = {
+        let (store, org, id) = (store.clone(), org.id.clone(), made[1].id.clone());
+        let spec = parse_spec(&minimal_webhook("second, changed")).unwrap();
+        let entry = audit(&id);
+        tokio::spawn(async move {
+            store
+                .update_webhook(&org, &id, &spec, tocsin::domain::Timestamp::now(), &entry)
+                .await
+        })
+    };
+    let watcher = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    eventually(
+        "the second writer waiting for the first",
+        || {
+            let watcher = watcher.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+                    .fetch_one(&watcher)
+                    .await
+                    .unwrap()
+            }
+        },
+        |waiting| *waiting > 0,
+    )
+    .await;
+    sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
+        .bind(org.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    second.await.unwrap().unwrap().expect("updated");
+    let version: i64 =
+        sqlx::query_scalar("SELECT webhooks_version FROM organizations WHERE id = $1")
+            .bind(org.id.as_str())
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+    let marked = |id: &str| {
+        sqlx::query_scalar::<_, i64>("SELECT changed_version FROM webhooks WHERE id = $1")
+            .bind(id.to_owned())
+    };
+    let first_mark = marked(made[0].id.as_str())
+        .fetch_one(&watcher)
+        .await
+        .unwrap();
+    let second_mark = marked(made[1].id.as_str())
+        .fetch_one(&watcher)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first_mark, second_mark),
+        (version - 1, version),
+        "each row marked with the version its own transaction's bump made"
+    );
+}
+
+crate::postgres_only!(concurrent_webhook_writes_take_versions_in_commit_order);
+
 /// Incidents `i` with `i % FLAKY == 0` have the first attempt of each delivery refused.
 const FLAKY: usize = 4;
 const INCIDENTS: usize = 50;
