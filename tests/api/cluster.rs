@@ -353,10 +353,14 @@ async fn concurrent_webhook_writes_take_versions_in_commit_order(backend: Backen
         || {
             let watcher = watcher.clone();
             async move {
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
-                    .fetch_one(&watcher)
-                    .await
-                    .unwrap()
+                sqlx::query_scalar::<_, i64>(
+                    // This test's database only: other tests run beside it.
+                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE NOT l.granted AND a.datname = current_database()",
+                )
+                .fetch_one(&watcher)
+                .await
+                .unwrap()
             }
         },
         |waiting| *waiting > 0,
