@@ -103,6 +103,22 @@ fn live_mib() -> f64 {
     LIVE.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
 }
 
+/// How long after `write` commits the catalog's next look shows it (`seen`).
+async fn seen_after(
+    catalog: &tocsin::catalog::Catalog,
+    organization_id: &tocsin::domain::ids::OrganizationId,
+    write: impl std::future::Future<Output = ()>,
+    seen: impl Fn(&Snapshot) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    write.await;
+    let written = started.elapsed();
+    catalog.invalidate(organization_id);
+    let snapshot = catalog.webhooks(organization_id).await.unwrap();
+    assert!(seen(&snapshot), "the write is seen");
+    started.elapsed() - written
+}
+
 /// `count` webhooks in a fresh SQLite store; the catalog's first read of them, and a change
 /// to one of them made in the store (as another node would) until matching sees it.
 async fn through_the_store(count: usize, event: &Event) {
@@ -152,83 +168,54 @@ async fn through_the_store(count: usize, event: &Event) {
     let mut body = webhook_body(0);
     body["enabled"] = json!(false);
     let spec = parse_spec(&body).unwrap();
-    let changed = Instant::now();
-    store
-        .update_webhook(
-            &org.id,
-            &hook.id,
-            &spec,
-            tocsin::domain::Timestamp::now(),
-            &audit(&hook),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    let written = changed.elapsed();
-    catalog.invalidate(&org.id);
-    let now_matched = catalog
-        .webhooks(&org.id)
-        .await
-        .unwrap()
-        .matching(event)
-        .count();
-    let visible = changed.elapsed() - written;
-    assert_eq!(now_matched + 1, matched, "the change is seen");
+    let at = tocsin::domain::Timestamp::now;
+    let visible = seen_after(
+        &catalog,
+        &org.id,
+        async {
+            let entry = audit(&hook);
+            let written = store.update_webhook(&org.id, &hook.id, &spec, at(), &entry);
+            written.await.unwrap().unwrap();
+        },
+        |s| s.matching(event).count() + 1 == matched,
+    )
+    .await;
     // One deleted, then one created: each until matching sees it.
     let gone = store.webhook_ids(&org.id).await.unwrap()[count / 2].clone();
-    let deleting = Instant::now();
-    assert!(store
-        .delete_webhook(&org.id, &gone, &audit(&hook))
-        .await
-        .unwrap());
-    let deleted_in = deleting.elapsed();
-    catalog.invalidate(&org.id);
-    assert!(catalog
-        .webhooks(&org.id)
-        .await
-        .unwrap()
-        .get(gone.as_str())
-        .is_none());
-    let deleted_seen = deleting.elapsed() - deleted_in;
+    let deleted_seen = seen_after(
+        &catalog,
+        &org.id,
+        async {
+            let entry = audit(&hook);
+            assert!(store.delete_webhook(&org.id, &gone, &entry).await.unwrap());
+        },
+        |s| s.get(gone.as_str()).is_none(),
+    )
+    .await;
     let new = Webhook::new(&org.id, "tok", parse_spec(&webhook_body(count)).unwrap());
-    let creating = Instant::now();
-    store.insert_webhook(&new, &audit(&new)).await.unwrap();
-    let created_in = creating.elapsed();
-    catalog.invalidate(&org.id);
-    assert!(catalog
-        .webhooks(&org.id)
-        .await
-        .unwrap()
-        .get(new.id.as_str())
-        .is_some());
-    let created_seen = creating.elapsed() - created_in;
+    let created_seen = seen_after(
+        &catalog,
+        &org.id,
+        async { store.insert_webhook(&new, &audit(&new)).await.unwrap() },
+        |s| s.get(new.id.as_str()).is_some(),
+    )
+    .await;
     // A second change, now that the pages the seeding left cold have been read once.
     let mut body = webhook_body(1);
     body["name"] = json!("changed again");
     let spec = parse_spec(&body).unwrap();
     let again = store.webhook_ids(&org.id).await.unwrap()[1].clone();
-    let changing = Instant::now();
-    store
-        .update_webhook(
-            &org.id,
-            &again,
-            &spec,
-            tocsin::domain::Timestamp::now(),
-            &audit(&hook),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    let changed_in = changing.elapsed();
-    catalog.invalidate(&org.id);
-    let name = catalog
-        .webhooks(&org.id)
-        .await
-        .unwrap()
-        .get(again.as_str())
-        .map(|w| w.webhook.spec.name.clone());
-    assert_eq!(name.as_deref(), Some("changed again"));
-    let again_seen = changing.elapsed() - changed_in;
+    let again_seen = seen_after(
+        &catalog,
+        &org.id,
+        async {
+            let entry = audit(&hook);
+            let written = store.update_webhook(&org.id, &again, &spec, at(), &entry);
+            written.await.unwrap().unwrap();
+        },
+        |s| s.get(again.as_str()).map(|w| w.webhook.spec.name.as_str()) == Some("changed again"),
+    )
+    .await;
     println!(
         "{count:>7} webhooks in a store: seeded in {seeded:.1?}; the catalog's first read {loaded:.2?}, {memory:.0} MiB; seen by matching after a change {visible:.2?}, a deletion {deleted_seen:.2?}, a creation {created_seen:.2?}, a second change {again_seen:.2?}"
     );

@@ -170,29 +170,13 @@ async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
     // A write by code that knows nothing of the catalog (a node of an older version during
     // an upgrade): the row and the organization's version, as such code wrote them. The
     // store's triggers mark the row all the same.
-    {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
-        let mut tx = Connection::begin(&mut conn).await.unwrap();
-        let older = &mut *tx;
-        sqlx::query(
-            "UPDATE webhooks SET disabled_reason = 'written by an older node' WHERE id = $1",
-        )
-        .bind(made[1].id.as_str())
-        .execute(&mut *older)
-        .await
-        .unwrap();
-        sqlx::query(
-            "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1",
-        )
-        .bind(org.id.as_str())
-        .execute(&mut *older)
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        conn.close().await.unwrap();
-    }
+    write_as_an_older_node(
+        &db.url,
+        "UPDATE webhooks SET disabled_reason = 'written by an older node' WHERE id = $1",
+        made[1].id.as_str(),
+        &org.id,
+    )
+    .await;
     catalog.invalidate(&org.id);
     let seen = catalog.webhooks(&org.id).await.unwrap();
     let reason = seen
@@ -234,31 +218,46 @@ async fn another_nodes_webhook_changes_are_read_alone(backend: Backend) {
 
     // A row written so that it cannot be opened (a damaged sealed secret) is left out, as a
     // full read leaves it out, not kept as it was.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
-        let mut tx = Connection::begin(&mut conn).await.unwrap();
-        sqlx::query("UPDATE webhooks SET secret = 'tsk1.damaged' WHERE id = $1")
-            .bind(made[1].id.as_str())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query(
-            "UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1",
-        )
-        .bind(org.id.as_str())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        conn.close().await.unwrap();
-    }
+    write_as_an_older_node(
+        &db.url,
+        "UPDATE webhooks SET secret = 'tsk1.damaged' WHERE id = $1",
+        made[1].id.as_str(),
+        &org.id,
+    )
+    .await;
     catalog.invalidate(&org.id);
     let damaged = catalog.webhooks(&org.id).await.unwrap();
     assert_eq!(names(&damaged), ["e, round 999"]);
 }
 
 both_backends!(another_nodes_webhook_changes_are_read_alone);
+
+/// `sql` (one statement on webhook `id`) and the organization's version moved, in one
+/// transaction on a connection of its own, as code that knows nothing of the catalog (a
+/// node of an older version) writes a webhook.
+async fn write_as_an_older_node(
+    url: &str,
+    sql: &str,
+    id: &str,
+    organization_id: &tocsin::domain::ids::OrganizationId,
+) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut tx = Connection::begin(&mut conn).await.unwrap();
+    sqlx::query(sql)
+        .bind(id.to_owned())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE organizations SET webhooks_version = webhooks_version + 1 WHERE id = $1")
+        .bind(organization_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    conn.close().await.unwrap();
+}
 
 /// Requests that find an organization's webhooks unread (or stale) wait for one read of
 /// them instead of each reading and parsing them: all get the one snapshot.
