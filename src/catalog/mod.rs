@@ -7,7 +7,12 @@
 
 mod index;
 mod positions;
+mod snapshot;
+#[cfg(test)]
+mod testing;
 mod turns;
+
+pub use snapshot::Snapshot;
 
 use crate::domain::ids::{OrganizationId, WebhookId};
 use std::{
@@ -19,7 +24,6 @@ use std::{
 use crate::{
     domain::{
         event::Event,
-        organization::Organization,
         webhook::{TriggerType, Webhook},
     },
     filter::{self, Filter, Subject},
@@ -88,157 +92,6 @@ fn compile(mut webhook: Webhook) -> CompiledWebhook {
 /// through this node invalidate at once; other nodes' writes are seen within this time.
 const FRESH: Duration = Duration::from_millis(100);
 
-/// An organization's parsed webhooks, indexed by id, and the organization itself (its name
-/// goes into every payload; organizations are never renamed).
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub organization: Option<Organization>,
-    /// Oldest first. Shared with the snapshots before and after it: a change to one
-    /// webhook makes a new snapshot without copying or parsing the others.
-    pub webhooks: Vec<Arc<CompiledWebhook>>,
-    /// Some filter uses a regular expression: matching may take real CPU time, so intake
-    /// runs it off the async workers.
-    pub has_regex: bool,
-    positions: positions::Positions,
-    index: index::MatchIndex,
-}
-
-impl Snapshot {
-    pub fn new(organization: Option<Organization>, webhooks: Vec<CompiledWebhook>) -> Self {
-        Self::of(organization, webhooks.into_iter().map(Arc::new).collect())
-    }
-
-    fn of(organization: Option<Organization>, webhooks: Vec<Arc<CompiledWebhook>>) -> Self {
-        let positions = positions::Positions::new(webhooks.iter().map(|w| w.webhook.id.as_str()));
-        let has_regex = has_regex(&webhooks);
-        Self {
-            organization,
-            index: index::MatchIndex::new(&webhooks),
-            webhooks,
-            has_regex,
-            positions,
-        }
-    }
-
-    /// The webhooks `event` fires, in order: those the index could not rule out, checked
-    /// in full.
-    pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a CompiledWebhook> {
-        self.index
-            .candidates(event)
-            .into_iter()
-            .filter_map(move |c| {
-                let w = &*self.webhooks[c.webhook as usize];
-                let fires = if c.proven {
-                    in_scope(&w.webhook.spec, event)
-                } else {
-                    fires_for(w, event)
-                };
-                fires.then_some(w)
-            })
-    }
-
-    pub fn get(&self, id: &str) -> Option<&CompiledWebhook> {
-        position(&self.positions, &self.webhooks, id).map(|at| &*self.webhooks[at])
-    }
-
-    /// This snapshot with `written` (webhooks created or changed since) in place and
-    /// without the webhooks `gone` (deleted since). The others are shared, not parsed
-    /// again; the order stays the store's (oldest first).
-    pub fn updated(&self, written: Vec<CompiledWebhook>, gone: &HashSet<WebhookId>) -> Snapshot {
-        let mut written: Vec<Arc<CompiledWebhook>> = written
-            .into_iter()
-            // Read, then deleted before the deletions were: gone.
-            .filter(|w| !gone.contains(&w.webhook.id))
-            .map(Arc::new)
-            .collect();
-        written.sort_by(|a, b| store_order(a, b));
-        // The usual changes (webhooks edited, deleted, or created after every other) keep
-        // the order: the index is patched, not built again (at 100,000 webhooks a build
-        // takes longer than a change may take to reach matching).
-        let appended_in_order = written
-            .iter()
-            .filter(|w| self.get(w.webhook.id.as_str()).is_none())
-            .all(|w| {
-                self.webhooks
-                    .last()
-                    .is_none_or(|last| store_order(last, w).is_lt())
-            });
-        if !appended_in_order {
-            return self.rebuilt(written, gone);
-        }
-        let mut webhooks = self.webhooks.clone();
-        let mut index = self.index.clone();
-        let mut positions = self.positions.clone();
-        let mut gone_at: Vec<usize> = gone
-            .iter()
-            .filter_map(|id| position(&self.positions, &self.webhooks, id))
-            .collect();
-        gone_at.sort_unstable();
-        if !gone_at.is_empty() {
-            for &at in &gone_at {
-                index.remove(at as u32, &webhooks[at]);
-            }
-            // Every position after a deleted one moves down.
-            let mut moved = Vec::with_capacity(webhooks.len());
-            let mut before = 0;
-            for at in 0..webhooks.len() {
-                moved.push((at - before) as u32);
-                if gone_at.get(before) == Some(&at) {
-                    before += 1;
-                }
-            }
-            index.renumber(|at| moved[at as usize]);
-            positions.renumber(&gone_at, &moved);
-            let mut at = 0;
-            webhooks.retain(|_| {
-                at += 1;
-                gone_at.binary_search(&(at - 1)).is_err()
-            });
-        }
-        for compiled in written {
-            match position(&positions, &webhooks, compiled.webhook.id.as_str()) {
-                Some(at) => {
-                    index.remove(at as u32, &webhooks[at]);
-                    index.add(at as u32, &compiled);
-                    webhooks[at] = compiled;
-                }
-                None => {
-                    let at = webhooks.len();
-                    positions.insert(compiled.webhook.id.as_str(), at);
-                    index.add(at as u32, &compiled);
-                    webhooks.push(compiled);
-                }
-            }
-        }
-        Snapshot {
-            organization: self.organization.clone(),
-            has_regex: has_regex(&webhooks),
-            webhooks,
-            positions,
-            index,
-        }
-    }
-
-    /// Built again from the webhooks kept and `written` (already parsed).
-    fn rebuilt(&self, written: Vec<Arc<CompiledWebhook>>, gone: &HashSet<WebhookId>) -> Snapshot {
-        let mut written: HashMap<WebhookId, Arc<CompiledWebhook>> = written
-            .into_iter()
-            .map(|c| (c.webhook.id.clone(), c))
-            .collect();
-        let mut webhooks: Vec<Arc<CompiledWebhook>> = self
-            .webhooks
-            .iter()
-            .filter(|w| !gone.contains(&w.webhook.id))
-            .map(|w| written.remove(&w.webhook.id).unwrap_or_else(|| w.clone()))
-            .collect();
-        if !written.is_empty() {
-            webhooks.extend(written.into_values());
-            webhooks.sort_by(|a, b| store_order(a, b));
-        }
-        Snapshot::of(self.organization.clone(), webhooks)
-    }
-}
-
 /// What a blocking task gave back: its panic goes on as the caller's.
 fn off_the_workers(done: Result<Snapshot, tokio::task::JoinError>) -> Result<Snapshot, StoreError> {
     match done {
@@ -249,28 +102,6 @@ fn off_the_workers(done: Result<Snapshot, tokio::task::JoinError>) -> Result<Sna
             "tocsin is shutting down".to_owned(),
         )),
     }
-}
-
-/// Where the webhook with `id` is in `webhooks`, found through `positions`.
-fn position(
-    positions: &positions::Positions,
-    webhooks: &[Arc<CompiledWebhook>],
-    id: &str,
-) -> Option<usize> {
-    positions
-        .candidates(id)
-        .find(|&at| webhooks[at].webhook.id.as_str() == id)
-}
-
-/// The store's order of an organization's webhooks: oldest first, then by id.
-fn store_order(a: &CompiledWebhook, b: &CompiledWebhook) -> std::cmp::Ordering {
-    (a.webhook.created_at, &a.webhook.id).cmp(&(b.webhook.created_at, &b.webhook.id))
-}
-
-fn has_regex(webhooks: &[Arc<CompiledWebhook>]) -> bool {
-    webhooks
-        .iter()
-        .any(|w| w.filter.as_ref().is_some_and(Filter::has_regex))
 }
 
 struct Cached {
@@ -466,32 +297,9 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{hook, incident_event as event};
     use super::*;
-    use crate::domain::event::{parse_event, Tenant};
-    use serde_json::{json, Value};
-
-    fn event(kind: &str, team: &str) -> Event {
-        let body = json!({
-            "type": kind, "team": {"id": team},
-            "incident": {"id": "i", "message": "m", "status": "triggered",
-                         "service": {"id": "s"}, "alert_source": {"id": "a"}}
-        });
-        parse_event(&body, Tenant { id: "o", name: "O" }).unwrap()
-    }
-
-    fn hook(patch: Value) -> CompiledWebhook {
-        let mut body = json!({
-            "name": "w",
-            "triggers": [{"event_class": "incident", "event_type": "triggered"}],
-            "urls": [{"url": "https://e.example/h"}],
-            "is_all_teams_configured": true
-        });
-        for (k, v) in patch.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let checked = crate::webhook_check::check(&body).unwrap();
-        CompiledWebhook::new(Webhook::new(&"o".into(), "t", checked.spec), checked.filter)
-    }
+    use serde_json::json;
 
     #[test]
     fn fires_only_when_every_condition_holds() {
@@ -516,51 +324,5 @@ mod tests {
         };
         assert!(fires_for(&filtered("s"), &triggered));
         assert!(!fires_for(&filtered("other"), &triggered));
-    }
-
-    /// A snapshot brought up to date matches as one built afresh from the same webhooks,
-    /// and shares the webhooks that did not change.
-    #[test]
-    fn an_updated_snapshot_matches_as_a_fresh_one() {
-        let by_service = |svc: &str| {
-            hook(json!({"filters": {"op": "and", "conditions": [
-                {"op": "is", "lhs": "service", "rhs": svc}]}}))
-        };
-        let hooks = [
-            by_service("s"),
-            by_service("s"),
-            hook(json!({})),
-            by_service("x"),
-        ];
-        let old = Snapshot::new(None, hooks.to_vec());
-        let mut changed = hooks[1].clone();
-        changed.webhook.spec.name = "changed".into();
-        changed = CompiledWebhook::new(changed.webhook, by_service("other").filter);
-        let added = by_service("s");
-        let gone: HashSet<WebhookId> = [hooks[2].webhook.id.clone()].into();
-        let updated = old.updated(vec![changed.clone(), added.clone()], &gone);
-
-        let mut expected = vec![hooks[0].clone(), changed, hooks[3].clone(), added];
-        expected.sort_by(store_order);
-        let fresh = Snapshot::new(None, expected);
-        let ids = |s: &Snapshot| -> Vec<WebhookId> {
-            s.webhooks.iter().map(|w| w.webhook.id.clone()).collect()
-        };
-        assert_eq!(ids(&updated), ids(&fresh));
-        let event = event("incident.triggered", "t1");
-        let matched = |s: &Snapshot| -> Vec<WebhookId> {
-            s.matching(&event).map(|w| w.webhook.id.clone()).collect()
-        };
-        assert_eq!(matched(&updated), matched(&fresh));
-        assert_eq!(matched(&updated).len(), 2, "the first and the added one");
-        let kept = |s: &Snapshot| {
-            s.webhooks
-                .iter()
-                .find(|w| w.webhook.id == hooks[3].webhook.id)
-                .cloned()
-                .unwrap()
-        };
-        assert!(Arc::ptr_eq(&kept(&old), &kept(&updated)), "shared");
-        assert!(updated.get(hooks[2].webhook.id.as_str()).is_none());
     }
 }

@@ -11,7 +11,8 @@ use std::{
 use regex::{Regex, RegexBuilder};
 
 /// The most a compiled regex may take: one filter cannot hold a node's memory (the engine
-/// runs in linear time regardless). The same for every pattern, so a pattern compiled once is the same regex for every filter.
+/// runs in linear time regardless). The same for every pattern, so a pattern compiled
+/// once is the same regex for every filter.
 const MAX_REGEX_BYTES: usize = 256 * 1024;
 
 /// Above this many patterns remembered, the forgotten ones are swept out.

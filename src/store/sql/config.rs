@@ -69,15 +69,25 @@ impl SqlStore {
     /// another key, a damaged row) is left out and logged: it costs itself, not every other
     /// webhook's intake and the lists.
     fn readable_webhooks(&self, rows: &[AnyRow]) -> Vec<Webhook> {
-        rows.iter()
-            .filter_map(|row| match self.webhook_from_row(row) {
-                Ok(webhook) => Some(webhook),
+        self.opened_webhooks(rows).0
+    }
+
+    /// The webhooks of `rows` that can be read, and the ids of those that cannot (logged).
+    fn opened_webhooks(&self, rows: &[AnyRow]) -> (Vec<Webhook>, Vec<WebhookId>) {
+        let mut readable = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in rows {
+            match self.webhook_from_row(row) {
+                Ok(webhook) => readable.push(webhook),
                 Err(e) => {
                     tracing::error!(error = %e, "a webhook cannot be read and is left out until it is fixed or deleted");
-                    None
+                    if let Ok(id) = row.try_get::<String, _>("id") {
+                        unreadable.push(WebhookId::from(id));
+                    }
                 }
-            })
-            .collect()
+            }
+        }
+        (readable, unreadable)
     }
 
     /// A webhook row with its secrets opened.
@@ -457,17 +467,7 @@ impl ConfigStore for SqlStore {
                 .bind(organization_id)
                 .fetch_one(&self.reader)
                 .await?;
-        let mut written = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new();
-        for row in &rows {
-            match self.webhook_from_row(row) {
-                Ok(webhook) => written.push(webhook),
-                Err(e) => {
-                    tracing::error!(error = %e, "a webhook cannot be read and is left out until it is fixed or deleted");
-                    unreadable.push(WebhookId::from(row.try_get::<String, _>("id")?));
-                }
-            }
-        }
+        let (written, unreadable) = self.opened_webhooks(&rows);
         Ok(WebhookChanges {
             written,
             unreadable,
