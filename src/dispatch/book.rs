@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use tokio::sync::Semaphore;
 
-use super::circuit::{Circuit, Gate, Health};
+use super::circuit::{Circuit, Gate, Health, MAX_COOLDOWN, PROBE_RECHECK};
 use crate::domain::{delivery::url_key, Timestamp};
 
 /// The book's bounds, from the delivery settings.
@@ -101,6 +101,54 @@ pub(super) struct Attempted {
     /// The URL answers again.
     pub closed: bool,
     pub probe_due: Option<Timestamp>,
+    /// What the cluster's row of the URL's circuit must be told.
+    pub cluster: ClusterWrite,
+}
+
+/// The cluster's side of an attempt: only the node whose circuit opened or closed writes the
+/// row (and tells people), and a failed probe lengthens the row's cool-down. Most attempts
+/// write nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClusterWrite {
+    /// Opened here: the row is written with the first probe's time.
+    Open {
+        first_probe: Timestamp,
+    },
+    Close,
+    /// This node's probe failed: the store doubles the cool-down and says when the next
+    /// probe goes (to be passed to [`Book::defer_probe`]).
+    ProbeFailed,
+    Nothing,
+}
+
+/// The store's answer to this node's claim of a URL's one probe, in process time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProbeAnswer {
+    Won,
+    /// Not before this time: the cool-down runs, or another node's probe is out.
+    Wait(Timestamp),
+    /// The circuit is closed in the cluster.
+    Closed,
+}
+
+/// What becomes of the delivery that asked to be the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterClaim {
+    /// It goes, as the cluster's probe.
+    Probe,
+    /// It goes as an ordinary delivery: the cluster's circuit closed meanwhile.
+    Send,
+    /// It is parked; the poller looks again at this time.
+    ParkUntil(Timestamp),
+}
+
+/// What the poller is to do at a tick: start these refills (due probes first), be back by
+/// `next_probe`, and claim at most `room` due deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Tick {
+    pub refills: Vec<Refill>,
+    pub next_probe: Option<Timestamp>,
+    pub room: usize,
 }
 
 /// A delivery's end, as the engine tells the book.
@@ -250,10 +298,58 @@ impl Book {
         let entry = self.entry(url);
         let was_open = entry.circuit.is_open();
         let closed = entry.circuit.record(health, was_probe, now);
+        let opened = !was_open && entry.circuit.is_open();
+        let probe_due = entry.circuit.probe_due();
+        let cluster = if opened {
+            ClusterWrite::Open {
+                first_probe: probe_due.unwrap_or(now),
+            }
+        } else if closed {
+            ClusterWrite::Close
+        } else if was_probe && health == Health::Failing {
+            ClusterWrite::ProbeFailed
+        } else {
+            ClusterWrite::Nothing
+        };
         Attempted {
-            opened: !was_open && entry.circuit.is_open(),
+            opened,
             closed,
-            probe_due: entry.circuit.probe_due(),
+            probe_due,
+            cluster,
+        }
+    }
+
+    /// The store answered this node's claim of `url`'s probe. A wait is kept between
+    /// [`PROBE_RECHECK`] (the other node may be gone; its claim runs out) and
+    /// [`MAX_COOLDOWN`] (a time further ahead was written under a clock since stepped back).
+    pub(super) fn probe_claimed(
+        &mut self,
+        url: &str,
+        answer: ProbeAnswer,
+        now: Timestamp,
+    ) -> AfterClaim {
+        match answer {
+            ProbeAnswer::Won => AfterClaim::Probe,
+            ProbeAnswer::Closed => {
+                self.closed_by_cluster(url);
+                AfterClaim::Send
+            }
+            ProbeAnswer::Wait(at) => {
+                let at = at.max(now.plus(PROBE_RECHECK)).min(now.plus(MAX_COOLDOWN));
+                self.defer_probe(url, at, now);
+                AfterClaim::ParkUntil(at)
+            }
+        }
+    }
+
+    /// Everything due at `now`, decided under one lock.
+    pub(super) fn tick(&mut self, now: Timestamp) -> Tick {
+        let (mut refills, next_probe) = self.due_probes(now);
+        refills.extend(self.refills());
+        Tick {
+            refills,
+            next_probe,
+            room: self.room(),
         }
     }
 
@@ -272,7 +368,7 @@ impl Book {
 
     /// The cluster says the URL's circuit is closed although this node's probe holds the
     /// slot: the probe goes as an ordinary delivery and the URL's parked work may follow.
-    pub(super) fn closed_by_cluster(&mut self, url: &str) {
+    fn closed_by_cluster(&mut self, url: &str) {
         if let Some(entry) = self.urls.get_mut(url) {
             entry.circuit = Default::default();
         }
@@ -371,7 +467,7 @@ impl Book {
     /// For each open circuit whose cool-down is over and that has parked work: a probe
     /// (one delivery taken back as the probe). Also the earliest cool-down still running.
     /// Without parked work the next delivery to arrive becomes the probe.
-    pub(super) fn due_probes(&mut self, now: Timestamp) -> (Vec<Refill>, Option<Timestamp>) {
+    fn due_probes(&mut self, now: Timestamp) -> (Vec<Refill>, Option<Timestamp>) {
         let mut next = None::<Timestamp>;
         let mut probes = Vec::new();
         for (url, entry) in &mut self.urls {
@@ -495,6 +591,120 @@ mod tests {
         b.closed_by_cluster(URL);
         assert!(b.open_circuits().is_empty());
         assert!(started(b.admit(URL, false, at(5001))));
+    }
+
+    #[test]
+    fn only_opening_closing_and_a_failed_probe_are_told_to_the_cluster() {
+        let mut b = book();
+        for i in 1..=FAILURES_TO_OPEN {
+            assert!(started(b.admit(URL, false, at(0))));
+            let attempted = b.attempted(URL, Health::Failing, false, at(10));
+            let expected = if i == FAILURES_TO_OPEN {
+                ClusterWrite::Open {
+                    first_probe: at(10).plus(FIRST_COOLDOWN),
+                }
+            } else {
+                ClusterWrite::Nothing
+            };
+            assert_eq!(attempted.cluster, expected, "attempt {i}");
+            b.finished(URL);
+        }
+        // A delivery already in flight fails while the circuit is open: nothing new.
+        assert_eq!(
+            b.attempted(URL, Health::Failing, false, at(20)).cluster,
+            ClusterWrite::Nothing
+        );
+        b.parked(URL);
+        let probe = b.tick(at(2000)).refills.pop().expect("the probe is due");
+        assert!(probe.probe);
+        assert_eq!(
+            b.attempted(URL, Health::Failing, true, at(2100)).cluster,
+            ClusterWrite::ProbeFailed
+        );
+        assert_eq!(
+            b.attempted(URL, Health::Unknown, true, at(2200)).cluster,
+            ClusterWrite::Nothing,
+            "a probe that says nothing about the URL changes nothing"
+        );
+        assert_eq!(
+            b.attempted(URL, Health::Answered, true, at(2300)).cluster,
+            ClusterWrite::Close
+        );
+        assert_eq!(
+            b.attempted(URL, Health::Answered, false, at(2400)).cluster,
+            ClusterWrite::Nothing,
+            "closed already"
+        );
+    }
+
+    #[test]
+    fn a_claimed_probe_goes_as_the_probe_or_plainly_or_waits_within_bounds() {
+        let mut b = book();
+        open_circuit(&mut b, at(0));
+        assert_eq!(
+            b.probe_claimed(URL, ProbeAnswer::Won, at(5000)),
+            AfterClaim::Probe
+        );
+        // Another node's probe is out until 7 s: this one parks and looks again then.
+        assert_eq!(
+            b.probe_claimed(URL, ProbeAnswer::Wait(at(7000)), at(5000)),
+            AfterClaim::ParkUntil(at(7000))
+        );
+        assert_eq!(b.tick(at(6999)).next_probe, Some(at(7000)));
+        // A time already past would have every node ask at once, again and again: not
+        // before PROBE_RECHECK.
+        assert_eq!(
+            b.probe_claimed(URL, ProbeAnswer::Wait(at(4000)), at(5000)),
+            AfterClaim::ParkUntil(at(5000).plus(PROBE_RECHECK))
+        );
+        // A time past any cool-down (a stepped-back clock's): not after MAX_COOLDOWN.
+        assert_eq!(
+            b.probe_claimed(URL, ProbeAnswer::Wait(at(500_000)), at(5000)),
+            AfterClaim::ParkUntil(at(5000).plus(MAX_COOLDOWN))
+        );
+        // Closed in the cluster: it goes as an ordinary delivery, and the circuit is closed.
+        assert_eq!(
+            b.probe_claimed(URL, ProbeAnswer::Closed, at(6000)),
+            AfterClaim::Send
+        );
+        assert!(b.open_circuits().is_empty());
+        assert!(started(b.admit(URL, false, at(6001))));
+    }
+
+    #[test]
+    fn a_tick_gives_due_probes_then_refills_the_next_probe_and_the_room() {
+        let mut b = book();
+        open_circuit(&mut b, at(0));
+        b.parked(URL);
+        let other = "https://b.example/hook";
+        b.parked(other);
+        let early = b.tick(at(500));
+        assert_eq!(early.next_probe, Some(at(1000)), "the cool-down runs");
+        assert_eq!(
+            early
+                .refills
+                .iter()
+                .map(|r| (r.url.as_str(), r.probe))
+                .collect::<Vec<_>>(),
+            vec![(other, false)],
+            "only the closed URL's parked work comes back"
+        );
+        assert_eq!(early.room, 10);
+        let due = b.tick(at(1000));
+        assert_eq!(
+            due.refills
+                .iter()
+                .map(|r| (r.url.as_str(), r.probe))
+                .collect::<Vec<_>>(),
+            vec![(URL, true)],
+            "the probe is due; the other URL's refill still runs"
+        );
+        assert_eq!(due.next_probe, None, "the probe is out");
+        assert!(started(b.admit(other, false, at(1000))));
+        assert_eq!(b.tick(at(1001)).room, 9);
+        b.stop();
+        let stopping = b.tick(at(1002));
+        assert_eq!(stopping.room, 0);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! transitions over explicit times, so they are tested without a clock. Each node keeps its
 //! own; the store's `circuits` rows make them agree across nodes (the engine adopts a
 //! circuit another node opened, closes one another node's probe closed, and takes the time
-//! of the next probe from the row — see `engine.rs`).
+//! of the next probe from the row: the book decides what to write and what a claim's
+//! answer means, and `cluster.rs` carries it out).
 
 use std::time::Duration;
 
+use super::send::Outcome;
 use crate::domain::Timestamp;
 
 /// Consecutive failures that open the circuit.
@@ -17,6 +19,12 @@ const STALE_AFTER: Duration = Duration::from_secs(150);
 /// The first cool-down; each failed probe doubles it, up to [`MAX_COOLDOWN`].
 pub const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(30);
+/// A node that lost the probe to another asks again at least this often, in case that
+/// node is gone (its claim runs out after `delivery.lease`).
+pub const PROBE_RECHECK: Duration = Duration::from_millis(100);
+/// A timeout that fired this much later than it was set for means the node itself stood
+/// still (a pause, a VM stall), not that the URL hung.
+const STALL_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Circuit {
@@ -61,6 +69,24 @@ pub enum Health {
     Failing,
     /// Says nothing about the URL (the address was refused by tocsin's own policy).
     Unknown,
+}
+
+impl Health {
+    /// What an attempt, allowed `timeout`, says about its URL. One that timed out long
+    /// after its timeout says nothing: the node was paused, and on waking every call in
+    /// flight timed out at once — which opened a healthy URL's circuit.
+    pub fn of(outcome: &Outcome, timeout: Duration) -> Health {
+        let took = Duration::from_millis(outcome.attempt.duration_ms);
+        match outcome.attempt.response_status {
+            _ if outcome.succeeded => Health::Answered,
+            _ if outcome.timed_out && took > timeout + STALL_SLACK => Health::Unknown,
+            Some(429) => Health::Failing,
+            Some(status) if status >= 500 => Health::Failing,
+            Some(_) => Health::Answered,
+            None if outcome.retryable => Health::Failing,
+            None => Health::Unknown,
+        }
+    }
 }
 
 impl Circuit {
@@ -168,6 +194,71 @@ mod tests {
 
     fn at(ms: i64) -> Timestamp {
         Timestamp::from_micros(ms * 1000)
+    }
+
+    fn failed(status: Option<u16>, error: &str, took_ms: u64) -> Outcome {
+        Outcome {
+            timed_out: error.ends_with("(timeout)"),
+            attempt: crate::domain::delivery::Attempt {
+                response_status: status,
+                error: Some(error.to_owned()),
+                duration_ms: took_ms,
+                ..Default::default()
+            },
+            succeeded: false,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_timeout_long_past_its_time_says_nothing_about_the_url() {
+        let timeout = Duration::from_secs(10);
+        let hung = failed(None, "no answer within 10 s (timeout)", 10_010);
+        assert_eq!(Health::of(&hung, timeout), Health::Failing, "the URL hung");
+        let woke = failed(None, "no answer within 10 s (timeout)", 25_000);
+        assert_eq!(
+            Health::of(&woke, timeout),
+            Health::Unknown,
+            "the node was paused"
+        );
+        let stalled = failed(
+            Some(200),
+            "answered 200 OK but the rest of the answer did not come within 10 s (timeout)",
+            40_000,
+        );
+        assert_eq!(Health::of(&stalled, timeout), Health::Unknown);
+        let refused = failed(None, "connection refused", 25_000);
+        assert_eq!(
+            Health::of(&refused, timeout),
+            Health::Failing,
+            "not a timeout"
+        );
+        assert_eq!(
+            Health::of(&failed(Some(503), "", 25_000), timeout),
+            Health::Failing
+        );
+    }
+
+    #[test]
+    fn an_answer_says_the_url_is_up_and_a_refusal_by_policy_says_nothing() {
+        let timeout = Duration::from_secs(10);
+        let mut ok = failed(Some(200), "", 5);
+        ok.succeeded = true;
+        ok.attempt.error = None;
+        assert_eq!(Health::of(&ok, timeout), Health::Answered);
+        assert_eq!(
+            Health::of(&failed(Some(404), "", 5), timeout),
+            Health::Answered,
+            "a 4xx answer: retrying cannot change it, but the URL is up"
+        );
+        assert_eq!(
+            Health::of(&failed(Some(429), "", 5), timeout),
+            Health::Failing
+        );
+        let mut blocked = failed(None, "the address is not allowed", 0);
+        blocked.retryable = false;
+        assert_eq!(Health::of(&blocked, timeout), Health::Unknown);
     }
 
     #[test]

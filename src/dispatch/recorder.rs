@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::wakeup::Wakeup;
 use crate::{
-    domain::{delivery::AttemptResult, Timestamp},
+    domain::{delivery::AttemptResult, ids::DeliveryId, Timestamp},
     store::Store,
 };
 
@@ -25,7 +25,7 @@ pub(super) enum Message {
     Result(AttemptResult),
     /// Deliveries to give back to the store parked (their URL has no room, or its circuit
     /// is open), without an attempt, until at most this time.
-    Park(Vec<crate::domain::ids::DeliveryId>, Timestamp),
+    Park(Vec<DeliveryId>, Timestamp),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -48,68 +48,99 @@ pub(super) fn start(
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut batch = Vec::new();
-            let mut parks = Vec::new();
-            let mut park_until = Timestamp::default();
-            let mut flushes = Vec::new();
-            let mut next = Some(first);
-            let linger_until = std::time::Instant::now() + linger;
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Result(r) => batch.push(r),
-                    Message::Park(ids, until) => {
-                        parks.extend(ids);
-                        park_until = park_until.max(until);
-                    }
-                    Message::Flush(done) => flushes.push(done),
-                }
-                if batch.len() + parks.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
-                // Never with parks: the engine counts on a park reaching the store at once
-                // (an attempt of that delivery already under way must then find its lease
-                // gone and not send; a park kept waiting let it send, and the park, landing
-                // first, made its result unrecordable: the delivery went again elsewhere).
-                if next.is_none()
-                    && !linger.is_zero()
-                    && flushes.is_empty()
-                    && parks.is_empty()
-                    && batch.len() < MAX_BATCH
-                {
-                    if let Some(left) =
-                        linger_until.checked_duration_since(std::time::Instant::now())
-                    {
-                        next = tokio::time::timeout(left, rx.recv()).await.ok().flatten();
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let recorded = retrying("recording attempts", batch.len(), || {
-                    store.record_attempts(&owner, &batch)
-                })
-                .await;
-                if !recorded && batch.len() > 1 {
-                    one_by_one(store.as_ref(), &owner, &batch).await;
-                }
-                for result in &batch {
-                    match result.next_attempt_at {
-                        Some(at) => wakeup.at_wall(at),
-                        None => wakeup.now(),
-                    }
-                }
-            }
-            if !parks.is_empty() {
-                retrying("parking deliveries", parks.len(), || {
-                    store.park(&owner, &parks, park_until)
-                })
-                .await;
-            }
-            for done in flushes {
-                let _ = done.send(());
-            }
+            let batch = gather(first, &mut rx, linger).await;
+            write(store.as_ref(), &owner, &wakeup, batch).await;
         }
     });
     tx
+}
+
+/// What one transaction writes.
+#[derive(Default)]
+struct Batch {
+    results: Vec<AttemptResult>,
+    parks: Vec<DeliveryId>,
+    park_until: Timestamp,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Result(r) => self.results.push(r),
+            Message::Park(ids, until) => {
+                self.parks.extend(ids);
+                self.park_until = self.park_until.max(until);
+            }
+            Message::Flush(done) => self.flushes.push(done),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.results.len() + self.parks.len()
+    }
+
+    /// Whether it may wait for company. Never with parks: the engine counts on a park
+    /// reaching the store at once (an attempt of that delivery already under way must then
+    /// find its lease gone and not send; a park kept waiting let it send, and the park,
+    /// landing first, made its result unrecordable: the delivery went again elsewhere).
+    fn may_linger(&self) -> bool {
+        self.flushes.is_empty() && self.parks.is_empty() && self.len() < MAX_BATCH
+    }
+}
+
+/// `first` and whatever else is waiting, up to [`MAX_BATCH`], and what comes within
+/// `linger` of now while the batch may wait for it.
+async fn gather(
+    first: Message,
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    linger: Duration,
+) -> Batch {
+    let mut batch = Batch::default();
+    let mut next = Some(first);
+    let linger_until = std::time::Instant::now() + linger;
+    while let Some(message) = next.take() {
+        batch.take(message);
+        if batch.len() < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+        if next.is_none() && !linger.is_zero() && batch.may_linger() {
+            if let Some(left) = linger_until.checked_duration_since(std::time::Instant::now()) {
+                next = tokio::time::timeout(left, rx.recv()).await.ok().flatten();
+            }
+        }
+    }
+    batch
+}
+
+/// Commits a batch: the results (waking the poller for each lane's next delivery and each
+/// retry's time), then the parks, then tells whoever asked for a flush.
+async fn write(store: &dyn Store, owner: &str, wakeup: &Wakeup, batch: Batch) {
+    let results = batch.results;
+    if !results.is_empty() {
+        let recorded = retrying("recording attempts", results.len(), || {
+            store.record_attempts(owner, &results)
+        })
+        .await;
+        if !recorded && results.len() > 1 {
+            one_by_one(store, owner, &results).await;
+        }
+        for result in &results {
+            match result.next_attempt_at {
+                Some(at) => wakeup.at_wall(at),
+                None => wakeup.now(),
+            }
+        }
+    }
+    if !batch.parks.is_empty() {
+        retrying("parking deliveries", batch.parks.len(), || {
+            store.park(owner, &batch.parks, batch.park_until)
+        })
+        .await;
+    }
+    for done in batch.flushes {
+        let _ = done.send(());
+    }
 }
 
 /// Runs a write, trying again after each of [`RETRY_WAITS`]; past them the deliveries are

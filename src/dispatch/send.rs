@@ -50,40 +50,11 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
     let started_at = Timestamp::now();
     let clock = Instant::now();
     let timestamp = started_at.as_micros() / 1_000_000;
-    let signature = payload::sign_all(
-        call.secrets,
-        call.delivery_id,
-        timestamp,
-        call.payload.as_bytes(),
-    );
-
-    let mut headers: Vec<(String, String)> = vec![
-        ("content-type".into(), "application/json".into()),
-        ("user-agent".into(), USER_AGENT.into()),
-    ];
-    headers.extend(
-        call.headers
-            .iter()
-            .map(|h| (h.name.clone(), h.value.clone())),
-    );
-    headers.push(("webhook-id".into(), call.delivery_id.into()));
-    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-    headers.push(("webhook-signature".into(), signature));
-    let recorded: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            let shown = if is_credential_header(k) {
-                mask_value(v)
-            } else {
-                v.clone()
-            };
-            (k.clone(), shown)
-        })
-        .collect();
+    let headers = request_headers(&call, timestamp);
     let mut attempt = Attempt {
         number: call.number,
         started_at,
-        request_headers: recorded,
+        request_headers: recorded(&headers),
         ..Attempt::default()
     };
 
@@ -121,76 +92,132 @@ pub async fn send(client: &reqwest::Client, policy: &NetworkPolicy, call: Call<'
         .body(call.payload.to_owned());
 
     match request.send().await {
-        Ok(mut response) => {
-            let status = response.status();
-            attempt.response_status = Some(status.as_u16());
-            attempt.response_headers = kept_headers(response.headers());
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, timestamp));
-            // The whole answer must come within the timeout (reqwest's covers the body):
-            // a receiver that sends its status line and then stalls has not answered.
-            let mut body = Vec::new();
-            let mut stalled = false;
-            while body.len() < MAX_RESPONSE_READ {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    Ok(None) => break,
-                    Err(e) => {
-                        stalled = e.is_timeout();
-                        break;
-                    }
-                }
-            }
-            body.truncate(MAX_RESPONSE_KEPT);
-            // Kept as text, with U+FFFD for what is not: invalid UTF-8 and NUL, which
-            // PostgreSQL's text cannot store (it failed the whole recording batch).
-            attempt.response_body = Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}"));
-            attempt.duration_ms = clock.elapsed().as_millis() as u64;
-            let succeeded = status.is_success() && !stalled;
-            if stalled {
-                attempt.error = Some(format!(
-                    "answered {status} but the rest of the answer did not come within {} s (timeout)",
-                    call.timeout.as_secs()
-                ));
-            } else if status.is_redirection() {
-                attempt.error = Some(format!(
-                    "redirects are not followed: answer {status} to {}",
-                    attempt
-                        .response_headers
-                        .iter()
-                        .find(|(k, _)| k == "location")
-                        .map(|(_, v)| v.as_str())
-                        .unwrap_or("an unknown location")
-                ));
-            }
-            Outcome {
-                attempt,
-                succeeded,
-                retryable: !succeeded,
-                retry_after,
-                timed_out: stalled,
-            }
-        }
-        Err(error) => {
-            attempt.duration_ms = clock.elapsed().as_millis() as u64;
-            let blocked = chain(&error).any(|e| e.downcast_ref::<Blocked>().is_some());
-            attempt.error = Some(if error.is_timeout() {
-                format!("no answer within {} s (timeout)", call.timeout.as_secs())
+        Ok(response) => answered(response, attempt, &call, timestamp, clock).await,
+        Err(error) => not_answered(&error, attempt, &call, clock),
+    }
+}
+
+/// The request's headers: ours, the webhook's, and the Standard Webhooks signature.
+fn request_headers(call: &Call<'_>, timestamp: i64) -> Vec<(String, String)> {
+    let signature = payload::sign_all(
+        call.secrets,
+        call.delivery_id,
+        timestamp,
+        call.payload.as_bytes(),
+    );
+    let mut headers: Vec<(String, String)> = vec![
+        ("content-type".into(), "application/json".into()),
+        ("user-agent".into(), USER_AGENT.into()),
+    ];
+    headers.extend(
+        call.headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone())),
+    );
+    headers.push(("webhook-id".into(), call.delivery_id.into()));
+    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+    headers.push(("webhook-signature".into(), signature));
+    headers
+}
+
+/// The headers as the log keeps them: credentials masked.
+fn recorded(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let shown = if is_credential_header(k) {
+                mask_value(v)
             } else {
-                // The client names the URL in its errors; its password must not be kept.
-                describe(&error).replace(call.url, &mask_url(call.url))
-            });
-            Outcome {
-                attempt,
-                succeeded: false,
-                retryable: !blocked,
-                retry_after: None,
-                timed_out: error.is_timeout(),
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+/// The receiver answered: its status, headers and a bounded part of its body, read within
+/// the call's timeout.
+async fn answered(
+    mut response: reqwest::Response,
+    mut attempt: Attempt,
+    call: &Call<'_>,
+    timestamp: i64,
+    clock: Instant,
+) -> Outcome {
+    let status = response.status();
+    attempt.response_status = Some(status.as_u16());
+    attempt.response_headers = kept_headers(response.headers());
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, timestamp));
+    // The whole answer must come within the timeout (reqwest's covers the body):
+    // a receiver that sends its status line and then stalls has not answered.
+    let mut body = Vec::new();
+    let mut stalled = false;
+    while body.len() < MAX_RESPONSE_READ {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                stalled = e.is_timeout();
+                break;
             }
         }
+    }
+    body.truncate(MAX_RESPONSE_KEPT);
+    // Kept as text, with U+FFFD for what is not: invalid UTF-8 and NUL, which
+    // PostgreSQL's text cannot store (it failed the whole recording batch).
+    attempt.response_body = Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}"));
+    attempt.duration_ms = clock.elapsed().as_millis() as u64;
+    let succeeded = status.is_success() && !stalled;
+    if stalled {
+        attempt.error = Some(format!(
+            "answered {status} but the rest of the answer did not come within {} s (timeout)",
+            call.timeout.as_secs()
+        ));
+    } else if status.is_redirection() {
+        let location = attempt
+            .response_headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("an unknown location");
+        attempt.error = Some(format!(
+            "redirects are not followed: answer {status} to {location}"
+        ));
+    }
+    Outcome {
+        attempt,
+        succeeded,
+        retryable: !succeeded,
+        retry_after,
+        timed_out: stalled,
+    }
+}
+
+/// No answer: refused, blocked by the network policy (not worth retrying), or timed out.
+fn not_answered(
+    error: &reqwest::Error,
+    mut attempt: Attempt,
+    call: &Call<'_>,
+    clock: Instant,
+) -> Outcome {
+    attempt.duration_ms = clock.elapsed().as_millis() as u64;
+    let blocked = chain(error).any(|e| e.downcast_ref::<Blocked>().is_some());
+    attempt.error = Some(if error.is_timeout() {
+        format!("no answer within {} s (timeout)", call.timeout.as_secs())
+    } else {
+        // The client names the URL in its errors; its password must not be kept.
+        describe(error).replace(call.url, &mask_url(call.url))
+    });
+    Outcome {
+        attempt,
+        succeeded: false,
+        retryable: !blocked,
+        retry_after: None,
+        timed_out: error.is_timeout(),
     }
 }
 
