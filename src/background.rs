@@ -141,12 +141,12 @@ fn start_heartbeat(store: Arc<dyn Store>, node: String) -> JoinHandle<()> {
 /// How often a node looks for bulk retries whose runner stopped.
 const ADOPT_RETRIES_EVERY: Duration = Duration::from_secs(5);
 
-/// Takes up bulk retries left by a node that died or restarted (`intake::adopt_bulk_retries`).
+/// Takes up bulk retries left by a node that died or restarted (`sends::adopt_bulk_retries`).
 fn start_retry_adopter(store: Arc<dyn Store>) -> JoinHandle<()> {
     periodic(ADOPT_RETRIES_EVERY, move || {
         let store = store.clone();
         async move {
-            if let Err(e) = crate::intake::adopt_bulk_retries(&store).await {
+            if let Err(e) = crate::sends::adopt_bulk_retries(&store).await {
                 tracing::warn!(error = %e, "could not look for interrupted bulk retries");
             }
         }

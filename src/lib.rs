@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod notify;
 pub mod payload;
 pub mod secret_key;
+pub mod sends;
 pub mod sources;
 pub mod store;
 pub mod webhook_check;
+pub mod webhooks;

@@ -141,9 +141,9 @@ impl Engine {
         }
     }
 
-    /// Intake stored `deliveries` under `admission`: remember which URLs now have parked
-    /// work, and take it back at once where room appeared meanwhile.
-    pub fn parked<'a>(
+    /// Deliveries were stored under `admission`: remember which URLs now have parked work,
+    /// and take it back at once where room appeared meanwhile.
+    fn parked<'a>(
         &self,
         admission: &Admission,
         deliveries: impl IntoIterator<Item = &'a NewDelivery>,
@@ -163,6 +163,33 @@ impl Engine {
         for refill in refills {
             start_refill(&self.inner, refill);
         }
+    }
+
+    /// Deliveries were stored under `admission`, and the store leased `leased` of them to
+    /// this node: the URLs that now have parked work are noted, and the leased ones start.
+    pub fn stored(&self, admission: &Admission, deliveries: &[NewDelivery], leased: &[DeliveryId]) {
+        self.parked(admission, deliveries);
+        let Some(lease) = &admission.lease else {
+            return;
+        };
+        let jobs = deliveries
+            .iter()
+            .filter(|d| leased.contains(&d.id))
+            .map(|d| Job::from_new(d, lease))
+            .collect();
+        submit(&self.inner, jobs);
+    }
+
+    /// Deliveries were stored under `admission` although the write seemed to fail: the
+    /// answer naming the leased ones was lost, and the store gave their leases back. The
+    /// URLs with parked work are noted and the poller claims the rest now.
+    pub fn stored_unanswered<'a>(
+        &self,
+        admission: &Admission,
+        deliveries: impl IntoIterator<Item = &'a NewDelivery>,
+    ) {
+        self.parked(admission, deliveries);
+        self.wake();
     }
 
     /// This node's name, as the `lease_owner` of the deliveries it holds (random per start).

@@ -50,6 +50,33 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::notify::smtp::Mailer>>,
 }
 
+impl AppState {
+    /// The caller's organization's webhook `id` (404 when it has none of that id).
+    pub async fn webhook(
+        &self,
+        caller: &auth::Caller,
+        id: &crate::domain::ids::WebhookId,
+    ) -> Result<crate::domain::webhook::Webhook, error::ApiError> {
+        let organization_id = caller.organization_id();
+        Ok(crate::webhooks::find(self.store.as_ref(), organization_id, id).await?)
+    }
+
+    /// The caller's hand on its organization's webhooks, if it may manage them (the
+    /// `manage-webhooks` ability): the one check for the API and the pages.
+    pub fn webhook_editor<'a>(
+        &'a self,
+        caller: &'a auth::Caller,
+    ) -> Result<crate::webhooks::Editor<'a>, error::ApiError> {
+        caller.require(crate::domain::token::Ability::ManageWebhooks)?;
+        Ok(crate::webhooks::Editor {
+            store: &self.store,
+            catalog: &self.catalog,
+            organization_id: caller.organization_id(),
+            actor: caller.actor(),
+        })
+    }
+}
+
 /// The request budgets (`[http]` settings): two per caller, API calls and pages apart from
 /// events, and one per organization for API calls and pages, so that ten tokens are not ten
 /// budgets.

@@ -11,16 +11,16 @@ use serde_json::Value;
 
 use crate::{
     catalog::{Catalog, Snapshot},
-    dispatch::{Engine, Job},
+    dispatch::Engine,
     domain::{
         delivery::{NewDelivery, Origin},
         event::{event_from_members, parse_event_text, Event, Members, Tenant},
-        ids::{new_id, DeliveryId, OrganizationId, WebhookId},
+        ids::{new_id, DeliveryId, OrganizationId},
         webhook::{PayloadType, PayloadVersion, Webhook},
         FieldError, Timestamp,
     },
     filter, payload,
-    store::{Accepted, Admission, Lease, Store, StoreError},
+    store::{Accepted, Admission, Store, StoreError},
 };
 use company::Company;
 use tokio::{
@@ -250,9 +250,8 @@ async fn commit(
         .unzip();
     let error = match store.accept_events(&items, &admission).await {
         Ok(answers) => {
-            engine.parked(&admission, items.iter().flat_map(|(_, d)| d));
             for (((_, deliveries), reply), answer) in items.iter().zip(replies).zip(answers) {
-                start_leased(engine, deliveries, &answer.leased, &admission);
+                engine.stored(&admission, deliveries, &answer.leased);
                 let _ = reply.send(Ok(answer));
             }
             return true;
@@ -312,8 +311,7 @@ async fn alone(
     match store.accept_events(one, admission).await {
         Ok(mut answers) => {
             let answer = answers.remove(0);
-            engine.parked(admission, &item.1);
-            start_leased(engine, &item.1, &answer.leased, admission);
+            engine.stored(admission, &item.1, &answer.leased);
             Ok(answer)
         }
         Err(e) => {
@@ -351,14 +349,13 @@ async fn stored_anyway(
             events = found.len(),
             "events whose write seemed to fail had been stored: answered as accepted"
         );
-        engine.parked(
+        engine.stored_unanswered(
             admission,
             items
                 .iter()
                 .filter(|(e, _)| found.contains_key(&e.id))
                 .flat_map(|(_, d)| d),
         );
-        engine.wake();
     }
     Some(
         found
@@ -374,63 +371,6 @@ async fn stored_anyway(
             })
             .collect(),
     )
-}
-
-/// Writes deliveries made outside intake (a manual trigger, a "send again") and starts
-/// them. A write that seems to fail may have landed (the connection dropped while `COMMIT`
-/// was answered): the store is asked, and deliveries it holds are reported as made, their
-/// leases given back to the poller, so that a person told "failed" does not press again and
-/// send twice. A write that did not land is tried once more (a pooled connection may have
-/// died between its ping and its use).
-async fn add_deliveries(
-    store: &Arc<dyn Store>,
-    engine: &Engine,
-    deliveries: &[NewDelivery],
-) -> Result<(), IntakeError> {
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let admission = engine.admission();
-        let error = match store.add_deliveries(deliveries, &admission).await {
-            Ok(leased) => {
-                engine.parked(&admission, deliveries);
-                start_leased(engine, deliveries, &leased, &admission);
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        // One transaction: all of them are stored, or none.
-        match store.deliveries_stored_anyway(engine.node(), &ids).await {
-            Ok(found) if !found.is_empty() => {
-                tracing::warn!(error = %error, deliveries = found.len(), "deliveries whose write seemed to fail had been stored");
-                engine.parked(&admission, deliveries);
-                engine.wake();
-                return Ok(());
-            }
-            Ok(_) if tries < 2 => {
-                tracing::warn!(error = %error, "writing deliveries failed; trying once more");
-            }
-            _ => return Err(error.into()),
-        }
-    }
-}
-
-fn start_leased(
-    engine: &Engine,
-    deliveries: &[NewDelivery],
-    leased: &[DeliveryId],
-    admission: &Admission,
-) {
-    let Some(lease) = &admission.lease else {
-        return;
-    };
-    let jobs = deliveries
-        .iter()
-        .filter(|d| leased.contains(&d.id))
-        .map(|d| Job::from_new(d, lease))
-        .collect();
-    engine.submit(jobs);
 }
 
 /// `POST /v3/events`: answers only once the event and all its deliveries are committed.
@@ -523,267 +463,6 @@ pub async fn accept_event(
         (event, deliveries)
     };
     queue.submit(event, deliveries).await
-}
-
-/// The manual trigger: the incident's latest snapshot, as the payload of its latest event,
-/// to every URL of one webhook, whatever its triggers.
-pub async fn trigger_manually(
-    store: &Arc<dyn Store>,
-    engine: &Engine,
-    organization_id: &OrganizationId,
-    incident_id: &str,
-    webhook_id: &WebhookId,
-) -> Result<Webhook, IntakeError> {
-    let webhook = store
-        .webhook(organization_id, webhook_id)
-        .await?
-        .ok_or_else(|| IntakeError::NotFound(format!("webhook {webhook_id}")))?;
-    let event = store
-        .latest_incident_event(organization_id, incident_id)
-        .await?
-        .ok_or_else(|| {
-            IntakeError::NotFound(format!(
-                "incident {incident_id} (tocsin knows the incidents it received events for)"
-            ))
-        })?;
-    let deliveries = plan_deliveries(&event, [&webhook]);
-    add_deliveries(store, engine, &deliveries).await?;
-    Ok(webhook)
-}
-
-/// "Send a test": a sample event of `event_type` (Squadcast's, with this organization) to
-/// every URL of the webhook, now, one attempt each; logged as deliveries marked `test`.
-/// Returns each URL's outcome, and deliveries whose payload could not be rendered as
-/// their error.
-pub async fn send_test(
-    store: &Arc<dyn Store>,
-    engine: &Engine,
-    organization: &crate::domain::organization::Organization,
-    webhook: &Webhook,
-    event_type: &'static crate::domain::event_type::EventType,
-) -> Result<(Event, Vec<TestOutcome>), IntakeError> {
-    let event = payload::samples::event_of(
-        event_type,
-        Some(Tenant {
-            id: &organization.id,
-            name: &organization.name,
-        }),
-    );
-    let mut deliveries = plan_deliveries(&event, [webhook]);
-    for d in &mut deliveries {
-        d.origin = Origin::Test;
-        d.notify = false;
-    }
-    let lease = Lease {
-        owner: new_id("test"),
-        until: Timestamp::now().plus(std::time::Duration::from_secs(60)),
-    };
-    let admission = Admission {
-        lease: Some(lease.clone()),
-        park_urls: Vec::new(),
-        park_until: Timestamp::now(),
-    };
-    let accepted = store
-        .accept_events(&[(event.clone(), deliveries.clone())], &admission)
-        .await?;
-    let leased = accepted
-        .first()
-        .map(|a| a.leased.clone())
-        .unwrap_or_default();
-    let jobs = deliveries
-        .iter()
-        .filter(|d| leased.contains(&d.id))
-        .map(|d| Job::from_new(d, &lease))
-        .collect();
-    let sent = engine.send_now(jobs, webhook, &lease).await;
-    let outcomes = deliveries
-        .into_iter()
-        .map(|d| match sent.iter().find(|s| s.delivery_id == d.id) {
-            Some(s) => TestOutcome::Sent(s.clone()),
-            None => TestOutcome::NotSent {
-                delivery_id: d.id,
-                url: d.url,
-                method: d.method,
-                reason: d
-                    .failure
-                    .unwrap_or_else(|| "it could not be started".to_owned()),
-            },
-        })
-        .collect();
-    Ok((event, outcomes))
-}
-
-/// One URL's answer to a test.
-#[derive(Debug, Clone)]
-pub enum TestOutcome {
-    Sent(crate::dispatch::SentNow),
-    NotSent {
-        delivery_id: DeliveryId,
-        url: String,
-        method: crate::domain::webhook::Method,
-        reason: String,
-    },
-}
-
-/// Deliveries re-queued per transaction by a bulk retry.
-const RETRY_BATCH: u32 = 500;
-
-/// Starts a bulk retry of a webhook's finished deliveries matching `q`: counted now, then
-/// set pending again oldest first, one batch per transaction, in the background; the job
-/// row tells how far it got, and lets another node finish it should this one stop.
-pub async fn start_bulk_retry(
-    store: &Arc<dyn Store>,
-    organization_id: &OrganizationId,
-    webhook_id: &WebhookId,
-    filters: Value,
-    q: crate::store::LogQuery,
-) -> Result<crate::domain::delivery::RetryJob, IntakeError> {
-    use crate::domain::delivery::{RetryJob, RetryJobState};
-    let total = store
-        .count_finished_matching(organization_id, webhook_id, &q)
-        .await?;
-    let job = RetryJob {
-        id: new_id("rtj"),
-        organization_id: organization_id.clone(),
-        webhook_id: webhook_id.clone(),
-        filters,
-        state: RetryJobState::Running,
-        total,
-        done: 0,
-        after_seq: 0,
-        error: None,
-        created_at: Timestamp::now(),
-        finished_at: None,
-    };
-    let runner = new_id("run");
-    store.create_retry_job(&job, &q, &runner).await?;
-    tokio::spawn(run_bulk_retry(store.clone(), job.clone(), q, runner));
-    Ok(job)
-}
-
-/// Takes up the bulk retries whose runner stopped (silent for
-/// [`RETRY_JOB_SILENCE`](crate::domain::delivery::RETRY_JOB_SILENCE): its node died or
-/// restarted), each from where it stopped. Returns how many it took.
-pub async fn adopt_bulk_retries(store: &Arc<dyn Store>) -> Result<usize, StoreError> {
-    let mut taken = 0;
-    loop {
-        let now = Timestamp::now();
-        let silent_since = now.minus(crate::domain::delivery::RETRY_JOB_SILENCE);
-        let runner = new_id("run");
-        let Some((job, q)) = store.adopt_retry_job(&runner, silent_since, now).await? else {
-            return Ok(taken);
-        };
-        tracing::info!(job = %job.id, done = job.done, "taking up a bulk retry whose runner stopped");
-        tokio::spawn(run_bulk_retry(store.clone(), job, q, runner));
-        taken += 1;
-    }
-}
-
-/// Re-queues a job's deliveries batch by batch from its position, saving progress after
-/// each (the heartbeat other nodes watch), until none is left; stops early when another
-/// runner took the job over.
-async fn run_bulk_retry(
-    store: Arc<dyn Store>,
-    mut job: crate::domain::delivery::RetryJob,
-    q: crate::store::LogQuery,
-    runner: String,
-) {
-    use crate::domain::delivery::{bulk_retry_backoff, RetryJobState};
-    let mut failures = 0;
-    loop {
-        match store
-            .requeue_finished(&job, &runner, &q, RETRY_BATCH, Timestamp::now())
-            .await
-        {
-            Ok(None) => {
-                tracing::warn!(job = %job.id, "another runner took this bulk retry over; stopping");
-                return;
-            }
-            Ok(Some(step)) => {
-                failures = 0;
-                // The store's count and position: right even after a lost answer.
-                job.done = step.done;
-                job.after_seq = step.after_seq;
-                if step.requeued == 0 {
-                    job.state = RetryJobState::Done;
-                    break;
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                // A step is one transaction that starts from the position the store
-                // holds, so trying it again neither skips nor repeats deliveries.
-                if let Some(wait) = bulk_retry_backoff(failures) {
-                    tracing::warn!(error = %e, job = %job.id, wait = ?wait, "a bulk retry step failed; trying it again");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                job.state = RetryJobState::Failed;
-                job.error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    job.finished_at = Some(Timestamp::now());
-    if let Err(e) = store.save_retry_job(&job, &runner).await {
-        tracing::warn!(error = %e, job = %job.id, "could not save the end of a bulk retry");
-    }
-    tracing::info!(job = %job.id, done = job.done, state = job.state.as_str(), "bulk retry finished");
-}
-
-/// "Send again": a new delivery (a new `webhook-id`) of a logged one, with the same URL,
-/// method and payload bytes, started like any other.
-pub async fn resend(
-    store: &Arc<dyn Store>,
-    engine: &Engine,
-    organization_id: &OrganizationId,
-    webhook_id: &WebhookId,
-    delivery_id: &DeliveryId,
-) -> Result<DeliveryId, IntakeError> {
-    let not_found =
-        || IntakeError::NotFound(format!("delivery {delivery_id} of webhook {webhook_id}"));
-    let (old, _) = store
-        .delivery(organization_id, webhook_id, delivery_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let webhook = store
-        .webhook(organization_id, webhook_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let event_type =
-        crate::domain::event_type::EventType::from_name(&old.event_type).ok_or_else(not_found)?;
-    // A delivery whose payload could not be rendered has nothing to send again.
-    if old.payload.is_empty() && old.attempts == 0 {
-        return Err(IntakeError::Invalid(vec![FieldError::new(
-            "delivery",
-            format!(
-                "was never sent: {}; fix the webhook's payload instead",
-                old.last_error
-                    .as_deref()
-                    .unwrap_or("its payload could not be rendered")
-            ),
-        )]));
-    }
-    let delivery = NewDelivery {
-        id: DeliveryId::generate(),
-        organization_id: organization_id.clone(),
-        webhook_id: webhook_id.clone(),
-        event_id: old.event_id,
-        event_type: event_type.name,
-        incident_id: old.incident_id,
-        url: old.url,
-        method: old.method,
-        payload: Arc::from(old.payload),
-        // The same bytes: the original's payload row when it has one.
-        payload_id: old.payload_id.clone().or_else(|| Some(new_id("pld"))),
-        failure: None,
-        notify: !webhook.spec.mail_ids.is_empty(),
-        origin: Origin::Resend(old.id.clone()),
-        created_at: Timestamp::now(),
-    };
-    let deliveries = [delivery];
-    add_deliveries(store, engine, &deliveries).await?;
-    Ok(deliveries[0].id.clone())
 }
 
 #[cfg(test)]

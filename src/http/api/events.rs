@@ -93,7 +93,7 @@ async fn trigger(
     Path((incident_id, webhook_id)): Path<(String, crate::domain::ids::WebhookId)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let webhook = intake::trigger_manually(
+    let webhook = crate::sends::trigger_manually(
         &state.store,
         &state.engine,
         caller.organization_id(),

@@ -196,7 +196,7 @@ async fn resend(
     Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Ability::ManageWebhooks)?;
-    let new_id = crate::intake::resend(
+    let new_id = crate::sends::resend(
         &state.store,
         &state.engine,
         caller.organization_id(),
@@ -286,7 +286,7 @@ async fn bulk_retry(
             )],
         ));
     }
-    let job = crate::intake::start_bulk_retry(
+    let job = crate::sends::start_bulk_retry(
         &state.store,
         caller.organization_id(),
         &id,

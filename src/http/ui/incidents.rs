@@ -14,7 +14,6 @@ use super::{base_context, error_page, flash, render, FormBody, Person};
 use crate::{
     domain::{token::Ability, webhook::TriggerType},
     http::AppState,
-    intake,
 };
 
 const SHOWN: u32 = 100;
@@ -194,7 +193,7 @@ pub async fn send(
         return r;
     }
     let org = person.caller().organization_id().to_owned();
-    match intake::trigger_manually(
+    match crate::sends::trigger_manually(
         &state.store,
         &state.engine,
         &org,

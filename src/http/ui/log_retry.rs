@@ -16,7 +16,6 @@ use super::{
 use crate::{
     domain::{delivery::DeliveryState, ids::WebhookId, token::Ability},
     http::AppState,
-    intake,
 };
 
 pub async fn retry(
@@ -86,7 +85,7 @@ pub async fn retry(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let org = person.caller().organization_id().to_owned();
-    match intake::start_bulk_retry(&state.store, &org, &id, Value::Object(filters), q).await {
+    match crate::sends::start_bulk_retry(&state.store, &org, &id, Value::Object(filters), q).await {
         Ok(_) => super::redirect(&format!(
             "{logs}?{}",
             query_string(&kept, &[("done", "retrying".to_owned())])

@@ -19,7 +19,6 @@ use crate::{
         token::Ability,
     },
     http::{error::ApiError, extract::query_pairs, AppState},
-    intake,
     store::LogQuery,
 };
 
@@ -423,7 +422,7 @@ pub async fn resend(
         return r;
     }
     let org = person.caller().organization_id().to_owned();
-    match intake::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {
+    match crate::sends::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {
         Ok(_) => super::redirect(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
         Err(e) => error_page(person.caller(), e.into()),
     }
@@ -441,12 +440,11 @@ pub async fn send_test(
     if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "sending tests") {
         return r;
     }
-    let outcome = crate::http::api::webhooks::run_test(
-        &state,
-        person.caller(),
-        &id,
-        Some(form.get("event_type")),
-    )
+    let outcome: Result<_, ApiError> = async {
+        let editor = state.webhook_editor(person.caller())?;
+        let requested = Some(form.get("event_type"));
+        Ok(editor.test(&state.engine, &id, requested).await?)
+    }
     .await;
     if !headers.contains_key("hx-request") {
         return match outcome {
@@ -456,10 +454,10 @@ pub async fn send_test(
     }
     let (event_type, results, problem) = match outcome {
         Ok((event_type, outcomes)) => (
-            event_type,
+            event_type.name.to_owned(),
             outcomes
                 .iter()
-                .map(crate::http::api::webhooks::test_outcome_json)
+                .map(crate::sends::TestOutcome::to_json)
                 .collect::<Vec<_>>(),
             None,
         ),

@@ -352,7 +352,8 @@ impl Person {
         state: &AppState,
         id: &WebhookId,
     ) -> Result<crate::domain::webhook::Webhook, Response> {
-        super::api::webhooks::existing(state, &self.0, id)
+        state
+            .webhook(&self.0, id)
             .await
             .map_err(|e| error_page(&self.0, e))
     }

@@ -18,14 +18,8 @@ use super::{
 };
 use crate::{
     domain::{token::Ability, webhook::Webhook},
-    http::{
-        api::webhooks::{
-            delete_webhook, existing, reveal_webhook_secret, rotate_webhook_secret, update_webhook,
-            webhook_json, DEFAULT_GRACE, MAX_GRACE_SECONDS,
-        },
-        error::ApiError,
-        AppState,
-    },
+    http::{api::webhooks::webhook_json, error::ApiError, AppState},
+    webhooks::{DEFAULT_GRACE, MAX_GRACE_SECONDS},
 };
 
 #[allow(clippy::too_many_arguments)]
@@ -121,7 +115,7 @@ pub async fn show(
     Path(id): Path<WebhookId>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match existing(&state, person.caller(), &id).await {
+    match state.webhook(person.caller(), &id).await {
         Ok(hook) => {
             let values = webhook_json(&hook);
             // The secret this person just rotated to, this once.
@@ -168,7 +162,14 @@ pub async fn save(
         text => number(text),
     };
     body["enabled"] = json!(form.get("enabled") == "true");
-    match update_webhook(&state, person.caller(), &id, &body).await {
+    let saved: Result<_, ApiError> = async {
+        Ok(state
+            .webhook_editor(person.caller())?
+            .update(&id, &body)
+            .await?)
+    }
+    .await;
+    match saved {
         Ok(_) => super::redirect(&format!("/webhooks/{id}/settings?done=saved")).into_response(),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let errors = match &e {
@@ -212,7 +213,14 @@ pub async fn reveal_secret(
     ) {
         return r;
     }
-    match reveal_webhook_secret(&state, person.caller(), &id).await {
+    let revealed: Result<_, ApiError> = async {
+        Ok(state
+            .webhook_editor(person.caller())?
+            .reveal_secret(&id)
+            .await?)
+    }
+    .await;
+    match revealed {
         Ok(hook) => render(
             StatusCode::OK,
             "secret.html",
@@ -257,7 +265,12 @@ pub async fn rotate(
         Ok(seconds) if seconds <= MAX_GRACE_SECONDS => std::time::Duration::from_secs(seconds),
         _ => DEFAULT_GRACE,
     };
-    match rotate_webhook_secret(&state, person.caller(), &id, grace).await {
+    let rotated: Result<_, ApiError> = async {
+        let editor = state.webhook_editor(person.caller())?;
+        Ok(editor.rotate_secret(&id, grace).await?)
+    }
+    .await;
+    match rotated {
         // Shown to the person who rotated it, this once (as the API answers with it), on
         // the page the rotation redirects to: a reload does not rotate again.
         Ok(hook) => super::once::redirect(
@@ -301,7 +314,9 @@ pub async fn delete(
         )
         .await;
     }
-    match delete_webhook(&state, person.caller(), &id).await {
+    let deleted: Result<_, ApiError> =
+        async { Ok(state.webhook_editor(person.caller())?.delete(&id).await?) }.await;
+    match deleted {
         Ok(()) => super::redirect("/webhooks?done=deleted").into_response(),
         Err(e) => error_page(person.caller(), e),
     }

@@ -28,11 +28,7 @@ use super::{
 use crate::{
     domain::{directory::Kind, event_type::EventType, token::Ability, webhook::Webhook},
     filter,
-    http::{
-        api::webhooks::{create_webhook, existing, update_webhook, webhook_json},
-        error::ApiError,
-        AppState,
-    },
+    http::{api::webhooks::webhook_json, error::ApiError, AppState},
     payload::{self, presets::PRESETS},
 };
 
@@ -272,7 +268,9 @@ pub async fn create(
     }
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, ALL, defaults());
-    match create_webhook(&state, person.caller(), &body).await {
+    let created: Result<_, ApiError> =
+        async { Ok(state.webhook_editor(person.caller())?.create(&body).await?) }.await;
+    match created {
         Ok(hook) => {
             super::redirect(&format!("/webhooks/{}/settings?done=created", hook.id)).into_response()
         }
@@ -301,7 +299,7 @@ async fn show_tab(
     tab: &str,
     query: Option<String>,
 ) -> Response {
-    match existing(&state, person.caller(), &id).await {
+    match state.webhook(person.caller(), &id).await {
         Ok(hook) => {
             let values = webhook_json(&hook);
             page(
@@ -334,7 +332,14 @@ async fn save_tab(
     };
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, sections_of(tab), webhook_json(&hook));
-    match update_webhook(&state, person.caller(), &id, &body).await {
+    let saved: Result<_, ApiError> = async {
+        Ok(state
+            .webhook_editor(person.caller())?
+            .update(&id, &body)
+            .await?)
+    }
+    .await;
+    match saved {
         Ok(_) => super::redirect(&format!("/webhooks/{id}/{tab}?done=saved")).into_response(),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();

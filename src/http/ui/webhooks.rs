@@ -11,11 +11,7 @@ use serde_json::json;
 use super::{base_context, error_page, flash, render, FormBody, Person};
 use crate::{
     domain::{token::Ability, Timestamp},
-    http::{
-        api::webhooks::{existing, update_webhook, webhook_json},
-        extract::query_pairs,
-        AppState,
-    },
+    http::{api::webhooks::webhook_json, extract::query_pairs, AppState},
 };
 
 pub const PAGE: usize = 25;
@@ -164,7 +160,7 @@ pub async fn set_enabled(
     };
     // Turning off cancels what is still pending: one click must not do that unasked.
     if form.get("enabled") != "true" && form.get("confirm") != "yes" {
-        let pending = match existing(&state, person.caller(), &id).await {
+        let pending = match state.webhook(person.caller(), &id).await {
             Ok(hook) if hook.spec.enabled => state
                 .store
                 .pending_count(&id)
@@ -193,11 +189,14 @@ pub async fn set_enabled(
     }
     let turning_on = form.get("enabled") == "true";
     let result = async {
-        let hook = existing(&state, person.caller(), &id).await?;
+        let hook = state.webhook(person.caller(), &id).await?;
         let was_on = hook.spec.enabled;
         let mut body = webhook_json(&hook);
         body["enabled"] = json!(turning_on);
-        update_webhook(&state, person.caller(), &id, &body).await?;
+        state
+            .webhook_editor(person.caller())?
+            .update(&id, &body)
+            .await?;
         // Turned back on: cancelled deliveries (turning it off cancels what is pending) are
         // offered for a retry. It is on whatever this count says.
         let cancelled = if turning_on && !was_on {
