@@ -3,12 +3,12 @@
 use axum::{
     extract::{RawQuery, State},
     http::StatusCode,
-    response::Response,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
 
-use super::{base_context, error_page, render, short_time as ts, Person};
+use super::{base_context, render, short_time as ts, Person};
+use super::{OrPage, PageResult};
 use crate::http::{
     api::{audit::parse_query, paging},
     AppState,
@@ -18,7 +18,7 @@ pub async fn show(
     State(state): State<AppState>,
     person: Person,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     // Empty filter fields from the form mean "any".
     let cleaned: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(
@@ -27,20 +27,15 @@ pub async fn show(
                 .filter(|(_, v)| !v.trim().is_empty()),
         )
         .finish();
-    let mut q = match parse_query(Some(&cleaned)) {
-        Ok(q) => q,
-        Err(e) => return error_page(person.caller(), e),
-    };
+    let caller = person.caller();
+    let mut q = parse_query(Some(&cleaned)).or_page(caller)?;
     let limit = q.limit as usize;
     q.limit += 1;
-    let mut rows = match state
+    let mut rows = state
         .store
-        .list_audit(person.caller().organization_id(), &q)
+        .list_audit(caller.organization_id(), &q)
         .await
-    {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+        .or_page(caller)?;
     let next = paging::next_cursor(&mut rows, limit).map(|c| {
         let mut pairs: Vec<(String, String)> = crate::http::extract::query_pairs(Some(&cleaned))
             .into_iter()
@@ -74,7 +69,7 @@ pub async fn show(
             .map(|(_, v)| v)
             .unwrap_or_default()
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "audit.html",
         base_context(Some(person.caller())),
@@ -82,7 +77,7 @@ pub async fn show(
             title => "Audit log", nav => "audit", entries => entries, next => next,
             f_actor => f("actor"), f_object => f("object"), f_action => f("action"),
         },
-    )
+    ))
 }
 
 /// A changed value as text, cut to a length a table cell can hold.

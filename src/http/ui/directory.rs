@@ -2,10 +2,10 @@
 //! for one no event has named yet (or a better name for one). Answers a line for the
 //! builder, which adds the entry to its value lists.
 
-use axum::{extract::State, http::HeaderMap, http::StatusCode, response::Response};
+use axum::{extract::State, http::HeaderMap, http::StatusCode};
 use minijinja::context;
 
-use super::{base_context, error_page, render, FormBody, Person};
+use super::{base_context, render, FormBody, OrPage, PageResult, Person};
 use crate::{
     domain::{
         directory::{declared, Kind},
@@ -20,10 +20,8 @@ pub async fn declare(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "adding names") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::ManageWebhooks, "adding names")?;
     let id = form.get("dir_id").trim();
     let checked = match Kind::parse(form.get("dir_kind")) {
         None => Err("Choose a service, an alert source or a team.".to_owned()),
@@ -39,13 +37,11 @@ pub async fn declare(
     let page = match checked {
         Ok(entry) => {
             let org = person.caller().organization_id();
-            if let Err(e) = state
+            state
                 .store
                 .declare_directory(org, &entry, Timestamp::now())
                 .await
-            {
-                return error_page(person.caller(), e.into());
-            }
+                .or_page(person.caller())?;
             context! {
                 kind => entry.kind.as_str(),
                 id => &entry.id,
@@ -59,10 +55,10 @@ pub async fn declare(
         }
         Err(error) => context! { error => error },
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "directory_added.html",
         base_context(Some(person.caller())),
         page,
-    )
+    ))
 }

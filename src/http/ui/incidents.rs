@@ -5,15 +5,16 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
 
-use super::{base_context, error_page, flash, render, FormBody, Person};
+use super::{base_context, flash, render, FormBody, Person};
+use super::{OrPage, PageResult};
 use crate::{
     domain::{token::Ability, webhook::TriggerType},
-    http::AppState,
+    http::{error::ApiError, AppState},
 };
 
 const SHOWN: u32 = 100;
@@ -30,12 +31,13 @@ pub async fn list(
     State(state): State<AppState>,
     person: Person,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     let org = person.caller().organization_id().to_owned();
-    let events = match state.store.recent_incidents(&org, SHOWN).await {
-        Ok(e) => e,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let events = state
+        .store
+        .recent_incidents(&org, SHOWN)
+        .await
+        .or_page(person.caller())?;
     let rows: Vec<Ctx> = events
         .iter()
         .map(|e| {
@@ -55,16 +57,14 @@ pub async fn list(
             }
         })
         .collect();
-    let manual: Vec<Ctx> = match state.catalog.webhooks(&org).await {
-        Ok(s) => s
-            .webhooks
-            .iter()
-            .filter(|c| c.webhook.spec.trigger_type == TriggerType::Manual)
-            .map(|c| context! { id => c.webhook.id.as_str(), name => &c.webhook.spec.name })
-            .collect(),
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
-    render(
+    let snapshot = state.catalog.webhooks(&org).await.or_page(person.caller())?;
+    let manual: Vec<Ctx> = snapshot
+        .webhooks
+        .iter()
+        .filter(|c| c.webhook.spec.trigger_type == TriggerType::Manual)
+        .map(|c| context! { id => c.webhook.id.as_str(), name => &c.webhook.spec.name })
+        .collect();
+    Ok(render(
         StatusCode::OK,
         "incidents.html",
         base_context(Some(person.caller())),
@@ -76,7 +76,7 @@ pub async fn list(
             manual => manual,
             can_send => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 /// At most this many deliveries on an incident's page (the oldest: how it began).
@@ -89,27 +89,23 @@ pub async fn show(
     State(state): State<AppState>,
     person: Person,
     Path(incident_id): Path<String>,
-) -> Response {
+) -> PageResult {
     let org = person.caller().organization_id().to_owned();
-    let latest = match state.store.latest_incident_event(&org, &incident_id).await {
-        Ok(Some(event)) => event,
-        Ok(None) => {
-            return error_page(
-                person.caller(),
-                crate::http::error::ApiError::NotFound(format!("incident {incident_id}")),
-            )
-        }
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
-    let (deliveries, webhooks) = match tokio::try_join!(
+    let not_found = || ApiError::NotFound(format!("incident {incident_id}"));
+    let latest = state
+        .store
+        .latest_incident_event(&org, &incident_id)
+        .await
+        .map_err(ApiError::from)
+        .and_then(|found| found.ok_or_else(not_found))
+        .or_page(person.caller())?;
+    let (deliveries, webhooks) = tokio::try_join!(
         state
             .store
             .incident_deliveries(&org, &incident_id, DELIVERIES_SHOWN),
         state.catalog.webhooks(&org),
-    ) {
-        Ok(found) => found,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    )
+    .or_page(person.caller())?;
     let name_of = |id: &crate::domain::ids::WebhookId| {
         webhooks
             .webhooks
@@ -154,7 +150,7 @@ pub async fn show(
             .map(|e| e.name.clone())
             .unwrap_or_default()
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "incident.html",
         base_context(Some(person.caller())),
@@ -174,7 +170,7 @@ pub async fn show(
             cut => deliveries.len() as u32 == DELIVERIES_SHOWN,
             shown => DELIVERIES_SHOWN,
         },
-    )
+    ))
 }
 
 pub async fn send(
@@ -183,26 +179,17 @@ pub async fn send(
     headers: HeaderMap,
     Path(incident_id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(
+) -> PageResult {
+    person.permit(
         &headers,
         &form,
         Ability::ManageWebhooks,
         "sending incidents to webhooks",
-    ) {
-        return r;
-    }
+    )?;
     let org = person.caller().organization_id().to_owned();
-    match crate::sends::trigger_manually(
-        &state.store,
-        &state.engine,
-        &org,
-        &incident_id,
-        &form.get("webhook_id").into(),
-    )
-    .await
-    {
-        Ok(_) => super::redirect("/incidents?done=sent").into_response(),
-        Err(e) => error_page(person.caller(), e.into()),
-    }
+    let webhook_id = form.get("webhook_id").into();
+    crate::sends::trigger_manually(&state.store, &state.engine, &org, &incident_id, &webhook_id)
+        .await
+        .or_page(person.caller())?;
+    Ok(super::redirect("/incidents?done=sent").into_response())
 }

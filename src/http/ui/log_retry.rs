@@ -4,14 +4,13 @@
 use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use serde_json::{Map, Value};
 
 use super::{
-    error_page,
     logs::{query_of, query_string, url_choices},
-    message, FormBody, Person,
+    message, FormBody, OrPage, PageResult, Person,
 };
 use crate::{
     domain::{delivery::DeliveryState, ids::WebhookId, token::Ability},
@@ -24,29 +23,24 @@ pub async fn retry(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(
+) -> PageResult {
+    person.permit(
         &headers,
         &form,
         Ability::ManageWebhooks,
         "retrying deliveries",
-    ) {
-        return r;
-    }
-    let hook = match person.webhook(&state, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+    )?;
+    let hook = person.webhook(&state, &id).await?;
     let logs = format!("/webhooks/{id}/logs");
     // Re-queued deliveries go whatever the switch says: an off webhook is turned on first.
     if !hook.spec.enabled {
-        return message(
+        return Ok(message(
             StatusCode::CONFLICT,
             Some(person.caller()),
             "Turn it on first",
             "This webhook is off, so nothing was retried: turn it on in Settings (or with the switch in the list), then retry its deliveries.",
             Some((&logs, "Back to Logs")),
-        );
+        ));
     }
     let pairs: Vec<(String, String)> = form
         .0
@@ -59,25 +53,25 @@ pub async fn retry(
     // A write in bulk takes exactly the filters it was shown: one that no longer reads (a
     // URL removed since, a time mistyped) must not widen it to every delivery.
     if kept.len() != pairs.len() {
-        return message(
+        return Ok(message(
             StatusCode::UNPROCESSABLE_ENTITY,
             Some(person.caller()),
             "Nothing was retried",
             "These filters no longer match this webhook (a URL may have been removed or changed): open its Logs tab again and choose them anew.",
             Some((&logs, "Back to Logs")),
-        );
+        ));
     }
     if !matches!(
         q.state,
         Some(DeliveryState::Failed | DeliveryState::Cancelled | DeliveryState::Succeeded)
     ) {
-        return message(
+        return Ok(message(
             StatusCode::UNPROCESSABLE_ENTITY,
             Some(person.caller()),
             "Nothing was retried",
             "Choose which finished deliveries to send again with the State filter: failed, cancelled or succeeded (pending ones are still being tried).",
             Some((&logs, "Back to Logs")),
-        );
+        ));
     }
     // What the job is shown to have been asked (the URL by its place, never its password).
     let filters: Map<String, Value> = kept
@@ -85,12 +79,9 @@ pub async fn retry(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let org = person.caller().organization_id().to_owned();
-    match crate::sends::start_bulk_retry(&state.store, &org, &id, Value::Object(filters), q).await {
-        Ok(_) => super::redirect(&format!(
-            "{logs}?{}",
-            query_string(&kept, &[("done", "retrying".to_owned())])
-        ))
-        .into_response(),
-        Err(e) => error_page(person.caller(), e.into()),
-    }
+    crate::sends::start_bulk_retry(&state.store, &org, &id, Value::Object(filters), q)
+        .await
+        .or_page(person.caller())?;
+    let done = query_string(&kept, &[("done", "retrying".to_owned())]);
+    Ok(super::redirect(&format!("{logs}?{done}")).into_response())
 }

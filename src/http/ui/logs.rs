@@ -6,12 +6,12 @@ use crate::domain::ids::{DeliveryId, OrganizationId, WebhookId};
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
 
-use super::{base_context, error_page, flash, render, FormBody, Person};
+use super::{base_context, flash, render, FormBody, OrPage, PageResult, Person};
 use crate::{
     domain::{
         delivery::{Delivery, DeliveryState},
@@ -198,20 +198,19 @@ pub async fn show(
     person: Person,
     Path(id): Path<WebhookId>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let hook = match person.webhook(&state, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let hook = person.webhook(&state, &id).await?;
     let org = person.caller().organization_id().to_owned();
     let urls = url_choices(&state, &hook);
     let (mut q, kept) = query_of(raw.as_deref(), &urls);
     q.after_seq = None;
     q.limit = PAGE + 1;
-    let mut rows = match state.store.list_deliveries(&org, &id, &q).await {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let caller = person.caller();
+    let mut rows = state
+        .store
+        .list_deliveries(&org, &id, &q)
+        .await
+        .or_page(caller)?;
     let older = crate::http::api::paging::next_cursor(&mut rows, PAGE as usize).map(|c| {
         format!(
             "/webhooks/{id}/logs?{}",
@@ -225,10 +224,7 @@ pub async fn show(
         .before_seq
         .is_none()
         .then(|| poll_url(&id, &kept, newest, &pending_seqs(rows.iter())));
-    let items = match rows_context(&state, &org, &rows).await {
-        Ok(i) => i,
-        Err(e) => return error_page(person.caller(), e),
-    };
+    let items = rows_context(&state, &org, &rows).await.or_page(caller)?;
     // What "Retry these" would send again, said in its confirmation.
     let retry_count = match q.state {
         Some(DeliveryState::Failed | DeliveryState::Cancelled | DeliveryState::Succeeded)
@@ -248,7 +244,7 @@ pub async fn show(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "logs.html",
         base_context(Some(person.caller())),
@@ -285,7 +281,7 @@ pub async fn show(
                 .map(|t| context! { name => t.name, label => format!("{}: {}", t.resource_title(), t.label) })
                 .collect::<Vec<_>>(),
         },
-    )
+    ))
 }
 
 /// New rows since `after` (htmx polling), the watched rows as they are now (their state
@@ -296,37 +292,32 @@ pub async fn rows(
     person: Person,
     Path(id): Path<WebhookId>,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> PageResult {
     let org = person.caller().organization_id().to_owned();
-    let hook = match person.webhook(&state, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+    let hook = person.webhook(&state, &id).await?;
+    let caller = person.caller();
     let urls = url_choices(&state, &hook);
     let (mut q, kept) = query_of(raw.as_deref(), &urls);
     let after = q.after_seq.unwrap_or(0);
     q.before_seq = None;
     q.limit = PAGE;
-    let rows = match state.store.list_deliveries(&org, &id, &q).await {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let rows = state
+        .store
+        .list_deliveries(&org, &id, &q)
+        .await
+        .or_page(caller)?;
     let newest = rows.first().map_or(after, |(seq, _)| *seq);
     let watch = watched(raw.as_deref());
-    let updated = match state.store.deliveries_at(&org, &id, &watch).await {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let updated = state
+        .store
+        .deliveries_at(&org, &id, &watch)
+        .await
+        .or_page(caller)?;
     // The newest first: past the bound, the oldest pending rows stop following.
     let next_watch = pending_seqs(rows.iter().chain(updated.iter()));
-    let (items, updates) = match (
-        rows_context(&state, &org, &rows).await,
-        rows_context(&state, &org, &updated).await,
-    ) {
-        (Ok(i), Ok(u)) => (i, u),
-        (Err(e), _) | (_, Err(e)) => return error_page(person.caller(), e),
-    };
-    render(
+    let items = rows_context(&state, &org, &rows).await.or_page(caller)?;
+    let updates = rows_context(&state, &org, &updated).await.or_page(caller)?;
+    Ok(render(
         StatusCode::OK,
         "log_rows.html",
         base_context(Some(person.caller())),
@@ -338,7 +329,7 @@ pub async fn rows(
             poll => poll_url(&id, &kept, newest, &next_watch),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 fn pretty(payload: &str) -> String {
@@ -353,21 +344,17 @@ pub async fn detail(
     State(state): State<AppState>,
     person: Person,
     Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
-) -> Response {
-    let found = state
+) -> PageResult {
+    let caller = person.caller();
+    let (d, attempts) = state
         .store
-        .delivery(person.caller().organization_id(), &id, &delivery_id)
-        .await;
-    let (d, attempts) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return error_page(
-                person.caller(),
-                ApiError::NotFound(format!("delivery {delivery_id}")),
-            )
-        }
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+        .delivery(caller.organization_id(), &id, &delivery_id)
+        .await
+        .map_err(ApiError::from)
+        .and_then(|found| {
+            found.ok_or_else(|| ApiError::NotFound(format!("delivery {delivery_id}")))
+        })
+        .or_page(caller)?;
     let headers = |list: &[(String, String)]| -> Vec<Ctx> {
         list.iter()
             .map(|(k, v)| context! { name => k, value => v })
@@ -388,7 +375,7 @@ pub async fn detail(
             }
         })
         .collect();
-    render(
+    Ok(render(
         StatusCode::OK,
         "log_detail.html",
         base_context(Some(person.caller())),
@@ -403,7 +390,7 @@ pub async fn detail(
             attempts => attempts_ctx,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 pub async fn resend(
@@ -412,20 +399,18 @@ pub async fn resend(
     headers: HeaderMap,
     Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(
+) -> PageResult {
+    person.permit(
         &headers,
         &form,
         Ability::ManageWebhooks,
         "sending deliveries again",
-    ) {
-        return r;
-    }
+    )?;
     let org = person.caller().organization_id().to_owned();
-    match crate::sends::resend(&state.store, &state.engine, &org, &id, &delivery_id).await {
-        Ok(_) => super::redirect(&format!("/webhooks/{id}/logs?done=resent")).into_response(),
-        Err(e) => error_page(person.caller(), e.into()),
-    }
+    crate::sends::resend(&state.store, &state.engine, &org, &id, &delivery_id)
+        .await
+        .or_page(person.caller())?;
+    Ok(super::redirect(&format!("/webhooks/{id}/logs?done=resent")).into_response())
 }
 
 /// "Send a test" from the Logs tab: with htmx the outcome of each URL in place, else back to
@@ -436,10 +421,8 @@ pub async fn send_test(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "sending tests") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::ManageWebhooks, "sending tests")?;
     let outcome: Result<_, ApiError> = async {
         let editor = state.webhook_editor(person.caller())?;
         let requested = Some(form.get("event_type"));
@@ -447,10 +430,8 @@ pub async fn send_test(
     }
     .await;
     if !headers.contains_key("hx-request") {
-        return match outcome {
-            Ok(_) => super::redirect(&format!("/webhooks/{id}/logs?done=tested")).into_response(),
-            Err(e) => error_page(person.caller(), e),
-        };
+        outcome.or_page(person.caller())?;
+        return Ok(super::redirect(&format!("/webhooks/{id}/logs?done=tested")).into_response());
     }
     let (event_type, results, problem) = match outcome {
         Ok((event_type, outcomes)) => (
@@ -474,7 +455,7 @@ pub async fn send_test(
         ),
         Err(e) => (String::new(), Vec::new(), Some(e.to_string())),
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "test_result.html",
         context! {},
@@ -483,7 +464,7 @@ pub async fn send_test(
             results => minijinja::Value::from(minijinja::value::Serde(&results)),
             problem => problem,
         },
-    )
+    ))
 }
 
 /// The event types for the filter, grouped by resource.

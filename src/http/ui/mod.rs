@@ -13,6 +13,7 @@ mod login;
 mod logs;
 mod once;
 mod overview;
+mod page_error;
 mod settings;
 mod setup;
 mod source_form;
@@ -38,6 +39,7 @@ use minijinja::{context, Environment, Value};
 
 use super::{auth::Caller, AppState};
 use crate::domain::token::Ability;
+pub use page_error::{OrPage, PageError, PageResult};
 
 pub use forms::FormBody;
 
@@ -301,11 +303,13 @@ impl Person {
         &self.0
     }
 
-    // The error is the page to answer with, returned as is: boxing it would gain nothing.
-    #[allow(clippy::result_large_err)]
     /// A form that changes something must carry this session's CSRF token, as the
     /// `csrf_token` field or (htmx) the `X-CSRF-Token` header.
-    pub fn verify(&self, headers: &axum::http::HeaderMap, form: &FormBody) -> Result<(), Response> {
+    pub fn verify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        form: &FormBody,
+    ) -> Result<(), PageError> {
         let presented = headers
             .get(super::auth::CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -323,50 +327,44 @@ impl Person {
                     action: "csrf.refused",
                     reason: "a form posted without its page's CSRF token".to_owned(),
                 });
-            page
+            PageError::from(page)
         })
     }
 
     /// A write: the CSRF token is checked, then that the role allows `ability` (else the
     /// page says `what` is not allowed).
-    #[allow(clippy::result_large_err)]
     pub fn permit(
         &self,
         headers: &axum::http::HeaderMap,
         form: &FormBody,
         ability: Ability,
         what: &str,
-    ) -> Result<(), Response> {
+    ) -> Result<(), PageError> {
         self.verify(headers, form)?;
         if self.0.allows(ability) {
             Ok(())
         } else {
-            Err(self.refuse(what))
+            Err(self.refuse(what).into())
         }
     }
 
     /// The person's organization's webhook `id`, or the page that says it is not there.
-    #[allow(clippy::result_large_err)]
     pub async fn webhook(
         &self,
         state: &AppState,
         id: &WebhookId,
-    ) -> Result<crate::domain::webhook::Webhook, Response> {
-        state
-            .webhook(&self.0, id)
-            .await
-            .map_err(|e| error_page(&self.0, e))
+    ) -> Result<crate::domain::webhook::Webhook, PageError> {
+        state.webhook(&self.0, id).await.or_page(&self.0)
     }
 
     /// A write to webhook `id`: the CSRF token checked, then the webhook looked up.
-    #[allow(clippy::result_large_err)]
     pub async fn webhook_to_change(
         &self,
         state: &AppState,
         headers: &axum::http::HeaderMap,
         form: &FormBody,
         id: &WebhookId,
-    ) -> Result<crate::domain::webhook::Webhook, Response> {
+    ) -> Result<crate::domain::webhook::Webhook, PageError> {
         self.verify(headers, form)?;
         self.webhook(state, id).await
     }

@@ -2,10 +2,11 @@
 //! server-side as SVG), webhooks failing now, URLs whose circuit is open; at first, where
 //! to start (a source for events in, a webhook for events out).
 
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{extract::State, http::StatusCode};
 use minijinja::{context, Value as Ctx};
 
-use super::{base_context, error_page, render, webhooks::day_ago, Person};
+use super::{base_context, render, webhooks::day_ago, Person};
+use super::{OrPage, PageResult};
 use crate::http::AppState;
 
 const HOUR: i64 = 3_600_000_000;
@@ -51,27 +52,30 @@ pub fn bars(counts: &[(i64, u64, u64)], now_micros: i64) -> (Vec<Ctx>, u64) {
     (bars, max)
 }
 
-pub async fn show(State(state): State<AppState>, person: Person) -> Response {
+pub async fn show(State(state): State<AppState>, person: Person) -> PageResult {
     let org = person.caller().organization_id().to_owned();
     let since = day_ago();
-    let counts = match state.store.hourly_deliveries(&org, since).await {
-        Ok(c) => c,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let counts = state
+        .store
+        .hourly_deliveries(&org, since)
+        .await
+        .or_page(person.caller())?;
     let total_ok: u64 = counts.iter().map(|c| c.1).sum();
     let total_failed: u64 = counts.iter().map(|c| c.2).sum();
     let (bars, max) = bars(&counts, crate::domain::Timestamp::now().as_micros());
-    let snapshot = match state.catalog.webhooks(&org).await {
-        Ok(s) => s,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let snapshot = state
+        .catalog
+        .webhooks(&org)
+        .await
+        .or_page(person.caller())?;
     // Failing now: deliveries failed for good in the last hour, and none succeeded.
     let hour_ago =
         crate::domain::Timestamp::from_micros(crate::domain::Timestamp::now().as_micros() - HOUR);
-    let recent = match state.store.webhook_counts(&org, hour_ago).await {
-        Ok(c) => c,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let recent = state
+        .store
+        .webhook_counts(&org, hour_ago)
+        .await
+        .or_page(person.caller())?;
     let mut failing: Vec<(&str, &str, u64)> = snapshot
         .webhooks
         .iter()
@@ -97,10 +101,9 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
         .flat_map(|c| &c.webhook.spec.urls)
         .map(|u| u.url.as_str())
         .collect();
-    let open = match super::open_urls(&state, &urls).await {
-        Ok(open) => open,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let open = super::open_urls(&state, &urls)
+        .await
+        .or_page(person.caller())?;
     let open_urls: Vec<Ctx> = open
         .iter()
         .map(|url| {
@@ -115,14 +118,12 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
         .collect();
     // The first-start card offers connecting a source until there is one.
     let sources = if snapshot.webhooks.is_empty() {
-        match state.store.list_sources(&org).await {
-            Ok(s) => s.len(),
-            Err(e) => return error_page(person.caller(), e.into()),
-        }
+        let sources = state.store.list_sources(&org).await;
+        sources.or_page(person.caller())?.len()
     } else {
         0
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "overview.html",
         base_context(Some(person.caller())),
@@ -141,7 +142,7 @@ pub async fn show(State(state): State<AppState>, person: Person) -> Response {
             webhooks => snapshot.webhooks.len(),
             sources => sources,
         },
-    )
+    ))
 }
 
 #[cfg(test)]

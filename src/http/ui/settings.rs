@@ -6,15 +6,15 @@ use crate::domain::ids::WebhookId;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::{json, Value};
 
 use super::{
-    base_context, error_page, flash, render,
+    base_context, flash, render,
     webhook_body::{number, split_list},
-    FormBody, Person,
+    FormBody, OrPage, PageResult, Person,
 };
 use crate::{
     domain::{token::Ability, webhook::Webhook},
@@ -32,16 +32,14 @@ async fn page(
     errors: std::collections::BTreeMap<String, String>,
     new_secret: Option<&str>,
     query: Option<&str>,
-) -> Response {
+) -> PageResult {
     // A page that says "none" when it could not look would not tell the truth.
     let org = person.caller().organization_id();
-    let (notifications, notices) = match tokio::try_join!(
+    let (notifications, notices) = tokio::try_join!(
         state.store.list_notifications(org, &hook.id, 20),
         state.store.list_notices(org, &hook.id, 20),
-    ) {
-        Ok(found) => found,
-        Err(e) => return super::error_page(person.caller(), e.into()),
-    };
+    )
+    .or_page(person.caller())?;
     let notes: Vec<Ctx> = notifications
         .iter()
         .map(|n| {
@@ -78,7 +76,7 @@ async fn page(
                 .join("\n")
         })
         .unwrap_or_default();
-    render(
+    Ok(render(
         status,
         "settings.html",
         base_context(Some(person.caller())),
@@ -105,7 +103,7 @@ async fn page(
                 .filter(|p| p.until > crate::domain::Timestamp::now())
                 .map(|p| p.until.to_rfc3339()),
         },
-    )
+    ))
 }
 
 pub async fn show(
@@ -114,29 +112,25 @@ pub async fn show(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     RawQuery(query): RawQuery,
-) -> Response {
-    match state.webhook(person.caller(), &id).await {
-        Ok(hook) => {
-            let values = webhook_json(&hook);
-            // The secret this person just rotated to, this once.
-            let rotated = super::once::take(&state, &headers, person.caller(), "secret")
-                .filter(|v| v["webhook"] == id.as_str())
-                .and_then(|v| v["secret"].as_str().map(str::to_owned));
-            let shown = page(
-                &state,
-                &person,
-                StatusCode::OK,
-                &hook,
-                &values,
-                Default::default(),
-                rotated.as_deref(),
-                query.as_deref(),
-            )
-            .await;
-            super::once::finish(&state, shown, rotated.is_some())
-        }
-        Err(e) => error_page(person.caller(), e),
-    }
+) -> PageResult {
+    let hook = person.webhook(&state, &id).await?;
+    let values = webhook_json(&hook);
+    // The secret this person just rotated to, this once.
+    let rotated = super::once::take(&state, &headers, person.caller(), "secret")
+        .filter(|v| v["webhook"] == id.as_str())
+        .and_then(|v| v["secret"].as_str().map(str::to_owned));
+    let shown = page(
+        &state,
+        &person,
+        StatusCode::OK,
+        &hook,
+        &values,
+        Default::default(),
+        rotated.as_deref(),
+        query.as_deref(),
+    )
+    .await?;
+    Ok(super::once::finish(&state, shown, rotated.is_some()))
 }
 
 pub async fn save(
@@ -145,11 +139,10 @@ pub async fn save(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let hook = person
+        .webhook_to_change(&state, &headers, &form, &id)
+        .await?;
     let mut body = webhook_json(&hook);
     body["name"] = json!(form.get("name"));
     body["description"] = json!(form.get("description"));
@@ -170,7 +163,9 @@ pub async fn save(
     }
     .await;
     match saved {
-        Ok(_) => super::redirect(&format!("/webhooks/{id}/settings?done=saved")).into_response(),
+        Ok(_) => {
+            Ok(super::redirect(&format!("/webhooks/{id}/settings?done=saved")).into_response())
+        }
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let errors = match &e {
                 ApiError::Invalid(_, list) => list
@@ -193,7 +188,7 @@ pub async fn save(
             )
             .await
         }
-        Err(e) => error_page(person.caller(), e),
+        Err(e) => Err(e).or_page(person.caller()),
     }
 }
 
@@ -204,31 +199,22 @@ pub async fn reveal_secret(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(
+) -> PageResult {
+    person.permit(
         &headers,
         &form,
         Ability::ManageWebhooks,
         "seeing signing secrets",
-    ) {
-        return r;
-    }
-    let revealed: Result<_, ApiError> = async {
-        Ok(state
-            .webhook_editor(person.caller())?
-            .reveal_secret(&id)
-            .await?)
-    }
-    .await;
-    match revealed {
-        Ok(hook) => render(
-            StatusCode::OK,
-            "secret.html",
-            context! {},
-            context! { secret => hook.secret, id => hook.id.as_str() },
-        ),
-        Err(e) => error_page(person.caller(), e),
-    }
+    )?;
+    let caller = person.caller();
+    let editor = state.webhook_editor(caller).or_page(caller)?;
+    let hook = editor.reveal_secret(&id).await.or_page(caller)?;
+    Ok(render(
+        StatusCode::OK,
+        "secret.html",
+        context! {},
+        context! { secret => hook.secret, id => hook.id.as_str() },
+    ))
 }
 
 pub async fn rotate(
@@ -237,11 +223,10 @@ pub async fn rotate(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let hook = person
+        .webhook_to_change(&state, &headers, &form, &id)
+        .await?;
     if form.get("confirm") != "yes" {
         let errors = [(
             "rotate".to_owned(),
@@ -265,23 +250,18 @@ pub async fn rotate(
         Ok(seconds) if seconds <= MAX_GRACE_SECONDS => std::time::Duration::from_secs(seconds),
         _ => DEFAULT_GRACE,
     };
-    let rotated: Result<_, ApiError> = async {
-        let editor = state.webhook_editor(person.caller())?;
-        Ok(editor.rotate_secret(&id, grace).await?)
-    }
-    .await;
-    match rotated {
-        // Shown to the person who rotated it, this once (as the API answers with it), on
-        // the page the rotation redirects to: a reload does not rotate again.
-        Ok(hook) => super::once::redirect(
-            &state,
-            person.caller(),
-            &format!("/webhooks/{id}/settings?done=rotated"),
-            "secret",
-            json!({"webhook": id.as_str(), "secret": hook.secret}),
-        ),
-        Err(e) => error_page(person.caller(), e),
-    }
+    let caller = person.caller();
+    let editor = state.webhook_editor(caller).or_page(caller)?;
+    let hook = editor.rotate_secret(&id, grace).await.or_page(caller)?;
+    // Shown to the person who rotated it, this once (as the API answers with it), on the
+    // page the rotation redirects to: a reload does not rotate again.
+    Ok(super::once::redirect(
+        &state,
+        caller,
+        &format!("/webhooks/{id}/settings?done=rotated"),
+        "secret",
+        json!({"webhook": id.as_str(), "secret": hook.secret}),
+    ))
 }
 
 pub async fn delete(
@@ -290,11 +270,10 @@ pub async fn delete(
     headers: HeaderMap,
     Path(id): Path<WebhookId>,
     form: FormBody,
-) -> Response {
-    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let hook = person
+        .webhook_to_change(&state, &headers, &form, &id)
+        .await?;
     if form.get("confirm_name").trim() != hook.spec.name.trim() {
         let errors = [(
             "confirm_name".to_owned(),
@@ -314,10 +293,8 @@ pub async fn delete(
         )
         .await;
     }
-    let deleted: Result<_, ApiError> =
-        async { Ok(state.webhook_editor(person.caller())?.delete(&id).await?) }.await;
-    match deleted {
-        Ok(()) => super::redirect("/webhooks?done=deleted").into_response(),
-        Err(e) => error_page(person.caller(), e),
-    }
+    let caller = person.caller();
+    let editor = state.webhook_editor(caller).or_page(caller)?;
+    editor.delete(&id).await.or_page(caller)?;
+    Ok(super::redirect("/webhooks?done=deleted").into_response())
 }

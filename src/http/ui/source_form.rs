@@ -16,12 +16,13 @@ use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_context, error_page, flash,
+    base_context, flash,
     forms::Node,
     render,
     source_setup::{blurb, expression_fields, setup, TOKEN_PLACEHOLDER},
-    FormBody, Person,
+    FormBody, PageError, Person,
 };
+use super::{OrPage, PageResult};
 use crate::{
     domain::{
         ids::SourceId,
@@ -103,7 +104,7 @@ async fn page(
     errors: Errors,
     shown: Option<Shown<'_>>,
     query: Option<&str>,
-) -> Response {
+) -> PageResult {
     let public_url = state.config.public_url();
     let url = source.map(|s| ingest_url(&public_url, &s.id));
     let token = shown.as_ref().map(|s| s.token);
@@ -114,7 +115,7 @@ async fn page(
         Some(s) => s.spec.name.clone(),
         None => format!("Connect {}", kind.label()),
     };
-    render(
+    Ok(render(
         status,
         "source_form.html",
         base_context(Some(person.caller())),
@@ -135,7 +136,7 @@ async fn page(
             summary => errors.1,
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 /// A new source's values before anything is typed.
@@ -147,9 +148,13 @@ fn defaults(kind: SourceKind) -> Value {
 }
 
 /// `/sources/new`: the tools to choose from; `?kind=…`: that tool's form.
-pub async fn new(State(state): State<AppState>, person: Person, RawQuery(q): RawQuery) -> Response {
+pub async fn new(
+    State(state): State<AppState>,
+    person: Person,
+    RawQuery(q): RawQuery,
+) -> PageResult {
     if !person.caller().allows(Ability::ManageWebhooks) {
-        return person.refuse("adding sources");
+        return Err(person.refuse("adding sources").into());
     }
     let chosen = query_pairs(q.as_deref())
         .into_iter()
@@ -170,7 +175,7 @@ pub async fn new(State(state): State<AppState>, person: Person, RawQuery(q): Raw
             )
             .await
         }
-        None => render(
+        None => Ok(render(
             StatusCode::OK,
             "source_kinds.html",
             base_context(Some(person.caller())),
@@ -179,7 +184,7 @@ pub async fn new(State(state): State<AppState>, person: Person, RawQuery(q): Raw
                 nav => "sources",
                 kinds => SourceKind::ALL.iter().map(|k| context! { kind => k.as_str(), label => k.label(), blurb => blurb(*k) }).collect::<Vec<_>>(),
             },
-        ),
+        )),
     }
 }
 
@@ -188,10 +193,8 @@ pub async fn create(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "adding sources") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::ManageWebhooks, "adding sources")?;
     let caller = person.caller();
     let body = body_from_form(&form, true);
     match manage::create(
@@ -203,7 +206,13 @@ pub async fn create(
     .await
     {
         // The token is shown on the source's page this once; a reload adds nothing.
-        Ok(created) => shown_once(&state, &person, &created.source.id, &created.token, "added"),
+        Ok(created) => Ok(shown_once(
+            &state,
+            &person,
+            &created.source.id,
+            &created.token,
+            "added",
+        )),
         Err(SourceError::Invalid(errors)) => match SourceKind::parse(form.get("kind")) {
             Some(kind) => {
                 page(
@@ -219,29 +228,27 @@ pub async fn create(
                 )
                 .await
             }
-            None => error_page(caller, ApiError::Invalid("invalid_source", errors)),
+            None => Err(ApiError::Invalid("invalid_source", errors)).or_page(caller),
         },
-        Err(e) => error_page(caller, e.into()),
+        Err(e) => Err(e).or_page(caller),
     }
 }
 
 /// The person's organization's source `id`, or the page that says it is not there.
-#[allow(clippy::result_large_err)]
-pub async fn find(state: &AppState, person: &Person, id: &SourceId) -> Result<Source, Response> {
+pub async fn find(state: &AppState, person: &Person, id: &SourceId) -> Result<Source, PageError> {
     manage::find(&state.store, person.caller().organization_id(), id)
         .await
-        .map_err(|e| error_page(person.caller(), e.into()))
+        .or_page(person.caller())
 }
 
 /// A change to source `id`: the CSRF token and the role checked, then the source found.
-#[allow(clippy::result_large_err)]
 async fn to_change(
     state: &AppState,
     person: &Person,
     headers: &HeaderMap,
     form: &FormBody,
     id: &SourceId,
-) -> Result<Source, Response> {
+) -> Result<Source, PageError> {
     person.permit(headers, form, Ability::ManageWebhooks, "changing sources")?;
     find(state, person, id).await
 }
@@ -270,11 +277,8 @@ pub async fn show(
     headers: HeaderMap,
     Path(id): Path<SourceId>,
     RawQuery(q): RawQuery,
-) -> Response {
-    let source = match find(&state, &person, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let source = find(&state, &person, &id).await?;
     let values = source_json(&source, &state.config.public_url(), None);
     let once = super::once::take(&state, &headers, person.caller(), "source-token")
         .filter(|v| v["source"] == id.as_str());
@@ -298,8 +302,8 @@ pub async fn show(
         shown,
         q.as_deref(),
     )
-    .await;
-    super::once::finish(&state, drawn, had)
+    .await?;
+    Ok(super::once::finish(&state, drawn, had))
 }
 
 /// The Setup tab again, with `errors` (the form's fields kept as typed in `values`).
@@ -309,7 +313,7 @@ async fn refused(
     source: &Source,
     values: &Value,
     errors: Errors,
-) -> Response {
+) -> PageResult {
     page(
         state,
         person,
@@ -330,11 +334,8 @@ pub async fn save(
     headers: HeaderMap,
     Path(id): Path<SourceId>,
     form: FormBody,
-) -> Response {
-    let source = match to_change(&state, &person, &headers, &form, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let source = to_change(&state, &person, &headers, &form, &id).await?;
     let caller = person.caller();
     let body = body_from_form(&form, false);
     match manage::update(
@@ -346,11 +347,11 @@ pub async fn save(
     )
     .await
     {
-        Ok(_) => super::redirect(&format!("/sources/{id}?done=saved")).into_response(),
+        Ok(_) => Ok(super::redirect(&format!("/sources/{id}?done=saved")).into_response()),
         Err(SourceError::Invalid(errors)) => {
             refused(&state, &person, &source, &body, errors_of(&errors)).await
         }
-        Err(e) => error_page(caller, e.into()),
+        Err(e) => Err(e).or_page(caller),
     }
 }
 
@@ -360,11 +361,8 @@ pub async fn rotate(
     headers: HeaderMap,
     Path(id): Path<SourceId>,
     form: FormBody,
-) -> Response {
-    let source = match to_change(&state, &person, &headers, &form, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let source = to_change(&state, &person, &headers, &form, &id).await?;
     let values = source_json(&source, &state.config.public_url(), None);
     if form.get("confirm") != "yes" {
         let message = "Tick the box to confirm: the tool is refused until it has the new token.";
@@ -375,16 +373,17 @@ pub async fn rotate(
         return refused(&state, &person, &source, &values, errors).await;
     }
     let caller = person.caller();
-    match manage::rotate_token(&state.store, caller.organization_id(), &caller.actor(), &id).await {
-        Ok(rotated) => shown_once(
-            &state,
-            &person,
-            &rotated.source.id,
-            &rotated.token,
-            "rotated",
-        ),
-        Err(e) => error_page(caller, e.into()),
-    }
+    let rotated =
+        manage::rotate_token(&state.store, caller.organization_id(), &caller.actor(), &id)
+            .await
+            .or_page(caller)?;
+    Ok(shown_once(
+        &state,
+        &person,
+        &rotated.source.id,
+        &rotated.token,
+        "rotated",
+    ))
 }
 
 pub async fn delete(
@@ -393,11 +392,8 @@ pub async fn delete(
     headers: HeaderMap,
     Path(id): Path<SourceId>,
     form: FormBody,
-) -> Response {
-    let source = match to_change(&state, &person, &headers, &form, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let source = to_change(&state, &person, &headers, &form, &id).await?;
     if form.get("confirm_name").trim() != source.spec.name.trim() {
         let values = source_json(&source, &state.config.public_url(), None);
         let message = format!(
@@ -408,8 +404,8 @@ pub async fn delete(
         return refused(&state, &person, &source, &values, errors).await;
     }
     let caller = person.caller();
-    match manage::delete(&state.store, caller.organization_id(), &caller.actor(), &id).await {
-        Ok(_) => super::redirect("/sources?done=source-deleted").into_response(),
-        Err(e) => error_page(caller, e.into()),
-    }
+    manage::delete(&state.store, caller.organization_id(), &caller.actor(), &id)
+        .await
+        .or_page(caller)?;
+    Ok(super::redirect("/sources?done=source-deleted").into_response())
 }

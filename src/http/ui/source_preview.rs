@@ -2,28 +2,25 @@
 //! typed, through `sources::view::preview_json` (as the API) — what each expression of a generic mapping
 //! gave, the events, what is ignored, or the refusal. Nothing is stored.
 
-use axum::{
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::http::{HeaderMap, StatusCode};
 use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Value};
 
-use super::{render, source_form::body_from_form, source_setup::EXPRESSIONS, FormBody, Person};
+use super::{
+    render, source_form::body_from_form, source_setup::EXPRESSIONS, FormBody, PageResult, Person,
+};
 use crate::{domain::token::Ability, http::extract::parse_strict, sources::view::preview_json};
 
 /// "Try a payload" (htmx): what the pasted payload becomes with the settings as typed —
 /// what each expression gave (generic), the events, what is ignored, or the refusal.
 /// Nothing is stored.
-pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> Response {
-    if let Err(r) = person.permit(
+pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> PageResult {
+    person.permit(
         &headers,
         &form,
         Ability::ManageWebhooks,
         "previewing sources",
-    ) {
-        return r;
-    }
+    )?;
     let mut settings = body_from_form(&form, false)["settings"].take();
     // The form holds only the stored signing secret's mask, and a preview checks no
     // signature: the secret plays no part.
@@ -48,7 +45,12 @@ pub async fn preview(person: Person, headers: HeaderMap, form: FormBody) -> Resp
             }
         }
     };
-    render(StatusCode::OK, "source_preview.html", context! {}, ctx)
+    Ok(render(
+        StatusCode::OK,
+        "source_preview.html",
+        context! {},
+        ctx,
+    ))
 }
 
 fn pretty(v: &Value) -> String {

@@ -6,16 +6,17 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, value::Serde, Value as Ctx};
 use serde_json::{json, Value};
 
 use super::{
-    base_context, error_page, flash, render,
+    base_context, flash, render,
     source_form::{find, heading},
     FormBody, Person,
 };
+use super::{OrPage, PageResult};
 use crate::{
     domain::{ids::SourceId, source::RECEIPTS_KEPT, token::Ability, Timestamp},
     http::AppState,
@@ -29,22 +30,24 @@ pub async fn list(
     State(state): State<AppState>,
     person: Person,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     let org = person.caller().organization_id();
-    let sources = match state.store.list_sources(org).await {
-        Ok(s) => s,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
-    let activity = match state.store.source_activity(org, Timestamp::now()).await {
-        Ok(a) => a,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let sources = state
+        .store
+        .list_sources(org)
+        .await
+        .or_page(person.caller())?;
+    let activity = state
+        .store
+        .source_activity(org, Timestamp::now())
+        .await
+        .or_page(person.caller())?;
     let public_url = state.config.public_url();
     let rows: Vec<Value> = sources
         .iter()
         .map(|s| source_json(s, &public_url, activity.get(&s.id)))
         .collect();
-    render(
+    Ok(render(
         StatusCode::OK,
         "sources.html",
         base_context(Some(person.caller())),
@@ -55,7 +58,7 @@ pub async fn list(
             rows => Ctx::from(Serde(rows)),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 /// The list's enabled switch: the source goes back through the update with only `enabled`
@@ -66,18 +69,13 @@ pub async fn set_enabled(
     headers: HeaderMap,
     Path(id): Path<SourceId>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::ManageWebhooks, "changing sources") {
-        return r;
-    }
-    let source = match find(&state, &person, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    person.permit(&headers, &form, Ability::ManageWebhooks, "changing sources")?;
+    let source = find(&state, &person, &id).await?;
     let caller = person.caller();
     let mut body = source_json(&source, &state.config.public_url(), None);
     body["enabled"] = json!(form.get("enabled") == "true");
-    match manage::update(
+    manage::update(
         &state.store,
         caller.organization_id(),
         &caller.actor(),
@@ -85,10 +83,8 @@ pub async fn set_enabled(
         &body,
     )
     .await
-    {
-        Ok(_) => super::redirect("/sources").into_response(),
-        Err(e) => error_page(caller, e.into()),
-    }
+    .or_page(caller)?;
+    Ok(super::redirect("/sources").into_response())
 }
 
 /// `GET /sources/{id}/receipts`: what the source received, newest first.
@@ -96,17 +92,15 @@ pub async fn receipts(
     State(state): State<AppState>,
     person: Person,
     Path(id): Path<SourceId>,
-) -> Response {
-    let source = match find(&state, &person, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let receipts = match state.store.receipts(&id, RECEIPTS_KEPT as u32).await {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+) -> PageResult {
+    let source = find(&state, &person, &id).await?;
+    let receipts = state
+        .store
+        .receipts(&id, RECEIPTS_KEPT as u32)
+        .await
+        .or_page(person.caller())?;
     let rows: Vec<Value> = receipts.iter().map(receipt_json).collect();
-    render(
+    Ok(render(
         StatusCode::OK,
         "source_receipts.html",
         base_context(Some(person.caller())),
@@ -118,7 +112,7 @@ pub async fn receipts(
             rows => Ctx::from(Serde(rows)),
             kept => RECEIPTS_KEPT,
         },
-    )
+    ))
 }
 
 /// One receipt opened (htmx): every line of what it became, and the body received.
@@ -126,31 +120,28 @@ pub async fn receipt(
     State(state): State<AppState>,
     person: Person,
     Path((id, receipt_id)): Path<(SourceId, String)>,
-) -> Response {
-    if let Err(r) = find(&state, &person, &id).await {
-        return r;
-    }
-    let receipts = match state.store.receipts(&id, RECEIPTS_KEPT as u32).await {
-        Ok(r) => r,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+) -> PageResult {
+    find(&state, &person, &id).await?;
+    let receipts = state
+        .store
+        .receipts(&id, RECEIPTS_KEPT as u32)
+        .await
+        .or_page(person.caller())?;
     let Some(r) = receipts.iter().find(|r| r.id == receipt_id) else {
-        return error_page(
-            person.caller(),
-            crate::http::error::ApiError::NotFound(format!(
-                "receipt {receipt_id} (only the newest {RECEIPTS_KEPT} are kept)"
-            )),
-        );
+        return Err(crate::http::error::ApiError::NotFound(format!(
+            "receipt {receipt_id} (only the newest {RECEIPTS_KEPT} are kept)"
+        )))
+        .or_page(person.caller());
     };
     // JSON as it would be read; a body that is not JSON (or was cut) as received.
     let body = serde_json::from_str::<Value>(&r.body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| r.body.clone());
-    render(
+    Ok(render(
         StatusCode::OK,
         "source_receipt.html",
         context! {},
         context! { r => Ctx::from(Serde(receipt_json(r))), body => body },
-    )
+    ))
 }

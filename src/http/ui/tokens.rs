@@ -4,12 +4,13 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::Value;
 
-use super::{base_context, error_page, flash, render, short_time as ts, FormBody, Person};
+use super::{base_context, flash, render, short_time as ts, FormBody, Person};
+use super::{OrPage, PageResult};
 use crate::{
     domain::{
         audit::token_created,
@@ -27,16 +28,13 @@ async fn tokens_page(
     errors: Vec<String>,
     typed_name: &str,
     query: Option<&str>,
-) -> Response {
+) -> PageResult {
     let now = Timestamp::now();
-    let tokens = match state
+    let tokens = state
         .store
         .list_tokens(Some(person.caller().organization_id()))
         .await
-    {
-        Ok(t) => t,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+        .or_page(person.caller())?;
     let rows: Vec<Ctx> = tokens
         .iter()
         .rev()
@@ -50,7 +48,7 @@ async fn tokens_page(
             }
         })
         .collect();
-    render(
+    Ok(render(
         status,
         "tokens.html",
         base_context(Some(person.caller())),
@@ -62,7 +60,7 @@ async fn tokens_page(
             errors => errors,
             typed_name => typed_name,
         },
-    )
+    ))
 }
 
 pub async fn list(
@@ -70,9 +68,9 @@ pub async fn list(
     person: Person,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     if !person.caller().allows(Ability::Admin) {
-        return person.refuse("managing API tokens");
+        return Err(person.refuse("managing API tokens").into());
     }
     // A token just made: shown this once (see `once.rs`).
     let created = super::once::take(&state, &headers, person.caller(), "token").map(|v| {
@@ -91,8 +89,8 @@ pub async fn list(
         "",
         query.as_deref(),
     )
-    .await;
-    super::once::finish(&state, page, shown)
+    .await?;
+    Ok(super::once::finish(&state, page, shown))
 }
 
 pub async fn create(
@@ -100,10 +98,8 @@ pub async fn create(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "managing API tokens")?;
     let abilities: Vec<Value> = form
         .0
         .iter()
@@ -132,16 +128,18 @@ pub async fn create(
             token.token.expires_at = expires_at;
             token.token.created_by = person.caller().token_creator();
             let audit = token_created(&token.token, &person.caller().actor());
-            if let Err(e) = state.store.create_token(&token, &audit).await {
-                return error_page(person.caller(), e.into());
-            }
-            super::once::redirect(
+            state
+                .store
+                .create_token(&token, &audit)
+                .await
+                .or_page(person.caller())?;
+            Ok(super::once::redirect(
                 &state,
                 person.caller(),
                 "/tokens",
                 "token",
                 serde_json::json!({"name": name, "value": token.plaintext}),
-            )
+            ))
         }
         Err(errors) => {
             let errors = errors.iter().map(ToString::to_string).collect();
@@ -165,12 +163,10 @@ pub async fn revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "managing API tokens") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "managing API tokens")?;
     let caller = person.caller();
-    match state
+    let revoked = state
         .store
         .revoke_token(
             Some(caller.organization_id()),
@@ -179,9 +175,9 @@ pub async fn revoke(
             &caller.actor(),
         )
         .await
-    {
-        Ok(Some(_)) => super::redirect("/tokens?done=revoked").into_response(),
-        Ok(None) => error_page(caller, ApiError::NotFound(format!("active token {id}"))),
-        Err(e) => error_page(caller, e.into()),
+        .or_page(caller)?;
+    if revoked.is_none() {
+        return Err(ApiError::NotFound(format!("active token {id}"))).or_page(caller);
     }
+    Ok(super::redirect("/tokens?done=revoked").into_response())
 }

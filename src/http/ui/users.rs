@@ -4,11 +4,12 @@
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 
-use super::{base_context, error_page, flash, render, short_time as ts, FormBody, Person};
+use super::{base_context, flash, render, short_time as ts, FormBody, PageError, Person};
+use super::{OrPage, PageResult};
 use crate::{
     accounts::{self, AccountError, NewUser, UserChange},
     domain::{token::Ability, user::Role},
@@ -23,28 +24,21 @@ async fn users_page(
     errors: Vec<String>,
     form: (&str, &str, &str),
     query: Option<&str>,
-) -> Response {
-    let users = match state
+) -> PageResult {
+    let users = state
         .store
         .list_users(person.caller().organization_id())
         .await
-    {
-        Ok(u) => u,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
-    let locked = match accounts::lockouts(state.store.as_ref(), &users).await {
-        Ok(l) => l,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+        .or_page(person.caller())?;
+    let locked = accounts::lockouts(state.store.as_ref(), &users)
+        .await
+        .or_page(person.caller())?;
     // Tokens each person is behind: disabling them revokes those, and the button says so.
-    let tokens = match state
+    let tokens = state
         .store
         .list_tokens(Some(person.caller().organization_id()))
         .await
-    {
-        Ok(t) => t,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+        .or_page(person.caller())?;
     let now = crate::domain::Timestamp::now();
     let tokens_of = |user_id: &str| {
         tokens
@@ -70,7 +64,7 @@ async fn users_page(
             }
         })
         .collect();
-    render(
+    Ok(render(
         status,
         "users.html",
         base_context(Some(person.caller())),
@@ -85,7 +79,7 @@ async fn users_page(
             errors => errors,
             f => context! { email => form.0, name => form.1, role => form.2 },
         },
-    )
+    ))
 }
 
 pub async fn list(
@@ -93,7 +87,7 @@ pub async fn list(
     person: Person,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     // A setup link just made: shown this once (see `once.rs`).
     let invited = super::once::take(&state, &headers, person.caller(), "invite");
     let shown = invited.is_some();
@@ -106,19 +100,18 @@ pub async fn list(
         ("", "", "member"),
         query.as_deref(),
     )
-    .await;
-    super::once::finish(&state, page, shown)
+    .await?;
+    Ok(super::once::finish(&state, page, shown))
 }
 
-// The error is the page to answer with (see `Person::verify`).
-#[allow(clippy::result_large_err)]
-fn account_error(person: &Person, e: AccountError) -> Result<Vec<String>, Response> {
+/// What a refused change says on the users page; anything else is an error page.
+fn account_error(person: &Person, e: AccountError) -> Result<Vec<String>, PageError> {
     match e {
         AccountError::Invalid(list) => Ok(list.iter().map(ToString::to_string).collect()),
         e @ (AccountError::DuplicateEmail(_)
         | AccountError::LastOwner
         | AccountError::Forbidden(_)) => Ok(vec![e.to_string()]),
-        other => Err(error_page(person.caller(), other.into())),
+        other => Err(other).or_page(person.caller()),
     }
 }
 
@@ -127,10 +120,8 @@ pub async fn invite(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "inviting people") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "inviting people")?;
     let input = NewUser {
         email: form.get("email").to_owned(),
         name: form.get("name").to_owned(),
@@ -163,7 +154,7 @@ pub async fn invite(
             if let Some(Err(e)) = &emailed {
                 tracing::warn!(error = %e, "could not e-mail an invitation; its link is shown to the inviter");
             }
-            super::once::redirect(
+            Ok(super::once::redirect(
                 &state,
                 person.caller(),
                 "/users",
@@ -173,24 +164,22 @@ pub async fn invite(
                     "emailed": emailed.as_ref().map(Result::is_ok),
                     "mail_error": emailed.and_then(Result::err),
                 }),
-            )
+            ))
         }
-        Ok((_, None)) => super::redirect("/users?done=updated").into_response(),
-        Err(e) => match account_error(&person, e) {
-            Ok(errors) => {
-                users_page(
-                    &state,
-                    &person,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    errors,
-                    (form.get("email"), form.get("name"), form.get("role")),
-                    None,
-                )
-                .await
-            }
-            Err(page) => page,
-        },
+        Ok((_, None)) => Ok(super::redirect("/users?done=updated").into_response()),
+        Err(e) => {
+            let errors = account_error(&person, e)?;
+            users_page(
+                &state,
+                &person,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                errors,
+                (form.get("email"), form.get("name"), form.get("role")),
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -201,10 +190,8 @@ async fn change_user(
     id: String,
     form: FormBody,
     change: UserChange,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "changing people") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "changing people")?;
     let caller = person.caller();
     match accounts::update_user(
         state.store.as_ref(),
@@ -216,29 +203,25 @@ async fn change_user(
     )
     .await
     {
-        Ok(_) => super::redirect("/users?done=updated").into_response(),
+        Ok(_) => Ok(super::redirect("/users?done=updated").into_response()),
         Err(e) => refused(&state, &person, e).await,
     }
 }
 
 /// A change that was refused (duplicate, last owner, owners rule, bad input): the users
 /// page with the reason; anything else is an error page.
-async fn refused(state: &AppState, person: &Person, e: AccountError) -> Response {
-    match account_error(person, e) {
-        Ok(errors) => {
-            users_page(
-                state,
-                person,
-                StatusCode::CONFLICT,
-                None,
-                errors,
-                ("", "", "member"),
-                None,
-            )
-            .await
-        }
-        Err(page) => page,
-    }
+async fn refused(state: &AppState, person: &Person, e: AccountError) -> PageResult {
+    let errors = account_error(person, e)?;
+    users_page(
+        state,
+        person,
+        StatusCode::CONFLICT,
+        None,
+        errors,
+        ("", "", "member"),
+        None,
+    )
+    .await
 }
 
 pub async fn set_role(
@@ -247,7 +230,7 @@ pub async fn set_role(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
+) -> PageResult {
     let change = UserChange {
         role: Some(form.get("role").to_owned()),
         ..UserChange::default()
@@ -261,7 +244,7 @@ pub async fn set_disabled(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
+) -> PageResult {
     let change = UserChange {
         disabled: Some(form.get("disabled") == "true"),
         ..UserChange::default()
@@ -275,10 +258,8 @@ pub async fn unlock(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "unlocking logins") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "unlocking logins")?;
     let caller = person.caller();
     match accounts::unlock_login(
         state.store.as_ref(),
@@ -289,7 +270,7 @@ pub async fn unlock(
     )
     .await
     {
-        Ok(_) => super::redirect("/users?done=unlocked").into_response(),
+        Ok(_) => Ok(super::redirect("/users?done=unlocked").into_response()),
         Err(e) => refused(&state, &person, e).await,
     }
 }
@@ -300,10 +281,8 @@ pub async fn reset_password(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "resetting passwords") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "resetting passwords")?;
     let caller = person.caller();
     match accounts::reset_password(
         state.store.as_ref(),
@@ -317,13 +296,13 @@ pub async fn reset_password(
         // Shown once on the page redirected to: a reload resets nothing again.
         Ok((user, code)) => {
             let link = accounts::setup_url(&state.config.public_url(), &code);
-            super::once::redirect(
+            Ok(super::once::redirect(
                 &state,
                 person.caller(),
                 "/users",
                 "invite",
                 serde_json::json!({"email": user.email, "link": link}),
-            )
+            ))
         }
         Err(e) => refused(&state, &person, e).await,
     }
@@ -337,10 +316,8 @@ pub async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(&headers, &form, Ability::Admin, "deleting people") {
-        return r;
-    }
+) -> PageResult {
+    person.permit(&headers, &form, Ability::Admin, "deleting people")?;
     let caller = person.caller();
     match accounts::delete_user(
         state.store.as_ref(),
@@ -351,7 +328,7 @@ pub async fn delete(
     )
     .await
     {
-        Ok(_) => super::redirect("/users?done=user-deleted").into_response(),
+        Ok(_) => Ok(super::redirect("/users?done=user-deleted").into_response()),
         Err(e) => refused(&state, &person, e).await,
     }
 }

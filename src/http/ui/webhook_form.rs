@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use minijinja::{context, Value as Ctx};
 use serde_json::{json, Value};
 
 use super::{
-    base_context, error_page, flash,
+    base_context, flash,
     forms::Node,
     render,
     webhook_body::{
@@ -25,6 +25,7 @@ use super::{
     },
     FormBody, Person,
 };
+use super::{OrPage, PageResult};
 use crate::{
     domain::{directory::Kind, event_type::EventType, token::Ability, webhook::Webhook},
     filter,
@@ -208,7 +209,7 @@ async fn page(
     values: &Value,
     errors: (BTreeMap<String, String>, Vec<String>),
     query: Option<&str>,
-) -> Response {
+) -> PageResult {
     let sections: Vec<&str> = sections_of(tab)
         .iter()
         .map(|s| match s {
@@ -223,7 +224,7 @@ async fn page(
         None => "Add webhook".to_owned(),
     };
     let form = form_context(state, person, values, errors).await;
-    render(
+    Ok(render(
         status,
         "webhook_form.html",
         base_context(Some(person.caller())),
@@ -237,12 +238,12 @@ async fn page(
             can_edit => person.caller().allows(Ability::ManageWebhooks),
             ..form
         },
-    )
+    ))
 }
 
-pub async fn new(State(state): State<AppState>, person: Person) -> Response {
+pub async fn new(State(state): State<AppState>, person: Person) -> PageResult {
     if !person.caller().allows(Ability::ManageWebhooks) {
-        return person.refuse("adding webhooks");
+        return Err(person.refuse("adding webhooks").into());
     }
     page(
         &state,
@@ -262,17 +263,16 @@ pub async fn create(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
+) -> PageResult {
+    person.verify(&headers, &form)?;
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, ALL, defaults());
     let created: Result<_, ApiError> =
         async { Ok(state.webhook_editor(person.caller())?.create(&body).await?) }.await;
     match created {
         Ok(hook) => {
-            super::redirect(&format!("/webhooks/{}/settings?done=created", hook.id)).into_response()
+            let created = format!("/webhooks/{}/settings?done=created", hook.id);
+            Ok(super::redirect(&created).into_response())
         }
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();
@@ -288,7 +288,7 @@ pub async fn create(
             )
             .await
         }
-        Err(e) => error_page(person.caller(), e),
+        Err(e) => Err(e).or_page(person.caller()),
     }
 }
 
@@ -298,24 +298,20 @@ async fn show_tab(
     id: WebhookId,
     tab: &str,
     query: Option<String>,
-) -> Response {
-    match state.webhook(person.caller(), &id).await {
-        Ok(hook) => {
-            let values = webhook_json(&hook);
-            page(
-                &state,
-                &person,
-                StatusCode::OK,
-                Some(&hook),
-                tab,
-                &values,
-                Default::default(),
-                query.as_deref(),
-            )
-            .await
-        }
-        Err(e) => error_page(person.caller(), e),
-    }
+) -> PageResult {
+    let hook = person.webhook(&state, &id).await?;
+    let values = webhook_json(&hook);
+    page(
+        &state,
+        &person,
+        StatusCode::OK,
+        Some(&hook),
+        tab,
+        &values,
+        Default::default(),
+        query.as_deref(),
+    )
+    .await
 }
 
 async fn save_tab(
@@ -325,11 +321,10 @@ async fn save_tab(
     id: WebhookId,
     tab: &'static str,
     form: FormBody,
-) -> Response {
-    let hook = match person.webhook_to_change(&state, &headers, &form, &id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> PageResult {
+    let hook = person
+        .webhook_to_change(&state, &headers, &form, &id)
+        .await?;
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, sections_of(tab), webhook_json(&hook));
     let saved: Result<_, ApiError> = async {
@@ -340,7 +335,7 @@ async fn save_tab(
     }
     .await;
     match saved {
-        Ok(_) => super::redirect(&format!("/webhooks/{id}/{tab}?done=saved")).into_response(),
+        Ok(_) => Ok(super::redirect(&format!("/webhooks/{id}/{tab}?done=saved")).into_response()),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();
             page(
@@ -355,7 +350,7 @@ async fn save_tab(
             )
             .await
         }
-        Err(e) => error_page(person.caller(), e),
+        Err(e) => Err(e).or_page(person.caller()),
     }
 }
 
@@ -372,10 +367,10 @@ pub async fn show(
     person: Person,
     Path((id, tab)): Path<(WebhookId, String)>,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> PageResult {
     match tab_of(&tab) {
         Some(tab) => show_tab(state, person, id, tab, q).await,
-        None => error_page(person.caller(), ApiError::NotFound(format!("page {tab}"))),
+        None => Err(ApiError::NotFound(format!("page {tab}"))).or_page(person.caller()),
     }
 }
 
@@ -386,10 +381,10 @@ pub async fn save(
     headers: HeaderMap,
     Path((id, tab)): Path<(WebhookId, String)>,
     form: FormBody,
-) -> Response {
+) -> PageResult {
     match tab_of(&tab) {
         Some(tab) => save_tab(state, person, headers, id, tab, form).await,
-        None => error_page(person.caller(), ApiError::NotFound(format!("page {tab}"))),
+        None => Err(ApiError::NotFound(format!("page {tab}"))).or_page(person.caller()),
     }
 }
 
@@ -400,10 +395,8 @@ pub async fn preview(
     person: Person,
     headers: HeaderMap,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
+) -> PageResult {
+    person.verify(&headers, &form)?;
     let tree = Node::tree(&form.0);
     let mut body = body_from_form(&tree, &[Section::Payload], defaults());
     // The webhook's own name, as its payloads will carry it: typed on the new-webhook
@@ -462,12 +455,12 @@ pub async fn preview(
         Ok(text) => (Some(text), None),
         Err(e) => (None, Some(e)),
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "preview.html",
         context! {},
         context! { output => output, error => error, incident => incident_id },
-    )
+    ))
 }
 
 /// "Test against an incident" on the filters tab (htmx): the filter as typed, against the
@@ -479,10 +472,8 @@ pub async fn test_filter(
     headers: HeaderMap,
     Path(_id): Path<String>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.verify(&headers, &form) {
-        return r;
-    }
+) -> PageResult {
+    person.verify(&headers, &form)?;
     let tree = Node::tree(&form.0);
     let filters = tree
         .get("filters")
@@ -548,5 +539,5 @@ pub async fn test_filter(
         }
         Err(error) => context! { error => error },
     };
-    render(StatusCode::OK, "filter_test.html", context! {}, ctx)
+    Ok(render(StatusCode::OK, "filter_test.html", context! {}, ctx))
 }

@@ -8,7 +8,8 @@ use axum::{
 use minijinja::{context, Value as Ctx};
 use serde_json::json;
 
-use super::{base_context, error_page, flash, render, FormBody, Person};
+use super::{base_context, flash, render, FormBody, Person};
+use super::{OrPage, PageResult};
 use crate::{
     domain::{token::Ability, Timestamp},
     http::{api::webhooks::webhook_json, extract::query_pairs, AppState},
@@ -26,7 +27,7 @@ pub async fn list(
     State(state): State<AppState>,
     person: Person,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     let org = person.caller().organization_id().to_owned();
     let params = query_pairs(query.as_deref());
     let search = params
@@ -40,10 +41,11 @@ pub async fn list(
         .and_then(|(_, v)| v.parse().ok())
         .filter(|p| *p >= 1)
         .unwrap_or(1);
-    let snapshot = match state.catalog.webhooks(&org).await {
-        Ok(s) => s,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let snapshot = state
+        .catalog
+        .webhooks(&org)
+        .await
+        .or_page(person.caller())?;
     let needle = search.to_lowercase();
     let matching: Vec<_> = snapshot
         .webhooks
@@ -59,23 +61,24 @@ pub async fn list(
         .take(PAGE)
         .collect();
     let ids: Vec<_> = shown.iter().map(|w| w.id.clone()).collect();
-    let counts = match state.store.webhook_counts(&org, day_ago()).await {
-        Ok(c) => c,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
-    let last = match state.store.last_deliveries(&org, &ids).await {
-        Ok(l) => l,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let counts = state
+        .store
+        .webhook_counts(&org, day_ago())
+        .await
+        .or_page(person.caller())?;
+    let last = state
+        .store
+        .last_deliveries(&org, &ids)
+        .await
+        .or_page(person.caller())?;
     let urls: Vec<&str> = shown
         .iter()
         .flat_map(|w| &w.spec.urls)
         .map(|u| u.url.as_str())
         .collect();
-    let open = match super::open_urls(&state, &urls).await {
-        Ok(open) => open,
-        Err(e) => return error_page(person.caller(), e.into()),
-    };
+    let open = super::open_urls(&state, &urls)
+        .await
+        .or_page(person.caller())?;
     let rows: Vec<Ctx> = shown
         .iter()
         .map(|w| {
@@ -112,7 +115,7 @@ pub async fn list(
             .finish();
         format!("/webhooks?{q}")
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         "webhooks.html",
         base_context(Some(person.caller())),
@@ -129,7 +132,7 @@ pub async fn list(
             next => (page < pages).then(|| page_link(page + 1)),
             can_edit => person.caller().allows(Ability::ManageWebhooks),
         },
-    )
+    ))
 }
 
 /// `/webhooks/{id}` opens the Logs tab, where most visits go.
@@ -145,85 +148,64 @@ pub async fn set_enabled(
     headers: HeaderMap,
     Path(id): Path<crate::domain::ids::WebhookId>,
     form: FormBody,
-) -> Response {
-    if let Err(r) = person.permit(
+) -> PageResult {
+    person.permit(
         &headers,
         &form,
         crate::domain::token::Ability::ManageWebhooks,
         "turning webhooks on and off",
-    ) {
-        return r;
-    }
+    )?;
     let back = match form.get("back") {
         b if b.starts_with("/webhooks") && super::local_path(b).is_some() => b.to_owned(),
         _ => "/webhooks".to_owned(),
     };
     // Turning off cancels what is still pending: one click must not do that unasked.
-    if form.get("enabled") != "true" && form.get("confirm") != "yes" {
-        let pending = match state.webhook(person.caller(), &id).await {
-            Ok(hook) if hook.spec.enabled => state
-                .store
-                .pending_count(&id)
-                .await
-                .map(|n| (hook, n))
-                .map_err(crate::http::error::ApiError::from),
-            Ok(hook) => Ok((hook, 0)),
-            Err(e) => Err(e),
-        };
-        match pending {
-            Ok((hook, n)) if n > 0 => {
-                return render(
-                    StatusCode::OK,
-                    "confirm_off.html",
-                    base_context(Some(person.caller())),
-                    context! {
-                        title => format!("Turn off {}?", hook.spec.name),
-                        nav => "webhooks",
-                        id => id.as_str(), name => &hook.spec.name, pending => n, back => &back,
-                    },
-                );
-            }
-            Ok(_) => {}
-            Err(e) => return error_page(person.caller(), e),
+    let caller = person.caller();
+    let hook = person.webhook(&state, &id).await?;
+    if form.get("enabled") != "true" && form.get("confirm") != "yes" && hook.spec.enabled {
+        let pending = state.store.pending_count(&id).await.or_page(caller)?;
+        if pending > 0 {
+            return Ok(render(
+                StatusCode::OK,
+                "confirm_off.html",
+                base_context(Some(caller)),
+                context! {
+                    title => format!("Turn off {}?", hook.spec.name),
+                    nav => "webhooks",
+                    id => id.as_str(), name => &hook.spec.name, pending => pending, back => &back,
+                },
+            ));
         }
     }
     let turning_on = form.get("enabled") == "true";
-    let result = async {
-        let hook = state.webhook(person.caller(), &id).await?;
-        let was_on = hook.spec.enabled;
-        let mut body = webhook_json(&hook);
-        body["enabled"] = json!(turning_on);
-        state
-            .webhook_editor(person.caller())?
-            .update(&id, &body)
-            .await?;
-        // Turned back on: cancelled deliveries (turning it off cancels what is pending) are
-        // offered for a retry. It is on whatever this count says.
-        let cancelled = if turning_on && !was_on {
-            let q = crate::store::LogQuery {
-                state: Some(crate::domain::delivery::DeliveryState::Cancelled),
-                ..Default::default()
-            };
-            state
-                .store
-                .count_finished_matching(person.caller().organization_id(), &id, &q)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "could not count cancelled deliveries to offer");
-                    0
-                })
-        } else {
-            0
+    let was_on = hook.spec.enabled;
+    let mut body = webhook_json(&hook);
+    body["enabled"] = json!(turning_on);
+    let editor = state.webhook_editor(caller).or_page(caller)?;
+    editor.update(&id, &body).await.or_page(caller)?;
+    // Turned back on: cancelled deliveries (turning it off cancels what is pending) are
+    // offered for a retry. It is on whatever this count says.
+    let cancelled = if turning_on && !was_on {
+        let q = crate::store::LogQuery {
+            state: Some(crate::domain::delivery::DeliveryState::Cancelled),
+            ..Default::default()
         };
-        Ok::<_, crate::http::error::ApiError>(cancelled)
-    }
-    .await;
-    match result {
-        Ok(0) => super::redirect(&back).into_response(),
-        Ok(_) => super::redirect(&format!(
+        state
+            .store
+            .count_finished_matching(caller.organization_id(), &id, &q)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not count cancelled deliveries to offer");
+                0
+            })
+    } else {
+        0
+    };
+    Ok(match cancelled {
+        0 => super::redirect(&back).into_response(),
+        _ => super::redirect(&format!(
             "/webhooks/{id}/logs?state=cancelled&done=turned-on"
         ))
         .into_response(),
-        Err(e) => error_page(person.caller(), e),
-    }
+    })
 }
