@@ -1,6 +1,7 @@
 //! PostgreSQL over TLS: `sslmode` and `sslrootcert` in `database_url`. Needs a cluster that
 //! accepts only TLS (`TEST_POSTGRES_TLS_URL`) and its CA (`TEST_POSTGRES_TLS_CA`); `.ci/run`
-//! makes one with `.ci/postgres-tls`. Without them the test prints a SKIPPED line.
+//! makes one with `.ci/postgres-tls`. Without them the test prints a SKIPPED line (under
+//! `CI=true` it fails).
 
 use tocsin::store;
 
@@ -12,8 +13,8 @@ async fn postgres_over_tls_verifies_the_server() {
         std::env::var("TEST_POSTGRES_TLS_URL"),
         std::env::var("TEST_POSTGRES_TLS_CA"),
     ) else {
-        println!(
-            "SKIPPED on PostgreSQL over TLS: set TEST_POSTGRES_TLS_URL and TEST_POSTGRES_TLS_CA (.ci/postgres-tls makes a cluster)"
+        crate::helpers::skipped(
+            "SKIPPED on PostgreSQL over TLS: set TEST_POSTGRES_TLS_URL and TEST_POSTGRES_TLS_CA (.ci/postgres-tls makes a cluster)",
         );
         return;
     };
@@ -67,7 +68,7 @@ async fn postgres_over_tls_verifies_the_server() {
                 }
             }
         } else {
-            println!("SKIPPED the wrong-CA check: no {public_roots}");
+            crate::helpers::skipped(&format!("SKIPPED the wrong-CA check: no {public_roots}"));
         }
         // Plain text is refused by this cluster.
         let plain = format!(

@@ -29,15 +29,14 @@ pub fn screenshot_dir() -> std::path::PathBuf {
 }
 
 impl Browser {
-    /// A fresh headless Chromium pointed at `base`; `None`, with a printed line, when
-    /// Chromium or its driver is not installed.
+    /// A fresh headless Chromium pointed at `base`; `None`, with a printed line (a failure
+    /// under `CI=true`), when Chromium or its driver is not installed.
     pub async fn start(base: &str, test: &str) -> Option<Browser> {
         if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
         {
-            let _ = writeln!(
-                std::io::stderr(),
+            super::skipped(&format!(
                 "SKIPPED in the browser: {test} ({CHROMIUM} or {CHROMEDRIVER} is missing; .ci/run installs the Debian packages chromium and chromium-driver)"
-            );
+            ));
             return None;
         }
         let mut driver = Command::new(CHROMEDRIVER)

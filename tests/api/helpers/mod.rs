@@ -69,7 +69,8 @@ pub struct TestDb {
 const PG_ENV: &str = "TEST_POSTGRES_URL";
 
 impl TestDb {
-    /// `None` (with a printed line) when the backend is PostgreSQL and no server is configured.
+    /// `None` (with a printed line; a failure under `CI=true`) when the backend is PostgreSQL
+    /// and no server is configured.
     pub async fn new(backend: Backend) -> Option<TestDb> {
         match backend {
             Backend::Sqlite => {
@@ -85,11 +86,9 @@ impl TestDb {
                 let Ok(admin) = std::env::var(PG_ENV) else {
                     let thread = std::thread::current();
                     let name = thread.name().unwrap_or("a test");
-                    // Written past the test harness's capture, so the skip is always seen.
-                    let _ = writeln!(
-                        std::io::stderr(),
+                    skipped(&format!(
                         "SKIPPED on PostgreSQL: {name} ({PG_ENV} is not set; .ci/run sets it)"
-                    );
+                    ));
                     return None;
                 };
                 let name = format!(
@@ -551,8 +550,18 @@ pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     (socket, port)
 }
 
+/// Says that (part of) a test did not run, and why: printed past the harness's capture, so
+/// a skip is always seen. Under `CI=true` it fails the test instead: CI has every service
+/// and tool, and a missing one must be a red run, not a silent pass.
+pub fn skipped(line: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{line}: under CI=true nothing may be skipped (.ci/run installs and starts what the tests need)");
+    }
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The programs `names` found on `PATH`, in order, or `None` after saying the test is
-/// skipped and `why`; under `CI=true` a missing program fails the test instead.
+/// skipped and `why` ([`skipped`]: under `CI=true` a missing program fails the test).
 pub fn tools_or_skip(names: &[&str], why: &str) -> Option<Vec<std::path::PathBuf>> {
     let paths = std::env::var_os("PATH").unwrap_or_default();
     let found: Option<Vec<_>> = names
@@ -564,16 +573,10 @@ pub fn tools_or_skip(names: &[&str], why: &str) -> Option<Vec<std::path::PathBuf
         })
         .collect();
     if found.is_none() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{why}; a test whose tool is missing fails in CI");
-        }
-        let thread = std::thread::current();
-        // Past the harness's capture, so the skip is always seen.
-        let _ = writeln!(
-            std::io::stderr(),
+        skipped(&format!(
             "SKIPPED: {} ({why})",
-            thread.name().unwrap_or("a test")
-        );
+            std::thread::current().name().unwrap_or("a test")
+        ));
     }
     found
 }
