@@ -4,7 +4,7 @@
 //! line (`.ci/run` installs it).
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::Duration,
 };
