@@ -19,6 +19,7 @@ mod source_pages;
 mod sources;
 mod sources_live;
 mod store_conformance;
+mod store_queue;
 mod tls;
 mod ui_forms;
 mod webhooks;

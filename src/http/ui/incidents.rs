@@ -57,7 +57,11 @@ pub async fn list(
             }
         })
         .collect();
-    let snapshot = state.catalog.webhooks(&org).await.or_page(person.caller())?;
+    let snapshot = state
+        .catalog
+        .webhooks(&org)
+        .await
+        .or_page(person.caller())?;
     let manual: Vec<Ctx> = snapshot
         .webhooks
         .iter()
