@@ -12,13 +12,13 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use super::{
-    book::AfterClaim,
+    book::{Admit, AfterClaim, Refill},
     circuit::Gate,
     cluster,
-    engine::Inner,
     job::Job,
     recorder::Message,
     send::{send, Call, Outcome},
+    shared::Inner,
 };
 use crate::{
     domain::{
@@ -318,4 +318,63 @@ fn record(inner: &Inner, job: &Job, webhook: &Webhook, outcome: Outcome, number:
         notify: !webhook.spec.mail_ids.is_empty(),
     };
     let _ = inner.recorder.send(Message::Result(result));
+}
+
+/// Starts each job the book admits, each in its own task; the rest go back parked.
+pub(super) fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
+    let now = inner.clock.now();
+    let mut park = Vec::new();
+    for mut job in jobs {
+        // Taken just now (claimed, or stored by intake a moment ago): the clocks' offset now
+        // is the one the lease was written under.
+        job.held_until
+            .get_or_insert_with(|| inner.clock.from_wall(job.lease_until));
+        let admit = inner.book().admit(&job.url, job.probe, now);
+        match admit {
+            Admit::Park => park.push(job.delivery_id),
+            Admit::Start { probe, permits } => {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    let url = job.url.clone();
+                    attempt(&inner, Job { probe, ..job }, permits).await;
+                    let finished = inner.book().finished(&url);
+                    if let Some(refill) = finished.refill {
+                        start_refill(&inner, refill);
+                    }
+                    if finished.idle {
+                        inner.idle.notify_waiters();
+                    }
+                });
+            }
+        }
+    }
+    if !park.is_empty() {
+        inner.park(park);
+    }
+}
+
+/// Takes parked deliveries back from the store and starts them.
+pub(super) fn start_refill(inner: &Arc<Inner>, refill: Refill) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let lease = inner.lease();
+        let claimed = inner
+            .store
+            .claim_parked(&lease, &refill.url, refill.limit as u32, refill.probe)
+            .await;
+        let deliveries = match claimed {
+            Ok(deliveries) => deliveries,
+            Err(e) => {
+                tracing::warn!(error = %e, url = %refill.url, "taking back parked deliveries failed; trying again later");
+                inner.book().refilled(&refill, None);
+                return;
+            }
+        };
+        inner.book().refilled(&refill, Some(deliveries.len()));
+        let jobs = deliveries
+            .into_iter()
+            .map(|d| Job::from_claimed(d, &lease, refill.probe))
+            .collect();
+        submit(&inner, jobs);
+    });
 }

@@ -5,11 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
+    book::Refill,
     book::{ClusterWrite, ProbeAnswer},
     circuit::{Health, FIRST_COOLDOWN, MAX_COOLDOWN},
-    engine::{start_refill, Inner},
     job::Job,
     send::Outcome,
+    shared::Inner,
 };
 use crate::{
     domain::{
@@ -46,9 +47,9 @@ pub(super) async fn claim_probe(inner: &Inner, url: &str) -> Option<ProbeAnswer>
     }
 }
 
-/// Reads the circuits open in the cluster and brings this node's in line: refills the
-/// URLs closed elsewhere.
-pub(super) async fn sync_circuits(inner: &Arc<Inner>) {
+/// Reads the circuits open in the cluster and brings this node's in line; the refills of
+/// the URLs closed elsewhere, to start.
+pub(super) async fn sync_circuits(inner: &Inner) -> Vec<Refill> {
     let read_at = inner.clock.now();
     let open = match inner.store.open_circuits().await {
         // The cluster's probe times are wall times: the book's are process times.
@@ -58,13 +59,10 @@ pub(super) async fn sync_circuits(inner: &Arc<Inner>) {
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the cluster's open circuits; trying again");
-            return;
+            return Vec::new();
         }
     };
-    let refills = inner.book().sync_circuits(open, read_at, inner.clock.now());
-    for refill in refills {
-        start_refill(inner, refill);
-    }
+    inner.book().sync_circuits(open, read_at, inner.clock.now())
 }
 
 /// Tells the book how an attempt (allowed `timeout`) went for its URL, and carries out what

@@ -6,19 +6,20 @@
 //! row is told) is the [`Book`]'s; this file holds what the parts share and starts them.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::{
-    attempt::attempt,
-    book::{Admit, Book, Limits, Refill},
+    attempt::{start_refill, submit},
+    book::{Book, Limits},
     guard::NetworkPolicy,
     job::Job,
     poller::poll,
     recorder::{self, Message},
+    shared::{Inner, PARK_SAFETY},
     wakeup::Wakeup,
 };
 use crate::{
@@ -30,59 +31,8 @@ use crate::{
         ids::{new_id, DeliveryId},
         rate_limit::RateLimiter,
     },
-    store::{Admission, Lease, Store},
+    store::{Admission, Store},
 };
-
-/// A parked delivery falls due on its own after this, should the node that parked it be
-/// gone; the engine normally takes parked work back long before.
-const PARK_SAFETY: Duration = Duration::from_secs(3600);
-
-/// What the engine's parts share.
-pub(super) struct Inner {
-    pub(super) store: Arc<dyn Store>,
-    /// Webhook settings (headers, secret, timeout, max_retry) read at each attempt.
-    pub(super) catalog: Arc<Catalog>,
-    pub(super) client: reqwest::Client,
-    pub(super) policy: Arc<NetworkPolicy>,
-    pub(super) schedule: Vec<Duration>,
-    pub(super) owner: String,
-    /// Calls in flight over all URLs.
-    pub(super) global: Arc<Semaphore>,
-    pub(super) book: Mutex<Book>,
-    /// Per webhook and URL, for webhooks with `rate_limit_per_second`.
-    pub(super) rates: Mutex<RateLimiter>,
-    pub(super) wakeup: Arc<Wakeup>,
-    /// Told when the last delivery in flight finishes (shutdown waits for it).
-    pub(super) idle: Notify,
-    pub(super) recorder: mpsc::UnboundedSender<Message>,
-    /// The book decides in process time; what the store keeps is wall time.
-    pub(super) clock: Clock,
-    /// How long a claim lasts (`delivery.lease`): only a crashed node's work waits this long
-    /// to be taken over, as a claim about to run out is renewed before sending.
-    pub(super) lease_length: Duration,
-}
-
-impl Inner {
-    /// The book. Its methods never await, so no lock is held across an `.await`; should
-    /// one panic, the book's counters are still the best knowledge there is, and going on
-    /// beats wedging every delivery and shutdown behind a poisoned lock.
-    pub(super) fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(super) fn lease(&self) -> Lease {
-        Lease {
-            owner: self.owner.clone(),
-            until: self.clock.wall().plus(self.lease_length),
-        }
-    }
-
-    /// Gives deliveries back to the store parked, without an attempt.
-    pub(super) fn park(&self, delivery_ids: Vec<DeliveryId>) {
-        let until = self.clock.wall().plus(PARK_SAFETY);
-        let _ = self.recorder.send(Message::Park(delivery_ids, until));
-    }
-}
 
 #[derive(Clone)]
 pub struct Engine {
@@ -242,63 +192,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// Starts each job the book admits, each in its own task; the rest go back parked.
-pub(super) fn submit(inner: &Arc<Inner>, jobs: Vec<Job>) {
-    let now = inner.clock.now();
-    let mut park = Vec::new();
-    for mut job in jobs {
-        // Taken just now (claimed, or stored by intake a moment ago): the clocks' offset now
-        // is the one the lease was written under.
-        job.held_until
-            .get_or_insert_with(|| inner.clock.from_wall(job.lease_until));
-        let admit = inner.book().admit(&job.url, job.probe, now);
-        match admit {
-            Admit::Park => park.push(job.delivery_id),
-            Admit::Start { probe, permits } => {
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let url = job.url.clone();
-                    attempt(&inner, Job { probe, ..job }, permits).await;
-                    let finished = inner.book().finished(&url);
-                    if let Some(refill) = finished.refill {
-                        start_refill(&inner, refill);
-                    }
-                    if finished.idle {
-                        inner.idle.notify_waiters();
-                    }
-                });
-            }
-        }
-    }
-    if !park.is_empty() {
-        inner.park(park);
-    }
-}
-
-/// Takes parked deliveries back from the store and starts them.
-pub(super) fn start_refill(inner: &Arc<Inner>, refill: Refill) {
-    let inner = inner.clone();
-    tokio::spawn(async move {
-        let lease = inner.lease();
-        let claimed = inner
-            .store
-            .claim_parked(&lease, &refill.url, refill.limit as u32, refill.probe)
-            .await;
-        let deliveries = match claimed {
-            Ok(deliveries) => deliveries,
-            Err(e) => {
-                tracing::warn!(error = %e, url = %refill.url, "taking back parked deliveries failed; trying again later");
-                inner.book().refilled(&refill, None);
-                return;
-            }
-        };
-        inner.book().refilled(&refill, Some(deliveries.len()));
-        let jobs = deliveries
-            .into_iter()
-            .map(|d| Job::from_claimed(d, &lease, refill.probe))
-            .collect();
-        submit(&inner, jobs);
-    });
 }

@@ -1,9 +1,9 @@
 //! The delivery engine: claim, send (HTTP client with SSRF guard), record, schedule.
-//! `engine.rs` starts the parts and holds what they share; `attempt.rs` carries one
-//! delivery from its turn to its result, `poller.rs` claims what intake did not hand over,
-//! `cluster.rs` keeps the URLs' circuits in line across nodes, `send_now.rs` sends tests by
-//! hand; every decision about a URL is `book.rs`'s (with `circuit.rs`), pure and tested
-//! with explicit times.
+//! `engine.rs` starts the parts and `shared.rs` holds what they share; `attempt.rs` starts
+//! deliveries and carries each from its turn to its result, `poller.rs` claims what intake
+//! did not hand over, `cluster.rs` keeps the URLs' circuits in line across nodes,
+//! `send_now.rs` sends tests by hand; every decision about a URL is `book.rs`'s (with
+//! `circuit.rs`), pure and tested with explicit times.
 
 mod attempt;
 mod book;
@@ -17,6 +17,7 @@ mod poller;
 mod recorder;
 mod send;
 mod send_now;
+mod shared;
 mod wakeup;
 
 pub use engine::Engine;

@@ -5,9 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
+    attempt::{start_refill, submit},
     cluster,
-    engine::{start_refill, submit, Inner},
     job::Job,
+    shared::Inner,
 };
 
 /// The poller looks for due work at least this often.
@@ -33,7 +34,9 @@ pub(super) async fn poll(inner: Arc<Inner>) {
         let now = inner.clock.now();
         if now >= sync_at {
             sync_at = now.plus(CIRCUIT_SYNC);
-            cluster::sync_circuits(&inner).await;
+            for refill in cluster::sync_circuits(&inner).await {
+                start_refill(&inner, refill);
+            }
         }
         if now >= rescan_at {
             rescan_at = now.plus(PARKED_RESCAN);

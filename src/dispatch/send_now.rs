@@ -4,9 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    engine::{Engine, Inner},
+    engine::Engine,
     job::{Job, SentNow},
     send::{send, Call},
+    shared::Inner,
 };
 use crate::{
     domain::{

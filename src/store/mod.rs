@@ -123,9 +123,13 @@ pub struct WebhookChanges {
 
 /// Everything tocsin stores.
 pub trait Store:
-    ConfigStore
+    NodeStore
+    + ConfigStore
     + AccountStore
-    + DeliveryStore
+    + QueueStore
+    + LogStore
+    + RetryJobStore
+    + RetentionStore
     + NotificationStore
     + ActivityStore
     + CircuitStore
@@ -133,9 +137,13 @@ pub trait Store:
 {
 }
 impl<
-        T: ConfigStore
+        T: NodeStore
+            + ConfigStore
             + AccountStore
-            + DeliveryStore
+            + QueueStore
+            + LogStore
+            + RetryJobStore
+            + RetentionStore
             + NotificationStore
             + ActivityStore
             + CircuitStore
@@ -236,9 +244,10 @@ pub trait ActivityStore: Send + Sync + 'static {
     ) -> StoreResult<std::collections::HashMap<String, String>>;
 }
 
-/// Organizations, tokens and webhook configuration.
+/// The database itself and the nodes sharing it: whether it answers, the changes other nodes
+/// make, the sealing key, the nodes' heartbeats, SQLite's checkpoints.
 #[async_trait]
-pub trait ConfigStore: Send + Sync + 'static {
+pub trait NodeStore: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// Changes made by any node, heard as they commit, where the database can tell
@@ -257,7 +266,11 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// SQLite: copies the write-ahead log into the database file without blocking the
     /// writer (a passive checkpoint), so commits never pay for one. Elsewhere nothing.
     async fn checkpoint(&self) -> StoreResult<()>;
+}
 
+/// Organizations, tokens and webhook configuration.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
     /// On an empty installation, creates `org`, the `owner` token and, if given, the owner's
     /// setup link together and returns true; once an installation exists, changes nothing
     /// and returns false.
@@ -270,7 +283,6 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// The organization the first start created.
     async fn installation_organization(&self) -> StoreResult<Option<Organization>>;
     async fn create_organization(&self, org: &Organization) -> StoreResult<()>;
-
     async fn create_token(&self, token: &NewToken, audit: &AuditEntry) -> StoreResult<()>;
     /// The token with this hash, revoked or not.
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
@@ -290,7 +302,6 @@ pub trait ConfigStore: Send + Sync + 'static {
     ) -> StoreResult<Option<ApiToken>>;
     /// Records that the token was used, unless that was recorded less than a minute ago.
     async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()>;
-
     async fn insert_webhook(&self, webhook: &Webhook, audit: &AuditEntry) -> StoreResult<()>;
     async fn webhook(
         &self,
@@ -362,7 +373,6 @@ pub trait ConfigStore: Send + Sync + 'static {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<Option<Webhook>>;
-
     /// Records services, alert sources and teams seen in events (names updated).
     async fn observe_directory(
         &self,
@@ -382,7 +392,6 @@ pub trait ConfigStore: Send + Sync + 'static {
         organization_id: &OrganizationId,
         kind: crate::domain::directory::Kind,
     ) -> StoreResult<Vec<crate::domain::directory::Entry>>;
-
     /// Records an entry that goes with no change of its own (a secret seen).
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
     /// Audit entries, newest first, with each one's position for paging.
@@ -577,9 +586,10 @@ pub struct LogQuery {
     pub limit: u32,
 }
 
-/// Events, deliveries and attempts: the intake's writes, the engine's queue, the logs.
+/// The engine's queue: intake's writes (events and their deliveries, in one transaction),
+/// claims, leases, parks, results and the rate slots.
 #[async_trait]
-pub trait DeliveryStore: Send + Sync + 'static {
+pub trait QueueStore: Send + Sync + 'static {
     /// In one transaction, for each event: the event, the incident's latest snapshot, and
     /// its deliveries. A delivery to one of `admission.park_urls` is stored parked; one
     /// first in its lane (no earlier pending delivery) is leased to `admission.lease`, if
@@ -612,12 +622,6 @@ pub trait DeliveryStore: Send + Sync + 'static {
         deliveries: &[NewDelivery],
         admission: &Admission,
     ) -> StoreResult<Vec<DeliveryId>>;
-    /// The latest event received for an incident.
-    async fn latest_incident_event(
-        &self,
-        organization_id: &OrganizationId,
-        incident_id: &str,
-    ) -> StoreResult<Option<Event>>;
     /// Leases up to `limit` pending deliveries that are due, not leased (or whose lease
     /// expired) and first in their lane, earliest due first. Taking a parked delivery that
     /// fell due unparks it.
@@ -688,6 +692,26 @@ pub trait DeliveryStore: Send + Sync + 'static {
         burst: f64,
         now: Timestamp,
     ) -> StoreResult<Result<(), std::time::Duration>>;
+    /// Pending deliveries in all, and how many of them are parked (for the metrics).
+    async fn queue_counts(&self) -> StoreResult<(u64, u64)>;
+    /// Cancels a webhook's pending deliveries.
+    async fn cancel_pending(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        at: Timestamp,
+    ) -> StoreResult<u64>;
+}
+
+/// The delivery logs: what was sent where, as the pages and the API read it.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// The latest event received for an incident.
+    async fn latest_incident_event(
+        &self,
+        organization_id: &OrganizationId,
+        incident_id: &str,
+    ) -> StoreResult<Option<Event>>;
     /// How many of a webhook's finished deliveries match `q` (any finished state unless `q`
     /// names one).
     async fn count_finished_matching(
@@ -696,6 +720,40 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &WebhookId,
         q: &LogQuery,
     ) -> StoreResult<u64>;
+    /// A webhook's deliveries, newest first, with each one's position for paging.
+    async fn list_deliveries(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        query: &LogQuery,
+    ) -> StoreResult<Vec<(i64, Delivery)>>;
+    async fn delivery(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// Every delivery of an incident's events, across the organization's webhooks, in the
+    /// order they were made (at most `limit`).
+    async fn incident_deliveries(
+        &self,
+        organization_id: &OrganizationId,
+        incident_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// The webhook's deliveries at these log positions, as they are now (what a Logs page
+    /// shows follows them).
+    async fn deliveries_at(
+        &self,
+        organization_id: &OrganizationId,
+        webhook_id: &WebhookId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, Delivery)>>;
+}
+
+/// Bulk retries: their jobs, and finished deliveries set pending again a batch at a time.
+#[async_trait]
+pub trait RetryJobStore: Send + Sync + 'static {
     /// One step of bulk retry `job`, if `runner` still holds it: sets up to `limit` of the
     /// deliveries `q` finds, oldest first after the position the job's row holds (not
     /// `job.after_seq`: a runner that lost a step's answer tries it again), pending again (due
@@ -735,6 +793,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
         webhook_id: &WebhookId,
         id: &str,
     ) -> StoreResult<Option<RetryJob>>;
+}
+
+/// Retention: what is older than the installation keeps goes, a bounded batch at a time.
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
     /// Deletes up to `limit` finished deliveries completed before `before`, oldest first,
     /// with their attempts and notifications, then those of their payloads and events
     /// nothing refers to any more (the event an incident's row points at stays: the
@@ -744,44 +807,6 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Deletes up to `limit` each of sent or skipped notifications and notices, audit
     /// entries and finished bulk retries from before `before`. Returns how many in all.
     async fn prune_records(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
-    /// Pending deliveries in all, and how many of them are parked (for the metrics).
-    async fn queue_counts(&self) -> StoreResult<(u64, u64)>;
-    /// Cancels a webhook's pending deliveries.
-    async fn cancel_pending(
-        &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
-        at: Timestamp,
-    ) -> StoreResult<u64>;
-    /// A webhook's deliveries, newest first, with each one's position for paging.
-    async fn list_deliveries(
-        &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
-        query: &LogQuery,
-    ) -> StoreResult<Vec<(i64, Delivery)>>;
-    async fn delivery(
-        &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
-        delivery_id: &DeliveryId,
-    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
-    /// Every delivery of an incident's events, across the organization's webhooks, in the
-    /// order they were made (at most `limit`).
-    async fn incident_deliveries(
-        &self,
-        organization_id: &OrganizationId,
-        incident_id: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<Delivery>>;
-    /// The webhook's deliveries at these log positions, as they are now (what a Logs page
-    /// shows follows them).
-    async fn deliveries_at(
-        &self,
-        organization_id: &OrganizationId,
-        webhook_id: &WebhookId,
-        seqs: &[i64],
-    ) -> StoreResult<Vec<(i64, Delivery)>>;
 }
 
 /// Whether a node may send a URL's circuit probe now.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{delivery::event_from_row, hour_of, Dialect, SqlStore};
+use super::{delivery_rows::event_from_row, hour_of, Dialect, SqlStore};
 use crate::domain::ids::{OrganizationId, WebhookId};
 use crate::domain::{delivery::DeliveryState, event::Event, Timestamp};
 use crate::store::{ActivityStore, LastDelivery, StoreError, StoreResult};

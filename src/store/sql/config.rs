@@ -4,20 +4,17 @@ use async_trait::async_trait;
 use sqlx::{any::AnyRow, Row};
 
 use super::audit::insert_audit;
-use super::{Dialect, SqlStore};
+use super::SqlStore;
 use crate::domain::ids::{OrganizationId, WebhookId};
 use crate::domain::{
     audit::{token_created, token_object, Actor, AuditEntry},
     organization::Organization,
-    sealing::{Sealer, SecretKey},
     session::SetupLink,
     token::{Ability, ApiToken, NewToken},
     webhook::{PreviousSecret, Webhook, WebhookSpec},
     Timestamp,
 };
-use crate::store::{
-    AuditQuery, Change, ConfigStore, Page, StoreError, StoreResult, WebhookChanges,
-};
+use crate::store::{AuditQuery, ConfigStore, Page, StoreError, StoreResult, WebhookChanges};
 
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, organization_id, slug, author_id, spec, secret, previous_secret, previous_secret_until, disabled_reason, created_at, updated_at";
@@ -128,28 +125,6 @@ fn insert_token(t: &NewToken) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
 
 #[async_trait]
 impl ConfigStore for SqlStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
-        self.changes.as_ref().map(|feed| feed.subscribe())
-    }
-
-    async fn rotate_key(&self, new: &SecretKey) -> StoreResult<u64> {
-        self.rotate(&Sealer::new(new)).await
-    }
-
-    async fn checkpoint(&self) -> StoreResult<()> {
-        if self.dialect == Dialect::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.reader)
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn bootstrap(
         &self,
         org: &Organization,
@@ -493,43 +468,6 @@ impl ConfigStore for SqlStore {
         .fetch_all(&self.reader)
         .await?;
         Ok(self.readable_webhooks(&rows))
-    }
-
-    async fn node_beat(&self, id: &str, started_at: Timestamp, at: Timestamp) -> StoreResult<()> {
-        let mut writer = self.writer.acquire().await?;
-        sqlx::query(
-            "INSERT INTO nodes (id, started_at, seen_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-        )
-        .bind(id)
-        .bind(started_at.as_micros())
-        .bind(at.as_micros())
-        .execute(&mut *writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn node_stopped(&self, id: &str) -> StoreResult<()> {
-        let mut writer = self.writer.acquire().await?;
-        sqlx::query("DELETE FROM nodes WHERE id = $1")
-            .bind(id)
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn live_nodes(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
-        let rows = sqlx::query("SELECT id, seen_at FROM nodes WHERE seen_at >= $1 ORDER BY id")
-            .bind(since.as_micros())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("id")?,
-                    Timestamp::from_micros(row.try_get("seen_at")?),
-                ))
-            })
-            .collect()
     }
 
     async fn organization(&self, id: &OrganizationId) -> StoreResult<Option<Organization>> {
