@@ -161,8 +161,9 @@ impl Editor<'_> {
         Ok(())
     }
 
-    /// The webhook with its signing secret, each reveal audited as
-    /// `webhook.secret_revealed`.
+    /// The webhook with its signing secret, for those who may manage webhooks: the same
+    /// people who see a secret when they create or rotate it (one rule for seeing secrets).
+    /// Each reveal is audited as `webhook.secret_revealed`.
     pub async fn reveal_secret(&self, id: &WebhookId) -> Result<Webhook, WebhookError> {
         let hook = self.existing(id).await?;
         let entry = self.entry("webhook.secret_revealed", id, &hook.spec.name, vec![]);
@@ -253,7 +254,7 @@ fn restore_masked(spec: &mut WebhookSpec, stored: &WebhookSpec) -> Result<(), We
 /// The event type a test sends: `requested` (a v2 or v1 name, or a trigger's `event_type`)
 /// if given, else the webhook's first trigger. A v1 webhook can only be tested with the
 /// four incident events.
-pub fn test_event_type(
+fn test_event_type(
     webhook: &Webhook,
     requested: Option<&str>,
 ) -> Result<&'static EventType, FieldError> {

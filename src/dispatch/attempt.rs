@@ -17,7 +17,7 @@ use super::{
     cluster,
     job::Job,
     recorder::Message,
-    send::{send, Call, Outcome},
+    send::Outcome,
     shared::Inner,
 };
 use crate::{
@@ -58,21 +58,7 @@ pub(super) async fn attempt(inner: &Arc<Inner>, mut job: Job, url_permits: Arc<S
         return; // parked until the probe's time
     };
     let number = job.attempts + 1;
-    let outcome = send(
-        &inner.client,
-        &inner.policy,
-        Call {
-            delivery_id: &job.delivery_id,
-            url: &job.url,
-            method: job.method,
-            payload: &job.payload,
-            headers: &webhook.spec.header,
-            secrets: &webhook.signing_secrets(inner.clock.wall()),
-            timeout,
-            number,
-        },
-    )
-    .await;
+    let outcome = inner.send(&job, &webhook, timeout, number).await;
     let was_probe = probe.map(ProbeSlot::sent).is_some();
     cluster::attempted(inner, &job, &webhook, &outcome, was_probe, timeout).await;
     if outcome.attempt.response_status == Some(410) {

@@ -96,10 +96,6 @@ pub(super) struct Refill {
 /// What an attempt did to its URL's circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Attempted {
-    /// The URL stopped answering: its deliveries wait from now on.
-    pub opened: bool,
-    /// The URL answers again.
-    pub closed: bool,
     pub probe_due: Option<Timestamp>,
     /// What the cluster's row of the URL's circuit must be told.
     pub cluster: ClusterWrite,
@@ -311,12 +307,7 @@ impl Book {
         } else {
             ClusterWrite::Nothing
         };
-        Attempted {
-            opened,
-            closed,
-            probe_due,
-            cluster,
-        }
+        Attempted { probe_due, cluster }
     }
 
     /// The store answered this node's claim of `url`'s probe. A wait is kept between
@@ -542,7 +533,8 @@ mod tests {
         for i in 1..=FAILURES_TO_OPEN {
             assert!(started(b.admit(URL, false, now)));
             let attempted = b.attempted(URL, Health::Failing, false, now);
-            assert_eq!(attempted.opened, i == FAILURES_TO_OPEN, "attempt {i}");
+            let opened = matches!(attempted.cluster, ClusterWrite::Open { .. });
+            assert_eq!(opened, i == FAILURES_TO_OPEN, "attempt {i}");
             b.finished(URL);
         }
         assert_eq!(b.open_circuits(), vec![URL.to_owned()]);
@@ -817,7 +809,7 @@ mod tests {
             "others wait for the probe's answer"
         );
         let answered = b.attempted(URL, Health::Answered, true, cooled);
-        assert!(answered.closed && !answered.opened);
+        assert_eq!(answered.cluster, ClusterWrite::Close);
         let refill = b.finished(URL).refill.expect("closed: parked work flows");
         assert!(!refill.probe);
         assert!(b.open_circuits().is_empty());
@@ -870,7 +862,7 @@ mod tests {
         b.refilled(&probe, Some(1));
         b.admit(URL, true, cooled);
         let failed = b.attempted(URL, Health::Failing, true, cooled);
-        assert!(!failed.closed && !failed.opened, "open already");
+        assert_eq!(failed.cluster, ClusterWrite::ProbeFailed, "open already");
         let next = failed.probe_due;
         let doubled = cooled.plus(FIRST_COOLDOWN * 2);
         assert_eq!(next, Some(doubled));

@@ -152,11 +152,6 @@ impl Engine {
         self.inner.wakeup.now();
     }
 
-    /// Starts leased deliveries now.
-    pub fn submit(&self, jobs: Vec<Job>) {
-        submit(&self.inner, jobs);
-    }
-
     /// Stops claiming, lets attempts in flight finish for up to `grace`, then gives back
     /// every lease this node still holds, so another start picks the work up at once.
     pub async fn shutdown(&self, grace: Duration) {

@@ -34,7 +34,7 @@ pub struct Job {
     /// Attempts already made.
     pub attempts: u32,
     pub lease_until: Timestamp,
-    /// Until when this node counts on the lease, in process time (see [`Clock`]): set as
+    /// Until when this node counts on the lease, in process time (see [`crate::domain::clock::Clock`]): set as
     /// the engine takes the job, so a wall clock stepped back cannot stretch the lease here
     /// while the other nodes see it run out.
     pub(super) held_until: Option<Timestamp>,

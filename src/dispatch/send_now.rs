@@ -6,7 +6,6 @@ use std::{sync::Arc, time::Duration};
 use super::{
     engine::Engine,
     job::{Job, SentNow},
-    send::{send, Call},
     shared::Inner,
 };
 use crate::{
@@ -53,21 +52,7 @@ async fn send_all(inner: &Arc<Inner>, jobs: Vec<Job>, webhook: &Webhook) -> Vec<
             let inner = inner.clone();
             let webhook = webhook.clone();
             tokio::spawn(async move {
-                let outcome = send(
-                    &inner.client,
-                    &inner.policy,
-                    Call {
-                        delivery_id: &job.delivery_id,
-                        url: &job.url,
-                        method: job.method,
-                        payload: &job.payload,
-                        headers: &webhook.spec.header,
-                        secrets: &webhook.signing_secrets(inner.clock.wall()),
-                        timeout,
-                        number: 1,
-                    },
-                )
-                .await;
+                let outcome = inner.send(&job, &webhook, timeout, 1).await;
                 SentNow {
                     delivery_id: job.delivery_id,
                     url: job.url,

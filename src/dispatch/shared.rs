@@ -9,10 +9,17 @@ use std::{
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use super::{book::Book, guard::NetworkPolicy, recorder::Message, wakeup::Wakeup};
+use super::{
+    book::Book,
+    guard::NetworkPolicy,
+    job::Job,
+    recorder::Message,
+    send::{send, Call, Outcome},
+    wakeup::Wakeup,
+};
 use crate::{
     catalog::Catalog,
-    domain::{clock::Clock, ids::DeliveryId, rate_limit::RateLimiter},
+    domain::{clock::Clock, ids::DeliveryId, rate_limit::RateLimiter, webhook::Webhook},
     store::{Lease, Store},
 };
 use std::sync::Arc;
@@ -47,6 +54,28 @@ pub(super) struct Inner {
 }
 
 impl Inner {
+    /// Sends `job` to its URL as its attempt `number`, with `webhook`'s headers and the
+    /// secrets that sign now.
+    pub(super) async fn send(
+        &self,
+        job: &Job,
+        webhook: &Webhook,
+        timeout: Duration,
+        number: u32,
+    ) -> Outcome {
+        let call = Call {
+            delivery_id: &job.delivery_id,
+            url: &job.url,
+            method: job.method,
+            payload: &job.payload,
+            headers: &webhook.spec.header,
+            secrets: &webhook.signing_secrets(self.clock.wall()),
+            timeout,
+            number,
+        };
+        send(&self.client, &self.policy, call).await
+    }
+
     /// The book. Its methods never await, so no lock is held across an `.await`; should
     /// one panic, the book's counters are still the best knowledge there is, and going on
     /// beats wedging every delivery and shutdown behind a poisoned lock.

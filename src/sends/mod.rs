@@ -103,8 +103,9 @@ pub async fn resend(
     Ok(deliveries[0].id.clone())
 }
 
-/// Writes deliveries made here (a manual trigger, a "send again") and starts them. A write that seems to fail may have landed (the connection dropped while `COMMIT`
-/// was answered): the store is asked, and deliveries it holds are reported as made, their
+/// Writes deliveries made here (a manual trigger, a "send again") and starts them. A write
+/// that seems to fail may have landed (the connection dropped while `COMMIT` was answered):
+/// the store is asked, and deliveries it holds are reported as made, their
 /// leases given back to the poller, so that a person told "failed" does not press again and
 /// send twice. A write that did not land is tried once more (a pooled connection may have
 /// died between its ping and its use).

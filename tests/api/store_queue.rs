@@ -235,6 +235,16 @@ async fn store_queue_results_need_the_lease_and_move_the_lane_on(backend: Backen
         vec![d[1].id.clone()],
         "the lane moved on: the incident's second delivery is claimable"
     );
+    // A lease given back (a node stopping) makes its delivery claimable at once.
+    assert_eq!(q.store.release_leases("node-b").await.unwrap(), 1);
+    assert_eq!(q.claim_due().await, vec![d[1].id.clone()]);
+    // Cancelling takes what is pending and leaves what is finished as it is.
+    let cancelled = q
+        .store
+        .cancel_pending(&q.org.id, &q.hook.id, Timestamp::now());
+    assert_eq!(cancelled.await.unwrap(), 1);
+    assert_eq!(q.stored(&d[1].id).await.0.state, DeliveryState::Cancelled);
+    assert_eq!(q.stored(&d[0].id).await.0.state, DeliveryState::Succeeded);
 }
 
 async fn store_queue_parked_work_waits_and_comes_back_by_url_oldest_first(backend: Backend) {

@@ -357,6 +357,17 @@ impl Person {
         state.webhook(&self.0, id).await.or_page(&self.0)
     }
 
+    /// Saves webhook `id` from its API body as this person: refused as the API refuses (an
+    /// invalid field, a role without `manage-webhooks`), which the forms show in place.
+    pub async fn update_webhook(
+        &self,
+        state: &AppState,
+        id: &WebhookId,
+        body: &serde_json::Value,
+    ) -> Result<crate::domain::webhook::Webhook, super::error::ApiError> {
+        Ok(state.webhook_editor(&self.0)?.update(id, body).await?)
+    }
+
     /// A write to webhook `id`: the CSRF token checked, then the webhook looked up.
     pub async fn webhook_to_change(
         &self,

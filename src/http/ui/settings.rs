@@ -129,7 +129,9 @@ pub async fn show(
         rotated.as_deref(),
         query.as_deref(),
     )
-    .await?;
+    .await
+    // The value shown once is gone with this answer, an error page too.
+    .unwrap_or_else(IntoResponse::into_response);
     Ok(super::once::finish(&state, shown, rotated.is_some()))
 }
 
@@ -155,14 +157,7 @@ pub async fn save(
         text => number(text),
     };
     body["enabled"] = json!(form.get("enabled") == "true");
-    let saved: Result<_, ApiError> = async {
-        Ok(state
-            .webhook_editor(person.caller())?
-            .update(&id, &body)
-            .await?)
-    }
-    .await;
-    match saved {
+    match person.update_webhook(&state, &id, &body).await {
         Ok(_) => {
             Ok(super::redirect(&format!("/webhooks/{id}/settings?done=saved")).into_response())
         }

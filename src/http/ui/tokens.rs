@@ -89,7 +89,9 @@ pub async fn list(
         "",
         query.as_deref(),
     )
-    .await?;
+    .await
+    // The value shown once is gone with this answer, an error page too.
+    .unwrap_or_else(IntoResponse::into_response);
     Ok(super::once::finish(&state, page, shown))
 }
 

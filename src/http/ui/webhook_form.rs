@@ -327,14 +327,7 @@ async fn save_tab(
         .await?;
     let tree = Node::tree(&form.0);
     let body = body_from_form(&tree, sections_of(tab), webhook_json(&hook));
-    let saved: Result<_, ApiError> = async {
-        Ok(state
-            .webhook_editor(person.caller())?
-            .update(&id, &body)
-            .await?)
-    }
-    .await;
-    match saved {
+    match person.update_webhook(&state, &id, &body).await {
         Ok(_) => Ok(super::redirect(&format!("/webhooks/{id}/{tab}?done=saved")).into_response()),
         Err(e @ (ApiError::Invalid(..) | ApiError::Forbidden(_))) => {
             let status = e.status();
