@@ -109,14 +109,21 @@ pub fn decide_all(
                 );
                 let next = next.map(|next| {
                     let mut next = *next;
-                    if let Some(Value::Object(incident)) = &members.incident {
+                    match &members.incident {
+                        // A relayed incident comes whole every time and is never merged
+                        // with what came before: its state keeps no copy (each payload
+                        // paid for writing it, and for reading it back).
+                        Some(_) if members.incident_text.is_some() => next.incident.clear(),
                         // Without the platform's own data, often the largest part: a later
                         // change brings its own, and the row stays small.
-                        next.incident = incident
-                            .iter()
-                            .filter(|(k, _)| *k != "event_payload")
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
+                        Some(Value::Object(incident)) => {
+                            next.incident = incident
+                                .iter()
+                                .filter(|(k, _)| *k != "event_payload")
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect();
+                        }
+                        _ => {}
                     }
                     next.team = members.team.clone();
                     current.insert(key, next.clone());
@@ -276,5 +283,28 @@ mod tests {
         .expect("a valid event");
         assert_eq!(event.incident_text.as_str(), text);
         assert!(event.body_json().contains(&format!("\"incident\":{text}")));
+        let next = made.next.as_ref().expect("the incident is followed");
+        assert!(
+            next.incident.is_empty(),
+            "a relayed incident comes whole each time: its state keeps no copy of it"
+        );
+    }
+
+    #[test]
+    fn a_tools_incident_is_kept_in_its_state_without_the_tools_own_data() {
+        let mut with_payload = incident();
+        with_payload.insert("event_payload".into(), json!({"alerts": [1, 2, 3]}));
+        let items = vec![Item::Change(Box::new(Change::new(
+            "g",
+            Intent::Trigger,
+            with_payload,
+        )))];
+        let out = decide_all(&source(), items, &HashMap::new(), Timestamp::from_micros(1));
+        let Outcome::Event(made) = &out[0] else {
+            panic!("{out:?}")
+        };
+        let kept = &made.next.as_ref().expect("a state").incident;
+        assert_eq!(kept["message"], "Disk full", "merged into later changes");
+        assert!(!kept.contains_key("event_payload"));
     }
 }
