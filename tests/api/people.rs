@@ -826,7 +826,25 @@ async fn sessions_end_on_password_change_and_disable(backend: Backend) {
     );
 }
 
-async fn users_api_rules(backend: Backend) {
+/// A user made through the API by the owner token: its id.
+async fn api_user(app: &crate::helpers::TestApp, email: &str, role: &str) -> String {
+    let body = json!({"email": email, "name": email, "role": role});
+    let made = app.owner(Method::POST, "/v3/users", Some(&body)).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    made.body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A PUT by a logged-in person.
+async fn put(
+    o: &mut Visitor,
+    csrf: &str,
+    path: &str,
+    body: Value,
+) -> crate::helpers::visitor::Page {
+    o.api(Method::PUT, path, Some(&body), Some(csrf)).await
+}
+
+async fn users_api_lists_the_roles_in_order(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -838,8 +856,12 @@ async fn users_api_rules(backend: Backend) {
         .map(|r| r["slug"].as_str().unwrap())
         .collect();
     assert_eq!(slugs, ["owner", "admin", "member", "viewer"]);
+}
 
-    let owner = person(&app, "own@example.com", "owner").await;
+async fn users_api_refuses_a_taken_email_bad_fields_and_unknown_ones(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let create = |body: Value| {
         let app = &app;
         async move { app.owner(Method::POST, "/v3/users", Some(&body)).await }
@@ -877,49 +899,36 @@ async fn users_api_rules(backend: Backend) {
             .as_array()
             .unwrap()
             .len(),
-        2,
-        "nothing else written"
+        1,
+        "nothing but Hal written"
     );
+}
 
+async fn users_api_keeps_an_owner_and_only_owners_touch_owners(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let owner = person(&app, "own@example.com", "owner").await;
+    let hal_id = api_user(&app, "hal@example.com", "admin").await;
+    let jo_path = format!(
+        "/v3/users/{}",
+        api_user(&app, "jo@example.com", "viewer").await
+    );
     // The last owner stays, whoever asks.
     let own_path = format!("/v3/users/{}", owner.id);
     let mut o = Visitor::new(&app);
     let csrf = o.login_ok("own@example.com").await;
-    let demote = o
-        .api(
-            Method::PUT,
-            &own_path,
-            Some(&json!({"role": "admin"})),
-            Some(&csrf),
-        )
-        .await;
+    let demote = put(&mut o, &csrf, &own_path, json!({"role": "admin"})).await;
     assert_eq!(demote.status, 409, "{}", demote.text);
     assert!(demote.text.contains("without an owner"), "{}", demote.text);
-    assert_eq!(
-        o.api(Method::DELETE, &own_path, None, Some(&csrf))
-            .await
-            .status,
-        409
-    );
-    assert_eq!(
-        o.api(
-            Method::PUT,
-            &own_path,
-            Some(&json!({"disabled": true})),
-            Some(&csrf)
-        )
-        .await
-        .status,
-        409
-    );
+    let disable = put(&mut o, &csrf, &own_path, json!({"disabled": true})).await;
+    assert_eq!(disable.status, 409);
+    let delete = o.api(Method::DELETE, &own_path, None, Some(&csrf)).await;
+    assert_eq!(delete.status, 409);
     // A token may not touch owners at all (only owners and the command line do).
-    let hal_id = hal.body["data"]["id"].as_str().unwrap();
+    let hal_path = format!("/v3/users/{hal_id}");
     let promote = app
-        .owner(
-            Method::PUT,
-            &format!("/v3/users/{hal_id}"),
-            Some(&json!({"role": "owner"})),
-        )
+        .owner(Method::PUT, &hal_path, Some(&json!({"role": "owner"})))
         .await;
     assert_eq!(promote.status, 403);
     assert!(
@@ -928,28 +937,27 @@ async fn users_api_rules(backend: Backend) {
         promote.message()
     );
     assert_eq!(app.owner(Method::DELETE, &own_path, None).await.status, 403);
-    // An owner promotes; then the first owner may step down.
-    let promoted = o
-        .api(
-            Method::PUT,
-            &format!("/v3/users/{hal_id}"),
-            Some(&json!({"role": "owner"})),
-            Some(&csrf),
-        )
-        .await;
+    // An owner promotes; then the first owner may step down, and is a member from then on.
+    let promoted = put(&mut o, &csrf, &hal_path, json!({"role": "owner"})).await;
     assert_eq!(promoted.status, 200, "{}", promoted.text);
-    let stepped = o
-        .api(
-            Method::PUT,
-            &own_path,
-            Some(&json!({"role": "member"})),
-            Some(&csrf),
-        )
-        .await;
+    let stepped = put(&mut o, &csrf, &own_path, json!({"role": "member"})).await;
     assert_eq!(stepped.status, 200, "{}", stepped.text);
-    // GET → edit → PUT works; the email is not changed this way.
-    let jo = create(json!({"email": "jo@example.com", "name": "Jo", "role": "viewer"})).await;
-    let jo_path = format!("/v3/users/{}", jo.body["data"]["id"].as_str().unwrap());
+    let member_now = put(&mut o, &csrf, &jo_path, json!({"name": "x"})).await;
+    assert_eq!(
+        member_now.status, 403,
+        "the stepped-down owner is a member now: {}",
+        member_now.text
+    );
+}
+
+async fn users_api_takes_back_what_it_shows_but_not_a_new_email(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let jo_path = format!(
+        "/v3/users/{}",
+        api_user(&app, "jo@example.com", "viewer").await
+    );
     let mut shown = app.owner(Method::GET, &jo_path, None).await.body["data"].clone();
     shown["name"] = json!("Jo March");
     shown["role"] = json!("member");
@@ -970,21 +978,13 @@ async fn users_api_rules(backend: Backend) {
         "{}",
         moved.message()
     );
-    let member_now = o
-        .api(
-            Method::PUT,
-            &jo_path,
-            Some(&json!({"name": "x"})),
-            Some(&csrf),
-        )
-        .await;
-    assert_eq!(
-        member_now.status, 403,
-        "the stepped-down owner is a member now: {}",
-        member_now.text
-    );
+}
 
-    // Another organization's users do not exist.
+async fn users_api_shows_no_other_organizations_users(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let hal_id = api_user(&app, "hal@example.com", "admin").await;
     let other = tocsin::domain::organization::Organization::new("Other");
     app.store.create_organization(&other).await.unwrap();
     let theirs = tocsin::domain::token::NewToken::generate(
@@ -1003,16 +1003,10 @@ async fn users_api_rules(backend: Backend) {
         .await
         .unwrap();
     let t = Some(theirs.plaintext.as_str());
+    let hal_path = format!("/v3/users/{hal_id}");
+    assert_eq!(app.call(Method::GET, &hal_path, t, None).await.status, 404);
     assert_eq!(
-        app.call(Method::GET, &format!("/v3/users/{hal_id}"), t, None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        app.call(Method::DELETE, &format!("/v3/users/{hal_id}"), t, None)
-            .await
-            .status,
+        app.call(Method::DELETE, &hal_path, t, None).await.status,
         404
     );
     assert_eq!(
@@ -1789,7 +1783,11 @@ both_backends!(
     an_owner_unlocks_a_person_locked_out_by_failed_logins,
     setup_links_expire_and_work_once,
     sessions_end_on_password_change_and_disable,
-    users_api_rules,
+    users_api_lists_the_roles_in_order,
+    users_api_refuses_a_taken_email_bad_fields_and_unknown_ones,
+    users_api_keeps_an_owner_and_only_owners_touch_owners,
+    users_api_takes_back_what_it_shows_but_not_a_new_email,
+    users_api_shows_no_other_organizations_users,
     tokens_api,
     audit_records_webhook_changes,
 );
