@@ -3,7 +3,8 @@
 //! left by a crashed node, parked work and circuit probes. Each delivery holds a lease
 //! while it is attempted (`attempt.rs`); no transaction stays open across an HTTP call.
 //! Every decision about a URL (start or park, refill, probe, what the cluster's circuit
-//! row is told) is the [`Book`]'s; this file holds what the parts share and starts them.
+//! row is told) is the [`Book`]'s; this file starts the parts (what they share is
+//! `shared.rs`) and is what intake and the rest of tocsin talk to.
 
 use std::{
     sync::{Arc, Mutex},
@@ -115,16 +116,17 @@ impl Engine {
         }
     }
 
-    /// Deliveries were stored under `admission`, and the store leased `leased` of them to
-    /// this node: the URLs that now have parked work are noted, and the leased ones start.
-    pub fn stored(&self, admission: &Admission, deliveries: &[NewDelivery], leased: &[DeliveryId]) {
-        self.parked(admission, deliveries);
+    /// Deliveries were stored under `admission` (a batch: each event's, with those of them
+    /// the store leased to this node): the URLs that now have parked work are noted, once
+    /// for the batch, and the leased ones start.
+    pub fn stored(&self, admission: &Admission, stored: &[(&[NewDelivery], &[DeliveryId])]) {
+        self.parked(admission, stored.iter().flat_map(|(ds, _)| ds.iter()));
         let Some(lease) = &admission.lease else {
             return;
         };
-        let jobs = deliveries
+        let jobs = stored
             .iter()
-            .filter(|d| leased.contains(&d.id))
+            .flat_map(|(ds, leased)| ds.iter().filter(|d| leased.contains(&d.id)))
             .map(|d| Job::from_new(d, lease))
             .collect();
         submit(&self.inner, jobs);

@@ -3,7 +3,7 @@
 //! recorder's queue, the clocks and the lease. Below every other part of `dispatch/`.
 
 use std::{
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -22,7 +22,6 @@ use crate::{
     domain::{clock::Clock, ids::DeliveryId, rate_limit::RateLimiter, webhook::Webhook},
     store::{Lease, Store},
 };
-use std::sync::Arc;
 
 /// A parked delivery falls due on its own after this, should the node that parked it be
 /// gone; the engine normally takes parked work back long before.

@@ -250,8 +250,13 @@ async fn commit(
         .unzip();
     let error = match store.accept_events(&items, &admission).await {
         Ok(answers) => {
-            for (((_, deliveries), reply), answer) in items.iter().zip(replies).zip(answers) {
-                engine.stored(&admission, deliveries, &answer.leased);
+            let stored: Vec<(&[NewDelivery], &[DeliveryId])> = items
+                .iter()
+                .zip(&answers)
+                .map(|((_, deliveries), answer)| (deliveries.as_slice(), answer.leased.as_slice()))
+                .collect();
+            engine.stored(&admission, &stored);
+            for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(Ok(answer));
             }
             return true;
@@ -311,7 +316,7 @@ async fn alone(
     match store.accept_events(one, admission).await {
         Ok(mut answers) => {
             let answer = answers.remove(0);
-            engine.stored(admission, &item.1, &answer.leased);
+            engine.stored(admission, &[(&item.1, &answer.leased)]);
             Ok(answer)
         }
         Err(e) => {

@@ -121,7 +121,7 @@ async fn add_deliveries(
         let admission = engine.admission();
         let error = match store.add_deliveries(deliveries, &admission).await {
             Ok(leased) => {
-                engine.stored(&admission, deliveries, &leased);
+                engine.stored(&admission, &[(deliveries, &leased)]);
                 return Ok(());
             }
             Err(e) => e,
